@@ -1,0 +1,50 @@
+# VaultPay: `make run` starts the local cloud and the API; `make test` runs every check and test.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := install
+.PHONY: install run test lint fmt unit component e2e build validate clean bench soak
+
+install: $(STAMP)
+
+# The venv is (re)built when the pins change; nothing has to be installed by hand first.
+$(STAMP): pyproject.toml requirements/dev.lock
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements/dev.lock -e '.[dev]'
+	@touch $(STAMP)
+
+run: install
+	$(BIN)/vaultpay local up
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy layers/core/vaultpay infra/localcloud
+	$(BIN)/cfn-lint template.yaml
+	$(BIN)/sam validate --lint --region us-east-1
+
+fmt: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+build: install
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/sam build --cached --parallel
+
+unit: install
+	$(BIN)/pytest -m unit -q
+
+component: install
+	$(BIN)/pytest -m component -q
+
+e2e: install
+	$(BIN)/pytest -m e2e -q
+
+test: lint
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The vaultpay command line: the local cloud, invoke, admin and ops commands."""

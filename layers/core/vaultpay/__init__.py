@@ -1,0 +1,1 @@
+"""VaultPay: the shared domain package (the core Lambda layer)."""

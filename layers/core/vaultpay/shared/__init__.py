@@ -1,0 +1,1 @@
+"""Cross-cutting pieces: money, errors, outbox, crypto, http, settings, observability, bootstrap."""
