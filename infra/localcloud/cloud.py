@@ -1,0 +1,349 @@
+"""The local cloud supervisor: starts the emulators, provisions the templates, serves the edge and the API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from localcloud import services
+from localcloud.services import LocalCloudError, ManagedProcess
+from localcloud.spec import REGION, Deployment
+
+Reporter = Callable[[str, str, str], None]  # (piece, url, state)
+
+
+@dataclass
+class CloudConfig:
+    """Where and how the local cloud runs; a port of 0 means any free port (what tests use)."""
+
+    root: Path
+    templates: list[Path]
+    state_dir: Path
+    edge_port: int = 4566
+    api_port: int = 3000
+    nats_port: int = 4222
+    nats_monitor_port: int = 8222
+    fresh: bool = False
+    persist: bool = True  # keep DynamoDB data between runs (-dbPath) unless fresh
+    time_scale: float = 1.0  # divides schedule intervals: tests fire rate(1 minute) every second
+    parameter_overrides: dict[str, str] = field(default_factory=dict)
+    samconfig_env: str = "local"
+    max_workers_per_function: int = 4
+
+
+@dataclass
+class StackState:
+    name: str
+    template: Path
+    deployment: Deployment
+    skipped: list[tuple[str, str]]
+
+
+class LocalCloud:
+    """Owns every process, server and task of one local cloud; `stop()` takes them all down."""
+
+    def __init__(self, config: CloudConfig, report: Reporter | None = None) -> None:
+        self.config = config
+        self.report: Reporter = report or (lambda piece, url, state: None)
+        self.processes: dict[str, ManagedProcess] = {}
+        self.stacks: list[StackState] = []
+        self.ports: dict[str, int] = {}
+        self.api_urls: dict[str, str] = {}
+        self.started_at = 0.0
+        self.ready_at = 0.0
+        self._runners: list[web.AppRunner] = []
+        self._runtime: Any = None
+        self._pollers: list[Any] = []
+        self._scheduler: Any = None
+        self._stopped = asyncio.Event()
+
+    # ---- lifecycle ---------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.started_at = time.monotonic()
+        cfg = self.config
+        if cfg.fresh and cfg.state_dir.exists():
+            shutil.rmtree(cfg.state_dir)
+        cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        self._claim_ports()
+        try:
+            await self._start_emulators()
+            await self._start_edge()
+            for template in cfg.templates:
+                await self._deploy(template)
+            await self._start_event_sources()
+            await self._start_apis()
+        except BaseException:
+            await self.stop()
+            raise
+        self.ready_at = time.monotonic()
+        self._write_state(ready=True)
+
+    async def stop(self) -> None:
+        for poller in self._pollers:
+            with contextlib.suppress(Exception):
+                await poller.stop()
+        if self._scheduler is not None:
+            with contextlib.suppress(Exception):
+                await self._scheduler.stop()
+        for runner in reversed(self._runners):
+            with contextlib.suppress(Exception):
+                await runner.cleanup()
+        if self._runtime is not None:
+            with contextlib.suppress(Exception):
+                await self._runtime.close()
+        await asyncio.gather(*(asyncio.to_thread(p.stop) for p in self.processes.values()))
+        self._pollers, self._runners, self._runtime, self._scheduler = [], [], None, None
+        state_file = self.config.state_dir / "state.json"
+        with contextlib.suppress(OSError):
+            state_file.unlink()
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    # ---- pieces ------------------------------------------------------------------------------------
+    def _claim_ports(self) -> None:
+        cfg = self.config
+        wanted = {
+            "edge": cfg.edge_port,
+            "api": cfg.api_port,
+            "nats": cfg.nats_port,
+            "nats_monitor": cfg.nats_monitor_port,
+            "dynamodb": 0,
+            "moto": 0,
+        }
+        for name, port in wanted.items():
+            if port and services.port_open(port):
+                raise LocalCloudError(
+                    f"port {port} ({name}) is already in use: is a local cloud already running? "
+                    "`vaultpay local status` tells; pick other ports with --edge-port/--api-port/--nats-port."
+                )
+            self.ports[name] = port or services.free_port()
+
+    async def _start_emulators(self) -> None:
+        cfg, p = self.config, self.ports
+        in_memory = not cfg.persist
+        # Fetch the jar first so a missing npm/Java is reported before anything starts.
+        await asyncio.to_thread(services.ensure_dynamodb_local)
+        self.processes = {
+            "dynamodb": services.dynamodb_local(p["dynamodb"], cfg.state_dir, in_memory=in_memory),
+            "moto": services.moto_server(p["moto"], p["edge"], cfg.state_dir),
+            "nats": services.nats_server(p["nats"], p["nats_monitor"], cfg.state_dir),
+        }
+        for proc in self.processes.values():
+            proc.start()
+
+        async def ready(key: str, url: str) -> None:
+            seconds = await asyncio.to_thread(self.processes[key].wait_ready)
+            self.report(self.processes[key].name, url, f"ready in {seconds:.1f} s")
+
+        await asyncio.gather(
+            ready("dynamodb", f"http://127.0.0.1:{p['dynamodb']}"),
+            ready("moto", f"http://127.0.0.1:{p['moto']}"),
+            ready("nats", f"nats://127.0.0.1:{p['nats']}"),
+        )
+        await asyncio.to_thread(services.enable_state_machine_execution, p["moto"])
+
+    def worker_env(self) -> dict[str, str]:
+        """What every Lambda worker gets on top of its template environment: the local endpoint."""
+        return {
+            "AWS_ENDPOINT_URL": self.edge_url,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",  # noqa: S105 - the emulators accept any credentials
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            # No X-Ray daemon locally: the tracer would only warn on every segment.
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "AWS_XRAY_SDK_ENABLED": "false",
+            "VAULTPAY_LOCAL_CLOUD": "1",
+        }
+
+    @property
+    def edge_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['edge']}"
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.client(
+            service,
+            endpoint_url=self.edge_url,
+            region_name=REGION,
+            aws_access_key_id="test",
+            aws_secret_access_key="test",  # noqa: S106
+        )
+
+    async def _start_edge(self) -> None:
+        from localcloud.edge import Edge
+        from localcloud.lambda_api import add_lambda_routes
+        from localcloud.lambda_runtime import LambdaRuntime
+        from localcloud.logs import LogShipper
+
+        p = self.ports
+        shipper = LogShipper(lambda: self.client("logs"), log_dir=self.config.state_dir / "logs" / "lambda")
+        self._runtime = LambdaRuntime(
+            {},
+            base_env=self.worker_env(),
+            log_shipper=shipper,
+            max_workers_per_function=self.config.max_workers_per_function,
+        )
+        edge = Edge(
+            dynamodb_url=f"http://127.0.0.1:{p['dynamodb']}",
+            moto_url=f"http://127.0.0.1:{p['moto']}",
+            status=self.status,
+        )
+        app = edge.build_app(mount=lambda a: add_lambda_routes(a, self._runtime))
+        await self._serve(app, p["edge"])
+        self.report("Edge (AWS endpoint)", self.edge_url, "ready")
+
+    async def _serve(self, app: web.Application, port: int) -> None:
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port, reuse_address=True).start()
+        self._runners.append(runner)
+
+    async def _deploy(self, template: Path) -> None:
+        from localcloud.provision import Provisioner
+        from localcloud.template import load_template, samconfig_parameters, translate
+
+        cfg = self.config
+        base = template.parent
+        sam = await asyncio.to_thread(load_template, template)
+        params = samconfig_parameters(base / "samconfig.toml", cfg.samconfig_env)
+        declared = sam.get("Parameters", {})
+        if "NatsUrl" in declared:
+            params["NatsUrl"] = f"nats://127.0.0.1:{self.ports['nats']}"
+        params.update({k: v for k, v in cfg.parameter_overrides.items() if k in declared})
+        stack = "vaultpay-local" if not self.stacks else f"vaultpay-local-{template.parent.name}"
+        translated = await asyncio.to_thread(translate, sam, base, params)
+        provisioner = Provisioner(translated, params, self.client, stack_name=stack)
+        deployment = await asyncio.to_thread(provisioner.run)
+        self.stacks.append(StackState(stack, template, deployment, provisioner.skipped))
+        self._runtime.set_functions(self.functions())
+        self.report(
+            f"Stack {stack}",
+            str(template.relative_to(cfg.root) if template.is_relative_to(cfg.root) else template),
+            f"{len(deployment.functions)} functions, {len(deployment.tables)} tables, "
+            f"{len(deployment.stream_mappings)} stream mappings, {len(deployment.schedules)} schedules",
+        )
+        for logical_id, rtype in provisioner.skipped:
+            self.report(f"  {logical_id}", rtype, "cloud-only, skipped locally")
+
+    def functions(self) -> dict[str, Any]:
+        return {name: spec for s in self.stacks for name, spec in s.deployment.functions.items()}
+
+    async def _start_event_sources(self) -> None:
+        from localcloud.schedules import Scheduler
+        from localcloud.streams import StreamPoller
+
+        endpoint = f"http://127.0.0.1:{self.ports['dynamodb']}"
+        for stack in self.stacks:
+            for mapping in stack.deployment.stream_mappings:
+                poller = StreamPoller(
+                    mapping,
+                    self._runtime,
+                    dynamodb_endpoint=endpoint,
+                    sqs_endpoint=self.edge_url,
+                    region=REGION,
+                )
+                await poller.start()
+                self._pollers.append(poller)
+        schedules = [s for stack in self.stacks for s in stack.deployment.schedules]
+        self._scheduler = Scheduler(schedules, self._runtime, time_scale=self.config.time_scale)
+        await self._scheduler.start()
+        if self._pollers or schedules:
+            self.report(
+                "Event sources",
+                "DynamoDB Streams, schedules",
+                f"{len(self._pollers)} stream pollers, {len(schedules)} schedules",
+            )
+
+    async def _start_apis(self) -> None:
+        from localcloud.apigw import build_api_app
+
+        first = True
+        for stack in self.stacks:
+            for api in stack.deployment.apis:
+                port = self.ports["api"] if first else services.free_port()
+                first = False
+                await self._serve(build_api_app(api, self._runtime), port)
+                url = f"http://127.0.0.1:{port}"
+                self.api_urls[f"{stack.name}/{api.logical_id}"] = url
+                self.report(f"API {api.logical_id}", url, f"{len(api.routes)} routes, stage {api.stage_name}")
+
+    # ---- status ------------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        runtime_stats = self._runtime.stats() if self._runtime is not None else {}
+        return {
+            "pid": os.getpid(),
+            "services": {name: proc.running() for name, proc in self.processes.items()},
+            "ports": dict(self.ports),
+            "endpoints": self.endpoints(),
+            "stacks": [
+                {
+                    "name": s.name,
+                    "template": str(s.template),
+                    "functions": sorted(s.deployment.functions),
+                    "tables": sorted(s.deployment.tables),
+                    "apis": [a.logical_id for a in s.deployment.apis],
+                    "outputs": s.deployment.outputs,
+                }
+                for s in self.stacks
+            ],
+            "lambda": runtime_stats,
+            "streams": [p.stats() for p in self._pollers],
+        }
+
+    def endpoints(self) -> dict[str, Any]:
+        p = self.ports
+        return {
+            "edge": self.edge_url,
+            "api": next(iter(self.api_urls.values()), None),
+            "apis": dict(self.api_urls),
+            "nats": f"nats://127.0.0.1:{p.get('nats')}",
+            "nats_monitor": f"http://127.0.0.1:{p.get('nats_monitor')}",
+            "dynamodb": f"http://127.0.0.1:{p.get('dynamodb')}",
+            "moto": f"http://127.0.0.1:{p.get('moto')}",
+        }
+
+    def _write_state(self, *, ready: bool) -> None:
+        state = {
+            "pid": os.getpid(),
+            "ready": ready,
+            "started_at": time.time(),
+            "startup_seconds": round(self.ready_at - self.started_at, 3),
+            "endpoints": self.endpoints(),
+            "state_dir": str(self.config.state_dir),
+            "functions": {
+                name: {"logical_id": spec.logical_id, "log_group": spec.log_group_name}
+                for name, spec in self.functions().items()
+            },
+        }
+        path = self.config.state_dir / "state.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(path)
+
+
+def read_state(state_dir: Path) -> dict[str, Any] | None:
+    """The running local cloud's endpoints, or None when none is up in that state dir."""
+    path = state_dir / "state.json"
+    try:
+        state: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(int(state["pid"]), 0)
+    except (OSError, KeyError, ValueError):
+        return None
+    return state

@@ -1,0 +1,103 @@
+"""The edge: one LocalStack-compatible AWS endpoint that routes each call to the emulator serving it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
+
+DYNAMODB_TARGETS = ("DynamoDB_20120810.", "DynamoDBStreams_20120810.")
+# Headers that belong to one hop, not to the call being forwarded.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+    }
+)
+
+StatusProvider = Callable[[], dict[str, Any]]
+
+
+def backend_for(headers: Any) -> str:
+    """Which emulator serves a call: 'dynamodb' by X-Amz-Target, otherwise 'moto'."""
+    target = headers.get("X-Amz-Target", "")
+    if target.startswith(DYNAMODB_TARGETS):
+        return "dynamodb"
+    return "moto"
+
+
+class Edge:
+    """Proxies AWS API calls; the Lambda Invoke API is mounted on the same app by the runtime."""
+
+    def __init__(self, *, dynamodb_url: str, moto_url: str, status: StatusProvider) -> None:
+        self.backends = {"dynamodb": dynamodb_url.rstrip("/"), "moto": moto_url.rstrip("/")}
+        self.status = status
+        self.calls: dict[str, int] = {"dynamodb": 0, "moto": 0, "lambda": 0}
+        self._session: ClientSession | None = None
+
+    def build_app(self, mount: Callable[[web.Application], None] | None = None) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/_localstack/health", self._localstack_health)
+        app.router.add_get("/_localcloud/status", self._status)
+        if mount is not None:
+            mount(app)  # the Lambda routes, before the catch-all
+        app.router.add_route("*", "/{tail:.*}", self._proxy)
+        app.on_startup.append(self._open)
+        app.on_cleanup.append(self._close)
+        return app
+
+    async def _open(self, _: web.Application) -> None:
+        self._session = ClientSession(
+            connector=TCPConnector(limit=256, ttl_dns_cache=300),
+            timeout=ClientTimeout(total=None, sock_connect=5),
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+        )
+
+    async def _close(self, _: web.Application) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _proxy(self, request: web.Request) -> web.StreamResponse:
+        backend = backend_for(request.headers)
+        self.calls[backend] += 1
+        assert self._session is not None
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        body = await request.read()
+        url = self.backends[backend] + request.rel_url.raw_path_qs
+        try:
+            async with self._session.request(
+                request.method, url, headers=headers, data=body, allow_redirects=False
+            ) as upstream:
+                payload = await upstream.read()
+                out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
+                return web.Response(status=upstream.status, headers=out_headers, body=payload)
+        except OSError as exc:
+            return _aws_error(503, "ServiceUnavailable", f"{backend} is not reachable: {exc.__class__.__name__}")
+
+    async def _localstack_health(self, _: web.Request) -> web.Response:
+        status = self.status()
+        running = {name: "running" if ok else "error" for name, ok in status.get("services", {}).items()}
+        return web.json_response({"services": running, "edition": "vaultpay-localcloud", "version": "1"})
+
+    async def _status(self, _: web.Request) -> web.Response:
+        return web.json_response({**self.status(), "edge_calls": dict(self.calls)})
+
+
+def _aws_error(status: int, code: str, message: str) -> web.Response:
+    return web.Response(
+        status=status,
+        text=json.dumps({"__type": code, "message": message}),
+        content_type="application/x-amz-json-1.1",
+        headers={"x-amzn-ErrorType": code},
+    )
+

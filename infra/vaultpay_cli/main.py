@@ -1,0 +1,196 @@
+"""The `vaultpay` command: run the local cloud, invoke functions, and (later) admin and ops commands."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(help="VaultPay developer and operator commands.", no_args_is_help=True)
+local_app = typer.Typer(help="The local cloud: the whole stack on this machine, no Docker.", no_args_is_help=True)
+app.add_typer(local_app, name="local")
+
+
+def repo_root() -> Path:
+    """The checkout this CLI belongs to (it is installed editable from it), or VAULTPAY_ROOT."""
+    given = os.environ.get("VAULTPAY_ROOT")
+    return Path(given).resolve() if given else Path(__file__).resolve().parents[2]
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("VAULTPAY_STATE_DIR") or repo_root() / ".localcloud")
+
+
+StateDir = Annotated[Path | None, typer.Option("--state-dir", help="Where the local cloud keeps its state.")]
+
+
+@local_app.command("up")
+def local_up(
+    fresh: Annotated[bool, typer.Option("--fresh", help="Start from empty tables and streams.")] = False,
+    edge_port: Annotated[int, typer.Option(help="AWS endpoint (LocalStack-compatible); 0 = any free")] = 4566,
+    api_port: Annotated[int, typer.Option(help="API Gateway emulator; 0 = any free")] = 3000,
+    nats_port: Annotated[int, typer.Option(help="NATS client port; 0 = any free")] = 4222,
+    nats_monitor_port: Annotated[int, typer.Option(help="NATS monitoring port; 0 = any free")] = 8222,
+    template: Annotated[
+        list[Path] | None, typer.Option("--template", "-t", help="Templates to deploy (default template.yaml)")
+    ] = None,
+    time_scale: Annotated[float, typer.Option(help="Divide schedule intervals by this (demos, tests)")] = 1.0,
+    in_memory: Annotated[bool, typer.Option("--in-memory", help="Keep DynamoDB data in memory only")] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Start the local cloud in the foreground; Ctrl-C stops everything it started."""
+    from rich.console import Console
+
+    from localcloud.cloud import CloudConfig, LocalCloud
+    from localcloud.services import LocalCloudError
+
+    console = Console(stderr=True)
+    root = repo_root()
+    templates = [t.resolve() for t in (template or [root / "template.yaml"])]
+    config = CloudConfig(
+        root=root,
+        templates=templates,
+        state_dir=(state_dir or default_state_dir()).resolve(),
+        edge_port=edge_port,
+        api_port=api_port,
+        nats_port=nats_port,
+        nats_monitor_port=nats_monitor_port,
+        fresh=fresh,
+        persist=not in_memory,
+        time_scale=time_scale,
+    )
+
+    def report(piece: str, url: str, state: str) -> None:
+        console.print(f"[bold green]✔[/] {piece:<28} [cyan]{url}[/]  {state}")
+
+    async def main() -> int:
+        cloud = LocalCloud(config, report=report)
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        console.print(f"[bold]VaultPay local cloud[/] starting (state in {config.state_dir})")
+        try:
+            await cloud.start()
+        except LocalCloudError as exc:
+            console.print(f"[bold red]✘[/] {exc}")
+            return 1
+        console.print(
+            f"[bold green]Ready[/] in {cloud.ready_at - cloud.started_at:.1f} s. "
+            f"API {cloud.endpoints()['api']}  AWS endpoint {cloud.edge_url}. Ctrl-C stops."
+        )
+        await stop.wait()
+        console.print("Stopping…")
+        await cloud.stop()
+        console.print("[bold]Stopped.[/]")
+        return 0
+
+    raise typer.Exit(asyncio.run(main()))
+
+
+@local_app.command("status")
+def local_status(
+    state_dir: StateDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw status document")] = False,
+) -> None:
+    """Report what of the local cloud is up (exit status 1 when it is not running)."""
+    import urllib.request
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from localcloud.cloud import read_state
+
+    console = Console()
+    state = read_state((state_dir or default_state_dir()).resolve())
+    if state is None:
+        console.print("The local cloud is not running. Start it with `make run` (or `vaultpay local up`).")
+        raise typer.Exit(1)
+    url = state["endpoints"]["edge"] + "/_localcloud/status"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback only
+            live: dict[str, Any] = json.loads(resp.read())
+    except OSError as exc:
+        console.print(f"The local cloud (pid {state['pid']}) does not answer on {url}: {exc}")
+        raise typer.Exit(1) from exc
+    if as_json:
+        print(json.dumps(live, indent=2))
+        return
+    table = Table(title=f"VaultPay local cloud (pid {live['pid']})")
+    table.add_column("piece")
+    table.add_column("endpoint")
+    table.add_column("state")
+    endpoints = live["endpoints"]
+    for name, ok in live["services"].items():
+        table.add_row(name, endpoints.get(name, ""), "[green]up[/]" if ok else "[red]down[/]")
+    table.add_row("edge", endpoints["edge"], "[green]up[/]")
+    for name, api_url in endpoints.get("apis", {}).items():
+        table.add_row(f"api {name}", api_url, "[green]up[/]")
+    console.print(table)
+    functions = Table(title="Lambda functions")
+    for column in ("function", "warm", "busy", "invocations", "cold starts"):
+        functions.add_column(column)
+    for name, stats in sorted(live.get("lambda", {}).items()):
+        functions.add_row(
+            name,
+            *(str(stats.get(k, "")) for k in ("warm", "busy", "invocations", "cold_starts")),
+        )
+    console.print(functions)
+
+
+@app.command("invoke")
+def invoke(
+    function: Annotated[str, typer.Argument(help="Logical id (HealthFunction) or function name")],
+    event: Annotated[Path | None, typer.Option("--event", "-e", help="Event JSON file (default: {})")] = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Invoke a function in the running local cloud: the Docker-free `sam local invoke`."""
+    from localcloud.cloud import read_state
+
+    state = read_state((state_dir or default_state_dir()).resolve())
+    if state is None:
+        typer.echo("The local cloud is not running: start it with `make run`.", err=True)
+        raise typer.Exit(1)
+    names = {info["logical_id"]: name for name, info in state["functions"].items()}
+    name = names.get(function, function)
+    if name not in state["functions"]:
+        typer.echo(f"No function {function!r}; deployed: {', '.join(sorted(names))}", err=True)
+        raise typer.Exit(2)
+    payload = event.read_bytes() if event else b"{}"
+    try:
+        json.loads(payload)
+    except ValueError as exc:
+        typer.echo(f"{event} is not JSON: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    import boto3
+
+    client = boto3.client(
+        "lambda",
+        endpoint_url=state["endpoints"]["edge"],
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",  # noqa: S106 - the emulators accept any credentials
+    )
+    typer.echo(f"Invoking {function} ({name})", err=True)
+    began = time.monotonic()
+    response = client.invoke(FunctionName=name, Payload=payload, LogType="Tail")
+    elapsed = (time.monotonic() - began) * 1000
+    if response.get("LogResult"):
+        sys.stderr.write(base64.b64decode(response["LogResult"]).decode(errors="replace"))
+    body = response["Payload"].read().decode()
+    typer.echo(f"Round trip {elapsed:.1f} ms", err=True)
+    typer.echo(body)
+    if response.get("FunctionError"):
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()
