@@ -159,7 +159,7 @@ class LocalCloud:
         return {
             "AWS_ENDPOINT_URL": self.edge_url,
             "AWS_ACCESS_KEY_ID": "test",
-            "AWS_SECRET_ACCESS_KEY": "test",  # noqa: S105 - the emulators accept any credentials
+            "AWS_SECRET_ACCESS_KEY": "test",
             "AWS_REGION": REGION,
             "AWS_DEFAULT_REGION": REGION,
             # No X-Ray daemon locally: the tracer would only warn on every segment.
@@ -175,7 +175,7 @@ class LocalCloud:
     def client(self, service: str) -> Any:
         import boto3
 
-        return boto3.client(
+        return boto3.client(  # type: ignore[call-overload]
             service,
             endpoint_url=self.edge_url,
             region_name=REGION,

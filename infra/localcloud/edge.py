@@ -82,7 +82,9 @@ class Edge:
                 out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
                 return web.Response(status=upstream.status, headers=out_headers, body=payload)
         except OSError as exc:
-            return _aws_error(503, "ServiceUnavailable", f"{backend} is not reachable: {exc.__class__.__name__}")
+            return _aws_error(
+                503, "ServiceUnavailable", f"{backend} is not reachable: {exc.__class__.__name__}"
+            )
 
     async def _localstack_health(self, _: web.Request) -> web.Response:
         status = self.status()
@@ -100,4 +102,3 @@ def _aws_error(status: int, code: str, message: str) -> web.Response:
         content_type="application/x-amz-json-1.1",
         headers={"x-amzn-ErrorType": code},
     )
-

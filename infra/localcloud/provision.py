@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import string
@@ -237,27 +238,25 @@ class Provisioner:
         quick = self._deterministic(logical_id) or {}
         iam = self.clients("iam")
         name = quick["Ref"]
-        try:
+        with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
             iam.create_role(
                 RoleName=name,
                 Path=props.get("Path", "/"),
                 AssumeRolePolicyDocument=json.dumps(props.get("AssumeRolePolicyDocument", {})),
             )
-        except iam.exceptions.EntityAlreadyExistsException:
-            pass
         for policy in props.get("Policies", []):
             iam.put_role_policy(
-                RoleName=name, PolicyName=policy["PolicyName"], PolicyDocument=json.dumps(policy["PolicyDocument"])
+                RoleName=name,
+                PolicyName=policy["PolicyName"],
+                PolicyDocument=json.dumps(policy["PolicyDocument"]),
             )
         return quick
 
     def _create_Logs_LogGroup(self, logical_id: str, props: dict[str, Any]) -> dict[str, Any]:
         logs = self.clients("logs")
         name = props.get("LogGroupName") or f"/{self.stack}/{logical_id}"
-        try:
+        with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
             logs.create_log_group(logGroupName=name)
-        except logs.exceptions.ResourceAlreadyExistsException:
-            pass
         if "RetentionInDays" in props:
             logs.put_retention_policy(logGroupName=name, retentionInDays=int(props["RetentionInDays"]))
         return {"Ref": name, "Arn": f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{name}:*"}
@@ -285,10 +284,9 @@ class Provisioner:
                 "StreamEnabled": True,
                 "StreamViewType": props["StreamSpecification"]["StreamViewType"],
             }
-        try:
+        # A persistent local cloud (-dbPath) keeps its tables across restarts.
+        with contextlib.suppress(ddb.exceptions.ResourceInUseException):
             ddb.create_table(**args)
-        except ddb.exceptions.ResourceInUseException:
-            pass  # a persistent local cloud (-dbPath) keeps its tables across restarts
         ttl = props.get("TimeToLiveSpecification")
         if ttl and str(ttl.get("Enabled")).lower() == "true":
             try:
@@ -324,7 +322,8 @@ class Provisioner:
                 batch_size=int(props.get("BatchSize", 100)),
                 starting_position=str(props.get("StartingPosition", "LATEST")),
                 filter_patterns=patterns,
-                report_batch_item_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
+                report_batch_item_failures="ReportBatchItemFailures"
+                in props.get("FunctionResponseTypes", []),
                 maximum_retry_attempts=int(props.get("MaximumRetryAttempts", -1)),
                 bisect_on_error=str(props.get("BisectBatchOnFunctionError", False)).lower() == "true",
                 on_failure_queue_arn=str(destination) if destination else None,
@@ -387,7 +386,12 @@ class Provisioner:
             if k not in ("QueueName", "Tags")
         }
         url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
-        return {"Ref": url, "QueueUrl": url, "QueueName": name, "Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{name}"}
+        return {
+            "Ref": url,
+            "QueueUrl": url,
+            "QueueName": name,
+            "Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{name}",
+        }
 
     def _create_KMS_Key(self, logical_id: str, props: dict[str, Any]) -> dict[str, Any]:
         kms = self.clients("kms")
@@ -540,7 +544,7 @@ def _throughput(given: Any) -> dict[str, int]:
 def _generated_secret(spec: dict[str, Any]) -> str:
     length = int(spec.get("PasswordLength", 32))
     alphabet = string.ascii_letters + string.digits
-    if not str(spec.get("ExcludePunctuation", False)).lower() == "true":
+    if str(spec.get("ExcludePunctuation", False)).lower() != "true":
         alphabet += "!#$%&()*+,-.:;<=>?[]^_{|}~"
     excluded = set(str(spec.get("ExcludeCharacters", "")))
     alphabet = "".join(c for c in alphabet if c not in excluded)

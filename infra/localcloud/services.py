@@ -181,7 +181,9 @@ class ManagedProcess:
                 return time.monotonic() - began
             time.sleep(0.05)
         self.stop()
-        raise LocalCloudError(f"{self.name} was not ready after {self.ready_timeout_s:.0f} s:\n{self.log_tail()}")
+        raise LocalCloudError(
+            f"{self.name} was not ready after {self.ready_timeout_s:.0f} s:\n{self.log_tail()}"
+        )
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -205,11 +207,13 @@ class ManagedProcess:
             self.process.wait(grace_s)
 
 
-def _http_ok(url: str, method: str = "GET", body: bytes | None = None, headers: Mapping[str, str] = {}) -> bool:
+def _http_ok(
+    url: str, method: str = "GET", body: bytes | None = None, headers: Mapping[str, str] = {}
+) -> bool:
     try:
         req = urllib.request.Request(url, data=body, method=method, headers=dict(headers))  # noqa: S310
         with urllib.request.urlopen(req, timeout=1) as resp:  # noqa: S310 - loopback only
-            return 200 <= resp.status < 500
+            return bool(200 <= resp.status < 500)
     except urllib.error.HTTPError as exc:
         return exc.code < 500
     except OSError:
@@ -273,9 +277,7 @@ def moto_server(port: int, edge_port: int, state_dir: Path) -> ManagedProcess:
 
 def enable_state_machine_execution(moto_port: int) -> None:
     body = json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode()
-    req = urllib.request.Request(  # noqa: S310 - loopback only
-        f"http://127.0.0.1:{moto_port}/moto-api/config", data=body, method="POST"
-    )
+    req = urllib.request.Request(f"http://127.0.0.1:{moto_port}/moto-api/config", data=body, method="POST")
     with urllib.request.urlopen(req, timeout=5) as resp:  # noqa: S310
         if resp.status not in (200, 201):
             raise LocalCloudError(f"moto refused the Step Functions execution config: HTTP {resp.status}")

@@ -23,7 +23,7 @@ class TemplateError(ValueError):
     """The template cannot be translated or resolved locally; the message names the resource."""
 
 
-class _CfnLoader(yaml.SafeLoader):
+class _CfnLoader(yaml.SafeLoader):  # type: ignore[misc]
     """YAML with CloudFormation's short-form tags (!Ref, !GetAtt, !Sub, ...)."""
 
 
@@ -93,7 +93,9 @@ def translate(sam: dict[str, Any], base_dir: Path, parameters: Mapping[str, str]
     default_code = globals_fn.pop("CodeUri", None)
     for logical_id, resource in sam["Resources"].items():
         rtype, props = resource.get("Type"), resource.setdefault("Properties", {})
-        key = {"AWS::Serverless::Function": "CodeUri", "AWS::Serverless::LayerVersion": "ContentUri"}.get(rtype)
+        key = {"AWS::Serverless::Function": "CodeUri", "AWS::Serverless::LayerVersion": "ContentUri"}.get(
+            rtype
+        )
         if key:
             uri = props.get(key, default_code)
             if isinstance(uri, str) and not uri.startswith("s3://"):
@@ -105,7 +107,9 @@ def translate(sam: dict[str, Any], base_dir: Path, parameters: Mapping[str, str]
     params = {**_declared_defaults(sam), **parameters}
     try:
         cfn: dict[str, Any] = Translator(
-            managed_policy_map=None, sam_parser=Parser(), boto_session=boto3.session.Session(region_name=REGION)
+            managed_policy_map=None,
+            sam_parser=Parser(),
+            boto_session=boto3.session.Session(region_name=REGION),
         ).translate(
             sam,
             parameter_values={**_pseudo_parameters(), **params},
@@ -177,13 +181,13 @@ class Resolver:
             self._conditions[name] = bool(self.resolve(expr))
         return self._conditions[name]
 
-    def resolve(self, value: Any) -> Any:  # noqa: PLR0911, PLR0912 - one branch per intrinsic
+    def resolve(self, value: Any) -> Any:
         if isinstance(value, list):
             return [v for v in (self.resolve(v) for v in value) if v is not NO_VALUE]
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             if key == "Ref":
                 if arg == "AWS::NoValue":
                     return NO_VALUE
@@ -236,9 +240,8 @@ class Resolver:
     def _parameter(self, name: str) -> Any:
         value = self.parameters[name]
         spec = self.template.get("Parameters", {}).get(name, {})
-        if isinstance(spec, dict) and spec.get("Type", "").startswith("List<") or spec.get("Type") == (
-            "CommaDelimitedList"
-        ):
+        ptype = str(spec.get("Type", "")) if isinstance(spec, dict) else ""
+        if ptype.startswith("List<") or ptype == "CommaDelimitedList":
             return [v.strip() for v in value.split(",")]
         return value
 

@@ -15,7 +15,9 @@ from typing import Annotated, Any
 import typer
 
 app = typer.Typer(help="VaultPay developer and operator commands.", no_args_is_help=True)
-local_app = typer.Typer(help="The local cloud: the whole stack on this machine, no Docker.", no_args_is_help=True)
+local_app = typer.Typer(
+    help="The local cloud: the whole stack on this machine, no Docker.", no_args_is_help=True
+)
 app.add_typer(local_app, name="local")
 
 
@@ -40,17 +42,17 @@ def local_up(
     nats_port: Annotated[int, typer.Option(help="NATS client port; 0 = any free")] = 4222,
     nats_monitor_port: Annotated[int, typer.Option(help="NATS monitoring port; 0 = any free")] = 8222,
     template: Annotated[
-        list[Path] | None, typer.Option("--template", "-t", help="Templates to deploy (default template.yaml)")
+        list[Path] | None,
+        typer.Option("--template", "-t", help="Templates to deploy (default template.yaml)"),
     ] = None,
     time_scale: Annotated[float, typer.Option(help="Divide schedule intervals by this (demos, tests)")] = 1.0,
     in_memory: Annotated[bool, typer.Option("--in-memory", help="Keep DynamoDB data in memory only")] = False,
     state_dir: StateDir = None,
 ) -> None:
     """Start the local cloud in the foreground; Ctrl-C stops everything it started."""
-    from rich.console import Console
-
     from localcloud.cloud import CloudConfig, LocalCloud
     from localcloud.services import LocalCloudError
+    from rich.console import Console
 
     console = Console(stderr=True)
     root = repo_root()
@@ -104,10 +106,9 @@ def local_status(
     """Report what of the local cloud is up (exit status 1 when it is not running)."""
     import urllib.request
 
+    from localcloud.cloud import read_state
     from rich.console import Console
     from rich.table import Table
-
-    from localcloud.cloud import read_state
 
     console = Console()
     state = read_state((state_dir or default_state_dir()).resolve())

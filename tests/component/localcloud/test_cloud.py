@@ -1,4 +1,4 @@
-"""The local cloud as a whole: edge routing, Lambda through the edge, Step Functions, streams, schedules, API."""
+"""The local cloud as a whole: edge, Lambda through the edge, Step Functions, streams, schedules, API."""
 
 from __future__ import annotations
 

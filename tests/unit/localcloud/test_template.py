@@ -1,4 +1,4 @@
-"""Template reading and intrinsic resolution: what the local cloud provisions follows template.yaml exactly."""
+"""Template reading and intrinsic resolution: the local cloud provisions what template.yaml says."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from localcloud.provision import CLOUD_ONLY, LOCAL_NOOP, PROVISIONED, SUPPORTED
 from localcloud.template import Resolver, TemplateError, load_template, samconfig_parameters, translate
 
