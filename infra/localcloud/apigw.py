@@ -17,14 +17,24 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
+from urllib.parse import unquote, unquote_plus
 
 from aiohttp import web
 from multidict import CIMultiDict
 
-from localcloud.spec import ACCOUNT_ID, REGION, ApiSpec, AuthorizerSpec, GatewayResponseSpec, Invoker, RouteSpec
+from localcloud.spec import (
+    ACCOUNT_ID,
+    REGION,
+    ApiSpec,
+    AuthorizerSpec,
+    GatewayResponseSpec,
+    Invoker,
+    RouteSpec,
+)
 
 __all__ = [
     "DEFAULT_INTEGRATION_TIMEOUT_S",
+    "EXPLICIT_DENY_MESSAGE",
     "MAX_PAYLOAD_BYTES",
     "AuthorizerCache",
     "AuthorizerResult",
@@ -34,7 +44,9 @@ __all__ = [
     "MalformedAuthorizerResult",
     "MalformedProxyResponse",
     "PolicyDecision",
+    "PolicyStatement",
     "ProxyResponse",
+    "RenderScope",
     "RenderedResponse",
     "RequestMeta",
     "RouteMatch",
@@ -48,15 +60,19 @@ __all__ = [
     "build_token_authorizer_event",
     "compile_routes",
     "compile_template",
+    "encode_request_body",
     "escape_javascript",
     "evaluate_policy",
     "format_request_time",
+    "forwarded_header_pairs",
     "identity_source_values",
     "make_request",
     "method_arn",
+    "new_request_meta",
     "parse_authorizer_result",
     "parse_proxy_response",
     "parse_query_string",
+    "should_decode_response",
 ]
 
 log = logging.getLogger(__name__)
@@ -69,9 +85,9 @@ JsonScalar = str | int | float | bool
 Clock = Callable[[], float]
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # Route matching
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,14 +114,8 @@ def _resource_id(resource: str) -> str:
 
 
 def _decode_segment(segment: str) -> str:
-    return unquote_path(segment) if "%" in segment else segment
-
-
-def unquote_path(text: str) -> str:
-    """Percent-decodes a path part; unlike the query string, '+' stays '+' in a path."""
-    from urllib.parse import unquote
-
-    return unquote(text)
+    # Unlike the query string, '+' stays '+' in a path.
+    return unquote(segment) if "%" in segment else segment
 
 
 class RouteTable:
@@ -142,13 +152,15 @@ class RouteTable:
             if found is not None:
                 return found
         if node.param is not None and node.param_name is not None:
-            found = self._walk(node.param, segments, index + 1, method, [*captured, (node.param_name, segment)])
+            found = self._walk(
+                node.param, segments, index + 1, method, [*captured, (node.param_name, segment)]
+            )
             if found is not None:
                 return found
         if node.greedy is not None and node.greedy_name is not None:
             route = node.greedy.methods.get(method) or node.greedy.methods.get("ANY")
             if route is not None:
-                rest = unquote_path("/".join(segments[index:]))
+                rest = unquote("/".join(segments[index:]))
                 return node.greedy, route, [*captured, (node.greedy_name, rest)]
         return None
 
@@ -184,7 +196,9 @@ def compile_routes(routes: Iterable[RouteSpec]) -> RouteTable:
                     node.param_name, node.param = name, _Node(resource=resource)
                 elif node.param_name != name:
                     # API Gateway: "A sibling ({x}) of this resource already has a variable path part".
-                    raise ValueError(f"conflicting path variables {{{node.param_name}}} and {part}: {route.resource}")
+                    raise ValueError(
+                        f"conflicting path variables {{{node.param_name}}} and {part}: {route.resource}"
+                    )
                 node = node.param
             resource_ids.setdefault(node.resource, _resource_id(node.resource))
         if method in node.methods:
@@ -193,9 +207,9 @@ def compile_routes(routes: Iterable[RouteSpec]) -> RouteTable:
     return RouteTable(root, resource_ids)
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # The request as API Gateway sees it, and the Lambda proxy event
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 
 
 def parse_query_string(raw: str) -> tuple[dict[str, str] | None, dict[str, list[str]] | None]:
@@ -205,8 +219,6 @@ def parse_query_string(raw: str) -> tuple[dict[str, str] | None, dict[str, list[
     """
     if not raw:
         return None, None
-    from urllib.parse import unquote_plus
-
     multi: dict[str, list[str]] = {}
     for pair in raw.split("&"):
         if not pair:
@@ -316,7 +328,8 @@ _MONTHS: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep",
 def format_request_time(epoch_s: float) -> str:
     """CLF time as in requestContext.requestTime: "09/Apr/2015:12:34:56 +0000" (locale-independent)."""
     t = time.gmtime(epoch_s)
-    return f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
+    month = _MONTHS[t.tm_mon - 1]
+    return f"{t.tm_mday:02d}/{month}/{t.tm_year}:{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
 
 
 def new_request_meta(epoch_s: float, domain_name: str, trace_header: str | None) -> RequestMeta:
@@ -397,15 +410,15 @@ class BinaryMediaTypes:
         return media in self._exact or media.startswith(self._prefixes)
 
 
-def encode_request_body(body: bytes, content_type: str | None, binary: BinaryMediaTypes) -> tuple[str | None, bool]:
+def encode_request_body(
+    body: bytes, content_type: str | None, binary: BinaryMediaTypes
+) -> tuple[str | None, bool]:
     """(body, isBase64Encoded) for an event: null when empty; base64 for binary types or non-UTF-8 bytes."""
     if not body:
         return None, False
     if not binary.matches(content_type):
-        try:
+        with contextlib.suppress(UnicodeDecodeError):
             return body.decode("utf-8"), False
-        except UnicodeDecodeError:
-            pass
     return base64.b64encode(body).decode("ascii"), True
 
 
@@ -439,9 +452,9 @@ def build_proxy_event(
     }
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # Lambda authorizers
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 
 
 def method_arn(api_id: str, stage: str, method: str, raw_path: str) -> str:
@@ -454,11 +467,12 @@ def identity_source_values(
     request: IncomingRequest,
     path_parameters: Mapping[str, str] | None,
     stage_variables: Mapping[str, str] | None,
+    request_context: Mapping[str, Any] | None = None,
 ) -> tuple[str, ...] | None:
     """The identity-source values in order, or None when any is missing or empty (API Gateway answers 401)."""
     values: list[str] = []
     for source in authorizer.identity_sources:
-        value = _identity_value(source.strip(), request, path_parameters, stage_variables)
+        value = _identity_value(source.strip(), request, path_parameters, stage_variables, request_context)
         if not value:
             return None
         values.append(value)
@@ -470,7 +484,13 @@ def _identity_value(
     request: IncomingRequest,
     path_parameters: Mapping[str, str] | None,
     stage_variables: Mapping[str, str] | None,
+    request_context: Mapping[str, Any] | None,
 ) -> str | None:
+    if source.startswith("context."):  # e.g. context.identity.sourceIp (SAM's Identity.Context)
+        value: Any = request_context or {}
+        for part in source.split(".")[1:]:
+            value = value.get(part) if isinstance(value, Mapping) else None
+        return None if value is None else _vtl_text(value)
     if source.startswith("method.request.header."):
         return request.header(source[len("method.request.header.") :])
     if source.startswith("method.request.multivalueheader."):
@@ -522,7 +542,7 @@ class MalformedAuthorizerResult(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class _Statement:
+class PolicyStatement:
     allow: bool
     actions: tuple[re.Pattern[str], ...]
     resources: tuple[re.Pattern[str], ...]
@@ -531,7 +551,7 @@ class _Statement:
 @dataclass(frozen=True, slots=True)
 class AuthorizerResult:
     principal_id: str
-    statements: tuple[_Statement, ...]
+    statements: tuple[PolicyStatement, ...]
     context: dict[str, JsonScalar]
     usage_identifier_key: str | None = None
 
@@ -582,7 +602,7 @@ def parse_authorizer_result(payload: bytes) -> AuthorizerResult:
         raw_statements = [raw_statements]
     if not isinstance(raw_statements, list) or not raw_statements:
         raise MalformedAuthorizerResult("policyDocument.Statement is missing or empty")
-    statements: list[_Statement] = []
+    statements: list[PolicyStatement] = []
     for raw in raw_statements:
         if not isinstance(raw, dict):
             raise MalformedAuthorizerResult("a policy statement is not an object")
@@ -592,7 +612,7 @@ def parse_authorizer_result(payload: bytes) -> AuthorizerResult:
         actions = _str_list(raw.get("Action"), "Action")
         resources = _str_list(raw.get("Resource"), "Resource")
         statements.append(
-            _Statement(
+            PolicyStatement(
                 allow=effect == "Allow",
                 actions=tuple(_wildcard(a, ignore_case=True) for a in actions),
                 resources=tuple(_wildcard(r, ignore_case=False) for r in resources),
@@ -618,7 +638,7 @@ def parse_authorizer_result(payload: bytes) -> AuthorizerResult:
 PolicyDecision = Literal["allow", "explicit_deny", "implicit_deny"]
 
 
-def evaluate_policy(statements: Sequence[_Statement], arn: str) -> PolicyDecision:
+def evaluate_policy(statements: Sequence[PolicyStatement], arn: str) -> PolicyDecision:
     """IAM evaluation for execute-api:Invoke on `arn`: an explicit Deny wins, then any Allow, else deny."""
     allowed = False
     for statement in statements:
@@ -660,9 +680,9 @@ class AuthorizerCache:
         self._entries[(name, key)] = (now + ttl_s, result)
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # The Lambda's proxy response
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 
 
 class MalformedProxyResponse(ValueError):
@@ -681,7 +701,9 @@ _RESPONSE_KEYS: Final = frozenset(
     {"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded", "base64Encoded", "cookies"}
 )
 # Framing belongs to our HTTP server, not to the function; forwarding these would corrupt the response.
-_DROPPED_RESPONSE_HEADERS: Final = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
+_DROPPED_RESPONSE_HEADERS: Final = frozenset(
+    {"content-length", "transfer-encoding", "connection", "keep-alive"}
+)
 
 
 def _scalar_text(value: Any, what: str) -> str:
@@ -755,9 +777,9 @@ def should_decode_response(accept: str | None, content_type: str | None, binary:
     return binary.matches(content_type)
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # Gateway responses and the small VTL subset they need
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -769,7 +791,9 @@ class _Builtin:
 
 
 _BUILTINS: Final[dict[str, _Builtin]] = {
-    "MISSING_AUTHENTICATION_TOKEN": _Builtin(403, "MissingAuthenticationTokenException", "Missing Authentication Token"),
+    "MISSING_AUTHENTICATION_TOKEN": _Builtin(
+        403, "MissingAuthenticationTokenException", "Missing Authentication Token"
+    ),
     "UNAUTHORIZED": _Builtin(401, "UnauthorizedException", "Unauthorized"),
     # API Gateway's built-in ACCESS_DENIED body really says "Message" with a capital M.
     "ACCESS_DENIED": _Builtin(
@@ -781,18 +805,34 @@ _BUILTINS: Final[dict[str, _Builtin]] = {
     "THROTTLED": _Builtin(429, "TooManyRequestsException", "Too Many Requests"),
     "AUTHORIZER_FAILURE": _Builtin(500, "AuthorizerFailureException", None),
     "AUTHORIZER_CONFIGURATION_ERROR": _Builtin(500, "AuthorizerConfigurationException", None),
-    # Function errors, invoke failures and malformed proxy responses all surface as 502 "Internal server error".
+    # Function errors, invoke failures and malformed proxy responses: 502 "Internal server error".
     "INTEGRATION_FAILURE": _Builtin(502, "InternalServerErrorException", "Internal server error"),
     "INTEGRATION_TIMEOUT": _Builtin(504, "InternalServerErrorException", "Endpoint request timed out"),
     "REQUEST_TOO_LARGE": _Builtin(413, "RequestTooLargeException", "Request Too Long"),
     "DEFAULT_4XX": _Builtin(400, "BadRequestException", None),
     "DEFAULT_5XX": _Builtin(500, "InternalServerErrorException", None),
 }
+# Every type AWS::ApiGateway::GatewayResponse accepts; the emulator raises only those in _BUILTINS.
+_RESPONSE_TYPES: Final = frozenset(
+    {
+        *_BUILTINS,
+        "API_CONFIGURATION_ERROR",
+        "BAD_REQUEST_BODY",
+        "BAD_REQUEST_PARAMETERS",
+        "EXPIRED_TOKEN",
+        "INVALID_API_KEY",
+        "INVALID_SIGNATURE",
+        "QUOTA_EXCEEDED",
+        "RESOURCE_NOT_FOUND",
+        "UNSUPPORTED_MEDIA_TYPE",
+        "WAF_FILTERED",
+    }
+)
 EXPLICIT_DENY_MESSAGE: Final = "User is not authorized to access this resource with an explicit deny"
 
 
 @dataclass(frozen=True, slots=True)
-class _Scope:
+class RenderScope:
     """What $context / stageVariables / method.request.* resolve against when rendering a response."""
 
     context: Mapping[str, Any]
@@ -845,7 +885,7 @@ def _vtl_text(value: Any) -> str:
 
 
 def escape_javascript(text: str) -> str:
-    """$util.escapeJavaScript: Java StringEscapeUtils rules, including \\' (which is not valid JSON, as on AWS)."""
+    """$util.escapeJavaScript: Java StringEscapeUtils rules, \\' too (invalid JSON, as on AWS)."""
     out: list[str] = []
     for ch in text:
         code = ord(ch)
@@ -881,7 +921,9 @@ _TEMPLATE_TOKEN = re.compile(
     rf"\$util\.escapeJavaScript\(\s*\$!?(?P<eb>\{{)?(?P<escaped>{_REF_PATH})(?(eb)\}})\s*\)"
     rf"|\$(?P<quiet>!)?(?P<brace>\{{)?(?P<ref>{_REF_PATH})(?(brace)\}})"
 )
-_UNSUPPORTED_VTL = re.compile(r"#(?:set|if|elseif|foreach|macro|define|parse|include|evaluate)\s*\(|#(?:else|end)\b|\$!?\{?[A-Za-z]")
+_UNSUPPORTED_VTL = re.compile(
+    r"#(?:set|if|elseif|foreach|macro|define|parse|include|evaluate)\s*\(|#(?:else|end)\b|\$!?\{?[A-Za-z]"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -896,7 +938,7 @@ class Template:
 
     parts: tuple[str | _Ref, ...]
 
-    def render(self, scope: _Scope) -> str:
+    def render(self, scope: RenderScope) -> str:
         out: list[str] = []
         for part in self.parts:
             if isinstance(part, str):
@@ -937,7 +979,7 @@ def _refuse_unsupported(literal: str, template: str) -> None:
         raise ValueError(f"unsupported VTL at {found.group(0)!r} in gateway response template {template!r}")
 
 
-ValueExpr = Callable[[_Scope], str | None]
+ValueExpr = Callable[[RenderScope], str | None]
 
 
 def _compile_parameter(expression: str) -> ValueExpr:
@@ -959,7 +1001,7 @@ def _compile_parameter(expression: str) -> ValueExpr:
     if not valid:
         raise ValueError(f"unsupported gateway response parameter source: {expression!r}")
 
-    def resolve(scope: _Scope) -> str | None:
+    def resolve(scope: RenderScope) -> str | None:
         value = scope.resolve(path)
         return None if value is None else _vtl_text(value)
 
@@ -992,6 +1034,8 @@ class GatewayResponses:
         self._compiled: dict[str, _CompiledGatewayResponse] = {}
         self._builtin_templates = {name: compile_template(b.template) for name, b in _BUILTINS.items()}
         for spec in specs:
+            if spec.response_type not in _RESPONSE_TYPES:
+                raise ValueError(f"unknown gateway response type: {spec.response_type!r}")
             headers: list[tuple[str, ValueExpr]] = []
             for key, expression in spec.response_parameters.items():
                 prefix = "gatewayresponse.header."
@@ -1005,7 +1049,7 @@ class GatewayResponses:
                 templates=tuple((ct, compile_template(t)) for ct, t in templates),
             )
 
-    def render(self, response_type: str, scope: _Scope) -> RenderedResponse:
+    def render(self, response_type: str, scope: RenderScope) -> RenderedResponse:
         builtin = _BUILTINS[response_type]
         spec = self._compiled.get(response_type) or self._compiled.get(
             "DEFAULT_4XX" if builtin.status < 500 else "DEFAULT_5XX"
@@ -1027,9 +1071,9 @@ class GatewayResponses:
         return RenderedResponse(status=status, headers=headers, body=template.render(scope).encode())
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # Stage throttling
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 
 
 class TokenBucket:
@@ -1054,9 +1098,9 @@ class TokenBucket:
         return False
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 # The HTTP server
-# --------------------------------------------------------------------------------------------------------------
+# ----------------------------------------------------------------------------------------------------
 
 
 class _GatewayError(Exception):
@@ -1072,7 +1116,7 @@ class _GatewayError(Exception):
 
 
 class _FunctionFailed(Exception):
-    """The invoke itself failed, or the function raised; `error_message` is its errorMessage when it raised."""
+    """The invoke failed, or the function raised (then `error_message` is its errorMessage)."""
 
     def __init__(self, reason: str, error_message: str | None = None) -> None:
         super().__init__(reason)
@@ -1100,7 +1144,9 @@ class _ApiGateway:
         self._responses = GatewayResponses(api.gateway_responses)
         self._binary = BinaryMediaTypes(api.binary_media_types)
         self._bucket = (
-            TokenBucket(api.throttle_rate, api.throttle_burst, clock) if api.throttle_rate is not None else None
+            TokenBucket(api.throttle_rate, api.throttle_burst, clock)
+            if api.throttle_rate is not None
+            else None
         )
         self._cache = AuthorizerCache(clock)
         self._in_flight: set[asyncio.Future[Any]] = set()
@@ -1113,7 +1159,9 @@ class _ApiGateway:
             task.cancel()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        meta = new_request_meta(self._clock(), request.host, request.headers.get("X-Amzn-Trace-Id"))
+        # Not request.host: without a Host header it falls back to a DNS look-up of our own name.
+        host = request.headers.get("Host") or "127.0.0.1"
+        meta = new_request_meta(self._clock(), host, request.headers.get("X-Amzn-Trace-Id"))
         incoming: IncomingRequest | None = None
         match: RouteMatch | None = None
         try:
@@ -1132,7 +1180,7 @@ class _ApiGateway:
             incoming = self._incoming(request, body, meta)
             return await self._serve(incoming, match, meta)
         except _GatewayError as error:
-            if incoming is None and match is not None:
+            if incoming is None:  # method.request.* and $context still resolve on early errors
                 incoming = self._incoming(request, b"", meta)
             return self._error_response(error, meta, incoming, match)
 
@@ -1140,7 +1188,10 @@ class _ApiGateway:
         source_ip = request.remote or "127.0.0.1"
         sockname = request.transport.get_extra_info("sockname") if request.transport else None
         port = sockname[1] if isinstance(sockname, tuple) and len(sockname) >= 2 else 0
-        pairs = forwarded_header_pairs(request.headers.items(), source_ip=source_ip, port=port, trace_id=meta.trace_id)
+        # raw_headers, not headers: aiohttp re-cases well-known names (X-Correlation-Id -> X-Correlation-ID),
+        # while API Gateway hands the function the client's own casing.
+        sent = [(name.decode("latin-1"), _header_text(value)) for name, value in request.raw_headers]
+        pairs = forwarded_header_pairs(sent, source_ip=source_ip, port=port, trace_id=meta.trace_id)
         version = request.version
         return make_request(
             request.method,
@@ -1218,9 +1269,11 @@ class _ApiGateway:
         match: RouteMatch,
         request_context: Mapping[str, Any],
     ) -> dict[str, Any]:
-        """Runs (or reuses) the Lambda authorizer; returns requestContext.authorizer or raises _GatewayError."""
+        """Runs (or reuses) the authorizer; returns requestContext.authorizer or raises _GatewayError."""
         api = self._api
-        key = identity_source_values(authorizer, incoming, match.path_parameters, self._stage_variables)
+        key = identity_source_values(
+            authorizer, incoming, match.path_parameters, self._stage_variables, request_context
+        )
         if key is None:
             raise _GatewayError("UNAUTHORIZED")
         arn = method_arn(api.rest_api_id, api.stage_name, incoming.method, incoming.raw_path)
@@ -1243,7 +1296,11 @@ class _ApiGateway:
                 if failure.error_message == "Unauthorized":
                     raise _GatewayError("UNAUTHORIZED") from None
                 log.warning("authorizer %s failed: %s", authorizer.name, failure)
-                kind = "AUTHORIZER_CONFIGURATION_ERROR" if failure.error_message is not None else "AUTHORIZER_FAILURE"
+                kind = (
+                    "AUTHORIZER_CONFIGURATION_ERROR"
+                    if failure.error_message is not None
+                    else "AUTHORIZER_FAILURE"
+                )
                 raise _GatewayError(kind) from None
             latency_ms = int((time.perf_counter() - started) * 1000)
             try:
@@ -1261,7 +1318,9 @@ class _ApiGateway:
             raise _GatewayError("ACCESS_DENIED", authorizer=context)
         return context
 
-    def _integration_response(self, proxy: ProxyResponse, incoming: IncomingRequest, meta: RequestMeta) -> web.Response:
+    def _integration_response(
+        self, proxy: ProxyResponse, incoming: IncomingRequest, meta: RequestMeta
+    ) -> web.Response:
         headers = proxy.headers
         if "Content-Type" not in headers:
             headers["Content-Type"] = "application/json"  # API Gateway's default for proxy responses
@@ -1284,7 +1343,7 @@ class _ApiGateway:
         self,
         error: _GatewayError,
         meta: RequestMeta,
-        incoming: IncomingRequest | None,
+        incoming: IncomingRequest,
         match: RouteMatch | None,
     ) -> web.Response:
         api = self._api
@@ -1300,12 +1359,9 @@ class _ApiGateway:
             "requestTimeEpoch": int(meta.epoch_s * 1000),
             "resourcePath": match.route.resource if match is not None else "",
             "resourceId": match.resource_id if match is not None else "",
-            "httpMethod": incoming.method if incoming is not None else "",
-            "path": f"/{api.stage_name}{incoming.raw_path}" if incoming is not None else "",
-            "identity": {
-                "sourceIp": incoming.source_ip if incoming is not None else "",
-                "userAgent": incoming.header("User-Agent") if incoming is not None else "",
-            },
+            "httpMethod": incoming.method,
+            "path": f"/{api.stage_name}{incoming.raw_path}",
+            "identity": {"sourceIp": incoming.source_ip, "userAgent": incoming.header("User-Agent")},
             "authorizer": dict(error.authorizer or {}),
             "error": {
                 "message": message,
@@ -1313,7 +1369,7 @@ class _ApiGateway:
                 "responseType": error.response_type,
             },
         }
-        scope = _Scope(
+        scope = RenderScope(
             context=context,
             stage_variables=self._stage_variables,
             request=incoming,
@@ -1326,14 +1382,21 @@ class _ApiGateway:
         return web.Response(status=rendered.status, body=rendered.body, headers=headers)
 
 
+def _header_text(value: bytes) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
+
+
 def _add_request_headers(headers: CIMultiDict[str], meta: RequestMeta) -> None:
     headers["x-amzn-RequestId"] = meta.request_id
     headers["x-amz-apigw-id"] = meta.extended_request_id
     headers["X-Amzn-Trace-Id"] = meta.trace_id
 
 
-def _error_message(payload: bytes) -> str | None:
-    """errorMessage of a function error payload ({"errorMessage", "errorType", ...}), if it has one."""
+def _error_message(payload: bytes) -> str:
+    """errorMessage of a function error payload ({"errorMessage", "errorType", ...}); "" when it has none."""
     with contextlib.suppress(ValueError):
         doc = json.loads(payload)
         if isinstance(doc, dict) and isinstance(doc.get("errorMessage"), str):
@@ -1341,21 +1404,28 @@ def _error_message(payload: bytes) -> str | None:
     return ""
 
 
+_IDENTITY_SOURCE_PREFIXES: Final = (
+    "method.request.header.",
+    "method.request.multivalueheader.",
+    "method.request.querystring.",
+    "method.request.multivaluequerystring.",
+    "method.request.path.",
+    "stageVariables.",
+    "context.",
+)
+
+
 def _check_authorizer(authorizer: AuthorizerSpec) -> None:
     kind = authorizer.kind.lower()
     if kind not in ("token", "request"):
         raise ValueError(f"authorizer {authorizer.name}: unsupported type {authorizer.kind!r}")
-    if kind == "token" and (
-        len(authorizer.identity_sources) != 1
-        or not authorizer.identity_sources[0].startswith("method.request.header.")
-    ):
-        raise ValueError(f"TOKEN authorizer {authorizer.name} needs exactly one method.request.header.* source")
-    for source in authorizer.identity_sources:
-        if not source.strip().startswith(
-            ("method.request.header.", "method.request.multivalueheader.", "method.request.querystring.")
-        ) and not source.strip().startswith(
-            ("method.request.multivaluequerystring.", "method.request.path.", "stageVariables.")
-        ):
+    sources = [s.strip() for s in authorizer.identity_sources]
+    if kind == "token" and (len(sources) != 1 or not sources[0].startswith("method.request.header.")):
+        raise ValueError(
+            f"TOKEN authorizer {authorizer.name} needs exactly one method.request.header.* source"
+        )
+    for source in sources:
+        if not source.startswith(_IDENTITY_SOURCE_PREFIXES):
             raise ValueError(f"authorizer {authorizer.name}: unsupported identity source {source!r}")
 
 
@@ -1369,8 +1439,12 @@ def build_api_app(
 ) -> web.Application:
     """An aiohttp app serving `api`'s stage at the root, as its execute-api endpoint does.
 
-    Raises ValueError for a definition API Gateway would refuse (conflicting routes, unsupported template).
-    `clock` drives request times, throttling and the authorizer cache.
+    Raises ValueError for a definition API Gateway would refuse or the emulator cannot honour (conflicting
+    routes, VTL beyond the supported subset). `clock` drives request times, throttling and the authorizer
+    cache. Not emulated: non-Lambda integrations (MOCK, HTTP, AWS service; such routes answer 502), IAM and
+    Cognito authorizers, API keys and usage plans, request validators, per-method throttling, WAF, mutual TLS,
+    custom domains and base path mappings, response streaming, and the 6 MB Lambda payload quota (the
+    runtime enforces its own).
     """
     gateway = _ApiGateway(
         api,

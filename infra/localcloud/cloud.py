@@ -153,6 +153,10 @@ class LocalCloud:
             ready("nats", f"nats://127.0.0.1:{p['nats']}"),
         )
         await asyncio.to_thread(services.enable_state_machine_execution, p["moto"])
+        # moto loads its Step Functions backend on first use (over a second): pay that now, not in a request.
+        await asyncio.to_thread(
+            lambda: self._direct_client("stepfunctions", p["moto"]).list_state_machines(maxResults=1)
+        )
 
     def worker_env(self) -> dict[str, str]:
         """What every Lambda worker gets on top of its template environment: the local endpoint."""
@@ -183,6 +187,17 @@ class LocalCloud:
             aws_secret_access_key="test",  # noqa: S106
         )
 
+    def _direct_client(self, service: str, port: int) -> Any:
+        import boto3
+
+        return boto3.client(  # type: ignore[call-overload]
+            service,
+            endpoint_url=f"http://127.0.0.1:{port}",
+            region_name=REGION,
+            aws_access_key_id="test",
+            aws_secret_access_key="test",  # noqa: S106
+        )
+
     async def _start_edge(self) -> None:
         from localcloud.edge import Edge
         from localcloud.lambda_api import add_lambda_routes
@@ -201,10 +216,15 @@ class LocalCloud:
             dynamodb_url=f"http://127.0.0.1:{p['dynamodb']}",
             moto_url=f"http://127.0.0.1:{p['moto']}",
             status=self.status,
+            on_dynamodb_write=self._wake_pollers,
         )
         app = edge.build_app(mount=lambda a: add_lambda_routes(a, self._runtime))
         await self._serve(app, p["edge"])
         self.report("Edge (AWS endpoint)", self.edge_url, "ready")
+
+    def _wake_pollers(self) -> None:
+        for poller in self._pollers:
+            poller.wake()
 
     async def _serve(self, app: web.Application, port: int) -> None:
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -255,6 +275,7 @@ class LocalCloud:
                     dynamodb_endpoint=endpoint,
                     sqs_endpoint=self.edge_url,
                     region=REGION,
+                    idle_poll_s=0.25,  # the edge wakes pollers on every write; this only bounds a miss
                 )
                 await poller.start()
                 self._pollers.append(poller)

@@ -9,6 +9,17 @@ from typing import Any
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 
 DYNAMODB_TARGETS = ("DynamoDB_20120810.", "DynamoDBStreams_20120810.")
+DYNAMODB_WRITES = frozenset(
+    f"DynamoDB_20120810.{op}"
+    for op in (
+        "PutItem",
+        "UpdateItem",
+        "DeleteItem",
+        "BatchWriteItem",
+        "TransactWriteItems",
+        "ExecuteStatement",
+    )
+)
 # Headers that belong to one hop, not to the call being forwarded.
 HOP_BY_HOP = frozenset(
     {
@@ -38,9 +49,18 @@ def backend_for(headers: Any) -> str:
 class Edge:
     """Proxies AWS API calls; the Lambda Invoke API is mounted on the same app by the runtime."""
 
-    def __init__(self, *, dynamodb_url: str, moto_url: str, status: StatusProvider) -> None:
+    def __init__(
+        self,
+        *,
+        dynamodb_url: str,
+        moto_url: str,
+        status: StatusProvider,
+        on_dynamodb_write: Callable[[], None] | None = None,
+    ) -> None:
         self.backends = {"dynamodb": dynamodb_url.rstrip("/"), "moto": moto_url.rstrip("/")}
         self.status = status
+        # Every write passes through here, so stream pollers can sleep while idle and still deliver at once.
+        self.on_dynamodb_write = on_dynamodb_write
         self.calls: dict[str, int] = {"dynamodb": 0, "moto": 0, "lambda": 0}
         self._session: ClientSession | None = None
 
@@ -79,6 +99,11 @@ class Edge:
                 request.method, url, headers=headers, data=body, allow_redirects=False
             ) as upstream:
                 payload = await upstream.read()
+                if (
+                    self.on_dynamodb_write is not None
+                    and request.headers.get("X-Amz-Target") in DYNAMODB_WRITES
+                ):
+                    self.on_dynamodb_write()
                 out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
                 return web.Response(status=upstream.status, headers=out_headers, body=payload)
         except OSError as exc:

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from localcloud.spec import (
     ACCOUNT_ID,
     REGION,
@@ -140,7 +142,10 @@ class Provisioner:
         handler = getattr(self, "_create_" + rtype.replace("AWS::", "").replace("::", "_"), None)
         attrs: dict[str, Any] = {}
         if handler is not None:
-            attrs = handler(logical_id, props) or {}
+            try:
+                attrs = handler(logical_id, props) or {}
+            except (BotoCoreError, ClientError) as exc:
+                raise TemplateError(f"{logical_id} ({rtype}) could not be created locally: {exc}") from exc
         elif rtype in CLOUD_ONLY:
             self.skipped.append((logical_id, rtype))
         self._attrs[logical_id] = attrs
@@ -245,10 +250,10 @@ class Provisioner:
                 AssumeRolePolicyDocument=json.dumps(props.get("AssumeRolePolicyDocument", {})),
             )
         for policy in props.get("Policies", []):
+            # IAM defaults a missing Version to 2008-10-17; moto insists on one, so state the modern one.
+            document = {"Version": "2012-10-17", **policy["PolicyDocument"]}
             iam.put_role_policy(
-                RoleName=name,
-                PolicyName=policy["PolicyName"],
-                PolicyDocument=json.dumps(policy["PolicyDocument"]),
+                RoleName=name, PolicyName=policy["PolicyName"], PolicyDocument=json.dumps(document)
             )
         return quick
 

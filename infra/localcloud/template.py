@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -87,6 +88,8 @@ def translate(sam: dict[str, Any], base_dir: Path, parameters: Mapping[str, str]
     from samtranslator.parser.parser import Parser
     from samtranslator.translator.translator import Translator
 
+    # The translator's metrics object warns at garbage collection about metrics nobody publishes.
+    logging.getLogger("samtranslator.metrics.metrics").setLevel(logging.ERROR)
     sam = copy.deepcopy(sam)
     code_dirs: dict[str, Path] = {}
     globals_fn = sam.get("Globals", {}).get("Function", {})

@@ -50,9 +50,11 @@ def local_up(
     state_dir: StateDir = None,
 ) -> None:
     """Start the local cloud in the foreground; Ctrl-C stops everything it started."""
+    from rich.console import Console
+
     from localcloud.cloud import CloudConfig, LocalCloud
     from localcloud.services import LocalCloudError
-    from rich.console import Console
+    from localcloud.template import TemplateError
 
     console = Console(stderr=True)
     root = repo_root()
@@ -82,7 +84,7 @@ def local_up(
         console.print(f"[bold]VaultPay local cloud[/] starting (state in {config.state_dir})")
         try:
             await cloud.start()
-        except LocalCloudError as exc:
+        except (LocalCloudError, TemplateError) as exc:
             console.print(f"[bold red]✘[/] {exc}")
             return 1
         console.print(
@@ -106,9 +108,10 @@ def local_status(
     """Report what of the local cloud is up (exit status 1 when it is not running)."""
     import urllib.request
 
-    from localcloud.cloud import read_state
     from rich.console import Console
     from rich.table import Table
+
+    from localcloud.cloud import read_state
 
     console = Console()
     state = read_state((state_dir or default_state_dir()).resolve())

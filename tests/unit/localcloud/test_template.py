@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from localcloud.provision import CLOUD_ONLY, LOCAL_NOOP, PROVISIONED, SUPPORTED
 from localcloud.template import Resolver, TemplateError, load_template, samconfig_parameters, translate
 

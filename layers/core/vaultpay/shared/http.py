@@ -1,0 +1,230 @@
+"""The one HTTP resolver factory: validation, RFC 9457 problem+json errors and the correlation id."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import ServiceError
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
+from pydantic import BaseModel, ConfigDict
+
+from vaultpay.shared.errors import FieldError, RateLimited, ValidationFailed, VaultPayError
+from vaultpay.shared.observability import bind_log_keys, get_logger
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://vaultpay.dev/problems/"
+CORRELATION_HEADER = "X-Correlation-Id"
+
+# A client-supplied id is echoed into logs and responses: accept only short, visible ASCII, and replace
+# anything else with a fresh id rather than refuse the request over a tracing header.
+_CORRELATION_ID = re.compile(r"[\x21-\x7e]{1,128}")
+_CONTEXT_KEY = "correlation_id"
+
+# Where a request-validation error points; the field name a client sees leaves the location out.
+_LOCATIONS = frozenset({"body", "query", "path", "header", "cookie", "form", "file"})
+# Pydantic's message for these names Python types or model classes, which must never reach a client.
+_MESSAGES = {
+    "missing": "is required",
+    "extra_forbidden": "is not allowed",
+    "model_type": "must be a JSON object",
+    "model_attributes_type": "must be a JSON object",
+    "dict_type": "must be a JSON object",
+    "dataclass_type": "must be a JSON object",
+    "is_instance_of": "has the wrong type",
+    "is_subclass_of": "has the wrong type",
+}
+_VALIDATOR_PREFIXES = ("Value error, ", "Assertion failed, ")
+
+
+class RequestModel(BaseModel):
+    """Base of every request body: unknown fields are rejected (422), and parsed bodies are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def make_resolver() -> APIGatewayRestResolver:
+    """A REST API resolver with request validation on, every error as problem+json, and a correlation id
+    on every response and log line."""
+    app = APIGatewayRestResolver(enable_validation=True)
+    app.use([_correlation_middleware])
+
+    # Each handler binds the correlation id first: request validation fails before any middleware has run,
+    # and the log line should carry the id all the same.
+    def on_vaultpay_error(exc: VaultPayError) -> Response[str]:
+        current_correlation_id(app)
+        if exc.status >= HTTPStatus.INTERNAL_SERVER_ERROR:
+            get_logger().error("request failed", exc_info=exc, extra={"code": exc.code})
+        else:
+            get_logger().info("request refused", extra={"code": exc.code, "status": exc.status})
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else {}
+        errors = exc.errors if isinstance(exc, ValidationFailed) else None
+        return problem(
+            app,
+            status=exc.status,
+            code=exc.code,
+            title=exc.title,
+            detail=exc.detail,
+            errors=errors,
+            headers=headers,
+        )
+
+    def on_request_validation_error(exc: RequestValidationError) -> Response[str]:
+        current_correlation_id(app)
+        raw = list(exc.errors())
+        if any(error.get("type") == "json_invalid" for error in raw):
+            return problem(
+                app,
+                status=400,
+                code="malformed_json",
+                title="Bad request",
+                detail="The request body is not valid JSON.",
+            )
+        errors = [_field_error(error) for error in raw]
+        get_logger().info("request invalid", extra={"fields": [e.field for e in errors]})
+        return problem(
+            app,
+            status=422,
+            code="validation_failed",
+            title="Validation failed",
+            detail="The request is not valid.",
+            errors=errors,
+        )
+
+    def on_unsupported_content_type(_exc: RequestUnsupportedContentType) -> Response[str]:
+        return problem(
+            app,
+            status=415,
+            code="unsupported_media_type",
+            title="Unsupported media type",
+            detail="Send the request body as application/json.",
+        )
+
+    def on_service_error(exc: ServiceError) -> Response[str]:
+        # Powertools' own HTTP errors: an unknown route (404), or a ServiceError raised by a library.
+        try:
+            status = HTTPStatus(exc.status_code)
+        except ValueError:
+            status = HTTPStatus.INTERNAL_SERVER_ERROR
+        if status is HTTPStatus.NOT_FOUND:
+            return problem(
+                app,
+                status=404,
+                code="not_found",
+                title="Not found",
+                detail="No resource matches this method and path.",
+            )
+        code = status.phrase.lower().replace(" ", "_").replace("-", "_")
+        return problem(app, status=status.value, code=code, title=status.phrase, detail=status.description)
+
+    def on_unexpected_error(exc: Exception) -> Response[str]:
+        current_correlation_id(app)
+        get_logger().exception("unhandled error", exc_info=exc)
+        return problem(
+            app,
+            status=500,
+            code="internal_error",
+            title="Internal server error",
+            detail="An unexpected error occurred. Quote the correlation id when reporting it.",
+        )
+
+    # Powertools looks handlers up along the exception's MRO: the catch-all `Exception` gets only what no
+    # more specific handler claims, whatever the order of registration.
+    app.exception_handler(RequestUnsupportedContentType)(on_unsupported_content_type)
+    app.exception_handler(RequestValidationError)(on_request_validation_error)
+    app.exception_handler(VaultPayError)(on_vaultpay_error)
+    app.exception_handler(ServiceError)(on_service_error)
+    app.exception_handler(Exception)(on_unexpected_error)
+    return app
+
+
+def problem(
+    app: APIGatewayRestResolver,
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    errors: Sequence[FieldError] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response[str]:
+    """An RFC 9457 problem details response carrying the request's correlation id."""
+    correlation_id = current_correlation_id(app)
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "correlation_id": correlation_id,
+    }
+    if errors:
+        body["errors"] = [{"field": e.field, "message": e.message} for e in errors]
+    return Response(
+        status_code=status,
+        content_type=PROBLEM_JSON,
+        # Powertools serializes only application/json bodies itself.
+        body=json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+        headers={**(headers or {}), CORRELATION_HEADER: correlation_id},
+    )
+
+
+def current_correlation_id(app: APIGatewayRestResolver) -> str:
+    """The request's correlation id: the client's `X-Correlation-Id` if usable, else API Gateway's request
+    id, else a new one. Decided once per request and bound to the logger."""
+    known = app.context.get(_CONTEXT_KEY)
+    if isinstance(known, str):
+        return known
+    event = app.current_event
+    given = event.headers.get(CORRELATION_HEADER)
+    if isinstance(given, str) and _CORRELATION_ID.fullmatch(given):
+        correlation_id = given
+    else:
+        # API Gateway's request id also names the request in its access and execution logs; a hand-made
+        # event (a test, a direct invoke) may have none.
+        request_id = (event.raw_event.get("requestContext") or {}).get("requestId")
+        correlation_id = request_id if isinstance(request_id, str) and request_id else str(uuid.uuid4())
+    app.context[_CONTEXT_KEY] = correlation_id
+    bind_log_keys(correlation_id=correlation_id)
+    return correlation_id
+
+
+def _correlation_middleware(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
+    correlation_id = current_correlation_id(app)
+    response = next_middleware(app)
+    response.headers[CORRELATION_HEADER] = correlation_id
+    return response
+
+
+def _field_error(error: Mapping[str, Any]) -> FieldError:
+    return FieldError(field=_field_name(error.get("loc", ())), message=_message(error))
+
+
+def _field_name(loc: Sequence[Any]) -> str:
+    parts = list(loc)
+    source = "body"
+    if parts and parts[0] in _LOCATIONS:
+        source = str(parts.pop(0))
+    name = ""
+    for part in parts:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name or source
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    known = _MESSAGES.get(str(error.get("type", "")))
+    if known is not None:
+        return known
+    message = str(error.get("msg") or "is not valid")
+    for prefix in _VALIDATOR_PREFIXES:
+        message = message.removeprefix(prefix)
+    return message

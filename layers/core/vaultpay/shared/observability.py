@@ -1,0 +1,66 @@
+"""Powertools Logger, Tracer and Metrics for every function, and the fixed names of VaultPay's log keys."""
+
+from __future__ import annotations
+
+import functools
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools import Logger, Metrics, Tracer
+
+
+class LogKey(StrEnum):
+    """The only names under which these ids are logged, so one query finds a request everywhere."""
+
+    CORRELATION_ID = "correlation_id"
+    USER_ID = "user_id"
+    TRANSFER_ID = "transfer_id"
+    ACCOUNT_ID = "account_id"
+
+
+# Service name and metrics namespace come from POWERTOOLS_SERVICE_NAME / POWERTOOLS_METRICS_NAMESPACE (set
+# in the template), so the same objects serve every function without arguments.
+
+
+@functools.cache
+def get_logger() -> Logger:
+    """The structured JSON logger shared by the handler and the core package."""
+    from aws_lambda_powertools import Logger
+
+    return Logger()
+
+
+@functools.cache
+def get_tracer() -> Tracer:
+    """The X-Ray tracer; Powertools disables it outside Lambda and when POWERTOOLS_TRACE_DISABLED is set."""
+    from aws_lambda_powertools import Tracer
+
+    return Tracer()
+
+
+@functools.cache
+def get_metrics() -> Metrics:
+    """CloudWatch metrics in embedded metric format; name metrics in the past tense (`TransferCompleted`)."""
+    from aws_lambda_powertools import Metrics
+
+    return Metrics()
+
+
+def bind_log_keys(
+    *,
+    correlation_id: str | None = None,
+    user_id: str | None = None,
+    transfer_id: str | None = None,
+    account_id: str | None = None,
+) -> None:
+    """Adds the given ids to every later log line of this invocation (the handler clears them per event)."""
+    keys = {
+        LogKey.CORRELATION_ID: correlation_id,
+        LogKey.USER_ID: user_id,
+        LogKey.TRANSFER_ID: transfer_id,
+        LogKey.ACCOUNT_ID: account_id,
+    }
+    present = {str(key): value for key, value in keys.items() if value is not None}
+    if present:
+        get_logger().append_keys(**present)
