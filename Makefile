@@ -46,5 +46,9 @@ e2e: install
 test: lint
 	$(BIN)/pytest -q
 
+# Long measurements stay out of `make test`; each writes its figures to a file under bench/.
+bench: install
+	$(BIN)/python bench/localcloud_bench.py --out bench/localcloud-results.md
+
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

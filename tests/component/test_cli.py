@@ -1,0 +1,73 @@
+"""The `vaultpay` command against a running local cloud: invoke (the Docker-free sam local invoke) and status."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.component
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _vaultpay(cloud: Any, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "VAULTPAY_STATE_DIR": str(cloud.state_dir)}
+    return subprocess.run(
+        [sys.executable, "-m", "vaultpay_cli.main", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_invoke_runs_a_function_by_logical_id_with_a_sample_event(local_cloud: Any) -> None:
+    done = _vaultpay(local_cloud, "invoke", "HealthFunction", "-e", "events/ops/health.json")
+
+    assert done.returncode == 0, done.stderr
+    response = json.loads(done.stdout)
+    assert response["statusCode"] == 200
+    assert json.loads(response["body"])["status"] == "ok"
+    # Like `sam local invoke`: the function's log on stderr, the response on stdout.
+    assert "START RequestId:" in done.stderr
+    assert "REPORT RequestId:" in done.stderr
+
+
+def test_invoke_exits_non_zero_when_the_function_fails(local_cloud: Any) -> None:
+    done = _vaultpay(local_cloud, "invoke", "BoomFunction", "-e", "tests/fixtures/localcloud/boom-event.json")
+    assert done.returncode == 1
+    assert json.loads(done.stdout)["errorType"] == "PaymentRejected"
+
+
+def test_invoke_names_the_deployed_functions_when_asked_for_an_unknown_one(local_cloud: Any) -> None:
+    done = _vaultpay(local_cloud, "invoke", "NoSuchFunction")
+    assert done.returncode == 2
+    assert "HealthFunction" in done.stderr
+
+
+def test_status_lists_every_piece_as_up(local_cloud: Any) -> None:
+    done = _vaultpay(local_cloud, "local", "status", "--json")
+    assert done.returncode == 0, done.stderr
+    status = json.loads(done.stdout)
+    assert status["services"] == {"dynamodb": True, "moto": True, "nats": True}
+    assert any(s["name"] == "vaultpay-local" for s in status["stacks"])
+
+
+def test_status_says_so_when_no_cloud_is_running(tmp_path: Path) -> None:
+    env = {**os.environ, "VAULTPAY_STATE_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "vaultpay_cli.main", "local", "status"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "not running" in done.stdout

@@ -1,0 +1,41 @@
+"""GET /v1/health end to end: HTTP → API Gateway emulator → Lambda → DynamoDB, Step Functions and NATS."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+    req = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return resp.status, dict(resp.headers), json.loads(resp.read())
+
+
+def test_health_reports_every_dependency_ok_over_http(local_cloud: Any) -> None:
+    status, headers, body = _get(local_cloud.api + "/v1/health")
+
+    assert status == 200
+    assert body["status"] == "ok"
+    assert body["checks"] == {"dynamodb": "ok", "stepfunctions": "ok", "nats": "ok"}
+    assert body["version"]
+    assert headers["Cache-Control"] == "no-store"
+
+
+def test_health_echoes_the_callers_correlation_id(local_cloud: Any) -> None:
+    _, headers, _ = _get(local_cloud.api + "/v1/health", {"X-Correlation-Id": "corr-e2e-123"})
+    assert headers["X-Correlation-Id"] == "corr-e2e-123"
+
+
+def test_an_unknown_route_is_a_problem_document_not_a_500(local_cloud: Any) -> None:
+    req = urllib.request.Request(local_cloud.api + "/v1/nowhere")
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(req, timeout=10)
+    assert caught.value.code == 404
+    assert caught.value.headers["Content-Type"].startswith("application/problem+json")
+    assert json.loads(caught.value.read())["status"] == 404
