@@ -17,7 +17,7 @@ from aiohttp import web
 
 from localcloud import services
 from localcloud.services import LocalCloudError, ManagedProcess
-from localcloud.spec import REGION, Deployment
+from localcloud.spec import REGION, Deployment, FunctionSpec
 
 Reporter = Callable[[str, str, str], None]  # (piece, url, state)
 
@@ -66,6 +66,7 @@ class LocalCloud:
         self._pollers: list[Any] = []
         self._scheduler: Any = None
         self._stopped = asyncio.Event()
+        self._functions: dict[str, FunctionSpec] = {}
 
     # ---- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -95,12 +96,13 @@ class LocalCloud:
         if self._scheduler is not None:
             with contextlib.suppress(Exception):
                 await self._scheduler.stop()
-        for runner in reversed(self._runners):
-            with contextlib.suppress(Exception):
-                await runner.cleanup()
+        # The runtime's last log flush goes through the edge: close it while the edge still serves.
         if self._runtime is not None:
             with contextlib.suppress(Exception):
                 await self._runtime.close()
+        for runner in reversed(self._runners):
+            with contextlib.suppress(Exception):
+                await runner.cleanup()
         await asyncio.gather(*(asyncio.to_thread(p.stop) for p in self.processes.values()))
         self._pollers, self._runners, self._runtime, self._scheduler = [], [], None, None
         state_file = self.config.state_dir / "state.json"
@@ -233,6 +235,7 @@ class LocalCloud:
         self._runners.append(runner)
 
     async def _deploy(self, template: Path) -> None:
+        from localcloud.edge import CFN_RESPONSES
         from localcloud.provision import Provisioner
         from localcloud.template import load_template, samconfig_parameters, translate
 
@@ -246,10 +249,24 @@ class LocalCloud:
         params.update({k: v for k, v in cfg.parameter_overrides.items() if k in declared})
         stack = "vaultpay-local" if not self.stacks else f"vaultpay-local-{template.parent.name}"
         translated = await asyncio.to_thread(translate, sam, base, params)
-        provisioner = Provisioner(translated, params, self.client, stack_name=stack)
+        loop = asyncio.get_running_loop()
+
+        def deploy_function(spec: FunctionSpec) -> None:
+            # Provisioning runs in a thread; the runtime belongs to the event loop.
+            self._functions[spec.name] = spec
+            future = asyncio.run_coroutine_threadsafe(self._redeploy_functions(), loop)
+            future.result(timeout=30)
+
+        provisioner = Provisioner(
+            translated,
+            params,
+            self.client,
+            stack_name=stack,
+            custom_resource_responses=self.edge_url + CFN_RESPONSES,
+            on_function=deploy_function,
+        )
         deployment = await asyncio.to_thread(provisioner.run)
         self.stacks.append(StackState(stack, template, deployment, provisioner.skipped))
-        self._runtime.set_functions(self.functions())
         self.report(
             f"Stack {stack}",
             str(template.relative_to(cfg.root) if template.is_relative_to(cfg.root) else template),
@@ -259,8 +276,11 @@ class LocalCloud:
         for logical_id, rtype in provisioner.skipped:
             self.report(f"  {logical_id}", rtype, "cloud-only, skipped locally")
 
-    def functions(self) -> dict[str, Any]:
-        return {name: spec for s in self.stacks for name, spec in s.deployment.functions.items()}
+    async def _redeploy_functions(self) -> None:
+        self._runtime.set_functions(dict(self._functions))
+
+    def functions(self) -> dict[str, FunctionSpec]:
+        return dict(self._functions)
 
     async def _start_event_sources(self) -> None:
         from localcloud.schedules import Scheduler

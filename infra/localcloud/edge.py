@@ -35,6 +35,9 @@ HOP_BY_HOP = frozenset(
     }
 )
 
+# Custom-resource functions PUT their result here (the presigned S3 URL of CloudFormation, locally).
+CFN_RESPONSES = "/_localcloud/cfn-response"
+
 StatusProvider = Callable[[], dict[str, Any]]
 
 
@@ -62,12 +65,15 @@ class Edge:
         # Every write passes through here, so stream pollers can sleep while idle and still deliver at once.
         self.on_dynamodb_write = on_dynamodb_write
         self.calls: dict[str, int] = {"dynamodb": 0, "moto": 0, "lambda": 0}
+        self.custom_resource_responses: dict[str, bytes] = {}
         self._session: ClientSession | None = None
 
     def build_app(self, mount: Callable[[web.Application], None] | None = None) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_get("/_localstack/health", self._localstack_health)
         app.router.add_get("/_localcloud/status", self._status)
+        app.router.add_put(CFN_RESPONSES + "/{request_id}", self._store_cfn_response)
+        app.router.add_get(CFN_RESPONSES + "/{request_id}", self._read_cfn_response)
         if mount is not None:
             mount(app)  # the Lambda routes, before the catch-all
         app.router.add_route("*", "/{tail:.*}", self._proxy)
@@ -110,6 +116,16 @@ class Edge:
             return _aws_error(
                 503, "ServiceUnavailable", f"{backend} is not reachable: {exc.__class__.__name__}"
             )
+
+    async def _store_cfn_response(self, request: web.Request) -> web.Response:
+        self.custom_resource_responses[request.match_info["request_id"]] = await request.read()
+        return web.Response(status=200)
+
+    async def _read_cfn_response(self, request: web.Request) -> web.Response:
+        body = self.custom_resource_responses.pop(request.match_info["request_id"], None)
+        if body is None:
+            return web.json_response({"message": "no response was sent to this ResponseURL"}, status=404)
+        return web.Response(body=body, content_type="application/json")
 
     async def _localstack_health(self, _: web.Request) -> web.Response:
         status = self.status()

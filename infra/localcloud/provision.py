@@ -6,6 +6,8 @@ import contextlib
 import json
 import secrets
 import string
+import urllib.request
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -76,6 +78,14 @@ CLOUD_ONLY = frozenset(
     }
 )
 SUPPORTED = PROVISIONED | LOCAL_NOOP | CLOUD_ONLY
+CUSTOM_RESOURCE = "AWS::CloudFormation::CustomResource"
+
+
+def is_supported(resource_type: str) -> bool:
+    """Custom resources (Custom::Name) run their Lambda locally as CloudFormation would."""
+    return (
+        resource_type in SUPPORTED or resource_type == CUSTOM_RESOURCE or resource_type.startswith("Custom::")
+    )
 
 
 class Provisioner:
@@ -88,11 +98,17 @@ class Provisioner:
         clients: ClientFactory,
         *,
         stack_name: str = "vaultpay-local",
+        custom_resource_responses: str = "",
+        on_function: Callable[[FunctionSpec], None] | None = None,
     ) -> None:
         self.t = translated
         self.resources: dict[str, Any] = translated.template["Resources"]
         self.clients = clients
         self.stack = stack_name
+        # Where custom-resource functions PUT their answer: the edge keeps it for us to read back.
+        self.custom_resource_responses = custom_resource_responses.rstrip("/")
+        # Called as each function is created, so a custom resource can invoke it during provisioning.
+        self.on_function = on_function
         self.deployment = Deployment()
         self.skipped: list[tuple[str, str]] = []  # (logical id, type) of cloud-only resources
         self._attrs: dict[str, dict[str, Any]] = {}
@@ -107,7 +123,7 @@ class Provisioner:
 
     # ---- walking --------------------------------------------------------------------------------
     def run(self) -> Deployment:
-        unknown = sorted({r["Type"] for r in self.resources.values()} - SUPPORTED)
+        unknown = sorted({r["Type"] for r in self.resources.values() if not is_supported(r["Type"])})
         if unknown:
             raise TemplateError(
                 f"resource types neither provisioned locally nor listed as cloud-only: {', '.join(unknown)}"
@@ -139,7 +155,11 @@ class Provisioner:
             self._provision(dep)
         rtype = resource["Type"]
         props = self.resolver.resolve(resource.get("Properties", {}))
-        handler = getattr(self, "_create_" + rtype.replace("AWS::", "").replace("::", "_"), None)
+        handler: Callable[[str, dict[str, Any]], dict[str, Any]] | None
+        if rtype == CUSTOM_RESOURCE or rtype.startswith("Custom::"):
+            handler = self._create_custom_resource
+        else:
+            handler = getattr(self, "_create_" + rtype.replace("AWS::", "").replace("::", "_"), None)
         attrs: dict[str, Any] = {}
         if handler is not None:
             try:
@@ -224,7 +244,7 @@ class Provisioner:
         env = {k: _env_text(v) for k, v in props.get("Environment", {}).get("Variables", {}).items()}
         concurrency = props.get("ReservedConcurrentExecutions")
         log_group = props.get("LoggingConfig", {}).get("LogGroup", "")
-        self.deployment.functions[name] = FunctionSpec(
+        spec = self.deployment.functions[name] = FunctionSpec(
             logical_id=logical_id,
             name=name,
             handler=str(props.get("Handler", "app.handler")),
@@ -237,6 +257,8 @@ class Provisioner:
             reserved_concurrency=int(concurrency) if concurrency is not None else None,
             log_group=str(log_group),
         )
+        if self.on_function is not None:
+            self.on_function(spec)
         return quick
 
     def _create_IAM_Role(self, logical_id: str, props: dict[str, Any]) -> dict[str, Any]:
@@ -451,6 +473,41 @@ class Provisioner:
             )
         )
         return {"Ref": local_id(logical_id)}
+
+    def _create_custom_resource(self, logical_id: str, props: dict[str, Any]) -> dict[str, Any]:
+        """Runs the resource's Lambda with a Create request and reads its answer, as CloudFormation does."""
+        if not self.custom_resource_responses:
+            raise TemplateError(f"{logical_id}: custom resources need the edge to collect their responses")
+        token = str(props.get("ServiceToken", ""))
+        if ":lambda:" not in token:
+            raise TemplateError(f"{logical_id}: only Lambda-backed custom resources run locally")
+        for other, resource in self.resources.items():  # the function must exist before it is invoked
+            if resource["Type"] == "AWS::Lambda::Function" and self._get_att(other, "Arn") == token:
+                self._provision(other)
+        request_id = str(uuid.uuid4())
+        response_url = f"{self.custom_resource_responses}/{request_id}"
+        event = {
+            "RequestType": "Create",
+            "ServiceToken": token,
+            "ResponseURL": response_url,
+            "StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT_ID}:stack/{self.stack}/local",
+            "RequestId": request_id,
+            "LogicalResourceId": logical_id,
+            "ResourceType": self.resources[logical_id]["Type"],
+            "ResourceProperties": props,
+        }
+        result = self.clients("lambda").invoke(FunctionName=token, Payload=json.dumps(event).encode())
+        if result.get("FunctionError"):
+            detail = result["Payload"].read().decode(errors="replace")[:500]
+            raise TemplateError(f"{logical_id}: the custom resource function failed: {detail}")
+        with urllib.request.urlopen(response_url, timeout=10) as resp:  # noqa: S310 - the local edge
+            answer = json.loads(resp.read())
+        if answer.get("Status") != "SUCCESS":
+            raise TemplateError(
+                f"{logical_id}: custom resource failed: {answer.get('Reason', 'no reason given')}"
+            )
+        data = answer.get("Data") or {}
+        return {"Ref": answer.get("PhysicalResourceId") or logical_id, **{str(k): v for k, v in data.items()}}
 
     # ---- REST API: routes and authorizers come from the translated OpenAPI body ----------------
     def _api_spec(self, logical_id: str, resource: dict[str, Any]) -> ApiSpec:

@@ -16,12 +16,14 @@ def function_arn(name: str) -> str:
 
 
 def function_name_from(name_or_arn: str) -> str:
-    """The bare function name from a name, a full/partial ARN, or an ARN with a qualifier."""
+    """The bare function name from a name, a full or partial ARN, or either with a qualifier."""
+    parts = name_or_arn.split(":")
     if name_or_arn.startswith("arn:"):
-        parts = name_or_arn.split(":")
         # arn:aws:lambda:region:account:function:name[:qualifier]
         return parts[6] if len(parts) > 6 else parts[-1]
-    return name_or_arn.split(":")[0]
+    if len(parts) >= 3 and parts[1] == "function":
+        return parts[2]  # account:function:name[:qualifier]
+    return parts[0]
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The `vaultpay` command against a running local cloud: invoke (the Docker-free sam local invoke) and status."""
+"""The `vaultpay` command against a running local cloud: `invoke` (Docker-free sam local invoke), `status`."""
 
 from __future__ import annotations
 

@@ -68,6 +68,7 @@ def test_invoke_returns_the_payload_with_the_template_environment(local_cloud: A
     assert out["StatusCode"] == 200 and "FunctionError" not in out
     assert body["event"] == {"hello": "world"}
     assert body["greeting"] == "hello"
+    assert body["echoed"] == "SHOUT"  # a custom resource's Data, through !GetAtt
     assert body["sink_table"].endswith("SinkTable")  # !Ref resolved to the table's physical name
     assert body["endpoint"] == local_cloud.edge
 
