@@ -1,4 +1,4 @@
-"""Secrets Manager values, cached per warm Lambda for a short time so rotation is picked up without a deploy."""
+"""Secrets Manager values, cached per warm Lambda briefly so a rotation is picked up without a deploy."""
 
 from __future__ import annotations
 
