@@ -19,6 +19,8 @@ local_app = typer.Typer(
     help="The local cloud: the whole stack on this machine, no Docker.", no_args_is_help=True
 )
 app.add_typer(local_app, name="local")
+admin_app = typer.Typer(help="Operator commands that change what users can do.", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
 
 
 def repo_root() -> Path:
@@ -150,6 +152,60 @@ def local_status(
     console.print(functions)
 
 
+def _lambda_client(state_dir: Path | None) -> tuple[Any, dict[str, str]]:
+    """A Lambda client for the running local cloud (from its state file), or for AWS when none runs and
+    AWS_ENDPOINT_URL is unset; plus the logical-id → function-name map when the local cloud is known."""
+    import boto3
+
+    from localcloud.cloud import read_state
+
+    state = read_state((state_dir or default_state_dir()).resolve())
+    if state is None:
+        if os.environ.get("AWS_ENDPOINT_URL"):
+            return boto3.client("lambda"), {}
+        typer.echo("The local cloud is not running: start it with `make run`.", err=True)
+        raise typer.Exit(1)
+    client = boto3.client(
+        "lambda",
+        endpoint_url=state["endpoints"]["edge"],
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",  # noqa: S106 - the emulators accept any credentials
+    )
+    return client, {info["logical_id"]: name for name, info in state["functions"].items()}
+
+
+@admin_app.command("create-user")
+def admin_create_user(
+    email: Annotated[str, typer.Option(help="The admin's e-mail address")],
+    full_name: Annotated[str, typer.Option("--full-name", help="The admin's full name")],
+    phone: Annotated[str, typer.Option(help="E.164 phone number, e.g. +919876543210")],
+    password: Annotated[
+        str | None, typer.Option(help="12..128 characters; prompted for (hidden) when left out")
+    ] = None,
+    function_name: Annotated[
+        str | None, typer.Option(help="CreateAdmin function name on AWS (default: the local cloud's)")
+    ] = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Create an `admin` user (the only way to get one) and print its TOTP enrolment as JSON."""
+    if password is None:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    client, functions = _lambda_client(state_dir)
+    name = function_name or functions.get("CreateAdminFunction")
+    if not name:
+        typer.echo("No CreateAdminFunction is deployed; pass --function-name.", err=True)
+        raise typer.Exit(2)
+    payload = {"email": email, "password": password, "full_name": full_name, "phone": phone}
+    response = client.invoke(FunctionName=name, Payload=json.dumps(payload).encode())
+    body = json.loads(response["Payload"].read() or b"null")
+    if response.get("FunctionError") or not isinstance(body, dict) or "user_id" not in body:
+        # The function's error carries a code and a message meant for the operator, never the password.
+        typer.echo(f"Could not create the admin: {json.dumps(body)}", err=True)
+        raise typer.Exit(1)
+    typer.echo(json.dumps(body, indent=2))
+
+
 @app.command("invoke")
 def invoke(
     function: Annotated[str, typer.Argument(help="Logical id (HealthFunction) or function name")],
@@ -157,15 +213,9 @@ def invoke(
     state_dir: StateDir = None,
 ) -> None:
     """Invoke a function in the running local cloud: the Docker-free `sam local invoke`."""
-    from localcloud.cloud import read_state
-
-    state = read_state((state_dir or default_state_dir()).resolve())
-    if state is None:
-        typer.echo("The local cloud is not running: start it with `make run`.", err=True)
-        raise typer.Exit(1)
-    names = {info["logical_id"]: name for name, info in state["functions"].items()}
+    client, names = _lambda_client(state_dir)
     name = names.get(function, function)
-    if name not in state["functions"]:
+    if names and name not in names.values():
         typer.echo(f"No function {function!r}; deployed: {', '.join(sorted(names))}", err=True)
         raise typer.Exit(2)
     payload = event.read_bytes() if event else b"{}"
@@ -174,15 +224,6 @@ def invoke(
     except ValueError as exc:
         typer.echo(f"{event} is not JSON: {exc}", err=True)
         raise typer.Exit(2) from exc
-    import boto3
-
-    client = boto3.client(
-        "lambda",
-        endpoint_url=state["endpoints"]["edge"],
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",  # noqa: S106 - the emulators accept any credentials
-    )
     typer.echo(f"Invoking {function} ({name})", err=True)
     began = time.monotonic()
     response = client.invoke(FunctionName=name, Payload=payload, LogType="Tail")
