@@ -17,7 +17,7 @@ from aiohttp import web
 
 from localcloud import services
 from localcloud.services import LocalCloudError, ManagedProcess
-from localcloud.spec import REGION, Deployment, FunctionSpec
+from localcloud.spec import REGION, Deployment, FunctionSpec, InvokeResult
 
 Reporter = Callable[[str, str, str], None]  # (piece, url, state)
 
@@ -67,6 +67,7 @@ class LocalCloud:
         self._scheduler: Any = None
         self._stopped = asyncio.Event()
         self._functions: dict[str, FunctionSpec] = {}
+        self._subscriptions: Any = None
 
     # ---- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -205,9 +206,15 @@ class LocalCloud:
         from localcloud.lambda_api import add_lambda_routes
         from localcloud.lambda_runtime import LambdaRuntime
         from localcloud.logs import LogShipper
+        from localcloud.subscriptions import SubscriptionDelivery
 
         p = self.ports
-        shipper = LogShipper(lambda: self.client("logs"), log_dir=self.config.state_dir / "logs" / "lambda")
+        self._subscriptions = SubscriptionDelivery([], invoker=self, loop=asyncio.get_running_loop())
+        shipper = LogShipper(
+            lambda: self.client("logs"),
+            log_dir=self.config.state_dir / "logs" / "lambda",
+            tap=self._subscriptions,
+        )
         self._runtime = LambdaRuntime(
             {},
             base_env=self.worker_env(),
@@ -223,6 +230,20 @@ class LocalCloud:
         app = edge.build_app(mount=lambda a: add_lambda_routes(a, self._runtime))
         await self._serve(app, p["edge"])
         self.report("Edge (AWS endpoint)", self.edge_url, "ready")
+
+    async def invoke(
+        self,
+        function: str,
+        payload: bytes,
+        *,
+        invocation_type: str = "RequestResponse",
+        log_type: str = "None",
+    ) -> InvokeResult:
+        """The runtime's Invoke, for pieces created before the runtime (log subscriptions)."""
+        result: InvokeResult = await self._runtime.invoke(
+            function, payload, invocation_type=invocation_type, log_type=log_type
+        )
+        return result
 
     def _wake_pollers(self) -> None:
         for poller in self._pollers:
@@ -267,6 +288,7 @@ class LocalCloud:
         )
         deployment = await asyncio.to_thread(provisioner.run)
         self.stacks.append(StackState(stack, template, deployment, provisioner.skipped))
+        self._subscriptions.add(deployment.subscriptions)
         self.report(
             f"Stack {stack}",
             str(template.relative_to(cfg.root) if template.is_relative_to(cfg.root) else template),
@@ -343,6 +365,7 @@ class LocalCloud:
             ],
             "lambda": runtime_stats,
             "streams": [p.stats() for p in self._pollers],
+            "log_subscriptions": self._subscriptions.stats() if self._subscriptions is not None else {},
         }
 
     def endpoints(self) -> dict[str, Any]:

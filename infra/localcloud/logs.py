@@ -91,8 +91,11 @@ class LogShipper:
         max_buffered: int = 100_000,
         close_timeout_s: float = 5.0,
         failure_backoff_s: float = 2.0,
+        tap: Callable[[str, str, Sequence[LogEvent]], None] | None = None,
     ) -> None:
         self._client_factory = client_factory
+        # Sees every shipped batch (group, stream, events) on the shipping thread: subscription filters.
+        self.tap = tap
         self._client: Any = None
         self._log_dir = log_dir
         self._interval = flush_interval_s
@@ -200,6 +203,11 @@ class LogShipper:
             for key, stream_events in by_stream.items():
                 for batch in batches(stream_events):
                     self._put(key, batch)
+                if self.tap is not None:
+                    try:
+                        self.tap(key[0], key[1], stream_events)
+                    except Exception:  # a subscriber must never stop the logs themselves
+                        log.exception("log subscription tap failed")
         finally:
             with self._done:
                 self._processed += len(events)

@@ -25,6 +25,7 @@ from localcloud.spec import (
     RouteSpec,
     ScheduleSpec,
     StreamMappingSpec,
+    SubscriptionFilterSpec,
     TableSpec,
     function_arn,
     function_name_from,
@@ -48,6 +49,7 @@ PROVISIONED = frozenset(
         "AWS::StepFunctions::StateMachine",
         "AWS::SQS::Queue",
         "AWS::Logs::LogGroup",
+        "AWS::Logs::SubscriptionFilter",
         "AWS::KMS::Key",
         "AWS::KMS::Alias",
         "AWS::SecretsManager::Secret",
@@ -287,6 +289,22 @@ class Provisioner:
         if "RetentionInDays" in props:
             logs.put_retention_policy(logGroupName=name, retentionInDays=int(props["RetentionInDays"]))
         return {"Ref": name, "Arn": f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:{name}:*"}
+
+    def _create_Logs_SubscriptionFilter(self, logical_id: str, props: dict[str, Any]) -> dict[str, Any]:
+        destination = str(props["DestinationArn"])
+        if ":lambda:" not in destination:
+            raise TemplateError(f"{logical_id}: only Lambda subscription destinations run locally")
+        name = str(props.get("FilterName") or f"{self.stack}-{logical_id}")
+        self.deployment.subscriptions.append(
+            SubscriptionFilterSpec(
+                logical_id=logical_id,
+                name=name,
+                log_group=str(props["LogGroupName"]),
+                pattern=str(props.get("FilterPattern", "")),
+                function_name=function_name_from(destination),
+            )
+        )
+        return {"Ref": name}
 
     def _create_DynamoDB_Table(self, logical_id: str, props: dict[str, Any]) -> dict[str, Any]:
         ddb = self.clients("dynamodb")

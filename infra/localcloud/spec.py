@@ -157,6 +157,17 @@ class ApiSpec:
     throttle_burst: int | None = None
 
 
+@dataclass(frozen=True)
+class SubscriptionFilterSpec:
+    """An AWS::Logs::SubscriptionFilter whose destination is a Lambda function."""
+
+    logical_id: str
+    name: str
+    log_group: str
+    pattern: str
+    function_name: str
+
+
 @dataclass
 class Deployment:
     """Everything provisioned from one template."""
@@ -166,5 +177,6 @@ class Deployment:
     stream_mappings: list[StreamMappingSpec] = field(default_factory=list)
     schedules: list[ScheduleSpec] = field(default_factory=list)
     apis: list[ApiSpec] = field(default_factory=list)
+    subscriptions: list[SubscriptionFilterSpec] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
     physical_ids: dict[str, str] = field(default_factory=dict)  # logical id -> physical id

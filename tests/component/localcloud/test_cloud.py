@@ -248,3 +248,19 @@ def test_the_api_answers_403_for_a_route_that_does_not_exist(local_cloud: Any) -
     status, body = _get(local_cloud.api_url("TestApi") + "/nowhere")
     assert status == 403
     assert body == {"message": "Missing Authentication Token"}
+
+
+# ---- CloudWatch Logs subscription filters -----------------------------------------------------------
+def test_log_lines_matching_a_subscription_filter_reach_its_function(local_cloud: Any) -> None:
+    key = uuid.uuid4().hex
+    local_cloud.client("lambda").invoke(
+        FunctionName=local_cloud.function_name("ChattyFunction"), Payload=json.dumps({"key": key})
+    )
+    _, sink = _tables(local_cloud)
+
+    def delivered() -> Any:
+        return sink.get_item(Key={"pk": f"logsink#{key}#request logged"}, ConsistentRead=True).get("Item")
+
+    item = _wait_for(delivered, timeout=15)
+    assert item["group"] == "/vaultpay-test/shared"
+    assert "Item" not in sink.get_item(Key={"pk": f"logsink#{key}#something else"}, ConsistentRead=True)
