@@ -1,0 +1,1 @@
+"""Identity: access and refresh tokens, TOTP second factor (pure security core, no storage)."""
