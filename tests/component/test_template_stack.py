@@ -146,7 +146,8 @@ def test_get_v1_health_reaches_the_health_function_without_auth(cfn: dict[str, A
     body = cfn["Resources"]["VaultPayApi"]["Properties"]["Body"]
     operation = body["paths"]["/v1/health"]["get"]
     assert "HealthFunction.Arn" in json.dumps(operation["x-amazon-apigateway-integration"]["uri"])
-    assert not operation.get("security")
+    # With a default authorizer, SAM marks a public route with the pseudo-scheme NONE.
+    assert operation.get("security") in (None, [], [{"NONE": []}])
 
 
 def test_the_api_has_one_stage_named_after_the_stage_parameter(cfn: dict[str, Any]) -> None:
@@ -180,11 +181,14 @@ def test_gateway_responses_are_problem_json(cfn: dict[str, Any]) -> None:
         rendered = template.replace("$context.error.messageString", '"Unauthorized"').replace(
             "$context.requestId", "req-1"
         )
-        problem = json.loads(rendered)
-        assert problem["type"] == "https://vaultpay.dev/problems/" + problem["code"], response_type
-        assert problem["correlation_id"] == "req-1", response_type
-        if "statusCode" in response:
-            assert problem["status"] == int(response["statusCode"]), response_type
+        # A Deny's code comes from the authorizer's context; rendered with it and without it (a quiet
+        # reference renders empty), the body must be JSON either way.
+        for authorizer_code in ("forbidden", ""):
+            problem = json.loads(rendered.replace("$!context.authorizer.code", authorizer_code))
+            assert problem["type"] == "https://vaultpay.dev/problems/" + problem["code"], response_type
+            assert problem["correlation_id"] == "req-1", response_type
+            if "statusCode" in response:
+                assert problem["status"] == int(response["statusCode"]), response_type
 
 
 def test_the_template_uses_only_intrinsics_the_local_cloud_resolves(sam: dict[str, Any]) -> None:
@@ -202,3 +206,337 @@ def test_the_template_uses_only_intrinsics_the_local_cloud_resolves(sam: dict[st
 
     walk(sam)
     assert used <= allowed, sorted(used - allowed)
+
+
+# ---- identity (docs/identity-contract.md): least privilege, the authorizer, the public routes ---------
+
+# Every grant of every identity function: (resource logical id -> actions). Anything wider fails here, so
+# widening a role is a reviewed change of this table, never a side effect.
+IDENTITY_GRANTS: dict[str, dict[str, set[str]]] = {
+    "RegisterFunction": {
+        "AuthTable": {"dynamodb:GetItem", "dynamodb:PutItem"},
+        "PiiKey": {"kms:GenerateDataKey"},
+        "BlindIndexKeySecret": {"secretsmanager:GetSecretValue"},
+    },
+    "LoginFunction": {
+        "AuthTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+        "AuthRateLimitTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
+        "BlindIndexKeySecret": {"secretsmanager:GetSecretValue"},
+    },
+    "MfaVerifyFunction": {
+        "AuthTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+        "AuthRateLimitTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
+        "PiiKey": {"kms:Decrypt"},
+        "SigningKeysSecret": {"secretsmanager:GetSecretValue"},
+    },
+    "RefreshFunction": {
+        "AuthTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+        "AuthRateLimitTable": {"dynamodb:UpdateItem"},
+        "SigningKeysSecret": {"secretsmanager:GetSecretValue"},
+    },
+    "LogoutFunction": {"AuthTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}},
+    "MeFunction": {"AuthTable": {"dynamodb:GetItem"}, "PiiKey": {"kms:Decrypt"}},
+    "DevicesFunction": {"AuthTable": {"dynamodb:Query"}},
+    "JwksFunction": {"SigningKeysSecret": {"secretsmanager:GetSecretValue"}},
+    "AuthorizerFunction": {
+        "AuthTable": {"dynamodb:PutItem"},
+        "AuthRateLimitTable": {"dynamodb:UpdateItem"},
+        "SigningKeysSecret": {"secretsmanager:GetSecretValue"},
+    },
+    "KeyBootstrapFunction": {
+        "SigningKeysSecret": {"secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"},
+    },
+    "CreateAdminFunction": {
+        "AuthTable": {"dynamodb:GetItem", "dynamodb:PutItem"},
+        "PiiKey": {"kms:GenerateDataKey"},
+        "BlindIndexKeySecret": {"secretsmanager:GetSecretValue"},
+    },
+}
+IDENTITY_RESOURCES = {"AuthTable", "AuthRateLimitTable", "PiiKey", "BlindIndexKeySecret", "SigningKeysSecret"}
+PUBLIC_ROUTES = {
+    ("GET", "/v1/health"),
+    ("POST", "/v1/auth/register"),
+    ("POST", "/v1/auth/login"),
+    ("POST", "/v1/auth/mfa/verify"),
+    ("POST", "/v1/auth/refresh"),
+    ("POST", "/v1/auth/logout"),
+    ("GET", "/.well-known/jwks.json"),
+}
+# The contract's variables and the resource (or value) each must name.
+IDENTITY_ENVIRONMENT = {
+    "AUTH_TABLE": {"Ref": "AuthTable"},
+    "RATE_LIMIT_TABLE": {"Ref": "AuthRateLimitTable"},
+    "PII_KEY_ID": {"Fn::GetAtt": ["PiiKey", "Arn"]},
+    "BLIND_INDEX_SECRET_ARN": {"Ref": "BlindIndexKeySecret"},
+    "SIGNING_KEYS_SECRET_ARN": {"Ref": "SigningKeysSecret"},
+    "TOKEN_ISSUER": {"Fn::Sub": "https://auth.vaultpay.dev/${Stage}"},
+    "TOKEN_AUDIENCE": "vaultpay-api",
+}
+# Secrets Manager calls that change a secret: only the bootstrap may make one, and only PutSecretValue.
+SECRET_WRITES = {
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:UpdateSecret",
+    "secretsmanager:CreateSecret",
+    "secretsmanager:DeleteSecret",
+    "secretsmanager:RotateSecret",
+    "secretsmanager:RestoreSecret",
+    "secretsmanager:UpdateSecretVersionStage",
+    "secretsmanager:PutResourcePolicy",
+}
+
+
+def _statements(role: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        statement
+        for policy in role.get("Policies", [])
+        for statement in _as_list(policy["PolicyDocument"]["Statement"])
+    ]
+
+
+def _resource_id(resource: Any) -> str:
+    """The logical id a policy Resource names (!Ref X or !GetAtt X.Arn); anything else as text."""
+    if isinstance(resource, dict) and "Ref" in resource:
+        return str(resource["Ref"])
+    if isinstance(resource, dict) and "Fn::GetAtt" in resource:
+        logical_id, attribute = resource["Fn::GetAtt"]
+        assert attribute == "Arn", resource
+        return str(logical_id)
+    return json.dumps(resource)
+
+
+def _grants(role: dict[str, Any]) -> dict[str, set[str]]:
+    grants: dict[str, set[str]] = {}
+    for statement in _statements(role):
+        assert statement["Effect"] == "Allow", statement
+        for resource in _as_list(statement["Resource"]):
+            grants.setdefault(_resource_id(resource), set()).update(map(str, _as_list(statement["Action"])))
+    return grants
+
+
+def test_every_identity_function_exists_with_its_contract_code_location(sam: dict[str, Any]) -> None:
+    directories = {
+        "RegisterFunction": "register",
+        "LoginFunction": "login",
+        "MfaVerifyFunction": "mfa_verify",
+        "RefreshFunction": "refresh",
+        "LogoutFunction": "logout",
+        "MeFunction": "me",
+        "DevicesFunction": "devices",
+        "JwksFunction": "jwks",
+        "AuthorizerFunction": "authorizer",
+        "KeyBootstrapFunction": "keys_bootstrap",
+        "CreateAdminFunction": "create_admin",
+    }
+    assert set(directories) == set(IDENTITY_GRANTS)
+    for logical_id, directory in directories.items():
+        resource = sam["Resources"][logical_id]
+        assert resource["Type"] == "AWS::Serverless::Function", logical_id
+        assert resource["Metadata"] == {"BuildMethod": "makefile"}, logical_id
+        assert resource["Properties"]["CodeUri"] == f"functions/auth/{directory}/", logical_id
+        assert resource["Properties"]["Handler"] == "app.handler", logical_id
+
+
+def test_each_identity_function_is_granted_exactly_its_own_resources_and_actions(cfn: dict[str, Any]) -> None:
+    roles = _roles_by_function(cfn)
+    for function, expected in IDENTITY_GRANTS.items():
+        assert _grants(roles[function]) == expected, function
+
+
+def test_no_other_function_touches_an_identity_resource(cfn: dict[str, Any]) -> None:
+    for function, role in _roles_by_function(cfn).items():
+        if function not in IDENTITY_GRANTS:
+            assert not set(_grants(role)) & IDENTITY_RESOURCES, function
+
+
+def test_no_statement_grants_a_whole_service_or_every_action(cfn: dict[str, Any]) -> None:
+    # The audit rule: never Action "*", never "<service>:*" (dynamodb:*, kms:*, ...), never a NotAction.
+    for function, role in _roles_by_function(cfn).items():
+        for statement in _statements(role):
+            actions = [str(a) for a in _as_list(statement.get("Action", []))]
+            assert "NotAction" not in statement, (function, statement)
+            assert "*" not in actions, (function, statement)
+            assert not [a for a in actions if a.endswith(":*")], (function, statement)
+            assert "dynamodb:*" not in actions, (function, statement)
+
+
+def test_only_the_key_bootstrap_may_write_a_secret_and_only_the_signing_keys(cfn: dict[str, Any]) -> None:
+    for function, role in _roles_by_function(cfn).items():
+        writes = {
+            (resource, action)
+            for resource, actions in _grants(role).items()
+            for action in actions
+            if action in SECRET_WRITES
+        }
+        expected = (
+            {("SigningKeysSecret", "secretsmanager:PutSecretValue")}
+            if function == "KeyBootstrapFunction"
+            else set()
+        )
+        assert writes == expected, function
+
+
+def test_the_authorizer_may_write_only_outbox_items_and_api_call_counters(cfn: dict[str, Any]) -> None:
+    from vaultpay.auth.authorizer import RATE_LIMIT_SCOPE
+    from vaultpay.shared.ratelimit import KEY_PREFIX
+
+    role = _roles_by_function(cfn)["AuthorizerFunction"]
+    leading_keys = {}
+    for statement in _statements(role):
+        if str(statement["Action"]).startswith("dynamodb:"):
+            condition = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+            leading_keys[_resource_id(statement["Resource"])] = condition
+    assert leading_keys == {
+        "AuthTable": ["OUTBOX#*"],
+        "AuthRateLimitTable": [f"{KEY_PREFIX}#{RATE_LIMIT_SCOPE}#*"],
+    }
+
+
+def test_the_pii_key_is_usable_only_with_fieldcrypts_key_context(cfn: dict[str, Any]) -> None:
+    from vaultpay.shared.fieldcrypt import DEFAULT_KEY_CONTEXT
+
+    expected = {f"kms:EncryptionContext:{k}": v for k, v in DEFAULT_KEY_CONTEXT.items()}
+    for function, role in _roles_by_function(cfn).items():
+        for statement in _statements(role):
+            if any(str(action).startswith("kms:") for action in _as_list(statement["Action"])):
+                assert statement["Condition"] == {"StringEquals": expected}, function
+
+
+def test_the_authorizer_is_the_apis_default_request_authorizer_without_a_cache(cfn: dict[str, Any]) -> None:
+    body = cfn["Resources"]["VaultPayApi"]["Properties"]["Body"]
+    (name,) = body["securityDefinitions"]
+    authorizer = body["securityDefinitions"][name]["x-amazon-apigateway-authorizer"]
+    assert authorizer["type"] == "request"
+    # The Authorization header alone: API Gateway answers 401 itself when it is missing.
+    assert authorizer["identitySource"] == "method.request.header.Authorization"
+    # A cached policy would skip the device check and the rate limit.
+    assert authorizer["authorizerResultTtlInSeconds"] == 0
+    assert "AuthorizerFunction" in json.dumps(authorizer["authorizerUri"])
+
+
+def test_the_public_routes_are_exactly_the_listed_ones_and_every_other_route_is_authorized(
+    cfn: dict[str, Any],
+) -> None:
+    body = cfn["Resources"]["VaultPayApi"]["Properties"]["Body"]
+    (authorizer,) = body["securityDefinitions"]
+    public, protected = set(), set()
+    for path, operations in body["paths"].items():
+        for method, operation in operations.items():
+            security = operation.get("security")
+            route = (method.upper(), path)
+            if security == [{"NONE": []}]:
+                public.add(route)
+            else:
+                assert security == [{authorizer: []}], route
+                protected.add(route)
+    assert public == PUBLIC_ROUTES
+    assert {("GET", "/v1/me"), ("GET", "/v1/auth/devices")} <= protected
+
+
+def test_identity_functions_get_the_contracts_environment(sam: dict[str, Any]) -> None:
+    for function in IDENTITY_GRANTS:
+        variables = sam["Resources"][function]["Properties"]["Environment"]["Variables"]
+        assert variables["POWERTOOLS_SERVICE_NAME"] == "auth", function
+        for name, value in variables.items():
+            if name in IDENTITY_ENVIRONMENT:
+                assert value == IDENTITY_ENVIRONMENT[name], (function, name)
+    authorizer = sam["Resources"]["AuthorizerFunction"]["Properties"]["Environment"]["Variables"]
+    assert {
+        "AUTH_TABLE",
+        "RATE_LIMIT_TABLE",
+        "SIGNING_KEYS_SECRET_ARN",
+        "TOKEN_ISSUER",
+        "TOKEN_AUDIENCE",
+    } <= set(authorizer)
+
+
+def test_functions_with_their_own_composition_are_told_only_of_resources_they_may_use(
+    cfn: dict[str, Any], sam: dict[str, Any]
+) -> None:
+    # The identity service's functions share vaultpay.shared.bootstrap.auth_service, which reads all seven
+    # variables; these three compose their own adapters and get only the names they use.
+    roles = _roles_by_function(cfn)
+    for function in ("AuthorizerFunction", "JwksFunction", "KeyBootstrapFunction"):
+        variables = sam["Resources"][function]["Properties"]["Environment"]["Variables"]
+        granted = set(_grants(roles[function]))
+        for name, value in variables.items():
+            if name in IDENTITY_ENVIRONMENT and isinstance(value, dict) and "Fn::Sub" not in value:
+                assert _resource_id(value) in granted, (function, name)
+
+
+def test_the_identity_tables_match_the_contract(sam: dict[str, Any]) -> None:
+    auth = sam["Resources"]["AuthTable"]
+    props = auth["Properties"]
+    assert [(k["AttributeName"], k["KeyType"]) for k in props["KeySchema"]] == [
+        ("pk", "HASH"),
+        ("sk", "RANGE"),
+    ]
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert props["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    # Users' data survives a stack deletion or a replacement
+    assert auth["DeletionPolicy"] == auth["UpdateReplacePolicy"] == "Retain"
+    limits = sam["Resources"]["AuthRateLimitTable"]["Properties"]
+    assert [(k["AttributeName"], k["KeyType"]) for k in limits["KeySchema"]] == [("pk", "HASH")]
+    assert limits["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert "StreamSpecification" not in limits
+
+
+def test_the_pii_key_rotates_and_outlives_the_stack(sam: dict[str, Any]) -> None:
+    key = sam["Resources"]["PiiKey"]
+    assert key["Properties"]["KeySpec"] == "SYMMETRIC_DEFAULT"
+    assert key["Properties"]["EnableKeyRotation"] is True
+    assert key["DeletionPolicy"] == key["UpdateReplacePolicy"] == "Retain"
+    # Nobody but the account (through IAM) is named in the key policy
+    for statement in key["Properties"]["KeyPolicy"]["Statement"]:
+        principal = statement["Principal"]["AWS"]
+        assert principal == {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}
+    alias = sam["Resources"]["PiiKeyAlias"]["Properties"]
+    assert alias["TargetKeyId"] == {"Ref": "PiiKey"}
+
+
+def test_the_signing_keys_are_bootstrapped_before_anything_reads_them(sam: dict[str, Any]) -> None:
+    custom = sam["Resources"]["SigningKeys"]
+    assert custom["Type"] == "Custom::SigningKeys"
+    assert custom["Properties"]["ServiceToken"] == {"Fn::GetAtt": ["KeyBootstrapFunction", "Arn"]}
+    assert custom["Properties"]["SecretArn"] == {"Ref": "SigningKeysSecret"}
+    assert int(custom["Properties"]["ServiceTimeout"]) <= 300
+    for function, grants in IDENTITY_GRANTS.items():
+        if "SigningKeysSecret" in grants and function != "KeyBootstrapFunction":
+            assert sam["Resources"][function].get("DependsOn") == "SigningKeys", function
+    blind = sam["Resources"]["BlindIndexKeySecret"]
+    assert blind["Properties"]["GenerateSecretString"]["PasswordLength"] == 64
+    assert blind["DeletionPolicy"] == blind["UpdateReplacePolicy"] == "Retain"
+
+
+@pytest.mark.parametrize(
+    ("authorizer", "code"), [({"code": "forbidden", "user_id": "u"}, "forbidden"), ({}, "")]
+)
+def test_an_authorizer_deny_renders_as_problem_json_with_its_code_in_the_local_gateway(
+    cfn: dict[str, Any], authorizer: dict[str, Any], code: str
+) -> None:
+    # The local cloud's renderer (the same VTL subset API Gateway is given) accepts the template, and the
+    # body is JSON whether or not the Deny's context carries a code.
+    from localcloud.apigw import GatewayResponses, RenderScope
+    from localcloud.spec import GatewayResponseSpec
+
+    spec = cfn["Resources"]["VaultPayApi"]["Properties"]["Body"]["x-amazon-apigateway-gateway-responses"]
+    responses = GatewayResponses(
+        [
+            GatewayResponseSpec(
+                response_type=name,
+                status_code=int(value["statusCode"]) if value.get("statusCode") else None,
+                response_parameters=dict(value.get("responseParameters", {})),
+                response_templates=dict(value.get("responseTemplates", {})),
+            )
+            for name, value in spec.items()
+        ]
+    )
+    context = {"requestId": "req-1", "authorizer": authorizer, "error": {"messageString": '"denied"'}}
+    scope = RenderScope(context=context, stage_variables={}, request=None, path_parameters=None)
+    rendered = responses.render("ACCESS_DENIED", scope)
+    assert rendered.status == 403
+    assert ("Content-Type", "application/problem+json") in rendered.headers
+    problem = json.loads(rendered.body)
+    assert problem["code"] == code
+    assert problem["type"] == "https://vaultpay.dev/problems/" + code
+    assert problem["correlation_id"] == "req-1"

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from vaultpay.shared.observability import get_logger
-from vaultpay.shared.settings import get_settings
+from vaultpay.shared.settings import get_auth_settings, get_settings
 
 if TYPE_CHECKING:
+    from vaultpay.auth.service import AuthService, SigningKeysFromSecret
     from vaultpay.ops.health import HealthService
+    from vaultpay.shared.secrets import SecretCache
+
+# The identity functions answer people waiting on a login screen: short timeouts, a few quick retries.
+AUTH_AWS_TIMEOUT_S = 2.0
+AUTH_AWS_ATTEMPTS = 3
 
 # Each health check gets one attempt with this deadline: a health probe must answer fast, and a retry
 # would only hide a slow dependency.
@@ -34,4 +41,65 @@ def health_service() -> HealthService:
         version=settings.version,
         timeout_s=timeout_s,
         log=get_logger(),
+    )
+
+
+class _LazyClient:
+    """An AWS client made at its first call: a function that never calls the service never pays for the
+    client (each costs 50-100 ms of a cold start, most of it loading botocore's service model)."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._make(), name)
+
+
+def _auth_client(service: str) -> _LazyClient:
+    from vaultpay.shared.aws import aws_client
+
+    return _LazyClient(
+        lambda: aws_client(service, timeout_s=AUTH_AWS_TIMEOUT_S, max_attempts=AUTH_AWS_ATTEMPTS)
+    )
+
+
+@functools.cache
+def secret_cache() -> SecretCache:
+    """Secrets Manager values, shared by every secret-backed piece of the process."""
+    from vaultpay.shared.secrets import SecretCache
+
+    return SecretCache(_auth_client("secretsmanager"))
+
+
+@functools.cache
+def signing_keys() -> SigningKeysFromSecret:
+    """The token-signing key set (and its JWKS), read from its secret on use."""
+    from vaultpay.auth.service import SigningKeysFromSecret
+
+    return SigningKeysFromSecret(secret_cache(), get_auth_settings().require("signing_keys_secret_arn"))
+
+
+@functools.cache
+def auth_service() -> AuthService:
+    """The identity service with its real adapters, built on first use: one set per warm Lambda."""
+    from vaultpay.auth.service import AuthService, BlindIndexFromSecret
+    from vaultpay.auth.store import DynamoAuthStore
+    from vaultpay.shared import passwords
+    from vaultpay.shared.fieldcrypt import FieldCipher, KmsKeyProvider
+    from vaultpay.shared.ratelimit import RateLimiter
+    from vaultpay.shared.ratelimit_store import DynamoDBCounterStore
+
+    settings = get_auth_settings()
+    store = DynamoAuthStore(settings.require("auth_table"))
+    # The counters use the store's own DynamoDB client: a second one would cost its cold start again.
+    counters = DynamoDBCounterStore(_LazyClient(store.dynamodb_client), settings.require("rate_limit_table"))
+    return AuthService(
+        store=store,
+        cipher=FieldCipher(KmsKeyProvider(_auth_client("kms"), settings.require("pii_key_id"))),
+        index=BlindIndexFromSecret(secret_cache(), settings.require("blind_index_secret_arn")),
+        passwords=passwords,
+        signing_keys=signing_keys(),
+        limiter=RateLimiter(counters),
+        issuer=settings.require("token_issuer"),
+        audience=settings.require("token_audience"),
     )

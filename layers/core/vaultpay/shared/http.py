@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.api_gateway import ResponseBuilder
 from aws_lambda_powertools.event_handler.exceptions import ServiceError
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
@@ -18,7 +20,14 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from pydantic import BaseModel, ConfigDict
 
-from vaultpay.shared.errors import FieldError, RateLimited, ValidationFailed, VaultPayError
+from vaultpay.shared.errors import (
+    BadRequest,
+    FieldError,
+    RateLimited,
+    Unauthorized,
+    ValidationFailed,
+    VaultPayError,
+)
 from vaultpay.shared.observability import bind_log_keys, get_logger
 
 PROBLEM_JSON = "application/problem+json"
@@ -46,16 +55,44 @@ _MESSAGES = {
 _VALIDATOR_PREFIXES = ("Value error, ", "Assertion failed, ")
 
 
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling, as the API's authorizer established it (docs/identity-contract.md)."""
+
+    user_id: str
+    role: str
+    device_id: str
+    correlation_id: str
+
+
 class RequestModel(BaseModel):
     """Base of every request body: unknown fields are rejected (422), and parsed bodies are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class _VaultPayResolver(APIGatewayRestResolver):
+    """Answers the authorizer's soft denies (`auth_error`) before routing.
+
+    Powertools runs request validation ahead of every middleware, so a middleware would answer a request
+    with a bad body and a wrong device 422 instead of 401, and would tell an unauthenticated caller how its
+    body is wrong. Checking here, before a route is even matched, means no handler code and no validation
+    ever sees such a request.
+    """
+
+    refuse: Callable[[VaultPayError], Response[str]]
+
+    def _resolve(self) -> ResponseBuilder[Any]:
+        refusal = authorizer_refusal(self.current_event.raw_event)
+        if refusal is not None:
+            return ResponseBuilder(self.refuse(refusal), serializer=self._serializer)
+        return super()._resolve()
+
+
 def make_resolver() -> APIGatewayRestResolver:
-    """A REST API resolver with request validation on, every error as problem+json, and a correlation id
-    on every response and log line."""
-    app = APIGatewayRestResolver(enable_validation=True)
+    """A REST API resolver with request validation on, every error as problem+json, a correlation id on
+    every response and log line, and the authorizer's soft denies answered before any route runs."""
+    app = _VaultPayResolver(enable_validation=True)
     app.use([_correlation_middleware])
 
     # Each handler binds the correlation id first: request validation fails before any middleware has run,
@@ -137,6 +174,7 @@ def make_resolver() -> APIGatewayRestResolver:
             detail="An unexpected error occurred. Quote the correlation id when reporting it.",
         )
 
+    app.refuse = on_vaultpay_error
     # Powertools looks handlers up along the exception's MRO: the catch-all `Exception` gets only what no
     # more specific handler claims, whatever the order of registration.
     app.exception_handler(RequestUnsupportedContentType)(on_unsupported_content_type)
@@ -196,6 +234,66 @@ def current_correlation_id(app: APIGatewayRestResolver) -> str:
     app.context[_CONTEXT_KEY] = correlation_id
     bind_log_keys(correlation_id=correlation_id)
     return correlation_id
+
+
+def principal(app: APIGatewayRestResolver) -> Principal:
+    """The caller, read only from the authorizer's context (`requestContext.authorizer`): never from the
+    body or a client header. Unauthorized when there is none (a public route, or a misconfigured API)."""
+    context = _authorizer_context(app.current_event.raw_event)
+    refusal = authorizer_refusal(app.current_event.raw_event)
+    if refusal is not None:
+        # The resolver answers these before routing; this only guards a resolver built some other way.
+        raise refusal
+    fields = {name: context.get(name) for name in ("user_id", "role", "device_id")}
+    if not all(isinstance(value, str) and value for value in fields.values()):
+        raise Unauthorized("No authenticated caller.")
+    given = context.get("correlation_id")
+    correlation_id = given if isinstance(given, str) and given else current_correlation_id(app)
+    bind_log_keys(user_id=str(fields["user_id"]))
+    return Principal(
+        user_id=str(fields["user_id"]),
+        role=str(fields["role"]),
+        device_id=str(fields["device_id"]),
+        correlation_id=correlation_id,
+    )
+
+
+def authorizer_refusal(event: Mapping[str, Any]) -> VaultPayError | None:
+    """The error a request's authorizer soft deny stands for, or None when it has none."""
+    context = _authorizer_context(event)
+    auth_error = context.get("auth_error")
+    if auth_error is None or auth_error == "":
+        return None
+    if auth_error == "device_id_required":
+        return BadRequest(
+            "The X-Device-Id header is required (1 to 128 printable ASCII characters).",
+            code="device_id_required",
+        )
+    if auth_error == "device_mismatch":
+        return Unauthorized(
+            "The X-Device-Id header does not match the device this token was issued to.",
+            code="device_mismatch",
+        )
+    if auth_error == "rate_limited":
+        return RateLimited(
+            "Too many requests; retry after the Retry-After interval.",
+            retry_after=_int_or(context.get("retry_after"), 1),
+        )
+    # An error this code does not know must still refuse: failing open here would let the request through.
+    return Unauthorized("The request could not be authorized.")
+
+
+def _authorizer_context(event: Mapping[str, Any]) -> Mapping[str, Any]:
+    context = (event.get("requestContext") or {}).get("authorizer")
+    return context if isinstance(context, Mapping) else {}
+
+
+def _int_or(value: Any, default: int) -> int:
+    # API Gateway may hand context numbers over as strings.
+    try:
+        return int(str(value))
+    except ValueError:
+        return default
 
 
 def _correlation_middleware(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Mapping
-from typing import Literal
+from typing import Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 import vaultpay
 from vaultpay.shared.errors import ConfigurationError
+
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class Settings(BaseModel):
@@ -32,10 +34,63 @@ class Settings(BaseModel):
         return value
 
 
+AuthSettingName = Literal[
+    "auth_table",
+    "rate_limit_table",
+    "pii_key_id",
+    "blind_index_secret_arn",
+    "signing_keys_secret_arn",
+    "token_issuer",
+    "token_audience",
+]
+
+
+class AuthSettings(BaseModel):
+    """The identity functions' environment (docs/identity-contract.md).
+
+    Each function needs only some of these (the JWKS function only the signing-key secret), so every one
+    is optional here and `require` fails loudly, naming the variable, when a missing one is first needed.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=False)
+
+    auth_table: str | None = Field(alias="AUTH_TABLE", default=None)
+    rate_limit_table: str | None = Field(alias="RATE_LIMIT_TABLE", default=None)
+    pii_key_id: str | None = Field(alias="PII_KEY_ID", default=None)
+    blind_index_secret_arn: str | None = Field(alias="BLIND_INDEX_SECRET_ARN", default=None)
+    signing_keys_secret_arn: str | None = Field(alias="SIGNING_KEYS_SECRET_ARN", default=None)
+    token_issuer: str | None = Field(alias="TOKEN_ISSUER", default=None)
+    token_audience: str | None = Field(alias="TOKEN_AUDIENCE", default=None)
+
+    @field_validator(*get_args(AuthSettingName), mode="before")
+    @classmethod
+    def _blank_is_missing(cls, value: object) -> object:
+        # A template that renders an empty string must fail like a missing variable, not reach AWS as "".
+        if isinstance(value, str):
+            return value.strip() or None
+        return value
+
+    def require(self, name: AuthSettingName) -> str:
+        value: str | None = getattr(self, name)
+        if value is None:
+            alias = type(self).model_fields[name].alias or name.upper()
+            raise ConfigurationError(f"invalid settings: {alias} is not set")
+        return value
+
+
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Validates `environ`; the error names every missing or invalid variable, never its value."""
+    return _validated(Settings, environ)
+
+
+def load_auth_settings(environ: Mapping[str, str]) -> AuthSettings:
+    """The identity settings in `environ`; absent ones stay None until `require` asks for them."""
+    return _validated(AuthSettings, environ)
+
+
+def _validated(model: type[_M], environ: Mapping[str, str]) -> _M:
     try:
-        return Settings.model_validate(dict(environ))
+        return model.model_validate(dict(environ))
     except ValidationError as exc:
         problems = []
         for error in exc.errors(include_input=False, include_url=False):
@@ -50,3 +105,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
 def get_settings() -> Settings:
     """The process's settings, read on first use and reused by a warm Lambda."""
     return load_settings(os.environ)
+
+
+@functools.cache
+def get_auth_settings() -> AuthSettings:
+    """The identity settings, read on first use (functions without them, like health, never ask)."""
+    return load_auth_settings(os.environ)

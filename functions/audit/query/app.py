@@ -1,0 +1,64 @@
+"""GET /v1/admin/audit: audit records by correlation id, actor, type and time range, newest first (admin)."""
+
+# No `from __future__ import annotations` in handlers: Powertools validation reads the route's annotations
+# through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from vaultpay.audit.service import DEFAULT_LIMIT, MAX_LIMIT, AuditQueryRequest, require_admin
+from vaultpay.audit.wiring import audit_service
+from vaultpay.shared.http import make_resolver, principal
+from vaultpay.shared.observability import get_logger, get_tracer
+
+logger = get_logger()
+tracer = get_tracer()
+app = make_resolver()
+
+
+# Every parameter arrives as an unconstrained string and is validated by the service, after the role
+# check: request validation runs before the handler, and an admin-only route must answer a customer 403
+# without first explaining its parameters (422).
+@app.get("/v1/admin/audit")
+@tracer.capture_method(capture_response=False)
+def list_audit_records(
+    correlation_id: Annotated[str | None, Query(description="Only records of this correlation id")] = None,
+    actor: Annotated[
+        str | None, Query(description="Only records caused by this user id (or `system`)")
+    ] = None,
+    type_: Annotated[str | None, Query(alias="type", description="Only this event type")] = None,
+    occurred_from: Annotated[
+        str | None, Query(alias="from", description="RFC 3339; records at or after this time")
+    ] = None,
+    occurred_to: Annotated[
+        str | None, Query(alias="to", description="RFC 3339; records before this time")
+    ] = None,
+    limit: Annotated[str | None, Query(description=f"1..{MAX_LIMIT}, default {DEFAULT_LIMIT}")] = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> Response[dict[str, Any]]:
+    require_admin(principal(app).role)
+    page = audit_service().query(
+        AuditQueryRequest(
+            correlation_id=correlation_id,
+            actor=actor,
+            type=type_,
+            occurred_from=occurred_from,
+            occurred_to=occurred_to,
+            limit=limit,
+            cursor=cursor,
+        )
+    )
+    return Response(
+        status_code=200,
+        content_type=content_types.APPLICATION_JSON,
+        body=page.to_body(),
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,45 @@
+"""GET /v1/admin/audit/verify: recomputes the whole audit hash chain and reports where it breaks (admin)."""
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from vaultpay.audit.service import require_admin
+from vaultpay.audit.wiring import audit_service
+from vaultpay.shared.http import make_resolver, principal
+from vaultpay.shared.observability import get_logger, get_metrics, get_tracer
+
+logger = get_logger()
+tracer = get_tracer()
+metrics = get_metrics()
+app = make_resolver()
+
+
+@app.get("/v1/admin/audit/verify")
+@tracer.capture_method
+def verify_audit_chain() -> Response[dict[str, Any]]:
+    require_admin(principal(app).role)
+    result = audit_service().verify()
+    if result.ok:
+        logger.info("audit chain verified", extra={"records_checked": result.records_checked})
+        metrics.add_metric(name="AuditChainVerified", unit=MetricUnit.Count, value=1)
+    else:
+        # A broken chain is a security incident: the log line and the metric are what an alarm watches.
+        bad = result.first_bad_record.to_dict() if result.first_bad_record else {}
+        logger.error("audit chain broken", extra={"first_bad_record": bad})
+        metrics.add_metric(name="AuditChainBroken", unit=MetricUnit.Count, value=1)
+    return Response(
+        status_code=200,
+        content_type=content_types.APPLICATION_JSON,
+        body=result.to_dict(),
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,49 @@
+"""GET /v1/auth/devices: the devices the signed-in user has completed a login from (authorizer)."""
+
+# No `from __future__ import annotations` in handlers: Powertools validation reads the route's annotations
+# through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from vaultpay.shared.bootstrap import auth_service
+from vaultpay.shared.http import make_resolver, principal
+from vaultpay.shared.observability import get_logger, get_tracer
+
+logger = get_logger()
+tracer = get_tracer()
+app = make_resolver()
+
+
+@app.get("/v1/auth/devices")
+@tracer.capture_method(capture_response=False)
+def devices(
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=512)] = None,
+) -> Response[dict[str, Any]]:
+    page = auth_service().devices(principal(app).user_id, limit=limit, cursor=cursor)
+    return Response(
+        status_code=200,
+        content_type=content_types.APPLICATION_JSON,
+        body={
+            "items": [
+                {
+                    "device_id": device.device_id,
+                    "first_seen_at": device.first_seen_at,
+                    "last_seen_at": device.last_seen_at,
+                    "trusted": device.trusted,
+                }
+                for device in page.items
+            ],
+            "next_cursor": page.next_cursor,
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@logger.inject_lambda_context(clear_state=True, log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,35 @@
+"""GET /.well-known/jwks.json: the public keys that verify VaultPay access tokens (no auth)."""
+
+# No `from __future__ import annotations` in handlers: Powertools validation reads the route's annotations
+# through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from vaultpay.shared.bootstrap import signing_keys
+from vaultpay.shared.http import make_resolver
+from vaultpay.shared.observability import get_logger, get_tracer
+
+logger = get_logger()
+tracer = get_tracer()
+app = make_resolver()
+
+
+@app.get("/.well-known/jwks.json")
+@tracer.capture_method
+def jwks() -> Response[dict[str, Any]]:
+    return Response(
+        status_code=200,
+        content_type=content_types.APPLICATION_JSON,
+        body=signing_keys().jwks(),
+        # Public keys only, so any cache may keep them; five minutes bounds how long a verifier can miss a
+        # newly added key (a rotation adds a key at least this long before it starts signing).
+        headers={"Cache-Control": "public, max-age=300"},
+    )
+
+
+@logger.inject_lambda_context(clear_state=True, log_event=False)
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

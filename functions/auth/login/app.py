@@ -1,0 +1,56 @@
+"""POST /v1/auth/login: checks email and password, then opens an MFA challenge bound to the device."""
+
+# No `from __future__ import annotations` in handlers: Powertools validation reads the route's annotations
+# through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import Field
+
+from vaultpay.shared.bootstrap import auth_service
+from vaultpay.shared.http import RequestModel, current_correlation_id, make_resolver
+from vaultpay.shared.observability import get_logger, get_tracer
+
+logger = get_logger()
+tracer = get_tracer()
+app = make_resolver()
+
+
+class LoginRequest(RequestModel):
+    # Loose on purpose: a malformed email or a short password is simply not a valid credential, and is
+    # answered like any other wrong one (401), not with a hint of what valid would look like.
+    email: Annotated[str, Field(min_length=1, max_length=320)]
+    password: Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+@app.post("/v1/auth/login")
+@tracer.capture_method(capture_response=False)
+def login(body: LoginRequest) -> Response[dict[str, Any]]:
+    from vaultpay.auth.service import device_id_from_event, source_ip_from_event
+
+    event = app.current_event.raw_event
+    challenge = auth_service().login(
+        body.email,
+        body.password,
+        device_id=device_id_from_event(event),
+        source_ip=source_ip_from_event(event),
+        correlation_id=current_correlation_id(app),
+    )
+    return Response(
+        status_code=200,
+        content_type=content_types.APPLICATION_JSON,
+        body={
+            "mfa_required": True,
+            "challenge_id": challenge.challenge_id,
+            "expires_in": challenge.expires_in,
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+# Neither the event (it holds the password) nor the response is logged or traced.
+@logger.inject_lambda_context(clear_state=True, log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,43 @@
+"""POST /v1/auth/logout: revokes the refresh token's family, i.e. every session of that sign-in (no auth)."""
+
+# No `from __future__ import annotations` in handlers: Powertools validation reads the route's annotations
+# through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import Field
+
+from vaultpay.shared.bootstrap import auth_service
+from vaultpay.shared.http import RequestModel, current_correlation_id, make_resolver
+from vaultpay.shared.observability import get_logger, get_tracer
+
+logger = get_logger()
+tracer = get_tracer()
+app = make_resolver()
+
+
+class LogoutRequest(RequestModel):
+    refresh_token: Annotated[str, Field(min_length=1, max_length=256)]
+
+
+@app.post("/v1/auth/logout")
+@tracer.capture_method(capture_response=False)
+def logout(body: LogoutRequest) -> Response[None]:
+    from vaultpay.auth.service import device_id_from_event, source_ip_from_event
+
+    event = app.current_event.raw_event
+    auth_service().logout(
+        body.refresh_token,
+        device_id=device_id_from_event(event),
+        source_ip=source_ip_from_event(event),
+        correlation_id=current_correlation_id(app),
+    )
+    return Response(status_code=204, body=None, headers={"Cache-Control": "no-store"})
+
+
+# The event holds the refresh token: it is never logged or traced.
+@logger.inject_lambda_context(clear_state=True, log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,43 @@
+"""GET /v1/me: the signed-in user's profile, with the phone number masked (authorizer)."""
+
+# No `from __future__ import annotations` in handlers: Powertools validation reads the route's annotations
+# through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from vaultpay.shared.bootstrap import auth_service
+from vaultpay.shared.http import make_resolver, principal
+from vaultpay.shared.observability import get_logger, get_tracer
+
+logger = get_logger()
+tracer = get_tracer()
+app = make_resolver()
+
+
+@app.get("/v1/me")
+@tracer.capture_method(capture_response=False)
+def me() -> Response[dict[str, Any]]:
+    # Whose profile comes only from the authorizer's context, never from the request.
+    profile = auth_service().profile(principal(app).user_id)
+    return Response(
+        status_code=200,
+        content_type=content_types.APPLICATION_JSON,
+        body={
+            "user_id": profile.user_id,
+            "email": profile.email,
+            "full_name": profile.full_name,
+            "phone_masked": profile.phone_masked,
+            "role": profile.role.value,
+            "created_at": profile.created_at,
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+# The response holds PII: it is never logged or traced.
+@logger.inject_lambda_context(clear_state=True, log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

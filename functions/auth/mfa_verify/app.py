@@ -1,0 +1,58 @@
+"""POST /v1/auth/mfa/verify: the TOTP code of a login challenge, answered with an access and refresh token."""
+
+# No `from __future__ import annotations` in handlers: Powertools validation reads the route's annotations
+# through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import Field
+
+from vaultpay.shared.bootstrap import auth_service
+from vaultpay.shared.http import RequestModel, current_correlation_id, make_resolver
+from vaultpay.shared.observability import get_logger, get_tracer
+
+logger = get_logger()
+tracer = get_tracer()
+app = make_resolver()
+
+
+class VerifyRequest(RequestModel):
+    challenge_id: Annotated[str, Field(min_length=1, max_length=128)]
+    # Any short string: a code that is not six digits is a wrong code, and counts as one.
+    code: Annotated[str, Field(min_length=1, max_length=16)]
+
+
+@app.post("/v1/auth/mfa/verify")
+@tracer.capture_method(capture_response=False)
+def verify(body: VerifyRequest) -> Response[dict[str, Any]]:
+    from vaultpay.auth.service import device_id_from_event, source_ip_from_event
+
+    event = app.current_event.raw_event
+    pair = auth_service().verify_mfa(
+        body.challenge_id,
+        body.code,
+        device_id=device_id_from_event(event),
+        source_ip=source_ip_from_event(event),
+        correlation_id=current_correlation_id(app),
+    )
+    return Response(
+        status_code=200,
+        content_type=content_types.APPLICATION_JSON,
+        body={
+            "access_token": pair.access_token,
+            "refresh_token": pair.refresh_token,
+            "token_type": pair.token_type,
+            "expires_in": pair.expires_in,
+            "refresh_expires_in": pair.refresh_expires_in,
+        },
+        # RFC 6749 §5.1: responses carrying tokens are never cached.
+        headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+    )
+
+
+# Neither the event (the code) nor the response (the tokens) is logged or traced.
+@logger.inject_lambda_context(clear_state=True, log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

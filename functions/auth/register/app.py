@@ -1,0 +1,83 @@
+"""POST /v1/auth/register: a new customer with email, password and phone, enrolled in TOTP (no auth)."""
+
+# No `from __future__ import annotations` in handlers: Powertools validation reads the route's annotations
+# through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import AfterValidator, Field
+
+from vaultpay.auth.model import (
+    canonical_email,
+    canonical_full_name,
+    email_problem,
+    full_name_problem,
+    phone_problem,
+)
+from vaultpay.shared.bootstrap import auth_service
+from vaultpay.shared.http import RequestModel, current_correlation_id, make_resolver
+from vaultpay.shared.observability import get_logger, get_tracer
+
+logger = get_logger()
+tracer = get_tracer()
+app = make_resolver()
+
+
+def _email(value: str) -> str:
+    problem = email_problem(canonical_email(value))
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _full_name(value: str) -> str:
+    problem = full_name_problem(canonical_full_name(value))
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _phone(value: str) -> str:
+    problem = phone_problem(value.strip())
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+class RegisterRequest(RequestModel):
+    """The whole body: `extra="forbid"` makes `role`, `user_id` or anything else a 422."""
+
+    email: Annotated[str, Field(max_length=320), AfterValidator(_email)]
+    password: Annotated[str, Field(min_length=12, max_length=128)]
+    full_name: Annotated[str, Field(max_length=400), AfterValidator(_full_name)]
+    phone: Annotated[str, Field(max_length=32), AfterValidator(_phone)]
+
+
+@app.post("/v1/auth/register")
+@tracer.capture_method(capture_response=False)
+def register(body: RegisterRequest) -> Response[dict[str, Any]]:
+    from vaultpay.auth.service import NewUser
+
+    enrolment = auth_service().register(
+        NewUser(email=body.email, password=body.password, full_name=body.full_name, phone=body.phone),
+        correlation_id=current_correlation_id(app),
+    )
+    return Response(
+        status_code=201,
+        content_type=content_types.APPLICATION_JSON,
+        body={
+            "user_id": enrolment.user_id,
+            "email": enrolment.email,
+            "mfa": {"type": "totp", "secret": enrolment.totp_secret, "otpauth_uri": enrolment.otpauth_uri},
+        },
+        # The TOTP secret is shown once: no cache along the way may keep a copy.
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+# Neither the event (it holds the password) nor the response (the TOTP secret) is logged or traced.
+@logger.inject_lambda_context(clear_state=True, log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,209 @@
+"""`vaultpay ops audit`: verify the audit hash chain, and replay JetStream events into a read model."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from vaultpay.audit.model import AppendOutcome, AuditEntry
+
+ops_audit_app = typer.Typer(
+    help="The audit log: verify its hash chain, rebuild a read model from JetStream.", no_args_is_help=True
+)
+
+StateDir = Annotated[Path | None, typer.Option("--state-dir", help="Where the local cloud keeps its state.")]
+TableOption = Annotated[
+    str | None,
+    typer.Option("--table", help="Audit table name (default: the one table whose name ends with AuditTable)"),
+]
+TABLE_SUFFIX = "AuditTable"
+# The read models `replay --consumer` can rebuild, by name; the durable consumer's name works too.
+READ_MODELS = {"audit": "audit", "audit-workers": "audit"}
+
+
+def _local_state(state_dir: Path | None) -> dict[str, Any] | None:
+    from localcloud.cloud import read_state
+    from vaultpay_cli.main import default_state_dir
+
+    return read_state((state_dir or default_state_dir()).resolve())
+
+
+def _dynamodb(state: dict[str, Any] | None) -> Any:
+    """A DynamoDB client for the running local cloud's edge; without one, boto3's own configuration:
+    AWS itself when AWS_ENDPOINT_URL is unset, or the endpoint it names (LocalStack)."""
+    import boto3
+
+    if state is None:
+        return boto3.client("dynamodb")
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=state["endpoints"]["edge"],
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",  # noqa: S106 - the emulators accept any credentials
+    )
+
+
+def _audit_table(client: Any, given: str | None) -> str:
+    if given:
+        return given
+    names: list[str] = []
+    for page in client.get_paginator("list_tables").paginate():
+        names.extend(name for name in page["TableNames"] if name.endswith(TABLE_SUFFIX))
+    if len(names) != 1:
+        found = ", ".join(names) if names else "none"
+        typer.echo(f"Pass --table: tables ending with {TABLE_SUFFIX}: {found}.", err=True)
+        raise typer.Exit(2)
+    return names[0]
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(message, err=True)
+    return typer.Exit(2)
+
+
+@ops_audit_app.command("verify")
+def verify(
+    table: TableOption = None,
+    expect_head: Annotated[
+        str | None,
+        typer.Option(
+            "--expect-head",
+            help="<seq>:<hash> printed by an earlier verify: also catches deleted newest records and a "
+            "chain rewritten from some record on, which the chain alone cannot show",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Recompute the whole audit chain; exit status 1 and the first bad record when it is broken."""
+    from botocore.exceptions import BotoCoreError
+
+    from vaultpay.audit.model import ChainAnchor
+    from vaultpay.audit.service import AuditService
+    from vaultpay.audit.store import DynamoDBAuditStore
+    from vaultpay.shared.errors import VaultPayError
+
+    try:
+        anchor = ChainAnchor.parse(expect_head) if expect_head else None
+    except ValueError as exc:
+        raise _fail(f"--expect-head: {exc}") from exc
+    try:
+        client = _dynamodb(_local_state(state_dir))
+        name = _audit_table(client, table)
+        began = time.monotonic()
+        result = AuditService(DynamoDBAuditStore(client, name)).verify(anchor)
+    except (VaultPayError, BotoCoreError) as exc:
+        raise _fail(f"Could not read the audit table: {exc}") from exc
+    elapsed = time.monotonic() - began
+    if as_json:
+        typer.echo(json.dumps({"table": name, "head_seq": result.head_seq, **result.to_dict()}, indent=2))
+    elif result.ok:
+        typer.echo(f"Audit chain of {name}: OK, {result.records_checked} records in {elapsed:.2f} s.")
+        typer.echo(f"Head: {result.head_seq}:{result.head_hash}")
+        typer.echo("Keep the head somewhere else and pass it as --expect-head next time.")
+    else:
+        bad = result.first_bad_record
+        typer.echo(f"Audit chain of {name}: BROKEN after {result.records_checked} records.", err=True)
+        if bad is not None:
+            where = f"seq {bad.seq}, audit_id {bad.audit_id}"
+            typer.echo(f"First bad record: {where}: {bad.reason} ({bad.detail})", err=True)
+        typer.echo(f"Last good record: {result.head_seq}:{result.head_hash}", err=True)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+def _start(given: str) -> tuple[int | None, datetime | None]:
+    from vaultpay.audit.model import parse_rfc3339
+
+    if given.isascii() and given.isdigit() and int(given) >= 1:
+        return int(given), None
+    try:
+        return None, parse_rfc3339(given)
+    except ValueError as exc:
+        raise _fail(f"--from must be a stream sequence (1, 2, ...) or an RFC 3339 time: {exc}") from exc
+
+
+def _ensure_table(client: Any, name: str) -> None:
+    from vaultpay.audit.store import table_definition
+
+    try:
+        client.create_table(**table_definition(name))
+    except client.exceptions.ResourceInUseException:
+        return
+    client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    typer.echo(f"Created {name}.", err=True)
+
+
+def _read_model(name: str, client: Any, table: str) -> Callable[[Sequence[AuditEntry]], list[AppendOutcome]]:
+    """The append function of a read model: what replay feeds each batch of entries to."""
+    from vaultpay.audit.service import AuditService
+    from vaultpay.audit.store import DynamoDBAuditStore
+
+    if READ_MODELS[name] == "audit":
+        service = AuditService(DynamoDBAuditStore(client, table))
+        return service.append_entries
+    raise _fail(f"No read model {name!r}")
+
+
+@ops_audit_app.command("replay")
+def replay(
+    start: Annotated[str, typer.Option("--from", help="Stream sequence or RFC 3339 time to start from")],
+    consumer: Annotated[
+        str, typer.Option("--consumer", help=f"Read model to rebuild: {', '.join(sorted(READ_MODELS))}")
+    ],
+    table: Annotated[str, typer.Option("--table", help="Table of the rebuilt read model (a fresh chain)")],
+    create_table: Annotated[
+        bool, typer.Option("--create-table", help="Create the table (audit layout) if it does not exist")
+    ] = False,
+    nats_url: Annotated[
+        str | None, typer.Option("--nats-url", help="Default: the local cloud's, else NATS_URL")
+    ] = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Rebuild a read model from VAULTPAY through an ephemeral consumer; safe to run again (idempotent)."""
+    import nats
+
+    from vaultpay.audit.consumer import replay as replay_stream
+    from vaultpay.shared.errors import VaultPayError
+
+    if consumer not in READ_MODELS:
+        raise _fail(f"--consumer must be one of: {', '.join(sorted(READ_MODELS))}")
+    start_seq, start_time = _start(start)
+    state = _local_state(state_dir)
+    url = nats_url or (state["endpoints"]["nats"] if state else os.environ.get("NATS_URL"))
+    if not url:
+        raise _fail("No NATS server: start the local cloud, or pass --nats-url (or set NATS_URL).")
+    client = _dynamodb(state)
+    if create_table:
+        _ensure_table(client, table)
+    append = _read_model(consumer, client, table)
+
+    async def run() -> Any:
+        connection = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=2)
+        try:
+            return await replay_stream(connection, append, start_seq=start_seq, start_time=start_time)
+        finally:
+            await connection.close()
+
+    began = time.monotonic()
+    try:
+        report = asyncio.run(run())
+    except (VaultPayError, OSError, nats.errors.Error) as exc:
+        raise _fail(f"Replay failed: {type(exc).__name__}: {exc}") from exc
+    typer.echo(
+        f"Replayed {report.delivered} messages up to stream seq {report.last_stream_seq} into {table} "
+        f"({consumer}) in {time.monotonic() - began:.1f} s: {report.appended} appended, "
+        f"{report.duplicates} already there, {report.rejected} refused, {len(report.skipped)} not CloudEvents"
+        + (f" (stream seq {', '.join(map(str, report.skipped[:20]))})" if report.skipped else "")
+        + "."
+    )

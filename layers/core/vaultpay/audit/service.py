@@ -1,0 +1,220 @@
+"""Audit use cases: record each event once in the chain, verify the chain, and query the log."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from vaultpay.audit.errors import AuditWriteRejected
+from vaultpay.audit.model import (
+    AppendOutcome,
+    AuditEntry,
+    AuditFilter,
+    AuditRecord,
+    ChainAnchor,
+    ChainHead,
+    InvalidEvent,
+    MalformedRecord,
+    QueryPosition,
+    RecordPage,
+    VerifyResult,
+    canonical_json,
+    entry_from_cloudevent,
+    loads_strict,
+    normalize_timestamp,
+    verify_chain,
+)
+from vaultpay.shared.errors import FieldError, Forbidden, ValidationFailed
+
+ADMIN_ROLE = "admin"
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+MAX_FILTER_LENGTH = 128
+_CURSOR_VERSION = 1
+MAX_CURSOR_LENGTH = 512
+
+
+class AuditStore(Protocol):
+    """The port the service needs; vaultpay.audit.store.DynamoDBAuditStore is the real one."""
+
+    def head(self) -> ChainHead: ...
+
+    def append(self, entries: Sequence[AuditEntry]) -> list[AppendOutcome]: ...
+
+    def records(self) -> Iterator[AuditRecord | MalformedRecord]: ...
+
+    def query(self, query: AuditFilter, *, limit: int, after: QueryPosition | None = None) -> RecordPage: ...
+
+
+class InvalidAuditEvent(ValidationFailed):
+    """An event that cannot be recorded as it is (not a CloudEvent, or data that is not canonical)."""
+
+    code = "invalid_event"
+
+
+def require_admin(role: str) -> None:
+    """The audit routes are for admins only. The authorizer refuses other roles already; this is the
+    handler's own check, so a mis-wired route still cannot leak the log."""
+    if role != ADMIN_ROLE:
+        raise Forbidden("This route needs the admin role.")
+
+
+@dataclass(frozen=True, slots=True)
+class AuditQueryRequest:
+    """The admin query as given (query-string values, unvalidated)."""
+
+    correlation_id: str | None = None
+    actor: str | None = None
+    type: str | None = None
+    occurred_from: str | None = None
+    occurred_to: str | None = None
+    limit: int | str | None = None  # None: DEFAULT_LIMIT; a string as the query string carries it
+    cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPage:
+    """One page of the log, newest first, in API.md's list shape."""
+
+    items: list[AuditRecord]
+    next_cursor: str | None
+
+    def to_body(self) -> dict[str, Any]:
+        return {"items": [record.to_dict() for record in self.items], "next_cursor": self.next_cursor}
+
+
+class AuditService:
+    """Appends events to the chain (idempotent on the event id), verifies it, and answers queries."""
+
+    def __init__(self, store: AuditStore) -> None:
+        self._store = store
+
+    def head(self) -> ChainHead:
+        """The newest record's seq and hash: also a cheap check that the table answers."""
+        return self._store.head()
+
+    def append(self, envelope: Mapping[str, Any]) -> AppendOutcome:
+        """Records one CloudEvent; a second call with the same event id records nothing (DUPLICATE)."""
+        try:
+            entry = entry_from_cloudevent(envelope)
+        except InvalidEvent as exc:
+            raise InvalidAuditEvent(f"The event cannot be audited: {exc}") from None
+        return self.append_entries([entry])[0]
+
+    def append_entries(self, entries: Sequence[AuditEntry]) -> list[AppendOutcome]:
+        """Appends in order, in as few transactions as the store allows. When DynamoDB refuses a batch as
+        invalid, the entries are tried one by one, so that one bad entry is REJECTED alone instead of
+        holding back the events around it."""
+        if not entries:
+            return []
+        try:
+            return self._store.append(entries)
+        except AuditWriteRejected:
+            if len(entries) == 1:
+                return [AppendOutcome.rejected(entries[0].audit_id)]
+        outcomes: list[AppendOutcome] = []
+        for entry in entries:
+            try:
+                outcomes.extend(self._store.append([entry]))
+            except AuditWriteRejected:
+                outcomes.append(AppendOutcome.rejected(entry.audit_id))
+        return outcomes
+
+    def verify(self, anchor: ChainAnchor | None = None) -> VerifyResult:
+        """Recomputes the whole chain from the genesis (see vaultpay.audit.model.verify_chain)."""
+        return verify_chain(self._store.records(), anchor=anchor)
+
+    def query(self, request: AuditQueryRequest) -> AuditPage:
+        """The records matching the filters, newest first; ValidationFailed (422) names bad parameters."""
+        query, limit, after = _validated(request)
+        page = self._store.query(query, limit=limit, after=after)
+        cursor = None if page.next_position is None else encode_cursor(page.next_position, query)
+        return AuditPage(page.records, cursor)
+
+
+def _validated(request: AuditQueryRequest) -> tuple[AuditFilter, int, QueryPosition | None]:
+    errors: list[FieldError] = []
+    texts: dict[str, str | None] = {}
+    for name, value in (
+        ("correlation_id", request.correlation_id),
+        ("actor", request.actor),
+        ("type", request.type),
+    ):
+        if value is not None and not 1 <= len(value) <= MAX_FILTER_LENGTH:
+            errors.append(FieldError(name, f"must be 1 to {MAX_FILTER_LENGTH} characters"))
+        texts[name] = value
+    bounds: dict[str, str | None] = {"from": None, "to": None}
+    for name, value in (("from", request.occurred_from), ("to", request.occurred_to)):
+        if value is None:
+            continue
+        try:
+            bounds[name] = normalize_timestamp(value)
+        except ValueError as exc:
+            errors.append(FieldError(name, str(exc)))
+    occurred_from, occurred_to = bounds["from"], bounds["to"]
+    if occurred_from is not None and occurred_to is not None and occurred_from > occurred_to:
+        errors.append(FieldError("from", "must not be later than to"))
+    limit = _limit(request.limit)
+    if limit is None:
+        errors.append(FieldError("limit", f"must be an integer between 1 and {MAX_LIMIT}"))
+    query = AuditFilter(
+        correlation_id=texts["correlation_id"],
+        actor=texts["actor"],
+        type=texts["type"],
+        occurred_from=occurred_from,
+        occurred_to=occurred_to,
+    )
+    after = None
+    if request.cursor is not None and not errors:
+        try:
+            after = decode_cursor(request.cursor, query)
+        except ValueError:
+            errors.append(FieldError("cursor", "is not a cursor of this query"))
+    if errors or limit is None:
+        raise ValidationFailed("The query parameters are not valid.", errors=errors)
+    return query, limit, after
+
+
+def _limit(given: int | str | None) -> int | None:
+    if given is None:
+        return DEFAULT_LIMIT
+    if isinstance(given, str):
+        if not given.isascii() or not given.isdigit() or len(given) > 3:
+            return None
+        given = int(given)
+    return given if 1 <= given <= MAX_LIMIT else None
+
+
+def encode_cursor(position: QueryPosition, query: AuditFilter) -> str:
+    """An opaque base64url token: where the page ended, bound to the filters it was made under."""
+    payload = {
+        "v": _CURSOR_VERSION,
+        "at": position.occurred_at,
+        "seq": position.seq,
+        "f": query.fingerprint(),
+    }
+    return base64.urlsafe_b64encode(canonical_json(payload)).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str, query: AuditFilter) -> QueryPosition:
+    """The position in a cursor; ValueError when it is not one of ours or was made for other filters."""
+    if len(cursor) > MAX_CURSOR_LENGTH:
+        raise ValueError("cursor too long")
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        payload = loads_strict(raw)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValueError("cursor is not base64url JSON") from None
+    if not isinstance(payload, dict) or payload.get("v") != _CURSOR_VERSION:
+        raise ValueError("unknown cursor version")
+    if payload.get("f") != query.fingerprint():
+        raise ValueError("cursor belongs to other filters")
+    at, seq = payload.get("at"), payload.get("seq")
+    if not isinstance(at, str) or not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+        raise ValueError("cursor position is malformed")
+    if normalize_timestamp(at) != at:
+        raise ValueError("cursor time is not normalized")
+    return QueryPosition(at, seq)

@@ -1,0 +1,456 @@
+"""The AuditTable adapter: the hash chain in DynamoDB, appended only by conditional puts, never updated.
+
+Items (keys `pk`/`sk`, both strings; no TTL: audit records never expire; no stream: nothing consumes it):
+
+- record: pk `CHAIN`, sk `SEQ#<seq, 20 digits>`; the record's fields (`data` as its canonical JSON
+  text) and `at`.
+- idempotency marker: pk `EVENT#<event id>`, sk `EVENT`; `seq` of the event's record.
+
+`at` is `<occurred_at>#<seq, 20 digits>`: time order, ties broken by seq. Four GSIs, projection ALL (a query
+never reads the base table), each with range key `at`: `ByTime` (hash `pk`; markers have no `at`, so only
+records are in it), `ByCorrelation` (`correlation_id`), `ByActor` (`actor`), `ByType` (`type`).
+
+An append is one TransactWriteItems of, per record, a Put of the record conditioned on
+`attribute_not_exists(pk)` at the next seq, and a Put of the event's marker under the same condition. Two
+writers that read the same head both aim at the same seq and only one commits: the other re-reads the
+head and retries, so the chain never forks and never has a gap. A redelivered event fails its marker's
+condition and is reported as a duplicate, so it never gets a second record. The only operations used are
+Query, PutItem and TransactWriteItems of Puts (IAM: dynamodb:Query and dynamodb:PutItem).
+
+Why one chain in one partition: every hash covers the one before, so appends are serial by nature, and
+one chain gives one total order, one walk to verify and one head hash to anchor elsewhere. The cost is a
+ceiling: DynamoDB gives one partition key at most 1,000 write units a second, the newest records always
+land in the same partition (split-for-heat cannot spread an ever-increasing sort key), and a
+transactional write of an item of up to 1 KB costs 2 units, so the chain takes at most ~500 records/s on
+AWS; the ByTime index has the same single-key shape and the same ceiling. That is far above VaultPay's
+audit rate (a handful of events per transfer). Past it, the way out is N chains (`CHAIN#<k>`, k = hash of
+the event id mod N), each with its own seq and genesis, verified one by one, with the N heads anchored
+together; records would then carry their chain's name, which changes the API's record shape.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from vaultpay.audit.errors import AuditChainCorrupt, AuditWriteRejected
+from vaultpay.audit.model import (
+    GENESIS_HASH,
+    AppendOutcome,
+    AuditEntry,
+    AuditFilter,
+    AuditRecord,
+    ChainHead,
+    MalformedRecord,
+    QueryPosition,
+    RecordPage,
+    canonical_json,
+    loads_strict,
+)
+from vaultpay.shared.errors import ConcurrentModification, ConfigurationError, TransientError, VaultPayError
+
+CHAIN_PK = "CHAIN"
+MARKER_SK = "EVENT"
+INDEX_BY_TIME = "ByTime"
+INDEX_BY_CORRELATION = "ByCorrelation"
+INDEX_BY_ACTOR = "ByActor"
+INDEX_BY_TYPE = "ByType"
+
+# Two items per entry; TransactWriteItems takes at most 100 items and 4 MB (entries are at most 64 KB of
+# data, so 25 of them stay far below).
+ENTRIES_PER_TRANSACTION = 25
+# Each lost race means another writer made progress, so the bound only stops a writer starved for long.
+_MAX_APPEND_ATTEMPTS = 30
+# A filtered query reads at most this many index pages per request: reads stay cheap and bounded, and
+# the caller gets a cursor to go on with (a page may then hold fewer than `limit` records).
+_MAX_QUERY_CALLS = 5
+_FILTERED_QUERY_PAGE = 100
+_CONFIGURATION_CODES = frozenset(
+    {"ResourceNotFoundException", "AccessDeniedException", "UnrecognizedClientException"}
+)
+
+
+def record_sk(seq: int) -> str:
+    return f"SEQ#{seq:020d}"
+
+
+def marker_pk(audit_id: str) -> str:
+    return f"EVENT#{audit_id}"
+
+
+def at_key(occurred_at: str, seq: int) -> str:
+    return f"{occurred_at}#{seq:020d}"
+
+
+def table_definition(table_name: str) -> dict[str, Any]:
+    """CreateTable arguments for an audit table: the template's AuditTable, tests and `ops audit replay`
+    all follow this one definition."""
+    indexes = {
+        INDEX_BY_TIME: "pk",
+        INDEX_BY_CORRELATION: "correlation_id",
+        INDEX_BY_ACTOR: "actor",
+        INDEX_BY_TYPE: "type",
+    }
+    attributes = ["pk", "sk", "at", "correlation_id", "actor", "type"]
+    return {
+        "TableName": table_name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [{"AttributeName": name, "AttributeType": "S"} for name in attributes],
+        "KeySchema": [
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": index,
+                "KeySchema": [
+                    {"AttributeName": hash_key, "KeyType": "HASH"},
+                    {"AttributeName": "at", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+            for index, hash_key in indexes.items()
+        ],
+    }
+
+
+class DynamoDBAuditStore:
+    """The audit chain in one DynamoDB table (layout in the module docstring). Thread-safe."""
+
+    def __init__(
+        self,
+        client: Any,
+        table_name: str,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self._client = client
+        self._table = table_name
+        self._sleep = sleep
+        self._jitter = jitter
+        self._lock = threading.Lock()
+        # The head this store last wrote or read. A warm writer usually still holds the true head and
+        # saves a read per batch; when it does not, its conditional put fails and it reads the head again.
+        self._head: ChainHead | None = None
+
+    # ---- appends -------------------------------------------------------------------------------------
+
+    def head(self) -> ChainHead:
+        """The newest record, read with strong consistency (a stale head would only cost a retry)."""
+        response = self._call(
+            "query",
+            TableName=self._table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": CHAIN_PK}},
+            ScanIndexForward=False,
+            Limit=1,
+            ConsistentRead=True,
+            ProjectionExpression="seq, #hash",
+            ExpressionAttributeNames={"#hash": "hash"},
+        )
+        items = response.get("Items") or []
+        if not items:
+            head = ChainHead(0, GENESIS_HASH)
+        else:
+            try:
+                head = ChainHead(_integer(items[0]["seq"]), str(items[0]["hash"]["S"]))
+            except (KeyError, TypeError, ValueError):
+                raise AuditChainCorrupt(f"the newest record of {self._table} is unreadable") from None
+        with self._lock:
+            self._head = head
+        return head
+
+    def append(self, entries: Sequence[AuditEntry]) -> list[AppendOutcome]:
+        """Appends the entries in order, each at most once per event id, and returns one outcome each.
+
+        Raises TransientError or ConcurrentModification (nothing of the failed transaction was written;
+        earlier transactions of a long list may have been) and AuditWriteRejected (DynamoDB refuses the
+        items themselves)."""
+        # The same event twice in one list: a transaction may not touch one marker twice, and the second
+        # copy is a duplicate anyway.
+        unique: dict[str, AuditEntry] = {}
+        for entry in entries:
+            unique.setdefault(entry.audit_id, entry)
+        ordered = list(unique.values())
+        outcomes: dict[str, AppendOutcome] = {}
+        for start in range(0, len(ordered), ENTRIES_PER_TRANSACTION):
+            for outcome in self._append_chunk(ordered[start : start + ENTRIES_PER_TRANSACTION]):
+                outcomes[outcome.audit_id] = outcome
+        result: list[AppendOutcome] = []
+        reported: set[str] = set()
+        for entry in entries:
+            first = entry.audit_id not in reported
+            result.append(outcomes[entry.audit_id] if first else AppendOutcome.duplicate_of(entry.audit_id))
+            reported.add(entry.audit_id)
+        return result
+
+    def _append_chunk(self, chunk: Sequence[AuditEntry]) -> list[AppendOutcome]:
+        remaining = list(chunk)
+        outcomes: list[AppendOutcome] = []
+        attempt = 0
+        while remaining:
+            with self._lock:
+                head = self._head
+            if head is None:
+                head = self.head()
+            records = []
+            prev_hash = head.hash
+            for offset, entry in enumerate(remaining):
+                record = entry.chain(head.seq + 1 + offset, prev_hash)
+                records.append(record)
+                prev_hash = record.hash
+            reasons = self._transact(records)
+            if reasons is None:
+                with self._lock:
+                    self._head = ChainHead(records[-1].seq, records[-1].hash)
+                outcomes.extend(AppendOutcome.appended(r) for r in records)
+                return outcomes
+            # Items are [record 1, marker 1, record 2, marker 2, ...] and reasons follow their order.
+            codes = [str(reason.get("Code") or "None") for reason in reasons]
+            duplicates = {
+                records[index // 2].audit_id
+                for index, code in enumerate(codes)
+                if index % 2 == 1 and code == "ConditionalCheckFailed"
+            }
+            chain_moved = any(code == "ConditionalCheckFailed" for code in codes[0::2])
+            outcomes.extend(AppendOutcome.duplicate_of(audit_id) for audit_id in sorted(duplicates))
+            remaining = [entry for entry in remaining if entry.audit_id not in duplicates]
+            if chain_moved or not duplicates:
+                # Only a round without progress counts: dropping a duplicate is progress.
+                attempt += 1
+                if attempt >= _MAX_APPEND_ATTEMPTS:
+                    raise ConcurrentModification(f"could not append to {self._table} in {attempt} attempts")
+                with self._lock:
+                    self._head = None
+                # Lost a race (or a TransactionConflict): back off a little, with jitter, so that the
+                # writers do not collide again in lock step.
+                self._sleep(self._jitter() * min(0.2, 0.002 * 2**attempt))
+        return outcomes
+
+    def _transact(self, records: Sequence[AuditRecord]) -> list[dict[str, Any]] | None:
+        """Writes the records and their markers in one transaction; None on success, else the reasons."""
+        items: list[dict[str, Any]] = []
+        for record in records:
+            for item in (record_item(record), marker_item(record)):
+                items.append(
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": item,
+                            # The only way any item of this table is ever written: never over another.
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    }
+                )
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._client.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code == "TransactionCanceledException":
+                given: Any = exc.response.get("CancellationReasons")
+                reasons: list[dict[str, Any]] = [dict(r) for r in given] if isinstance(given, list) else []
+                if len(reasons) != len(items):
+                    reasons = [{"Code": "Unknown"}] * len(items)
+                if any(r.get("Code") == "ValidationError" for r in reasons):
+                    raise AuditWriteRejected(f"DynamoDB rejected an audit item: {code}") from exc
+                return reasons
+            raise _translate(exc, self._table, writing=True) from exc
+        except BotoCoreError as exc:
+            raise TransientError("DynamoDB is unreachable") from exc
+        return None
+
+    # ---- reads ---------------------------------------------------------------------------------------
+
+    def records(self) -> Iterator[AuditRecord | MalformedRecord]:
+        """Every record in seq order, page by page. Strongly consistent: verify must not mistake a replica
+        that lags for a broken chain."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": CHAIN_PK}},
+            "ConsistentRead": True,
+        }
+        while True:
+            response = self._call("query", **request)
+            for item in response.get("Items") or []:
+                yield record_from_item(item)
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                return
+            request["ExclusiveStartKey"] = last
+
+    def query(self, query: AuditFilter, *, limit: int, after: QueryPosition | None = None) -> RecordPage:
+        """Records matching `query`, newest first, at most `limit`, continuing after `after`.
+
+        The most selective equality filter picks the index (correlation id, then actor, then type, else
+        ByTime); the time range is always part of the key condition; other equalities filter the index's
+        items. Index reads are eventually consistent: a record appended a moment ago may be missing."""
+        index, hash_name, hash_value = _choose_index(query)
+        names = {"#h": hash_name}
+        values: dict[str, Any] = {":h": {"S": hash_value}}
+        condition = "#h = :h"
+        if query.occurred_from is not None or query.occurred_to is not None:
+            names["#at"] = "at"
+        if query.occurred_from is not None and query.occurred_to is not None:
+            # BETWEEN is inclusive, but `at` of a record at exactly `occurred_to` is "<to>#<seq>", which
+            # sorts after "<to>": the range is half-open, [from, to).
+            condition += " AND #at BETWEEN :from AND :to"
+            values[":from"] = {"S": query.occurred_from}
+            values[":to"] = {"S": query.occurred_to}
+        elif query.occurred_from is not None:
+            condition += " AND #at >= :from"
+            values[":from"] = {"S": query.occurred_from}
+        elif query.occurred_to is not None:
+            condition += " AND #at < :to"
+            values[":to"] = {"S": query.occurred_to}
+        filters = []
+        for number, (name, value) in enumerate(_residual_filters(query, hash_name)):
+            names[f"#f{number}"] = name
+            values[f":f{number}"] = {"S": value}
+            filters.append(f"#f{number} = :f{number}")
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": index,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": False,
+        }
+        if filters:
+            request["FilterExpression"] = " AND ".join(filters)
+        if after is not None:
+            start = {
+                "pk": {"S": CHAIN_PK},
+                "sk": {"S": record_sk(after.seq)},
+                "at": {"S": at_key(after.occurred_at, after.seq)},
+            }
+            start[hash_name] = {"S": hash_value}
+            request["ExclusiveStartKey"] = start
+        collected: list[AuditRecord] = []
+        for call in range(1, _MAX_QUERY_CALLS + 1):
+            # Unfiltered, ask for one more than the page needs: that one says whether a next page exists.
+            request["Limit"] = _FILTERED_QUERY_PAGE if filters else limit + 1 - len(collected)
+            response = self._call("query", **request)
+            for item in response.get("Items") or []:
+                record = record_from_item(item)
+                # A malformed item is skipped here and reported by verify, which is where it belongs.
+                if isinstance(record, AuditRecord):
+                    collected.append(record)
+            if len(collected) > limit:
+                page = collected[:limit]
+                return RecordPage(page, QueryPosition(page[-1].occurred_at, page[-1].seq))
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                return RecordPage(collected, None)
+            if call == _MAX_QUERY_CALLS:
+                return RecordPage(collected, _position_of(last))
+            request["ExclusiveStartKey"] = last
+        return RecordPage(collected, None)  # unreachable: the loop returns on its last call
+
+    def _call(self, operation: str, **request: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return getattr(self._client, operation)(**request)
+        except ClientError as exc:
+            raise _translate(exc, self._table, writing=False) from exc
+        except BotoCoreError as exc:
+            raise TransientError("DynamoDB is unreachable") from exc
+
+
+# ---- items -------------------------------------------------------------------------------------------
+
+
+def record_item(record: AuditRecord) -> dict[str, Any]:
+    """A record as a DynamoDB item. `data` is kept as its canonical JSON text: DynamoDB numbers would come
+    back as Decimals, and the text is exactly what the hash covers."""
+    return {
+        "pk": {"S": CHAIN_PK},
+        "sk": {"S": record_sk(record.seq)},
+        "at": {"S": at_key(record.occurred_at, record.seq)},
+        "audit_id": {"S": record.audit_id},
+        "seq": {"N": str(record.seq)},
+        "occurred_at": {"S": record.occurred_at},
+        "type": {"S": record.type},
+        "actor": {"S": record.actor},
+        "correlation_id": {"S": record.correlation_id},
+        "subject": {"S": record.subject},
+        "data": {"S": canonical_json(record.data).decode("utf-8")},
+        "prev_hash": {"S": record.prev_hash},
+        "hash": {"S": record.hash},
+    }
+
+
+def marker_item(record: AuditRecord) -> dict[str, Any]:
+    """The event's idempotency marker. It carries no `at` or filter attribute, so no index holds it."""
+    return {"pk": {"S": marker_pk(record.audit_id)}, "sk": {"S": MARKER_SK}, "seq": {"N": str(record.seq)}}
+
+
+def record_from_item(item: dict[str, Any]) -> AuditRecord | MalformedRecord:
+    """A stored record, or what is wrong with it. The key and the `at` index key are checked against the
+    record's own fields too: the hash does not cover them, so an edit there is caught here."""
+    seq: int | None = None
+    audit_id: str | None = None
+    try:
+        audit_id = item["audit_id"]["S"]
+        seq = _integer(item["seq"])
+        fields = {
+            name: item[name]["S"]
+            for name in ("occurred_at", "type", "actor", "correlation_id", "subject", "prev_hash", "hash")
+        }
+        data = loads_strict(item["data"]["S"])
+    except (KeyError, TypeError, ValueError) as exc:
+        return MalformedRecord(seq, audit_id, f"unreadable item ({type(exc).__name__})")
+    if not isinstance(data, dict):
+        return MalformedRecord(seq, audit_id, "data is not a JSON object")
+    if item.get("sk", {}).get("S") != record_sk(seq):
+        return MalformedRecord(seq, audit_id, "the item's key does not match its seq")
+    if item.get("at", {}).get("S") != at_key(fields["occurred_at"], seq):
+        return MalformedRecord(seq, audit_id, "the item's time index key does not match occurred_at")
+    return AuditRecord(audit_id=str(audit_id), seq=seq, data=data, **fields)
+
+
+def _integer(attribute: dict[str, Any]) -> int:
+    text = attribute["N"]
+    if not isinstance(text, str) or not text.lstrip("-").isdigit():
+        raise ValueError("not an integer")
+    return int(text)
+
+
+def _choose_index(query: AuditFilter) -> tuple[str, str, str]:
+    if query.correlation_id is not None:
+        return INDEX_BY_CORRELATION, "correlation_id", query.correlation_id
+    if query.actor is not None:
+        return INDEX_BY_ACTOR, "actor", query.actor
+    if query.type is not None:
+        return INDEX_BY_TYPE, "type", query.type
+    return INDEX_BY_TIME, "pk", CHAIN_PK
+
+
+def _residual_filters(query: AuditFilter, hash_name: str) -> list[tuple[str, str]]:
+    given = [("correlation_id", query.correlation_id), ("actor", query.actor), ("type", query.type)]
+    return [(name, value) for name, value in given if value is not None and name != hash_name]
+
+
+def _position_of(key: dict[str, Any]) -> QueryPosition:
+    occurred_at, _, seq = str(key["at"]["S"]).rpartition("#")
+    return QueryPosition(occurred_at, int(seq))
+
+
+def _translate(exc: Any, table: str, *, writing: bool) -> VaultPayError:
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    if code in _CONFIGURATION_CODES:
+        return ConfigurationError(f"audit table {table} cannot be used: {code}")
+    if code == "ValidationException":
+        # A refused write is about its items; a refused read is about this code or the table's schema.
+        if writing:
+            return AuditWriteRejected(f"DynamoDB rejected an append to {table}: {code}")
+        return ConfigurationError(f"DynamoDB rejected a read of {table}: {code}")
+    # Throttling, TransactionConflict, InternalServerError... botocore has retried already.
+    return TransientError(f"DynamoDB failed: {code}")

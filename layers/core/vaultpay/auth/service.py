@@ -1,0 +1,873 @@
+"""Identity use cases (register, login, MFA verify, refresh, logout, profile, devices) over their ports.
+
+Errors, all from `vaultpay.shared.errors` (code, HTTP status):
+
+- `validation_failed` 422 — a registration field is invalid (`errors` names each field).
+- `email_taken` 409 — the normalised email is already registered.
+- `device_id_required` 400 — X-Device-Id missing, repeated, or not 1..128 printable ASCII.
+- `invalid_credentials` 401 — unknown email or wrong password (indistinguishable, also in timing).
+- `invalid_challenge` 401 — the challenge id is unknown, already used, or dead after 5 wrong codes.
+- `challenge_expired` 401 — the challenge is older than 300 s.
+- `invalid_code` 401 — wrong, malformed or already used (replayed) TOTP code.
+- `device_mismatch` 401 — the challenge or refresh token belongs to another device.
+- `invalid_refresh_token` 401 — the refresh token is malformed, unknown, expired, or its family is revoked.
+- `refresh_token_reused` 401 — a retired refresh token was presented: its whole family is now revoked.
+- `unauthorized` 401 — the authenticated caller's user no longer exists.
+- `rate_limited` 429 — too many failed logins (per account, per source IP), wrong codes (per user) or
+  refreshes (per token family); carries `retry_after`.
+- `concurrent_modification` 409, `service_unavailable` 503 — a write kept losing races, or AWS failed.
+
+No message, log line or event names a password, token, TOTP code or secret, email address or phone number:
+users are named by id, unknown accounts by the email's blind index.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NoReturn, Protocol
+
+from vaultpay.auth import totp
+from vaultpay.auth.model import (
+    ACCESS_TOKEN_TTL_S,
+    CHALLENGE_TTL_S,
+    DEVICE_MISMATCH,
+    EVENT_SOURCE,
+    LOGIN_FAILED,
+    LOGIN_SUCCEEDED,
+    REFRESH_TOKEN_TTL_S,
+    TOKEN_REUSE_DETECTED,
+    USER_CREATED,
+    Challenge,
+    ChallengeState,
+    Device,
+    RefreshFamily,
+    RefreshToken,
+    Role,
+    TokenStatus,
+    User,
+    canonical_email,
+    canonical_full_name,
+    is_challenge_id,
+    is_device_id,
+    new_user_id,
+    registration_problems,
+    rfc3339,
+)
+from vaultpay.auth.tokens import (
+    SigningKeySet,
+    issue_access_token,
+    new_refresh_token,
+    refresh_token_hash,
+    refresh_token_lookup_key,
+)
+from vaultpay.shared.errors import (
+    BadRequest,
+    ConcurrentModification,
+    Conflict,
+    FieldError,
+    Unauthorized,
+    ValidationFailed,
+)
+from vaultpay.shared.events import DomainEvent
+from vaultpay.shared.fieldcrypt import mask_phone
+from vaultpay.shared.observability import get_logger
+from vaultpay.shared.ratelimit import RateLimiter, Window
+
+TOKEN_TYPE = "Bearer"  # noqa: S105 - the OAuth token_type, not a secret
+TOTP_ISSUER = "VaultPay"
+DEVICE_HEADER = "x-device-id"
+# A new device record can race only with another login of the same user on the same device.
+_DEVICE_RACE_ATTEMPTS = 3
+
+
+# identity-contract.md "Rate limits". All count failures, except the refresh limit, which counts every use.
+LOGIN_PER_ACCOUNT = Window(limit=5, period_s=900)
+LOGIN_PER_IP = Window(limit=30, period_s=900)
+# Each challenge allows 5 wrong codes, but whoever knows the password can open challenges at will: without
+# a per-user budget the 10^6 codes could be worked through 5 at a time.
+WRONG_CODES_PER_USER = Window(limit=10, period_s=900)
+REFRESH_PER_FAMILY = Window(limit=30, period_s=3600)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    login_account: Window = LOGIN_PER_ACCOUNT
+    login_ip: Window = LOGIN_PER_IP
+    mfa_user: Window = WRONG_CODES_PER_USER
+    refresh: Window = REFRESH_PER_FAMILY
+
+
+# ---- errors of the conditional writes: the store raises these, the use cases decide what they mean -------
+
+
+class WriteConflict(ConcurrentModification):
+    """A conditional write found the state changed since it was read."""
+
+
+class EmailAlreadyRegistered(WriteConflict):
+    """The email's blind index was claimed by another registration."""
+
+
+class ChallengeNotOpen(WriteConflict):
+    """The challenge was used, exhausted, expired or rebound meanwhile."""
+
+
+class TotpStepAlreadyUsed(WriteConflict):
+    """Another verification already accepted this (or a later) TOTP step for the user."""
+
+
+class DeviceRecordChanged(WriteConflict):
+    """The device record appeared or vanished since it was read; read it again."""
+
+
+class RefreshTokenNotActive(WriteConflict):
+    """The refresh token was retired (or expired) since it was read: another refresh won."""
+
+
+class FamilyRevoked(WriteConflict):
+    """The token family was revoked (or is gone) since it was read."""
+
+
+# ---- ports -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LoginCompletion:
+    """Everything a successful MFA verification commits at once."""
+
+    challenge: Challenge
+    user_id: str
+    totp_step: int
+    device: Device
+    device_is_new: bool
+    family: RefreshFamily
+    token: RefreshToken
+    event: DomainEvent
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class DevicePage:
+    items: Sequence[Device]
+    next_cursor: str | None
+
+
+class AuthStore(Protocol):
+    """The auth table. Every method that writes more than one item writes them in one transaction."""
+
+    def email_registered(self, email_index: str) -> bool: ...
+
+    def create_user(self, user: User, event: DomainEvent) -> None:
+        """Profile, email claim and event; EmailAlreadyRegistered if the email index is claimed."""
+        ...
+
+    def find_user_by_email(self, email_index: str) -> User | None:
+        """The user holding the email; costs the same reads whether or not there is one."""
+        ...
+
+    def get_user(self, user_id: str) -> User | None: ...
+
+    def update_password_hash(self, user_id: str, password_hash: str) -> None: ...
+
+    def add_challenge(self, challenge: Challenge) -> None: ...
+
+    def get_challenge(self, challenge_id: str) -> Challenge | None: ...
+
+    def record_wrong_code(self, challenge_id: str, event: DomainEvent) -> None:
+        """One more wrong code on the challenge, and its event."""
+        ...
+
+    def get_device(self, user_id: str, device_id: str) -> Device | None: ...
+
+    def list_devices(self, user_id: str, *, limit: int, cursor: str | None) -> DevicePage: ...
+
+    def complete_login(self, completion: LoginCompletion) -> None:
+        """Consumes the challenge, records the TOTP step, the device, the family, the token and the event.
+
+        ChallengeNotOpen, TotpStepAlreadyUsed or DeviceRecordChanged when a condition no longer holds.
+        """
+        ...
+
+    def get_refresh_token(self, token_hash: str) -> RefreshToken | None: ...
+
+    def get_family(self, family_id: str) -> RefreshFamily | None: ...
+
+    def rotate_refresh_token(self, old: RefreshToken, new: RefreshToken, *, now: float) -> None:
+        """Retires `old`, stores `new` and extends the family to `new`'s expiry.
+
+        RefreshTokenNotActive if `old` is no longer active, FamilyRevoked if the family is.
+        """
+        ...
+
+    def revoke_family(self, family_id: str, *, reason: str, now: float, event: DomainEvent | None) -> None:
+        """Marks the family revoked (idempotent) and writes `event`, if any, in the same transaction."""
+        ...
+
+    def record_event(self, event: DomainEvent) -> None: ...
+
+
+class FieldEncryption(Protocol):
+    """vaultpay.shared.fieldcrypt.FieldCipher."""
+
+    def encrypt(self, plaintext: str, *, context: Mapping[str, str]) -> str: ...
+
+    def decrypt(self, blob: str, *, context: Mapping[str, str]) -> str: ...
+
+
+class Indexer(Protocol):
+    """vaultpay.shared.fieldcrypt.BlindIndex."""
+
+    def of(self, kind: str, value: str) -> str: ...
+
+
+class PasswordHasher(Protocol):
+    """The vaultpay.shared.passwords module."""
+
+    def hash_password(self, password: str) -> str: ...
+
+    def verify_password(self, stored: str, password: str) -> bool: ...
+
+    def needs_rehash(self, stored: str) -> bool: ...
+
+    def verify_against_dummy(self, password: str) -> bool: ...
+
+
+class SigningKeys(Protocol):
+    def key_set(self) -> SigningKeySet: ...
+
+
+class SecretSource(Protocol):
+    """vaultpay.shared.secrets.SecretCache."""
+
+    def get(self, secret_id: str) -> str: ...
+
+
+# ---- key sources over a secret (pure: the secret cache is the port) -------------------------------------
+
+
+class SigningKeysFromSecret:
+    """The token-signing key set in its secret, parsed again only when the document changes."""
+
+    def __init__(self, secrets: SecretSource, secret_id: str) -> None:
+        self._secrets = secrets
+        self._secret_id = secret_id
+        self._lock = threading.Lock()
+        self._parsed: tuple[str, SigningKeySet] | None = None
+
+    def key_set(self) -> SigningKeySet:
+        document = self._secrets.get(self._secret_id)
+        with self._lock:
+            if self._parsed is None or self._parsed[0] != document:
+                self._parsed = (document, SigningKeySet.from_secret(document))
+            return self._parsed[1]
+
+    def jwks(self) -> dict[str, list[dict[str, str]]]:
+        """The public halves only, for `/.well-known/jwks.json`."""
+        return self.key_set().jwks()
+
+
+class BlindIndexFromSecret:
+    """A BlindIndex keyed by the blind-index secret, read through the secret cache on use."""
+
+    def __init__(self, secrets: SecretSource, secret_id: str) -> None:
+        self._secrets = secrets
+        self._secret_id = secret_id
+        self._lock = threading.Lock()
+        self._built: tuple[str, Any] | None = None
+
+    def of(self, kind: str, value: str) -> str:
+        from vaultpay.shared.fieldcrypt import BlindIndex
+
+        key = self._secrets.get(self._secret_id)
+        with self._lock:
+            if self._built is None or self._built[0] != key:
+                self._built = (key, BlindIndex(key.encode("utf-8")))
+            index: BlindIndex = self._built[1]
+        return index.of(kind, value)
+
+
+# ---- commands and results ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NewUser:
+    """A registration as received (not yet normalised or validated). Only the field names in repr."""
+
+    email: str = field(repr=False)
+    password: str = field(repr=False)
+    full_name: str = field(repr=False)
+    phone: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Enrolment:
+    """A created user and the TOTP secret to enrol in an authenticator app (shown once, never again)."""
+
+    user_id: str
+    email: str = field(repr=False)
+    role: Role
+    totp_secret: str = field(repr=False)
+    otpauth_uri: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class LoginChallenge:
+    challenge_id: str = field(repr=False)
+    expires_in: int
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    expires_in: int
+    refresh_expires_in: int
+    token_type: str = TOKEN_TYPE
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    user_id: str
+    email: str = field(repr=False)
+    full_name: str = field(repr=False)
+    phone_masked: str
+    role: Role
+    created_at: str
+
+
+def device_id_from_event(event: Mapping[str, Any]) -> str:
+    """The request's X-Device-Id under the contract's rule; BadRequest `device_id_required` otherwise.
+
+    The public auth routes have no authorizer to check it, so their handlers call this. A header sent
+    twice is refused: which copy a proxy keeps is not something to bind a session to.
+    """
+    multi = event.get("multiValueHeaders") or {}
+    values = [v for k, vs in multi.items() if str(k).lower() == DEVICE_HEADER for v in (vs or [])]
+    single = [v for k, v in (event.get("headers") or {}).items() if str(k).lower() == DEVICE_HEADER]
+    candidates = values or single
+    value = candidates[0].strip() if len(candidates) == 1 and isinstance(candidates[0], str) else None
+    if value is None or not is_device_id(value):
+        raise BadRequest(
+            "The X-Device-Id header is required (1 to 128 printable ASCII characters).",
+            code="device_id_required",
+        )
+    return value
+
+
+def source_ip_from_event(event: Mapping[str, Any]) -> str:
+    """API Gateway's view of the caller's address (not X-Forwarded-For, which the caller writes)."""
+    identity = (event.get("requestContext") or {}).get("identity") or {}
+    source_ip = identity.get("sourceIp")
+    return source_ip if isinstance(source_ip, str) and source_ip else "unknown"
+
+
+class AuthService:
+    """The identity use cases. Every state change commits with its event in one store call."""
+
+    def __init__(
+        self,
+        *,
+        store: AuthStore,
+        cipher: FieldEncryption,
+        index: Indexer,
+        passwords: PasswordHasher,
+        signing_keys: SigningKeys,
+        limiter: RateLimiter,
+        issuer: str,
+        audience: str,
+        limits: RateLimits = RateLimits(),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._cipher = cipher
+        self._index = index
+        self._passwords = passwords
+        self._keys = signing_keys
+        self._limiter = limiter
+        self._issuer = issuer
+        self._audience = audience
+        self._limits = limits
+        self._clock = clock
+
+    # ---- registration ---------------------------------------------------------------------------------
+
+    def register(self, new_user: NewUser, *, correlation_id: str) -> Enrolment:
+        """A new customer (the API's only way in: the role is never taken from the request)."""
+        return self._create_user(new_user, role=Role.CUSTOMER, correlation_id=correlation_id)
+
+    def create_admin(self, new_user: NewUser, *, correlation_id: str) -> Enrolment:
+        """A new admin, for the operator command only (no API route reaches this)."""
+        return self._create_user(new_user, role=Role.ADMIN, correlation_id=correlation_id)
+
+    def _create_user(self, new_user: NewUser, *, role: Role, correlation_id: str) -> Enrolment:
+        email = canonical_email(new_user.email)
+        full_name = canonical_full_name(new_user.full_name)
+        phone = new_user.phone.strip()
+        problems = registration_problems(
+            email=email, password=new_user.password, full_name=full_name, phone=phone
+        )
+        if problems:
+            raise ValidationFailed(
+                "The registration is not valid.",
+                errors=[FieldError(name, message) for name, message in problems],
+            )
+        email_index = self._index.of("email", email)
+        # Checked before the slow work (Argon2, KMS); the transaction's condition is what guarantees it.
+        if self._store.email_registered(email_index):
+            raise _email_taken()
+        now = self._clock()
+        user_id = new_user_id()
+        secret = totp.new_secret()
+
+        def sealed(name: str, value: str) -> str:
+            # The user id in the context binds each ciphertext to its row: copied elsewhere, it fails.
+            return self._cipher.encrypt(value, context={"field": name, "user_id": user_id})
+
+        user = User(
+            user_id=user_id,
+            role=role,
+            email_index=email_index,
+            email_enc=sealed("email", email),
+            full_name_enc=sealed("full_name", full_name),
+            phone_index=self._index.of("phone", phone),
+            phone_enc=sealed("phone", phone),
+            password_hash=self._passwords.hash_password(new_user.password),
+            totp_secret_enc=sealed("totp_secret", secret),
+            created_at=rfc3339(now),
+        )
+        event = DomainEvent(
+            type=USER_CREATED,
+            source=EVENT_SOURCE,
+            subject=user_id,
+            actor=user_id if role is Role.CUSTOMER else "operator",
+            correlation_id=correlation_id,
+            data={"user_id": user_id, "role": role.value, "created_at": user.created_at},
+        )
+        try:
+            self._store.create_user(user, event)
+        except EmailAlreadyRegistered:
+            raise _email_taken() from None
+        get_logger().info("user registered", extra={"user_id": user_id, "role": role.value})
+        return Enrolment(
+            user_id=user_id,
+            email=email,
+            role=role,
+            totp_secret=secret,
+            otpauth_uri=totp.provisioning_uri(secret, email, issuer=TOTP_ISSUER),
+        )
+
+    # ---- login: password, then a challenge for the second factor ---------------------------------------
+
+    def login(
+        self, email: str, password: str, *, device_id: str, source_ip: str, correlation_id: str
+    ) -> LoginChallenge:
+        """Checks the password and opens a challenge bound to the device.
+
+        Unknown email and wrong password take the same path: the same reads, one Argon2 derivation,
+        the same counters and the same kind of event, so neither the answer nor its timing tells them
+        apart. The failure counters are checked before the password, so a blocked caller costs no Argon2.
+        """
+        now = self._clock()
+        email_index = self._index.of("email", canonical_email(email))
+        self._limiter.check("login-ip", source_ip, self._limits.login_ip, now=now)
+        self._limiter.check("login-account", email_index, self._limits.login_account, now=now)
+        user = self._store.find_user_by_email(email_index)
+        if user is None:
+            self._passwords.verify_against_dummy(password)
+            self._login_failed(
+                None,
+                email_index,
+                device_id=device_id,
+                source_ip=source_ip,
+                correlation_id=correlation_id,
+                now=now,
+            )
+        if not self._passwords.verify_password(user.password_hash, password):
+            self._login_failed(
+                user,
+                email_index,
+                device_id=device_id,
+                source_ip=source_ip,
+                correlation_id=correlation_id,
+                now=now,
+            )
+        if self._passwords.needs_rehash(user.password_hash):
+            # The only moment the plaintext is at hand: stored hashes move to today's parameters here.
+            self._store.update_password_hash(user.user_id, self._passwords.hash_password(password))
+        challenge = Challenge.open(user_id=user.user_id, device_id=device_id, now=now)
+        self._store.add_challenge(challenge)
+        get_logger().info("login challenge opened", extra={"user_id": user.user_id})
+        return LoginChallenge(challenge_id=challenge.challenge_id, expires_in=CHALLENGE_TTL_S)
+
+    def _login_failed(
+        self,
+        user: User | None,
+        email_index: str,
+        *,
+        device_id: str,
+        source_ip: str,
+        correlation_id: str,
+        now: float,
+    ) -> NoReturn:
+        # The event tells the fraud engine which kind of failure it was; the caller is never told.
+        reason = "unknown_account" if user is None else "wrong_password"
+        user_id = user.user_id if user is not None else None
+        self._store.record_event(
+            DomainEvent(
+                type=LOGIN_FAILED,
+                source=EVENT_SOURCE,
+                subject=user_id or email_index,
+                actor=user_id,
+                correlation_id=correlation_id,
+                data={
+                    "reason": reason,
+                    "user_id": user_id,
+                    "email_index": email_index,
+                    "device_id": device_id,
+                    "source_ip": source_ip,
+                },
+            )
+        )
+        get_logger().info("login refused", extra={"reason": reason, "email_index": email_index})
+        self._limiter.hit("login-ip", source_ip, self._limits.login_ip, now=now)
+        self._limiter.hit("login-account", email_index, self._limits.login_account, now=now)
+        raise Unauthorized("The email or password is not correct.", code="invalid_credentials")
+
+    def verify_mfa(
+        self, challenge_id: str, code: str, *, device_id: str, source_ip: str, correlation_id: str
+    ) -> TokenPair:
+        """Accepts the current TOTP code once, from the challenge's device, and starts a token family."""
+        now = self._clock()
+        challenge = self._store.get_challenge(challenge_id) if is_challenge_id(challenge_id) else None
+        if challenge is None:
+            raise _invalid_challenge()
+        state = challenge.state(now=now, device_id=device_id)
+        if state is ChallengeState.WRONG_DEVICE:
+            # Counted as a wrong code: a challenge being tried from elsewhere should die sooner, not later.
+            self._store.record_wrong_code(
+                challenge.challenge_id,
+                _device_mismatch(
+                    user_id=challenge.user_id,
+                    expected=challenge.device_id,
+                    presented=device_id,
+                    resource="/v1/auth/mfa/verify",
+                    source_ip=source_ip,
+                    correlation_id=correlation_id,
+                ),
+            )
+            raise _device_mismatch_error()
+        if state is ChallengeState.EXPIRED:
+            raise Unauthorized("The login challenge has expired; sign in again.", code="challenge_expired")
+        if state is not ChallengeState.OPEN:
+            raise _invalid_challenge()
+        self._limiter.check("mfa-user", challenge.user_id, self._limits.mfa_user, now=now)
+        user = self._store.get_user(challenge.user_id)
+        if user is None:
+            raise _invalid_challenge()
+        secret = self._cipher.decrypt(
+            user.totp_secret_enc, context={"field": "totp_secret", "user_id": user.user_id}
+        )
+        step = totp.verify(secret, code, now=now, last_used_step=user.last_totp_step)
+        if step is None:
+            self._wrong_code(challenge, source_ip=source_ip, correlation_id=correlation_id, now=now)
+        # Signed before the commit, so that nothing can fail between consuming the challenge and
+        # answering; a commit that fails discards the token unseen.
+        access_token, _ = issue_access_token(
+            self._keys.key_set(),
+            user_id=user.user_id,
+            role=user.role.value,
+            device_id=device_id,
+            issuer=self._issuer,
+            audience=self._audience,
+            now=now,
+            ttl_s=ACCESS_TOKEN_TTL_S,
+        )
+        refresh_token = new_refresh_token()
+        family = RefreshFamily.open(user_id=user.user_id, device_id=device_id, now=now)
+        token = RefreshToken.issue(token_hash=refresh_token_hash(refresh_token), family=family, now=now)
+        for attempt in range(_DEVICE_RACE_ATTEMPTS):
+            known = self._store.get_device(user.user_id, device_id)
+            device = (
+                known.seen(now)
+                if known
+                else Device.first_seen(user_id=user.user_id, device_id=device_id, now=now)
+            )
+            event = DomainEvent(
+                type=LOGIN_SUCCEEDED,
+                source=EVENT_SOURCE,
+                subject=user.user_id,
+                actor=user.user_id,
+                correlation_id=correlation_id,
+                data={
+                    "user_id": user.user_id,
+                    "role": user.role.value,
+                    "device_id": device_id,
+                    "new_device": known is None,
+                    "family_id": family.family_id,
+                    "source_ip": source_ip,
+                },
+            )
+            completion = LoginCompletion(
+                challenge=challenge,
+                user_id=user.user_id,
+                totp_step=step,
+                device=device,
+                device_is_new=known is None,
+                family=family,
+                token=token,
+                event=event,
+                now=now,
+            )
+            try:
+                self._store.complete_login(completion)
+                break
+            except TotpStepAlreadyUsed:
+                # A concurrent verification accepted this code first: for this request it is a replay.
+                raise _invalid_code() from None
+            except ChallengeNotOpen:
+                raise _invalid_challenge() from None
+            except DeviceRecordChanged:
+                if attempt == _DEVICE_RACE_ATTEMPTS - 1:
+                    raise
+                time.sleep(random.uniform(0, 0.02 * 2**attempt))  # noqa: S311 - jitter, not a secret
+        get_logger().info("login succeeded", extra={"user_id": user.user_id, "new_device": known is None})
+        return TokenPair(
+            access_token=access_token,
+            refresh_token=refresh_token,
+            expires_in=ACCESS_TOKEN_TTL_S,
+            refresh_expires_in=REFRESH_TOKEN_TTL_S,
+        )
+
+    def _wrong_code(
+        self, challenge: Challenge, *, source_ip: str, correlation_id: str, now: float
+    ) -> NoReturn:
+        event = DomainEvent(
+            type=LOGIN_FAILED,
+            source=EVENT_SOURCE,
+            subject=challenge.user_id,
+            actor=challenge.user_id,
+            correlation_id=correlation_id,
+            data={
+                "reason": "invalid_code",
+                "user_id": challenge.user_id,
+                "device_id": challenge.device_id,
+                "attempt": challenge.attempts + 1,
+                "source_ip": source_ip,
+            },
+        )
+        self._store.record_wrong_code(challenge.challenge_id, event)
+        get_logger().info(
+            "wrong code", extra={"user_id": challenge.user_id, "attempt": challenge.attempts + 1}
+        )
+        self._limiter.hit("mfa-user", challenge.user_id, self._limits.mfa_user, now=now)
+        raise _invalid_code()
+
+    # ---- refresh tokens ---------------------------------------------------------------------------------
+
+    def refresh(
+        self, refresh_token: str, *, device_id: str, source_ip: str, correlation_id: str
+    ) -> TokenPair:
+        """A new pair for an active refresh token presented from its own device; the old one retires."""
+        now = self._clock()
+        record = self._presented_token(refresh_token, now=now)
+        self._guard(
+            record,
+            device_id=device_id,
+            source_ip=source_ip,
+            correlation_id=correlation_id,
+            now=now,
+            resource="/v1/auth/refresh",
+        )
+        self._limiter.hit("refresh", record.family_id, self._limits.refresh, now=now)
+        family = self._store.get_family(record.family_id)
+        if family is None or not family.usable(now):
+            raise _invalid_refresh_token()
+        user = self._store.get_user(record.user_id)
+        if user is None:
+            raise _invalid_refresh_token()
+        access_token, _ = issue_access_token(
+            self._keys.key_set(),
+            user_id=user.user_id,
+            role=user.role.value,
+            device_id=record.device_id,
+            issuer=self._issuer,
+            audience=self._audience,
+            now=now,
+            ttl_s=ACCESS_TOKEN_TTL_S,
+        )
+        new_token = new_refresh_token()
+        successor = RefreshToken.issue(token_hash=refresh_token_hash(new_token), family=family, now=now)
+        try:
+            self._store.rotate_refresh_token(record, successor, now=now)
+        except RefreshTokenNotActive:
+            # Two refreshes with one token: at most one can be its owner. Whichever lost the race is
+            # handled as theft, which also ends the winner's new token (the owner signs in again).
+            self._reuse_detected(
+                record, device_id=device_id, source_ip=source_ip, correlation_id=correlation_id, now=now
+            )
+        except FamilyRevoked:
+            raise _invalid_refresh_token() from None
+        get_logger().info(
+            "refresh token rotated", extra={"user_id": user.user_id, "family_id": family.family_id}
+        )
+        return TokenPair(
+            access_token=access_token,
+            refresh_token=new_token,
+            expires_in=ACCESS_TOKEN_TTL_S,
+            refresh_expires_in=REFRESH_TOKEN_TTL_S,
+        )
+
+    def logout(self, refresh_token: str, *, device_id: str, source_ip: str, correlation_id: str) -> None:
+        """Revokes the token's family; an already revoked family is fine (logout is idempotent)."""
+        now = self._clock()
+        record = self._presented_token(refresh_token, now=now)
+        self._guard(
+            record,
+            device_id=device_id,
+            source_ip=source_ip,
+            correlation_id=correlation_id,
+            now=now,
+            resource="/v1/auth/logout",
+        )
+        self._store.revoke_family(record.family_id, reason="logout", now=now, event=None)
+        get_logger().info("logged out", extra={"user_id": record.user_id, "family_id": record.family_id})
+
+    def _presented_token(self, refresh_token: str, *, now: float) -> RefreshToken:
+        try:
+            token_hash = refresh_token_lookup_key(refresh_token)
+        except Unauthorized:
+            raise _invalid_refresh_token() from None
+        record = self._store.get_refresh_token(token_hash)
+        # An expired token is refused like an unknown one: TTL deletes it at some point anyway.
+        if record is None or record.expired(now):
+            raise _invalid_refresh_token()
+        return record
+
+    def _guard(
+        self,
+        record: RefreshToken,
+        *,
+        device_id: str,
+        source_ip: str,
+        correlation_id: str,
+        now: float,
+        resource: str,
+    ) -> None:
+        """Theft checks, before any rate limit so that an attacker cannot spend the owner's budget first."""
+        if record.status is TokenStatus.RETIRED:
+            self._reuse_detected(
+                record, device_id=device_id, source_ip=source_ip, correlation_id=correlation_id, now=now
+            )
+        if device_id != record.device_id:
+            # A refresh token lives for days: one presented from another device is treated as stolen, and
+            # its family ends now rather than when the thief finds out the device id.
+            event = _device_mismatch(
+                user_id=record.user_id,
+                expected=record.device_id,
+                presented=device_id,
+                resource=resource,
+                source_ip=source_ip,
+                correlation_id=correlation_id,
+            )
+            self._store.revoke_family(record.family_id, reason="device_mismatch", now=now, event=event)
+            get_logger().warning(
+                "refresh token from another device",
+                extra={"user_id": record.user_id, "family_id": record.family_id},
+            )
+            raise _device_mismatch_error()
+
+    def _reuse_detected(
+        self, record: RefreshToken, *, device_id: str, source_ip: str, correlation_id: str, now: float
+    ) -> NoReturn:
+        event = DomainEvent(
+            type=TOKEN_REUSE_DETECTED,
+            source=EVENT_SOURCE,
+            subject=record.user_id,
+            actor=None,
+            correlation_id=correlation_id,
+            data={
+                "user_id": record.user_id,
+                "family_id": record.family_id,
+                "token_device_id": record.device_id,
+                "presented_device_id": device_id,
+                "source_ip": source_ip,
+            },
+        )
+        self._store.revoke_family(record.family_id, reason="reuse", now=now, event=event)
+        get_logger().warning(
+            "refresh token reuse", extra={"user_id": record.user_id, "family_id": record.family_id}
+        )
+        raise Unauthorized(
+            "This refresh token was already used; every session from that sign-in is now ended.",
+            code="refresh_token_reused",
+        )
+
+    # ---- the signed-in user ----------------------------------------------------------------------------
+
+    def profile(self, user_id: str) -> Profile:
+        user = self._store.get_user(user_id)
+        if user is None:
+            # A valid token for a user that is gone: the credential no longer names anyone.
+            raise Unauthorized("The authenticated user does not exist.")
+
+        def opened(name: str, blob: str) -> str:
+            return self._cipher.decrypt(blob, context={"field": name, "user_id": user.user_id})
+
+        return Profile(
+            user_id=user.user_id,
+            email=opened("email", user.email_enc),
+            full_name=opened("full_name", user.full_name_enc),
+            phone_masked=mask_phone(opened("phone", user.phone_enc)),
+            role=user.role,
+            created_at=user.created_at,
+        )
+
+    def devices(self, user_id: str, *, limit: int = 20, cursor: str | None = None) -> DevicePage:
+        return self._store.list_devices(user_id, limit=limit, cursor=cursor)
+
+
+def _device_mismatch(
+    *, user_id: str, expected: str, presented: str, resource: str, source_ip: str, correlation_id: str
+) -> DomainEvent:
+    # The same data shape as the authorizer's device.mismatch events, so the fraud engine reads one kind.
+    return DomainEvent(
+        type=DEVICE_MISMATCH,
+        source=EVENT_SOURCE,
+        subject=user_id,
+        actor=None,
+        correlation_id=correlation_id,
+        data={
+            "user_id": user_id,
+            "token_device_id": expected,
+            "presented_device_id": presented,
+            "method": "POST",
+            "resource": resource,
+            "source_ip": source_ip,
+        },
+    )
+
+
+def _email_taken() -> Conflict:
+    return Conflict("This email address is already registered.", code="email_taken")
+
+
+def _invalid_challenge() -> Unauthorized:
+    return Unauthorized("The login challenge is not valid; sign in again.", code="invalid_challenge")
+
+
+def _invalid_code() -> Unauthorized:
+    return Unauthorized("The code is not valid.", code="invalid_code")
+
+
+def _invalid_refresh_token() -> Unauthorized:
+    return Unauthorized("The refresh token is not valid; sign in again.", code="invalid_refresh_token")
+
+
+def _device_mismatch_error() -> Unauthorized:
+    return Unauthorized(
+        "The X-Device-Id header does not match the device this was issued to.", code="device_mismatch"
+    )

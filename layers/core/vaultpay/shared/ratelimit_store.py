@@ -1,0 +1,77 @@
+"""The rate limiter's CounterStore on DynamoDB: one atomic UpdateItem per count, expired by TTL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from vaultpay.shared.errors import ConfigurationError, TransientError, VaultPayError
+
+_CONFIGURATION_CODES = frozenset(
+    {
+        "ResourceNotFoundException",
+        "AccessDeniedException",
+        "ValidationException",
+        "UnrecognizedClientException",
+    }
+)
+
+
+class DynamoDBCounterStore:
+    """Counters in a table keyed by `pk` (S) with TTL attribute `expires_at` (identity-contract.md).
+
+    `client` is a boto3/botocore DynamoDB client. A store that cannot be reached raises TransientError:
+    the limiter then fails closed (the request is refused with 503), never open.
+    """
+
+    def __init__(self, client: Any, table_name: str) -> None:
+        if not table_name:
+            raise ConfigurationError("the rate-limit table name is not configured")
+        self._client = client
+        self._table = table_name
+
+    def increment(self, key: str, expires_at: int) -> int:
+        """ADD creates the counter at zero first, so concurrent increments never lose a count."""
+        response = self._call(
+            "UpdateItem",
+            lambda: self._client.update_item(
+                TableName=self._table,
+                Key={"pk": {"S": key}},
+                UpdateExpression="ADD #count :one SET #expires_at = :expires_at",
+                ExpressionAttributeNames={"#count": "count", "#expires_at": "expires_at"},
+                ExpressionAttributeValues={":one": {"N": "1"}, ":expires_at": {"N": str(int(expires_at))}},
+                ReturnValues="UPDATED_NEW",
+            ),
+        )
+        return int(response["Attributes"]["count"]["N"])
+
+    def get(self, key: str) -> int:
+        response = self._call(
+            "GetItem",
+            lambda: self._client.get_item(
+                TableName=self._table,
+                Key={"pk": {"S": key}},
+                # A limit read from a stale replica would let a burst through right after a refusal.
+                ConsistentRead=True,
+                ProjectionExpression="#count",
+                ExpressionAttributeNames={"#count": "count"},
+            ),
+        )
+        item = response.get("Item")
+        return int(item["count"]["N"]) if item and "count" in item else 0
+
+    def _call(self, operation: str, call: Callable[[], Any]) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return call()
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            error: VaultPayError
+            if code in _CONFIGURATION_CODES:
+                error = ConfigurationError(f"rate-limit table {self._table} refused {operation}: {code}")
+            else:
+                error = TransientError(f"DynamoDB {operation} on the rate-limit table failed: {code}")
+            raise error from exc
+        except BotoCoreError as exc:
+            raise TransientError(f"DynamoDB {operation} on the rate-limit table is unreachable") from exc

@@ -1,0 +1,177 @@
+"""Real emulators for the audit component tests: DynamoDB Local, nats-server with JetStream, fresh tables."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import nats
+import pytest
+from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
+
+from localcloud import services
+from vaultpay.audit.consumer import DURABLE, STREAM
+from vaultpay.audit.store import DynamoDBAuditStore, table_definition
+
+ROOT = Path(__file__).resolve().parents[3]
+ACK_WAIT_S = 1.0
+MAX_DELIVER = 3
+ADVISORY = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{STREAM}.{DURABLE}"
+DLQ_STREAM = "VAULTPAY_DLQ_TEST"
+
+
+def dynamodb_client(endpoint: str) -> Any:
+    return boto3.session.Session().client(
+        "dynamodb",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+
+
+@pytest.fixture(scope="session")
+def dynamodb_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = services.free_port()
+    process = services.dynamodb_local(port, tmp_path_factory.mktemp("audit-dynamodb"))
+    process.start()
+    try:
+        process.wait_ready()
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.stop()
+
+
+@dataclass
+class AuditTable:
+    """A fresh audit table (the one definition `table_definition` gives) and a store over it."""
+
+    endpoint: str
+    name: str = field(default_factory=lambda: f"t-{uuid.uuid4().hex[:10]}-AuditTable")
+
+    def __post_init__(self) -> None:
+        self.client = dynamodb_client(self.endpoint)
+        self.client.create_table(**table_definition(self.name))
+
+    def store(self) -> DynamoDBAuditStore:
+        """A store of its own, as a separate Lambda container would have."""
+        return DynamoDBAuditStore(dynamodb_client(self.endpoint), self.name)
+
+    def items(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        request: dict[str, Any] = {"TableName": self.name}
+        while True:
+            response = self.client.scan(**request)
+            items.extend(response["Items"])
+            if "LastEvaluatedKey" not in response:
+                return items
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+@pytest.fixture
+def audit_table(dynamodb_endpoint: str) -> AuditTable:
+    return AuditTable(dynamodb_endpoint)
+
+
+@dataclass
+class Nats:
+    url: str
+    monitor: str
+
+
+@pytest.fixture(scope="session")
+def nats_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nats]:
+    port, monitor_port = services.free_port(), services.free_port()
+    process = services.nats_server(port, monitor_port, tmp_path_factory.mktemp("audit-nats"))
+    process.start()
+    try:
+        process.wait_ready()
+        yield Nats(f"nats://127.0.0.1:{port}", f"http://127.0.0.1:{monitor_port}")
+    finally:
+        process.stop()
+
+
+async def setup_stream(url: str) -> None:
+    """A fresh VAULTPAY stream with the audit-workers consumer, and a dead-letter stream of advisories."""
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    for name in (STREAM, DLQ_STREAM):
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            await js.delete_stream(name)
+    await js.add_stream(StreamConfig(name=STREAM, subjects=["vaultpay.>"], duplicate_window=120))
+    # The dead-letter stream of the real config is fed the same way: it captures the advisories.
+    await js.add_stream(StreamConfig(name=DLQ_STREAM, subjects=[ADVISORY]))
+    await js.add_consumer(
+        STREAM,
+        ConsumerConfig(
+            durable_name=DURABLE,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=ACK_WAIT_S,
+            max_deliver=MAX_DELIVER,
+            filter_subject="vaultpay.>",
+        ),
+    )
+    await nc.close()
+
+
+async def publish(url: str, payloads: Sequence[tuple[str, bytes, str]]) -> list[int]:
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    sequences = []
+    for subject, payload, msg_id in payloads:
+        ack = await js.publish(subject, payload, headers={"Nats-Msg-Id": msg_id})
+        sequences.append(ack.seq)
+    await nc.close()
+    return sequences
+
+
+def load_function(relative: str) -> ModuleType:
+    """A function's app.py as its own module, as the Lambda runtime loads it."""
+    path = ROOT / "functions" / relative / "app.py"
+    spec = importlib.util.spec_from_file_location(f"vaultpay_function_{relative.replace('/', '_')}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def reset_audit_caches() -> None:
+    """Everything a warm container caches starts over: settings, clients, the service, the connection."""
+    from vaultpay.audit import wiring
+    from vaultpay.shared import aws, settings
+
+    if wiring.jetstream.cache_info().currsize:
+        wiring.jetstream().close()
+    for cached in (
+        wiring.jetstream,
+        wiring.audit_service,
+        wiring.audit_store,
+        aws.aws_client,
+        settings.get_settings,
+    ):
+        cached.cache_clear()
+
+
+class LambdaContext:
+    """The parts of the Lambda context the handlers and Powertools read."""
+
+    function_name = "vaultpay-test-audit"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:vaultpay-test-audit"
+    aws_request_id = "00000000-0000-4000-8000-000000000000"
+    log_group_name = "/aws/lambda/vaultpay-test-audit"
+    log_stream_name = "test"
+
+    def __init__(self, remaining_ms: int = 60_000) -> None:
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms

@@ -1,0 +1,165 @@
+"""Moto-backed AWS for the identity component tests: the auth and rate-limit tables, PII key, secrets."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+AUTH_TABLE = "vaultpay-test-auth"
+RATE_LIMIT_TABLE = "vaultpay-test-auth-rate-limits"
+ISSUER = "https://auth.vaultpay.dev/test"
+AUDIENCE = "vaultpay-api"
+# Set to a DynamoDB Local endpoint (http://127.0.0.1:8000) to run these tests on Amazon's engine instead
+# of moto's; KMS and Secrets Manager stay on moto either way.
+DYNAMODB_ENDPOINT = os.environ.get("VAULTPAY_TEST_DYNAMODB_ENDPOINT", "")
+
+
+@dataclass
+class Cloud:
+    """The mocked account: boto3 clients and the names the functions get from their environment."""
+
+    dynamodb: Any
+    kms: Any
+    secretsmanager: Any
+    key_id: str
+    signing_secret_arn: str
+    blind_index_secret_arn: str
+
+
+def _reset_caches() -> None:
+    # Everything cached per process (settings, clients, bound models) must start over with each mock.
+    from vaultpay.auth import store
+    from vaultpay.shared import aws, bootstrap, settings
+
+    for cached in (
+        settings.get_settings,
+        settings.get_auth_settings,
+        aws.aws_client,
+        bootstrap.secret_cache,
+        bootstrap.signing_keys,
+        bootstrap.auth_service,
+        store._models,
+    ):
+        cached.cache_clear()
+
+
+@pytest.fixture
+def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud]:
+    from moto import mock_aws
+
+    from vaultpay.auth.tokens import generate_signing_key_document
+
+    for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "vaultpay-auth-test")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "VaultPayTest")
+    _reset_caches()
+    if DYNAMODB_ENDPOINT:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", DYNAMODB_ENDPOINT)
+    with mock_aws():
+        import boto3
+
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        for table in (AUTH_TABLE, RATE_LIMIT_TABLE):
+            if DYNAMODB_ENDPOINT and table in dynamodb.list_tables()["TableNames"]:
+                dynamodb.delete_table(TableName=table)
+        dynamodb.create_table(
+            TableName=AUTH_TABLE,
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        dynamodb.create_table(
+            TableName=RATE_LIMIT_TABLE,
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        kms = boto3.client("kms", region_name="us-east-1")
+        key_id = kms.create_key(Description="PII")["KeyMetadata"]["KeyId"]
+        secrets = boto3.client("secretsmanager", region_name="us-east-1")
+        signing = secrets.create_secret(Name="signing-keys", SecretString=generate_signing_key_document())
+        blind = secrets.create_secret(
+            Name="blind-index-key", SecretString="k" * 32 + "EY-of-64-characters-for-the-blind-index"
+        )
+        environment = {
+            "AUTH_TABLE": AUTH_TABLE,
+            "RATE_LIMIT_TABLE": RATE_LIMIT_TABLE,
+            "PII_KEY_ID": key_id,
+            "BLIND_INDEX_SECRET_ARN": blind["ARN"],
+            "SIGNING_KEYS_SECRET_ARN": signing["ARN"],
+            "TOKEN_ISSUER": ISSUER,
+            "TOKEN_AUDIENCE": AUDIENCE,
+        }
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        yield Cloud(
+            dynamodb=dynamodb,
+            kms=kms,
+            secretsmanager=secrets,
+            key_id=key_id,
+            signing_secret_arn=signing["ARN"],
+            blind_index_secret_arn=blind["ARN"],
+        )
+    _reset_caches()
+
+
+class FakeLambdaContext:
+    function_name = "vaultpay-test-AuthFunction"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:vaultpay-test-AuthFunction"
+    aws_request_id = "2f1d9c6e-0000-4000-8000-00000000a0a0"
+
+
+@pytest.fixture(scope="session")
+def function() -> Callable[[str], ModuleType]:
+    """`function("login")` is functions/auth/login/app.py, loaded once under a module name of its own."""
+    loaded: dict[str, ModuleType] = {}
+
+    def load(name: str) -> ModuleType:
+        if name not in loaded:
+            path = ROOT / "functions" / "auth" / name / "app.py"
+            spec = importlib.util.spec_from_file_location(f"vaultpay_function_auth_{name}", path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            loaded[name] = module
+        return loaded[name]
+
+    return load
+
+
+@pytest.fixture
+def sample_event() -> Callable[[str], dict[str, Any]]:
+    """`sample_event("login")` is a fresh copy of events/auth/login.json."""
+    return lambda name: json.loads((ROOT / "events" / "auth" / f"{name}.json").read_text())
+
+
+@pytest.fixture
+def lambda_context() -> FakeLambdaContext:
+    return FakeLambdaContext()
+
+
+@pytest.fixture
+def cold_start() -> Callable[[], None]:
+    """Forgets every per-process cache, as a new Lambda execution environment would start."""
+    return _reset_caches

@@ -1,0 +1,254 @@
+"""AuthorizerFunction's handler and wiring against moto: DynamoDB counters, the outbox, the key secret."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from vaultpay.auth import authorizer_wiring
+from vaultpay.auth.tokens import SigningKeySet, generate_signing_key_document, issue_access_token
+
+pytestmark = pytest.mark.component
+ROOT = Path(__file__).resolve().parents[3]
+ISSUER = "https://auth.vaultpay.dev/local"
+AUDIENCE = "vaultpay-api"
+USER = "usr_01JD3F6Q"
+DEVICE = "device-4f1c2a"
+
+
+@dataclass(frozen=True)
+class FakeLambdaContext:
+    function_name: str = "vaultpay-local-AuthorizerFunction"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = (
+        "arn:aws:lambda:us-east-1:000000000000:function:vaultpay-local-AuthorizerFunction"
+    )
+    aws_request_id: str = "2f1d9c6e-0000-4000-8000-000000000002"
+
+
+@dataclass
+class Stack:
+    dynamodb: Any
+    secrets: Any
+    auth_table: str
+    rate_limit_table: str
+    secret_arn: str
+    keys: SigningKeySet
+
+
+@pytest.fixture
+def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    from moto import mock_aws
+
+    from vaultpay.shared.aws import aws_client
+
+    environment = {
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_TRACE_DISABLED": "1",
+        "AUTH_TABLE": "vaultpay-test-AuthTable",
+        "RATE_LIMIT_TABLE": "vaultpay-test-AuthRateLimitTable",
+        "TOKEN_ISSUER": ISSUER,
+        "TOKEN_AUDIENCE": AUDIENCE,
+    }
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SECRETSMANAGER"):
+        monkeypatch.delenv(name, raising=False)
+    aws_client.cache_clear()
+    authorizer_wiring.authorizer.cache_clear()
+    with mock_aws():
+        dynamodb = aws_client("dynamodb")
+        # The same keys as template.yaml's AuthTable and AuthRateLimitTable
+        dynamodb.create_table(
+            TableName=environment["AUTH_TABLE"],
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+        )
+        dynamodb.create_table(
+            TableName=environment["RATE_LIMIT_TABLE"],
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        )
+        secrets = aws_client("secretsmanager")
+        document = generate_signing_key_document()
+        arn = secrets.create_secret(Name="vaultpay/test/auth/signing-keys", SecretString=document)["ARN"]
+        monkeypatch.setenv("SIGNING_KEYS_SECRET_ARN", arn)
+        yield Stack(
+            dynamodb=dynamodb,
+            secrets=secrets,
+            auth_table=environment["AUTH_TABLE"],
+            rate_limit_table=environment["RATE_LIMIT_TABLE"],
+            secret_arn=arn,
+            keys=SigningKeySet.from_secret(document),
+        )
+    authorizer_wiring.authorizer.cache_clear()
+    aws_client.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def app() -> ModuleType:
+    path = ROOT / "functions" / "auth" / "authorizer" / "app.py"
+    spec = importlib.util.spec_from_file_location("vaultpay_function_auth_authorizer", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _token(keys: SigningKeySet, *, role: str = "customer") -> str:
+    token, _ = issue_access_token(
+        keys, user_id=USER, role=role, device_id=DEVICE, issuer=ISSUER, audience=AUDIENCE, now=time.time()
+    )
+    return token
+
+
+def _event(sample: str = "authorizer_me.json", **headers: str | None) -> dict[str, Any]:
+    event: dict[str, Any] = copy.deepcopy(json.loads((ROOT / "events" / "auth" / sample).read_text()))
+    for name, value in headers.items():
+        header = name.replace("_", "-")
+        for key in [k for k in event["headers"] if k.lower() == header.lower()]:
+            del event["headers"][key]
+            del event["multiValueHeaders"][key]
+        if value is not None:
+            event["headers"][header] = value
+            event["multiValueHeaders"][header] = [value]
+    return event
+
+
+def _items(stack: Stack, table: str) -> list[dict[str, Any]]:
+    return list(stack.dynamodb.scan(TableName=table)["Items"])
+
+
+def test_a_valid_request_is_allowed_and_counted_in_the_rate_limit_table(
+    app: ModuleType, stack: Stack
+) -> None:
+    event = _event(Authorization=f"Bearer {_token(stack.keys)}")
+    response = app.handler(event, FakeLambdaContext())
+    assert response["principalId"] == USER
+    (statement,) = response["policyDocument"]["Statement"]
+    assert (statement["Effect"], statement["Resource"]) == ("Allow", event["methodArn"])
+    assert response["context"]["auth_error"] == ""
+    # One counter, under the key prefix the template's IAM condition allows
+    (counter,) = _items(stack, stack.rate_limit_table)
+    assert counter["pk"]["S"].startswith("RL#api#")
+    assert counter["pk"]["S"].endswith(f"#{USER}")
+    assert counter["count"]["N"] == "1"
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer not-a-token", "Basic dXNlcjpwYXNz"])
+def test_an_unauthenticated_request_fails_with_exactly_unauthorized(
+    app: ModuleType, stack: Stack, authorization: str | None
+) -> None:
+    # API Gateway turns this exact message, and only it, into the 401 gateway response
+    with pytest.raises(Exception, match=r"^Unauthorized$") as caught:
+        app.handler(_event(Authorization=authorization), FakeLambdaContext())
+    assert type(caught.value) is Exception
+    assert caught.value.__cause__ is None
+    assert _items(stack, stack.rate_limit_table) == []
+
+
+def test_a_device_mismatch_writes_the_outbox_event_into_the_auth_table(app: ModuleType, stack: Stack) -> None:
+    event = _event(Authorization=f"Bearer {_token(stack.keys)}", X_Device_Id="attacker-phone")
+    response = app.handler(event, FakeLambdaContext())
+    assert response["context"]["auth_error"] == "device_mismatch"
+    (item,) = _items(stack, stack.auth_table)
+    assert item["pk"]["S"].startswith("OUTBOX#")
+    assert item["sk"]["S"] == "OUTBOX"
+    assert item["kind"]["S"] == "outbox"
+    assert item["type"]["S"] == "vaultpay.auth.device.mismatch"
+    assert item["published"]["BOOL"] is False
+    assert item["correlation_id"]["S"] == event["headers"]["X-Correlation-Id"]
+    data = json.loads(item["data"]["S"])
+    assert data["presented_device_id"] == "attacker-phone"
+    assert data["token_device_id"] == DEVICE
+    assert "Bearer" not in json.dumps(item)
+
+
+def test_a_customer_on_an_admin_route_is_denied(app: ModuleType, stack: Stack) -> None:
+    event = _event("authorizer_admin_deposit.json", Authorization=f"Bearer {_token(stack.keys)}")
+    response = app.handler(event, FakeLambdaContext())
+    assert response["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+    assert response["context"]["code"] == "forbidden"
+
+
+def test_an_admin_is_allowed_on_an_admin_route(app: ModuleType, stack: Stack) -> None:
+    event = _event(
+        "authorizer_admin_deposit.json", Authorization=f"Bearer {_token(stack.keys, role='admin')}"
+    )
+    response = app.handler(event, FakeLambdaContext())
+    assert response["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+
+
+def test_an_unreadable_key_secret_fails_closed_and_never_as_unauthorized(
+    app: ModuleType, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A broken deployment must surface as a 500 (and an alarm), not as "your token is bad"
+    monkeypatch.setenv("SIGNING_KEYS_SECRET_ARN", stack.secret_arn + "-missing")
+    authorizer_wiring.authorizer.cache_clear()
+    with pytest.raises(Exception, match="cannot be read") as caught:
+        app.handler(_event(Authorization=f"Bearer {_token(stack.keys)}"), FakeLambdaContext())
+    assert str(caught.value) != "Unauthorized"
+
+
+def test_a_missing_setting_names_the_variable(
+    app: ModuleType, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RATE_LIMIT_TABLE")
+    authorizer_wiring.authorizer.cache_clear()
+    with pytest.raises(Exception, match="RATE_LIMIT_TABLE is not set"):
+        app.handler(_event(Authorization=f"Bearer {_token(stack.keys)}"), FakeLambdaContext())
+
+
+def test_the_key_document_is_parsed_once_while_it_does_not_change(
+    app: ModuleType, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vaultpay.auth import tokens
+
+    parses = {"n": 0}
+    original = tokens.SigningKeySet.from_secret.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[SigningKeySet], text: str) -> SigningKeySet:
+        parses["n"] += 1
+        return original(cls, text)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(tokens.SigningKeySet, "from_secret", classmethod(counting))
+    token = f"Bearer {_token(stack.keys)}"
+    for _ in range(5):
+        app.handler(_event(Authorization=token), FakeLambdaContext())
+    assert parses["n"] == 1
+
+
+def test_neither_the_token_nor_the_device_mismatch_leaks_a_token_into_the_log(
+    app: ModuleType, stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = _token(stack.keys)
+    with caplog.at_level(logging.DEBUG):
+        app.handler(_event(Authorization=f"Bearer {token}", X_Device_Id="other"), FakeLambdaContext())
+        with pytest.raises(Exception, match=r"^Unauthorized$"):
+            app.handler(_event(Authorization=f"Bearer {token}x"), FakeLambdaContext())
+    # Every attribute of every record, as a JSON formatter would write it
+    logged = json.dumps([record.__dict__ for record in caplog.records], default=str)
+    assert "request soft-denied" in logged
+    assert "invalid_token" in logged
+    assert token not in logged
+    assert token.split(".")[2] not in logged

@@ -1,0 +1,172 @@
+"""Every AWS action each identity function makes, recorded at the botocore level: the least-privilege list."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import pyotp
+import pytest
+
+pytestmark = pytest.mark.component
+
+PASSWORD = "correct horse battery staple"
+Action = tuple[str, str]  # (IAM action, resource label)
+
+# What the template must grant, per function; a test below fails if a function needs more or less.
+# TransactWriteItems is authorised per item, as the PutItem / UpdateItem it contains.
+EXPECTED: dict[str, set[Action]] = {
+    "register": {
+        ("secretsmanager:GetSecretValue", "BlindIndexKeySecret"),
+        ("dynamodb:GetItem", "AuthTable"),
+        ("dynamodb:PutItem", "AuthTable"),
+        ("kms:GenerateDataKey", "PiiKey"),
+    },
+    "login": {
+        ("secretsmanager:GetSecretValue", "BlindIndexKeySecret"),
+        ("dynamodb:GetItem", "AuthRateLimitTable"),
+        ("dynamodb:UpdateItem", "AuthRateLimitTable"),
+        ("dynamodb:GetItem", "AuthTable"),
+        ("dynamodb:PutItem", "AuthTable"),
+        ("dynamodb:UpdateItem", "AuthTable"),  # re-hashing a password stored with older parameters
+    },
+    "mfa_verify": {
+        ("dynamodb:GetItem", "AuthTable"),
+        ("dynamodb:PutItem", "AuthTable"),
+        ("dynamodb:UpdateItem", "AuthTable"),
+        ("dynamodb:GetItem", "AuthRateLimitTable"),
+        ("dynamodb:UpdateItem", "AuthRateLimitTable"),
+        ("kms:Decrypt", "PiiKey"),
+        ("secretsmanager:GetSecretValue", "SigningKeysSecret"),
+    },
+    "refresh": {
+        ("dynamodb:GetItem", "AuthTable"),
+        ("dynamodb:PutItem", "AuthTable"),
+        ("dynamodb:UpdateItem", "AuthTable"),
+        ("dynamodb:UpdateItem", "AuthRateLimitTable"),
+        ("secretsmanager:GetSecretValue", "SigningKeysSecret"),
+    },
+    "logout": {
+        ("dynamodb:GetItem", "AuthTable"),
+        ("dynamodb:PutItem", "AuthTable"),
+        ("dynamodb:UpdateItem", "AuthTable"),
+    },
+    "me": {("dynamodb:GetItem", "AuthTable"), ("kms:Decrypt", "PiiKey")},
+    "devices": {("dynamodb:Query", "AuthTable")},
+    "jwks": {("secretsmanager:GetSecretValue", "SigningKeysSecret")},
+    "create_admin": {
+        ("secretsmanager:GetSecretValue", "BlindIndexKeySecret"),
+        ("dynamodb:GetItem", "AuthTable"),
+        ("dynamodb:PutItem", "AuthTable"),
+        ("kms:GenerateDataKey", "PiiKey"),
+    },
+}
+
+
+class Recorder:
+    """Wraps botocore's one entry point for API calls; `recording(name)` attributes calls to a function."""
+
+    def __init__(self, labels: dict[str, str]) -> None:
+        self.labels = labels
+        self.actions: dict[str, set[Action]] = {}
+        self.current: str | None = None
+
+    def record(self, service: str, operation: str, params: dict[str, Any]) -> None:
+        if self.current is None:
+            return
+        seen = self.actions.setdefault(self.current, set())
+        if operation == "TransactWriteItems":
+            for item in params["TransactItems"]:
+                [(kind, body)] = item.items()
+                action = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem"}.get(
+                    kind, "ConditionCheckItem"
+                )
+                seen.add((f"dynamodb:{action}", self.label(body["TableName"])))
+            return
+        resource = params.get("TableName") or params.get("SecretId") or params.get("KeyId") or "*"
+        seen.add((f"{service}:{operation}", self.label(str(resource))))
+
+    def label(self, resource: str) -> str:
+        return next((label for value, label in self.labels.items() if value in resource), resource)
+
+
+@pytest.fixture
+def recorder(cloud: Any, monkeypatch: pytest.MonkeyPatch) -> Recorder:
+    from botocore.client import BaseClient
+
+    recorder = Recorder(
+        {
+            "vaultpay-test-auth-rate-limits": "AuthRateLimitTable",
+            "vaultpay-test-auth": "AuthTable",
+            cloud.key_id: "PiiKey",
+            cloud.signing_secret_arn: "SigningKeysSecret",
+            cloud.blind_index_secret_arn: "BlindIndexKeySecret",
+        }
+    )
+    real = BaseClient._make_api_call
+
+    def recording(self: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
+        recorder.record(self.meta.service_model.service_name, operation_name, api_params)
+        return real(self, operation_name, api_params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", recording)
+    return recorder
+
+
+def test_each_function_uses_exactly_the_actions_its_policy_grants(
+    recorder: Recorder,
+    function: Callable[[str], ModuleType],
+    sample_event: Callable[[str], dict[str, Any]],
+    lambda_context: Any,
+    cold_start: Callable[[], None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each function cold (fresh caches), through every path that needs a permission: failures included.
+    def call(name: str, body: Any = None, **authorizer: str) -> dict[str, Any]:
+        cold_start()
+        recorder.current = name
+        try:
+            if name == "create_admin":
+                return dict(function(name).handler(body, lambda_context))
+            event = sample_event(name)
+            if body is not None:
+                event["body"] = json.dumps(body)
+            if authorizer:
+                event["requestContext"]["authorizer"].update(authorizer)
+            response = function(name).handler(event, lambda_context)
+            return {"status": response["statusCode"], "body": json.loads(response["body"] or "null")}
+        finally:
+            recorder.current = None
+
+    registration = {
+        "email": "asha@example.com",
+        "password": PASSWORD,
+        "full_name": "Asha",
+        "phone": "+919876543210",
+    }
+    registered = call("register", registration)["body"]
+    call("register", registration)  # 409
+    call("create_admin", {**registration, "email": "ops@vaultpay.dev"})
+    assert call("login", {"email": "asha@example.com", "password": "wrong password"})["status"] == 401
+    # A stored hash made with older Argon2 parameters is upgraded at the next successful login.
+    from vaultpay.shared import passwords
+
+    with monkeypatch.context() as older:
+        older.setattr(passwords, "ITERATIONS", passwords.ITERATIONS + 1)
+        started = call("login", {"email": "asha@example.com", "password": PASSWORD})["body"]
+    assert call("mfa_verify", {"challenge_id": started["challenge_id"], "code": "000000"})["status"] == 401
+    code = pyotp.TOTP(registered["mfa"]["secret"]).now()
+    tokens = call("mfa_verify", {"challenge_id": started["challenge_id"], "code": code})["body"]
+    second = call("refresh", {"refresh_token": tokens["refresh_token"]})["body"]
+    assert (
+        call("refresh", {"refresh_token": tokens["refresh_token"]})["status"] == 401
+    )  # reuse: revoke + event
+    assert call("logout", {"refresh_token": second["refresh_token"]})["status"] == 204
+    assert call("logout", {"refresh_token": tokens["refresh_token"]})["status"] == 401  # reuse at logout
+    assert call("me", user_id=registered["user_id"])["status"] == 200
+    assert call("devices", user_id=registered["user_id"])["status"] == 200
+    assert call("jwks")["status"] == 200
+
+    assert recorder.actions == EXPECTED

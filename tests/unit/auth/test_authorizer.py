@@ -1,0 +1,369 @@
+"""The authorizer's decisions with fakes: token, route role, device binding, rate limit, policy, context."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vaultpay.auth.authorizer import (
+    API_CALLS,
+    DEVICE_MISMATCH,
+    Authorizer,
+    AuthorizerRequest,
+    Decision,
+    role_may_call,
+)
+from vaultpay.auth.tokens import SigningKeySet, generate_signing_key_document, issue_access_token
+from vaultpay.shared.errors import Unauthorized
+from vaultpay.shared.events import DomainEvent
+from vaultpay.shared.ratelimit import FakeCounterStore
+
+pytestmark = pytest.mark.unit
+EVENTS = Path(__file__).resolve().parents[3] / "events" / "auth"
+
+ISSUER = "https://auth.vaultpay.dev/local"
+AUDIENCE = "vaultpay-api"
+NOW = 1_795_860_915.0  # 15 s into a one-minute window
+USER = "usr_01JD3F6Q"
+DEVICE = "device-4f1c2a"
+
+
+class StaticKeys:
+    def __init__(self, keys: SigningKeySet) -> None:
+        self.by_kid = keys.public_keys_by_kid()
+
+    def public_keys_by_kid(self) -> Mapping[str, Any]:
+        return self.by_kid
+
+
+class RecordingOutbox:
+    def __init__(self) -> None:
+        self.events: list[DomainEvent] = []
+
+    def write(self, event: DomainEvent) -> None:
+        self.events.append(event)
+
+
+@pytest.fixture(scope="module")
+def keys() -> SigningKeySet:
+    return SigningKeySet.from_secret(generate_signing_key_document())
+
+
+@pytest.fixture
+def counters() -> FakeCounterStore:
+    return FakeCounterStore()
+
+
+@pytest.fixture
+def outbox() -> RecordingOutbox:
+    return RecordingOutbox()
+
+
+@pytest.fixture
+def authorizer(keys: SigningKeySet, counters: FakeCounterStore, outbox: RecordingOutbox) -> Authorizer:
+    return Authorizer(
+        keys=StaticKeys(keys),
+        counters=counters,
+        outbox=outbox,
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        clock=lambda: NOW,
+    )
+
+
+def _token(keys: SigningKeySet, *, role: str = "customer", device_id: str = DEVICE, **overrides: Any) -> str:
+    args: dict[str, Any] = {
+        "user_id": USER,
+        "role": role,
+        "device_id": device_id,
+        "issuer": ISSUER,
+        "audience": AUDIENCE,
+        "now": NOW - 60,
+        **overrides,
+    }
+    token, _ = issue_access_token(keys, **args)
+    return token
+
+
+def _event(sample: str = "authorizer_me.json", **headers: str | None) -> dict[str, Any]:
+    """A sample REQUEST authorizer event with headers replaced (None removes one)."""
+    event: dict[str, Any] = copy.deepcopy(json.loads((EVENTS / sample).read_text()))
+    for name, value in headers.items():
+        header = name.replace("_", "-")
+        for key in [k for k in event["headers"] if k.lower() == header.lower()]:
+            del event["headers"][key]
+            del event["multiValueHeaders"][key]
+        if value is not None:
+            event["headers"][header] = value
+            event["multiValueHeaders"][header] = [value]
+    return event
+
+
+def _decide(authorizer: Authorizer, event: dict[str, Any]) -> Decision:
+    return authorizer.decide(AuthorizerRequest.from_event(event))
+
+
+def _b64(data: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+
+# ---- allow --------------------------------------------------------------------------------------------
+
+
+def test_a_valid_token_from_its_device_is_allowed_for_exactly_this_method_arn(
+    authorizer: Authorizer, keys: SigningKeySet
+) -> None:
+    # Given a customer's token presented from the device it was issued to
+    event = _event(Authorization=f"Bearer {_token(keys)}")
+    # When the authorizer decides
+    response = _decide(authorizer, event).response()
+    # Then it allows this request's ARN only, and hands the principal to the function
+    assert response["principalId"] == USER
+    assert response["policyDocument"] == {
+        "Version": "2012-10-17",
+        "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": event["methodArn"]}],
+    }
+    assert response["context"] == {
+        "user_id": USER,
+        "role": "customer",
+        "device_id": DEVICE,
+        "correlation_id": "c0ffee00-0000-4000-8000-000000000002",
+        "auth_error": "",
+        "retry_after": 0,
+    }
+
+
+def test_an_admin_may_call_admin_routes(authorizer: Authorizer, keys: SigningKeySet) -> None:
+    event = _event("authorizer_admin_deposit.json", Authorization=f"Bearer {_token(keys, role='admin')}")
+    decision = _decide(authorizer, event)
+    assert decision.allow
+    assert decision.context["role"] == "admin"
+    assert decision.auth_error == ""
+
+
+def test_the_bearer_scheme_is_case_insensitive_and_headers_are_found_in_any_case(
+    authorizer: Authorizer, keys: SigningKeySet
+) -> None:
+    event = _event(Authorization=None, X_Device_Id=None)
+    event["headers"]["authorization"] = f"bearer {_token(keys)}"
+    event["headers"]["x-device-id"] = DEVICE
+    assert _decide(authorizer, event).auth_error == ""
+
+
+def test_the_correlation_id_is_the_request_id_when_the_client_sends_none_or_a_bad_one(
+    authorizer: Authorizer, keys: SigningKeySet
+) -> None:
+    token = f"Bearer {_token(keys)}"
+    for given in (None, "has spaces in it", "x" * 129):
+        event = _event(Authorization=token, X_Correlation_Id=given)
+        decision = _decide(authorizer, event)
+        assert decision.context["correlation_id"] == event["requestContext"]["requestId"], given
+
+
+# ---- 401: not authenticated ---------------------------------------------------------------------------
+
+
+def _forged_tokens(keys: SigningKeySet) -> dict[str, str]:
+    genuine = _token(keys)
+    header, payload, signature = genuine.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    kid = keys.active_kid
+    other = SigningKeySet.from_secret(generate_signing_key_document(kid=kid))
+    tampered = _b64({**claims, "role": "admin"})
+    return {
+        "garbage": "not-a-jwt",
+        "three garbage parts": "aaa.bbb.ccc",
+        "alg none": f"{_b64({'alg': 'none', 'typ': 'JWT', 'kid': kid})}.{payload}.",
+        "alg HS256": f"{_b64({'alg': 'HS256', 'typ': 'JWT', 'kid': kid})}.{payload}.{signature}",
+        "tampered claims": f"{header}.{tampered}.{signature}",
+        "signed by another key with the same kid": _token(other),
+        "unknown kid": _token(SigningKeySet.from_secret(generate_signing_key_document(kid="k-unknown"))),
+        "expired": _token(keys, now=NOW - 3600),
+        "wrong audience": _token(keys, audience="someone-else"),
+        "wrong issuer": _token(keys, issuer="https://evil.example"),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "garbage",
+        "three garbage parts",
+        "alg none",
+        "alg HS256",
+        "tampered claims",
+        "signed by another key with the same kid",
+        "unknown kid",
+        "expired",
+        "wrong audience",
+        "wrong issuer",
+    ],
+)
+def test_a_token_that_is_not_a_valid_current_token_of_ours_is_unauthorized(
+    authorizer: Authorizer, keys: SigningKeySet, counters: FakeCounterStore, case: str
+) -> None:
+    event = _event(Authorization=f"Bearer {_forged_tokens(keys)[case]}")
+    with pytest.raises(Unauthorized):
+        _decide(authorizer, event)
+    # Nothing was counted or recorded for a caller we do not know
+    assert counters.counts == {}
+
+
+@pytest.mark.parametrize(
+    "authorization", [None, "", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Token abc.def.ghi"]
+)
+def test_a_missing_or_non_bearer_authorization_header_is_unauthorized(
+    authorizer: Authorizer, authorization: str | None
+) -> None:
+    with pytest.raises(Unauthorized):
+        _decide(authorizer, _event(Authorization=authorization))
+
+
+def test_two_authorization_headers_are_unauthorized(authorizer: Authorizer, keys: SigningKeySet) -> None:
+    token = f"Bearer {_token(keys)}"
+    event = _event(Authorization=token)
+    event["multiValueHeaders"]["Authorization"] = [token, "Bearer other"]
+    with pytest.raises(Unauthorized):
+        _decide(authorizer, event)
+
+
+def test_the_unauthorized_message_never_contains_the_token(
+    authorizer: Authorizer, keys: SigningKeySet
+) -> None:
+    token = _token(keys, now=NOW - 3600)
+    with pytest.raises(Unauthorized) as caught:
+        _decide(authorizer, _event(Authorization=f"Bearer {token}"))
+    assert token not in str(caught.value)
+    assert caught.value.code == "token_expired"
+
+
+# ---- 403: authenticated, wrong role -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "resource",
+    ["/v1/admin/deposits", "/v1/admin/audit", "/v1/admin/fraud/reviews/{transfer_id}", "/v1/admin"],
+)
+def test_a_customer_on_an_admin_route_gets_a_deny_with_code_forbidden(
+    authorizer: Authorizer, keys: SigningKeySet, counters: FakeCounterStore, resource: str
+) -> None:
+    event = _event("authorizer_admin_deposit.json", Authorization=f"Bearer {_token(keys)}")
+    event["resource"] = event["requestContext"]["resourcePath"] = resource
+    response = _decide(authorizer, event).response()
+    (statement,) = response["policyDocument"]["Statement"]
+    assert statement == {"Action": "execute-api:Invoke", "Effect": "Deny", "Resource": event["methodArn"]}
+    assert response["context"]["code"] == "forbidden"
+    assert "auth_error" not in response["context"]
+    assert counters.counts == {}
+
+
+def test_the_role_rule_reads_the_matched_route_not_a_look_alike_prefix() -> None:
+    assert not role_may_call("customer", "/v1/admin/audit")
+    assert role_may_call("customer", "/v1/administrators-guide")
+    assert role_may_call("customer", "/v1/accounts/{account_id}")
+    assert role_may_call("admin", "/v1/admin/audit")
+    assert role_may_call("admin", "/v1/me")
+
+
+# ---- soft denies: allowed through with auth_error -----------------------------------------------------
+
+
+def test_a_device_mismatch_is_allowed_through_with_auth_error_and_raises_the_event(
+    authorizer: Authorizer, keys: SigningKeySet, counters: FakeCounterStore, outbox: RecordingOutbox
+) -> None:
+    # Given a token issued to DEVICE presented from another device
+    event = _event(Authorization=f"Bearer {_token(keys)}", X_Device_Id="attacker-phone")
+    # When the authorizer decides
+    decision = _decide(authorizer, event)
+    # Then the function will answer 401 device_mismatch, and the fraud engine hears of it
+    assert decision.allow
+    assert decision.auth_error == "device_mismatch"
+    assert decision.context["device_id"] == DEVICE  # the principal's device is the token's
+    (recorded,) = outbox.events
+    assert recorded.type == DEVICE_MISMATCH
+    assert recorded.subject == USER
+    assert recorded.actor is None
+    assert recorded.correlation_id == "c0ffee00-0000-4000-8000-000000000002"
+    assert recorded.data["token_device_id"] == DEVICE
+    assert recorded.data["presented_device_id"] == "attacker-phone"
+    assert recorded.data["source_ip"] == "203.0.113.10"
+    # And a thief's requests do not use up the owner's rate limit
+    assert counters.counts == {}
+
+
+@pytest.mark.parametrize("device_id", [None, "", "x" * 129, "caf\u00e9", "tab\there"])
+def test_a_missing_or_malformed_device_id_is_allowed_through_as_device_id_required(
+    authorizer: Authorizer, keys: SigningKeySet, outbox: RecordingOutbox, device_id: str | None
+) -> None:
+    event = _event(Authorization=f"Bearer {_token(keys)}", X_Device_Id=device_id)
+    decision = _decide(authorizer, event)
+    assert decision.allow
+    assert decision.auth_error == "device_id_required"
+    assert outbox.events == []
+
+
+def test_two_device_id_headers_are_device_id_required(authorizer: Authorizer, keys: SigningKeySet) -> None:
+    event = _event(Authorization=f"Bearer {_token(keys)}")
+    event["multiValueHeaders"]["X-Device-Id"] = [DEVICE, "other"]
+    assert _decide(authorizer, event).auth_error == "device_id_required"
+
+
+def test_the_601st_call_in_a_minute_is_rate_limited_until_the_window_ends(
+    authorizer: Authorizer, keys: SigningKeySet
+) -> None:
+    event = _event(Authorization=f"Bearer {_token(keys)}")
+    for _ in range(API_CALLS.limit):
+        assert _decide(authorizer, event).auth_error == ""
+    decision = _decide(authorizer, event)
+    assert decision.allow
+    assert decision.auth_error == "rate_limited"
+    # NOW is 15 s into its minute
+    assert decision.context["retry_after"] == 45
+
+
+def test_the_rate_limit_counts_each_user_separately(
+    authorizer: Authorizer, keys: SigningKeySet, counters: FakeCounterStore
+) -> None:
+    _decide(authorizer, _event(Authorization=f"Bearer {_token(keys)}"))
+    _decide(authorizer, _event(Authorization=f"Bearer {_token(keys, user_id='usr_other')}"))
+    assert sorted(counters.counts.values()) == [1, 1]
+    assert all(key.startswith("RL#api#") for key in counters.counts)
+
+
+# ---- what API Gateway accepts -------------------------------------------------------------------------
+
+
+def test_every_context_value_is_a_scalar_and_every_code_is_safe_in_the_gateway_template(
+    authorizer: Authorizer, keys: SigningKeySet
+) -> None:
+    events = [
+        _event(Authorization=f"Bearer {_token(keys)}"),
+        _event(Authorization=f"Bearer {_token(keys)}", X_Device_Id="other"),
+        _event(Authorization=f"Bearer {_token(keys)}", X_Device_Id=None),
+        _event("authorizer_admin_deposit.json", Authorization=f"Bearer {_token(keys)}"),
+    ]
+    for event in events:
+        context = _decide(authorizer, event).response()["context"]
+        # API Gateway refuses objects, arrays and nulls as context values
+        assert all(isinstance(value, str | int | bool) for value in context.values()), context
+        # The ACCESS_DENIED template puts `code` into JSON unescaped
+        for key in ("code", "auth_error"):
+            if key in context:
+                assert re.fullmatch(r"[a-z_]*", str(context[key])), context
+
+
+def test_the_authorizer_speaks_the_auth_models_language() -> None:
+    # Its own copies (the model would slow the cold start) must not drift from the model's
+    from vaultpay.auth import authorizer, model
+
+    assert authorizer.DEVICE_MISMATCH == model.DEVICE_MISMATCH
+    assert authorizer.EVENT_SOURCE == model.EVENT_SOURCE
+    for device_id in ["d", "x" * 128, "x" * 129, "", "caf\u00e9", "tab\there", " spaced ok "]:
+        assert bool(authorizer._DEVICE_ID.fullmatch(device_id)) == model.is_device_id(device_id), device_id

@@ -1,0 +1,88 @@
+"""The identity service's composition: settings that fail loudly when needed, and nothing built before use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from vaultpay.shared import aws, bootstrap, settings
+from vaultpay.shared.errors import ConfigurationError
+from vaultpay.shared.settings import load_auth_settings, load_settings
+
+pytestmark = pytest.mark.unit
+
+ENVIRONMENT = {
+    "AUTH_TABLE": "vaultpay-local-AuthTable",
+    "RATE_LIMIT_TABLE": "vaultpay-local-AuthRateLimitTable",
+    "PII_KEY_ID": "alias/vaultpay-local-pii",
+    "BLIND_INDEX_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:000000000000:secret:blind-index",
+    "SIGNING_KEYS_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:000000000000:secret:signing-keys",
+    "TOKEN_ISSUER": "https://auth.vaultpay.dev/local",
+    "TOKEN_AUDIENCE": "vaultpay-api",
+}
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    from vaultpay.auth import store
+
+    caches = (
+        settings.get_auth_settings,
+        aws.aws_client,
+        bootstrap.secret_cache,
+        bootstrap.signing_keys,
+        bootstrap.auth_service,
+        store._models,
+    )
+    for cache in caches:
+        cache.cache_clear()
+    for name in ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    yield
+    for cache in caches:
+        cache.cache_clear()
+
+
+def test_building_the_service_reads_settings_but_touches_no_aws(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vaultpay.auth import store
+
+    # Given a complete environment
+    for name, value in ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
+    # When the service is built
+    service = bootstrap.auth_service()
+    # Then no client was made and no model bound: a cold start pays for those only when a request needs them
+    assert aws.aws_client.cache_info().currsize == 0
+    assert store._models.cache_info().currsize == 0
+    # And a warm Lambda reuses the same service
+    assert bootstrap.auth_service() is service
+
+
+@pytest.mark.parametrize("missing", sorted(ENVIRONMENT))
+def test_a_missing_setting_fails_at_first_use_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    for name, value in ENVIRONMENT.items():
+        if name != missing:
+            monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError, match=f"{missing} is not set"):
+        bootstrap.auth_service()
+
+
+def test_a_blank_setting_is_as_missing_as_an_absent_one() -> None:
+    auth = load_auth_settings({**ENVIRONMENT, "AUTH_TABLE": "   "})
+    with pytest.raises(ConfigurationError, match="AUTH_TABLE is not set"):
+        auth.require("auth_table")
+    assert auth.require("rate_limit_table") == "vaultpay-local-AuthRateLimitTable"
+
+
+def test_the_jwks_function_needs_only_the_signing_key_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIGNING_KEYS_SECRET_ARN", ENVIRONMENT["SIGNING_KEYS_SECRET_ARN"])
+    assert bootstrap.signing_keys() is bootstrap.signing_keys()
+
+
+def test_functions_without_identity_settings_are_unaffected() -> None:
+    # The health function has no auth variables: its own settings still load, and nothing asks for these.
+    assert load_settings({"STAGE": "local", "NATS_URL": "nats://127.0.0.1:4222"}).stage == "local"
+    assert load_auth_settings({}).auth_table is None
