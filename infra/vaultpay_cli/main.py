@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
+from vaultpay_cli.ops_audit import ops_audit_app
+
 app = typer.Typer(help="VaultPay developer and operator commands.", no_args_is_help=True)
 local_app = typer.Typer(
     help="The local cloud: the whole stack on this machine, no Docker.", no_args_is_help=True
@@ -21,6 +23,9 @@ local_app = typer.Typer(
 app.add_typer(local_app, name="local")
 admin_app = typer.Typer(help="Operator commands that change what users can do.", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
+ops_app = typer.Typer(help="Operations: audit chain, events, dead letters.", no_args_is_help=True)
+app.add_typer(ops_app, name="ops")
+ops_app.add_typer(ops_audit_app, name="audit")
 
 
 def repo_root() -> Path:

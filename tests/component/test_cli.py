@@ -71,3 +71,50 @@ def test_status_says_so_when_no_cloud_is_running(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert "not running" in done.stdout
+
+
+def test_admin_create_user_makes_an_admin_who_can_reach_admin_routes(local_cloud: Any) -> None:
+    import urllib.request
+    import uuid
+
+    import pyotp
+
+    email = f"ops.{uuid.uuid4().hex[:8]}@vaultpay.dev"
+    password = "an operator's long password"
+    done = _vaultpay(
+        local_cloud, "admin", "create-user", "--email", email, "--password", password,
+        "--full-name", "Ops Admin", "--phone", "+919812345678",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    created = json.loads(done.stdout)
+    assert created["role"] == "admin"
+    assert created["mfa"]["otpauth_uri"].startswith("otpauth://totp/")
+
+    def post(path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
+        req = urllib.request.Request(
+            local_cloud.api + path,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json", "X-Device-Id": "ops-laptop", **(headers or {})},
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read())
+
+    challenge = post("/v1/auth/login", {"email": email, "password": password})
+    code = pyotp.TOTP(created["mfa"]["secret"]).now()
+    tokens = post("/v1/auth/mfa/verify", {"challenge_id": challenge["challenge_id"], "code": code})
+    req = urllib.request.Request(
+        local_cloud.api + "/v1/admin/audit/verify",
+        headers={"Authorization": f"Bearer {tokens['access_token']}", "X-Device-Id": "ops-laptop"},
+    )
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        assert resp.status == 200
+        assert json.loads(resp.read())["ok"] is True
+
+
+def test_admin_create_user_refuses_a_short_password(local_cloud: Any) -> None:
+    done = _vaultpay(
+        local_cloud, "admin", "create-user", "--email", "short@vaultpay.dev", "--password", "short",
+        "--full-name", "X", "--phone", "+919812345678",
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "short" not in done.stderr.replace("short@vaultpay.dev", "")  # the password is never echoed
