@@ -49,6 +49,8 @@ test: lint
 # Long measurements stay out of `make test`; each writes its figures to a file under bench/.
 bench: install
 	$(BIN)/python bench/localcloud_bench.py --out bench/localcloud-results.md
+	$(BIN)/python bench/identity_bench.py --out bench/identity-results.md
+	$(BIN)/python bench/audit_bench.py --out bench/audit-results.md
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache
