@@ -1,4 +1,4 @@
-"""Identity latency through the local API: login, MFA verify and an authorized GET /v1/me, vs GET /v1/health."""
+"""Identity latency through the local API: login, MFA verify, an authorized GET /v1/me; baseline /v1/health."""
 
 from __future__ import annotations
 
@@ -20,13 +20,13 @@ import pyotp
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its sibling is a module
 from localcloud_bench import ROOT, percentile, start_cloud, stop_cloud
 
-PASSWORD = "benchmark password 123"
+PASSWORD = "benchmark password 123"  # noqa: S105 - a throwaway user in a throwaway cloud
 
 
 def call(base: str, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
     data = json.dumps(body).encode() if body is not None else None
     sent = {"Content-Type": "application/json", "X-Device-Id": "bench-device", **(headers or {})}
-    req = urllib.request.Request(base + path, data=data, method=method, headers=sent)
+    req = urllib.request.Request(base + path, data=data, method=method, headers=sent)  # noqa: S310
     with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - loopback only
         raw = resp.read()
     return json.loads(raw) if raw else None
@@ -87,7 +87,8 @@ def main() -> None:
             "",
             f"Machine: {platform.machine()}, Python {platform.python_version()}; "
             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; commit {commit.stdout.strip()}.",
-            f"Command: `.venv/bin/python bench/identity_bench.py --users {args.users} --me-calls {args.me_calls}`",
+            "Command: `.venv/bin/python bench/identity_bench.py "
+            f"--users {args.users} --me-calls {args.me_calls}`",
             "",
             "| Route | p50 ms | p99 ms | n |",
             "|---|---|---|---|",
