@@ -1,4 +1,4 @@
-"""Identity latency through the local API: login, MFA verify, an authorized GET /v1/me; baseline /v1/health."""
+"""Identity latency through the local API: login, MFA verify, authorized GET /v1/me; baseline /v1/health."""
 
 from __future__ import annotations
 
