@@ -215,3 +215,55 @@ def test_principal_is_a_frozen_value() -> None:
 def test_the_authorizer_and_the_resolver_accept_the_same_correlation_ids() -> None:
     # The authorizer keeps its own copy of the rule (importing http would slow every request's cold start)
     assert authorizer_module._CORRELATION_ID.pattern == http._CORRELATION_ID.pattern
+
+
+def test_every_request_logs_one_structured_line_without_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    import json as _json
+
+    from vaultpay.shared import http as http_module
+    from vaultpay.shared.http import REQUEST_LOGGED, make_resolver
+
+    lines: list[dict[str, object]] = []
+
+    class RecordingLogger:
+        def info(self, message: str, *, extra: dict[str, object] | None = None, **_: object) -> None:
+            lines.append({"message": message, **(extra or {})})
+
+        error = warning = exception = debug = info
+
+        def append_keys(self, **_: object) -> None:
+            return None
+
+    # The shared logger is cached per process and bound to the real stdout: record calls instead.
+    monkeypatch.setattr(http_module, "get_logger", RecordingLogger)
+    app = make_resolver()
+
+    @app.get("/v1/thing")
+    def thing() -> dict[str, str]:
+        return {"ok": "yes"}
+
+    event = {
+        "resource": "/v1/thing",
+        "path": "/v1/thing",
+        "httpMethod": "GET",
+        "headers": {"Authorization": "Bearer secret-token-value", "X-Correlation-Id": "corr-1"},
+        "multiValueHeaders": {},
+        "queryStringParameters": {"q": "private"},
+        "requestContext": {
+            "identity": {"sourceIp": "203.0.113.9"},
+            "authorizer": {"user_id": "u-1", "role": "customer", "device_id": "d", "auth_error": ""},
+            "requestId": "r-1",
+        },
+        "body": None,
+        "isBase64Encoded": False,
+    }
+    response = app.resolve(event, None)
+    logged = [line for line in lines if line.get("message") == REQUEST_LOGGED]
+
+    assert response["statusCode"] == 200
+    assert len(logged) == 1
+    entry = logged[0]
+    assert (entry["http_method"], entry["route"], entry["status"]) == ("GET", "/v1/thing", 200)
+    assert (entry["user_id"], entry["source_ip"], entry["correlation_id"]) == ("u-1", "203.0.113.9", "corr-1")
+    assert "secret-token-value" not in _json.dumps(lines)
+    assert "private" not in _json.dumps(entry)

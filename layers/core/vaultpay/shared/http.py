@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -82,11 +83,47 @@ class _VaultPayResolver(APIGatewayRestResolver):
 
     refuse: Callable[[VaultPayError], Response[str]]
 
+    def resolve(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        began = time.perf_counter()
+        response: dict[str, Any] = super().resolve(event, context)
+        log_request(event, response, (time.perf_counter() - began) * 1000)
+        return response
+
     def _resolve(self) -> ResponseBuilder[Any]:
         refusal = authorizer_refusal(self.current_event.raw_event)
         if refusal is not None:
             return ResponseBuilder(self.refuse(refusal), serializer=self._serializer)
         return super()._resolve()
+
+
+REQUEST_LOGGED = "request logged"
+
+
+def log_request(event: Mapping[str, Any], response: Mapping[str, Any], latency_ms: float) -> None:
+    """One structured line per API request, whatever its outcome.
+
+    A CloudWatch Logs subscription filter (`{ $.message = "request logged" }`) turns these lines into
+    `vaultpay.gateway.request.logged` events, so request logging costs no DynamoDB write per request.
+    Only these fields are logged: never a body, a header value, a token or a query string.
+    """
+    context = event.get("requestContext") or {}
+    authorizer = context.get("authorizer") or {}
+    # The REST resolver answers with multiValueHeaders; single-value headers are read too, to be safe.
+    headers = {**(response.get("headers") or {}), **(response.get("multiValueHeaders") or {})}
+    values = [v for k, v in headers.items() if k.lower() == CORRELATION_HEADER.lower()]
+    correlation_id = (values[0][0] if isinstance(values[0], list) else values[0]) if values else None
+    get_logger().info(
+        REQUEST_LOGGED,
+        extra={
+            "http_method": event.get("httpMethod"),
+            "route": event.get("resource"),
+            "status": response.get("statusCode"),
+            "latency_ms": round(latency_ms, 2),
+            "user_id": authorizer.get("user_id") or None,
+            "source_ip": (context.get("identity") or {}).get("sourceIp"),
+            "correlation_id": correlation_id,
+        },
+    )
 
 
 def make_resolver() -> APIGatewayRestResolver:
