@@ -156,10 +156,21 @@ class LocalCloud:
             ready("nats", f"nats://127.0.0.1:{p['nats']}"),
         )
         await asyncio.to_thread(services.enable_state_machine_execution, p["moto"])
+        await self._apply_jetstream()
         # moto loads its Step Functions backend on first use (over a second): pay that now, not in a request.
         await asyncio.to_thread(
             lambda: self._direct_client("stepfunctions", p["moto"]).list_state_machines(maxResults=1)
         )
+
+    async def _apply_jetstream(self) -> None:
+        """Streams and consumers as code (infra/nats/jetstream.json), the same file a deploy applies."""
+        config = self.config.root / "infra" / "nats" / "jetstream.json"
+        if not config.exists():
+            return
+        from vaultpay.events.jetstream_config import apply_jetstream_config
+
+        done = await apply_jetstream_config(f"nats://127.0.0.1:{self.ports['nats']}", config)
+        self.report("JetStream", str(config.relative_to(self.config.root)), "; ".join(done))
 
     def worker_env(self) -> dict[str, str]:
         """What every Lambda worker gets on top of its template environment: the local endpoint."""

@@ -17,7 +17,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -90,8 +90,11 @@ def parse_jetstream_config(document: Any) -> JetStreamSpec:
         _stream_spec(entry, index, stream_fields, problems)
         for index, entry in enumerate(_list(document, "streams", problems))
     ]
-    names = [s.name for s in streams if s is not None]
-    problems.extend(f"stream {name} is declared twice" for name in sorted({n for n in names if names.count(n) > 1}))
+    # Every stream the file names, valid or not: a consumer of an invalid stream is not a second problem.
+    entries = _list(document, "streams", [])
+    names = [str(e["name"]) for e in entries if isinstance(e, Mapping) and isinstance(e.get("name"), str)]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    problems.extend(f"stream {name} is declared twice" for name in twice)
     consumers = [
         _consumer_spec(entry, index, consumer_fields, set(names), problems)
         for index, entry in enumerate(_list(document, "consumers", problems))
@@ -136,10 +139,10 @@ def _stream_spec(entry: Any, index: int, allowed: set[str], problems: list[str])
         subjects = []
     # Memory storage loses every event on a restart: never acceptable for the event or dead-letter stream.
     if entry.get("storage") != "file":
-        problems.append(f"{where}: `storage` must be \"file\"")
+        problems.append(f'{where}: `storage` must be "file"')
     if any(s.startswith(EVENT_SUBJECT_PREFIX) for s in subjects):
         window = entry.get("duplicate_window")
-        if not _is_number(window) or window < MIN_DUPLICATE_WINDOW_S:
+        if not isinstance(window, int | float) or window < MIN_DUPLICATE_WINDOW_S:
             problems.append(
                 f"{where}: `duplicate_window` must be at least {MIN_DUPLICATE_WINDOW_S:.0f} s, so that a "
                 "retried publish of the same event id is de-duplicated"
@@ -186,10 +189,10 @@ def _consumer_spec(
             problems.append(f"{where}: `backoff` must be a non-empty list of positive seconds")
         else:
             if max_deliver is not None and len(backoff) >= max_deliver:
-                problems.append(f"{where}: `backoff` needs fewer values than `max_deliver` (the server's rule)")
+                problems.append(f"{where}: `backoff` must have fewer values than `max_deliver` (server rule)")
             # The server replaces ack_wait with the first back-off step; a different value here would be
             # a setting that silently does nothing.
-            if _is_number(ack_wait) and not math.isclose(ack_wait, backoff[0]):
+            if isinstance(ack_wait, int | float) and not math.isclose(ack_wait, backoff[0]):
                 problems.append(f"{where}: `ack_wait` must equal the first `backoff` value")
     if len(problems) > count:
         return None
@@ -205,7 +208,7 @@ def _is_number(value: Any) -> bool:
 
 
 async def apply_jetstream_config(
-    nats_url: str | Sequence[str],
+    nats_url: str | list[str],
     config_path: str | os.PathLike[str],
     *,
     connect_timeout_s: float = 5.0,

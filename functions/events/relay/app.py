@@ -1,0 +1,31 @@
+"""Outbox relay: DynamoDB Streams → JetStream, a CloudEvent per outbox INSERT, failed records reported."""
+
+# No `from __future__ import annotations` in handlers (see functions/ops/health/app.py).
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from vaultpay.events.relay_wiring import relay_records
+from vaultpay.shared.observability import get_logger, get_metrics, get_tracer
+
+logger = get_logger()
+tracer = get_tracer()
+metrics = get_metrics()
+# A batch that failed as a whole (NATS down) is reported record by record, not raised: a function error
+# would make Lambda bisect the batch and invoke again and again against a server that is down.
+processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
+
+
+# The records carry event data, so neither the event nor the response is traced.
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # The whole batch is published first (its PubAcks awaited together, not one round trip per record);
+    # the processor then reports each record that failed, so Lambda retries from the first of them.
+    outcome = relay_records(event.get("Records", []))
+    response = process_partial_response(
+        event=event, record_handler=outcome.check, processor=processor, context=context
+    )
+    return dict(response)

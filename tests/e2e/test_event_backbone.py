@@ -1,0 +1,79 @@
+"""The event backbone end to end: a committed change → outbox → stream → relay → JetStream → audit chain."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pyotp
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def admin_token(local_cloud: Any) -> tuple[str, str]:
+    email = f"auditor.{uuid.uuid4().hex[:8]}@vaultpay.dev"
+    password = "auditor's long password"
+    lam = local_cloud.client("lambda")
+    out = lam.invoke(
+        FunctionName=local_cloud.function_name("CreateAdminFunction"),
+        Payload=json.dumps(
+            {"email": email, "password": password, "full_name": "Auditor", "phone": "+919811111111"}
+        ).encode(),
+    )
+    created = json.loads(out["Payload"].read())
+    return email, created["mfa"]["secret"]
+
+
+def _admin_client(api: Callable[..., Any], admin: tuple[str, str]) -> Any:
+    """Logs the module's admin in (once per module: a TOTP code is accepted once per step)."""
+    client = api(device_id="auditor-laptop")
+    email, secret = admin
+    started = client.post(
+        "/v1/auth/login", {"email": email, "password": "auditor's long password"}, token=None
+    )
+    code = pyotp.TOTP(secret).now()
+    tokens = client.post("/v1/auth/mfa/verify", {"challenge_id": started.body["challenge_id"], "code": code})
+    assert tokens.status == 200, tokens.body
+    client.token = tokens.body["access_token"]
+    return client
+
+
+def test_a_committed_change_reaches_the_audit_log_with_its_correlation_id(
+    api: Callable[..., Any], admin_token: tuple[str, str]
+) -> None:
+    correlation_id = f"e2e-{uuid.uuid4().hex}"
+    email = f"evented.{uuid.uuid4().hex[:8]}@example.com"
+    registered = api().post(
+        "/v1/auth/register",
+        {"email": email, "password": "a long pass phrase", "full_name": "Eve", "phone": "+919822222222"},
+        token=None,
+        headers={"X-Correlation-Id": correlation_id},
+    )
+    assert registered.status == 201
+    admin = _admin_client(api, admin_token)
+
+    deadline = time.monotonic() + 30
+    items: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not items:
+        reply = admin.get(f"/v1/admin/audit?correlation_id={correlation_id}")
+        assert reply.status == 200, reply.body
+        items = reply.body["items"]
+        time.sleep(0.5)
+
+    assert [i["type"] for i in items] == ["vaultpay.auth.user.created"]
+    record = items[0]
+    assert record["subject"] == registered.body["user_id"]
+    assert len(record["hash"]) == 64
+    dump = json.dumps(record)
+    assert email not in dump
+    assert "9822222222" not in dump
+
+    verify = admin.get("/v1/admin/audit/verify")
+    assert verify.status == 200
+    assert verify.body["ok"] is True
+    assert verify.body["records_checked"] >= 1
