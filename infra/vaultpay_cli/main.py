@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from vaultpay_cli.ops_audit import ops_audit_app
+from vaultpay_cli.ops_events import ops_events_app
 
 app = typer.Typer(help="VaultPay developer and operator commands.", no_args_is_help=True)
 local_app = typer.Typer(
@@ -26,6 +27,7 @@ app.add_typer(admin_app, name="admin")
 ops_app = typer.Typer(help="Operations: audit chain, events, dead letters.", no_args_is_help=True)
 app.add_typer(ops_app, name="ops")
 ops_app.add_typer(ops_audit_app, name="audit")
+ops_app.add_typer(ops_events_app)  # merges `ops events ...` and `ops dlq ...`
 
 
 def repo_root() -> Path:

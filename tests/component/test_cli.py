@@ -118,3 +118,11 @@ def test_admin_create_user_refuses_a_short_password(local_cloud: Any) -> None:
     )  # fmt: skip
     assert done.returncode == 1
     assert "short" not in done.stderr.replace("short@vaultpay.dev", "")  # the password is never echoed
+
+
+def test_ops_commands_reach_the_running_clouds_nats_and_audit_table(local_cloud: Any) -> None:
+    dlq = _vaultpay(local_cloud, "ops", "dlq", "list")
+    assert dlq.returncode == 0, dlq.stderr
+    verify = _vaultpay(local_cloud, "ops", "audit", "verify")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert "OK" in verify.stdout
