@@ -59,14 +59,20 @@ def test_a_committed_change_reaches_the_audit_log_with_its_correlation_id(
 
     deadline = time.monotonic() + 30
     items: list[dict[str, Any]] = []
-    while time.monotonic() < deadline and not items:
+    expected = {"vaultpay.auth.user.created", "vaultpay.gateway.request.logged"}
+    while time.monotonic() < deadline and {i["type"] for i in items} != expected:
         reply = admin.get(f"/v1/admin/audit?correlation_id={correlation_id}")
         assert reply.status == 200, reply.body
         items = reply.body["items"]
         time.sleep(0.5)
 
-    assert [i["type"] for i in items] == ["vaultpay.auth.user.created"]
-    record = items[0]
+    # The state change's event (outbox → stream → relay) and the request's log event (log line →
+    # subscription filter → relay) both reach the audit log under the caller's correlation id.
+    assert sorted(i["type"] for i in items) == sorted(expected)
+    logged = next(i for i in items if i["type"] == "vaultpay.gateway.request.logged")
+    assert logged["data"]["route"] == "/v1/auth/register"
+    assert logged["data"]["status"] == 201
+    record = next(i for i in items if i["type"] == "vaultpay.auth.user.created")
     assert record["subject"] == registered.body["user_id"]
     assert len(record["hash"]) == 64
     dump = json.dumps(record)

@@ -6,7 +6,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from vaultpay.events.relay_wiring import relay_records
+from vaultpay.events.relay_wiring import relay_records, relay_request_logs
 from vaultpay.shared.observability import get_logger, get_metrics, get_tracer
 
 logger = get_logger()
@@ -22,6 +22,8 @@ processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if "awslogs" in event:  # the API log group's subscription: gateway request logs
+        return {"published": relay_request_logs(event)}
     # The whole batch is published first (its PubAcks awaited together, not one round trip per record);
     # the processor then reports each record that failed, so Lambda retries from the first of them.
     outcome = relay_records(event.get("Records", []))

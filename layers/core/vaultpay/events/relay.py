@@ -175,6 +175,15 @@ def sequence_number(record: Any) -> str:
     return str(value) if value is not None else ""
 
 
+async def publish_events(publisher: Publisher, events: Sequence[DomainEvent]) -> tuple[int, int]:
+    """Publishes events that did not come from a stream batch (gateway request logs): (published, failed)."""
+    if not events:
+        return 0, 0
+    results = await publisher.publish([to_message(event) for event in events])
+    published = sum(1 for r in results if isinstance(r, Published))
+    return published, len(results) - published
+
+
 class Relay:
     """Publishes the outbox events of a stream batch, all at once, and says which records failed."""
 

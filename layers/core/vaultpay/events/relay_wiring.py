@@ -41,6 +41,19 @@ def relay() -> Relay:
     return Relay(JetStreamPublisher(nats_connection()), log=get_logger())
 
 
+def relay_request_logs(delivery: Mapping[str, Any]) -> int:
+    """Publishes the gateway request events of one CloudWatch Logs delivery; raises if any failed, so
+    CloudWatch Logs retries the delivery (the stable event ids make the retry publish nothing twice)."""
+    from vaultpay.events.gateway_logs import decode_delivery, request_events
+    from vaultpay.events.relay import NotPublished, publish_events
+
+    events = request_events(decode_delivery(delivery))
+    published, failed = run_blocking(publish_events(JetStreamPublisher(nats_connection()), events))
+    if failed:
+        raise NotPublished(f"{failed} of {len(events)} gateway request events were not published")
+    return published
+
+
 def relay_records(records: Sequence[Mapping[str, Any]]) -> BatchOutcome:
     """Publishes one stream batch on the process's event loop and records the outcome as metrics."""
     from aws_lambda_powertools.metrics import MetricUnit
