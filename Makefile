@@ -51,6 +51,8 @@ bench: install
 	$(BIN)/python bench/localcloud_bench.py --out bench/localcloud-results.md
 	$(BIN)/python bench/identity_bench.py --out bench/identity-results.md
 	$(BIN)/python bench/audit_bench.py --out bench/audit-results.md
+	$(BIN)/python bench/audit_lag_bench.py
+	$(BIN)/python bench/relay_bench.py
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache
