@@ -39,13 +39,7 @@ def verify(body: VerifyRequest) -> Response[dict[str, Any]]:
     return Response(
         status_code=200,
         content_type=content_types.APPLICATION_JSON,
-        body={
-            "access_token": pair.access_token,
-            "refresh_token": pair.refresh_token,
-            "token_type": pair.token_type,
-            "expires_in": pair.expires_in,
-            "refresh_expires_in": pair.refresh_expires_in,
-        },
+        body=pair.body(),
         # RFC 6749 §5.1: responses carrying tokens are never cached.
         headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
     )

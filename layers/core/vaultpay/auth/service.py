@@ -328,6 +328,16 @@ class TokenPair:
     refresh_expires_in: int
     token_type: str = TOKEN_TYPE
 
+    def body(self) -> dict[str, Any]:
+        """The token response of MFA verify and refresh (API.md)."""
+        return {
+            "access_token": self.access_token,
+            "refresh_token": self.refresh_token,
+            "token_type": self.token_type,
+            "expires_in": self.expires_in,
+            "refresh_expires_in": self.refresh_expires_in,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Profile:
