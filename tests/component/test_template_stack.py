@@ -342,10 +342,34 @@ def test_each_identity_function_is_granted_exactly_its_own_resources_and_actions
         assert _grants(roles[function]) == expected, function
 
 
+# The event path's grants on identity resources: outbox items only (the LeadingKeys condition below).
+EVENTS_GRANTS: dict[str, dict[str, set[str]]] = {
+    "RelayFunction": {"AuthTable": {"dynamodb:UpdateItem"}},
+    "OutboxSweeperFunction": {"AuthTable": {"dynamodb:UpdateItem"}},
+}
+
+
 def test_no_other_function_touches_an_identity_resource(cfn: dict[str, Any]) -> None:
     for function, role in _roles_by_function(cfn).items():
-        if function not in IDENTITY_GRANTS:
+        if function in EVENTS_GRANTS:
+            identity = {k: v for k, v in _grants(role).items() if k in IDENTITY_RESOURCES}
+            assert identity == EVENTS_GRANTS[function], function
+        elif function not in IDENTITY_GRANTS:
             assert not set(_grants(role)) & IDENTITY_RESOURCES, function
+
+
+def test_the_relay_and_the_sweeper_may_update_only_outbox_items(cfn: dict[str, Any]) -> None:
+    roles = _roles_by_function(cfn)
+    for function in EVENTS_GRANTS:
+        updates = [s for s in _statements(roles[function]) if "dynamodb:UpdateItem" in _as_list(s["Action"])]
+        assert len(updates) == 1, function
+        condition = updates[0]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+        assert condition == ["OUTBOX#*"], function
+    sweeper = _grants(roles["OutboxSweeperFunction"])
+    assert sweeper == {
+        "AuthTable": {"dynamodb:UpdateItem"},
+        json.dumps({"Fn::Sub": "${AuthTable.Arn}/index/OutboxPending"}): {"dynamodb:Query"},
+    }
 
 
 def test_no_statement_grants_a_whole_service_or_every_action(cfn: dict[str, Any]) -> None:

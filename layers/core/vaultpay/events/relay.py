@@ -22,6 +22,8 @@ CONTENT_TYPE = "application/cloudevents+json"
 # reach the server (a bad subject would be refused after the connection was already used).
 _EVENT_TYPE = re.compile(r"^vaultpay(\.[a-z0-9_-]+)+$")
 _REQUIRED = ("event_id", "type", "source", "subject", "time", "correlation_id", "data")
+# "arn:aws:dynamodb:<region>:<account>:table/<name>/stream/<label>": the outbox item's own table.
+_STREAM_ARN = re.compile(r"^arn:[^:]+:dynamodb:[^:]*:[^:]*:table/([^/]+)/stream/")
 
 
 class PoisonRecord(VaultPayError):
@@ -141,6 +143,48 @@ def to_message(event: DomainEvent) -> OutboundMessage:
     )
 
 
+# ---- the marker port ---------------------------------------------------------------------------------
+
+
+class Marker(Protocol):
+    """Marks outbox items published (`SET published REMOVE pending` on pk=OUTBOX#<id>, sk=OUTBOX), so the
+    sweeper leaves them alone. Best effort: returns how many could not be marked (an item that no longer
+    exists is not a failure); may also raise, which the caller counts as every item not marked."""
+
+    async def mark_published(self, table: str, event_ids: Sequence[str]) -> int: ...
+
+
+def table_name(event_source_arn: object) -> str | None:
+    """The table a stream record came from, parsed from its eventSourceARN; None if it is not one."""
+    if not isinstance(event_source_arn, str):
+        return None
+    match = _STREAM_ARN.match(event_source_arn)
+    return match.group(1) if match else None
+
+
+async def mark_published(marker: Marker | None, table: str, event_ids: Sequence[str], log: Any) -> int:
+    """Marks what was published, never raising: the events are out already, and an item left unmarked
+    is only re-published by the sweeper (JetStream de-duplicates it, consumers are idempotent).
+    Returns how many items were not marked."""
+    if marker is None or not event_ids:
+        return 0
+    try:
+        failed = await marker.mark_published(table, event_ids)
+    except Exception as exc:
+        failed = len(event_ids)
+        log.warning(
+            "outbox items not marked published; the sweeper will re-publish them",
+            extra={"table": table, "events": len(event_ids), "error": type(exc).__name__},
+        )
+        return failed
+    if failed:
+        log.warning(
+            "outbox items not marked published; the sweeper will re-publish them",
+            extra={"table": table, "events": len(event_ids), "failed": failed},
+        )
+    return failed
+
+
 # ---- the service -------------------------------------------------------------------------------------
 
 
@@ -158,6 +202,8 @@ class BatchOutcome:
     ignored: int = 0  # not an outbox INSERT
     poison: int = 0
     failed: int = 0
+    marked: int = 0  # outbox items marked published (their pending marker removed)
+    mark_failed: int = 0  # published but not marked: the sweeper re-publishes them, de-duplicated
 
     def check(self, record: Any) -> None:
         """The BatchProcessor's record handler: raises for a record whose event did not make it."""
@@ -187,13 +233,14 @@ async def publish_events(publisher: Publisher, events: Sequence[DomainEvent]) ->
 class Relay:
     """Publishes the outbox events of a stream batch, all at once, and says which records failed."""
 
-    def __init__(self, publisher: Publisher, *, log: Any) -> None:
+    def __init__(self, publisher: Publisher, *, log: Any, marker: Marker | None = None) -> None:
         self._publisher = publisher
         self._log = log
+        self._marker = marker
 
     async def relay(self, records: Sequence[Mapping[str, Any]]) -> BatchOutcome:
         outcome = BatchOutcome()
-        batch: list[tuple[str, DomainEvent]] = []
+        batch: list[tuple[str, DomainEvent, str | None]] = []
         for record in records:
             key = sequence_number(record)
             try:
@@ -216,17 +263,19 @@ class Relay:
             if event is None:
                 outcome.ignored += 1
                 continue
-            batch.append((key, event))
+            batch.append((key, event, table_name(record.get("eventSourceARN"))))
+        to_mark: dict[str | None, list[str]] = {}
         if batch:
             # Every record after a failed one is retried by Lambda anyway, but publishing the whole batch
             # means the good records around a poison one are out now, not only after its retries end.
-            results = await self._publisher.publish([to_message(event) for _, event in batch])
-            for (key, event), result in zip(batch, results, strict=True):
+            results = await self._publisher.publish([to_message(event) for _, event, _ in batch])
+            for (key, event, table), result in zip(batch, results, strict=True):
                 if isinstance(result, Published):
                     if result.duplicate:
                         outcome.duplicates += 1
                     else:
                         outcome.published += 1
+                    to_mark.setdefault(table, []).append(event.id)
                     continue
                 outcome.failed += 1
                 outcome.failures[key] = NotPublished(f"event {event.id} was not published: {result}")
@@ -240,6 +289,15 @@ class Relay:
                         "error": type(result).__name__,
                     },
                 )
+        if self._marker is not None:
+            for table, event_ids in to_mark.items():
+                if table is None:
+                    outcome.mark_failed += len(event_ids)
+                    self._log.warning("stream record names no table: outbox items not marked published")
+                    continue
+                failed = await mark_published(self._marker, table, event_ids, self._log)
+                outcome.mark_failed += failed
+                outcome.marked += len(event_ids) - failed
         self._log.info(
             "outbox batch relayed",
             extra={
@@ -249,6 +307,8 @@ class Relay:
                 "ignored": outcome.ignored,
                 "poison": outcome.poison,
                 "failed": outcome.failed,
+                "marked": outcome.marked,
+                "mark_failed": outcome.mark_failed,
             },
         )
         return outcome

@@ -2,19 +2,72 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vaultpay.events.nats_client import NatsConnection, NatsSettings, SecretCredentials, run_blocking
 from vaultpay.events.nats_publisher import JetStreamPublisher
-from vaultpay.events.relay import BatchOutcome, Relay
+from vaultpay.events.relay import BatchOutcome, Marker, Relay
 from vaultpay.shared.observability import get_logger, get_metrics
+
+if TYPE_CHECKING:
+    from vaultpay.events.sweeper import Sweeper, SweepOutcome
 
 # The secret is read at connect time only (once per connection, at most once a minute through the cache).
 _SECRETS_TIMEOUT_S = 2.0
 _SECRETS_ATTEMPTS = 2
+# Marking published is best effort (the sweeper covers a miss), so it never waits long.
+_MARK_TIMEOUT_S = 2.0
+_MARK_ATTEMPTS = 2
+
+
+class DynamoDbMarker:
+    """The Marker on DynamoDB: one conditional UpdateItem per item, on a worker thread (boto3 blocks).
+    The client is made at first use, so importing the relay loads no boto3."""
+
+    def __init__(self, client: Any = None) -> None:
+        self._client = client
+
+    def _dynamodb(self) -> Any:
+        if self._client is None:
+            from vaultpay.shared.aws import aws_client
+
+            self._client = aws_client("dynamodb", timeout_s=_MARK_TIMEOUT_S, max_attempts=_MARK_ATTEMPTS)
+        return self._client
+
+    async def mark_published(self, table: str, event_ids: Sequence[str]) -> int:
+        return await asyncio.to_thread(self._mark, table, list(event_ids))
+
+    def _mark(self, table: str, event_ids: list[str]) -> int:
+        client = self._dynamodb()
+        failed = 0
+        for event_id in event_ids:
+            try:
+                client.update_item(
+                    TableName=table,
+                    Key={"pk": {"S": f"OUTBOX#{event_id}"}, "sk": {"S": "OUTBOX"}},
+                    UpdateExpression="SET published = :t REMOVE pending",
+                    ConditionExpression="attribute_exists(pk)",
+                    ExpressionAttributeValues={":t": {"BOOL": True}},
+                )
+            except client.exceptions.ConditionalCheckFailedException:
+                continue  # the item is gone (TTL): nothing left to mark
+            except Exception as exc:  # throttling, timeouts, permissions: logged, counted, never raised
+                failed += 1
+                get_logger().warning(
+                    "outbox item not marked published",
+                    extra={"table": table, "event_id": event_id, "error": type(exc).__name__},
+                )
+        return failed
+
+
+@functools.cache
+def outbox_marker() -> Marker | None:
+    """The process's marker (None turns marking off, e.g. in tests without DynamoDB)."""
+    return DynamoDbMarker()
 
 
 @functools.cache
@@ -38,7 +91,7 @@ def nats_connection() -> NatsConnection:
 
 @functools.cache
 def relay() -> Relay:
-    return Relay(JetStreamPublisher(nats_connection()), log=get_logger())
+    return Relay(JetStreamPublisher(nats_connection()), log=get_logger(), marker=outbox_marker())
 
 
 def relay_request_logs(delivery: Mapping[str, Any]) -> int:
@@ -64,4 +117,67 @@ def relay_records(records: Sequence[Mapping[str, Any]]) -> BatchOutcome:
     metrics.add_metric(name="EventsDeduplicated", unit=MetricUnit.Count, value=outcome.duplicates)
     metrics.add_metric(name="EventsNotPublished", unit=MetricUnit.Count, value=outcome.failed)
     metrics.add_metric(name="PoisonRecordsRejected", unit=MetricUnit.Count, value=outcome.poison)
+    metrics.add_metric(name="OutboxItemsMarked", unit=MetricUnit.Count, value=outcome.marked)
+    metrics.add_metric(name="OutboxMarksFailed", unit=MetricUnit.Count, value=outcome.mark_failed)
+    return outcome
+
+
+# ---- the sweeper ---------------------------------------------------------------------------------------
+
+
+class DynamoDbPendingStore:
+    """The sweeper's PendingStore: a paginated Query of the sparse OutboxPending index, on a thread."""
+
+    def __init__(self, client: Any = None) -> None:
+        self._client = client
+
+    async def pending(self, table: str, *, before: str, limit: int) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self._query, table, before, limit)
+
+    def _query(self, table: str, before: str, limit: int) -> list[dict[str, Any]]:
+        from vaultpay.shared.outbox import PENDING, PENDING_INDEX
+
+        if self._client is None:
+            from vaultpay.shared.aws import aws_client
+
+            self._client = aws_client("dynamodb")
+        items: list[dict[str, Any]] = []
+        start: dict[str, Any] | None = None
+        while len(items) < limit:
+            request: dict[str, Any] = {
+                "TableName": table,
+                "IndexName": PENDING_INDEX,
+                "KeyConditionExpression": "pending = :p AND #t < :before",
+                "ExpressionAttributeNames": {"#t": "time"},
+                "ExpressionAttributeValues": {":p": {"S": PENDING}, ":before": {"S": before}},
+                "Limit": min(100, limit - len(items)),
+            }
+            if start is not None:
+                request["ExclusiveStartKey"] = start
+            page = self._client.query(**request)
+            items.extend(page.get("Items", []))
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                break
+        return items[:limit]
+
+
+@functools.cache
+def sweeper() -> Sweeper:
+    from vaultpay.events.sweeper import Sweeper
+
+    marker = DynamoDbMarker()
+    return Sweeper(DynamoDbPendingStore(), JetStreamPublisher(nats_connection()), marker, log=get_logger())
+
+
+def sweep_outbox(tables: Sequence[str]) -> SweepOutcome:
+    """One scheduled sweep of the given tables, with its outcome as metrics."""
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    outcome = run_blocking(sweeper().sweep(tables))
+    metrics = get_metrics()
+    metrics.add_metric(name="OutboxItemsRepublished", unit=MetricUnit.Count, value=outcome.published)
+    metrics.add_metric(name="OutboxItemsDeduplicated", unit=MetricUnit.Count, value=outcome.duplicates)
+    metrics.add_metric(name="OutboxItemsNotRepublished", unit=MetricUnit.Count, value=outcome.failed)
+    metrics.add_metric(name="OutboxMarksFailed", unit=MetricUnit.Count, value=outcome.mark_failed)
     return outcome

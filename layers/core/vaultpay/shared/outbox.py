@@ -22,6 +22,11 @@ OUTBOX_KIND = "outbox"
 OUTBOX_RETENTION_S = 7 * 24 * 3600
 # The Lambda event filter the relay's stream mapping uses (template.yaml), kept here beside the item shape.
 STREAM_FILTER_PATTERN = {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"kind": {"S": [OUTBOX_KIND]}}}}
+# The sparse "not yet published" marker: `pending` = "1" is present only until the relay (or the sweeper)
+# marks the item published, which removes it. The sparse GSI below holds exactly the unpublished items,
+# sorted by event time, so the sweeper finds what a long outage left behind without scanning the table.
+PENDING = "1"
+PENDING_INDEX = "OutboxPending"  # partition key `pending` (S), sort key `time` (S); template.yaml
 
 
 class OutboxItem(Model):
@@ -42,6 +47,8 @@ class OutboxItem(Model):
     actor = UnicodeAttribute(null=True)
     data = UnicodeAttribute()  # JSON text: DynamoDB numbers would come back as Decimals or floats
     published = BooleanAttribute(default=False)
+    # PENDING until the relay marks the item published (which removes it): the OutboxPending index's key.
+    pending = UnicodeAttribute(null=True)
     expires_at = NumberAttribute()  # the table's TTL attribute
 
     def to_event(self) -> DomainEvent:
@@ -79,6 +86,7 @@ def outbox_item(table_name: str, event: DomainEvent, *, now: float | None = None
         actor=event.actor,
         data=event.data_json(),
         published=False,
+        pending=PENDING,
         expires_at=int((now if now is not None else time.time()) + OUTBOX_RETENTION_S),
     )
 
@@ -98,5 +106,6 @@ def outbox_attributes(event: DomainEvent, *, now: float | None = None) -> dict[s
         **({"actor": event.actor} if event.actor is not None else {}),
         "data": event.data_json(),
         "published": False,
+        "pending": PENDING,  # present only until the relay marks the item published
         "expires_at": int((now if now is not None else time.time()) + OUTBOX_RETENTION_S),
     }

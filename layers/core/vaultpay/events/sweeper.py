@@ -1,0 +1,135 @@
+"""The outbox sweeper: re-publishes outbox items the relay never marked published (an outage longer than
+the stream mapping's retries), found through the sparse OutboxPending index, and marks them published.
+
+Re-publishing is safe: the event keeps its id, so JetStream de-duplicates it within its window
+(`Nats-Msg-Id`), and every consumer is idempotent on the event id beyond it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from vaultpay.events.relay import (
+    Marker,
+    PoisonRecord,
+    Published,
+    Publisher,
+    mark_published,
+    outbox_event,
+    to_message,
+)
+from vaultpay.shared.events import DomainEvent
+
+DEFAULT_OLDER_THAN_S = 300.0  # what the relay has not marked in five minutes, it is not going to
+DEFAULT_MAX_ITEMS = 500  # per table and run: a run stays well inside its timeout; the next one goes on
+PUBLISH_CHUNK = 100
+
+
+class PendingStore(Protocol):
+    """Reads the OutboxPending index: items with pending = "1" and `time` before `before` (RFC 3339),
+    oldest first, at most `limit`, as DynamoDB attribute maps ({"S": ...})."""
+
+    async def pending(self, table: str, *, before: str, limit: int) -> Sequence[Mapping[str, Any]]: ...
+
+
+@dataclass
+class SweepOutcome:
+    found: int = 0
+    published: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    poison: int = 0
+    marked: int = 0
+    mark_failed: int = 0
+
+
+def rfc3339(epoch_s: float) -> str:
+    """The outbox's time format (DomainEvent.time): UTC, milliseconds, "Z"; sorts as text."""
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def item_event(item: Mapping[str, Any]) -> DomainEvent | None:
+    """The event an outbox item holds, validated exactly as the relay validates a stream record."""
+    return outbox_event({"eventName": "INSERT", "dynamodb": {"NewImage": item}})
+
+
+class Sweeper:
+    def __init__(
+        self,
+        store: PendingStore,
+        publisher: Publisher,
+        marker: Marker | None,
+        clock: Callable[[], float] = time.time,
+        *,
+        log: Any = None,
+    ) -> None:
+        self._store = store
+        self._publisher = publisher
+        self._marker = marker
+        self._clock = clock
+        self._log = log
+
+    async def sweep(
+        self,
+        tables: Sequence[str],
+        *,
+        older_than_s: float = DEFAULT_OLDER_THAN_S,
+        max_items: int = DEFAULT_MAX_ITEMS,
+    ) -> SweepOutcome:
+        outcome = SweepOutcome()
+        before = rfc3339(self._clock() - older_than_s)
+        for table in tables:
+            items = await self._store.pending(table, before=before, limit=max_items)
+            outcome.found += len(items)
+            events: list[DomainEvent] = []
+            for item in items:
+                try:
+                    event = item_event(item)
+                except PoisonRecord as exc:
+                    outcome.poison += 1
+                    self._warn(
+                        "poison outbox item: not re-published",
+                        table=table,
+                        event_id=exc.event_id,
+                        field=exc.field,
+                    )
+                    continue
+                if event is not None:
+                    events.append(event)
+            for start in range(0, len(events), PUBLISH_CHUNK):
+                await self._publish(table, events[start : start + PUBLISH_CHUNK], outcome)
+        if self._log is not None:
+            self._log.info("outbox swept", extra={"tables": len(tables), **vars(outcome)})
+        return outcome
+
+    async def _publish(self, table: str, events: Sequence[DomainEvent], outcome: SweepOutcome) -> None:
+        results = await self._publisher.publish([to_message(event) for event in events])
+        published: list[str] = []
+        for event, result in zip(events, results, strict=True):
+            if isinstance(result, Published):
+                if result.duplicate:
+                    outcome.duplicates += 1
+                else:
+                    outcome.published += 1
+                published.append(event.id)
+            else:
+                outcome.failed += 1
+                self._warn(
+                    "event not re-published; the next sweep tries again", table=table, event_id=event.id
+                )
+        failed = await mark_published(self._marker, table, published, self._log or _NoLog())
+        outcome.mark_failed += failed
+        outcome.marked += len(published) - failed if self._marker is not None else 0
+
+    def _warn(self, message: str, **extra: Any) -> None:
+        if self._log is not None:
+            self._log.warning(message, extra=extra)
+
+
+class _NoLog:
+    def warning(self, *args: Any, **kwargs: Any) -> None:
+        pass

@@ -1,0 +1,230 @@
+"""The outbox sweeper and the relay's "mark published", with fakes: nothing pending is lost, nothing
+published comes back, and a failed mark never fails a record."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytest
+from boto3.dynamodb.types import TypeSerializer
+
+from vaultpay.events.relay import (
+    MSG_ID_HEADER,
+    OutboundMessage,
+    Published,
+    PublishResult,
+    Relay,
+    table_name,
+)
+from vaultpay.events.sweeper import Sweeper, rfc3339
+from vaultpay.shared.errors import TransientError
+from vaultpay.shared.events import DomainEvent
+from vaultpay.shared.outbox import PENDING, outbox_attributes, outbox_item
+
+pytestmark = pytest.mark.unit
+NOW = 1_795_860_930.0
+ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/vaultpay-auth/stream/2026-11-28T00:00:00.000"
+
+
+def _event(n: int, at: float) -> DomainEvent:
+    return DomainEvent(
+        type="vaultpay.auth.user.created",
+        source="/vaultpay/auth",
+        subject=f"usr_{n}",
+        data={"user_id": f"usr_{n}"},
+        correlation_id=f"corr-{n}",
+        time=rfc3339(at),
+    )
+
+
+def _image(event: DomainEvent) -> dict[str, Any]:
+    serializer = TypeSerializer()
+    return {k: serializer.serialize(v) for k, v in outbox_attributes(event, now=NOW).items()}
+
+
+class FakeTable:
+    """One table's outbox items, with the sparse OutboxPending index's query semantics."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, dict[str, Any]] = {}
+        self.marked_calls: list[tuple[str, list[str]]] = []
+
+    def put(self, event: DomainEvent) -> None:
+        self.items[event.id] = _image(event)
+
+    async def pending(self, table: str, *, before: str, limit: int) -> Sequence[Mapping[str, Any]]:
+        hits = [
+            item
+            for item in self.items.values()
+            if item.get("pending") == {"S": PENDING} and item["time"]["S"] < before
+        ]
+        return sorted(hits, key=lambda item: item["time"]["S"])[:limit]
+
+    async def mark_published(self, table: str, event_ids: Sequence[str]) -> int:
+        self.marked_calls.append((table, list(event_ids)))
+        for event_id in event_ids:
+            item = self.items.get(event_id)
+            if item is not None:
+                item.pop("pending", None)
+                item["published"] = {"BOOL": True}
+        return 0
+
+
+class FakePublisher:
+    """Acks everything (or fails everything while `down`); de-duplicates on Nats-Msg-Id like JetStream."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.stored: list[str] = []
+
+    async def publish(self, messages: Sequence[OutboundMessage]) -> Sequence[PublishResult]:
+        results: list[PublishResult] = []
+        for message in messages:
+            msg_id = message.headers[MSG_ID_HEADER]
+            if self.down:
+                results.append(TransientError("nats down"))
+            elif msg_id in self.stored:
+                results.append(Published("VAULTPAY", self.stored.index(msg_id) + 1, duplicate=True))
+            else:
+                self.stored.append(msg_id)
+                results.append(Published("VAULTPAY", len(self.stored), duplicate=False))
+        return results
+
+
+class Log:
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+
+    def info(self, message: str, *, extra: Any = None) -> None:
+        pass
+
+    def warning(self, message: str, *, extra: Any = None) -> None:
+        self.warnings.append(message)
+
+    def error(self, message: str, *, extra: Any = None) -> None:
+        pass
+
+
+@pytest.fixture
+def table() -> FakeTable:
+    return FakeTable()
+
+
+def test_the_outbox_item_carries_the_pending_marker_in_both_shapes() -> None:
+    event = _event(1, NOW)
+    assert outbox_attributes(event)["pending"] == PENDING == "1"
+    assert outbox_item("AuthTable", event).pending == PENDING
+
+
+def test_old_pending_items_are_republished_and_marked_and_fresh_ones_are_left(table: FakeTable) -> None:
+    # Given an item left behind ten minutes ago and one written a minute ago
+    old, fresh = _event(1, NOW - 600), _event(2, NOW - 60)
+    table.put(old)
+    table.put(fresh)
+    publisher = FakePublisher()
+    sweeper = Sweeper(table, publisher, table, lambda: NOW, log=Log())
+    # When the sweeper runs with its five-minute cutoff
+    outcome = asyncio.run(sweeper.sweep(["vaultpay-auth"]))
+    # Then only the old one was published, under its own id, and it is marked
+    assert publisher.stored == [old.id]
+    assert (outcome.found, outcome.published, outcome.marked, outcome.failed) == (1, 1, 1, 0)
+    assert table.marked_calls == [("vaultpay-auth", [old.id])]
+    assert "pending" not in table.items[old.id] and table.items[old.id]["published"] == {"BOOL": True}
+    assert table.items[fresh.id]["pending"] == {"S": PENDING}
+
+
+def test_published_items_never_come_back(table: FakeTable) -> None:
+    event = _event(1, NOW - 600)
+    table.put(event)
+    publisher = FakePublisher()
+    sweeper = Sweeper(table, publisher, table, lambda: NOW)
+    asyncio.run(sweeper.sweep(["t"]))
+    # When it runs again, later
+    again = asyncio.run(Sweeper(table, publisher, table, lambda: NOW + 3600).sweep(["t"]))
+    # Then nothing was found and nothing published twice
+    assert (again.found, again.published, again.duplicates) == (0, 0, 0)
+    assert publisher.stored == [event.id]
+
+
+def test_what_could_not_be_published_stays_pending_for_the_next_sweep(table: FakeTable) -> None:
+    event = _event(1, NOW - 600)
+    table.put(event)
+    publisher = FakePublisher()
+    publisher.down = True
+    outcome = asyncio.run(Sweeper(table, publisher, table, lambda: NOW).sweep(["t"]))
+    assert (outcome.failed, outcome.marked) == (1, 0)
+    assert table.marked_calls == []
+    assert table.items[event.id]["pending"] == {"S": PENDING}
+    publisher.down = False
+    outcome = asyncio.run(Sweeper(table, publisher, table, lambda: NOW).sweep(["t"]))
+    assert (outcome.published, outcome.marked) == (1, 1)
+
+
+def test_an_event_the_relay_already_published_is_deduplicated_and_marked(table: FakeTable) -> None:
+    # The relay published it, but its mark failed: the sweeper's publish is a JetStream duplicate
+    event = _event(1, NOW - 600)
+    table.put(event)
+    publisher = FakePublisher()
+    publisher.stored.append(event.id)
+    outcome = asyncio.run(Sweeper(table, publisher, table, lambda: NOW).sweep(["t"]))
+    assert (outcome.published, outcome.duplicates, outcome.marked) == (0, 1, 1)
+    assert publisher.stored == [event.id]
+
+
+# ---- the relay marks what it published ----------------------------------------------------------------
+
+
+def _record(event: DomainEvent, seq: int) -> dict[str, Any]:
+    image = _image(event)
+    return {
+        "eventName": "INSERT",
+        "eventSourceARN": ARN,
+        "dynamodb": {
+            "Keys": {"pk": image["pk"], "sk": image["sk"]},
+            "NewImage": image,
+            "SequenceNumber": str(seq),
+        },
+    }
+
+
+def test_the_table_name_comes_from_the_stream_arn() -> None:
+    assert table_name(ARN) == "vaultpay-auth"
+    assert table_name("arn:aws:sqs:us-east-1:1:queue") is None
+    assert table_name(None) is None
+
+
+def test_the_relay_marks_the_published_events_including_duplicates(table: FakeTable) -> None:
+    first, second = _event(1, NOW), _event(2, NOW)
+    publisher = FakePublisher()
+    publisher.stored.append(second.id)  # already out: a re-delivered batch
+    relay = Relay(publisher, log=Log(), marker=table)
+    outcome = asyncio.run(relay.relay([_record(first, 1), _record(second, 2)]))
+    assert table.marked_calls == [("vaultpay-auth", [first.id, second.id])]
+    assert (outcome.published, outcome.duplicates, outcome.marked, outcome.mark_failed) == (1, 1, 2, 0)
+    assert outcome.failures == {}
+
+
+def test_events_not_published_are_not_marked(table: FakeTable) -> None:
+    publisher = FakePublisher()
+    publisher.down = True
+    outcome = asyncio.run(Relay(publisher, log=Log(), marker=table).relay([_record(_event(1, NOW), 1)]))
+    assert table.marked_calls == []
+    assert outcome.failed == 1 and list(outcome.failures) == ["1"]
+
+
+class BrokenMarker:
+    async def mark_published(self, table: str, event_ids: Sequence[str]) -> int:
+        raise TransientError("dynamodb throttled")
+
+
+def test_a_marker_failure_never_fails_the_record() -> None:
+    log = Log()
+    relay = Relay(FakePublisher(), log=log, marker=BrokenMarker())
+    outcome = asyncio.run(relay.relay([_record(_event(1, NOW), 1), _record(_event(2, NOW), 2)]))
+    assert outcome.failures == {}
+    assert (outcome.published, outcome.marked, outcome.mark_failed) == (2, 0, 2)
+    assert any("not marked published" in line for line in log.warnings)
+    for seq in ("1", "2"):
+        outcome.check({"dynamodb": {"SequenceNumber": seq}})  # raises for nothing
