@@ -44,7 +44,7 @@ def _admin_client(api: Callable[..., Any], admin: tuple[str, str]) -> Any:
 
 
 def test_a_committed_change_reaches_the_audit_log_with_its_correlation_id(
-    api: Callable[..., Any], admin_token: tuple[str, str]
+    local_cloud: Any, api: Callable[..., Any], admin_token: tuple[str, str]
 ) -> None:
     correlation_id = f"e2e-{uuid.uuid4().hex}"
     email = f"evented.{uuid.uuid4().hex[:8]}@example.com"
@@ -83,3 +83,16 @@ def test_a_committed_change_reaches_the_audit_log_with_its_correlation_id(
     assert verify.status == 200
     assert verify.body["ok"] is True
     assert verify.body["records_checked"] >= 1
+
+    # And the relay marked the outbox item published, so the sweeper will leave it alone.
+    dynamodb = local_cloud.client("dynamodb")
+    table = next(t for t in dynamodb.list_tables()["TableNames"] if t.endswith("AuthTable"))
+    item = dynamodb.get_item(
+        TableName=table, Key={"pk": {"S": f"OUTBOX#{record['audit_id']}"}, "sk": {"S": "OUTBOX"}}
+    ).get("Item") or next(
+        i
+        for i in dynamodb.scan(TableName=table)["Items"]
+        if i.get("kind", {}).get("S") == "outbox" and i["subject"]["S"] == registered.body["user_id"]
+    )
+    assert item["published"] == {"BOOL": True}
+    assert "pending" not in item
