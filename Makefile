@@ -12,7 +12,10 @@ install: $(STAMP)
 
 # The venv is (re)built when the pins change; nothing has to be installed by hand first.
 $(STAMP): pyproject.toml requirements/dev.lock
-	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || { \
+		echo "python3 -m venv failed: installing Debian's python3-venv" >&2; rm -rf $(VENV); \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq python3-venv && $(PY) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c requirements/dev.lock -e '.[dev]'
 	@touch $(STAMP)
