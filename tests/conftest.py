@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from localcloud import services
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_TEMPLATE = ROOT / "tests" / "fixtures" / "localcloud" / "template.yaml"
 # Test schedules use rate(1 minute); the test cloud runs them 60 times faster.
@@ -61,6 +63,31 @@ class RunningCloud:
 
     def api_url(self, logical_id: str) -> str:
         return next(url for key, url in self.apis.items() if key.endswith("/" + logical_id))
+
+
+# One emulator per test module that asks for it (a module's tables and streams start empty).
+@pytest.fixture(scope="module")
+def dynamodb_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = services.free_port()
+    process = services.dynamodb_local(port, tmp_path_factory.mktemp("dynamodb"))
+    process.start()
+    try:
+        process.wait_ready()
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = services.free_port()
+    process = services.moto_server(port, port, tmp_path_factory.mktemp("moto"))
+    process.start()
+    try:
+        process.wait_ready()
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.stop()
 
 
 @pytest.fixture(scope="session")

@@ -37,18 +37,6 @@ def dynamodb_client(endpoint: str) -> Any:
     )
 
 
-@pytest.fixture(scope="session")
-def dynamodb_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = services.free_port()
-    process = services.dynamodb_local(port, tmp_path_factory.mktemp("audit-dynamodb"))
-    process.start()
-    try:
-        process.wait_ready()
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.stop()
-
-
 @dataclass
 class AuditTable:
     """A fresh audit table (the one definition `table_definition` gives) and a store over it."""

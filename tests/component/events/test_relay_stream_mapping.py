@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from types import ModuleType
@@ -16,7 +16,6 @@ import boto3
 import pytest
 from boto3.dynamodb.types import TypeSerializer
 
-from localcloud import services
 from localcloud.spec import InvokeResult, StreamMappingSpec
 from localcloud.streams import StreamPoller
 from vaultpay.events.jetstream_config import apply_jetstream_config
@@ -35,30 +34,6 @@ def _client(service: str, endpoint: str) -> Any:
         aws_access_key_id="test",
         aws_secret_access_key="test",
     )
-
-
-@pytest.fixture(scope="module")
-def dynamodb_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = services.free_port()
-    process = services.dynamodb_local(port, tmp_path_factory.mktemp("dynamodb"))
-    process.start()
-    try:
-        process.wait_ready()
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.stop()
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = services.free_port()
-    process = services.moto_server(port, port, tmp_path_factory.mktemp("moto"))
-    process.start()
-    try:
-        process.wait_ready()
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -7,14 +7,13 @@ import itertools
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
 import pytest
 
-from localcloud import services
 from localcloud.schedules import Scheduler
 from localcloud.spec import InvokeResult, ScheduleSpec, StreamMappingSpec
 from localcloud.streams import StreamPoller
@@ -144,18 +143,6 @@ async def test_stop_cancels_every_timer_and_nothing_fires_afterwards() -> None:
     assert len(functions.calls) == fired
     assert not scheduler.running
     assert not [task for task in asyncio.all_tasks() if task.get_name().startswith("schedule-")]
-
-
-@pytest.fixture(scope="module")
-def dynamodb_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = services.free_port()
-    process = services.dynamodb_local(port, tmp_path_factory.mktemp("dynamodb"))
-    process.start()
-    try:
-        process.wait_ready()
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.stop()
 
 
 def relayed(functions: Functions) -> list[str]:

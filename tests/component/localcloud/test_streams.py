@@ -10,14 +10,13 @@ import statistics
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import boto3
 import pytest
 
-from localcloud import services
 from localcloud.services import LocalCloudError
 from localcloud.spec import InvokeResult, StreamMappingSpec, function_arn
 from localcloud.streams import StreamClients, StreamPoller
@@ -111,30 +110,6 @@ def client(service: str, endpoint: str) -> Any:
         aws_access_key_id="test",
         aws_secret_access_key="test",
     )
-
-
-@pytest.fixture(scope="module")
-def dynamodb_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = services.free_port()
-    process = services.dynamodb_local(port, tmp_path_factory.mktemp("dynamodb"))
-    process.start()
-    try:
-        process.wait_ready()
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.stop()
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = services.free_port()
-    process = services.moto_server(port, port, tmp_path_factory.mktemp("moto"))
-    process.start()
-    try:
-        process.wait_ready()
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.stop()
 
 
 class Table:
