@@ -176,7 +176,9 @@ class NatsPullSource:
 
         try:
             messages: list[Delivery] = await self._subscription.fetch(batch, timeout=wait_s)
-        except nats.errors.TimeoutError:
+        except (nats.errors.TimeoutError, TimeoutError):
+            # An empty wait. Under load nats-py can surface it as the builtin TimeoutError (an OSError),
+            # which must not be mistaken for a broken connection below.
             return []
         except (nats.errors.Error, OSError) as exc:
             raise TransientError(f"JetStream fetch failed: {type(exc).__name__}") from exc
