@@ -64,3 +64,23 @@ class SecretCache:
         if not isinstance(value, str):
             raise ConfigurationError(f"secret {secret_id} has no string value")
         return value
+
+
+class BlindIndexFromSecret:
+    """A BlindIndex keyed by the blind-index secret, read through the secret cache on use."""
+
+    def __init__(self, secrets: Any, secret_id: str) -> None:
+        self._secrets = secrets
+        self._secret_id = secret_id
+        self._lock = threading.Lock()
+        self._built: tuple[str, Any] | None = None
+
+    def of(self, kind: str, value: str) -> str:
+        from vaultpay.shared.fieldcrypt import BlindIndex
+
+        key = self._secrets.get(self._secret_id)
+        with self._lock:
+            if self._built is None or self._built[0] != key:
+                self._built = (key, BlindIndex(key.encode("utf-8")))
+            index: BlindIndex = self._built[1]
+        return index.of(kind, value)

@@ -78,6 +78,47 @@ class AuthSettings(BaseModel):
         return value
 
 
+AccountsSettingName = Literal["accounts_table", "account_number_key_id", "account_number_index_secret_arn"]
+
+
+class AccountsSettings(BaseModel):
+    """The accounts functions' environment (docs/accounts-contract.md); resource names fail loudly on use."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=False)
+
+    accounts_table: str | None = Field(alias="ACCOUNTS_TABLE", default=None)
+    account_number_key_id: str | None = Field(alias="ACCOUNT_NUMBER_KEY_ID", default=None)
+    account_number_index_secret_arn: str | None = Field(alias="ACCOUNT_NUMBER_INDEX_SECRET_ARN", default=None)
+    # Not a resource name: INR is the only currency the bank books unless a stage enables more.
+    enabled_currencies: str = Field(alias="ENABLED_CURRENCIES", default="INR")
+
+    @field_validator(*get_args(AccountsSettingName), mode="before")
+    @classmethod
+    def _blank_is_missing(cls, value: object) -> object:
+        if isinstance(value, str):
+            return value.strip() or None
+        return value
+
+    @field_validator("enabled_currencies")
+    @classmethod
+    def _currency_codes(cls, value: str) -> str:
+        codes = [code.strip() for code in value.split(",") if code.strip()]
+        if not codes or not all(len(code) == 3 and code.isascii() and code.isupper() for code in codes):
+            raise ValueError("must be comma-separated ISO 4217 codes")
+        return ",".join(codes)
+
+    @property
+    def currencies(self) -> frozenset[str]:
+        return frozenset(self.enabled_currencies.split(","))
+
+    def require(self, name: AccountsSettingName) -> str:
+        value: str | None = getattr(self, name)
+        if value is None:
+            alias = type(self).model_fields[name].alias or name.upper()
+            raise ConfigurationError(f"invalid settings: {alias} is not set")
+        return value
+
+
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Validates `environ`; the error names every missing or invalid variable, never its value."""
     return _validated(Settings, environ)
@@ -105,6 +146,16 @@ def _validated(model: type[_M], environ: Mapping[str, str]) -> _M:
 def get_settings() -> Settings:
     """The process's settings, read on first use and reused by a warm Lambda."""
     return load_settings(os.environ)
+
+
+def load_accounts_settings(environ: Mapping[str, str]) -> AccountsSettings:
+    return _validated(AccountsSettings, environ)
+
+
+@functools.cache
+def get_accounts_settings() -> AccountsSettings:
+    """The accounts settings, read on first use."""
+    return load_accounts_settings(os.environ)
 
 
 @functools.cache

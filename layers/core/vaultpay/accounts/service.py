@@ -1,0 +1,325 @@
+"""Accounts use cases: open, list, read, statements, deposits, and the saga's ledger steps.
+
+Every money movement follows one loop: read what the movement depends on (consistently), let the pure model
+plan it, and commit the plan in one transaction conditioned on what was read. When a concurrent movement got
+there first the commit reports a stale read, and the loop reads again (with jitter), so no movement is ever
+decided on a balance that is no longer true.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from vaultpay.accounts.errors import AccountNotFound
+from vaultpay.accounts.model import (
+    Account,
+    AccountPage,
+    AccountStatus,
+    AccountType,
+    AccountView,
+    Balance,
+    DepositView,
+    Done,
+    Hold,
+    Movement,
+    StatementPage,
+    StepRequest,
+    account_created_event,
+    account_number_problem,
+    amount_problem,
+    is_account_id,
+    new_account_id,
+    new_account_number,
+    new_deposit_id,
+    parse_step,
+    plan_deposit,
+    plan_release,
+    plan_reserve,
+    plan_settle,
+)
+from vaultpay.shared.errors import ConcurrentModification, FieldError, ValidationFailed
+from vaultpay.shared.events import DomainEvent
+from vaultpay.shared.observability import bind_log_keys, get_logger
+
+# A hot account sees movements race for its version: each loser re-reads, so the attempts bound how long
+# one call may keep losing (about a second with these back-offs) before the caller's own retry takes over.
+MOVEMENT_ATTEMPTS = 10
+MOVEMENT_BACKOFF_S = 0.005
+MOVEMENT_BACKOFF_CAP_S = 0.2
+NUMBER_ATTEMPTS = 5
+NUMBER_CONTEXT_FIELD = "account_number"
+
+
+class LedgerStore(Protocol):
+    def get_account(self, account_id: str) -> Account | None: ...
+
+    def get_account_and_hold(
+        self, account_id: str, transfer_id: str
+    ) -> tuple[Account | None, Hold | None]: ...
+
+    def account_id_by_number_index(self, number_index: str) -> str | None: ...
+
+    def list_accounts(self, owner_id: str, *, limit: int, cursor: str | None) -> Any: ...
+
+    def list_entries(self, account_id: str, *, limit: int, cursor: str | None) -> Any: ...
+
+    def create_account(self, account: Account, event: DomainEvent) -> None: ...
+
+    def commit(self, movement: Movement) -> None: ...
+
+
+class Cipher(Protocol):
+    def encrypt(self, plaintext: str, *, context: Mapping[str, str]) -> str: ...
+
+    def decrypt(self, blob: str, *, context: Mapping[str, str]) -> str: ...
+
+
+class Index(Protocol):
+    def of(self, kind: str, value: str) -> str: ...
+
+
+def rfc3339(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class AccountsService:
+    def __init__(
+        self,
+        *,
+        store: LedgerStore,
+        cipher: Cipher,
+        index: Index,
+        currencies: frozenset[str],
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        stale_errors: tuple[type[Exception], ...] | None = None,
+        taken_errors: tuple[type[Exception], ...] | None = None,
+    ) -> None:
+        from vaultpay.accounts.store import NumberTaken, StaleRead
+
+        self._store = store
+        self._cipher = cipher
+        self._index = index
+        self._currencies = currencies
+        self._clock = clock
+        self._sleep = sleep
+        self._stale = stale_errors or (StaleRead,)
+        self._taken = taken_errors or (NumberTaken,)
+
+    # ---- accounts -------------------------------------------------------------------------------------
+
+    def open_account(
+        self, owner_id: str, account_type: str, currency: str, correlation_id: str
+    ) -> AccountView:
+        kind = self._account_type(account_type)
+        self._check_currency(currency)
+        for _ in range(NUMBER_ATTEMPTS):
+            account_id = new_account_id()
+            number = new_account_number()
+            now = self._clock()
+            at = rfc3339(now)
+            account = Account(
+                account_id=account_id,
+                owner_id=owner_id,
+                type=kind,
+                currency=currency,
+                status=AccountStatus.ACTIVE,
+                number_index=self._index.of(NUMBER_CONTEXT_FIELD, number),
+                number_enc=self._cipher.encrypt(number, context=self._number_context(account_id)),
+                number_last4=number[-4:],
+                ledger=0,
+                available=0,
+                version=0,
+                created_at=at,
+            )
+            try:
+                self._store.create_account(
+                    account, account_created_event(account, correlation_id=correlation_id, at=at)
+                )
+            except self._taken:
+                # One in 10^10 per account: draw again rather than ever hand out a number twice.
+                continue
+            bind_log_keys(account_id=account_id)
+            get_logger().info("account opened", extra={"account_type": kind.value})
+            return AccountView.of(account, number=number)
+        raise ConcurrentModification("no free account number was found")
+
+    def list_accounts(self, owner_id: str, *, limit: int, cursor: str | None) -> AccountPage:
+        page = self._store.list_accounts(owner_id, limit=limit, cursor=cursor)
+        return AccountPage(items=[AccountView.of(a) for a in page.items], next_cursor=page.next_cursor)
+
+    def get_account(self, owner_id: str, account_id: str) -> AccountView:
+        account = self._owned(owner_id, account_id)
+        number = self._cipher.decrypt(account.number_enc, context=self._number_context(account_id))
+        return AccountView.of(account, number=number)
+
+    def statement(self, owner_id: str, account_id: str, *, limit: int, cursor: str | None) -> StatementPage:
+        self._owned(owner_id, account_id)
+        page = self._store.list_entries(account_id, limit=limit, cursor=cursor)
+        return StatementPage(items=list(page.items), next_cursor=page.next_cursor)
+
+    def account_id_for_number(self, number: str) -> str | None:
+        """The account an account number names (after its check digits pass), or None."""
+        problem = account_number_problem(number)
+        if problem:
+            raise ValidationFailed(
+                "The account number is not valid.",
+                code="invalid_account_number",
+                errors=[FieldError("account_number", problem)],
+            )
+        return self._store.account_id_by_number_index(self._index.of(NUMBER_CONTEXT_FIELD, number))
+
+    # ---- money ----------------------------------------------------------------------------------------
+
+    def deposit(
+        self, actor_id: str, account_id: str, amount: int, currency: str, reference: str, correlation_id: str
+    ) -> DepositView:
+        problem = amount_problem(amount)
+        if problem:
+            raise ValidationFailed("The amount is not valid.", errors=[FieldError("amount", problem)])
+        self._check_currency(currency)
+        if not is_account_id(account_id):
+            raise AccountNotFound("No such account.")
+        deposit_id = new_deposit_id()
+        bind_log_keys(account_id=account_id)
+
+        def plan() -> Movement:
+            account = self._store.get_account(account_id)
+            if account is None:
+                raise AccountNotFound("No such account.")
+            now = self._clock()
+            return plan_deposit(
+                account,
+                deposit_id=deposit_id,
+                amount=amount,
+                currency=currency,
+                reference=reference,
+                actor=actor_id,
+                correlation_id=correlation_id,
+                at=rfc3339(now),
+            )
+
+        result = self._move(plan)
+        get_logger().info("deposit booked", extra={"deposit_id": deposit_id, "amount": amount})
+        balance = result["balance"]
+        return DepositView(
+            deposit_id=result["deposit_id"],
+            account_id=result["account_id"],
+            amount=result["amount"],
+            currency=result["currency"],
+            reference=result["reference"],
+            balance=Balance(balance["ledger"], balance["available"]),
+            created_at=result["created_at"],
+        )
+
+    def reserve(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """Saga step: hold the transfer's amount on its source account (idempotent on the transfer id)."""
+        request = self._step(event)
+
+        def plan() -> Movement | Done:
+            account, hold = self._store.get_account_and_hold(request.source_account_id, request.transfer_id)
+            now = self._clock()
+            return plan_reserve(account, hold, request, at=rfc3339(now), now_s=int(now))
+
+        return self._step_result("reserve", request, plan)
+
+    def release(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """Saga step (compensation): give the held amount back (idempotent; safe before a reserve)."""
+        request = self._step(event)
+
+        def plan() -> Movement | Done:
+            account, hold = self._store.get_account_and_hold(request.source_account_id, request.transfer_id)
+            now = self._clock()
+            return plan_release(account, hold, request, at=rfc3339(now), now_s=int(now))
+
+        return self._step_result("release", request, plan)
+
+    def settle(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """Saga step: DEBIT the source (consuming its hold) and CREDIT the destination, in one transaction."""
+        request = self._step(event, needs_destination=True)
+        destination_id = request.destination_account_id or ""
+
+        def plan() -> Movement | Done:
+            source, hold = self._store.get_account_and_hold(request.source_account_id, request.transfer_id)
+            if source is None:
+                raise AccountNotFound("The source account does not exist.")
+            destination = self._store.get_account(destination_id)
+            return plan_settle(source, destination, hold, request, at=rfc3339(self._clock()))
+
+        return self._step_result("settle", request, plan)
+
+    # ---- plumbing -------------------------------------------------------------------------------------
+
+    def _step(self, event: Mapping[str, Any], *, needs_destination: bool = False) -> StepRequest:
+        request = parse_step(event, needs_destination=needs_destination)
+        bind_log_keys(
+            transfer_id=request.transfer_id,
+            account_id=request.source_account_id,
+            correlation_id=request.correlation_id,
+        )
+        return request
+
+    def _step_result(
+        self, step: str, request: StepRequest, plan: Callable[[], Movement | Done]
+    ) -> dict[str, Any]:
+        replayed: list[bool] = []
+
+        def planned() -> Movement | Done:
+            decision = plan()
+            replayed[:] = [isinstance(decision, Done)]
+            return decision
+
+        result = self._move(planned)
+        get_logger().info(
+            f"{step} done",
+            extra={"step": step, "replayed": bool(replayed and replayed[0]), "amount": request.amount},
+        )
+        return result
+
+    def _move(self, plan: Callable[[], Movement | Done]) -> dict[str, Any]:
+        """Plan and commit until the commit holds; a stale read re-reads, with jittered back-off."""
+        for attempt in range(MOVEMENT_ATTEMPTS):
+            decision = plan()
+            if isinstance(decision, Done):
+                return decision.result
+            try:
+                self._store.commit(decision)
+            except self._stale:
+                delay = min(MOVEMENT_BACKOFF_CAP_S, MOVEMENT_BACKOFF_S * 2**attempt)
+                self._sleep(random.uniform(0, delay))  # noqa: S311 - jitter, not security
+                continue
+            return decision.result
+        raise ConcurrentModification("the account kept changing under this movement; retry")
+
+    def _owned(self, owner_id: str, account_id: str) -> Account:
+        # A malformed id, someone else's account and no account at all answer the same: 404.
+        account = self._store.get_account(account_id) if is_account_id(account_id) else None
+        if account is None or account.owner_id != owner_id:
+            raise AccountNotFound("No such account.")
+        bind_log_keys(account_id=account_id)
+        return account
+
+    def _account_type(self, account_type: str) -> AccountType:
+        try:
+            return AccountType(account_type)
+        except ValueError:
+            raise ValidationFailed(
+                "The account type is not valid.",
+                errors=[FieldError("type", "must be SAVINGS or CURRENT")],
+            ) from None
+
+    def _check_currency(self, currency: str) -> None:
+        if currency not in self._currencies:
+            raise ValidationFailed(
+                "The currency is not supported.",
+                code="currency_not_supported",
+                errors=[FieldError("currency", "is not supported")],
+            )
+
+    @staticmethod
+    def _number_context(account_id: str) -> dict[str, str]:
+        return {"field": NUMBER_CONTEXT_FIELD, "account_id": account_id}

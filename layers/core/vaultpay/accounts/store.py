@@ -1,0 +1,572 @@
+"""The accounts table: accounts, entries, holds, deposits and outbox items (docs/accounts-contract.md).
+
+The ledger talks to DynamoDB through the low-level client rather than PynamoDB models: every movement is one
+hand-built `TransactWriteItems` whose conditions are the whole point (the version read, `available >= amount`,
+the hold's status), whose cancellation reasons must be read item by item, and whose consumed capacity the
+benchmarks report (PynamoDB's TransactWrite discards the response).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import json
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from vaultpay.accounts.model import (
+    Account,
+    AccountChange,
+    AccountStatus,
+    AccountType,
+    Deposit,
+    Entry,
+    EntryKind,
+    Hold,
+    HoldStatus,
+    Movement,
+)
+from vaultpay.shared.errors import (
+    ConcurrentModification,
+    ConfigurationError,
+    FieldError,
+    TransientError,
+    ValidationFailed,
+)
+from vaultpay.shared.events import DomainEvent
+from vaultpay.shared.outbox import outbox_attributes
+
+BY_OWNER_INDEX = "ByOwner"
+_TRANSIENT_CODES = frozenset(
+    {
+        "TransactionConflictException",
+        "TransactionInProgressException",
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+    }
+)
+_RETRYABLE_REASONS = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
+_CONFIGURATION_CODES = frozenset(
+    {
+        "ResourceNotFoundException",
+        "AccessDeniedException",
+        "UnrecognizedClientException",
+        "ValidationException",
+    }
+)
+
+
+class StaleRead(Exception):
+    """What a movement was planned on changed before it committed: re-read and plan again."""
+
+
+class NumberTaken(Exception):
+    """The generated account number's blind index is already claimed (draw another number)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[Any]
+    next_cursor: str | None
+
+
+# ---- attribute values ------------------------------------------------------------------------------------
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _n(value: int) -> dict[str, str]:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"a ledger number must be an int, not {type(value).__name__}")
+    return {"N": str(value)}
+
+
+def _int(item: Mapping[str, Any], name: str) -> int:
+    """An exact integer attribute: a number that is not integral is corruption, never rounded."""
+    raw = item[name]["N"]
+    try:
+        number = Decimal(raw)
+    except InvalidOperation:
+        raise ValueError(f"{name} is not a number") from None
+    if number != number.to_integral_value():
+        raise ValueError(f"{name} is not an integer")
+    return int(number)
+
+
+def _str(item: Mapping[str, Any], name: str) -> str | None:
+    value = item.get(name)
+    return value["S"] if value is not None and "S" in value else None
+
+
+def _account(item: Mapping[str, Any]) -> Account:
+    return Account(
+        account_id=item["pk"]["S"].removeprefix("ACCOUNT#"),
+        owner_id=item["owner_id"]["S"],
+        type=AccountType(item["type"]["S"]),
+        currency=item["currency"]["S"],
+        status=AccountStatus(item["status"]["S"]),
+        number_index=item["number_index"]["S"],
+        number_enc=item["number_enc"]["S"],
+        number_last4=item["number_last4"]["S"],
+        ledger=_int(item, "ledger"),
+        available=_int(item, "available"),
+        version=_int(item, "version"),
+        created_at=item["created_at"]["S"],
+    )
+
+
+def _hold(item: Mapping[str, Any]) -> Hold:
+    return Hold(
+        transfer_id=item["pk"]["S"].removeprefix("HOLD#"),
+        account_id=item["account_id"]["S"],
+        amount=_int(item, "amount"),
+        currency=item["currency"]["S"],
+        status=HoldStatus(item["status"]["S"]),
+        held_at=item["held_at"]["S"],
+        hold_expires_at=_int(item, "hold_expires_at"),
+        destination_account_id=_str(item, "destination_account_id"),
+        released_at=_str(item, "released_at"),
+        settled_at=_str(item, "settled_at"),
+    )
+
+
+def _entry(item: Mapping[str, Any]) -> Entry:
+    return Entry(
+        account_id=item["pk"]["S"].removeprefix("ACCOUNT#"),
+        seq=_int(item, "seq"),
+        entry_id=item["entry_id"]["S"],
+        kind=EntryKind(item["entry_kind"]["S"]),
+        amount=_int(item, "amount"),
+        balance_after=_int(item, "balance_after"),
+        available_after=_int(item, "available_after"),
+        description=item["description"]["S"],
+        created_at=item["created_at"]["S"],
+        transfer_id=_str(item, "transfer_id"),
+        deposit_id=_str(item, "deposit_id"),
+    )
+
+
+def _account_item(account: Account) -> dict[str, Any]:
+    return {
+        "pk": _s(f"ACCOUNT#{account.account_id}"),
+        "sk": _s("ACCOUNT"),
+        "kind": _s("account"),
+        "owner_id": _s(account.owner_id),
+        "created_sk": _s(f"{account.created_at}#{account.account_id}"),
+        "type": _s(account.type.value),
+        "currency": _s(account.currency),
+        "status": _s(account.status.value),
+        "number_index": _s(account.number_index),
+        "number_enc": _s(account.number_enc),
+        "number_last4": _s(account.number_last4),
+        "ledger": _n(account.ledger),
+        "available": _n(account.available),
+        "version": _n(account.version),
+        "created_at": _s(account.created_at),
+    }
+
+
+def _entry_item(entry: Entry) -> dict[str, Any]:
+    item = {
+        "pk": _s(f"ACCOUNT#{entry.account_id}"),
+        "sk": _s(f"ENTRY#{entry.seq:012d}"),
+        "kind": _s("entry"),
+        "entry_id": _s(entry.entry_id),
+        "seq": _n(entry.seq),
+        "entry_kind": _s(entry.kind.value),
+        "amount": _n(entry.amount),
+        "balance_after": _n(entry.balance_after),
+        "available_after": _n(entry.available_after),
+        "description": _s(entry.description),
+        "created_at": _s(entry.created_at),
+    }
+    if entry.transfer_id is not None:
+        item["transfer_id"] = _s(entry.transfer_id)
+    if entry.deposit_id is not None:
+        item["deposit_id"] = _s(entry.deposit_id)
+    return item
+
+
+def _hold_item(hold: Hold) -> dict[str, Any]:
+    item = {
+        "pk": _s(f"HOLD#{hold.transfer_id}"),
+        "sk": _s("HOLD"),
+        "kind": _s("hold"),
+        "account_id": _s(hold.account_id),
+        "amount": _n(hold.amount),
+        "currency": _s(hold.currency),
+        "status": _s(hold.status.value),
+        "held_at": _s(hold.held_at),
+        "hold_expires_at": _n(hold.hold_expires_at),
+    }
+    for name in ("destination_account_id", "released_at", "settled_at"):
+        value = getattr(hold, name)
+        if value is not None:
+            item[name] = _s(value)
+    return item
+
+
+def _deposit_item(deposit: Deposit) -> dict[str, Any]:
+    return {
+        "pk": _s(f"DEPOSIT#{deposit.deposit_id}"),
+        "sk": _s("DEPOSIT"),
+        "kind": _s("deposit"),
+        "account_id": _s(deposit.account_id),
+        "amount": _n(deposit.amount),
+        "currency": _s(deposit.currency),
+        "reference": _s(deposit.reference),
+        "actor": _s(deposit.actor),
+        "settlement_shard": _s(deposit.settlement_shard),
+        "created_at": _s(deposit.created_at),
+    }
+
+
+def _outbox(event: DomainEvent) -> dict[str, Any]:
+    """The shared outbox item as DynamoDB attribute values."""
+    values: dict[str, Any] = {}
+    for name, value in outbox_attributes(event).items():
+        if isinstance(value, bool):
+            values[name] = {"BOOL": value}
+        elif isinstance(value, int):
+            values[name] = _n(value)
+        else:
+            values[name] = _s(str(value))
+    return values
+
+
+# ---- the store -------------------------------------------------------------------------------------------
+
+
+class DynamoLedgerStore:
+    """The LedgerStore port on the accounts table."""
+
+    def __init__(
+        self,
+        client: Any,
+        table_name: str,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not table_name:
+            raise ConfigurationError("the accounts table name is not configured")
+        self._client = client
+        self._table = table_name
+        self._sleep = sleep
+        # Write units of the last committed transaction (ReturnConsumedCapacity), for metrics and benchmarks.
+        self.last_write_units: float = 0.0
+
+    # ---- reads ----------------------------------------------------------------------------------------
+
+    def get_account(self, account_id: str) -> Account | None:
+        item = self._get(f"ACCOUNT#{account_id}", "ACCOUNT")
+        return _account(item) if item is not None and _str(item, "kind") == "account" else None
+
+    def get_account_and_hold(self, account_id: str, transfer_id: str) -> tuple[Account | None, Hold | None]:
+        """The account and its hold for a transfer, read consistently in one round trip."""
+        keys = [
+            {"pk": _s(f"ACCOUNT#{account_id}"), "sk": _s("ACCOUNT")},
+            # The hold is keyed by the transfer alone: a transfer id reused with another account is seen.
+            {"pk": _s(f"HOLD#{transfer_id}"), "sk": _s("HOLD")},
+        ]
+        found: dict[str, Mapping[str, Any]] = {}
+        request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
+        for attempt in range(5):
+            response = self._call(
+                "BatchGetItem", functools.partial(self._client.batch_get_item, RequestItems=request)
+            )
+            for item in response.get("Responses", {}).get(self._table, []):
+                found[item["pk"]["S"]] = item
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                break
+            self._sleep(random.uniform(0, 0.01 * 2**attempt))  # noqa: S311 - jitter, not security
+        else:
+            raise TransientError("DynamoDB left keys unprocessed")
+        account_item = found.get(f"ACCOUNT#{account_id}")
+        hold_item = found.get(f"HOLD#{transfer_id}")
+        account = (
+            _account(account_item)
+            if account_item is not None and _str(account_item, "kind") == "account"
+            else None
+        )
+        return account, (_hold(hold_item) if hold_item is not None else None)
+
+    def account_id_by_number_index(self, number_index: str) -> str | None:
+        item = self._get(f"ACCTNUM#{number_index}", "ACCTNUM")
+        return item["account_id"]["S"] if item is not None else None
+
+    def list_accounts(self, owner_id: str, *, limit: int, cursor: str | None) -> Page:
+        """The owner's accounts, oldest first, from the sparse ByOwner index (eventually consistent)."""
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": BY_OWNER_INDEX,
+            "KeyConditionExpression": "owner_id = :o",
+            "ExpressionAttributeValues": {":o": _s(owner_id)},
+            "Limit": limit,
+        }
+        if cursor:
+            created_sk = _decode_cursor(cursor, "c")
+            account_id = created_sk.rpartition("#")[2]
+            # Rebuilt from the caller's own id: a cursor can only ever resume inside the caller's accounts.
+            params["ExclusiveStartKey"] = {
+                "owner_id": _s(owner_id),
+                "created_sk": _s(created_sk),
+                "pk": _s(f"ACCOUNT#{account_id}"),
+                "sk": _s("ACCOUNT"),
+            }
+        response = self._call("Query", lambda: self._client.query(**params))
+        items = [_account(item) for item in response.get("Items", [])]
+        last = response.get("LastEvaluatedKey")
+        next_cursor = _encode_cursor("c", last["created_sk"]["S"]) if last and len(items) == limit else None
+        return Page(items=items, next_cursor=next_cursor)
+
+    def list_entries(self, account_id: str, *, limit: int, cursor: str | None) -> Page:
+        """An account's statement, newest first (strongly consistent)."""
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :entry)",
+            "ExpressionAttributeValues": {":pk": _s(f"ACCOUNT#{account_id}"), ":entry": _s("ENTRY#")},
+            "ScanIndexForward": False,
+            "ConsistentRead": True,
+            "Limit": limit,
+        }
+        if cursor:
+            seq = _decode_cursor(cursor, "s")
+            if not seq.isdigit() or len(seq) != 12:
+                raise _invalid_cursor()
+            params["ExclusiveStartKey"] = {"pk": _s(f"ACCOUNT#{account_id}"), "sk": _s(f"ENTRY#{seq}")}
+        response = self._call("Query", lambda: self._client.query(**params))
+        items = [_entry(item) for item in response.get("Items", [])]
+        last = response.get("LastEvaluatedKey")
+        next_cursor = (
+            _encode_cursor("s", last["sk"]["S"].removeprefix("ENTRY#"))
+            if last and len(items) == limit
+            else None
+        )
+        return Page(items=items, next_cursor=next_cursor)
+
+    # ---- writes ---------------------------------------------------------------------------------------
+
+    def create_account(self, account: Account, event: DomainEvent) -> None:
+        """The account, its number claim and its event, together; NumberTaken if the number is in use."""
+        items = [
+            self._put(_account_item(account)),
+            self._put(
+                {
+                    "pk": _s(f"ACCTNUM#{account.number_index}"),
+                    "sk": _s("ACCTNUM"),
+                    "kind": _s("number"),
+                    "account_id": _s(account.account_id),
+                }
+            ),
+            self._put(_outbox(event)),
+        ]
+        failed = self._transact(items)
+        if failed:
+            if 1 in failed:
+                raise NumberTaken("the account number is already claimed")
+            raise ConcurrentModification("the new account's id is already taken")
+
+    def commit(self, movement: Movement) -> None:
+        """Writes all of `movement` in one transaction; StaleRead if anything it was planned on moved."""
+        items: list[dict[str, Any]] = []
+        for change in movement.accounts:
+            items.append(self._account_update(change))
+            items.append(self._put(_entry_item(change.entry)))
+        if movement.hold is not None:
+            hold = movement.hold
+            if hold.expected is None:
+                items.append(self._put(_hold_item(hold.after)))
+            else:
+                items.append(
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": _hold_item(hold.after),
+                            "ConditionExpression": "#status = :expected",
+                            "ExpressionAttributeNames": {"#status": "status"},
+                            "ExpressionAttributeValues": {":expected": _s(hold.expected.value)},
+                        }
+                    }
+                )
+        if movement.settlement is not None:
+            posting = movement.settlement
+            items.append(
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": {"pk": _s(f"ACCOUNT#{posting.shard}"), "sk": _s("ACCOUNT")},
+                        # ADD, never read: no deposit waits on another to learn the shard's balance.
+                        "UpdateExpression": (
+                            "SET kind = :kind, #type = :type, currency = if_not_exists(currency, :currency) "
+                            "ADD ledger :delta, available :delta, version :one"
+                        ),
+                        "ExpressionAttributeNames": {"#type": "type"},
+                        "ExpressionAttributeValues": {
+                            ":kind": _s("settlement"),
+                            ":type": _s("SETTLEMENT"),
+                            ":currency": _s(posting.currency),
+                            ":delta": _n(-posting.amount),
+                            ":one": _n(1),
+                        },
+                    }
+                }
+            )
+            items.append(
+                self._put(
+                    {
+                        "pk": _s(f"ACCOUNT#{posting.shard}"),
+                        "sk": _s(f"ENTRY#D{posting.deposit_id}"),
+                        "kind": _s("entry"),
+                        "entry_kind": _s(EntryKind.DEBIT.value),
+                        "amount": _n(posting.amount),
+                        "deposit_id": _s(posting.deposit_id),
+                        "created_at": _s(posting.created_at),
+                    }
+                )
+            )
+        if movement.deposit is not None:
+            items.append(self._put(_deposit_item(movement.deposit)))
+        items.extend(self._put(_outbox(event)) for event in movement.events)
+        if self._transact(items):
+            raise StaleRead("the ledger moved since it was read")
+
+    # ---- plumbing -------------------------------------------------------------------------------------
+
+    def _account_update(self, change: AccountChange) -> dict[str, Any]:
+        # Deltas, conditioned on the version that was read and on the stored balances themselves: even a
+        # wrong plan could not take an available or ledger balance below zero, nor skip a movement.
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": {"pk": _s(f"ACCOUNT#{change.after.account_id}"), "sk": _s("ACCOUNT")},
+                "UpdateExpression": "SET ledger = ledger + :dl, available = available + :da, version = :next",
+                "ConditionExpression": (
+                    "kind = :account AND version = :version AND available >= :need_a AND ledger >= :need_l"
+                ),
+                "ExpressionAttributeValues": {
+                    ":account": _s("account"),
+                    ":dl": _n(change.ledger_delta),
+                    ":da": _n(change.available_delta),
+                    ":next": _n(change.after.version),
+                    ":version": _n(change.before_version),
+                    ":need_a": _n(max(0, -change.available_delta)),
+                    ":need_l": _n(max(0, -change.ledger_delta)),
+                },
+            }
+        }
+
+    def _put(self, item: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "Put": {"TableName": self._table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}
+        }
+
+    def _get(self, pk: str, sk: str) -> Mapping[str, Any] | None:
+        response = self._call(
+            "GetItem",
+            lambda: self._client.get_item(
+                TableName=self._table, Key={"pk": _s(pk), "sk": _s(sk)}, ConsistentRead=True
+            ),
+        )
+        item: Mapping[str, Any] | None = response.get("Item")
+        return item
+
+    def _transact(self, items: list[dict[str, Any]]) -> set[int]:
+        """Commits `items`; returns the positions whose conditions failed (empty: committed).
+
+        Losing to a concurrent transaction (TransactionConflict) or throttling is retried here with full
+        jitter; a failed condition is an answer, returned to the caller to re-read and decide.
+        """
+        for attempt in range(TRANSACTION_ATTEMPTS):
+            try:
+                response = self._client.transact_write_items(
+                    TransactItems=items, ReturnConsumedCapacity="TOTAL"
+                )
+            except (BotoCoreError, ClientError) as exc:
+                code, reasons = _error_code(exc), _reasons(exc)
+                failed = {i for i, reason in enumerate(reasons) if reason == "ConditionalCheckFailed"}
+                if failed:
+                    return failed
+                retryable = code in _TRANSIENT_CODES or any(
+                    reason in _RETRYABLE_REASONS for reason in reasons
+                )
+                if code is None:
+                    raise TransientError(f"DynamoDB could not be reached: {type(exc).__name__}") from exc
+                if code in _CONFIGURATION_CODES:
+                    raise ConfigurationError(f"DynamoDB refused the ledger transaction: {code}") from exc
+                if not retryable:
+                    raise TransientError(f"DynamoDB failed: {code}") from exc
+                if attempt + 1 == TRANSACTION_ATTEMPTS:
+                    raise ConcurrentModification("the transaction kept losing to concurrent writes") from exc
+                self._sleep(random.uniform(0, TRANSACTION_BACKOFF_S * 2**attempt))  # noqa: S311 - jitter
+                continue
+            self.last_write_units = sum(
+                float(c.get("WriteCapacityUnits") or c.get("CapacityUnits") or 0)
+                for c in response.get("ConsumedCapacity") or []
+            )
+            return set()
+        raise ConcurrentModification("the transaction kept losing to concurrent writes")
+
+    def _call(self, operation: str, call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except (BotoCoreError, ClientError) as exc:
+            code = _error_code(exc)
+            if code in _CONFIGURATION_CODES:
+                raise ConfigurationError(f"DynamoDB refused {operation}: {code}") from exc
+            raise TransientError(f"DynamoDB {operation} failed: {code or type(exc).__name__}") from exc
+
+
+TRANSACTION_ATTEMPTS = 4
+TRANSACTION_BACKOFF_S = 0.02
+
+
+def _error_code(exc: Exception) -> str | None:
+    response = getattr(exc, "response", None)
+    if isinstance(response, Mapping):
+        code = response.get("Error", {}).get("Code")
+        return str(code) if code else None
+    return None
+
+
+def _reasons(exc: Exception) -> list[str | None]:
+    response = getattr(exc, "response", None)
+    if not isinstance(response, Mapping):
+        return []
+    return [
+        (reason or {}).get("Code") if (reason or {}).get("Code") not in (None, "None") else None
+        for reason in response.get("CancellationReasons") or []
+    ]
+
+
+def _encode_cursor(key: str, value: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({key: value}).encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def _decode_cursor(cursor: str, key: str) -> str:
+    try:
+        document = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        value = document.get(key) if isinstance(document, dict) else None
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        value = None
+    if not isinstance(value, str) or not 1 <= len(value) <= 200:
+        raise _invalid_cursor()
+    return value
+
+
+def _invalid_cursor() -> ValidationFailed:
+    return ValidationFailed(
+        "The cursor is not valid.", code="invalid_cursor", errors=[FieldError("cursor", "is not valid")]
+    )

@@ -1,0 +1,98 @@
+"""Fakes of the accounts service's ports: a reversible cipher and a deterministic blind index (no I/O)."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Mapping
+from typing import Any
+
+from vaultpay.accounts.memory import MemoryLedgerStore
+from vaultpay.accounts.service import AccountsService
+
+
+class FakeCipher:
+    """Binds the plaintext to its context, so a blob moved to another account fails to decrypt."""
+
+    def encrypt(self, plaintext: str, *, context: Mapping[str, str]) -> str:
+        return f"enc({sorted(context.items())}|{plaintext[::-1]})"
+
+    def decrypt(self, blob: str, *, context: Mapping[str, str]) -> str:
+        prefix = f"enc({sorted(context.items())}|"
+        if not blob.startswith(prefix):
+            raise ValueError("wrong context")
+        return blob[len(prefix) : -1][::-1]
+
+
+class FakeIndex:
+    def of(self, kind: str, value: str) -> str:
+        return hashlib.sha256(f"{kind}\0{value}".encode()).hexdigest()
+
+
+class Clock:
+    def __init__(self, start: float = 1_795_000_000.0) -> None:
+        self._ticks = itertools.count()
+        self._start = start
+
+    def __call__(self) -> float:
+        return self._start + next(self._ticks) * 0.001
+
+
+def make_service(store: object | None = None) -> tuple[AccountsService, MemoryLedgerStore]:
+    ledger = store if isinstance(store, MemoryLedgerStore) else MemoryLedgerStore()
+    service = AccountsService(
+        store=ledger,
+        cipher=FakeCipher(),
+        index=FakeIndex(),
+        currencies=frozenset({"INR"}),
+        clock=Clock(),
+        sleep=lambda _s: None,
+    )
+    return service, ledger
+
+
+def create_accounts_table(client: Any, name: str) -> None:
+    """The accounts table as docs/accounts-contract.md lays it out (keys, the two GSIs, the stream)."""
+    client.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": attribute, "AttributeType": "S"}
+            for attribute in ("pk", "sk", "pending", "time", "owner_id", "created_sk")
+        ],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "OutboxPending",
+                "KeySchema": [
+                    {"AttributeName": "pending", "KeyType": "HASH"},
+                    {"AttributeName": "time", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            },
+            {
+                "IndexName": "ByOwner",
+                "KeySchema": [
+                    {"AttributeName": "owner_id", "KeyType": "HASH"},
+                    {"AttributeName": "created_sk", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            },
+        ],
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    client.get_waiter("table_exists").wait(TableName=name)
+
+
+def dynamodb_client(endpoint: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(max_pool_connections=64, retries={"mode": "standard", "max_attempts": 3}),
+    )
