@@ -53,8 +53,17 @@ def _reset_caches() -> None:
 
 
 @pytest.fixture
-def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud]:
+def cloud(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud]:
+    """moto for every service; DynamoDB on Amazon's engine when a test is marked `dynamodb_local`.
+
+    Tests that race threads on one item need that mark: in-process moto applies a conditional write
+    without a lock, so two threads can both pass a condition that DynamoDB would let only one pass.
+    """
     from moto import mock_aws
+
+    dynamodb_endpoint = DYNAMODB_ENDPOINT
+    if request.node.get_closest_marker("dynamodb_local"):
+        dynamodb_endpoint = request.getfixturevalue("dynamodb_endpoint")
 
     from vaultpay.auth.tokens import generate_signing_key_document
 
@@ -67,14 +76,14 @@ def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud]:
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "vaultpay-auth-test")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "VaultPayTest")
     _reset_caches()
-    if DYNAMODB_ENDPOINT:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", DYNAMODB_ENDPOINT)
+    if dynamodb_endpoint:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_endpoint)
     with mock_aws():
         import boto3
 
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
         for table in (AUTH_TABLE, RATE_LIMIT_TABLE):
-            if DYNAMODB_ENDPOINT and table in dynamodb.list_tables()["TableNames"]:
+            if dynamodb_endpoint and table in dynamodb.list_tables()["TableNames"]:
                 dynamodb.delete_table(TableName=table)
         dynamodb.create_table(
             TableName=AUTH_TABLE,

@@ -13,7 +13,7 @@ import pytest
 from vaultpay.auth.service import AuthService, NewUser
 from vaultpay.shared.errors import VaultPayError
 
-pytestmark = pytest.mark.component
+pytestmark = [pytest.mark.component, pytest.mark.dynamodb_local]
 
 PASSWORD = "correct horse battery staple"
 DEVICE = "device-4f1c2a"
