@@ -16,6 +16,7 @@ import typer
 
 from vaultpay_cli.ops_audit import ops_audit_app
 from vaultpay_cli.ops_events import ops_events_app
+from vaultpay_cli.ops_ledger import ops_ledger_app
 
 app = typer.Typer(help="VaultPay developer and operator commands.", no_args_is_help=True)
 local_app = typer.Typer(
@@ -28,6 +29,7 @@ ops_app = typer.Typer(help="Operations: audit chain, events, dead letters.", no_
 app.add_typer(ops_app, name="ops")
 ops_app.add_typer(ops_audit_app, name="audit")
 ops_app.add_typer(ops_events_app)  # merges `ops events ...` and `ops dlq ...`
+ops_app.add_typer(ops_ledger_app)  # merges `ops reconcile`
 
 
 def repo_root() -> Path:
