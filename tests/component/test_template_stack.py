@@ -342,18 +342,20 @@ def test_each_identity_function_is_granted_exactly_its_own_resources_and_actions
         assert _grants(roles[function]) == expected, function
 
 
-# The event path's grants on identity resources: outbox items only (the LeadingKeys condition below).
+# The event path's grants on the domain tables: outbox items only (the LeadingKeys condition below).
 EVENTS_GRANTS: dict[str, dict[str, set[str]]] = {
-    "RelayFunction": {"AuthTable": {"dynamodb:UpdateItem"}},
-    "OutboxSweeperFunction": {"AuthTable": {"dynamodb:UpdateItem"}},
+    "RelayFunction": {"AuthTable": {"dynamodb:UpdateItem"}, "AccountsTable": {"dynamodb:UpdateItem"}},
+    "OutboxSweeperFunction": {"AuthTable": {"dynamodb:UpdateItem"}, "AccountsTable": {"dynamodb:UpdateItem"}},
 }
+OUTBOX_TABLES = ("AuthTable", "AccountsTable")
 
 
 def test_no_other_function_touches_an_identity_resource(cfn: dict[str, Any]) -> None:
     for function, role in _roles_by_function(cfn).items():
         if function in EVENTS_GRANTS:
             identity = {k: v for k, v in _grants(role).items() if k in IDENTITY_RESOURCES}
-            assert identity == EVENTS_GRANTS[function], function
+            expected = {k: v for k, v in EVENTS_GRANTS[function].items() if k in IDENTITY_RESOURCES}
+            assert identity == expected, function
         elif function not in IDENTITY_GRANTS:
             assert not set(_grants(role)) & IDENTITY_RESOURCES, function
 
@@ -367,9 +369,50 @@ def test_the_relay_and_the_sweeper_may_update_only_outbox_items(cfn: dict[str, A
         assert condition == ["OUTBOX#*"], function
     sweeper = _grants(roles["OutboxSweeperFunction"])
     assert sweeper == {
-        "AuthTable": {"dynamodb:UpdateItem"},
-        json.dumps({"Fn::Sub": "${AuthTable.Arn}/index/OutboxPending"}): {"dynamodb:Query"},
+        **{table: {"dynamodb:UpdateItem"} for table in OUTBOX_TABLES},
+        **{
+            json.dumps({"Fn::Sub": f"${{{table}.Arn}}/index/OutboxPending"}): {"dynamodb:Query"}
+            for table in OUTBOX_TABLES
+        },
     }
+
+
+def test_the_relay_reads_exactly_the_domain_tables_streams(cfn: dict[str, Any]) -> None:
+    role = _roles_by_function(cfn)["RelayFunction"]
+    (reads,) = [s for s in _statements(role) if "dynamodb:GetRecords" in _as_list(s["Action"])]
+    assert sorted(map(json.dumps, _as_list(reads["Resource"]))) == sorted(
+        json.dumps({"Fn::Sub": f"${{{table}.Arn}}/stream/*"}) for table in OUTBOX_TABLES
+    )
+
+
+def test_every_domain_tables_stream_feeds_the_relay_through_the_outbox_filter(sam: dict[str, Any]) -> None:
+    from vaultpay.shared.outbox import STREAM_FILTER_PATTERN
+
+    mappings = {
+        props["EventSourceArn"]["Fn::GetAtt"][0]: props
+        for resource in sam["Resources"].values()
+        if resource["Type"] == "AWS::Lambda::EventSourceMapping"
+        for props in [resource["Properties"]]
+    }
+    assert set(mappings) == set(OUTBOX_TABLES)
+    auth = mappings["AuthTable"]
+    for table, props in mappings.items():
+        assert props["EventSourceArn"] == {"Fn::GetAtt": [table, "StreamArn"]}, table
+        assert props["FunctionName"] == {"Ref": "RelayFunction"}, table
+        (pattern,) = props["FilterCriteria"]["Filters"]
+        assert json.loads(pattern["Pattern"]) == STREAM_FILTER_PATTERN, table
+        # The same retry, bisect and dead-letter behaviour as the auth table's mapping.
+        assert {k: v for k, v in props.items() if k != "EventSourceArn"} == {
+            k: v for k, v in auth.items() if k != "EventSourceArn"
+        }, table
+    assert sam["Resources"]["RelayAccountsOutboxMapping"]["Properties"]["EventSourceArn"] == {
+        "Fn::GetAtt": ["AccountsTable", "StreamArn"]
+    }
+
+
+def test_the_sweeper_sweeps_both_domain_tables(sam: dict[str, Any]) -> None:
+    variables = sam["Resources"]["OutboxSweeperFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["OUTBOX_TABLES"] == {"Fn::Join": [",", [{"Ref": t} for t in OUTBOX_TABLES]]}
 
 
 def test_no_statement_grants_a_whole_service_or_every_action(cfn: dict[str, Any]) -> None:
@@ -415,13 +458,22 @@ def test_the_authorizer_may_write_only_outbox_items_and_api_call_counters(cfn: d
     }
 
 
-def test_the_pii_key_is_usable_only_with_fieldcrypts_key_context(cfn: dict[str, Any]) -> None:
+# The key context fieldcrypt binds each key's data keys to (vaultpay.shared.bootstrap wires these).
+KEY_CONTEXTS = {
+    "PiiKey": {"app": "vaultpay", "purpose": "pii"},
+    "AccountNumberKey": {"app": "vaultpay", "purpose": "account_number"},
+}
+
+
+def test_each_kms_key_is_usable_only_with_its_own_key_context(cfn: dict[str, Any]) -> None:
     from vaultpay.shared.fieldcrypt import DEFAULT_KEY_CONTEXT
 
-    expected = {f"kms:EncryptionContext:{k}": v for k, v in DEFAULT_KEY_CONTEXT.items()}
+    assert dict(DEFAULT_KEY_CONTEXT) == KEY_CONTEXTS["PiiKey"]
     for function, role in _roles_by_function(cfn).items():
         for statement in _statements(role):
             if any(str(action).startswith("kms:") for action in _as_list(statement["Action"])):
+                (key,) = {_resource_id(r) for r in _as_list(statement["Resource"])}
+                expected = {f"kms:EncryptionContext:{k}": v for k, v in KEY_CONTEXTS[key].items()}
                 assert statement["Condition"] == {"StringEquals": expected}, function
 
 
@@ -564,3 +616,284 @@ def test_an_authorizer_deny_renders_as_problem_json_with_its_code_in_the_local_g
     assert problem["code"] == code
     assert problem["type"] == "https://vaultpay.dev/problems/" + code
     assert problem["correlation_id"] == "req-1"
+
+
+# ---- accounts and the ledger (docs/accounts-contract.md) --------------------------------------------------
+
+ACCOUNTS_BY_OWNER = json.dumps({"Fn::Sub": "${AccountsTable.Arn}/index/ByOwner"})
+IDEMPOTENCY_RECORDS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+# Every grant of every accounts function, as IDENTITY_GRANTS. TransactWriteItems is authorised per item:
+# the ledger's transactions hold only Puts and Updates (no ConditionCheck), so PutItem/UpdateItem it is.
+# The saga steps read an account with its hold in one BatchGetItem. ReconcileLedgerFunction joins this
+# table when it joins the template (the test below that no other function touches an accounts resource
+# fails until it does).
+ACCOUNTS_GRANTS: dict[str, dict[str, set[str]]] = {
+    "CreateAccountFunction": {
+        # GetItem and Decrypt only for a replay, which shows the full number again without storing it.
+        "AccountsTable": {"dynamodb:GetItem", "dynamodb:PutItem"},
+        "AccountsIdempotencyTable": IDEMPOTENCY_RECORDS,
+        "AccountNumberKey": {"kms:GenerateDataKey", "kms:Decrypt"},
+        "AccountNumberIndexSecret": {"secretsmanager:GetSecretValue"},
+    },
+    "ListAccountsFunction": {ACCOUNTS_BY_OWNER: {"dynamodb:Query"}},
+    "GetAccountFunction": {"AccountsTable": {"dynamodb:GetItem"}, "AccountNumberKey": {"kms:Decrypt"}},
+    "GetStatementFunction": {"AccountsTable": {"dynamodb:GetItem", "dynamodb:Query"}},
+    "AdminDepositFunction": {
+        "AccountsTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+        "AccountsIdempotencyTable": IDEMPOTENCY_RECORDS,
+    },
+    "ReserveFundsFunction": {
+        "AccountsTable": {"dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+    },
+    "SettleTransferFunction": {
+        "AccountsTable": {
+            "dynamodb:BatchGetItem",
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+        },
+    },
+    "ReleaseFundsFunction": {
+        "AccountsTable": {"dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+    },
+    # Reads only: a reconciliation that could write could also hide what it found.
+    "ReconcileLedgerFunction": {"AccountsTable": {"dynamodb:Scan"}},
+}
+ACCOUNTS_DIRECTORIES = {
+    "CreateAccountFunction": "create",
+    "ListAccountsFunction": "list",
+    "GetAccountFunction": "get",
+    "GetStatementFunction": "statement",
+    "AdminDepositFunction": "admin_deposit",
+    "ReserveFundsFunction": "reserve",
+    "SettleTransferFunction": "settle",
+    "ReleaseFundsFunction": "release",
+    "ReconcileLedgerFunction": "reconcile",
+}
+ACCOUNTS_ROUTES = {
+    "CreateAccountFunction": ("POST", "/v1/accounts"),
+    "ListAccountsFunction": ("GET", "/v1/accounts"),
+    "GetAccountFunction": ("GET", "/v1/accounts/{account_id}"),
+    "GetStatementFunction": ("GET", "/v1/accounts/{account_id}/statement"),
+    "AdminDepositFunction": ("POST", "/v1/admin/deposits"),
+}
+SAGA_STEPS = {"ReserveFundsFunction", "SettleTransferFunction", "ReleaseFundsFunction"}
+SCHEDULED = {"ReconcileLedgerFunction"}
+IDEMPOTENT_ROUTES = {"CreateAccountFunction", "AdminDepositFunction"}
+ACCOUNTS_RESOURCES = {
+    "AccountsTable",
+    "AccountsIdempotencyTable",
+    "AccountNumberKey",
+    "AccountNumberIndexSecret",
+}
+ACCOUNTS_ENVIRONMENT = {
+    "POWERTOOLS_SERVICE_NAME": "accounts",
+    "ACCOUNTS_TABLE": {"Ref": "AccountsTable"},
+    "ACCOUNT_NUMBER_KEY_ID": {"Fn::GetAtt": ["AccountNumberKey", "Arn"]},
+    "ACCOUNT_NUMBER_INDEX_SECRET_ARN": {"Ref": "AccountNumberIndexSecret"},
+    "ENABLED_CURRENCIES": "INR",
+}
+
+
+def _names_an_accounts_resource(resource_key: str) -> bool:
+    """Whether a `_grants` key is an accounts resource, its index or its stream (!Sub "${X.Arn}/...")."""
+    return resource_key in ACCOUNTS_RESOURCES or any(f"${{{r}." in resource_key for r in ACCOUNTS_RESOURCES)
+
+
+def test_every_accounts_function_exists_with_its_contract_code_location(sam: dict[str, Any]) -> None:
+    assert set(ACCOUNTS_DIRECTORIES) == set(ACCOUNTS_ROUTES) | SAGA_STEPS | SCHEDULED
+    assert set(ACCOUNTS_DIRECTORIES) <= set(ACCOUNTS_GRANTS)
+    for logical_id, directory in ACCOUNTS_DIRECTORIES.items():
+        resource = sam["Resources"][logical_id]
+        assert resource["Type"] == "AWS::Serverless::Function", logical_id
+        assert resource["Metadata"] == {"BuildMethod": "makefile"}, logical_id
+        assert resource["Properties"]["CodeUri"] == f"functions/accounts/{directory}/", logical_id
+        assert resource["Properties"]["Handler"] == "app.handler", logical_id
+        makefile = (ROOT / "functions" / "accounts" / directory / "Makefile").read_text()
+        assert f"build-{logical_id}:" in makefile, logical_id
+        assert (ROOT / "functions" / "accounts" / directory / "app.py").is_file(), logical_id
+
+
+def test_each_accounts_function_is_granted_exactly_its_own_resources_and_actions(cfn: dict[str, Any]) -> None:
+    roles = _roles_by_function(cfn)
+    for function, expected in ACCOUNTS_GRANTS.items():
+        assert _grants(roles[function]) == expected, function
+
+
+def test_no_function_outside_accounts_touches_an_accounts_resource(cfn: dict[str, Any]) -> None:
+    outbox_paths = {
+        "RelayFunction": {
+            json.dumps({"Fn::Sub": "${AccountsTable.Arn}/stream/*"}): {
+                "dynamodb:DescribeStream",
+                "dynamodb:GetRecords",
+                "dynamodb:GetShardIterator",
+                "dynamodb:ListStreams",
+            }
+        },
+        "OutboxSweeperFunction": {
+            json.dumps({"Fn::Sub": "${AccountsTable.Arn}/index/OutboxPending"}): {"dynamodb:Query"}
+        },
+    }
+    for function, role in _roles_by_function(cfn).items():
+        if function in ACCOUNTS_GRANTS:
+            continue
+        touched = {k: v for k, v in _grants(role).items() if _names_an_accounts_resource(k)}
+        if function in outbox_paths:
+            # Outbox items only: the UpdateItem is held to OUTBOX#* keys (tested above).
+            expected = {"AccountsTable": EVENTS_GRANTS[function]["AccountsTable"], **outbox_paths[function]}
+            assert touched == expected, function
+        else:
+            assert touched == {}, function
+
+
+def test_no_accounts_function_touches_an_identity_resource(cfn: dict[str, Any]) -> None:
+    roles = _roles_by_function(cfn)
+    for function in ACCOUNTS_GRANTS:
+        assert not set(_grants(roles[function])) & IDENTITY_RESOURCES, function
+
+
+def test_only_the_idempotency_key_routes_use_the_idempotency_table(
+    cfn: dict[str, Any], sam: dict[str, Any]
+) -> None:
+    for function, role in _roles_by_function(cfn).items():
+        granted = _grants(role).get("AccountsIdempotencyTable")
+        variables = sam["Resources"][function]["Properties"].get("Environment", {}).get("Variables", {})
+        if function in IDEMPOTENT_ROUTES:
+            assert granted == IDEMPOTENCY_RECORDS, function
+            assert variables["IDEMPOTENCY_TABLE"] == {"Ref": "AccountsIdempotencyTable"}, function
+        else:
+            assert granted is None, function
+            assert "IDEMPOTENCY_TABLE" not in variables, function
+
+
+def test_accounts_routes_reach_their_functions_through_the_authorizer(cfn: dict[str, Any]) -> None:
+    body = cfn["Resources"]["VaultPayApi"]["Properties"]["Body"]
+    (authorizer,) = body["securityDefinitions"]
+    for function, (method, path) in ACCOUNTS_ROUTES.items():
+        operation = body["paths"][path][method.lower()]
+        assert f"{function}.Arn" in json.dumps(operation["x-amazon-apigateway-integration"]["uri"]), function
+        assert operation["security"] == [{authorizer: []}], function
+
+
+def test_http_accounts_functions_log_to_the_api_log_group_and_saga_steps_have_no_route(
+    sam: dict[str, Any],
+) -> None:
+    for function in SAGA_STEPS:
+        props = sam["Resources"][function]["Properties"]
+        assert "Events" not in props, function
+        assert "LoggingConfig" not in props, function
+    for function in ACCOUNTS_ROUTES:
+        props = sam["Resources"][function]["Properties"]
+        assert props["LoggingConfig"] == {"LogGroup": {"Ref": "ApiLogGroup"}}, function
+        (event,) = props["Events"].values()
+        assert event["Type"] == "Api", function
+        assert event["Properties"]["RestApiId"] == {"Ref": "VaultPayApi"}, function
+        method, path = ACCOUNTS_ROUTES[function]
+        assert (event["Properties"]["Method"], event["Properties"]["Path"]) == (method, path), function
+        assert "Auth" not in event["Properties"], function  # the default authorizer, never NONE
+
+
+def test_accounts_functions_get_the_contracts_environment(sam: dict[str, Any]) -> None:
+    for function in SCHEDULED:
+        variables = sam["Resources"][function]["Properties"]["Environment"]["Variables"]
+        assert variables == {
+            "POWERTOOLS_SERVICE_NAME": "accounts",
+            "ACCOUNTS_TABLE": {"Ref": "AccountsTable"},
+        }
+    for function in set(ACCOUNTS_DIRECTORIES) - SCHEDULED:
+        variables = sam["Resources"][function]["Properties"]["Environment"]["Variables"]
+        for name, value in ACCOUNTS_ENVIRONMENT.items():
+            assert variables.get(name) == value, (function, name)
+        allowed = set(ACCOUNTS_ENVIRONMENT) | (
+            {"IDEMPOTENCY_TABLE"} if function in IDEMPOTENT_ROUTES else set()
+        )
+        assert set(variables) == allowed, function
+
+
+def test_the_accounts_tables_match_the_contract(sam: dict[str, Any]) -> None:
+    table = sam["Resources"]["AccountsTable"]
+    props = table["Properties"]
+    assert [(k["AttributeName"], k["KeyType"]) for k in props["KeySchema"]] == [
+        ("pk", "HASH"),
+        ("sk", "RANGE"),
+    ]
+    indexes = {
+        index["IndexName"]: (
+            [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]],
+            index["Projection"],
+        )
+        for index in props["GlobalSecondaryIndexes"]
+    }
+    assert indexes == {
+        "OutboxPending": ([("pending", "HASH"), ("time", "RANGE")], {"ProjectionType": "ALL"}),
+        "ByOwner": ([("owner_id", "HASH"), ("created_sk", "RANGE")], {"ProjectionType": "ALL"}),
+    }
+    assert {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]} == {
+        name: "S" for name in ("pk", "sk", "pending", "time", "owner_id", "created_sk")
+    }
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert props["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"] == {"SSEEnabled": True}
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert (
+        props["DeletionProtectionEnabled"]
+        == sam["Resources"]["AuthTable"]["Properties"]["DeletionProtectionEnabled"]
+    )
+    # Money survives a stack deletion or a replacement
+    assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
+    # The ByOwner index is what the store queries, under that name.
+    from vaultpay.accounts.store import BY_OWNER_INDEX
+    from vaultpay.shared.outbox import PENDING_INDEX
+
+    assert set(indexes) == {BY_OWNER_INDEX, PENDING_INDEX}
+
+    records = sam["Resources"]["AccountsIdempotencyTable"]["Properties"]
+    assert [(k["AttributeName"], k["KeyType"]) for k in records["KeySchema"]] == [("id", "HASH")]
+    assert records["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    assert records["SSESpecification"] == {"SSEEnabled": True}
+    assert "StreamSpecification" not in records
+
+
+def test_idempotency_records_are_kept_at_least_a_day() -> None:
+    from vaultpay.shared import idempotency
+
+    assert idempotency.EXPIRES_AFTER_S >= 24 * 3600
+    config = idempotency.idempotency_config()
+    assert config.expires_after_seconds >= 24 * 3600
+    assert config.payload_validation_jmespath
+    assert config.response_hook is not None
+
+
+def test_the_account_number_key_and_index_secret_outlive_the_stack(sam: dict[str, Any]) -> None:
+    key = sam["Resources"]["AccountNumberKey"]
+    assert key["Properties"]["KeySpec"] == "SYMMETRIC_DEFAULT"
+    assert key["Properties"]["EnableKeyRotation"] is True
+    assert key["DeletionPolicy"] == key["UpdateReplacePolicy"] == "Retain"
+    for statement in key["Properties"]["KeyPolicy"]["Statement"]:
+        principal = statement["Principal"]["AWS"]
+        assert principal == {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}
+    assert sam["Resources"]["AccountNumberKeyAlias"]["Properties"]["TargetKeyId"] == {
+        "Ref": "AccountNumberKey"
+    }
+    secret = sam["Resources"]["AccountNumberIndexSecret"]
+    assert secret["Properties"]["GenerateSecretString"]["PasswordLength"] == 64
+    assert secret["DeletionPolicy"] == secret["UpdateReplacePolicy"] == "Retain"
+
+
+def test_the_stack_outputs_the_accounts_table_name(sam: dict[str, Any]) -> None:
+    assert sam["Outputs"]["AccountsTableName"]["Value"] == {"Ref": "AccountsTable"}
+
+
+def test_the_ledger_is_reconciled_every_hour_and_a_violation_or_a_failed_run_alarms(
+    sam: dict[str, Any],
+) -> None:
+    props = sam["Resources"]["ReconcileLedgerFunction"]["Properties"]
+    (event,) = props["Events"].values()
+    assert event == {"Type": "Schedule", "Properties": {"Schedule": "rate(1 hour)"}}
+    violations = sam["Resources"]["LedgerViolationsAlarm"]["Properties"]
+    assert (violations["Namespace"], violations["MetricName"]) == ("VaultPay", "LedgerViolations")
+    assert (violations["Threshold"], violations["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    errors = sam["Resources"]["ReconcileLedgerErrorsAlarm"]["Properties"]
+    assert (errors["Namespace"], errors["MetricName"]) == ("AWS/Lambda", "Errors")
+    assert errors["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "ReconcileLedgerFunction"}}]

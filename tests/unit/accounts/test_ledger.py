@@ -166,6 +166,23 @@ def test_a_deposit_credits_the_customer_and_debits_a_settlement_shard(bank: Any)
     )
 
 
+def test_a_repeated_deposit_request_books_one_deposit_and_answers_the_same(bank: Any) -> None:
+    # Given a deposit booked for one request (an admin's Idempotency-Key on the deposit route)
+    service, store, alice, _bob = bank
+    first = service.deposit("admin", alice, 2_500, "INR", "ref", "c-1", request_id="POST /d#admin#k-1")
+    # When the same request arrives again after its idempotency record is gone
+    again = service.deposit("admin", alice, 2_500, "INR", "ref", "c-2", request_id="POST /d#admin#k-1")
+    # Then it names the deposit already booked and no money moved twice
+    assert again.to_json() == first.to_json()
+    assert store.snapshot()["deposits_total"] == 12_500
+    # And the same request id with another amount is a conflict, not a second deposit
+    with pytest.raises(StepConflict):
+        service.deposit("admin", alice, 9_999, "INR", "ref", "c-3", request_id="POST /d#admin#k-1")
+    # While another request is another deposit
+    service.deposit("admin", alice, 2_500, "INR", "ref", "c-4", request_id="POST /d#admin#k-2")
+    assert store.snapshot()["deposits_total"] == 15_000
+
+
 @pytest.mark.parametrize("amount", [0, -1, 10**12 + 1, 1.5, True, "100"])
 def test_a_deposit_of_an_invalid_amount_is_refused(bank: Any, amount: Any) -> None:
     service, store, alice, _bob = bank

@@ -34,6 +34,9 @@ class MemoryLedgerStore:
         with self._lock:
             return self.accounts.get(account_id), self.holds.get(transfer_id)
 
+    def get_deposit(self, deposit_id: str) -> Deposit | None:
+        return self.deposits.get(deposit_id)
+
     def account_id_by_number_index(self, number_index: str) -> str | None:
         return self.numbers.get(number_index)
 

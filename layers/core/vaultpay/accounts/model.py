@@ -77,8 +77,11 @@ def new_account_id() -> str:
     return "acc_" + new_event_id().replace("-", "")
 
 
-def new_deposit_id() -> str:
-    return "dep_" + new_event_id().replace("-", "")
+def new_deposit_id(request_id: str | None = None) -> str:
+    """A new deposit id; derived from `request_id` when given, so a repeated request names one deposit."""
+    if request_id is None:
+        return "dep_" + new_event_id().replace("-", "")
+    return "dep_" + hashlib.sha256(request_id.encode("utf-8")).hexdigest()[:32]
 
 
 def is_account_id(value: str) -> bool:
@@ -219,6 +222,19 @@ class Deposit:
     actor: str
     created_at: str
     settlement_shard: str
+    ledger_after: int = 0
+    available_after: int = 0
+
+    def view(self) -> DepositView:
+        return DepositView(
+            deposit_id=self.deposit_id,
+            account_id=self.account_id,
+            amount=self.amount,
+            currency=self.currency,
+            reference=self.reference,
+            balance=Balance(self.ledger_after, self.available_after),
+            created_at=self.created_at,
+        )
 
 
 # ---- views -------------------------------------------------------------------------------------------------
@@ -695,6 +711,7 @@ def plan_settle(
 
 def plan_deposit(
     account: Account,
+    existing: Deposit | None,
     *,
     deposit_id: str,
     amount: int,
@@ -703,19 +720,17 @@ def plan_deposit(
     actor: str,
     correlation_id: str,
     at: str,
-) -> Movement:
+) -> Movement | Done:
     """Money in from the bank's settlement account: CREDIT the customer, DEBIT one settlement shard."""
+    if existing is not None:
+        if (existing.account_id, existing.amount, existing.currency) != (
+            account.account_id,
+            amount,
+            currency,
+        ):
+            raise StepConflict(f"Deposit {deposit_id} was booked with other parameters.")
+        return Done(existing.view().to_json())
     _require_usable(account, currency)
-    deposit = Deposit(
-        deposit_id=deposit_id,
-        account_id=account.account_id,
-        amount=amount,
-        currency=currency,
-        reference=reference,
-        actor=actor,
-        created_at=at,
-        settlement_shard=settlement_shard(deposit_id),
-    )
     change = _change(
         account,
         EntryKind.CREDIT,
@@ -726,6 +741,18 @@ def plan_deposit(
         at=at,
         deposit_id=deposit_id,
     )
+    deposit = Deposit(
+        deposit_id=deposit_id,
+        account_id=account.account_id,
+        amount=amount,
+        currency=currency,
+        reference=reference,
+        actor=actor,
+        created_at=at,
+        settlement_shard=settlement_shard(deposit_id),
+        ledger_after=change.after.ledger,
+        available_after=change.after.available,
+    )
     data = {
         "deposit_id": deposit_id,
         "account_id": account.account_id,
@@ -733,15 +760,6 @@ def plan_deposit(
         "currency": currency,
         "ledger_after": change.after.ledger,
     }
-    view = DepositView(
-        deposit_id=deposit_id,
-        account_id=account.account_id,
-        amount=amount,
-        currency=currency,
-        reference=reference,
-        balance=Balance(change.after.ledger, change.after.available),
-        created_at=at,
-    )
     return Movement(
         accounts=(change,),
         settlement=SettlementPosting(
@@ -757,7 +775,7 @@ def plan_deposit(
                 "deposited", account.account_id, data, None, at=at, correlation_id=correlation_id, actor=actor
             ),
         ),
-        result=view.to_json(),
+        result=deposit.view().to_json(),
     )
 
 

@@ -22,6 +22,7 @@ from vaultpay.accounts.model import (
     AccountType,
     AccountView,
     Balance,
+    Deposit,
     DepositView,
     Done,
     Hold,
@@ -70,6 +71,8 @@ class LedgerStore(Protocol):
     def create_account(self, account: Account, event: DomainEvent) -> None: ...
 
     def commit(self, movement: Movement) -> None: ...
+
+    def get_deposit(self, deposit_id: str) -> Deposit | None: ...
 
 
 class Cipher(Protocol):
@@ -176,24 +179,35 @@ class AccountsService:
     # ---- money ----------------------------------------------------------------------------------------
 
     def deposit(
-        self, actor_id: str, account_id: str, amount: int, currency: str, reference: str, correlation_id: str
+        self,
+        actor_id: str,
+        account_id: str,
+        amount: int,
+        currency: str,
+        reference: str,
+        correlation_id: str,
+        *,
+        request_id: str | None = None,
     ) -> DepositView:
+        """Books a deposit. With `request_id` (the idempotency scope of the HTTP request) the deposit id is
+        derived from it, so even a repeat that got past the idempotency record books nothing twice."""
         problem = amount_problem(amount)
         if problem:
             raise ValidationFailed("The amount is not valid.", errors=[FieldError("amount", problem)])
         self._check_currency(currency)
         if not is_account_id(account_id):
             raise AccountNotFound("No such account.")
-        deposit_id = new_deposit_id()
+        deposit_id = new_deposit_id(request_id)
         bind_log_keys(account_id=account_id)
 
-        def plan() -> Movement:
+        def plan() -> Movement | Done:
             account = self._store.get_account(account_id)
             if account is None:
                 raise AccountNotFound("No such account.")
             now = self._clock()
             return plan_deposit(
                 account,
+                self._store.get_deposit(deposit_id) if request_id is not None else None,
                 deposit_id=deposit_id,
                 amount=amount,
                 currency=currency,

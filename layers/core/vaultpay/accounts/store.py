@@ -230,7 +230,24 @@ def _deposit_item(deposit: Deposit) -> dict[str, Any]:
         "actor": _s(deposit.actor),
         "settlement_shard": _s(deposit.settlement_shard),
         "created_at": _s(deposit.created_at),
+        "ledger_after": _n(deposit.ledger_after),
+        "available_after": _n(deposit.available_after),
     }
+
+
+def _deposit(item: Mapping[str, Any]) -> Deposit:
+    return Deposit(
+        deposit_id=item["pk"]["S"].removeprefix("DEPOSIT#"),
+        account_id=item["account_id"]["S"],
+        amount=_int(item, "amount"),
+        currency=item["currency"]["S"],
+        reference=item["reference"]["S"],
+        actor=item["actor"]["S"],
+        created_at=item["created_at"]["S"],
+        settlement_shard=item["settlement_shard"]["S"],
+        ledger_after=_int(item, "ledger_after"),
+        available_after=_int(item, "available_after"),
+    )
 
 
 def _outbox(event: DomainEvent) -> dict[str, Any]:
@@ -302,6 +319,10 @@ class DynamoLedgerStore:
             else None
         )
         return account, (_hold(hold_item) if hold_item is not None else None)
+
+    def get_deposit(self, deposit_id: str) -> Deposit | None:
+        item = self._get(f"DEPOSIT#{deposit_id}", "DEPOSIT")
+        return _deposit(item) if item is not None else None
 
     def account_id_by_number_index(self, number_index: str) -> str | None:
         item = self._get(f"ACCTNUM#{number_index}", "ACCTNUM")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import re
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -64,3 +66,24 @@ def bind_log_keys(
     present = {str(key): value for key, value in keys.items() if value is not None}
     if present:
         get_logger().append_keys(**present)
+
+
+# A saga step's input comes from the state machine, not a client, but it is still only logged when it looks
+# like an id: a malformed input must not put arbitrary text into every log line of the invocation.
+_LOGGABLE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+
+
+def bind_step_log_keys(event: object) -> None:
+    """Binds the correlation, transfer and source account ids of a saga step's input, when well-formed."""
+    if not isinstance(event, Mapping):
+        return
+
+    def loggable(name: str) -> str | None:
+        value = event.get(name)
+        return value if isinstance(value, str) and _LOGGABLE_ID.fullmatch(value) else None
+
+    bind_log_keys(
+        correlation_id=loggable("correlation_id"),
+        transfer_id=loggable("transfer_id"),
+        account_id=loggable("source_account_id"),
+    )

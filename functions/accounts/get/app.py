@@ -1,0 +1,38 @@
+"""GET /v1/accounts/{account_id}: one of the caller's accounts, with its full account number (authorizer)."""
+
+# No `from __future__ import annotations` in handlers: Powertools validation reads the route's annotations
+# through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from vaultpay.shared.bootstrap import accounts_service
+from vaultpay.shared.http import make_resolver, principal
+from vaultpay.shared.observability import get_logger, get_tracer
+
+logger = get_logger()
+tracer = get_tracer()
+app = make_resolver()
+
+
+@app.get("/v1/accounts/<account_id>")
+@tracer.capture_method(capture_response=False)
+def get_account(account_id: str) -> Response[dict[str, Any]]:
+    caller = principal(app)
+    # Malformed, someone else's or missing: the service answers all three with the same 404, so an id
+    # reveals nothing about other users' accounts.
+    view = accounts_service().get_account(caller.user_id, account_id)
+    return Response(
+        status_code=200,
+        content_type=content_types.APPLICATION_JSON,
+        body=view.to_json(),
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+# The response holds the full account number: it is never logged or traced.
+@logger.inject_lambda_context(clear_state=True, log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

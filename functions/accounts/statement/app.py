@@ -1,0 +1,42 @@
+"""GET /v1/accounts/{account_id}/statement: the entries of one of the caller's accounts, newest first."""
+
+# No `from __future__ import annotations` in handlers: Powertools validation reads the route's annotations
+# through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from vaultpay.shared.bootstrap import accounts_service
+from vaultpay.shared.http import make_resolver, principal
+from vaultpay.shared.observability import get_logger, get_tracer
+
+logger = get_logger()
+tracer = get_tracer()
+app = make_resolver()
+
+
+@app.get("/v1/accounts/<account_id>/statement")
+@tracer.capture_method(capture_response=False)
+def statement(
+    account_id: str,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=512)] = None,
+) -> Response[dict[str, Any]]:
+    caller = principal(app)
+    # Malformed, someone else's or missing: the service answers all three with the same 404, so an id
+    # reveals nothing about other users' accounts.
+    page = accounts_service().statement(caller.user_id, account_id, limit=limit, cursor=cursor)
+    return Response(
+        status_code=200,
+        content_type=content_types.APPLICATION_JSON,
+        body=page.to_json(),
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@logger.inject_lambda_context(clear_state=True, log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)
