@@ -37,6 +37,12 @@ fmt: install
 build: install
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/sam build --cached --parallel
 
+# The OpenAPI document (infra/openapi/openapi.json) is generated from the handlers and committed: rebuild it
+# after changing a route (a test fails while it is stale).
+.PHONY: openapi
+openapi: install
+	$(BIN)/python -m infra.openapi.build
+
 unit: install
 	$(BIN)/pytest -m unit -q
 
@@ -56,6 +62,7 @@ bench: install
 	$(BIN)/python bench/audit_bench.py --out bench/audit-results.md
 	$(BIN)/python bench/audit_lag_bench.py
 	$(BIN)/python bench/relay_bench.py
+	$(BIN)/python bench/ledger_bench.py --out bench/ledger-results.md
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

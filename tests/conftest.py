@@ -18,6 +18,7 @@ from localcloud import services
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_TEMPLATE = ROOT / "tests" / "fixtures" / "localcloud" / "template.yaml"
+REVIEW_TIMEOUT_S = 15
 # Test schedules use rate(1 minute); the test cloud runs them 60 times faster.
 TIME_SCALE = 60
 
@@ -100,6 +101,8 @@ def local_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningClo
         "--edge-port", "0", "--api-port", "0", "--nats-port", "0", "--nats-monitor-port", "0",
         "--in-memory", "--time-scale", str(TIME_SCALE), "--state-dir", str(state_dir),
         "--template", str(ROOT / "template.yaml"), "--template", str(FIXTURE_TEMPLATE),
+        # A review nobody decides declines after this long (the e2e test of that path waits for it).
+        "--parameter", f"ReviewTimeoutSeconds={REVIEW_TIMEOUT_S}",
     ]  # fmt: skip
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ})
     deadline = time.monotonic() + 180

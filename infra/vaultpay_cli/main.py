@@ -45,6 +45,16 @@ def default_state_dir() -> Path:
 StateDir = Annotated[Path | None, typer.Option("--state-dir", help="Where the local cloud keeps its state.")]
 
 
+def _parameter_overrides(pairs: list[str]) -> dict[str, str]:
+    overrides: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise typer.BadParameter(f"{pair!r} is not Name=Value", param_hint="--parameter")
+        overrides[name] = value
+    return overrides
+
+
 @local_app.command("up")
 def local_up(
     fresh: Annotated[bool, typer.Option("--fresh", help="Start from empty tables and streams.")] = False,
@@ -58,6 +68,10 @@ def local_up(
     ] = None,
     time_scale: Annotated[float, typer.Option(help="Divide schedule intervals by this (demos, tests)")] = 1.0,
     in_memory: Annotated[bool, typer.Option("--in-memory", help="Keep DynamoDB data in memory only")] = False,
+    parameter: Annotated[
+        list[str] | None,
+        typer.Option("--parameter", "-p", help="Template parameter Name=Value over samconfig's (repeatable)"),
+    ] = None,
     state_dir: StateDir = None,
 ) -> None:
     """Start the local cloud in the foreground; Ctrl-C stops everything it started."""
@@ -81,6 +95,7 @@ def local_up(
         fresh=fresh,
         persist=not in_memory,
         time_scale=time_scale,
+        parameter_overrides=_parameter_overrides(parameter or []),
     )
 
     def report(piece: str, url: str, state: str) -> None:

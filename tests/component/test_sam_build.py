@@ -28,6 +28,10 @@ def test_sam_build_succeeds_and_ships_handlers_and_layers(tmp_path: Path) -> Non
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     build = tmp_path / "build"
     assert (build / "HealthFunction" / "app.py").exists()
+    # The docs function ships the committed OpenAPI document itself, not the link to it.
+    document = build / "DocsFunction" / "openapi.json"
+    assert document.is_file() and not document.is_symlink()
+    assert document.read_bytes() == (ROOT / "infra" / "openapi" / "openapi.json").read_bytes()
     assert (build / "CoreLayer" / "python" / "vaultpay" / "shared" / "http.py").exists()
     deps = build / "DepsLayer" / "python"
     assert (deps / "aws_lambda_powertools").is_dir()

@@ -261,6 +261,8 @@ PUBLIC_ROUTES = {
     ("POST", "/v1/auth/refresh"),
     ("POST", "/v1/auth/logout"),
     ("GET", "/.well-known/jwks.json"),
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
 }
 # The contract's variables and the resource (or value) each must name.
 IDENTITY_ENVIRONMENT = {
@@ -658,6 +660,11 @@ ACCOUNTS_GRANTS: dict[str, dict[str, set[str]]] = {
     },
     # Reads only: a reconciliation that could write could also hide what it found.
     "ReconcileLedgerFunction": {"AccountsTable": {"dynamodb:Scan"}},
+    # The release step's grants, plus the one index that finds expired holds.
+    "HoldSweeperFunction": {
+        json.dumps({"Fn::Sub": "${AccountsTable.Arn}/index/OpenHolds"}): {"dynamodb:Query"},
+        "AccountsTable": {"dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+    },
 }
 ACCOUNTS_DIRECTORIES = {
     "CreateAccountFunction": "create",
@@ -669,6 +676,7 @@ ACCOUNTS_DIRECTORIES = {
     "SettleTransferFunction": "settle",
     "ReleaseFundsFunction": "release",
     "ReconcileLedgerFunction": "reconcile",
+    "HoldSweeperFunction": "hold_sweeper",
 }
 ACCOUNTS_ROUTES = {
     "CreateAccountFunction": ("POST", "/v1/accounts"),
@@ -678,7 +686,7 @@ ACCOUNTS_ROUTES = {
     "AdminDepositFunction": ("POST", "/v1/admin/deposits"),
 }
 SAGA_STEPS = {"ReserveFundsFunction", "SettleTransferFunction", "ReleaseFundsFunction"}
-SCHEDULED = {"ReconcileLedgerFunction"}
+SCHEDULED = {"ReconcileLedgerFunction", "HoldSweeperFunction"}
 IDEMPOTENT_ROUTES = {"CreateAccountFunction", "AdminDepositFunction"}
 ACCOUNTS_RESOURCES = {
     "AccountsTable",
@@ -794,13 +802,9 @@ def test_http_accounts_functions_log_to_the_api_log_group_and_saga_steps_have_no
 
 
 def test_accounts_functions_get_the_contracts_environment(sam: dict[str, Any]) -> None:
-    for function in SCHEDULED:
-        variables = sam["Resources"][function]["Properties"]["Environment"]["Variables"]
-        assert variables == {
-            "POWERTOOLS_SERVICE_NAME": "accounts",
-            "ACCOUNTS_TABLE": {"Ref": "AccountsTable"},
-        }
-    for function in set(ACCOUNTS_DIRECTORIES) - SCHEDULED:
+    reconcile = sam["Resources"]["ReconcileLedgerFunction"]["Properties"]["Environment"]["Variables"]
+    assert reconcile == {"POWERTOOLS_SERVICE_NAME": "accounts", "ACCOUNTS_TABLE": {"Ref": "AccountsTable"}}
+    for function in set(ACCOUNTS_DIRECTORIES) - {"ReconcileLedgerFunction"}:
         variables = sam["Resources"][function]["Properties"]["Environment"]["Variables"]
         for name, value in ACCOUNTS_ENVIRONMENT.items():
             assert variables.get(name) == value, (function, name)
@@ -827,9 +831,16 @@ def test_the_accounts_tables_match_the_contract(sam: dict[str, Any]) -> None:
     assert indexes == {
         "OutboxPending": ([("pending", "HASH"), ("time", "RANGE")], {"ProjectionType": "ALL"}),
         "ByOwner": ([("owner_id", "HASH"), ("created_sk", "RANGE")], {"ProjectionType": "ALL"}),
+        "OpenHolds": (
+            [("open_hold_shard", "HASH"), ("hold_expires_at", "RANGE")],
+            {"ProjectionType": "ALL"},
+        ),
     }
     assert {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]} == {
-        name: "S" for name in ("pk", "sk", "pending", "time", "owner_id", "created_sk")
+        **{
+            name: "S" for name in ("pk", "sk", "pending", "time", "owner_id", "created_sk", "open_hold_shard")
+        },
+        "hold_expires_at": "N",
     }
     assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert props["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
@@ -843,10 +854,10 @@ def test_the_accounts_tables_match_the_contract(sam: dict[str, Any]) -> None:
     # Money survives a stack deletion or a replacement
     assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
     # The ByOwner index is what the store queries, under that name.
-    from vaultpay.accounts.store import BY_OWNER_INDEX
+    from vaultpay.accounts.store import BY_OWNER_INDEX, OPEN_HOLDS_INDEX
     from vaultpay.shared.outbox import PENDING_INDEX
 
-    assert set(indexes) == {BY_OWNER_INDEX, PENDING_INDEX}
+    assert set(indexes) == {BY_OWNER_INDEX, PENDING_INDEX, OPEN_HOLDS_INDEX}
 
     records = sam["Resources"]["AccountsIdempotencyTable"]["Properties"]
     assert [(k["AttributeName"], k["KeyType"]) for k in records["KeySchema"]] == [("id", "HASH")]

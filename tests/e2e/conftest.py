@@ -88,3 +88,23 @@ def api(local_cloud: Any) -> Callable[..., ApiClient]:
         return ApiClient(local_cloud.api, next(_addresses), device_id)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def admin_credentials(local_cloud: Any) -> tuple[str, str]:
+    from support.bank import create_admin
+
+    return create_admin(local_cloud)
+
+
+_signed_in_admins: dict[tuple[str, str], ApiClient] = {}
+
+
+@pytest.fixture
+def admin(api: Callable[..., ApiClient], admin_credentials: tuple[str, str]) -> ApiClient:
+    """The module's admin, signed in once (a TOTP code is accepted only once per 30-second step)."""
+    from support.bank import signed_in_admin
+
+    if admin_credentials not in _signed_in_admins:
+        _signed_in_admins[admin_credentials] = signed_in_admin(api, admin_credentials)
+    return _signed_in_admins[admin_credentials]

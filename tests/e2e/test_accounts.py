@@ -9,103 +9,31 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import pyotp
 import pytest
+from support.bank import (
+    SAVINGS,
+)
+from support.bank import (
+    assert_problem as _problem,
+)
+from support.bank import (
+    deposit as _deposit,
+)
+from support.bank import (
+    idempotency_key as _key,
+)
+from support.bank import (
+    open_account as _opened,
+)
+from support.bank import (
+    signed_in_customer as _customer,
+)
 
 pytestmark = pytest.mark.e2e
-PASSWORD = "correct horse battery staple"
-ADMIN_PASSWORD = "the treasurer's long password"
-SAVINGS = {"type": "SAVINGS", "currency": "INR"}
-
-
-def _problem(reply: Any, status: int, code: str | None = None) -> None:
-    assert reply.status == status, (reply.status, reply.body)
-    assert (reply.header("Content-Type") or "").startswith("application/problem+json"), reply.headers
-    if code is not None:
-        assert reply.body["code"] == code, reply.body
-
-
-def _customer(api: Callable[..., Any]) -> Any:
-    """A newly registered customer, signed in: its client carries the access token."""
-    client = api()
-    email = f"saver.{uuid.uuid4().hex[:10]}@example.com"
-    registered = client.post(
-        "/v1/auth/register",
-        {"email": email, "password": PASSWORD, "full_name": "Asha Rao", "phone": "+919876543210"},
-        token=None,
-    )
-    assert registered.status == 201, registered.body
-    started = client.post("/v1/auth/login", {"email": email, "password": PASSWORD}, token=None)
-    assert started.status == 200, started.body
-    code = pyotp.TOTP(registered.body["mfa"]["secret"]).now()
-    tokens = client.post(
-        "/v1/auth/mfa/verify", {"challenge_id": started.body["challenge_id"], "code": code}, token=None
-    )
-    assert tokens.status == 200, tokens.body
-    client.token = tokens.body["access_token"]
-    return client
-
-
-@pytest.fixture(scope="module")
-def admin_credentials(local_cloud: Any) -> tuple[str, str]:
-    """An admin made the operator's way (CreateAdminFunction, as `vaultpay admin create-user` does)."""
-    email = f"treasurer.{uuid.uuid4().hex[:8]}@vaultpay.dev"
-    out = local_cloud.client("lambda").invoke(
-        FunctionName=local_cloud.function_name("CreateAdminFunction"),
-        Payload=json.dumps(
-            {"email": email, "password": ADMIN_PASSWORD, "full_name": "Treasurer", "phone": "+919811111111"}
-        ).encode(),
-    )
-    created = json.loads(out["Payload"].read())
-    assert created.get("role") == "admin", created
-    return email, created["mfa"]["secret"]
-
-
-_signed_in_admin: dict[str, Any] = {}
-
-
-@pytest.fixture
-def admin(api: Callable[..., Any], admin_credentials: tuple[str, str]) -> Any:
-    """The module's admin, signed in once (a TOTP code is accepted only once per 30-second step)."""
-    if admin_credentials not in _signed_in_admin:
-        client = api(device_id="treasury-laptop")
-        email, secret = admin_credentials
-        started = client.post("/v1/auth/login", {"email": email, "password": ADMIN_PASSWORD}, token=None)
-        assert started.status == 200, started.body
-        tokens = client.post(
-            "/v1/auth/mfa/verify",
-            {"challenge_id": started.body["challenge_id"], "code": pyotp.TOTP(secret).now()},
-            token=None,
-        )
-        assert tokens.status == 200, tokens.body
-        client.token = tokens.body["access_token"]
-        _signed_in_admin[admin_credentials] = client
-    return _signed_in_admin[admin_credentials]
-
-
-def _key() -> dict[str, str]:
-    return {"Idempotency-Key": f"e2e-{uuid.uuid4()}"}
 
 
 def _open(client: Any, body: dict[str, Any] | None = None, *, headers: dict[str, str] | None = None) -> Any:
     return client.post("/v1/accounts", body or SAVINGS, headers=_key() if headers is None else headers)
-
-
-def _opened(client: Any, account_type: str = "SAVINGS") -> dict[str, Any]:
-    reply = _open(client, {"type": account_type, "currency": "INR"})
-    assert reply.status == 201, reply.body
-    return dict(reply.body)
-
-
-def _deposit(admin: Any, account_id: str, amount: Any, **overrides: Any) -> Any:
-    body = {
-        "account_id": account_id,
-        "amount": amount,
-        "currency": "INR",
-        "reference": "NEFT e2e",
-        **overrides,
-    }
-    return admin.post("/v1/admin/deposits", body, headers=_key())
 
 
 def _listed(client: Any, expected: int, query: str = "") -> Any:

@@ -52,16 +52,27 @@ def make_service(store: object | None = None) -> tuple[AccountsService, MemoryLe
 
 
 def create_accounts_table(client: Any, name: str) -> None:
-    """The accounts table as docs/accounts-contract.md lays it out (keys, the two GSIs, the stream)."""
+    """The accounts table as docs/accounts-contract.md lays it out (keys, the three GSIs, the stream)."""
     client.create_table(
         TableName=name,
         BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[
-            {"AttributeName": attribute, "AttributeType": "S"}
-            for attribute in ("pk", "sk", "pending", "time", "owner_id", "created_sk")
+            *(
+                {"AttributeName": attribute, "AttributeType": "S"}
+                for attribute in ("pk", "sk", "pending", "time", "owner_id", "created_sk", "open_hold_shard")
+            ),
+            {"AttributeName": "hold_expires_at", "AttributeType": "N"},
         ],
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
         GlobalSecondaryIndexes=[
+            {
+                "IndexName": "OpenHolds",
+                "KeySchema": [
+                    {"AttributeName": "open_hold_shard", "KeyType": "HASH"},
+                    {"AttributeName": "hold_expires_at", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            },
             {
                 "IndexName": "OutboxPending",
                 "KeySchema": [

@@ -14,6 +14,7 @@ from vaultpay.shared.errors import Forbidden
 from vaultpay.shared.http import RequestModel, make_resolver, principal
 from vaultpay.shared.idempotency import Outcome, idempotency_key, idempotency_scope, idempotent_response
 from vaultpay.shared.observability import bind_log_keys, get_logger, get_tracer
+from vaultpay.shared.openapi import problems, success
 
 logger = get_logger()
 tracer = get_tracer()
@@ -35,7 +36,23 @@ class DepositRequest(RequestModel):
     reference: Annotated[str, Field(min_length=1, max_length=140), AfterValidator(_printable)]
 
 
-@app.post("/v1/admin/deposits")
+@app.post(
+    "/v1/admin/deposits",
+    responses={
+        **success(
+            201,
+            "The deposit, booked against the bank's settlement account.",
+            {
+                "deposit_id": "dep_4f6a",
+                "account_id": "acc_5b0f0c7e9d2a4c61b3e8f7a6d5c4b3a2",
+                "amount": 500000,
+                "balance": {"ledger": 625050, "available": 600000},
+            },
+        ),
+        **problems(404, {"not_found": "No such account."}),
+        **problems(422, {"currency_not_supported": "This currency is not enabled, or is not the account's."}),
+    },
+)
 @tracer.capture_method(capture_response=False)
 def deposit(body: DepositRequest) -> Response[str]:
     caller = principal(app)

@@ -13,6 +13,7 @@ from vaultpay.shared.bootstrap import accounts_service
 from vaultpay.shared.http import RequestModel, make_resolver, principal
 from vaultpay.shared.idempotency import Outcome, idempotent_response
 from vaultpay.shared.observability import get_logger, get_tracer
+from vaultpay.shared.openapi import problems, success
 
 logger = get_logger()
 tracer = get_tracer()
@@ -27,7 +28,26 @@ class OpenAccountRequest(RequestModel):
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 
 
-@app.post("/v1/accounts")
+@app.post(
+    "/v1/accounts",
+    responses={
+        **success(
+            201,
+            "The new account, with its full account number.",
+            {
+                "account_id": "acc_5b0f0c7e9d2a4c61b3e8f7a6d5c4b3a2",
+                "account_number": "400012345678",
+                "account_number_masked": "XXXXXXXX5678",
+                "type": "SAVINGS",
+                "currency": "INR",
+                "status": "ACTIVE",
+                "balance": {"ledger": 125050, "available": 100000},
+                "created_at": "2026-11-28T10:15:30.123Z",
+            },
+        ),
+        **problems(422, {"currency_not_supported": "This currency is not enabled."}),
+    },
+)
 @tracer.capture_method(capture_response=False)
 def open_account(body: OpenAccountRequest) -> Response[str]:
     caller = principal(app)

@@ -10,13 +10,30 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from vaultpay.shared.bootstrap import accounts_service
 from vaultpay.shared.http import make_resolver, principal
 from vaultpay.shared.observability import get_logger, get_tracer
+from vaultpay.shared.openapi import success
 
 logger = get_logger()
 tracer = get_tracer()
 app = make_resolver()
 
 
-@app.get("/v1/accounts/<account_id>")
+@app.get(
+    "/v1/accounts/<account_id>",
+    responses=success(
+        200,
+        "The account, with its full account number (owner only).",
+        {
+            "account_id": "acc_5b0f0c7e9d2a4c61b3e8f7a6d5c4b3a2",
+            "account_number": "400012345678",
+            "account_number_masked": "XXXXXXXX5678",
+            "type": "SAVINGS",
+            "currency": "INR",
+            "status": "ACTIVE",
+            "balance": {"ledger": 125050, "available": 100000},
+            "created_at": "2026-11-28T10:15:30.123Z",
+        },
+    ),
+)
 @tracer.capture_method(capture_response=False)
 def get_account(account_id: str) -> Response[dict[str, Any]]:
     caller = principal(app)

@@ -11,13 +11,37 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from vaultpay.shared.bootstrap import accounts_service
 from vaultpay.shared.http import make_resolver, principal
 from vaultpay.shared.observability import get_logger, get_tracer
+from vaultpay.shared.openapi import problems, success
 
 logger = get_logger()
 tracer = get_tracer()
 app = make_resolver()
 
 
-@app.get("/v1/accounts/<account_id>/statement")
+@app.get(
+    "/v1/accounts/<account_id>/statement",
+    responses={
+        **success(
+            200,
+            "A page of the account's entries, newest first.",
+            {
+                "items": [
+                    {
+                        "entry_id": "ent_91c2",
+                        "transfer_id": "trf_7d3e",
+                        "kind": "DEBIT",
+                        "amount": 25000,
+                        "balance_after": 100050,
+                        "description": "Rent",
+                        "created_at": "2026-11-28T10:15:30.123Z",
+                    }
+                ],
+                "next_cursor": None,
+            },
+        ),
+        **problems(422, {"invalid_cursor": "The cursor is not valid."}),
+    },
+)
 @tracer.capture_method(capture_response=False)
 def statement(
     account_id: str,

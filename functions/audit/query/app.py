@@ -12,6 +12,7 @@ from vaultpay.audit.service import DEFAULT_LIMIT, MAX_LIMIT, AuditQueryRequest, 
 from vaultpay.audit.wiring import audit_service
 from vaultpay.shared.http import make_resolver, principal
 from vaultpay.shared.observability import get_logger, get_tracer
+from vaultpay.shared.openapi import success
 
 logger = get_logger()
 tracer = get_tracer()
@@ -21,7 +22,30 @@ app = make_resolver()
 # Every parameter arrives as an unconstrained string and is validated by the service, after the role
 # check: request validation runs before the handler, and an admin-only route must answer a customer 403
 # without first explaining its parameters (422).
-@app.get("/v1/admin/audit")
+@app.get(
+    "/v1/admin/audit",
+    responses=success(
+        200,
+        "A page of audit records, newest first.",
+        {
+            "items": [
+                {
+                    "audit_id": "aud_0c1d",
+                    "seq": 42,
+                    "occurred_at": "2026-11-28T10:15:30.123Z",
+                    "type": "vaultpay.account.deposited",
+                    "actor": "usr_admin1",
+                    "correlation_id": "3f2b8c1e-5a4d-4c7b-9e0f-1a2b3c4d5e6f",
+                    "subject": "acc_5b0f0c7e9d2a4c61b3e8f7a6d5c4b3a2",
+                    "data": {"amount": 500000},
+                    "prev_hash": "9f86d081884c7d65",
+                    "hash": "60303ae22b998861",
+                }
+            ],
+            "next_cursor": None,
+        },
+    ),
+)
 @tracer.capture_method(capture_response=False)
 def list_audit_records(
     correlation_id: Annotated[str | None, Query(description="Only records of this correlation id")] = None,

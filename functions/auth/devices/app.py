@@ -11,13 +11,31 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from vaultpay.shared.bootstrap import auth_service
 from vaultpay.shared.http import make_resolver, principal
 from vaultpay.shared.observability import get_logger, get_tracer
+from vaultpay.shared.openapi import success
 
 logger = get_logger()
 tracer = get_tracer()
 app = make_resolver()
 
 
-@app.get("/v1/auth/devices")
+@app.get(
+    "/v1/auth/devices",
+    responses=success(
+        200,
+        "A page of the caller's devices.",
+        {
+            "items": [
+                {
+                    "device_id": "ios-3f9a2c",
+                    "first_seen_at": "2026-11-28T10:15:30.123Z",
+                    "last_seen_at": "2026-11-29T08:01:02.000Z",
+                    "trusted": True,
+                }
+            ],
+            "next_cursor": None,
+        },
+    ),
+)
 @tracer.capture_method(capture_response=False)
 def devices(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,

@@ -10,13 +10,33 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from vaultpay.shared.bootstrap import signing_keys
 from vaultpay.shared.http import make_resolver
 from vaultpay.shared.observability import get_logger, get_tracer
+from vaultpay.shared.openapi import success
 
 logger = get_logger()
 tracer = get_tracer()
 app = make_resolver()
 
 
-@app.get("/.well-known/jwks.json")
+@app.get(
+    "/.well-known/jwks.json",
+    responses=success(
+        200,
+        "The JWKS of the access-token signing keys (RFC 7517).",
+        {
+            "keys": [
+                {
+                    "kty": "EC",
+                    "crv": "P-256",
+                    "alg": "ES256",
+                    "use": "sig",
+                    "kid": "k1",
+                    "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+                    "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+                }
+            ]
+        },
+    ),
+)
 @tracer.capture_method
 def jwks() -> Response[dict[str, Any]]:
     return Response(

@@ -11,6 +11,7 @@ from pydantic import Field
 from vaultpay.shared.bootstrap import auth_service
 from vaultpay.shared.http import RequestModel, current_correlation_id, make_resolver
 from vaultpay.shared.observability import get_logger, get_tracer
+from vaultpay.shared.openapi import problems, success
 
 logger = get_logger()
 tracer = get_tracer()
@@ -24,7 +25,18 @@ class LoginRequest(RequestModel):
     password: Annotated[str, Field(min_length=1, max_length=1024)]
 
 
-@app.post("/v1/auth/login")
+@app.post(
+    "/v1/auth/login",
+    responses={
+        **success(
+            200,
+            "The password is right: an MFA challenge bound to this device, valid 300 s.",
+            {"mfa_required": True, "challenge_id": "chl_2a9f4c1b", "expires_in": 300},
+        ),
+        **problems(401, {"invalid_credentials": "The email or password is not correct."}),
+        **problems(429, {"rate_limited": "Too many failed logins for this account or address."}),
+    },
+)
 @tracer.capture_method(capture_response=False)
 def login(body: LoginRequest) -> Response[dict[str, Any]]:
     from vaultpay.auth.service import device_id_from_event, source_ip_from_event

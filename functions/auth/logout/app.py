@@ -11,6 +11,7 @@ from pydantic import Field
 from vaultpay.shared.bootstrap import auth_service
 from vaultpay.shared.http import RequestModel, current_correlation_id, make_resolver
 from vaultpay.shared.observability import get_logger, get_tracer
+from vaultpay.shared.openapi import problems, success
 
 logger = get_logger()
 tracer = get_tracer()
@@ -21,7 +22,19 @@ class LogoutRequest(RequestModel):
     refresh_token: Annotated[str, Field(min_length=1, max_length=256)]
 
 
-@app.post("/v1/auth/logout")
+@app.post(
+    "/v1/auth/logout",
+    responses={
+        **success(204, "Every session of this sign-in is revoked."),
+        **problems(
+            401,
+            {
+                "invalid_refresh_token": "The refresh token is not valid; sign in again.",
+                "device_mismatch": "The X-Device-Id header does not match the device this was issued to.",
+            },
+        ),
+    },
+)
 @tracer.capture_method(capture_response=False)
 def logout(body: LogoutRequest) -> Response[None]:
     from vaultpay.auth.service import device_id_from_event, source_ip_from_event

@@ -10,13 +10,28 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from vaultpay.shared.bootstrap import auth_service
 from vaultpay.shared.http import make_resolver, principal
 from vaultpay.shared.observability import get_logger, get_tracer
+from vaultpay.shared.openapi import success
 
 logger = get_logger()
 tracer = get_tracer()
 app = make_resolver()
 
 
-@app.get("/v1/me")
+@app.get(
+    "/v1/me",
+    responses=success(
+        200,
+        "The caller's profile.",
+        {
+            "user_id": "usr_8c1d2e3f",
+            "email": "asha@example.com",
+            "full_name": "Asha Rao",
+            "phone_masked": "+91******3210",
+            "role": "customer",
+            "created_at": "2026-11-28T10:15:30.123Z",
+        },
+    ),
+)
 @tracer.capture_method(capture_response=False)
 def me() -> Response[dict[str, Any]]:
     # Whose profile comes only from the authorizer's context, never from the request.

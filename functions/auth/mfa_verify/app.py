@@ -11,6 +11,7 @@ from pydantic import Field
 from vaultpay.shared.bootstrap import auth_service
 from vaultpay.shared.http import RequestModel, current_correlation_id, make_resolver
 from vaultpay.shared.observability import get_logger, get_tracer
+from vaultpay.shared.openapi import problems, success
 
 logger = get_logger()
 tracer = get_tracer()
@@ -23,7 +24,32 @@ class VerifyRequest(RequestModel):
     code: Annotated[str, Field(min_length=1, max_length=16)]
 
 
-@app.post("/v1/auth/mfa/verify")
+@app.post(
+    "/v1/auth/mfa/verify",
+    responses={
+        **success(
+            200,
+            "The code is right: an access token and a refresh token.",
+            {
+                "access_token": "eyJhbGciOiJFUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJ1c3JfMSJ9.c2ln",
+                "refresh_token": "rt_Zk9wQ2x4bE5hV1V3",
+                "token_type": "Bearer",
+                "expires_in": 900,
+                "refresh_expires_in": 604800,
+            },
+        ),
+        **problems(
+            401,
+            {
+                "invalid_code": "The code is not valid (wrong, or already used).",
+                "invalid_challenge": "The login challenge is not valid; sign in again.",
+                "challenge_expired": "The login challenge has expired; sign in again.",
+                "device_mismatch": "The X-Device-Id header does not match the device this was issued to.",
+            },
+        ),
+        **problems(429, {"rate_limited": "Too many codes tried; retry after the Retry-After interval."}),
+    },
+)
 @tracer.capture_method(capture_response=False)
 def verify(body: VerifyRequest) -> Response[dict[str, Any]]:
     from vaultpay.auth.service import device_id_from_event, source_ip_from_event

@@ -11,6 +11,7 @@ from pydantic import Field
 from vaultpay.shared.bootstrap import auth_service
 from vaultpay.shared.http import RequestModel, current_correlation_id, make_resolver
 from vaultpay.shared.observability import get_logger, get_tracer
+from vaultpay.shared.openapi import problems, success
 
 logger = get_logger()
 tracer = get_tracer()
@@ -21,7 +22,31 @@ class RefreshRequest(RequestModel):
     refresh_token: Annotated[str, Field(min_length=1, max_length=256)]
 
 
-@app.post("/v1/auth/refresh")
+@app.post(
+    "/v1/auth/refresh",
+    responses={
+        **success(
+            200,
+            "A new token pair; the refresh token sent is retired.",
+            {
+                "access_token": "eyJhbGciOiJFUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJ1c3JfMSJ9.c2ln",
+                "refresh_token": "rt_Zk9wQ2x4bE5hV1V3",
+                "token_type": "Bearer",
+                "expires_in": 900,
+                "refresh_expires_in": 604800,
+            },
+        ),
+        **problems(
+            401,
+            {
+                "invalid_refresh_token": "The refresh token is not valid; sign in again.",
+                "refresh_token_reused": "A retired refresh token came back: that sign-in is revoked.",
+                "device_mismatch": "The X-Device-Id header does not match the device this was issued to.",
+            },
+        ),
+        **problems(429, {"rate_limited": "Too many refreshes; retry after the Retry-After interval."}),
+    },
+)
 @tracer.capture_method(capture_response=False)
 def refresh(body: RefreshRequest) -> Response[dict[str, Any]]:
     from vaultpay.auth.service import device_id_from_event, source_ip_from_event

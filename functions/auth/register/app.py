@@ -18,6 +18,7 @@ from vaultpay.auth.model import (
 from vaultpay.shared.bootstrap import auth_service
 from vaultpay.shared.http import RequestModel, current_correlation_id, make_resolver
 from vaultpay.shared.observability import get_logger, get_tracer
+from vaultpay.shared.openapi import problems, success
 
 logger = get_logger()
 tracer = get_tracer()
@@ -54,7 +55,25 @@ class RegisterRequest(RequestModel):
     phone: Annotated[str, Field(max_length=32), AfterValidator(_phone)]
 
 
-@app.post("/v1/auth/register")
+@app.post(
+    "/v1/auth/register",
+    responses={
+        **success(
+            201,
+            "The new customer and their TOTP enrolment: the secret is shown only this once.",
+            {
+                "user_id": "usr_8c1d2e3f",
+                "email": "asha@example.com",
+                "mfa": {
+                    "type": "totp",
+                    "secret": "JBSWY3DPEHPK3PXP",
+                    "otpauth_uri": "otpauth://totp/VaultPay:asha%40example.com?secret=JBSWY3DPEHPK3PXP&issuer=VaultPay",
+                },
+            },
+        ),
+        **problems(409, {"email_taken": "This email address is already registered."}),
+    },
+)
 @tracer.capture_method(capture_response=False)
 def register(body: RegisterRequest) -> Response[dict[str, Any]]:
     from vaultpay.auth.service import NewUser

@@ -10,13 +10,36 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from vaultpay.shared.bootstrap import health_service
 from vaultpay.shared.http import make_resolver
 from vaultpay.shared.observability import get_logger, get_tracer
+from vaultpay.shared.openapi import success
 
 logger = get_logger()
 tracer = get_tracer()
 app = make_resolver()
 
 
-@app.get("/v1/health")
+@app.get(
+    "/v1/health",
+    responses={
+        **success(
+            200,
+            "Every dependency answered.",
+            {
+                "status": "ok",
+                "version": "0.1.0",
+                "checks": {"dynamodb": "ok", "stepfunctions": "ok", "nats": "ok"},
+            },
+        ),
+        **success(
+            503,
+            "A dependency did not answer (the reason is logged, not shown).",
+            {
+                "status": "degraded",
+                "version": "0.1.0",
+                "checks": {"dynamodb": "ok", "stepfunctions": "ok", "nats": "error"},
+            },
+        ),
+    },
+)
 @tracer.capture_method
 def get_health() -> Response[dict[str, Any]]:
     report = health_service().run()

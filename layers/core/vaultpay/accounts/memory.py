@@ -34,6 +34,11 @@ class MemoryLedgerStore:
         with self._lock:
             return self.accounts.get(account_id), self.holds.get(transfer_id)
 
+    def expired_holds(self, now_s: int, *, limit: int) -> list[Hold]:
+        with self._lock:
+            held = [hold for hold in self.open_holds() if hold.hold_expires_at < now_s]
+        return sorted(held, key=lambda hold: hold.hold_expires_at)[:limit]
+
     def get_deposit(self, deposit_id: str) -> Deposit | None:
         return self.deposits.get(deposit_id)
 

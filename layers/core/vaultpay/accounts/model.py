@@ -121,6 +121,15 @@ def settlement_shard(key: str) -> str:
     return f"settlement-{int.from_bytes(digest[:4], 'big') % SETTLEMENT_SHARDS:02d}"
 
 
+OPEN_HOLD_SHARDS = 4
+
+
+def open_hold_shard(transfer_id: str) -> str:
+    """The OpenHolds index partition of a HELD hold: spread so no one partition takes every hold."""
+    digest = hashlib.sha256(transfer_id.encode("utf-8")).digest()
+    return f"open-holds-{int.from_bytes(digest[:4], 'big') % OPEN_HOLD_SHARDS}"
+
+
 def amount_problem(amount: object) -> str | None:
     """Why `amount` is not a valid amount of paise: an int (never a bool or float) in 1..10^12."""
     if isinstance(amount, bool) or not isinstance(amount, int):

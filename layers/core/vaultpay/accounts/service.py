@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from vaultpay.accounts.errors import AccountNotFound
+from vaultpay.accounts.errors import AccountNotFound, HoldNotOpen
 from vaultpay.accounts.model import (
     Account,
     AccountPage,
@@ -73,6 +73,8 @@ class LedgerStore(Protocol):
     def commit(self, movement: Movement) -> None: ...
 
     def get_deposit(self, deposit_id: str) -> Deposit | None: ...
+
+    def expired_holds(self, now_s: int, *, limit: int) -> list[Hold]: ...
 
 
 class Cipher(Protocol):
@@ -251,6 +253,30 @@ class AccountsService:
             return plan_release(account, hold, request, at=rfc3339(now), now_s=int(now))
 
         return self._step_result("release", request, plan)
+
+    def release_expired_holds(self, *, limit: int = 100) -> list[dict[str, Any]]:
+        """Releases HELD holds past their expiry (a saga that died outside its own compensation).
+
+        Each goes through the release step itself, so the RELEASE posting, the balance and the
+        `funds.released` event are what a compensation would have written. A hold that settles or is
+        released between the query and the release is left as it now is.
+        """
+        released: list[dict[str, Any]] = []
+        for hold in self._store.expired_holds(int(self._clock()), limit=limit):
+            try:
+                result = self.release(
+                    {
+                        "transfer_id": hold.transfer_id,
+                        "source_account_id": hold.account_id,
+                        "amount": hold.amount,
+                        "currency": hold.currency,
+                        "correlation_id": f"hold-expiry-{hold.transfer_id}",
+                    }
+                )
+            except HoldNotOpen:
+                continue  # settled meanwhile: the money moved as the saga decided
+            released.append(result)
+        return released
 
     def settle(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """Saga step: DEBIT the source (consuming its hold) and CREDIT the destination, in one transaction."""

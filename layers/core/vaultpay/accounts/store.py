@@ -22,6 +22,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from vaultpay.accounts.model import (
+    OPEN_HOLD_SHARDS,
     Account,
     AccountChange,
     AccountStatus,
@@ -32,6 +33,7 @@ from vaultpay.accounts.model import (
     Hold,
     HoldStatus,
     Movement,
+    open_hold_shard,
 )
 from vaultpay.shared.errors import (
     ConcurrentModification,
@@ -44,6 +46,7 @@ from vaultpay.shared.events import DomainEvent
 from vaultpay.shared.outbox import outbox_attributes
 
 BY_OWNER_INDEX = "ByOwner"
+OPEN_HOLDS_INDEX = "OpenHolds"
 _TRANSIENT_CODES = frozenset(
     {
         "TransactionConflictException",
@@ -215,6 +218,10 @@ def _hold_item(hold: Hold) -> dict[str, Any]:
         value = getattr(hold, name)
         if value is not None:
             item[name] = _s(value)
+    if hold.status is HoldStatus.HELD:
+        # Only a HELD hold is in the sparse OpenHolds index; settling or releasing replaces the item
+        # without this attribute, which takes it out (the hold sweeper finds expired ones there).
+        item["open_hold_shard"] = _s(open_hold_shard(hold.transfer_id))
     return item
 
 
@@ -352,6 +359,24 @@ class DynamoLedgerStore:
         last = response.get("LastEvaluatedKey")
         next_cursor = _encode_cursor("c", last["created_sk"]["S"]) if last and len(items) == limit else None
         return Page(items=items, next_cursor=next_cursor)
+
+    def expired_holds(self, now_s: int, *, limit: int) -> list[Hold]:
+        """HELD holds whose expiry has passed, oldest expiry first, from every OpenHolds partition."""
+        found: list[Hold] = []
+        for shard in range(OPEN_HOLD_SHARDS):
+            params: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": OPEN_HOLDS_INDEX,
+                "KeyConditionExpression": "open_hold_shard = :shard AND hold_expires_at < :now",
+                "ExpressionAttributeValues": {":shard": _s(f"open-holds-{shard}"), ":now": _n(now_s)},
+                "Limit": limit,
+            }
+            response = self._query(params)
+            found.extend(_hold(item) for item in response.get("Items", []))
+        return sorted(found, key=lambda hold: hold.hold_expires_at)[:limit]
+
+    def _query(self, params: dict[str, Any]) -> Any:
+        return self._call("Query", lambda: self._client.query(**params))
 
     def list_entries(self, account_id: str, *, limit: int, cursor: str | None) -> Page:
         """An account's statement, newest first (strongly consistent)."""

@@ -1,0 +1,114 @@
+"""What a route tells the OpenAPI document about its responses: success examples and problem+json errors.
+
+Handlers pass these to their route decorator's `responses=`; infra/openapi/build.py merges every function's
+schema into one document and adds the errors every route of a kind can return (authorizer, body, key...).
+Plain dicts from the standard library only: building them costs nothing at a cold start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+from vaultpay.shared.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    RateLimited,
+    TransientError,
+    Unauthorized,
+    ValidationFailed,
+)
+from vaultpay.shared.http import PROBLEM_JSON, PROBLEM_TYPE_BASE
+
+PROBLEM_SCHEMA = "Problem"
+PROBLEM_REF = "#/components/schemas/" + PROBLEM_SCHEMA
+EXAMPLE_CORRELATION_ID = "3f2b8c1e-5a4d-4c7b-9e0f-1a2b3c4d5e6f"
+
+# The titles problem() sends are the error classes' own, so the examples cannot say otherwise.
+_TITLES = {
+    cls.status: cls.title
+    for cls in (BadRequest, Unauthorized, Forbidden, NotFound, Conflict, ValidationFailed, RateLimited)
+} | {TransientError.status: TransientError.title, 415: "Unsupported media type"}
+
+# The RFC 9457 envelope that vaultpay.shared.http.problem() writes (a test validates real output against it).
+PROBLEM_SCHEMA_BODY: dict[str, Any] = {
+    "type": "object",
+    "title": PROBLEM_SCHEMA,
+    "description": (
+        "An RFC 9457 problem details document, sent as `application/problem+json`. `code` is the stable, "
+        "machine-readable reason; `errors` appears only on validation failures. No stack trace, internal "
+        "name or secret ever appears in it."
+    ),
+    "required": ["type", "title", "detail", "code", "correlation_id"],
+    "properties": {
+        "type": {"type": "string", "format": "uri", "description": f"`{PROBLEM_TYPE_BASE}<code>`"},
+        "title": {"type": "string", "description": "Short summary of the problem's kind."},
+        "status": {
+            "type": "integer",
+            "minimum": 400,
+            "maximum": 599,
+            "description": "The HTTP status (left out only by the gateway's catch-all 4xx answer).",
+        },
+        "detail": {"type": "string", "description": "What went wrong, written for the client."},
+        "code": {"type": "string", "pattern": "^[a-z0-9_]*$", "description": "Stable reason code."},
+        "correlation_id": {
+            "type": "string",
+            "description": "Also in the `X-Correlation-Id` header; quote it when reporting a problem.",
+        },
+        "errors": {
+            "type": "array",
+            "description": "The invalid fields (422 `validation_failed` only).",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {
+                    "field": {"type": "string", "examples": ["amount"]},
+                    "message": {"type": "string", "examples": ["Input should be greater than or equal to 1"]},
+                },
+            },
+        },
+    },
+}
+
+
+def problem_example(status: int, code: str, detail: str, *, field: str | None = None) -> dict[str, Any]:
+    """An OpenAPI Example object holding the problem document VaultPay sends for `code`."""
+    value: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + code,
+        "title": _TITLES.get(status) or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "correlation_id": EXAMPLE_CORRELATION_ID,
+    }
+    if field is not None:
+        value["errors"] = [{"field": field, "message": "is not valid"}]
+    return {"summary": f"{code}: {detail}", "value": value}
+
+
+def problems(status: int, details: Mapping[str, str]) -> dict[int, dict[str, Any]]:
+    """`responses=` entry for the codes a route raises itself: `problems(409, {"email_taken": "..."})`."""
+    examples = {code: problem_example(status, code, detail) for code, detail in details.items()}
+    return {
+        status: {
+            "description": "; ".join(f"`{code}`: {detail}" for code, detail in details.items()),
+            "content": {PROBLEM_JSON: {"schema": {"$ref": PROBLEM_REF}, "examples": examples}},
+        }
+    }
+
+
+def success(
+    status: int, description: str, example: Any = None, *, headers: dict[str, Any] | None = None
+) -> dict[int, dict[str, Any]]:
+    """`responses=` entry for a route's success answer, with an example body (none for a 204)."""
+    response: dict[str, Any] = {"description": description}
+    if example is not None:
+        response["content"] = {
+            "application/json": {"schema": {"type": "object"}, "examples": {"example": {"value": example}}}
+        }
+    if headers:
+        response["headers"] = headers
+    return {status: response}
