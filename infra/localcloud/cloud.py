@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from localcloud import services
+from localcloud.faults import FaultInjector
 from localcloud.services import LocalCloudError, ManagedProcess
 from localcloud.spec import REGION, Deployment, FunctionSpec, InvokeResult
 
@@ -68,6 +69,8 @@ class LocalCloud:
         self._stopped = asyncio.Event()
         self._functions: dict[str, FunctionSpec] = {}
         self._subscriptions: Any = None
+        self.faults = FaultInjector(self.functions, self._stream_functions)
+        self._fault_controller: Any = None
 
     # ---- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -91,6 +94,9 @@ class LocalCloud:
         self._write_state(ready=True)
 
     async def stop(self) -> None:
+        if self._fault_controller is not None:
+            with contextlib.suppress(Exception):
+                await self._fault_controller.close()
         for poller in self._pollers:
             with contextlib.suppress(Exception):
                 await poller.stop()
@@ -106,6 +112,7 @@ class LocalCloud:
                 await runner.cleanup()
         await asyncio.gather(*(asyncio.to_thread(p.stop) for p in self.processes.values()))
         self._pollers, self._runners, self._runtime, self._scheduler = [], [], None, None
+        self._fault_controller = None
         state_file = self.config.state_dir / "state.json"
         with contextlib.suppress(OSError):
             state_file.unlink()
@@ -212,8 +219,38 @@ class LocalCloud:
             aws_secret_access_key="test",  # noqa: S106
         )
 
+    # ---- NATS on and off, for the fault API ----------------------------------------------------------
+    async def nats_stop(self) -> bool:
+        """Stops NATS (SIGTERM: JetStream flushes its store); False when it was not running."""
+        process = self.processes["nats"]
+        if not process.running():
+            return False
+        await asyncio.to_thread(process.stop)
+        self.report(process.name, f"nats://127.0.0.1:{self.ports['nats']}", "stopped (fault)")
+        return True
+
+    async def nats_start(self) -> bool:
+        """Starts NATS again on the same ports with the same JetStream store; False when it was running."""
+        process = self.processes["nats"]
+        if process.running():
+            return False
+        process.start()
+        seconds = await asyncio.to_thread(process.wait_ready)
+        self.report(
+            process.name, f"nats://127.0.0.1:{self.ports['nats']}", f"started again in {seconds:.1f} s"
+        )
+        return True
+
+    def nats_running(self) -> bool:
+        process = self.processes.get("nats")
+        return process is not None and process.running()
+
+    def _stream_functions(self) -> set[str]:
+        return {m.function_name for stack in self.stacks for m in stack.deployment.stream_mappings}
+
     async def _start_edge(self) -> None:
         from localcloud.edge import Edge
+        from localcloud.fault_api import FaultController, add_fault_routes
         from localcloud.lambda_api import add_lambda_routes
         from localcloud.lambda_runtime import LambdaRuntime
         from localcloud.logs import LogShipper
@@ -231,14 +268,22 @@ class LocalCloud:
             base_env=self.worker_env(),
             log_shipper=shipper,
             max_workers_per_function=self.config.max_workers_per_function,
+            faults=self.faults,
         )
+        self._fault_controller = FaultController(self.faults, self)
         edge = Edge(
             dynamodb_url=f"http://127.0.0.1:{p['dynamodb']}",
             moto_url=f"http://127.0.0.1:{p['moto']}",
             status=self.status,
             on_dynamodb_write=self._wake_pollers,
         )
-        app = edge.build_app(mount=lambda a: add_lambda_routes(a, self._runtime))
+        controller = self._fault_controller
+
+        def mount(app: web.Application) -> None:
+            add_lambda_routes(app, self._runtime)
+            add_fault_routes(app, controller)
+
+        app = edge.build_app(mount=mount)
         await self._serve(app, p["edge"])
         self.report("Edge (AWS endpoint)", self.edge_url, "ready")
 
@@ -329,6 +374,7 @@ class LocalCloud:
                     sqs_endpoint=self.edge_url,
                     region=REGION,
                     idle_poll_s=0.25,  # the edge wakes pollers on every write; this only bounds a miss
+                    faults=self.faults,
                 )
                 await poller.start()
                 self._pollers.append(poller)

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from localcloud.lambda_worker import FRAME, decode_header, encode_frame
+from localcloud.faults import FaultInjector, LambdaFault
+from localcloud.lambda_worker import FRAME, decode_header, encode_frame, make_error
 from localcloud.logs import LogShipper, log_stream_name
 from localcloud.spec import REGION, FunctionNotFound, FunctionSpec, InvokeResult, function_arn
 from localcloud.spec import function_name_from as spec_function_name_from
@@ -385,6 +386,11 @@ class _Worker:
             await self._exit
         return self.transport.get_returncode() if self.transport is not None else None
 
+    async def crash(self) -> int | None:
+        """Kills the worker after its handler returned, as a runtime dying before it answers: its status."""
+        self.kill()
+        return await self._exit_status()
+
     def kill(self) -> None:
         """Kills the worker and everything it started, at once; `close()` then reaps it."""
         self.alive = False
@@ -540,6 +546,7 @@ class LambdaRuntime:
         max_workers_per_function: int = 4,
         python: str = sys.executable,
         event_retry_delay_s: float = 1.0,
+        faults: FaultInjector | None = None,
     ) -> None:
         self._functions: dict[str, FunctionSpec] = dict(functions)
         self.base_env = dict(base_env)
@@ -549,6 +556,8 @@ class LambdaRuntime:
         # AWS waits a minute, then two, before retrying a failed asynchronous invoke: locally, that only
         # slows tests down.
         self.event_retry_delay_s = event_retry_delay_s
+        # Asked on every invoke; without a plan it answers from an empty dict.
+        self.faults = faults if faults is not None else FaultInjector()
         self._pools: dict[str, _Pool] = {}
         self._deployed_at: dict[str, float] = dict.fromkeys(self._functions, time.time())
         self._tasks: set[asyncio.Future[Any]] = set()  # invokes, which close() cancels
@@ -697,12 +706,15 @@ class LambdaRuntime:
         if reserved is not None and pool.in_flight >= reserved:
             pool.throttles += 1
             raise TooManyRequests("Rate Exceeded.")
+        fault = self.faults.lambda_fault(name, request.payload)
+        if fault is not None and fault.error_type:
+            return self._injected_error(pool.spec, request, fault)
         pool.in_flight += 1
         try:
             worker, cold = await pool.acquire()
             pool.busy += 1
             try:
-                return await self._run(pool, worker, cold, request)
+                return await self._run(pool, worker, cold, request, crash=fault is not None and fault.crash)
             finally:
                 pool.busy -= 1
                 pool.release(worker)
@@ -746,7 +758,26 @@ class LambdaRuntime:
                 return
             await asyncio.sleep(self.event_retry_delay_s)
 
-    async def _run(self, pool: _Pool, worker: _Worker, cold: bool, request: _Request) -> InvokeResult:
+    def _injected_error(self, spec: FunctionSpec, request: _Request, fault: LambdaFault) -> InvokeResult:
+        """A fault plan's error: answered as the handler raising `fault.error_type`, without running it."""
+        log.warning(
+            "fault: %s answered %s without running (request %s)",
+            spec.name,
+            fault.error_type,
+            request.request_id,
+        )
+        error = make_error(fault.error_message, fault.error_type, [], request.request_id)
+        return InvokeResult(
+            status=200,
+            payload=json.dumps(error).encode(),
+            function_error="Unhandled",
+            request_id=request.request_id,
+        )
+
+    async def _run(
+        self, pool: _Pool, worker: _Worker, cold: bool, request: _Request, *, crash: bool = False
+    ) -> InvokeResult:
+        """Runs one invoke on `worker`; `crash`: kill the worker once the handler has returned (a fault)."""
         spec = worker.spec
         rid = request.request_id
         worker.capture = []
@@ -775,6 +806,11 @@ class LambdaRuntime:
         began = time.perf_counter()
         reply = await worker.invoke(header, request.payload, spec.timeout_s)
         duration_ms = (time.perf_counter() - began) * 1000
+        if crash and reply.kind in ("result", "error"):
+            # The handler's side effects are done; the caller sees a runtime that died before answering.
+            reply = _Reply("exit", returncode=await worker.crash(), rss_mb=reply.rss_mb)
+            self.faults.crashed(spec.name)
+            log.warning("fault: %s crashed after its handler returned (request %s)", spec.name, rid)
         if reply.kind in ("timeout", "exit"):
             pool.discard(worker)
         if reply.kind != "result":

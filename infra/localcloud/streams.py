@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypedDict, TypeVar
 
+from localcloud.faults import FaultInjector
 from localcloud.filtering import FilterPatternError, record_passes, validate_pattern
 from localcloud.services import LocalCloudError
 from localcloud.spec import (
@@ -154,9 +155,11 @@ class StreamPoller:
         retry_max_delay_s: float = 5.0,
         shard_discovery_s: float = 1.0,
         stop_grace_s: float = 5.0,
+        faults: FaultInjector | None = None,
     ) -> None:
         """Reads through boto3 clients for `dynamodb_endpoint` (and `sqs_endpoint` for the on-failure queue),
-        or through the given `clients` (fakes in tests). `region` is what records say in `awsRegion`."""
+        or through the given `clients` (fakes in tests). `region` is what records say in `awsRegion`.
+        `faults` may ask for a batch to be delivered twice (the local cloud's fault plan)."""
         _check_mapping(mapping)
         if clients is None:
             if not dynamodb_endpoint:
@@ -170,6 +173,8 @@ class StreamPoller:
             )
         self.mapping = mapping
         self._invoker = invoker
+        self._faults = faults
+        self._function = function_name_from(mapping.function_name)
         self._region = region
         self._patterns = mapping.filter_patterns
         self._idle_poll_s = idle_poll_s
@@ -545,6 +550,16 @@ class StreamPoller:
         shard.invocations += 1
         self._stats.batches += 1
         outcome = await self._invoke(payload)
+        if (
+            outcome.error is None
+            and self._faults is not None
+            and self._faults.duplicate_delivery(self._function)
+        ):
+            # At-least-once delivery: the same records again, as after a checkpoint that was not saved. The
+            # second answer decides the checkpoint, as it would on AWS.
+            log.warning("fault: %s gets the same %d record(s) again", self._function, len(batch))
+            self._stats.batches += 1
+            outcome = await self._invoke(payload)
         failed_at = self._first_failed(batch, outcome)
         if failed_at is None:
             self._acknowledge(shard, batch)
