@@ -56,6 +56,11 @@ test: lint
 	$(BIN)/pytest -q
 
 # Long measurements stay out of `make test`; each writes its figures to a file under bench/.
+# The bank test at scale (tests/support/bank_run.py): hundreds of concurrent transfers under faults.
+soak: install
+	VAULTPAY_BANK_SCALE=soak VAULTPAY_BANK_REPORT=bench/bank-results.md \
+		$(BIN)/pytest -q -s --timeout=3600 tests/e2e/test_bank.py
+
 bench: install
 	$(BIN)/python bench/localcloud_bench.py --out bench/localcloud-results.md
 	$(BIN)/python bench/identity_bench.py --out bench/identity-results.md
@@ -63,6 +68,7 @@ bench: install
 	$(BIN)/python bench/audit_lag_bench.py
 	$(BIN)/python bench/relay_bench.py
 	$(BIN)/python bench/ledger_bench.py --out bench/ledger-results.md
+	$(BIN)/python bench/saga_bench.py --out bench/saga-results.md
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

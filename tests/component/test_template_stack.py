@@ -46,7 +46,11 @@ def cfn(sam: dict[str, Any]) -> dict[str, Any]:
     from samtranslator.translator.translator import Translator
 
     source = json.loads(json.dumps(sam))
-    key = {"AWS::Serverless::Function": "CodeUri", "AWS::Serverless::LayerVersion": "ContentUri"}
+    key = {
+        "AWS::Serverless::Function": "CodeUri",
+        "AWS::Serverless::LayerVersion": "ContentUri",
+        "AWS::Serverless::StateMachine": "DefinitionUri",
+    }
     for logical_id, resource in source["Resources"].items():
         if resource["Type"] in key:
             # The transform wants S3 code locations; sam build/package puts them there later.
@@ -346,10 +350,20 @@ def test_each_identity_function_is_granted_exactly_its_own_resources_and_actions
 
 # The event path's grants on the domain tables: outbox items only (the LeadingKeys condition below).
 EVENTS_GRANTS: dict[str, dict[str, set[str]]] = {
-    "RelayFunction": {"AuthTable": {"dynamodb:UpdateItem"}, "AccountsTable": {"dynamodb:UpdateItem"}},
-    "OutboxSweeperFunction": {"AuthTable": {"dynamodb:UpdateItem"}, "AccountsTable": {"dynamodb:UpdateItem"}},
+    "RelayFunction": {
+        "AuthTable": {"dynamodb:UpdateItem"},
+        "AccountsTable": {"dynamodb:UpdateItem"},
+        "TransfersTable": {"dynamodb:UpdateItem"},
+        "FraudTable": {"dynamodb:UpdateItem"},
+    },
+    "OutboxSweeperFunction": {
+        "AuthTable": {"dynamodb:UpdateItem"},
+        "AccountsTable": {"dynamodb:UpdateItem"},
+        "TransfersTable": {"dynamodb:UpdateItem"},
+        "FraudTable": {"dynamodb:UpdateItem"},
+    },
 }
-OUTBOX_TABLES = ("AuthTable", "AccountsTable")
+OUTBOX_TABLES = ("AuthTable", "AccountsTable", "TransfersTable", "FraudTable")
 
 
 def test_no_other_function_touches_an_identity_resource(cfn: dict[str, Any]) -> None:
@@ -412,7 +426,7 @@ def test_every_domain_tables_stream_feeds_the_relay_through_the_outbox_filter(sa
     }
 
 
-def test_the_sweeper_sweeps_both_domain_tables(sam: dict[str, Any]) -> None:
+def test_the_sweeper_sweeps_every_domain_table(sam: dict[str, Any]) -> None:
     variables = sam["Resources"]["OutboxSweeperFunction"]["Properties"]["Environment"]["Variables"]
     assert variables["OUTBOX_TABLES"] == {"Fn::Join": [",", [{"Ref": t} for t in OUTBOX_TABLES]]}
 
@@ -665,6 +679,12 @@ ACCOUNTS_GRANTS: dict[str, dict[str, set[str]]] = {
         json.dumps({"Fn::Sub": "${AccountsTable.Arn}/index/OpenHolds"}): {"dynamodb:Query"},
         "AccountsTable": {"dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
     },
+    # The transfers domain's question (no route): accounts and number claims by key, the number hashed with
+    # the index key; it decrypts nothing and writes nothing.
+    "ResolveTransferPartiesFunction": {
+        "AccountsTable": {"dynamodb:GetItem"},
+        "AccountNumberIndexSecret": {"secretsmanager:GetSecretValue"},
+    },
 }
 ACCOUNTS_DIRECTORIES = {
     "CreateAccountFunction": "create",
@@ -677,6 +697,7 @@ ACCOUNTS_DIRECTORIES = {
     "ReleaseFundsFunction": "release",
     "ReconcileLedgerFunction": "reconcile",
     "HoldSweeperFunction": "hold_sweeper",
+    "ResolveTransferPartiesFunction": "resolve",
 }
 ACCOUNTS_ROUTES = {
     "CreateAccountFunction": ("POST", "/v1/accounts"),
@@ -687,6 +708,7 @@ ACCOUNTS_ROUTES = {
 }
 SAGA_STEPS = {"ReserveFundsFunction", "SettleTransferFunction", "ReleaseFundsFunction"}
 SCHEDULED = {"ReconcileLedgerFunction", "HoldSweeperFunction"}
+INTERNAL = {"ResolveTransferPartiesFunction"}  # invoked by other domains' functions, never routed
 IDEMPOTENT_ROUTES = {"CreateAccountFunction", "AdminDepositFunction"}
 ACCOUNTS_RESOURCES = {
     "AccountsTable",
@@ -709,7 +731,7 @@ def _names_an_accounts_resource(resource_key: str) -> bool:
 
 
 def test_every_accounts_function_exists_with_its_contract_code_location(sam: dict[str, Any]) -> None:
-    assert set(ACCOUNTS_DIRECTORIES) == set(ACCOUNTS_ROUTES) | SAGA_STEPS | SCHEDULED
+    assert set(ACCOUNTS_DIRECTORIES) == set(ACCOUNTS_ROUTES) | SAGA_STEPS | SCHEDULED | INTERNAL
     assert set(ACCOUNTS_DIRECTORIES) <= set(ACCOUNTS_GRANTS)
     for logical_id, directory in ACCOUNTS_DIRECTORIES.items():
         resource = sam["Resources"][logical_id]
@@ -771,7 +793,8 @@ def test_only_the_idempotency_key_routes_use_the_idempotency_table(
             assert variables["IDEMPOTENCY_TABLE"] == {"Ref": "AccountsIdempotencyTable"}, function
         else:
             assert granted is None, function
-            assert "IDEMPOTENCY_TABLE" not in variables, function
+            # Another domain's Idempotency-Key route names its own table (POST /v1/transfers).
+            assert variables.get("IDEMPOTENCY_TABLE") != {"Ref": "AccountsIdempotencyTable"}, function
 
 
 def test_accounts_routes_reach_their_functions_through_the_authorizer(cfn: dict[str, Any]) -> None:
@@ -786,7 +809,7 @@ def test_accounts_routes_reach_their_functions_through_the_authorizer(cfn: dict[
 def test_http_accounts_functions_log_to_the_api_log_group_and_saga_steps_have_no_route(
     sam: dict[str, Any],
 ) -> None:
-    for function in SAGA_STEPS:
+    for function in SAGA_STEPS | INTERNAL:
         props = sam["Resources"][function]["Properties"]
         assert "Events" not in props, function
         assert "LoggingConfig" not in props, function
@@ -908,3 +931,349 @@ def test_the_ledger_is_reconciled_every_hour_and_a_violation_or_a_failed_run_ala
     errors = sam["Resources"]["ReconcileLedgerErrorsAlarm"]["Properties"]
     assert (errors["Namespace"], errors["MetricName"]) == ("AWS/Lambda", "Errors")
     assert errors["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "ReconcileLedgerFunction"}}]
+
+
+# ---- transfers (docs/transfers-contract.md) ---------------------------------------------------------------
+
+TRANSFERS_BY_SOURCE = json.dumps({"Fn::Sub": "${TransfersTable.Arn}/index/BySource"})
+# Every grant of every transfers function. A transfer and its events are Puts of one TransactWriteItems.
+TRANSFERS_GRANTS: dict[str, dict[str, set[str]]] = {
+    "CreateTransferFunction": {
+        "TransfersTable": {"dynamodb:GetItem", "dynamodb:PutItem"},
+        "TransfersIdempotencyTable": IDEMPOTENCY_RECORDS,
+        "TransfersRateLimitTable": {"dynamodb:UpdateItem"},
+        "ResolveTransferPartiesFunction": {"lambda:InvokeFunction"},
+        "TransferStateMachine": {"states:StartExecution"},
+    },
+    "GetTransferFunction": {"TransfersTable": {"dynamodb:GetItem"}},
+    "ListTransfersFunction": {
+        TRANSFERS_BY_SOURCE: {"dynamodb:Query"},
+        "ResolveTransferPartiesFunction": {"lambda:InvokeFunction"},
+    },
+    "TransferStatusFunction": {"TransfersTable": {"dynamodb:GetItem", "dynamodb:PutItem"}},
+}
+TRANSFERS_DIRECTORIES = {
+    "CreateTransferFunction": "create",
+    "GetTransferFunction": "get",
+    "ListTransfersFunction": "list",
+    "TransferStatusFunction": "status",
+}
+TRANSFERS_ROUTES = {
+    "CreateTransferFunction": ("POST", "/v1/transfers"),
+    "GetTransferFunction": ("GET", "/v1/transfers/{transfer_id}"),
+    "ListTransfersFunction": ("GET", "/v1/transfers"),
+}
+TRANSFERS_RESOURCES = {"TransfersTable", "TransfersIdempotencyTable", "TransfersRateLimitTable"}
+TRANSFERS_ENVIRONMENT = {
+    "CreateTransferFunction": {
+        "POWERTOOLS_SERVICE_NAME": "transfers",
+        "TRANSFERS_TABLE": {"Ref": "TransfersTable"},
+        "IDEMPOTENCY_TABLE": {"Ref": "TransfersIdempotencyTable"},
+        "RATE_LIMIT_TABLE": {"Ref": "TransfersRateLimitTable"},
+        "RESOLVE_PARTIES_FUNCTION": {"Ref": "ResolveTransferPartiesFunction"},
+        "TRANSFER_STATE_MACHINE_ARN": {"Ref": "TransferStateMachine"},
+        "ENABLED_CURRENCIES": "INR",
+    },
+    "GetTransferFunction": {
+        "POWERTOOLS_SERVICE_NAME": "transfers",
+        "TRANSFERS_TABLE": {"Ref": "TransfersTable"},
+    },
+    "ListTransfersFunction": {
+        "POWERTOOLS_SERVICE_NAME": "transfers",
+        "TRANSFERS_TABLE": {"Ref": "TransfersTable"},
+        "RESOLVE_PARTIES_FUNCTION": {"Ref": "ResolveTransferPartiesFunction"},
+    },
+    "TransferStatusFunction": {
+        "POWERTOOLS_SERVICE_NAME": "transfers",
+        "TRANSFERS_TABLE": {"Ref": "TransfersTable"},
+    },
+}
+
+
+def test_every_transfers_function_exists_with_its_contract_code_location(sam: dict[str, Any]) -> None:
+    assert set(TRANSFERS_DIRECTORIES) == set(TRANSFERS_GRANTS)
+    for logical_id, directory in TRANSFERS_DIRECTORIES.items():
+        resource = sam["Resources"][logical_id]
+        assert resource["Type"] == "AWS::Serverless::Function", logical_id
+        assert resource["Metadata"] == {"BuildMethod": "makefile"}, logical_id
+        assert resource["Properties"]["CodeUri"] == f"functions/transfers/{directory}/", logical_id
+        assert resource["Properties"]["Handler"] == "app.handler", logical_id
+        makefile = (ROOT / "functions" / "transfers" / directory / "Makefile").read_text()
+        assert f"build-{logical_id}:" in makefile, logical_id
+        assert (ROOT / "functions" / "transfers" / directory / "app.py").is_file(), logical_id
+
+
+def test_each_transfers_function_is_granted_exactly_its_own_resources_and_actions(
+    cfn: dict[str, Any],
+) -> None:
+    roles = _roles_by_function(cfn)
+    for function, expected in TRANSFERS_GRANTS.items():
+        assert _grants(roles[function]) == expected, function
+
+
+def test_transfer_counters_are_the_transfer_scope_only(cfn: dict[str, Any]) -> None:
+    from vaultpay.shared.ratelimit import KEY_PREFIX
+    from vaultpay.transfers.service import RATE_LIMIT_SCOPE
+
+    role = _roles_by_function(cfn)["CreateTransferFunction"]
+    (counting,) = [s for s in _statements(role) if _resource_id(s["Resource"]) == "TransfersRateLimitTable"]
+    keys = counting["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+    assert keys == [f"{KEY_PREFIX}#{RATE_LIMIT_SCOPE}#*"]
+
+
+def test_no_function_outside_transfers_touches_a_transfers_resource(cfn: dict[str, Any]) -> None:
+    outbox_paths = {
+        "RelayFunction": {
+            json.dumps({"Fn::Sub": "${TransfersTable.Arn}/stream/*"}): {
+                "dynamodb:DescribeStream",
+                "dynamodb:GetRecords",
+                "dynamodb:GetShardIterator",
+                "dynamodb:ListStreams",
+            }
+        },
+        "OutboxSweeperFunction": {
+            json.dumps({"Fn::Sub": "${TransfersTable.Arn}/index/OutboxPending"}): {"dynamodb:Query"}
+        },
+    }
+    for function, role in _roles_by_function(cfn).items():
+        if function in TRANSFERS_GRANTS:
+            continue
+        touched = {
+            k: v
+            for k, v in _grants(role).items()
+            if k in TRANSFERS_RESOURCES or any(f"${{{r}." in k for r in TRANSFERS_RESOURCES)
+        }
+        if function in outbox_paths:
+            expected = {"TransfersTable": EVENTS_GRANTS[function]["TransfersTable"], **outbox_paths[function]}
+            assert touched == expected, function
+        else:
+            assert touched == {}, function
+
+
+def test_transfers_functions_touch_no_identity_or_accounts_resource(cfn: dict[str, Any]) -> None:
+    roles = _roles_by_function(cfn)
+    for function in TRANSFERS_GRANTS:
+        granted = set(_grants(roles[function]))
+        assert not granted & IDENTITY_RESOURCES, function
+        assert not [key for key in granted if _names_an_accounts_resource(key)], function
+
+
+def test_transfers_routes_reach_their_functions_through_the_authorizer(
+    cfn: dict[str, Any], sam: dict[str, Any]
+) -> None:
+    body = cfn["Resources"]["VaultPayApi"]["Properties"]["Body"]
+    (authorizer,) = body["securityDefinitions"]
+    for function, (method, path) in TRANSFERS_ROUTES.items():
+        operation = body["paths"][path][method.lower()]
+        assert f"{function}.Arn" in json.dumps(operation["x-amazon-apigateway-integration"]["uri"]), function
+        assert operation["security"] == [{authorizer: []}], function
+        props = sam["Resources"][function]["Properties"]
+        assert props["LoggingConfig"] == {"LogGroup": {"Ref": "ApiLogGroup"}}, function
+        (event,) = props["Events"].values()
+        assert "Auth" not in event["Properties"], function  # the default authorizer, never NONE
+    status = sam["Resources"]["TransferStatusFunction"]["Properties"]
+    assert "Events" not in status
+    assert "LoggingConfig" not in status
+
+
+def test_transfers_functions_are_told_only_of_the_resources_they_use(sam: dict[str, Any]) -> None:
+    for function, expected in TRANSFERS_ENVIRONMENT.items():
+        assert sam["Resources"][function]["Properties"]["Environment"]["Variables"] == expected, function
+
+
+def test_the_transfers_tables_match_the_contract(sam: dict[str, Any]) -> None:
+    from vaultpay.shared.outbox import PENDING_INDEX
+    from vaultpay.transfers.store import BY_SOURCE_INDEX
+
+    table = sam["Resources"]["TransfersTable"]
+    props = table["Properties"]
+    accounts = sam["Resources"]["AccountsTable"]["Properties"]
+    assert [(k["AttributeName"], k["KeyType"]) for k in props["KeySchema"]] == [
+        ("pk", "HASH"),
+        ("sk", "RANGE"),
+    ]
+    indexes = {
+        index["IndexName"]: (
+            [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]],
+            index["Projection"],
+        )
+        for index in props["GlobalSecondaryIndexes"]
+    }
+    assert indexes == {
+        PENDING_INDEX: ([("pending", "HASH"), ("time", "RANGE")], {"ProjectionType": "ALL"}),
+        BY_SOURCE_INDEX: (
+            [("source_account_id", "HASH"), ("created_sk", "RANGE")],
+            {"ProjectionType": "ALL"},
+        ),
+    }
+    # The outbox's TTL, stream, backups, encryption and protection exactly as the accounts table's.
+    for name in (
+        "TimeToLiveSpecification",
+        "StreamSpecification",
+        "PointInTimeRecoverySpecification",
+        "SSESpecification",
+        "BillingMode",
+        "DeletionProtectionEnabled",
+    ):
+        assert props[name] == accounts[name], name
+    assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
+    records = sam["Resources"]["TransfersIdempotencyTable"]["Properties"]
+    assert records == sam["Resources"]["AccountsIdempotencyTable"]["Properties"]
+    limits = sam["Resources"]["TransfersRateLimitTable"]["Properties"]
+    assert limits == sam["Resources"]["AuthRateLimitTable"]["Properties"]
+
+
+def test_the_stack_outputs_the_transfers_table_name(sam: dict[str, Any]) -> None:
+    assert sam["Outputs"]["TransfersTableName"]["Value"] == {"Ref": "TransfersTable"}
+
+
+# ---- fraud (issue 6: the fraud engine, review, alerts, consumer) -------------------------------------------
+
+FRAUD_CONFIG_PARAMETER_ARN = json.dumps(
+    {
+        "Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter"
+        "/vaultpay/${Stage}/fraud/config"
+    }
+)
+FRAUD_GRANTS: dict[str, dict[str, set[str]]] = {
+    # Decision, profile and devices read; the decision and its two events written in one transaction.
+    "EvaluateFraudFunction": {
+        "FraudTable": {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:PutItem"},
+        "FraudCountersTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
+        FRAUD_CONFIG_PARAMETER_ARN: {"ssm:GetParameter"},
+    },
+    "AwaitReviewFunction": {"FraudTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"}},
+    # SendTaskSuccess only: a review never fails the saga's task, a decline is a successful decision.
+    "FraudReviewFunction": {
+        "FraudTable": {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"},
+        "TransferStateMachine": {"states:SendTaskSuccess"},
+        "TransferStatusFunction": {"lambda:InvokeFunction"},
+    },
+    "FraudAlertsFunction": {
+        json.dumps({"Fn::Sub": "${FraudTable.Arn}/index/Alerts"}): {"dynamodb:Query"},
+        "FraudTable": {"dynamodb:BatchGetItem"},
+    },
+    "FraudConsumeFunction": {"FraudTable": {"dynamodb:PutItem", "dynamodb:UpdateItem"}},
+}
+FRAUD_DIRECTORIES = {
+    "EvaluateFraudFunction": "evaluate",
+    "AwaitReviewFunction": "await_review",
+    "FraudReviewFunction": "review",
+    "FraudAlertsFunction": "alerts",
+    "FraudConsumeFunction": "consume",
+}
+FRAUD_ROUTES = {
+    "FraudReviewFunction": ("POST", "/v1/admin/fraud/reviews/{transfer_id}"),
+    "FraudAlertsFunction": ("GET", "/v1/admin/fraud/alerts"),
+}
+FRAUD_RESOURCES = {"FraudTable", "FraudCountersTable"}
+
+
+def test_every_fraud_function_exists_with_its_contract_code_location(sam: dict[str, Any]) -> None:
+    assert set(FRAUD_DIRECTORIES) == set(FRAUD_GRANTS)
+    for logical_id, directory in FRAUD_DIRECTORIES.items():
+        resource = sam["Resources"][logical_id]
+        assert resource["Type"] == "AWS::Serverless::Function", logical_id
+        assert resource["Metadata"] == {"BuildMethod": "makefile"}, logical_id
+        assert resource["Properties"]["CodeUri"] == f"functions/fraud/{directory}/", logical_id
+        assert resource["Properties"]["Handler"] == "app.handler", logical_id
+        makefile = (ROOT / "functions" / "fraud" / directory / "Makefile").read_text()
+        assert f"build-{logical_id}:" in makefile, logical_id
+
+
+def test_each_fraud_function_is_granted_exactly_its_own_resources_and_actions(cfn: dict[str, Any]) -> None:
+    roles = _roles_by_function(cfn)
+    for function, expected in FRAUD_GRANTS.items():
+        assert _grants(roles[function]) == expected, function
+
+
+def test_no_function_outside_fraud_touches_a_fraud_resource_but_the_outbox_path(cfn: dict[str, Any]) -> None:
+    outbox_only = {"RelayFunction", "OutboxSweeperFunction"}
+    for function, role in _roles_by_function(cfn).items():
+        if function in FRAUD_GRANTS or function in outbox_only:
+            continue
+        touched = {
+            k: v
+            for k, v in _grants(role).items()
+            if k in FRAUD_RESOURCES or any(f"${{{r}." in k for r in FRAUD_RESOURCES) or "fraud/config" in k
+        }
+        assert touched == {}, function
+
+
+def test_fraud_admin_routes_reach_their_functions_through_the_authorizer(
+    cfn: dict[str, Any], sam: dict[str, Any]
+) -> None:
+    body = cfn["Resources"]["VaultPayApi"]["Properties"]["Body"]
+    (authorizer,) = body["securityDefinitions"]
+    for function, (method, path) in FRAUD_ROUTES.items():
+        operation = body["paths"][path][method.lower()]
+        assert f"{function}.Arn" in json.dumps(operation["x-amazon-apigateway-integration"]["uri"]), function
+        assert operation["security"] == [{authorizer: []}], function
+        props = sam["Resources"][function]["Properties"]
+        assert props["LoggingConfig"] == {"LogGroup": {"Ref": "ApiLogGroup"}}, function
+        (event,) = props["Events"].values()
+        assert "Auth" not in event["Properties"], function
+    for step in ("EvaluateFraudFunction", "AwaitReviewFunction"):
+        assert "Events" not in sam["Resources"][step]["Properties"], step
+
+
+def test_the_fraud_tables_match_the_contract(sam: dict[str, Any]) -> None:
+    from vaultpay.fraud.store import ALERTS_INDEX
+    from vaultpay.shared.outbox import PENDING_INDEX
+
+    table = sam["Resources"]["FraudTable"]
+    props = table["Properties"]
+    accounts = sam["Resources"]["AccountsTable"]["Properties"]
+    assert [(k["AttributeName"], k["KeyType"]) for k in props["KeySchema"]] == [
+        ("pk", "HASH"),
+        ("sk", "RANGE"),
+    ]
+    indexes = {
+        index["IndexName"]: [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]]
+        for index in props["GlobalSecondaryIndexes"]
+    }
+    assert indexes == {
+        PENDING_INDEX: [("pending", "HASH"), ("time", "RANGE")],
+        ALERTS_INDEX: [("alert_decision", "HASH"), ("alert_sk", "RANGE")],
+    }
+    for name in (
+        "TimeToLiveSpecification",
+        "StreamSpecification",
+        "PointInTimeRecoverySpecification",
+        "SSESpecification",
+        "BillingMode",
+        "DeletionProtectionEnabled",
+    ):
+        assert props[name] == accounts[name], name
+    assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
+    counters = sam["Resources"]["FraudCountersTable"]["Properties"]
+    assert counters == sam["Resources"]["AuthRateLimitTable"]["Properties"]
+
+
+def test_the_fraud_config_parameter_holds_exactly_the_bundled_defaults(sam: dict[str, Any]) -> None:
+    from vaultpay.fraud.config import DEFAULT_CONFIG, load_fraud_config
+
+    parameter = sam["Resources"]["FraudConfigParameter"]["Properties"]
+    assert parameter["Name"] == {"Fn::Sub": "/vaultpay/${Stage}/fraud/config"}
+    assert parameter["Type"] == "String"
+    assert load_fraud_config(parameter["Value"]) == DEFAULT_CONFIG
+    evaluate = sam["Resources"]["EvaluateFraudFunction"]["Properties"]["Environment"]["Variables"]
+    assert evaluate["FRAUD_CONFIG_PARAMETER"] == {"Ref": "FraudConfigParameter"}
+
+
+def test_the_fraud_consumer_runs_every_minute_alone_and_its_outbox_reaches_the_relay(
+    sam: dict[str, Any],
+) -> None:
+    props = sam["Resources"]["FraudConsumeFunction"]["Properties"]
+    audit = sam["Resources"]["ConsumeAuditEventsFunction"]["Properties"]
+    assert props["Events"] == audit["Events"]
+    assert (props["Timeout"], props["ReservedConcurrentExecutions"]) == (
+        audit["Timeout"],
+        audit["ReservedConcurrentExecutions"],
+    )
+    mapping = sam["Resources"]["RelayFraudOutboxMapping"]["Properties"]
+    accounts = sam["Resources"]["RelayAccountsOutboxMapping"]["Properties"]
+    assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["FraudTable", "StreamArn"]}
+    assert {k: v for k, v in mapping.items() if k != "EventSourceArn"} == {
+        k: v for k, v in accounts.items() if k != "EventSourceArn"
+    }

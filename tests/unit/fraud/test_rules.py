@@ -201,7 +201,8 @@ def test_a_new_device_alone_is_a_score_not_a_decline() -> None:
         (frozenset({PHONE}), False),
         (frozenset({PHONE, KnownDevice("dev-tablet", NOW - HOUR)}), False),
         (frozenset({KnownDevice("dev-tablet", NOW - HOUR)}), True),
-        (frozenset(), True),
+        # A profile that knows no device yet has nothing to mismatch: NEW_DEVICE speaks for it
+        (frozenset(), False),
     ],
 )
 def test_device_mismatch_fires_when_the_device_is_not_among_the_users_devices(
@@ -425,12 +426,12 @@ def test_the_decision_serialises_to_the_transfer_fraud_field_plus_contributions(
     document = decision.to_json()
     assert document == {
         "decision": "REVIEW",
-        "score": 75,
+        "score": 55,
         "reasons": ["HIGH_AMOUNT", "BEHAVIORAL_ANOMALY"],
         "contributions": [
             {
                 "rule": "HIGH_AMOUNT",
-                "score": 50,
+                "score": 30,
                 "reason": "amount at or above the review limit",
                 "decision_floor": "REVIEW",
             },

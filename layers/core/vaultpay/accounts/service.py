@@ -178,6 +178,61 @@ class AccountsService:
             )
         return self._store.account_id_by_number_index(self._index.of(NUMBER_CONTEXT_FIELD, number))
 
+    # ---- the transfers domain's questions (ResolveTransferPartiesFunction) ---------------------------
+
+    def resolve_transfer_parties(
+        self, owner_id: str, source_account_id: str, destination_account_number: str, currency: str
+    ) -> dict[str, Any]:
+        """Both parties of a transfer the owner asks for, or why not: `{ok: false, code, message[, field]}`.
+
+        Refusals are answers (the caller maps each code to its API.md error), so the Lambda never fails for
+        a request the rules refuse. The destination's number is answered masked only.
+        """
+        try:
+            source = self._owned(owner_id, source_account_id)
+        except AccountNotFound:
+            return _refused("account_not_found", "No such account.", "source_account_id")
+        problem = account_number_problem(destination_account_number)
+        if problem:
+            return _refused(
+                "invalid_account_number",
+                f"The destination account number {problem}.",
+                "destination_account_number",
+            )
+        destination_id = self._store.account_id_by_number_index(
+            self._index.of(NUMBER_CONTEXT_FIELD, destination_account_number)
+        )
+        if destination_id == source.account_id:
+            return _refused(
+                "same_account", "The destination is the source account.", "destination_account_number"
+            )
+        destination = self._store.get_account(destination_id) if destination_id is not None else None
+        if destination is None:
+            return _refused(
+                "destination_not_found", "No account has this account number.", "destination_account_number"
+            )
+        for account in (source, destination):
+            if account.currency != currency:
+                return _refused("currency_mismatch", f"The accounts do not hold {currency}.", "currency")
+        for account in (source, destination):
+            if account.status is not AccountStatus.ACTIVE:
+                return _refused("account_not_active", "One of the accounts may not move money.", None)
+        return {
+            "ok": True,
+            "source_account_id": source.account_id,
+            "destination_account_id": destination.account_id,
+            "destination_account_number_masked": destination.masked_number,
+            "currency": currency,
+        }
+
+    def owns_account(self, owner_id: str, account_id: str) -> bool:
+        """Whether `account_id` is one of `owner_id`'s accounts (a malformed id is no one's)."""
+        try:
+            self._owned(owner_id, account_id)
+        except AccountNotFound:
+            return False
+        return True
+
     # ---- money ----------------------------------------------------------------------------------------
 
     def deposit(
@@ -363,3 +418,11 @@ class AccountsService:
     @staticmethod
     def _number_context(account_id: str) -> dict[str, str]:
         return {"field": NUMBER_CONTEXT_FIELD, "account_id": account_id}
+
+
+def _refused(code: str, message: str, field: str | None) -> dict[str, Any]:
+    """A resolver refusal: the API.md code, a message written for the client, the field it is about."""
+    answer: dict[str, Any] = {"ok": False, "code": code, "message": message}
+    if field is not None:
+        answer["field"] = field
+    return answer

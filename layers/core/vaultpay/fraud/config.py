@@ -212,7 +212,9 @@ DEFAULT_CONFIG = FraudConfig(
             enabled=True,
             review_amount=20_000_000,  # ₹2,00,000
             decline_amount=100_000_000,  # ₹10,00,000
-            review_score=50,
+            # Low on purpose: the REVIEW floor already holds it for a human; a high score here would
+            # let ordinary soft signals (a new device, a new payee) push a reviewable amount to DECLINE.
+            review_score=30,
             decline_score=100,
         ),
         VELOCITY=VelocityConfig(enabled=True, max_per_minute=5, max_per_hour=20, score=50),

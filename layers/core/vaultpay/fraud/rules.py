@@ -76,12 +76,16 @@ class NewDevice:
 
 
 class DeviceMismatch:
-    """The transfer's device is not one the user has ever logged in from."""
+    """The transfer's device is not among the devices the user is known to log in from.
+
+    A profile that knows no device yet (a new customer, or one whose logins the fraud-workers consumer has
+    not caught up with) has nothing to mismatch: NEW_DEVICE speaks for a device never seen.
+    """
 
     name = "DEVICE_MISMATCH"
 
     def evaluate(self, ctx: FraudContext, config: FraudConfig) -> RuleResult | None:
-        if ctx.device_known:
+        if ctx.device_known or not ctx.known_devices:
             return None
         return RuleResult(
             self.name, config.rules.DEVICE_MISMATCH.score, "device not among the user's devices"

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from vaultpay.auth.service import AuthService, SigningKeysFromSecret
     from vaultpay.ops.health import HealthService
     from vaultpay.shared.secrets import SecretCache
+    from vaultpay.transfers.service import TransfersService
 
 # The identity functions answer people waiting on a login screen: short timeouts, a few quick retries.
 AUTH_AWS_TIMEOUT_S = 2.0
@@ -137,4 +138,60 @@ def accounts_service() -> AccountsService:
         ),
         index=BlindIndexFromSecret(secret_cache(), settings.require("account_number_index_secret_arn")),
         currencies=settings.currencies,
+    )
+
+
+# POST /v1/transfers waits on accounts' resolver (a Lambda that may be cold) and on StartExecution: a
+# longer deadline than the table's, and one retry only, since the client retries with its Idempotency-Key.
+TRANSFERS_AWS_TIMEOUT_S = 2.0
+TRANSFERS_INVOKE_TIMEOUT_S = 6.0
+TRANSFERS_AWS_ATTEMPTS = 2
+
+
+@functools.cache
+def transfers_service() -> TransfersService:
+    """The transfers service with its real adapters, built on first use; each resource name is read only
+    when its adapter is first used, so GET (the table only) needs no resolver or state machine."""
+    from vaultpay.shared.aws import aws_client
+    from vaultpay.shared.ratelimit import RateLimiter
+    from vaultpay.shared.ratelimit_store import DynamoDBCounterStore
+    from vaultpay.shared.settings import get_transfers_settings
+    from vaultpay.transfers.adapters import LambdaPartyResolver, StepFunctionsSagaStarter
+    from vaultpay.transfers.service import TransfersService
+    from vaultpay.transfers.store import DynamoTransferStore
+
+    settings = get_transfers_settings()
+
+    def client(service: str, timeout_s: float = TRANSFERS_AWS_TIMEOUT_S) -> _LazyClient:
+        return _LazyClient(
+            lambda: aws_client(service, timeout_s=timeout_s, max_attempts=TRANSFERS_AWS_ATTEMPTS)
+        )
+
+    class _Lazy:
+        """An adapter made at its first call, so a function is told only of the resources it uses."""
+
+        def __init__(self, make: Callable[[], Any]) -> None:
+            self._make = functools.cache(make)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._make(), name)
+
+    dynamodb = client("dynamodb")
+    limiter: Any = _Lazy(
+        lambda: RateLimiter(DynamoDBCounterStore(dynamodb, settings.require("rate_limit_table")))
+    )
+    return TransfersService(
+        store=DynamoTransferStore(dynamodb, settings.require("transfers_table")),
+        parties=_Lazy(
+            lambda: LambdaPartyResolver(
+                client("lambda", TRANSFERS_INVOKE_TIMEOUT_S), settings.require("resolve_parties_function")
+            )
+        ),
+        saga=_Lazy(
+            lambda: StepFunctionsSagaStarter(
+                client("stepfunctions"), settings.require("transfer_state_machine_arn")
+            )
+        ),
+        currencies=settings.currencies,
+        limiter=limiter,
     )

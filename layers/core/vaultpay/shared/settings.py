@@ -162,3 +162,57 @@ def get_accounts_settings() -> AccountsSettings:
 def get_auth_settings() -> AuthSettings:
     """The identity settings, read on first use (functions without them, like health, never ask)."""
     return load_auth_settings(os.environ)
+
+
+TransfersSettingName = Literal[
+    "transfers_table", "rate_limit_table", "resolve_parties_function", "transfer_state_machine_arn"
+]
+
+
+class TransfersSettings(BaseModel):
+    """The transfers functions' environment (docs/transfers-contract.md); resource names fail loudly on use.
+
+    Each transfers function needs only some (GET needs only the table), so every name is optional here and
+    `require` names the missing variable when it is first needed.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=False)
+
+    transfers_table: str | None = Field(alias="TRANSFERS_TABLE", default=None)
+    rate_limit_table: str | None = Field(alias="RATE_LIMIT_TABLE", default=None)
+    resolve_parties_function: str | None = Field(alias="RESOLVE_PARTIES_FUNCTION", default=None)
+    transfer_state_machine_arn: str | None = Field(alias="TRANSFER_STATE_MACHINE_ARN", default=None)
+    enabled_currencies: str = Field(alias="ENABLED_CURRENCIES", default="INR")
+
+    @field_validator(*get_args(TransfersSettingName), mode="before")
+    @classmethod
+    def _blank_is_missing(cls, value: object) -> object:
+        if isinstance(value, str):
+            return value.strip() or None
+        return value
+
+    @field_validator("enabled_currencies")
+    @classmethod
+    def _currency_codes(cls, value: str) -> str:
+        return AccountsSettings._currency_codes(value)
+
+    @property
+    def currencies(self) -> frozenset[str]:
+        return frozenset(self.enabled_currencies.split(","))
+
+    def require(self, name: TransfersSettingName) -> str:
+        value: str | None = getattr(self, name)
+        if value is None:
+            alias = type(self).model_fields[name].alias or name.upper()
+            raise ConfigurationError(f"invalid settings: {alias} is not set")
+        return value
+
+
+def load_transfers_settings(environ: Mapping[str, str]) -> TransfersSettings:
+    return _validated(TransfersSettings, environ)
+
+
+@functools.cache
+def get_transfers_settings() -> TransfersSettings:
+    """The transfers settings, read on first use."""
+    return load_transfers_settings(os.environ)

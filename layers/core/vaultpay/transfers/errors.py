@@ -23,7 +23,7 @@ class TransferFinal(Conflict):
 
 
 class InvalidStepInput(ValidationFailed):
-    """A saga step's input is not valid, or its op does not fit the transfer's status (a bug; never retried)."""
+    """A saga step's input is not valid, or its op does not fit the transfer's status (never retried)."""
 
     code = "invalid_step_input"
 
@@ -53,7 +53,7 @@ class CurrencyMismatch(ValidationFailed):
 
 
 class InvalidAccountNumber(ValidationFailed):
-    """The destination account number is malformed or its check digits do not match (caught before a look-up)."""
+    """The destination account number is malformed or its check digits do not match."""
 
     code = "invalid_account_number"
 

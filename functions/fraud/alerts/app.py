@@ -1,0 +1,81 @@
+"""GET /v1/admin/fraud/alerts: decisions other than APPROVE, newest first, with their reviews (admin)."""
+
+# No `from __future__ import annotations` in handlers: Powertools validation reads the route's annotations
+# through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from vaultpay.fraud.service import DEFAULT_LIMIT, MAX_LIMIT
+from vaultpay.fraud.wiring import review_service
+from vaultpay.shared.http import make_resolver, principal
+from vaultpay.shared.observability import get_logger, get_tracer
+from vaultpay.shared.openapi import problems, success
+
+logger = get_logger()
+tracer = get_tracer()
+app = make_resolver()
+
+
+# Every parameter arrives as an unconstrained string and is validated by the service, after the role
+# check: an admin-only route answers a customer 403 without first explaining its parameters (422).
+@app.get(
+    "/v1/admin/fraud/alerts",
+    responses={
+        **success(
+            200,
+            "A page of fraud alerts (decisions other than APPROVE), newest first.",
+            {
+                "items": [
+                    {
+                        "transfer_id": "tr_0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+                        "user_id": "usr_7c1f",
+                        "decision": "REVIEW",
+                        "score": 50,
+                        "reasons": ["HIGH_AMOUNT"],
+                        "rules": [
+                            {
+                                "rule": "HIGH_AMOUNT",
+                                "score": 50,
+                                "reason": "amount at or above the review limit",
+                            }
+                        ],
+                        "amount": 25000000,
+                        "currency": "INR",
+                        "review": {
+                            "status": "WAITING",
+                            "decision": None,
+                            "reviewer": None,
+                            "note": None,
+                            "decided_at": None,
+                        },
+                        "created_at": "2026-11-28T10:15:31.000Z",
+                    }
+                ],
+                "next_cursor": None,
+            },
+        ),
+        **problems(422, {"invalid_cursor": "The cursor is not valid."}),
+    },
+)
+@tracer.capture_method(capture_response=False)
+def list_alerts(
+    decision: Annotated[str | None, Query(description="REVIEW or DECLINE; both when absent")] = None,
+    limit: Annotated[str | None, Query(description=f"1..{MAX_LIMIT}, default {DEFAULT_LIMIT}")] = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> Response[dict[str, Any]]:
+    page = review_service().alerts(role=principal(app).role, decision=decision, limit=limit, cursor=cursor)
+    return Response(
+        status_code=200,
+        content_type=content_types.APPLICATION_JSON,
+        body=page.to_json(),
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@logger.inject_lambda_context(clear_state=True, log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,639 @@
+"""FraudTable: decisions, profiles (amount history, devices, payees), reviews, processed-event markers and
+outbox items, on the low-level DynamoDB client (docs/transfers-contract.md).
+
+Layout (every item has string keys `pk`, `sk` and a `kind`):
+
+    DECISION#<transfer_id> / DECISION     the decision, its rule contributions; `alert_decision`/`alert_sk`
+                                           (sparse, not on APPROVE) key the `Alerts` index, newest first
+    PROFILE#<user_id> / PROFILE           amount history: history_count, history_total, history_total_squares
+    PROFILE#<user_id> / DEVICE#<device>   a login device: first_seen_at, last_seen_at, trusted
+    PROFILE#<user_id> / PAYEE#<account>   a destination the user has completed a transfer to
+    REVIEW#<transfer_id> / REVIEW         WAITING (with the task token) -> DECIDED -> resumed, or CLOSED
+    EVENT#<event_id> / EVENT              a consumed event (TTL): the consumer applies each event once
+    OUTBOX#<event_id> / OUTBOX            vaultpay.shared.outbox
+
+Amounts and history sums are DynamoDB numbers read back as exact integers (38 digits: the sum of squares of
+a million transfers of 10^12 paise fits), never floats.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from vaultpay.fraud.model import AmountHistory, Decision, FraudDecision, KnownDevice
+from vaultpay.fraud.records import (
+    DecisionRecord,
+    DeviceSeen,
+    Profile,
+    ProfileEvent,
+    Review,
+    ReviewStatus,
+    TransferCompleted,
+    TransferEnded,
+)
+from vaultpay.fraud.service import DecisionExists, DecisionPage, ReviewChanged
+from vaultpay.shared.errors import (
+    ConcurrentModification,
+    ConfigurationError,
+    FieldError,
+    TransientError,
+    ValidationFailed,
+)
+from vaultpay.shared.events import DomainEvent
+from vaultpay.shared.outbox import outbox_attributes
+
+ALERTS_INDEX = "Alerts"
+# A replayed stream (30 days of retention) must not apply an event twice: the markers outlive it.
+PROCESSED_MARKER_TTL_S = 35 * 24 * 3600
+# Devices per user read for one evaluation; a user with more is an anomaly the rules see as "not known".
+MAX_DEVICES = 200
+TRANSACTION_ATTEMPTS = 4
+TRANSACTION_BACKOFF_S = 0.02
+# What the alerts route may read of a review: everything but the task token.
+_REVIEW_VIEW = ("transfer_id", "user_id", "status", "created_at", "correlation_id", "decision", "reviewer",
+                "note", "decided_at", "resumed")  # fmt: skip
+
+_TRANSIENT_CODES = frozenset(
+    {
+        "TransactionConflictException",
+        "TransactionInProgressException",
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+    }
+)
+_RETRYABLE_REASONS = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
+_CONFIGURATION_CODES = frozenset(
+    {
+        "ResourceNotFoundException",
+        "AccessDeniedException",
+        "UnrecognizedClientException",
+        "ValidationException",
+    }
+)
+
+
+# ---- attribute values --------------------------------------------------------------------------------------
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _n(value: int) -> dict[str, str]:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"a stored number must be an int, not {type(value).__name__}")
+    return {"N": str(value)}
+
+
+def _int(item: Mapping[str, Any], name: str, default: int | None = None) -> int:
+    """An exact integer attribute: a number that is not integral is corruption, never rounded."""
+    if name not in item and default is not None:
+        return default
+    try:
+        number = Decimal(item[name]["N"])
+    except (InvalidOperation, KeyError):
+        raise ValueError(f"{name} is not a number") from None
+    if number != number.to_integral_value():
+        raise ValueError(f"{name} is not an integer")
+    return int(number)
+
+
+def _str(item: Mapping[str, Any], name: str) -> str | None:
+    value = item.get(name)
+    return value["S"] if isinstance(value, Mapping) and "S" in value else None
+
+
+def _outbox(event: DomainEvent) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, value in outbox_attributes(event).items():
+        if isinstance(value, bool):
+            values[name] = {"BOOL": value}
+        elif isinstance(value, int):
+            values[name] = _n(value)
+        else:
+            values[name] = _s(str(value))
+    return values
+
+
+def _decision_item(record: DecisionRecord) -> dict[str, Any]:
+    verdict = record.verdict
+    item: dict[str, Any] = {
+        "pk": _s(f"DECISION#{record.transfer_id}"),
+        "sk": _s("DECISION"),
+        "kind": _s("decision"),
+        "transfer_id": _s(record.transfer_id),
+        "user_id": _s(record.user_id),
+        "amount": _n(record.amount),
+        "currency": _s(record.currency),
+        "correlation_id": _s(record.correlation_id),
+        "decision": _s(verdict.decision.value),
+        "score": _n(verdict.score),
+        # The whole verdict as JSON text: the contributions (with their floors) read back exactly.
+        "verdict": _s(json.dumps(verdict.to_json(), separators=(",", ":"), sort_keys=True)),
+        "decided_at": _s(record.decided_at),
+    }
+    if verdict.decision is not Decision.APPROVE:
+        item["alert_decision"] = _s(verdict.decision.value)
+        item["alert_sk"] = _s(_alert_sk(record.decided_at, record.transfer_id))
+    return item
+
+
+def _alert_sk(decided_at: str, transfer_id: str) -> str:
+    return f"{decided_at}#{transfer_id}"
+
+
+def _decision(item: Mapping[str, Any]) -> DecisionRecord:
+    return DecisionRecord(
+        transfer_id=item["transfer_id"]["S"],
+        user_id=item["user_id"]["S"],
+        amount=_int(item, "amount"),
+        currency=item["currency"]["S"],
+        correlation_id=item["correlation_id"]["S"],
+        verdict=FraudDecision.from_json(json.loads(item["verdict"]["S"])),
+        decided_at=item["decided_at"]["S"],
+    )
+
+
+def _review(item: Mapping[str, Any]) -> Review:
+    resumed = item.get("resumed", {}).get("BOOL", False)
+    return Review(
+        transfer_id=item["transfer_id"]["S"],
+        user_id=item["user_id"]["S"],
+        status=ReviewStatus(item["status"]["S"]),
+        created_at=item["created_at"]["S"],
+        correlation_id=item["correlation_id"]["S"],
+        decision=_str(item, "decision"),
+        reviewer=_str(item, "reviewer"),
+        note=_str(item, "note"),
+        decided_at=_str(item, "decided_at"),
+        resumed=bool(resumed),
+        task_token=_str(item, "task_token"),
+    )
+
+
+# ---- the store ---------------------------------------------------------------------------------------------
+
+
+class DynamoFraudStore:
+    """The FraudStore port on FraudTable."""
+
+    def __init__(
+        self,
+        client: Any,
+        table_name: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not table_name:
+            raise ConfigurationError("the fraud table name is not configured")
+        self._client = client
+        self._table = table_name
+        self._clock = clock
+        self._sleep = sleep
+
+    # ---- decisions ------------------------------------------------------------------------------------
+
+    def get_decision(self, transfer_id: str) -> DecisionRecord | None:
+        item = self._get(f"DECISION#{transfer_id}", "DECISION")
+        return _decision(item) if item is not None else None
+
+    def save_decision(self, record: DecisionRecord) -> None:
+        items = [self._put_new(_decision_item(record))]
+        items.extend(self._put_new(_outbox(event)) for event in record.events())
+        if self._transact(items):
+            raise DecisionExists(record.transfer_id)
+
+    # ---- the profile ----------------------------------------------------------------------------------
+
+    def get_profile(self, user_id: str, destination_account_id: str) -> Profile:
+        pk = _s(f"PROFILE#{user_id}")
+        keys = [{"pk": pk, "sk": _s("PROFILE")}, {"pk": pk, "sk": _s(f"PAYEE#{destination_account_id}")}]
+        found = self._batch_get(keys, projection=None)
+        profile = found.get(("PROFILE", f"PROFILE#{user_id}"))
+        history = AmountHistory()
+        if profile is not None:
+            history = AmountHistory(
+                count=_int(profile, "history_count", 0),
+                total=_int(profile, "history_total", 0),
+                total_squares=_int(profile, "history_total_squares", 0),
+            )
+        payee_known = ("PAYEE#" + destination_account_id, f"PROFILE#{user_id}") in found
+        return Profile(history=history, devices=self._devices(user_id), payee_known=payee_known)
+
+    def _devices(self, user_id: str) -> frozenset[KnownDevice]:
+        devices: list[KnownDevice] = []
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :device)",
+            "ExpressionAttributeValues": {":pk": _s(f"PROFILE#{user_id}"), ":device": _s("DEVICE#")},
+            "ProjectionExpression": "sk, first_seen_at, trusted",
+            "ConsistentRead": True,
+        }
+        while len(devices) < MAX_DEVICES:
+            response = self._call("Query", lambda: self._client.query(**params))
+            for item in response.get("Items", []):
+                devices.append(
+                    KnownDevice(
+                        device_id=item["sk"]["S"].removeprefix("DEVICE#"),
+                        first_seen_at=_int(item, "first_seen_at"),
+                        trusted=bool(item.get("trusted", {}).get("BOOL", False)),
+                    )
+                )
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                break
+            params["ExclusiveStartKey"] = last
+        return frozenset(devices[:MAX_DEVICES])
+
+    def apply_profile_event(self, event: ProfileEvent) -> bool:
+        if isinstance(event, TransferEnded):
+            return self._close(event.transfer_id, ReviewStatus.WAITING)
+        marker = self._put_new(
+            {
+                "pk": _s(f"EVENT#{event.event_id}"),
+                "sk": _s("EVENT"),
+                "kind": _s("processed"),
+                "expires_at": _n(int(self._clock()) + PROCESSED_MARKER_TTL_S),
+            }
+        )
+        if isinstance(event, DeviceSeen):
+            change = {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": {"pk": _s(f"PROFILE#{event.user_id}"), "sk": _s(f"DEVICE#{event.device_id}")},
+                    # Events may arrive out of order: the earliest login is the first sighting.
+                    "UpdateExpression": (
+                        "SET kind = :kind, trusted = if_not_exists(trusted, :false), "
+                        "first_seen_at = if_not_exists(first_seen_at, :at), last_seen_at = :at"
+                    ),
+                    "ExpressionAttributeValues": {
+                        ":kind": _s("device"),
+                        ":false": {"BOOL": False},
+                        ":at": _n(event.seen_at),
+                    },
+                }
+            }
+            items = [marker, change]
+        elif isinstance(event, TransferCompleted):
+            pk = _s(f"PROFILE#{event.user_id}")
+            items = [
+                marker,
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": {"pk": pk, "sk": _s("PROFILE")},
+                        # ADD is atomic: concurrent consumers never lose an amount, and no read is needed.
+                        "UpdateExpression": (
+                            "SET kind = :kind ADD history_count :one, history_total :amount, "
+                            "history_total_squares :square"
+                        ),
+                        "ExpressionAttributeValues": {
+                            ":kind": _s("profile"),
+                            ":one": _n(1),
+                            ":amount": _n(event.amount),
+                            ":square": _n(event.amount * event.amount),
+                        },
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": {
+                            "pk": pk,
+                            "sk": _s(f"PAYEE#{event.destination_account_id}"),
+                            "kind": _s("payee"),
+                        },
+                    }
+                },
+            ]
+        else:
+            raise TypeError(f"not a profile event: {type(event).__name__}")
+        failed = self._transact(items)
+        if failed == {0}:
+            return False  # the marker exists: applied before
+        if failed:
+            raise ConcurrentModification("the profile update's condition failed unexpectedly")
+        return True
+
+    # ---- reviews --------------------------------------------------------------------------------------
+
+    def await_review(self, review: Review) -> Review:
+        if review.task_token is None:
+            raise ValueError("a waiting review needs its task token")
+        try:
+            response = self._client.update_item(
+                TableName=self._table,
+                Key={"pk": _s(f"REVIEW#{review.transfer_id}"), "sk": _s("REVIEW")},
+                UpdateExpression=(
+                    "SET task_token = :token, kind = :kind, transfer_id = :tid, updated_at = :now, "
+                    "user_id = if_not_exists(user_id, :uid), #status = if_not_exists(#status, :waiting), "
+                    "created_at = if_not_exists(created_at, :now), "
+                    "correlation_id = if_not_exists(correlation_id, :cid)"
+                ),
+                ConditionExpression="attribute_not_exists(pk) OR #status = :waiting",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":token": _s(review.task_token),
+                    ":kind": _s("review"),
+                    ":tid": _s(review.transfer_id),
+                    ":now": _s(review.created_at),
+                    ":uid": _s(review.user_id),
+                    ":waiting": _s(ReviewStatus.WAITING.value),
+                    ":cid": _s(review.correlation_id),
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _error_code(exc) != "ConditionalCheckFailedException":
+                raise self._translate("UpdateItem", exc) from exc
+            current = self.get_review(review.transfer_id)
+            if current is None:
+                raise ConcurrentModification("the review changed while it was being stored") from None
+            return current
+        except BotoCoreError as exc:
+            raise self._translate("UpdateItem", exc) from exc
+        return _review(response["Attributes"])
+
+    def get_review(self, transfer_id: str) -> Review | None:
+        item = self._get(f"REVIEW#{transfer_id}", "REVIEW")
+        return _review(item) if item is not None else None
+
+    def claim_review(
+        self, transfer_id: str, *, decision: str, reviewer: str, note: str, decided_at: str
+    ) -> Review:
+        try:
+            response = self._client.update_item(
+                TableName=self._table,
+                Key={"pk": _s(f"REVIEW#{transfer_id}"), "sk": _s("REVIEW")},
+                UpdateExpression=(
+                    "SET #status = :decided, decision = :decision, reviewer = :reviewer, #note = :note, "
+                    "decided_at = :at, updated_at = :at"
+                ),
+                ConditionExpression="#status = :waiting",
+                ExpressionAttributeNames={"#status": "status", "#note": "note"},
+                ExpressionAttributeValues={
+                    ":decided": _s(ReviewStatus.DECIDED.value),
+                    ":waiting": _s(ReviewStatus.WAITING.value),
+                    ":decision": _s(decision),
+                    ":reviewer": _s(reviewer),
+                    ":note": _s(note),
+                    ":at": _s(decided_at),
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _error_code(exc) == "ConditionalCheckFailedException":
+                raise ReviewChanged(transfer_id) from None
+            raise self._translate("UpdateItem", exc) from exc
+        except BotoCoreError as exc:
+            raise self._translate("UpdateItem", exc) from exc
+        return _review(response["Attributes"])
+
+    def confirm_review(self, review: Review) -> None:
+        update = {
+            "Update": {
+                "TableName": self._table,
+                "Key": {"pk": _s(f"REVIEW#{review.transfer_id}"), "sk": _s("REVIEW")},
+                # The token has done its work: it is not kept a moment longer than needed.
+                "UpdateExpression": "SET resumed = :true, updated_at = :now REMOVE task_token",
+                "ConditionExpression": (
+                    "#status = :decided AND (attribute_not_exists(resumed) OR resumed = :false)"
+                ),
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {
+                    ":true": {"BOOL": True},
+                    ":false": {"BOOL": False},
+                    ":decided": _s(ReviewStatus.DECIDED.value),
+                    ":now": _s(review.decided_at or review.created_at),
+                },
+            }
+        }
+        # Confirmed already (a concurrent repeat of the same decision): nothing more to write.
+        self._transact([update, self._put_new(_outbox(review.decided_event()))])
+
+    def close_review(self, transfer_id: str, *, expected: ReviewStatus) -> None:
+        self._close(transfer_id, expected)
+
+    def _close(self, transfer_id: str, expected: ReviewStatus) -> bool:
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"pk": _s(f"REVIEW#{transfer_id}"), "sk": _s("REVIEW")},
+                UpdateExpression="SET #status = :closed REMOVE task_token",
+                ConditionExpression="#status = :expected",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":closed": _s(ReviewStatus.CLOSED.value),
+                    ":expected": _s(expected.value),
+                },
+            )
+        except ClientError as exc:
+            if _error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise self._translate("UpdateItem", exc) from exc
+        except BotoCoreError as exc:
+            raise self._translate("UpdateItem", exc) from exc
+        return True
+
+    def get_reviews(self, transfer_ids: Sequence[str]) -> dict[str, Review]:
+        if not transfer_ids:
+            return {}
+        keys = [{"pk": _s(f"REVIEW#{tid}"), "sk": _s("REVIEW")} for tid in dict.fromkeys(transfer_ids)]
+        found = self._batch_get(keys, projection=_REVIEW_VIEW)
+        return {item["transfer_id"]["S"]: _review(item) for item in found.values()}
+
+    # ---- alerts ---------------------------------------------------------------------------------------
+
+    def list_alerts(self, decision: str | None, *, limit: int, cursor: str | None) -> DecisionPage:
+        """Newest first. Without a decision filter both index partitions are read and merged; the cursor
+        holds where each one stopped (a partition it leaves out is exhausted)."""
+        scope = decision or "ALL"
+        partitions = [decision] if decision else [Decision.REVIEW.value, Decision.DECLINE.value]
+        if cursor:
+            positions = _decode_cursor(cursor, scope, partitions)
+        else:
+            positions = {partition: None for partition in partitions}
+        fetched: dict[str, tuple[list[Mapping[str, Any]], bool]] = {}
+        for partition, start in positions.items():
+            params: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": ALERTS_INDEX,
+                "KeyConditionExpression": "alert_decision = :d",
+                "ExpressionAttributeValues": {":d": _s(partition)},
+                "ScanIndexForward": False,
+                "Limit": limit,
+            }
+            if start is not None:
+                transfer_id = start.rpartition("#")[2]
+                params["ExclusiveStartKey"] = {
+                    "pk": _s(f"DECISION#{transfer_id}"),
+                    "sk": _s("DECISION"),
+                    "alert_decision": _s(partition),
+                    "alert_sk": _s(start),
+                }
+            response = self._query(params)
+            fetched[partition] = (response.get("Items", []), bool(response.get("LastEvaluatedKey")))
+        merged = sorted(
+            (
+                (item["alert_sk"]["S"], partition, item)
+                for partition, (items, _) in fetched.items()
+                for item in items
+            ),
+            key=lambda entry: entry[0],
+            reverse=True,
+        )[:limit]
+        following: dict[str, str | None] = {}
+        for partition, (items, more) in fetched.items():
+            taken = [sk for sk, p, _ in merged if p == partition]
+            if len(taken) < len(items) or more:
+                following[partition] = taken[-1] if taken else positions[partition]
+        return DecisionPage(
+            items=[_decision(item) for _, _, item in merged],
+            next_cursor=_encode_cursor(scope, following) if following else None,
+        )
+
+    # ---- plumbing -------------------------------------------------------------------------------------
+
+    def _put_new(self, item: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "Put": {"TableName": self._table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}
+        }
+
+    def _get(self, pk: str, sk: str) -> Mapping[str, Any] | None:
+        response = self._call(
+            "GetItem",
+            lambda: self._client.get_item(
+                TableName=self._table, Key={"pk": _s(pk), "sk": _s(sk)}, ConsistentRead=True
+            ),
+        )
+        item: Mapping[str, Any] | None = response.get("Item")
+        return item
+
+    def _batch_get(
+        self, keys: list[dict[str, Any]], *, projection: Sequence[str] | None
+    ) -> dict[tuple[str, str], Mapping[str, Any]]:
+        """Items by (sk, pk), read consistently; unprocessed keys are retried with jitter."""
+        request: dict[str, Any] = {"Keys": keys, "ConsistentRead": True}
+        if projection is not None:
+            names = {f"#a{i}": name for i, name in enumerate(projection)}
+            request["ProjectionExpression"] = ", ".join(["pk", "sk", *names])
+            request["ExpressionAttributeNames"] = names
+        pending: dict[str, Any] = {self._table: request}
+        found: dict[tuple[str, str], Mapping[str, Any]] = {}
+        for attempt in range(5):
+            response = self._batch_get_once(pending)
+            for item in response.get("Responses", {}).get(self._table, []):
+                found[(item["sk"]["S"], item["pk"]["S"])] = item
+            pending = response.get("UnprocessedKeys") or {}
+            if not pending:
+                return found
+            self._sleep(random.uniform(0, 0.01 * 2**attempt))  # noqa: S311 - jitter, not security
+        raise TransientError("DynamoDB left keys unprocessed")
+
+    def _query(self, params: dict[str, Any]) -> Any:
+        return self._call("Query", lambda: self._client.query(**params))
+
+    def _batch_get_once(self, request: dict[str, Any]) -> Any:
+        return self._call("BatchGetItem", lambda: self._client.batch_get_item(RequestItems=request))
+
+    def _transact(self, items: list[dict[str, Any]]) -> set[int]:
+        """Commits `items`; returns the positions whose conditions failed (empty: committed)."""
+        for attempt in range(TRANSACTION_ATTEMPTS):
+            try:
+                self._client.transact_write_items(TransactItems=items)
+            except (BotoCoreError, ClientError) as exc:
+                code, reasons = _error_code(exc), _reasons(exc)
+                failed = {i for i, reason in enumerate(reasons) if reason == "ConditionalCheckFailed"}
+                if failed:
+                    return failed
+                retryable = code in _TRANSIENT_CODES or any(
+                    reason in _RETRYABLE_REASONS for reason in reasons
+                )
+                if code is None or not retryable:
+                    raise self._translate("TransactWriteItems", exc) from exc
+                if attempt + 1 == TRANSACTION_ATTEMPTS:
+                    raise ConcurrentModification("the transaction kept losing to concurrent writes") from exc
+                self._sleep(random.uniform(0, TRANSACTION_BACKOFF_S * 2**attempt))  # noqa: S311 - jitter
+                continue
+            return set()
+        raise ConcurrentModification("the transaction kept losing to concurrent writes")
+
+    def _call(self, operation: str, call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except (BotoCoreError, ClientError) as exc:
+            raise self._translate(operation, exc) from exc
+
+    @staticmethod
+    def _translate(operation: str, exc: Exception) -> Exception:
+        code = _error_code(exc)
+        if code in _CONFIGURATION_CODES:
+            return ConfigurationError(f"DynamoDB refused {operation} on the fraud table: {code}")
+        return TransientError(f"DynamoDB {operation} on the fraud table failed: {code or type(exc).__name__}")
+
+
+def _error_code(exc: Exception) -> str | None:
+    response = getattr(exc, "response", None)
+    if isinstance(response, Mapping):
+        code = response.get("Error", {}).get("Code")
+        return str(code) if code else None
+    return None
+
+
+def _reasons(exc: Exception) -> list[str | None]:
+    response = getattr(exc, "response", None)
+    if not isinstance(response, Mapping):
+        return []
+    return [
+        (reason or {}).get("Code") if (reason or {}).get("Code") not in (None, "None") else None
+        for reason in response.get("CancellationReasons") or []
+    ]
+
+
+# A cursor names the query it continues ("REVIEW", "DECLINE" or "ALL") and where each partition stopped.
+
+
+def _encode_cursor(scope: str, positions: Mapping[str, str | None]) -> str:
+    document = {"q": scope, "p": dict(positions)}
+    return base64.urlsafe_b64encode(json.dumps(document).encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def _decode_cursor(cursor: str, scope: str, partitions: Sequence[str]) -> dict[str, str | None]:
+    try:
+        document = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise _invalid_cursor() from None
+    positions = document.get("p") if isinstance(document, dict) else None
+    if not isinstance(document, dict) or document.get("q") != scope or not isinstance(positions, dict):
+        raise _invalid_cursor()
+    out: dict[str, str | None] = {}
+    for partition, start in positions.items():
+        if partition not in partitions:
+            raise _invalid_cursor()
+        if start is not None and (
+            not isinstance(start, str) or not 1 <= len(start) <= 200 or "#tr_" not in start
+        ):
+            raise _invalid_cursor()
+        out[partition] = start
+    if not out:
+        raise _invalid_cursor()
+    return out
+
+
+def _invalid_cursor() -> ValidationFailed:
+    return ValidationFailed(
+        "The cursor is not valid.", code="invalid_cursor", errors=[FieldError("cursor", "is not valid")]
+    )

@@ -1,0 +1,35 @@
+"""The bank test through the local cloud (tests/support/bank_run.py): short here, long with `make soak`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.bank_run import SHORT, SOAK, BankRun, report
+
+pytestmark = pytest.mark.e2e
+
+SCALES = {"short": SHORT, "soak": SOAK}
+
+
+@pytest.mark.timeout(900)
+def test_the_books_balance_after_concurrent_transfers_under_faults(
+    api: Callable[..., Any], admin_credentials: tuple[str, str], local_cloud: Any
+) -> None:
+    from localcloud.faults import FaultClient
+
+    name = os.environ.get("VAULTPAY_BANK_SCALE", "short")
+    outcome = BankRun(api, admin_credentials, local_cloud, FaultClient(local_cloud.edge), SCALES[name]).run()
+    text = report(outcome, name)
+    print(text)
+    out = os.environ.get("VAULTPAY_BANK_REPORT")
+    if out:
+        Path(out).write_text(text)
+    # Faults really happened: otherwise this would be a test of the happy path only
+    injected = outcome.figures["faults injected"]
+    for fault in ("lambda_errors", "lambda_crashes", "stream_duplicates", "nats_stops"):
+        assert injected.get(fault, 0) > 0, injected
+    assert outcome.ok, "\n".join(outcome.problems)
