@@ -1277,3 +1277,34 @@ def test_the_fraud_consumer_runs_every_minute_alone_and_its_outbox_reaches_the_r
     assert {k: v for k, v in mapping.items() if k != "EventSourceArn"} == {
         k: v for k, v in accounts.items() if k != "EventSourceArn"
     }
+
+
+# ---- operations: alarms and the dashboard (issue 7) ------------------------------------------------------
+
+
+def test_the_operators_alarms_watch_what_the_issue_names(sam: dict[str, Any]) -> None:
+    watched = {
+        (props["Namespace"], props["MetricName"])
+        for resource in sam["Resources"].values()
+        if resource["Type"] == "AWS::CloudWatch::Alarm"
+        for props in [resource["Properties"]]
+    }
+    assert {
+        ("AWS/States", "ExecutionsFailed"),  # saga failures
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),  # DLQ depth
+        ("VaultPay", "LedgerViolations"),  # reconcile violations
+        ("AWS/Lambda", "Errors"),  # authorizer (and reconciliation) errors
+        ("AWS/ApiGateway", "Latency"),  # p99 latency
+    } <= watched
+    latency = sam["Resources"]["ApiLatencyP99Alarm"]["Properties"]
+    assert latency["ExtendedStatistic"] == "p99"
+
+
+def test_the_dashboard_body_is_json_once_substituted(sam: dict[str, Any]) -> None:
+    body, names = sam["Resources"]["OperationsDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    text = re.sub(r"\$\{[^}]+\}", "x", body)
+    widgets = json.loads(text)["widgets"]
+    titles = {w["properties"]["title"] for w in widgets}
+    assert {"Transfer saga executions", "API latency (ms)", "Ledger and holds"} <= titles
+    placeholders = set(re.findall(r"\$\{([\w:]+)\}", body))
+    assert set(names) == placeholders - {"AWS::Region", "Stage", "TransferStateMachine"}
