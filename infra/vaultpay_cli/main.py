@@ -17,6 +17,8 @@ import typer
 from vaultpay_cli.ops_audit import ops_audit_app
 from vaultpay_cli.ops_events import ops_events_app
 from vaultpay_cli.ops_ledger import ops_ledger_app
+from vaultpay_cli.ops_logs import ops_logs_app
+from vaultpay_cli.ops_saga import ops_saga_app
 
 app = typer.Typer(help="VaultPay developer and operator commands.", no_args_is_help=True)
 local_app = typer.Typer(
@@ -30,6 +32,8 @@ app.add_typer(ops_app, name="ops")
 ops_app.add_typer(ops_audit_app, name="audit")
 ops_app.add_typer(ops_events_app)  # merges `ops events ...` and `ops dlq ...`
 ops_app.add_typer(ops_ledger_app)  # merges `ops reconcile`
+ops_app.add_typer(ops_saga_app)  # merges `ops executions` and `ops execution <transfer_id>`
+ops_app.add_typer(ops_logs_app)  # merges `ops logs <Function>` and `ops metrics`
 
 
 def repo_root() -> Path:

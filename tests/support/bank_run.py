@@ -187,23 +187,29 @@ class BankRun:
             self.sent.append(sent)
 
     def _review_loop(self, stop: threading.Event) -> None:
-        """The admin on duty: decides about half the held transfers, leaves the rest to time out."""
-        seen: set[str] = set()
+        """The admin on duty: decides about half the transfers waiting for review; the rest time out.
+
+        Only an alert whose review is WAITING can be decided (the decision is written before the saga reaches
+        AwaitReview); a 503 under injected faults is retried on the next pass, as an admin would.
+        """
+        done: set[str] = set()
         while not stop.is_set():
             reply = self.admin.get("/v1/admin/fraud/alerts?decision=REVIEW&limit=100")
             if reply.status == 200:
                 for alert in reply.body["items"]:
                     transfer_id = alert["transfer_id"]
-                    if transfer_id in seen or (alert.get("review") or {}).get("status") == "DECIDED":
+                    if transfer_id in done or (alert.get("review") or {}).get("status") != "WAITING":
                         continue
-                    seen.add(transfer_id)
                     choice = self.random.choice(["APPROVE", "DECLINE", "LEAVE"])
                     if choice == "LEAVE":
+                        done.add(transfer_id)
                         continue
                     decided = self.admin.post(
                         f"/v1/admin/fraud/reviews/{transfer_id}", {"decision": choice, "note": "bank test"}
                     )
                     self.decisions[f"{choice}:{decided.status}"] += 1
+                    if decided.status != 503:
+                        done.add(transfer_id)
             stop.wait(1.0)
 
     def run(self) -> Outcome:
@@ -404,7 +410,17 @@ def _percentile(values: list[float], pct: float) -> float:
 
 
 def report(outcome: Outcome, scale_name: str) -> str:
-    lines = [f"# Bank test ({scale_name})", ""]
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+    ).stdout.strip()
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    lines = [
+        f"# Bank test ({scale_name})",
+        "",
+        f"{when}, commit {commit}, {os.cpu_count()} cores. `make soak` (long) or"
+        " `pytest -s tests/e2e/test_bank.py` (short); faults from localcloud.faults.",
+        "",
+    ]
     lines += [f"- {name}: {value}" for name, value in outcome.figures.items()]
     lines += ["", "Result: " + ("all invariants held" if outcome.ok else "VIOLATIONS")]
     lines += [f"- {problem}" for problem in outcome.problems]

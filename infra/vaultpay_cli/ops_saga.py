@@ -1,0 +1,447 @@
+"""`vaultpay ops executions` and `ops execution <transfer_id>`: the transfer saga's runs and their histories.
+
+Only AWS APIs are called (ListStateMachines, ListExecutions, DescribeExecution, GetExecutionHistory), so the
+commands work the same against AWS, LocalStack and the local cloud. Where they go: the endpoint
+AWS_ENDPOINT_URL names when it is set; else the running local cloud's edge (from its state file); else AWS.
+This module also holds the client and error handling shared by `ops logs` and `ops metrics`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+ops_saga_app = typer.Typer(help="The transfer saga: its executions and their histories.")
+
+StateDir = Annotated[Path | None, typer.Option("--state-dir", help="Where the local cloud keeps its state.")]
+StateMachineOption = Annotated[
+    str | None,
+    typer.Option(
+        "--state-machine",
+        help="Name or ARN of the state machine (default: the one whose name ends with -transfer)",
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")]
+STATE_MACHINE_SUFFIX = "-transfer"
+MAX_CAUSE_CHARS = 240
+
+
+class ExecutionStatus(StrEnum):
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    TIMED_OUT = "TIMED_OUT"
+    ABORTED = "ABORTED"
+    PENDING_REDRIVE = "PENDING_REDRIVE"
+
+
+STATUS_STYLE = {
+    "RUNNING": "cyan",
+    "SUCCEEDED": "green",
+    "FAILED": "bold red",
+    "TIMED_OUT": "bold red",
+    "ABORTED": "yellow",
+    "PENDING_REDRIVE": "yellow",
+}
+
+
+# ---- shared by the ops commands that call AWS ----------------------------------------------------------
+
+
+def is_local(state_dir: Path | None) -> bool:
+    """True when the commands talk to an emulator (an explicit endpoint or the running local cloud)."""
+    return bool(os.environ.get("AWS_ENDPOINT_URL")) or _local_state(state_dir) is not None
+
+
+def _local_state(state_dir: Path | None) -> dict[str, Any] | None:
+    from localcloud.cloud import read_state
+    from vaultpay_cli.main import default_state_dir
+
+    return read_state((state_dir or default_state_dir()).resolve())
+
+
+def aws_client(service: str, state_dir: Path | None) -> Any:
+    """A boto3 client: boto3's own configuration when AWS_ENDPOINT_URL is set (the operator chose the
+    endpoint) or no local cloud runs (AWS itself); otherwise the running local cloud's edge."""
+    import boto3
+    from botocore.config import Config
+
+    state = None if os.environ.get("AWS_ENDPOINT_URL") else _local_state(state_dir)
+    config = Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 3})
+    # Typed as Any: the stubs' overloads want a literal service name.
+    session: Any = boto3.session.Session()
+    with aws_errors("create a client"):
+        if state is None:
+            return session.client(service, config=config)
+        return session.client(
+            service,
+            endpoint_url=state["endpoints"]["edge"],
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",  # noqa: S106 - the emulators accept any credentials
+            config=config,
+        )
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(message, err=True)
+    return typer.Exit(code)
+
+
+@contextlib.contextmanager
+def aws_errors(doing: str) -> Iterator[None]:
+    """An AWS error the command does not handle itself becomes one line and exit status 2, not a traceback."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        raise fail(
+            f"Could not {doing}: {error.get('Code', 'Error')}: {error.get('Message', exc)}", 2
+        ) from exc
+    except BotoCoreError as exc:
+        raise fail(f"Could not {doing}: {exc}", 2) from exc
+
+
+def error_code(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        minutes, rest = divmod(int(seconds), 60)
+        return f"{minutes} m {rest:02d} s"
+    hours, rest = divmod(int(seconds), 3600)
+    return f"{hours} h {rest // 60:02d} m"
+
+
+def format_time(moment: datetime) -> str:
+    """UTC, to the millisecond: the same clock for every line whatever the operator's time zone."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+
+
+def stderr_console() -> Any:
+    """Progress and notes go to stderr, so stdout stays the table (or the JSON) alone."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+# ---- the state machine ---------------------------------------------------------------------------------
+
+
+def transfer_state_machine(sfn: Any, given: str | None) -> str:
+    """The ARN of --state-machine, else of the one state machine whose name ends with -transfer."""
+    if given and given.startswith("arn:"):
+        return given
+    machines: list[dict[str, Any]] = []
+    with aws_errors("list the state machines"):
+        for page in sfn.get_paginator("list_state_machines").paginate():
+            machines.extend(page["stateMachines"])
+    if given:
+        for machine in machines:
+            if machine["name"] == given:
+                return str(machine["stateMachineArn"])
+        raise fail(f"No state machine named {given!r}.")
+    found = [m for m in machines if m["name"].endswith(STATE_MACHINE_SUFFIX)]
+    if len(found) != 1:
+        names = ", ".join(m["name"] for m in found) or "none"
+        raise fail(f"Pass --state-machine: state machines named *{STATE_MACHINE_SUFFIX}: {names}.", 2)
+    return str(found[0]["stateMachineArn"])
+
+
+def execution_arn(state_machine_arn: str, name: str) -> str:
+    """Executions are named after the transfer id; their ARN follows from the state machine's."""
+    return state_machine_arn.replace(":stateMachine:", ":execution:", 1) + ":" + name
+
+
+def _machine_name(arn: str) -> str:
+    return arn.rsplit(":", 1)[-1]
+
+
+# ---- ops executions ------------------------------------------------------------------------------------
+
+
+def _run_time(execution: dict[str, Any], now: datetime) -> float:
+    stop = execution.get("stopDate") or now
+    return float((stop - execution["startDate"]).total_seconds())
+
+
+@ops_saga_app.command("executions")
+def list_executions(
+    status: Annotated[
+        ExecutionStatus | None,
+        typer.Option("--status", case_sensitive=False, help="Only executions with this status"),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="Show at most this many")] = 20,
+    state_machine: StateMachineOption = None,
+    as_json: JsonOption = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Recent transfer executions, newest first: transfer id (= execution name), status, start, duration."""
+    from rich.console import Console
+    from rich.table import Table
+
+    sfn = aws_client("stepfunctions", state_dir)
+    machine = transfer_state_machine(sfn, state_machine)
+    request: dict[str, Any] = {"stateMachineArn": machine, "PaginationConfig": {"MaxItems": limit}}
+    if status is not None:
+        request["statusFilter"] = status.value
+    executions: list[dict[str, Any]] = []
+    name = _machine_name(machine)
+    with aws_errors(f"list the executions of {name}"), stderr_console().status(f"Listing {name}…"):
+        for page in sfn.get_paginator("list_executions").paginate(**request):
+            executions.extend(page["executions"])
+    executions = sorted(executions, key=lambda e: e["startDate"], reverse=True)[:limit]
+    now = datetime.now(UTC)
+    if as_json:
+        rows = [
+            {
+                "transfer_id": e["name"],
+                "status": e["status"],
+                "start": format_time(e["startDate"]),
+                "stop": format_time(e["stopDate"]) if e.get("stopDate") else None,
+                "duration_s": round(_run_time(e, now), 3),
+            }
+            for e in executions
+        ]
+        typer.echo(json.dumps({"state_machine": machine, "executions": rows}, indent=2))
+        return
+    console = Console(highlight=False)
+    which = f" with status {status.value}" if status else ""
+    if not executions:
+        console.print(f"No executions of {_machine_name(machine)}{which}.")
+        return
+    table = Table(title=f"Executions of {_machine_name(machine)}{which} (newest {len(executions)})")
+    table.add_column("transfer id", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("start (UTC)", no_wrap=True)
+    table.add_column("duration", justify="right", no_wrap=True)
+    for e in executions:
+        running = e["status"] == "RUNNING"
+        duration = format_duration(_run_time(e, now))
+        table.add_row(
+            e["name"],
+            f"[{STATUS_STYLE.get(e['status'], 'white')}]{e['status']}[/]",
+            format_time(e["startDate"]),
+            f"{duration} so far" if running else duration,
+        )
+    console.print(table)
+
+
+# ---- ops execution <transfer_id> -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRow:
+    """One event of an execution's history, as the table shows it."""
+
+    id: int
+    state: str
+    event: str
+    time: str
+    elapsed_s: float
+    duration_s: float | None
+    error: str
+    failed: bool
+    retry: int  # 1 for the first retry of a task, 0 for no retry
+
+
+# The event types that report a failure (they carry `error` and `cause` in their details).
+FAILURE_SUFFIXES = ("Failed", "TimedOut", "Aborted")
+# The events that start an attempt of a task: a second one within a state is a retry.
+ATTEMPT_STARTS = {"LambdaFunctionScheduled", "TaskScheduled", "ActivityScheduled"}
+
+
+def _details(event: dict[str, Any]) -> dict[str, Any]:
+    for key, value in event.items():
+        if key.endswith("EventDetails") and isinstance(value, dict):
+            return value
+    return {}
+
+
+def describe_error(error: str, cause: str) -> str:
+    """`error: message`; a Lambda's cause is its JSON error document, of which the message is what matters."""
+    message = cause
+    with contextlib.suppress(ValueError):
+        document = json.loads(cause)
+        if isinstance(document, dict) and document.get("errorMessage"):
+            message = str(document["errorMessage"])
+    message = " ".join(message.split())
+    if len(message) > MAX_CAUSE_CHARS:
+        message = message[: MAX_CAUSE_CHARS - 1] + "…"
+    return f"{error}: {message}" if error and message else error or message
+
+
+def history_rows(events: list[dict[str, Any]]) -> list[HistoryRow]:
+    """The execution's events with the state each belongs to, durations and retries made explicit.
+
+    A state's duration is from its *StateEntered to its *StateExited; a task attempt's from its *Scheduled
+    to its *Succeeded/*Failed/*TimedOut. Each *Scheduled after the first within one state is a retry.
+    """
+    if not events:
+        return []
+    started = events[0]["timestamp"]
+    state = ""
+    entered_at: dict[str, datetime] = {}
+    attempt_at: datetime | None = None
+    attempts_in_state = 0
+    rows: list[HistoryRow] = []
+    for event in events:
+        kind = str(event["type"])
+        details = _details(event)
+        at: datetime = event["timestamp"]
+        duration: float | None = None
+        if kind.endswith("StateEntered"):
+            state = str(details.get("name", state))
+            entered_at[state] = at
+            attempts_in_state = 0
+        elif kind.endswith("StateExited"):
+            state = str(details.get("name", state))
+            if state in entered_at:
+                duration = (at - entered_at[state]).total_seconds()
+        retry = 0
+        if kind in ATTEMPT_STARTS:
+            attempts_in_state += 1
+            retry = attempts_in_state - 1
+            attempt_at = at
+        elif attempt_at is not None and kind.endswith(("Succeeded", *FAILURE_SUFFIXES)):
+            if not kind.startswith("Execution"):
+                duration = (at - attempt_at).total_seconds()
+            attempt_at = None
+        failed = kind.endswith(FAILURE_SUFFIXES)
+        error = describe_error(str(details.get("error", "")), str(details.get("cause", ""))) if failed else ""
+        rows.append(
+            HistoryRow(
+                id=int(event["id"]),
+                state="" if kind.startswith("Execution") else state,
+                event=kind,
+                time=format_time(at),
+                elapsed_s=(at - started).total_seconds(),
+                duration_s=duration,
+                error=error,
+                failed=failed,
+                retry=retry,
+            )
+        )
+    return rows
+
+
+def _history_table(title: str, rows: list[HistoryRow]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("event", no_wrap=True)
+    table.add_column("time (UTC)", no_wrap=True)
+    table.add_column("+s", justify="right", no_wrap=True)
+    table.add_column("duration", justify="right", no_wrap=True)
+    table.add_column("error", overflow="fold")
+    previous_state = None
+    for row in rows:
+        event = row.event
+        if row.retry:
+            event = f"[bold yellow]{event} (retry {row.retry})[/]"
+        elif row.failed:
+            event = f"[bold red]{event}[/]"
+        elif row.event == "ExecutionSucceeded":
+            event = f"[bold green]{event}[/]"
+        # The state's name is printed where it begins, so the saga reads down the first column.
+        state = row.state if row.state != previous_state else ""
+        previous_state = row.state
+        table.add_row(
+            str(row.id),
+            f"[bold]{state}[/]" if state else "",
+            event,
+            row.time[11:],
+            f"{row.elapsed_s:.3f}",
+            format_duration(row.duration_s) if row.duration_s is not None else "",
+            f"[red]{row.error}[/]" if row.error else "",
+        )
+    return table
+
+
+def _count(n: int, noun: str) -> str:
+    plural = noun[:-1] + "ies" if noun.endswith("y") else noun + "s"
+    return f"{n} {noun if n == 1 else plural}"
+
+
+def _verdict(description: dict[str, Any], rows: list[HistoryRow]) -> str:
+    status = str(description["status"])
+    retries = sum(1 for r in rows if r.retry)
+    failed_tasks = sum(1 for r in rows if r.failed and not r.event.startswith("Execution"))
+    now = datetime.now(UTC)
+    took = format_duration(_run_time(description, now))
+    style = STATUS_STYLE.get(status, "white")
+    counts = (
+        f"{_count(len(rows), 'event')}, {_count(retries, 'retry')}, {_count(failed_tasks, 'failed attempt')}"
+    )
+    line = f"Execution {description['name']}: [{style}]{status}[/] after {took} ({counts})."
+    if description.get("error") or description.get("cause"):
+        line += f"\n[red]{describe_error(description.get('error', ''), description.get('cause', ''))}[/]"
+    return line
+
+
+@ops_saga_app.command("execution")
+def show_execution(
+    transfer_id: Annotated[str, typer.Argument(help="The transfer id (the execution's name), tr_…")],
+    state_machine: StateMachineOption = None,
+    as_json: JsonOption = False,
+    state_dir: StateDir = None,
+) -> None:
+    """One execution's history as a table: state, event, time, duration, error; retries and failures marked.
+
+    Exit status 1 when there is no execution of that name.
+    """
+    from rich.console import Console
+
+    sfn = aws_client("stepfunctions", state_dir)
+    machine = transfer_state_machine(sfn, state_machine)
+    arn = execution_arn(machine, transfer_id)
+    try:
+        description = sfn.describe_execution(executionArn=arn)
+    except sfn.exceptions.ExecutionDoesNotExist:
+        raise fail(f"No execution {transfer_id!r} of {_machine_name(machine)}.") from None
+    except sfn.exceptions.InvalidArn:
+        raise fail(f"{transfer_id!r} is not an execution name (expected a transfer id, tr_…).") from None
+    events: list[dict[str, Any]] = []
+    reading = f"the history of {transfer_id}"
+    with aws_errors(f"read {reading}"), stderr_console().status(f"Reading {reading}…"):
+        for page in sfn.get_paginator("get_execution_history").paginate(executionArn=arn):
+            events.extend(page["events"])
+    events.sort(key=lambda e: int(e["id"]))
+    rows = history_rows(events)
+    if as_json:
+        body = {
+            "transfer_id": transfer_id,
+            "execution_arn": arn,
+            "status": description["status"],
+            "start": format_time(description["startDate"]),
+            "stop": format_time(description["stopDate"]) if description.get("stopDate") else None,
+            "error": description.get("error"),
+            "cause": description.get("cause"),
+            "events": [asdict(row) for row in rows],
+        }
+        typer.echo(json.dumps(body, indent=2))
+        return
+    console = Console(highlight=False)
+    started = format_time(description["startDate"])
+    title = f"Execution {transfer_id} of {_machine_name(machine)}, started {started}"
+    console.print(_history_table(title, rows))
+    console.print(_verdict(description, rows))
