@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := install
-.PHONY: install run test lint fmt unit component e2e build validate clean bench soak
+.PHONY: install run test lint fmt unit component e2e build validate clean bench soak demo
 
 install: $(STAMP)
 
@@ -55,6 +55,10 @@ e2e: install
 test: lint
 	$(BIN)/pytest -q
 
+# A guided tour against a running `make run` (another terminal); DEMO_ARGS passes options (--api, --edge...).
+demo: install
+	$(BIN)/vaultpay demo $(DEMO_ARGS)
+
 # Long measurements stay out of `make test`; each writes its figures to a file under bench/.
 # The bank test at scale (tests/support/bank_run.py): hundreds of concurrent transfers under faults.
 soak: install
@@ -69,6 +73,7 @@ bench: install
 	$(BIN)/python bench/relay_bench.py
 	$(BIN)/python bench/ledger_bench.py --out bench/ledger-results.md
 	$(BIN)/python bench/saga_bench.py --out bench/saga-results.md
+	$(BIN)/python bench/coldstart_bench.py --out bench/coldstart-results.md
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -78,11 +78,13 @@ class ApiRoute:
 
 
 @dataclass(frozen=True, slots=True)
-class HttpFunction:
-    """A function of template.yaml that serves routes of VaultPayApi."""
+class TemplateFunction:
+    """An `AWS::Serverless::Function` of template.yaml: its handler module, the environment it imports with,
+    and the routes of VaultPayApi it serves (none for a function invoked by a stream, queue or schedule)."""
 
     logical_id: str
     code_dir: Path
+    module_name: str  # the Handler's module, as the Lambda runtime imports it from code_dir
     module_file: Path
     description: str
     environment: Mapping[str, str]
@@ -105,8 +107,13 @@ def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
     return dict(yaml_parse(path.read_text(encoding="utf-8")))
 
 
-def http_functions(template: Mapping[str, Any], base_dir: Path = ROOT) -> list[HttpFunction]:
+def http_functions(template: Mapping[str, Any], base_dir: Path = ROOT) -> list[TemplateFunction]:
     """Every function with at least one `Api` event on VaultPayApi, in logical-id order."""
+    return [function for function in template_functions(template, base_dir) if function.routes]
+
+
+def template_functions(template: Mapping[str, Any], base_dir: Path = ROOT) -> list[TemplateFunction]:
+    """Every `AWS::Serverless::Function` of the template, in logical-id order."""
     globals_env = template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
     defaults = {name: p.get("Default") for name, p in (template.get("Parameters") or {}).items()}
 
@@ -137,15 +144,14 @@ def http_functions(template: Mapping[str, Any], base_dir: Path = ROOT) -> list[H
                     public=authorizer == "NONE",
                 )
             )
-        if not routes:
-            continue
         module_name, _, _attr = str(props["Handler"]).rpartition(".")
         code_dir = (base_dir / str(props["CodeUri"])).resolve()
         variables = {**globals_env, **(props.get("Environment") or {}).get("Variables", {})}
         found.append(
-            HttpFunction(
+            TemplateFunction(
                 logical_id=logical_id,
                 code_dir=code_dir,
+                module_name=module_name,
                 module_file=code_dir / (module_name.replace(".", "/") + ".py"),
                 description=str(props.get("Description", "")),
                 environment={name: harmless(name, value) for name, value in variables.items()},
@@ -159,24 +165,27 @@ def http_functions(template: Mapping[str, Any], base_dir: Path = ROOT) -> list[H
 # ---- loading a handler --------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _import_environment(function: HttpFunction) -> Iterator[None]:
+def import_variables(function: TemplateFunction) -> dict[str, str]:
     """The function's environment with harmless values, and AWS pointed at a closed local port so that an
     accidental call at import fails at once instead of reaching a real account."""
+    return {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "openapi-build",
+        "AWS_SECRET_ACCESS_KEY": "openapi-build",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "POWERTOOLS_TRACE_DISABLED": "1",
+        "POWERTOOLS_METRICS_DISABLED": "1",
+        **function.environment,
+    }
+
+
+@contextlib.contextmanager
+def _import_environment(function: TemplateFunction) -> Iterator[None]:
+    """This process with `import_variables(function)` set and the function's code first on sys.path."""
     saved_environ = dict(os.environ)
     saved_path = list(sys.path)
-    os.environ.update(
-        {
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "openapi-build",
-            "AWS_SECRET_ACCESS_KEY": "openapi-build",
-            "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
-            "POWERTOOLS_TRACE_DISABLED": "1",
-            "POWERTOOLS_METRICS_DISABLED": "1",
-            **function.environment,
-        }
-    )
+    os.environ.update(import_variables(function))
     sys.path.insert(0, str(function.code_dir))
     try:
         yield
@@ -186,7 +195,7 @@ def _import_environment(function: HttpFunction) -> Iterator[None]:
         sys.path[:] = saved_path
 
 
-def load_handler(function: HttpFunction) -> ModuleType:
+def load_handler(function: TemplateFunction) -> ModuleType:
     """The function's handler module, imported under a name of its own (every handler module is `app`)."""
     name = f"_vaultpay_openapi_{function.logical_id}"
     spec = importlib.util.spec_from_file_location(name, function.module_file)
@@ -205,7 +214,7 @@ def load_handler(function: HttpFunction) -> ModuleType:
     return module
 
 
-def resolver_of(function: HttpFunction, module: ModuleType) -> Any:
+def resolver_of(function: TemplateFunction, module: ModuleType) -> Any:
     """The one Powertools REST resolver a handler module defines."""
     from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
@@ -217,7 +226,7 @@ def resolver_of(function: HttpFunction, module: ModuleType) -> Any:
     return next(iter(resolvers.values()))
 
 
-def uses_idempotency_key(function: HttpFunction, module: ModuleType) -> bool:
+def uses_idempotency_key(function: TemplateFunction, module: ModuleType) -> bool:
     """A route takes `Idempotency-Key` when its handler answers through vaultpay.shared.idempotency, or its
     function is given the idempotency table that module needs."""
     from vaultpay.shared import idempotency
@@ -288,7 +297,7 @@ def _ref(kind: str, name: str) -> dict[str, str]:
 def enrich_operation(
     operation: dict[str, Any],
     *,
-    function: HttpFunction,
+    function: TemplateFunction,
     route: ApiRoute,
     module: ModuleType,
     idempotent: bool,

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from vaultpay_cli.demo import demo_app
 from vaultpay_cli.ops_audit import ops_audit_app
 from vaultpay_cli.ops_events import ops_events_app
 from vaultpay_cli.ops_ledger import ops_ledger_app
@@ -27,6 +28,7 @@ local_app = typer.Typer(
 app.add_typer(local_app, name="local")
 admin_app = typer.Typer(help="Operator commands that change what users can do.", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
+app.add_typer(demo_app)  # merges `demo` (make demo)
 ops_app = typer.Typer(help="Operations: audit chain, events, dead letters.", no_args_is_help=True)
 app.add_typer(ops_app, name="ops")
 ops_app.add_typer(ops_audit_app, name="audit")

@@ -353,8 +353,9 @@ def test_logs_follow_prints_lines_written_after_it_started(
     errors = _lines(process.stderr)
     # Given the follower is polling
     deadline = time.monotonic() + 60
-    while "Following" not in errors.get(timeout=max(0.1, deadline - time.monotonic())):
-        pass
+    note = ""
+    while "Following" not in note:
+        note = errors.get(timeout=max(0.1, deadline - time.monotonic()))
     output = _lines(process.stdout)
     # When the function runs again (a read-only `view`, of a transfer that does not exist)
     answer = local_cloud.client("lambda").invoke(
