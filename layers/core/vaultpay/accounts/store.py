@@ -16,7 +16,6 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -35,6 +34,7 @@ from vaultpay.accounts.model import (
     Movement,
     open_hold_shard,
 )
+from vaultpay.shared import dynamo as ddb
 from vaultpay.shared.errors import (
     ConcurrentModification,
     ConfigurationError,
@@ -43,30 +43,9 @@ from vaultpay.shared.errors import (
     ValidationFailed,
 )
 from vaultpay.shared.events import DomainEvent
-from vaultpay.shared.outbox import outbox_attributes
 
 BY_OWNER_INDEX = "ByOwner"
 OPEN_HOLDS_INDEX = "OpenHolds"
-_TRANSIENT_CODES = frozenset(
-    {
-        "TransactionConflictException",
-        "TransactionInProgressException",
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "ServiceUnavailable",
-    }
-)
-_RETRYABLE_REASONS = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
-_CONFIGURATION_CODES = frozenset(
-    {
-        "ResourceNotFoundException",
-        "AccessDeniedException",
-        "UnrecognizedClientException",
-        "ValidationException",
-    }
-)
 
 
 class StaleRead(Exception):
@@ -86,33 +65,6 @@ class Page:
 # ---- attribute values ------------------------------------------------------------------------------------
 
 
-def _s(value: str) -> dict[str, str]:
-    return {"S": value}
-
-
-def _n(value: int) -> dict[str, str]:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"a ledger number must be an int, not {type(value).__name__}")
-    return {"N": str(value)}
-
-
-def _int(item: Mapping[str, Any], name: str) -> int:
-    """An exact integer attribute: a number that is not integral is corruption, never rounded."""
-    raw = item[name]["N"]
-    try:
-        number = Decimal(raw)
-    except InvalidOperation:
-        raise ValueError(f"{name} is not a number") from None
-    if number != number.to_integral_value():
-        raise ValueError(f"{name} is not an integer")
-    return int(number)
-
-
-def _str(item: Mapping[str, Any], name: str) -> str | None:
-    value = item.get(name)
-    return value["S"] if value is not None and "S" in value else None
-
-
 def _account(item: Mapping[str, Any]) -> Account:
     return Account(
         account_id=item["pk"]["S"].removeprefix("ACCOUNT#"),
@@ -123,9 +75,9 @@ def _account(item: Mapping[str, Any]) -> Account:
         number_index=item["number_index"]["S"],
         number_enc=item["number_enc"]["S"],
         number_last4=item["number_last4"]["S"],
-        ledger=_int(item, "ledger"),
-        available=_int(item, "available"),
-        version=_int(item, "version"),
+        ledger=ddb.int_attr(item, "ledger"),
+        available=ddb.int_attr(item, "available"),
+        version=ddb.int_attr(item, "version"),
         created_at=item["created_at"]["S"],
     )
 
@@ -134,111 +86,111 @@ def _hold(item: Mapping[str, Any]) -> Hold:
     return Hold(
         transfer_id=item["pk"]["S"].removeprefix("HOLD#"),
         account_id=item["account_id"]["S"],
-        amount=_int(item, "amount"),
+        amount=ddb.int_attr(item, "amount"),
         currency=item["currency"]["S"],
         status=HoldStatus(item["status"]["S"]),
         held_at=item["held_at"]["S"],
-        hold_expires_at=_int(item, "hold_expires_at"),
-        destination_account_id=_str(item, "destination_account_id"),
-        released_at=_str(item, "released_at"),
-        settled_at=_str(item, "settled_at"),
+        hold_expires_at=ddb.int_attr(item, "hold_expires_at"),
+        destination_account_id=ddb.str_attr(item, "destination_account_id"),
+        released_at=ddb.str_attr(item, "released_at"),
+        settled_at=ddb.str_attr(item, "settled_at"),
     )
 
 
 def _entry(item: Mapping[str, Any]) -> Entry:
     return Entry(
         account_id=item["pk"]["S"].removeprefix("ACCOUNT#"),
-        seq=_int(item, "seq"),
+        seq=ddb.int_attr(item, "seq"),
         entry_id=item["entry_id"]["S"],
         kind=EntryKind(item["entry_kind"]["S"]),
-        amount=_int(item, "amount"),
-        balance_after=_int(item, "balance_after"),
-        available_after=_int(item, "available_after"),
+        amount=ddb.int_attr(item, "amount"),
+        balance_after=ddb.int_attr(item, "balance_after"),
+        available_after=ddb.int_attr(item, "available_after"),
         description=item["description"]["S"],
         created_at=item["created_at"]["S"],
-        transfer_id=_str(item, "transfer_id"),
-        deposit_id=_str(item, "deposit_id"),
+        transfer_id=ddb.str_attr(item, "transfer_id"),
+        deposit_id=ddb.str_attr(item, "deposit_id"),
     )
 
 
 def _account_item(account: Account) -> dict[str, Any]:
     return {
-        "pk": _s(f"ACCOUNT#{account.account_id}"),
-        "sk": _s("ACCOUNT"),
-        "kind": _s("account"),
-        "owner_id": _s(account.owner_id),
-        "created_sk": _s(f"{account.created_at}#{account.account_id}"),
-        "type": _s(account.type.value),
-        "currency": _s(account.currency),
-        "status": _s(account.status.value),
-        "number_index": _s(account.number_index),
-        "number_enc": _s(account.number_enc),
-        "number_last4": _s(account.number_last4),
-        "ledger": _n(account.ledger),
-        "available": _n(account.available),
-        "version": _n(account.version),
-        "created_at": _s(account.created_at),
+        "pk": ddb.s(f"ACCOUNT#{account.account_id}"),
+        "sk": ddb.s("ACCOUNT"),
+        "kind": ddb.s("account"),
+        "owner_id": ddb.s(account.owner_id),
+        "created_sk": ddb.s(f"{account.created_at}#{account.account_id}"),
+        "type": ddb.s(account.type.value),
+        "currency": ddb.s(account.currency),
+        "status": ddb.s(account.status.value),
+        "number_index": ddb.s(account.number_index),
+        "number_enc": ddb.s(account.number_enc),
+        "number_last4": ddb.s(account.number_last4),
+        "ledger": ddb.n(account.ledger),
+        "available": ddb.n(account.available),
+        "version": ddb.n(account.version),
+        "created_at": ddb.s(account.created_at),
     }
 
 
 def _entry_item(entry: Entry) -> dict[str, Any]:
     item = {
-        "pk": _s(f"ACCOUNT#{entry.account_id}"),
-        "sk": _s(f"ENTRY#{entry.seq:012d}"),
-        "kind": _s("entry"),
-        "entry_id": _s(entry.entry_id),
-        "seq": _n(entry.seq),
-        "entry_kind": _s(entry.kind.value),
-        "amount": _n(entry.amount),
-        "balance_after": _n(entry.balance_after),
-        "available_after": _n(entry.available_after),
-        "description": _s(entry.description),
-        "created_at": _s(entry.created_at),
+        "pk": ddb.s(f"ACCOUNT#{entry.account_id}"),
+        "sk": ddb.s(f"ENTRY#{entry.seq:012d}"),
+        "kind": ddb.s("entry"),
+        "entry_id": ddb.s(entry.entry_id),
+        "seq": ddb.n(entry.seq),
+        "entry_kind": ddb.s(entry.kind.value),
+        "amount": ddb.n(entry.amount),
+        "balance_after": ddb.n(entry.balance_after),
+        "available_after": ddb.n(entry.available_after),
+        "description": ddb.s(entry.description),
+        "created_at": ddb.s(entry.created_at),
     }
     if entry.transfer_id is not None:
-        item["transfer_id"] = _s(entry.transfer_id)
+        item["transfer_id"] = ddb.s(entry.transfer_id)
     if entry.deposit_id is not None:
-        item["deposit_id"] = _s(entry.deposit_id)
+        item["deposit_id"] = ddb.s(entry.deposit_id)
     return item
 
 
 def _hold_item(hold: Hold) -> dict[str, Any]:
     item = {
-        "pk": _s(f"HOLD#{hold.transfer_id}"),
-        "sk": _s("HOLD"),
-        "kind": _s("hold"),
-        "account_id": _s(hold.account_id),
-        "amount": _n(hold.amount),
-        "currency": _s(hold.currency),
-        "status": _s(hold.status.value),
-        "held_at": _s(hold.held_at),
-        "hold_expires_at": _n(hold.hold_expires_at),
+        "pk": ddb.s(f"HOLD#{hold.transfer_id}"),
+        "sk": ddb.s("HOLD"),
+        "kind": ddb.s("hold"),
+        "account_id": ddb.s(hold.account_id),
+        "amount": ddb.n(hold.amount),
+        "currency": ddb.s(hold.currency),
+        "status": ddb.s(hold.status.value),
+        "held_at": ddb.s(hold.held_at),
+        "hold_expires_at": ddb.n(hold.hold_expires_at),
     }
     for name in ("destination_account_id", "released_at", "settled_at"):
         value = getattr(hold, name)
         if value is not None:
-            item[name] = _s(value)
+            item[name] = ddb.s(value)
     if hold.status is HoldStatus.HELD:
         # Only a HELD hold is in the sparse OpenHolds index; settling or releasing replaces the item
         # without this attribute, which takes it out (the hold sweeper finds expired ones there).
-        item["open_hold_shard"] = _s(open_hold_shard(hold.transfer_id))
+        item["open_hold_shard"] = ddb.s(open_hold_shard(hold.transfer_id))
     return item
 
 
 def _deposit_item(deposit: Deposit) -> dict[str, Any]:
     return {
-        "pk": _s(f"DEPOSIT#{deposit.deposit_id}"),
-        "sk": _s("DEPOSIT"),
-        "kind": _s("deposit"),
-        "account_id": _s(deposit.account_id),
-        "amount": _n(deposit.amount),
-        "currency": _s(deposit.currency),
-        "reference": _s(deposit.reference),
-        "actor": _s(deposit.actor),
-        "settlement_shard": _s(deposit.settlement_shard),
-        "created_at": _s(deposit.created_at),
-        "ledger_after": _n(deposit.ledger_after),
-        "available_after": _n(deposit.available_after),
+        "pk": ddb.s(f"DEPOSIT#{deposit.deposit_id}"),
+        "sk": ddb.s("DEPOSIT"),
+        "kind": ddb.s("deposit"),
+        "account_id": ddb.s(deposit.account_id),
+        "amount": ddb.n(deposit.amount),
+        "currency": ddb.s(deposit.currency),
+        "reference": ddb.s(deposit.reference),
+        "actor": ddb.s(deposit.actor),
+        "settlement_shard": ddb.s(deposit.settlement_shard),
+        "created_at": ddb.s(deposit.created_at),
+        "ledger_after": ddb.n(deposit.ledger_after),
+        "available_after": ddb.n(deposit.available_after),
     }
 
 
@@ -246,28 +198,15 @@ def _deposit(item: Mapping[str, Any]) -> Deposit:
     return Deposit(
         deposit_id=item["pk"]["S"].removeprefix("DEPOSIT#"),
         account_id=item["account_id"]["S"],
-        amount=_int(item, "amount"),
+        amount=ddb.int_attr(item, "amount"),
         currency=item["currency"]["S"],
         reference=item["reference"]["S"],
         actor=item["actor"]["S"],
         created_at=item["created_at"]["S"],
         settlement_shard=item["settlement_shard"]["S"],
-        ledger_after=_int(item, "ledger_after"),
-        available_after=_int(item, "available_after"),
+        ledger_after=ddb.int_attr(item, "ledger_after"),
+        available_after=ddb.int_attr(item, "available_after"),
     )
-
-
-def _outbox(event: DomainEvent) -> dict[str, Any]:
-    """The shared outbox item as DynamoDB attribute values."""
-    values: dict[str, Any] = {}
-    for name, value in outbox_attributes(event).items():
-        if isinstance(value, bool):
-            values[name] = {"BOOL": value}
-        elif isinstance(value, int):
-            values[name] = _n(value)
-        else:
-            values[name] = _s(str(value))
-    return values
 
 
 # ---- the store -------------------------------------------------------------------------------------------
@@ -295,14 +234,14 @@ class DynamoLedgerStore:
 
     def get_account(self, account_id: str) -> Account | None:
         item = self._get(f"ACCOUNT#{account_id}", "ACCOUNT")
-        return _account(item) if item is not None and _str(item, "kind") == "account" else None
+        return _account(item) if item is not None and ddb.str_attr(item, "kind") == "account" else None
 
     def get_account_and_hold(self, account_id: str, transfer_id: str) -> tuple[Account | None, Hold | None]:
         """The account and its hold for a transfer, read consistently in one round trip."""
         keys = [
-            {"pk": _s(f"ACCOUNT#{account_id}"), "sk": _s("ACCOUNT")},
+            {"pk": ddb.s(f"ACCOUNT#{account_id}"), "sk": ddb.s("ACCOUNT")},
             # The hold is keyed by the transfer alone: a transfer id reused with another account is seen.
-            {"pk": _s(f"HOLD#{transfer_id}"), "sk": _s("HOLD")},
+            {"pk": ddb.s(f"HOLD#{transfer_id}"), "sk": ddb.s("HOLD")},
         ]
         found: dict[str, Mapping[str, Any]] = {}
         request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
@@ -322,7 +261,7 @@ class DynamoLedgerStore:
         hold_item = found.get(f"HOLD#{transfer_id}")
         account = (
             _account(account_item)
-            if account_item is not None and _str(account_item, "kind") == "account"
+            if account_item is not None and ddb.str_attr(account_item, "kind") == "account"
             else None
         )
         return account, (_hold(hold_item) if hold_item is not None else None)
@@ -341,7 +280,7 @@ class DynamoLedgerStore:
             "TableName": self._table,
             "IndexName": BY_OWNER_INDEX,
             "KeyConditionExpression": "owner_id = :o",
-            "ExpressionAttributeValues": {":o": _s(owner_id)},
+            "ExpressionAttributeValues": {":o": ddb.s(owner_id)},
             "Limit": limit,
         }
         if cursor:
@@ -349,10 +288,10 @@ class DynamoLedgerStore:
             account_id = created_sk.rpartition("#")[2]
             # Rebuilt from the caller's own id: a cursor can only ever resume inside the caller's accounts.
             params["ExclusiveStartKey"] = {
-                "owner_id": _s(owner_id),
-                "created_sk": _s(created_sk),
-                "pk": _s(f"ACCOUNT#{account_id}"),
-                "sk": _s("ACCOUNT"),
+                "owner_id": ddb.s(owner_id),
+                "created_sk": ddb.s(created_sk),
+                "pk": ddb.s(f"ACCOUNT#{account_id}"),
+                "sk": ddb.s("ACCOUNT"),
             }
         response = self._call("Query", lambda: self._client.query(**params))
         items = [_account(item) for item in response.get("Items", [])]
@@ -368,7 +307,7 @@ class DynamoLedgerStore:
                 "TableName": self._table,
                 "IndexName": OPEN_HOLDS_INDEX,
                 "KeyConditionExpression": "open_hold_shard = :shard AND hold_expires_at < :now",
-                "ExpressionAttributeValues": {":shard": _s(f"open-holds-{shard}"), ":now": _n(now_s)},
+                "ExpressionAttributeValues": {":shard": ddb.s(f"open-holds-{shard}"), ":now": ddb.n(now_s)},
                 "Limit": limit,
             }
             response = self._query(params)
@@ -383,7 +322,7 @@ class DynamoLedgerStore:
         params: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :entry)",
-            "ExpressionAttributeValues": {":pk": _s(f"ACCOUNT#{account_id}"), ":entry": _s("ENTRY#")},
+            "ExpressionAttributeValues": {":pk": ddb.s(f"ACCOUNT#{account_id}"), ":entry": ddb.s("ENTRY#")},
             "ScanIndexForward": False,
             "ConsistentRead": True,
             "Limit": limit,
@@ -392,7 +331,7 @@ class DynamoLedgerStore:
             seq = _decode_cursor(cursor, "s")
             if not seq.isdigit() or len(seq) != 12:
                 raise _invalid_cursor()
-            params["ExclusiveStartKey"] = {"pk": _s(f"ACCOUNT#{account_id}"), "sk": _s(f"ENTRY#{seq}")}
+            params["ExclusiveStartKey"] = {"pk": ddb.s(f"ACCOUNT#{account_id}"), "sk": ddb.s(f"ENTRY#{seq}")}
         response = self._call("Query", lambda: self._client.query(**params))
         items = [_entry(item) for item in response.get("Items", [])]
         last = response.get("LastEvaluatedKey")
@@ -411,13 +350,13 @@ class DynamoLedgerStore:
             self._put(_account_item(account)),
             self._put(
                 {
-                    "pk": _s(f"ACCTNUM#{account.number_index}"),
-                    "sk": _s("ACCTNUM"),
-                    "kind": _s("number"),
-                    "account_id": _s(account.account_id),
+                    "pk": ddb.s(f"ACCTNUM#{account.number_index}"),
+                    "sk": ddb.s("ACCTNUM"),
+                    "kind": ddb.s("number"),
+                    "account_id": ddb.s(account.account_id),
                 }
             ),
-            self._put(_outbox(event)),
+            self._put(ddb.outbox_item(event)),
         ]
         failed = self._transact(items)
         if failed:
@@ -443,7 +382,7 @@ class DynamoLedgerStore:
                             "Item": _hold_item(hold.after),
                             "ConditionExpression": "#status = :expected",
                             "ExpressionAttributeNames": {"#status": "status"},
-                            "ExpressionAttributeValues": {":expected": _s(hold.expected.value)},
+                            "ExpressionAttributeValues": {":expected": ddb.s(hold.expected.value)},
                         }
                     }
                 )
@@ -453,7 +392,7 @@ class DynamoLedgerStore:
                 {
                     "Update": {
                         "TableName": self._table,
-                        "Key": {"pk": _s(f"ACCOUNT#{posting.shard}"), "sk": _s("ACCOUNT")},
+                        "Key": {"pk": ddb.s(f"ACCOUNT#{posting.shard}"), "sk": ddb.s("ACCOUNT")},
                         # ADD, never read: no deposit waits on another to learn the shard's balance.
                         "UpdateExpression": (
                             "SET kind = :kind, #type = :type, currency = if_not_exists(currency, :currency) "
@@ -461,11 +400,11 @@ class DynamoLedgerStore:
                         ),
                         "ExpressionAttributeNames": {"#type": "type"},
                         "ExpressionAttributeValues": {
-                            ":kind": _s("settlement"),
-                            ":type": _s("SETTLEMENT"),
-                            ":currency": _s(posting.currency),
-                            ":delta": _n(-posting.amount),
-                            ":one": _n(1),
+                            ":kind": ddb.s("settlement"),
+                            ":type": ddb.s("SETTLEMENT"),
+                            ":currency": ddb.s(posting.currency),
+                            ":delta": ddb.n(-posting.amount),
+                            ":one": ddb.n(1),
                         },
                     }
                 }
@@ -473,19 +412,19 @@ class DynamoLedgerStore:
             items.append(
                 self._put(
                     {
-                        "pk": _s(f"ACCOUNT#{posting.shard}"),
-                        "sk": _s(f"ENTRY#D{posting.deposit_id}"),
-                        "kind": _s("entry"),
-                        "entry_kind": _s(EntryKind.DEBIT.value),
-                        "amount": _n(posting.amount),
-                        "deposit_id": _s(posting.deposit_id),
-                        "created_at": _s(posting.created_at),
+                        "pk": ddb.s(f"ACCOUNT#{posting.shard}"),
+                        "sk": ddb.s(f"ENTRY#D{posting.deposit_id}"),
+                        "kind": ddb.s("entry"),
+                        "entry_kind": ddb.s(EntryKind.DEBIT.value),
+                        "amount": ddb.n(posting.amount),
+                        "deposit_id": ddb.s(posting.deposit_id),
+                        "created_at": ddb.s(posting.created_at),
                     }
                 )
             )
         if movement.deposit is not None:
             items.append(self._put(_deposit_item(movement.deposit)))
-        items.extend(self._put(_outbox(event)) for event in movement.events)
+        items.extend(self._put(ddb.outbox_item(event)) for event in movement.events)
         if self._transact(items):
             raise StaleRead("the ledger moved since it was read")
 
@@ -497,19 +436,19 @@ class DynamoLedgerStore:
         return {
             "Update": {
                 "TableName": self._table,
-                "Key": {"pk": _s(f"ACCOUNT#{change.after.account_id}"), "sk": _s("ACCOUNT")},
+                "Key": {"pk": ddb.s(f"ACCOUNT#{change.after.account_id}"), "sk": ddb.s("ACCOUNT")},
                 "UpdateExpression": "SET ledger = ledger + :dl, available = available + :da, version = :next",
                 "ConditionExpression": (
                     "kind = :account AND version = :version AND available >= :need_a AND ledger >= :need_l"
                 ),
                 "ExpressionAttributeValues": {
-                    ":account": _s("account"),
-                    ":dl": _n(change.ledger_delta),
-                    ":da": _n(change.available_delta),
-                    ":next": _n(change.after.version),
-                    ":version": _n(change.before_version),
-                    ":need_a": _n(max(0, -change.available_delta)),
-                    ":need_l": _n(max(0, -change.ledger_delta)),
+                    ":account": ddb.s("account"),
+                    ":dl": ddb.n(change.ledger_delta),
+                    ":da": ddb.n(change.available_delta),
+                    ":next": ddb.n(change.after.version),
+                    ":version": ddb.n(change.before_version),
+                    ":need_a": ddb.n(max(0, -change.available_delta)),
+                    ":need_l": ddb.n(max(0, -change.ledger_delta)),
                 },
             }
         }
@@ -523,7 +462,7 @@ class DynamoLedgerStore:
         response = self._call(
             "GetItem",
             lambda: self._client.get_item(
-                TableName=self._table, Key={"pk": _s(pk), "sk": _s(sk)}, ConsistentRead=True
+                TableName=self._table, Key={"pk": ddb.s(pk), "sk": ddb.s(sk)}, ConsistentRead=True
             ),
         )
         item: Mapping[str, Any] | None = response.get("Item")
@@ -541,16 +480,16 @@ class DynamoLedgerStore:
                     TransactItems=items, ReturnConsumedCapacity="TOTAL"
                 )
             except (BotoCoreError, ClientError) as exc:
-                code, reasons = _error_code(exc), _reasons(exc)
+                code, reasons = ddb.error_code(exc), ddb.cancellation_reasons(exc)
                 failed = {i for i, reason in enumerate(reasons) if reason == "ConditionalCheckFailed"}
                 if failed:
                     return failed
-                retryable = code in _TRANSIENT_CODES or any(
-                    reason in _RETRYABLE_REASONS for reason in reasons
+                retryable = code in ddb.TRANSIENT_CODES or any(
+                    reason in ddb.RETRYABLE_REASONS for reason in reasons
                 )
                 if code is None:
                     raise TransientError(f"DynamoDB could not be reached: {type(exc).__name__}") from exc
-                if code in _CONFIGURATION_CODES:
+                if code in ddb.CONFIGURATION_CODES:
                     raise ConfigurationError(f"DynamoDB refused the ledger transaction: {code}") from exc
                 if not retryable:
                     raise TransientError(f"DynamoDB failed: {code}") from exc
@@ -569,32 +508,14 @@ class DynamoLedgerStore:
         try:
             return call()
         except (BotoCoreError, ClientError) as exc:
-            code = _error_code(exc)
-            if code in _CONFIGURATION_CODES:
+            code = ddb.error_code(exc)
+            if code in ddb.CONFIGURATION_CODES:
                 raise ConfigurationError(f"DynamoDB refused {operation}: {code}") from exc
             raise TransientError(f"DynamoDB {operation} failed: {code or type(exc).__name__}") from exc
 
 
 TRANSACTION_ATTEMPTS = 4
 TRANSACTION_BACKOFF_S = 0.02
-
-
-def _error_code(exc: Exception) -> str | None:
-    response = getattr(exc, "response", None)
-    if isinstance(response, Mapping):
-        code = response.get("Error", {}).get("Code")
-        return str(code) if code else None
-    return None
-
-
-def _reasons(exc: Exception) -> list[str | None]:
-    response = getattr(exc, "response", None)
-    if not isinstance(response, Mapping):
-        return []
-    return [
-        (reason or {}).get("Code") if (reason or {}).get("Code") not in (None, "None") else None
-        for reason in response.get("CancellationReasons") or []
-    ]
 
 
 def _encode_cursor(key: str, value: str) -> str:

@@ -24,7 +24,6 @@ import json
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -41,6 +40,7 @@ from vaultpay.fraud.records import (
     TransferEnded,
 )
 from vaultpay.fraud.service import DecisionExists, DecisionPage, ReviewChanged
+from vaultpay.shared import dynamo as ddb
 from vaultpay.shared.errors import (
     ConcurrentModification,
     ConfigurationError,
@@ -48,8 +48,6 @@ from vaultpay.shared.errors import (
     TransientError,
     ValidationFailed,
 )
-from vaultpay.shared.events import DomainEvent
-from vaultpay.shared.outbox import outbox_attributes
 
 ALERTS_INDEX = "Alerts"
 # A replayed stream (30 days of retention) must not apply an event twice: the markers outlive it.
@@ -62,91 +60,30 @@ TRANSACTION_BACKOFF_S = 0.02
 _REVIEW_VIEW = ("transfer_id", "user_id", "status", "created_at", "correlation_id", "decision", "reviewer",
                 "note", "decided_at", "resumed")  # fmt: skip
 
-_TRANSIENT_CODES = frozenset(
-    {
-        "TransactionConflictException",
-        "TransactionInProgressException",
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "ServiceUnavailable",
-    }
-)
-_RETRYABLE_REASONS = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
-_CONFIGURATION_CODES = frozenset(
-    {
-        "ResourceNotFoundException",
-        "AccessDeniedException",
-        "UnrecognizedClientException",
-        "ValidationException",
-    }
-)
-
 
 # ---- attribute values --------------------------------------------------------------------------------------
-
-
-def _s(value: str) -> dict[str, str]:
-    return {"S": value}
-
-
-def _n(value: int) -> dict[str, str]:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"a stored number must be an int, not {type(value).__name__}")
-    return {"N": str(value)}
-
-
-def _int(item: Mapping[str, Any], name: str, default: int | None = None) -> int:
-    """An exact integer attribute: a number that is not integral is corruption, never rounded."""
-    if name not in item and default is not None:
-        return default
-    try:
-        number = Decimal(item[name]["N"])
-    except (InvalidOperation, KeyError):
-        raise ValueError(f"{name} is not a number") from None
-    if number != number.to_integral_value():
-        raise ValueError(f"{name} is not an integer")
-    return int(number)
-
-
-def _str(item: Mapping[str, Any], name: str) -> str | None:
-    value = item.get(name)
-    return value["S"] if isinstance(value, Mapping) and "S" in value else None
-
-
-def _outbox(event: DomainEvent) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for name, value in outbox_attributes(event).items():
-        if isinstance(value, bool):
-            values[name] = {"BOOL": value}
-        elif isinstance(value, int):
-            values[name] = _n(value)
-        else:
-            values[name] = _s(str(value))
-    return values
 
 
 def _decision_item(record: DecisionRecord) -> dict[str, Any]:
     verdict = record.verdict
     item: dict[str, Any] = {
-        "pk": _s(f"DECISION#{record.transfer_id}"),
-        "sk": _s("DECISION"),
-        "kind": _s("decision"),
-        "transfer_id": _s(record.transfer_id),
-        "user_id": _s(record.user_id),
-        "amount": _n(record.amount),
-        "currency": _s(record.currency),
-        "correlation_id": _s(record.correlation_id),
-        "decision": _s(verdict.decision.value),
-        "score": _n(verdict.score),
+        "pk": ddb.s(f"DECISION#{record.transfer_id}"),
+        "sk": ddb.s("DECISION"),
+        "kind": ddb.s("decision"),
+        "transfer_id": ddb.s(record.transfer_id),
+        "user_id": ddb.s(record.user_id),
+        "amount": ddb.n(record.amount),
+        "currency": ddb.s(record.currency),
+        "correlation_id": ddb.s(record.correlation_id),
+        "decision": ddb.s(verdict.decision.value),
+        "score": ddb.n(verdict.score),
         # The whole verdict as JSON text: the contributions (with their floors) read back exactly.
-        "verdict": _s(json.dumps(verdict.to_json(), separators=(",", ":"), sort_keys=True)),
-        "decided_at": _s(record.decided_at),
+        "verdict": ddb.s(json.dumps(verdict.to_json(), separators=(",", ":"), sort_keys=True)),
+        "decided_at": ddb.s(record.decided_at),
     }
     if verdict.decision is not Decision.APPROVE:
-        item["alert_decision"] = _s(verdict.decision.value)
-        item["alert_sk"] = _s(_alert_sk(record.decided_at, record.transfer_id))
+        item["alert_decision"] = ddb.s(verdict.decision.value)
+        item["alert_sk"] = ddb.s(_alert_sk(record.decided_at, record.transfer_id))
     return item
 
 
@@ -158,7 +95,7 @@ def _decision(item: Mapping[str, Any]) -> DecisionRecord:
     return DecisionRecord(
         transfer_id=item["transfer_id"]["S"],
         user_id=item["user_id"]["S"],
-        amount=_int(item, "amount"),
+        amount=ddb.int_attr(item, "amount"),
         currency=item["currency"]["S"],
         correlation_id=item["correlation_id"]["S"],
         verdict=FraudDecision.from_json(json.loads(item["verdict"]["S"])),
@@ -174,12 +111,12 @@ def _review(item: Mapping[str, Any]) -> Review:
         status=ReviewStatus(item["status"]["S"]),
         created_at=item["created_at"]["S"],
         correlation_id=item["correlation_id"]["S"],
-        decision=_str(item, "decision"),
-        reviewer=_str(item, "reviewer"),
-        note=_str(item, "note"),
-        decided_at=_str(item, "decided_at"),
+        decision=ddb.str_attr(item, "decision"),
+        reviewer=ddb.str_attr(item, "reviewer"),
+        note=ddb.str_attr(item, "note"),
+        decided_at=ddb.str_attr(item, "decided_at"),
         resumed=bool(resumed),
-        task_token=_str(item, "task_token"),
+        task_token=ddb.str_attr(item, "task_token"),
     )
 
 
@@ -212,23 +149,26 @@ class DynamoFraudStore:
 
     def save_decision(self, record: DecisionRecord) -> None:
         items = [self._put_new(_decision_item(record))]
-        items.extend(self._put_new(_outbox(event)) for event in record.events())
+        items.extend(self._put_new(ddb.outbox_item(event)) for event in record.events())
         if self._transact(items):
             raise DecisionExists(record.transfer_id)
 
     # ---- the profile ----------------------------------------------------------------------------------
 
     def get_profile(self, user_id: str, destination_account_id: str) -> Profile:
-        pk = _s(f"PROFILE#{user_id}")
-        keys = [{"pk": pk, "sk": _s("PROFILE")}, {"pk": pk, "sk": _s(f"PAYEE#{destination_account_id}")}]
+        pk = ddb.s(f"PROFILE#{user_id}")
+        keys = [
+            {"pk": pk, "sk": ddb.s("PROFILE")},
+            {"pk": pk, "sk": ddb.s(f"PAYEE#{destination_account_id}")},
+        ]
         found = self._batch_get(keys, projection=None)
         profile = found.get(("PROFILE", f"PROFILE#{user_id}"))
         history = AmountHistory()
         if profile is not None:
             history = AmountHistory(
-                count=_int(profile, "history_count", 0),
-                total=_int(profile, "history_total", 0),
-                total_squares=_int(profile, "history_total_squares", 0),
+                count=ddb.int_attr(profile, "history_count", 0),
+                total=ddb.int_attr(profile, "history_total", 0),
+                total_squares=ddb.int_attr(profile, "history_total_squares", 0),
             )
         payee_known = ("PAYEE#" + destination_account_id, f"PROFILE#{user_id}") in found
         return Profile(history=history, devices=self._devices(user_id), payee_known=payee_known)
@@ -238,7 +178,7 @@ class DynamoFraudStore:
         params: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :device)",
-            "ExpressionAttributeValues": {":pk": _s(f"PROFILE#{user_id}"), ":device": _s("DEVICE#")},
+            "ExpressionAttributeValues": {":pk": ddb.s(f"PROFILE#{user_id}"), ":device": ddb.s("DEVICE#")},
             "ProjectionExpression": "sk, first_seen_at, trusted",
             "ConsistentRead": True,
         }
@@ -248,7 +188,7 @@ class DynamoFraudStore:
                 devices.append(
                     KnownDevice(
                         device_id=item["sk"]["S"].removeprefix("DEVICE#"),
-                        first_seen_at=_int(item, "first_seen_at"),
+                        first_seen_at=ddb.int_attr(item, "first_seen_at"),
                         trusted=bool(item.get("trusted", {}).get("BOOL", False)),
                     )
                 )
@@ -263,48 +203,51 @@ class DynamoFraudStore:
             return self._close(event.transfer_id, ReviewStatus.WAITING)
         marker = self._put_new(
             {
-                "pk": _s(f"EVENT#{event.event_id}"),
-                "sk": _s("EVENT"),
-                "kind": _s("processed"),
-                "expires_at": _n(int(self._clock()) + PROCESSED_MARKER_TTL_S),
+                "pk": ddb.s(f"EVENT#{event.event_id}"),
+                "sk": ddb.s("EVENT"),
+                "kind": ddb.s("processed"),
+                "expires_at": ddb.n(int(self._clock()) + PROCESSED_MARKER_TTL_S),
             }
         )
         if isinstance(event, DeviceSeen):
             change = {
                 "Update": {
                     "TableName": self._table,
-                    "Key": {"pk": _s(f"PROFILE#{event.user_id}"), "sk": _s(f"DEVICE#{event.device_id}")},
+                    "Key": {
+                        "pk": ddb.s(f"PROFILE#{event.user_id}"),
+                        "sk": ddb.s(f"DEVICE#{event.device_id}"),
+                    },
                     # Events may arrive out of order: the earliest login is the first sighting.
                     "UpdateExpression": (
                         "SET kind = :kind, trusted = if_not_exists(trusted, :false), "
                         "first_seen_at = if_not_exists(first_seen_at, :at), last_seen_at = :at"
                     ),
                     "ExpressionAttributeValues": {
-                        ":kind": _s("device"),
+                        ":kind": ddb.s("device"),
                         ":false": {"BOOL": False},
-                        ":at": _n(event.seen_at),
+                        ":at": ddb.n(event.seen_at),
                     },
                 }
             }
             items = [marker, change]
         elif isinstance(event, TransferCompleted):
-            pk = _s(f"PROFILE#{event.user_id}")
+            pk = ddb.s(f"PROFILE#{event.user_id}")
             items = [
                 marker,
                 {
                     "Update": {
                         "TableName": self._table,
-                        "Key": {"pk": pk, "sk": _s("PROFILE")},
+                        "Key": {"pk": pk, "sk": ddb.s("PROFILE")},
                         # ADD is atomic: concurrent consumers never lose an amount, and no read is needed.
                         "UpdateExpression": (
                             "SET kind = :kind ADD history_count :one, history_total :amount, "
                             "history_total_squares :square"
                         ),
                         "ExpressionAttributeValues": {
-                            ":kind": _s("profile"),
-                            ":one": _n(1),
-                            ":amount": _n(event.amount),
-                            ":square": _n(event.amount * event.amount),
+                            ":kind": ddb.s("profile"),
+                            ":one": ddb.n(1),
+                            ":amount": ddb.n(event.amount),
+                            ":square": ddb.n(event.amount * event.amount),
                         },
                     }
                 },
@@ -313,8 +256,8 @@ class DynamoFraudStore:
                         "TableName": self._table,
                         "Item": {
                             "pk": pk,
-                            "sk": _s(f"PAYEE#{event.destination_account_id}"),
-                            "kind": _s("payee"),
+                            "sk": ddb.s(f"PAYEE#{event.destination_account_id}"),
+                            "kind": ddb.s("payee"),
                         },
                     }
                 },
@@ -336,7 +279,7 @@ class DynamoFraudStore:
         try:
             response = self._client.update_item(
                 TableName=self._table,
-                Key={"pk": _s(f"REVIEW#{review.transfer_id}"), "sk": _s("REVIEW")},
+                Key={"pk": ddb.s(f"REVIEW#{review.transfer_id}"), "sk": ddb.s("REVIEW")},
                 UpdateExpression=(
                     "SET task_token = :token, kind = :kind, transfer_id = :tid, updated_at = :now, "
                     "user_id = if_not_exists(user_id, :uid), #status = if_not_exists(#status, :waiting), "
@@ -346,18 +289,18 @@ class DynamoFraudStore:
                 ConditionExpression="attribute_not_exists(pk) OR #status = :waiting",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues={
-                    ":token": _s(review.task_token),
-                    ":kind": _s("review"),
-                    ":tid": _s(review.transfer_id),
-                    ":now": _s(review.created_at),
-                    ":uid": _s(review.user_id),
-                    ":waiting": _s(ReviewStatus.WAITING.value),
-                    ":cid": _s(review.correlation_id),
+                    ":token": ddb.s(review.task_token),
+                    ":kind": ddb.s("review"),
+                    ":tid": ddb.s(review.transfer_id),
+                    ":now": ddb.s(review.created_at),
+                    ":uid": ddb.s(review.user_id),
+                    ":waiting": ddb.s(ReviewStatus.WAITING.value),
+                    ":cid": ddb.s(review.correlation_id),
                 },
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
-            if _error_code(exc) != "ConditionalCheckFailedException":
+            if ddb.error_code(exc) != "ConditionalCheckFailedException":
                 raise self._translate("UpdateItem", exc) from exc
             current = self.get_review(review.transfer_id)
             if current is None:
@@ -377,7 +320,7 @@ class DynamoFraudStore:
         try:
             response = self._client.update_item(
                 TableName=self._table,
-                Key={"pk": _s(f"REVIEW#{transfer_id}"), "sk": _s("REVIEW")},
+                Key={"pk": ddb.s(f"REVIEW#{transfer_id}"), "sk": ddb.s("REVIEW")},
                 UpdateExpression=(
                     "SET #status = :decided, decision = :decision, reviewer = :reviewer, #note = :note, "
                     "decided_at = :at, updated_at = :at"
@@ -385,17 +328,17 @@ class DynamoFraudStore:
                 ConditionExpression="#status = :waiting",
                 ExpressionAttributeNames={"#status": "status", "#note": "note"},
                 ExpressionAttributeValues={
-                    ":decided": _s(ReviewStatus.DECIDED.value),
-                    ":waiting": _s(ReviewStatus.WAITING.value),
-                    ":decision": _s(decision),
-                    ":reviewer": _s(reviewer),
-                    ":note": _s(note),
-                    ":at": _s(decided_at),
+                    ":decided": ddb.s(ReviewStatus.DECIDED.value),
+                    ":waiting": ddb.s(ReviewStatus.WAITING.value),
+                    ":decision": ddb.s(decision),
+                    ":reviewer": ddb.s(reviewer),
+                    ":note": ddb.s(note),
+                    ":at": ddb.s(decided_at),
                 },
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
+            if ddb.error_code(exc) == "ConditionalCheckFailedException":
                 raise ReviewChanged(transfer_id) from None
             raise self._translate("UpdateItem", exc) from exc
         except BotoCoreError as exc:
@@ -406,7 +349,7 @@ class DynamoFraudStore:
         update = {
             "Update": {
                 "TableName": self._table,
-                "Key": {"pk": _s(f"REVIEW#{review.transfer_id}"), "sk": _s("REVIEW")},
+                "Key": {"pk": ddb.s(f"REVIEW#{review.transfer_id}"), "sk": ddb.s("REVIEW")},
                 # The token has done its work: it is not kept a moment longer than needed.
                 "UpdateExpression": "SET resumed = :true, updated_at = :now REMOVE task_token",
                 "ConditionExpression": (
@@ -416,13 +359,13 @@ class DynamoFraudStore:
                 "ExpressionAttributeValues": {
                     ":true": {"BOOL": True},
                     ":false": {"BOOL": False},
-                    ":decided": _s(ReviewStatus.DECIDED.value),
-                    ":now": _s(review.decided_at or review.created_at),
+                    ":decided": ddb.s(ReviewStatus.DECIDED.value),
+                    ":now": ddb.s(review.decided_at or review.created_at),
                 },
             }
         }
         # Confirmed already (a concurrent repeat of the same decision): nothing more to write.
-        self._transact([update, self._put_new(_outbox(review.decided_event()))])
+        self._transact([update, self._put_new(ddb.outbox_item(review.decided_event()))])
 
     def close_review(self, transfer_id: str, *, expected: ReviewStatus) -> None:
         self._close(transfer_id, expected)
@@ -431,17 +374,17 @@ class DynamoFraudStore:
         try:
             self._client.update_item(
                 TableName=self._table,
-                Key={"pk": _s(f"REVIEW#{transfer_id}"), "sk": _s("REVIEW")},
+                Key={"pk": ddb.s(f"REVIEW#{transfer_id}"), "sk": ddb.s("REVIEW")},
                 UpdateExpression="SET #status = :closed REMOVE task_token",
                 ConditionExpression="#status = :expected",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues={
-                    ":closed": _s(ReviewStatus.CLOSED.value),
-                    ":expected": _s(expected.value),
+                    ":closed": ddb.s(ReviewStatus.CLOSED.value),
+                    ":expected": ddb.s(expected.value),
                 },
             )
         except ClientError as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
+            if ddb.error_code(exc) == "ConditionalCheckFailedException":
                 return False
             raise self._translate("UpdateItem", exc) from exc
         except BotoCoreError as exc:
@@ -451,7 +394,7 @@ class DynamoFraudStore:
     def get_reviews(self, transfer_ids: Sequence[str]) -> dict[str, Review]:
         if not transfer_ids:
             return {}
-        keys = [{"pk": _s(f"REVIEW#{tid}"), "sk": _s("REVIEW")} for tid in dict.fromkeys(transfer_ids)]
+        keys = [{"pk": ddb.s(f"REVIEW#{tid}"), "sk": ddb.s("REVIEW")} for tid in dict.fromkeys(transfer_ids)]
         found = self._batch_get(keys, projection=_REVIEW_VIEW)
         return {item["transfer_id"]["S"]: _review(item) for item in found.values()}
 
@@ -472,17 +415,17 @@ class DynamoFraudStore:
                 "TableName": self._table,
                 "IndexName": ALERTS_INDEX,
                 "KeyConditionExpression": "alert_decision = :d",
-                "ExpressionAttributeValues": {":d": _s(partition)},
+                "ExpressionAttributeValues": {":d": ddb.s(partition)},
                 "ScanIndexForward": False,
                 "Limit": limit,
             }
             if start is not None:
                 transfer_id = start.rpartition("#")[2]
                 params["ExclusiveStartKey"] = {
-                    "pk": _s(f"DECISION#{transfer_id}"),
-                    "sk": _s("DECISION"),
-                    "alert_decision": _s(partition),
-                    "alert_sk": _s(start),
+                    "pk": ddb.s(f"DECISION#{transfer_id}"),
+                    "sk": ddb.s("DECISION"),
+                    "alert_decision": ddb.s(partition),
+                    "alert_sk": ddb.s(start),
                 }
             response = self._query(params)
             fetched[partition] = (response.get("Items", []), bool(response.get("LastEvaluatedKey")))
@@ -516,7 +459,7 @@ class DynamoFraudStore:
         response = self._call(
             "GetItem",
             lambda: self._client.get_item(
-                TableName=self._table, Key={"pk": _s(pk), "sk": _s(sk)}, ConsistentRead=True
+                TableName=self._table, Key={"pk": ddb.s(pk), "sk": ddb.s(sk)}, ConsistentRead=True
             ),
         )
         item: Mapping[str, Any] | None = response.get("Item")
@@ -555,12 +498,12 @@ class DynamoFraudStore:
             try:
                 self._client.transact_write_items(TransactItems=items)
             except (BotoCoreError, ClientError) as exc:
-                code, reasons = _error_code(exc), _reasons(exc)
+                code, reasons = ddb.error_code(exc), ddb.cancellation_reasons(exc)
                 failed = {i for i, reason in enumerate(reasons) if reason == "ConditionalCheckFailed"}
                 if failed:
                     return failed
-                retryable = code in _TRANSIENT_CODES or any(
-                    reason in _RETRYABLE_REASONS for reason in reasons
+                retryable = code in ddb.TRANSIENT_CODES or any(
+                    reason in ddb.RETRYABLE_REASONS for reason in reasons
                 )
                 if code is None or not retryable:
                     raise self._translate("TransactWriteItems", exc) from exc
@@ -579,28 +522,10 @@ class DynamoFraudStore:
 
     @staticmethod
     def _translate(operation: str, exc: Exception) -> Exception:
-        code = _error_code(exc)
-        if code in _CONFIGURATION_CODES:
+        code = ddb.error_code(exc)
+        if code in ddb.CONFIGURATION_CODES:
             return ConfigurationError(f"DynamoDB refused {operation} on the fraud table: {code}")
         return TransientError(f"DynamoDB {operation} on the fraud table failed: {code or type(exc).__name__}")
-
-
-def _error_code(exc: Exception) -> str | None:
-    response = getattr(exc, "response", None)
-    if isinstance(response, Mapping):
-        code = response.get("Error", {}).get("Code")
-        return str(code) if code else None
-    return None
-
-
-def _reasons(exc: Exception) -> list[str | None]:
-    response = getattr(exc, "response", None)
-    if not isinstance(response, Mapping):
-        return []
-    return [
-        (reason or {}).get("Code") if (reason or {}).get("Code") not in (None, "None") else None
-        for reason in response.get("CancellationReasons") or []
-    ]
 
 
 # A cursor names the query it continues ("REVIEW", "DECLINE" or "ALL") and where each partition stopped.

@@ -13,11 +13,11 @@ import json
 import random
 import time
 from collections.abc import Callable, Mapping
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from vaultpay.shared import dynamo as ddb
 from vaultpay.shared.errors import (
     ConcurrentModification,
     ConfigurationError,
@@ -26,7 +26,6 @@ from vaultpay.shared.errors import (
     ValidationFailed,
 )
 from vaultpay.shared.events import DomainEvent
-from vaultpay.shared.outbox import outbox_attributes
 from vaultpay.transfers.model import (
     Transfer,
     TransferPage,
@@ -38,26 +37,6 @@ from vaultpay.transfers.model import (
 BY_SOURCE_INDEX = "BySource"
 TRANSACTION_ATTEMPTS = 4
 TRANSACTION_BACKOFF_S = 0.02
-_TRANSIENT_CODES = frozenset(
-    {
-        "TransactionConflictException",
-        "TransactionInProgressException",
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "ServiceUnavailable",
-    }
-)
-_RETRYABLE_REASONS = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
-_CONFIGURATION_CODES = frozenset(
-    {
-        "ResourceNotFoundException",
-        "AccessDeniedException",
-        "UnrecognizedClientException",
-        "ValidationException",
-    }
-)
 
 
 class TransferExists(Exception):
@@ -71,66 +50,40 @@ class StaleTransfer(Exception):
 # ---- attribute values ------------------------------------------------------------------------------------
 
 
-def _s(value: str) -> dict[str, str]:
-    return {"S": value}
-
-
-def _n(value: int) -> dict[str, str]:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"a stored number must be an int, not {type(value).__name__}")
-    return {"N": str(value)}
-
-
-def _int(item: Mapping[str, Any], name: str) -> int:
-    """An exact integer attribute: a number that is not integral is corruption, never rounded."""
-    try:
-        number = Decimal(item[name]["N"])
-    except InvalidOperation:
-        raise ValueError(f"{name} is not a number") from None
-    if number != number.to_integral_value():
-        raise ValueError(f"{name} is not an integer")
-    return int(number)
-
-
-def _str(item: Mapping[str, Any], name: str) -> str | None:
-    value = item.get(name)
-    return value["S"] if value is not None and "S" in value else None
-
-
 def _json(item: Mapping[str, Any], name: str) -> Any:
-    text = _str(item, name)
+    text = ddb.str_attr(item, name)
     return json.loads(text) if text is not None else None
 
 
 def transfer_item(transfer: Transfer) -> dict[str, Any]:
     item: dict[str, Any] = {
-        "pk": _s(f"TRANSFER#{transfer.transfer_id}"),
-        "sk": _s("TRANSFER"),
-        "kind": _s("transfer"),
-        "user_id": _s(transfer.user_id),
-        "source_account_id": _s(transfer.source_account_id),
+        "pk": ddb.s(f"TRANSFER#{transfer.transfer_id}"),
+        "sk": ddb.s("TRANSFER"),
+        "kind": ddb.s("transfer"),
+        "user_id": ddb.s(transfer.user_id),
+        "source_account_id": ddb.s(transfer.source_account_id),
         # BySource's sort key: newest first by creation, the id breaking ties.
-        "created_sk": _s(f"{transfer.created_at}#{transfer.transfer_id}"),
-        "destination_account_id": _s(transfer.destination_account_id),
-        "destination_account_number_masked": _s(transfer.destination_account_number_masked),
-        "amount": _n(transfer.amount),
-        "currency": _s(transfer.currency),
-        "status": _s(transfer.status.value),
-        "version": _n(transfer.version),
-        "correlation_id": _s(transfer.correlation_id),
-        "created_at": _s(transfer.created_at),
-        "updated_at": _s(transfer.updated_at),
+        "created_sk": ddb.s(f"{transfer.created_at}#{transfer.transfer_id}"),
+        "destination_account_id": ddb.s(transfer.destination_account_id),
+        "destination_account_number_masked": ddb.s(transfer.destination_account_number_masked),
+        "amount": ddb.n(transfer.amount),
+        "currency": ddb.s(transfer.currency),
+        "status": ddb.s(transfer.status.value),
+        "version": ddb.n(transfer.version),
+        "correlation_id": ddb.s(transfer.correlation_id),
+        "created_at": ddb.s(transfer.created_at),
+        "updated_at": ddb.s(transfer.updated_at),
         # JSON text, as outbox data: DynamoDB numbers would come back as Decimals.
-        "steps": _s(steps_json(transfer.steps)),
+        "steps": ddb.s(steps_json(transfer.steps)),
     }
     if transfer.description is not None:
-        item["description"] = _s(transfer.description)
+        item["description"] = ddb.s(transfer.description)
     for name in ("fraud", "review"):
         value = getattr(transfer, name)
         if value is not None:
-            item[name] = _s(json.dumps(dict(value), separators=(",", ":"), sort_keys=True))
+            item[name] = ddb.s(json.dumps(dict(value), separators=(",", ":"), sort_keys=True))
     if transfer.failure_reason is not None:
-        item["failure_reason"] = _s(transfer.failure_reason)
+        item["failure_reason"] = ddb.s(transfer.failure_reason)
     return item
 
 
@@ -141,31 +94,19 @@ def transfer_of(item: Mapping[str, Any]) -> Transfer:
         source_account_id=item["source_account_id"]["S"],
         destination_account_id=item["destination_account_id"]["S"],
         destination_account_number_masked=item["destination_account_number_masked"]["S"],
-        amount=_int(item, "amount"),
+        amount=ddb.int_attr(item, "amount"),
         currency=item["currency"]["S"],
         status=TransferStatus(item["status"]["S"]),
         correlation_id=item["correlation_id"]["S"],
         created_at=item["created_at"]["S"],
         updated_at=item["updated_at"]["S"],
-        description=_str(item, "description"),
-        version=_int(item, "version"),
+        description=ddb.str_attr(item, "description"),
+        version=ddb.int_attr(item, "version"),
         steps=steps_from_json(item["steps"]["S"]),
         fraud=_json(item, "fraud"),
         review=_json(item, "review"),
-        failure_reason=_str(item, "failure_reason"),
+        failure_reason=ddb.str_attr(item, "failure_reason"),
     )
-
-
-def _outbox(event: DomainEvent) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for name, value in outbox_attributes(event).items():
-        if isinstance(value, bool):
-            values[name] = {"BOOL": value}
-        elif isinstance(value, int):
-            values[name] = _n(value)
-        else:
-            values[name] = _s(str(value))
-    return values
 
 
 # ---- the store -------------------------------------------------------------------------------------------
@@ -186,12 +127,12 @@ class DynamoTransferStore:
             "GetItem",
             lambda: self._client.get_item(
                 TableName=self._table,
-                Key={"pk": _s(f"TRANSFER#{transfer_id}"), "sk": _s("TRANSFER")},
+                Key={"pk": ddb.s(f"TRANSFER#{transfer_id}"), "sk": ddb.s("TRANSFER")},
                 ConsistentRead=True,
             ),
         )
         item = response.get("Item")
-        return transfer_of(item) if item is not None and _str(item, "kind") == "transfer" else None
+        return transfer_of(item) if item is not None and ddb.str_attr(item, "kind") == "transfer" else None
 
     def list_by_source(self, source_account_id: str, *, limit: int, cursor: str | None) -> TransferPage:
         """Transfers sent from an account, newest first, from the BySource index (eventually consistent)."""
@@ -199,7 +140,7 @@ class DynamoTransferStore:
             "TableName": self._table,
             "IndexName": BY_SOURCE_INDEX,
             "KeyConditionExpression": "source_account_id = :source",
-            "ExpressionAttributeValues": {":source": _s(source_account_id)},
+            "ExpressionAttributeValues": {":source": ddb.s(source_account_id)},
             "ScanIndexForward": False,
             "Limit": limit,
         }
@@ -210,10 +151,10 @@ class DynamoTransferStore:
                 raise _invalid_cursor()
             # Rebuilt around the account asked for: a cursor can only resume inside that account's list.
             params["ExclusiveStartKey"] = {
-                "source_account_id": _s(source_account_id),
-                "created_sk": _s(created_sk),
-                "pk": _s(f"TRANSFER#{transfer_id}"),
-                "sk": _s("TRANSFER"),
+                "source_account_id": ddb.s(source_account_id),
+                "created_sk": ddb.s(created_sk),
+                "pk": ddb.s(f"TRANSFER#{transfer_id}"),
+                "sk": ddb.s("TRANSFER"),
             }
         response = self._call("Query", lambda: self._client.query(**params))
         items = [transfer_of(item) for item in response.get("Items", [])]
@@ -223,7 +164,7 @@ class DynamoTransferStore:
 
     def create(self, transfer: Transfer, event: DomainEvent) -> None:
         """The PENDING transfer and its `initiated` event together; TransferExists if the id is taken."""
-        failed = self._transact([self._put(transfer_item(transfer)), self._put(_outbox(event))])
+        failed = self._transact([self._put(transfer_item(transfer)), self._put(ddb.outbox_item(event))])
         if failed:
             if 0 in failed:
                 raise TransferExists(transfer.transfer_id)
@@ -246,13 +187,13 @@ class DynamoTransferStore:
                     "ConditionExpression": "kind = :transfer AND #status = :status AND version = :version",
                     "ExpressionAttributeNames": {"#status": "status"},
                     "ExpressionAttributeValues": {
-                        ":transfer": _s("transfer"),
-                        ":status": _s(expected_status.value),
-                        ":version": _n(expected_version),
+                        ":transfer": ddb.s("transfer"),
+                        ":status": ddb.s(expected_status.value),
+                        ":version": ddb.n(expected_version),
                     },
                 }
             },
-            *(self._put(_outbox(event)) for event in events),
+            *(self._put(ddb.outbox_item(event)) for event in events),
         ]
         if self._transact(items):
             raise StaleTransfer(transfer.transfer_id)
@@ -270,15 +211,15 @@ class DynamoTransferStore:
             try:
                 self._client.transact_write_items(TransactItems=items)
             except (BotoCoreError, ClientError) as exc:
-                code, reasons = _error_code(exc), _reasons(exc)
+                code, reasons = ddb.error_code(exc), ddb.cancellation_reasons(exc)
                 failed = {i for i, reason in enumerate(reasons) if reason == "ConditionalCheckFailed"}
                 if failed:
                     return failed
                 if code is None:
                     raise TransientError(f"DynamoDB could not be reached: {type(exc).__name__}") from exc
-                if code in _CONFIGURATION_CODES:
+                if code in ddb.CONFIGURATION_CODES:
                     raise ConfigurationError(f"DynamoDB refused the transfer transaction: {code}") from exc
-                retryable = code in _TRANSIENT_CODES or any(r in _RETRYABLE_REASONS for r in reasons)
+                retryable = code in ddb.TRANSIENT_CODES or any(r in ddb.RETRYABLE_REASONS for r in reasons)
                 if not retryable:
                     raise TransientError(f"DynamoDB failed: {code}") from exc
                 if attempt + 1 == TRANSACTION_ATTEMPTS:
@@ -292,28 +233,10 @@ class DynamoTransferStore:
         try:
             return call()
         except (BotoCoreError, ClientError) as exc:
-            code = _error_code(exc)
-            if code in _CONFIGURATION_CODES:
+            code = ddb.error_code(exc)
+            if code in ddb.CONFIGURATION_CODES:
                 raise ConfigurationError(f"DynamoDB refused {operation}: {code}") from exc
             raise TransientError(f"DynamoDB {operation} failed: {code or type(exc).__name__}") from exc
-
-
-def _error_code(exc: Exception) -> str | None:
-    response = getattr(exc, "response", None)
-    if isinstance(response, Mapping):
-        code = response.get("Error", {}).get("Code")
-        return str(code) if code else None
-    return None
-
-
-def _reasons(exc: Exception) -> list[str | None]:
-    response = getattr(exc, "response", None)
-    if not isinstance(response, Mapping):
-        return []
-    return [
-        (reason or {}).get("Code") if (reason or {}).get("Code") not in (None, "None") else None
-        for reason in response.get("CancellationReasons") or []
-    ]
 
 
 def _encode_cursor(created_sk: str) -> str:
