@@ -1,4 +1,4 @@
-"""Cold-start import time of every function's handler module, against `import boto3` as the floor.
+"""Cold-start import time of each function's handler module, before and after a change, vs `import boto3`.
 
 Each sample is a fresh interpreter whose sys.path is laid out as the Lambda runtime lays it out (the
 function's code, then the core layer, then the dependencies, here the venv's site-packages; no `site`
@@ -9,21 +9,31 @@ start-up is reported apart (the parent's wall time of the whole process). One mo
 under `-X importtime` and names the heaviest modules, by cumulative import time, that VaultPay code imports
 from outside itself: where a lazy import would cut the most.
 
+"Before" is the same function at another commit (`--before`, by default ac904f6, the last commit before
+the cold-start work), checked out into a temporary `git worktree` that is removed at the end. Its samples
+alternate with the current tree's (and with the current tree under X-Ray on, as `Tracing: Active` runs
+it in Lambda), so the machine's noise falls on all three alike.
+
     python bench/coldstart_bench.py --out bench/coldstart-results.md    # `make bench`
     python bench/coldstart_bench.py --samples 11 --only Login            # a closer look at some functions
+    python bench/coldstart_bench.py --before HEAD~3 --only Relay         # against another commit
+    python bench/coldstart_bench.py --before ""                          # the current tree only
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +46,14 @@ MARK = "COLDSTART_MS="
 BEGIN = "COLDSTART_BEGIN"
 TOP_MODULES = 5
 FLOOR = "import boto3"
+# The last commit before the cold-start work (issue 7): lazy tracer, lazy batch processor.
+DEFAULT_BEFORE = "ac904f6"
+# `Tracing: Active` in Lambda: the task root is set and nothing disables Powertools' tracer.
+XRAY_ON: Mapping[str, str | None] = {
+    "POWERTOOLS_TRACE_DISABLED": None,
+    "LAMBDA_TASK_ROOT": "/var/task",
+    "AWS_LAMBDA_FUNCTION_NAME": "coldstart-bench",
+}
 
 # The child: only what start-up already loaded (os, sys, time) and importlib run before the timer, so the
 # measured statement pays for every module it needs. `{statement}` is the one thing timed.
@@ -75,7 +93,23 @@ BASELINES: tuple[tuple[str, str, Mapping[str, str | None]], ...] = (
     (
         "Powertools `Logger()`, `Tracer()`, `Metrics()` created, X-Ray on (as in Lambda)",
         "from aws_lambda_powertools import Logger, Metrics, Tracer\nLogger(); Tracer(); Metrics()",
-        {"POWERTOOLS_TRACE_DISABLED": None, "AWS_LAMBDA_FUNCTION_NAME": "coldstart-bench"},
+        XRAY_ON,
+    ),
+    (
+        "VaultPay `get_logger()`, `get_tracer()`, `get_metrics()` (X-Ray off)",
+        "from vaultpay.shared.observability import get_logger, get_metrics, get_tracer\n"
+        "get_logger(); get_tracer(); get_metrics()",
+        {},
+    ),
+    (
+        "what a first call to AWS imports anyway: boto3 and PynamoDB",
+        "import boto3, pynamodb.models",
+        {},
+    ),
+    (
+        "boto3 and PynamoDB, then `get_tracer()` X-Ray on (as in Lambda): X-Ray's own share",
+        "import boto3, pynamodb.models\nfrom vaultpay.shared.observability import get_tracer\nget_tracer()",
+        XRAY_ON,
     ),
 )
 
@@ -94,6 +128,16 @@ class Target:
     process_ms: list[float] = field(default_factory=list)
     top: list[Imported] = field(default_factory=list)
     error: str = ""
+    # For a function: the same handler at the `--before` commit (None: not measured, or no such function
+    # there) and the current one with X-Ray on; sampled in turn with this one.
+    before: Target | None = None
+    xray: Target | None = None
+
+    def variants(self) -> list[Target]:
+        return [t for t in (self.before, self, self.xray) if t is not None]
+
+    def median(self) -> float:
+        return statistics.median(self.import_ms)
 
 
 def dependency_paths() -> tuple[str, ...]:
@@ -102,30 +146,71 @@ def dependency_paths() -> tuple[str, ...]:
     return tuple(str(p) for p in paths if p)
 
 
-def targets(only: Sequence[str]) -> list[Target]:
+def changed(environment: Mapping[str, str], changes: Mapping[str, str | None]) -> dict[str, str]:
+    """The environment with `changes` applied: a value sets a variable, None removes it."""
+    return {k: v for k, v in {**environment, **changes}.items() if v is not None}
+
+
+def targets(only: Sequence[str], before_root: Path | None = None) -> list[Target]:
     deps = dependency_paths()
     functions = template_functions(load_template())
     found = []
     for function in functions:
         if only and not any(word.lower() in function.logical_id.lower() for word in only):
             continue
-        found.append(
-            Target(
-                name=function.logical_id,
-                statement=f"importlib.import_module({function.module_name!r})",
-                path=(str(function.code_dir), str(CORE_LAYER), *deps),
-                environment=import_variables(function),
-                module=function.module_name,
-            )
+        statement = f"importlib.import_module({function.module_name!r})"
+        environment = import_variables(function)
+        after = Target(
+            name=function.logical_id,
+            statement=statement,
+            path=(str(function.code_dir), str(CORE_LAYER), *deps),
+            environment=environment,
+            module=function.module_name,
         )
+        after.xray = Target(
+            f"{function.logical_id} (X-Ray on)", statement, after.path, changed(environment, XRAY_ON)
+        )
+        if before_root is not None:
+            # The same function directory at the other commit, with its own core layer and the same
+            # dependencies and environment: only VaultPay's code differs between the two.
+            code_dir = before_root / function.code_dir.relative_to(ROOT)
+            if (code_dir / function.module_file.name).exists():
+                path = (str(code_dir), str(before_root / CORE_LAYER.relative_to(ROOT)), *deps)
+                after.before = Target(f"{function.logical_id} (before)", statement, path, environment)
+        found.append(after)
     # Baselines run with the environment every function shares (the template's Globals).
     variables = [set(import_variables(f).items()) for f in functions]
     shared = dict(set.intersection(*variables)) if variables else {}
     baselines = []
     for name, statement, changes in BASELINES:
-        environment = {k: v for k, v in {**shared, **changes}.items() if v is not None}
+        environment = changed(shared, changes)
         baselines.append(Target(name, statement, (str(CORE_LAYER), *deps), environment, is_baseline=True))
     return baselines + found
+
+
+@contextlib.contextmanager
+def worktree(ref: str) -> Iterator[Path]:
+    """A detached checkout of `ref` in a temporary directory, removed (with its git metadata) on exit."""
+    parent = Path(tempfile.mkdtemp(prefix="coldstart-before-"))
+    path = parent / "tree"
+    added = subprocess.run(
+        ["git", "worktree", "add", "--detach", "--quiet", str(path), ref],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if added.returncode != 0:
+        shutil.rmtree(parent, ignore_errors=True)
+        raise SystemExit(f"git worktree add {ref}: {added.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(
+            ["git", "worktree", "remove", "--force", str(path)], cwd=ROOT, capture_output=True, check=False
+        )
+        subprocess.run(["git", "worktree", "prune"], cwd=ROOT, capture_output=True, check=False)
+        shutil.rmtree(parent, ignore_errors=True)
 
 
 def child_env(target: Target) -> dict[str, str]:
@@ -202,15 +287,30 @@ def heaviest(modules: list[Imported], handler: str, count: int = TOP_MODULES) ->
 
 
 def measure(target: Target, samples: int) -> None:
-    try:
-        run_child(target)  # warm-up: writes bytecode caches and the page cache, as a deployed package has
-        for _ in range(samples):
-            import_ms, wall_ms, _ = run_child(target)
-            target.import_ms.append(import_ms)
-            target.process_ms.append(wall_ms)
-        target.top = heaviest(import_tree(run_child(target, importtime=True)[2]), target.module)
-    except (RuntimeError, subprocess.TimeoutExpired) as exc:
-        target.error = str(exc)
+    """Samples the target and its variants in turn, the order reversed every round (before, after, X-Ray
+    on; then X-Ray on, after, before), so that a burst of load hits each of them alike."""
+    variants = target.variants()
+    for variant in variants:
+        try:
+            run_child(variant)  # warm-up: writes bytecode and page caches, as a deployed package has them
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            variant.error = str(exc)
+    for round_ in range(samples):
+        for variant in variants if round_ % 2 == 0 else variants[::-1]:
+            if variant.error:
+                continue
+            try:
+                import_ms, wall_ms, _ = run_child(variant)
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                variant.error = str(exc)
+                continue
+            variant.import_ms.append(import_ms)
+            variant.process_ms.append(wall_ms)
+    if not target.error:
+        try:
+            target.top = heaviest(import_tree(run_child(target, importtime=True)[2]), target.module)
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            target.error = str(exc)
 
 
 def git(*args: str) -> str:
@@ -239,37 +339,74 @@ def fmt_top(top: list[Imported], handler: str) -> str:
     return ", ".join(one(m) for m in top) or "-"
 
 
-def report(all_targets: list[Target], samples: int) -> str:
+def report(all_targets: list[Target], samples: int, before_ref: str = "") -> str:
     floor = next((t for t in all_targets if t.name == FLOOR and t.import_ms), None)
-    floor_ms = statistics.median(floor.import_ms) if floor else None
+    floor_ms = floor.median() if floor else None
     load = " / ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
     if git("status", "--porcelain", "--untracked-files=no"):
         commit += " (with uncommitted changes)"
+    before_line = 'not measured (`--before ""`)'
+    if before_ref:
+        resolved = git("rev-parse", "--short", f"{before_ref}^{{commit}}") or before_ref
+        subject = git("log", "-1", "--format=%s", resolved)
+        before_line = f"{resolved} ({subject}), checked out into a temporary git worktree"
 
     def delta(ms: float) -> str:
         return f"{ms - floor_ms:+.0f}" if floor_ms is not None else "-"
 
-    def row(t: Target) -> str:
+    def failed(t: Target) -> str:
+        return "failed: " + t.error.replace("|", r"\|")
+
+    def baseline_row(t: Target) -> str:
         if t.error:
-            error = t.error.replace("|", r"\|")
-            return f"| {t.name} | failed | | | | {error} |"
-        median = statistics.median(t.import_ms)
+            return f"| {t.name} | {failed(t)} | | | | |"
         return (
-            f"| {t.name} | {median:.0f} | {min(t.import_ms):.0f} | {delta(median)} "
+            f"| {t.name} | {t.median():.0f} | {min(t.import_ms):.0f} | {delta(t.median())} "
             f"| {statistics.median(t.process_ms):.0f} | {fmt_top(t.top, t.module)} |"
+        )
+
+    def cell(t: Target | None) -> str:
+        if t is None:
+            return "-"
+        return failed(t) if t.error else f"{t.median():.0f}"
+
+    def function_row(t: Target) -> str:
+        if t.error:
+            return f"| {t.name} | {cell(t.before)} | {failed(t)} | | | | {cell(t.xray)} | | |"
+        after = t.median()
+        change, percent = "-", "-"
+        if t.before is not None and t.before.import_ms:
+            before = t.before.median()
+            change = f"{after - before:+.0f}"
+            percent = f"{(after - before) / before * 100:+.0f}%" if before else "-"
+        return (
+            f"| {t.name} | {cell(t.before)} | {after:.0f} | {change} | {percent} | {delta(after)} "
+            f"| {cell(t.xray)} | {statistics.median(t.process_ms):.0f} | {fmt_top(t.top, t.module)} |"
         )
 
     baselines = [t for t in all_targets if t.is_baseline]
     functions = [t for t in all_targets if not t.is_baseline]
     ordered = sorted(functions, key=lambda t: (not t.error, -statistics.median(t.import_ms or [0])))
-    measured = [statistics.median(t.import_ms) for t in functions if t.import_ms]
+    measured = [t.median() for t in functions if t.import_ms]
     above = sum(1 for ms in measured if floor_ms is not None and ms > floor_ms)
-
-    def header(modules: str) -> str:
-        return (
-            "| | import ms (median) | min | Δ vs `import boto3` | process ms (median) "
-            f"| {modules} |\n|---|---:|---:|---:|---:|---|"
+    pairs = [
+        (t.before.median(), t.median()) for t in functions if t.import_ms and t.before and t.before.import_ms
+    ]
+    xrays = [t.xray.median() - t.median() for t in functions if t.import_ms and t.xray and t.xray.import_ms]
+    summary = []
+    if pairs:
+        before_all, after_all = (statistics.median(side) for side in zip(*pairs, strict=True))
+        summary.append(
+            f"Over the {len(pairs)} functions measured both ways, the median import went from "
+            f"{before_all:.0f} ms to {after_all:.0f} ms ({after_all - before_all:+.0f} ms); summed over "
+            f"them, from {sum(b for b, _ in pairs):.0f} ms to {sum(a for _, a in pairs):.0f} ms."
+        )
+    if xrays:
+        summary.append(
+            f"X-Ray on (as `Tracing: Active` runs in Lambda) adds a median "
+            f"{statistics.median(xrays):+.0f} ms to the current import; most of it is botocore, which the "
+            "function's first AWS call imports anyway: the last two baselines separate X-Ray's own share."
         )
 
     lines = [
@@ -280,9 +417,10 @@ def report(all_targets: list[Target], samples: int) -> str:
         f"- Machine: {machine()}",
         f"- Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- Commit: {commit}",
+        f"- Before: {before_line}",
         f"- Python: {platform.python_implementation()} {platform.python_version()} ({sys.executable})",
-        f"- Samples: {samples} fresh interpreters per row after one warm-up (bytecode cached), "
-        "plus one `-X importtime` run for the module list",
+        f"- Samples: {samples} fresh interpreters per row and per column after one warm-up each (bytecode "
+        "cached), before / after / X-Ray on taken in turn; plus one `-X importtime` run for the module list",
         f"- Load average (1/5/15 min) when the run ended: {load}; other work on the machine adds noise, "
         "which the min column shows least",
         "",
@@ -292,7 +430,11 @@ def report(all_targets: list[Target], samples: int) -> str:
         "closed port). *import ms* is `importlib.import_module` of the handler module timed with "
         "`time.perf_counter` inside the child; *process ms* is the parent's wall time of the whole process "
         "(interpreter start-up included). The Δ is over the median of `import boto3`: shared modules load "
-        "once, so any function that calls AWS pays at least that floor.",
+        "once, so any function that calls AWS pays at least that floor by its first call.",
+        "",
+        "*before* is the same handler, core layer and environment at the before commit; *after* the current "
+        "tree; *X-Ray on* the current tree with LAMBDA_TASK_ROOT set and POWERTOOLS_TRACE_DISABLED unset, as "
+        "a deployed function with `Tracing: Active` imports it (the X-Ray SDK never sends at import).",
         "",
         "The module lists come from one more sample under `-X importtime`. For a function they are the "
         f"{TOP_MODULES} heaviest modules that VaultPay code, the handler or `vaultpay.*`, "
@@ -302,18 +444,22 @@ def report(all_targets: list[Target], samples: int) -> str:
         "",
         "## Baselines",
         "",
-        header("heaviest modules, cumulative ms"),
-        *(row(t) for t in baselines),
+        "| | import ms (median) | min | Δ vs `import boto3` | process ms (median) "
+        "| heaviest modules, cumulative ms |\n|---|---:|---:|---:|---:|---|",
+        *(baseline_row(t) for t in baselines),
         "",
         f"## Functions, slowest first ({len(functions)} functions; {above} above the `import boto3` floor)",
         "",
-        header("heaviest imports out of VaultPay code, cumulative ms ← importer"),
-        *(row(t) for t in ordered),
+        *(line for text in summary for line in (text, "")),
+        "| | before ms | after ms | Δ ms | Δ % | after vs `import boto3` | X-Ray on ms | process ms (after) "
+        "| heaviest imports out of VaultPay code (after), cumulative ms ← importer |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        *(function_row(t) for t in ordered),
         "",
         "Caveats: this machine's CPU and Python, not Lambda's (the template says python3.13 on arm64), "
-        "so read the figures relative to the floor. The functions run with X-Ray off; in Lambda, where "
-        "`Tracing: Active`, `Tracer()` also patches the libraries X-Ray traces, at import: the last "
-        "baseline measures that part.",
+        "so read the figures relative to the floor. Only the import is timed: what a handler builds at its "
+        "first call (settings, clients, boto3 or PynamoDB) counts in Lambda's first invocation, not here; "
+        "deferring what every call needs moves its cost, only what some paths need is saved.",
         "",
     ]
     return "\n".join(lines)
@@ -325,21 +471,28 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--samples", type=int, default=5, help="fresh interpreters per row (default 5)")
     parser.add_argument("--only", nargs="*", default=[], help="functions whose logical id contains a word")
+    parser.add_argument(
+        "--before",
+        default=DEFAULT_BEFORE,
+        help=f'the commit to compare with (default {DEFAULT_BEFORE}); "" measures the current tree only',
+    )
     parser.add_argument("--out", type=Path, help="also write the markdown table to this file")
     args = parser.parse_args(argv)
     if args.samples < 1:
         parser.error("--samples must be at least 1")
-    all_targets = targets(args.only)
-    for number, target in enumerate(all_targets, 1):
-        measure(target, args.samples)
-        outcome = target.error or f"{statistics.median(target.import_ms):.0f} ms"
-        print(f"[{number}/{len(all_targets)}] {target.name}: {outcome}", file=sys.stderr, flush=True)
-    text = report(all_targets, args.samples)
+    with contextlib.ExitStack() as stack:
+        before_root = stack.enter_context(worktree(args.before)) if args.before else None
+        all_targets = targets(args.only, before_root)
+        for number, target in enumerate(all_targets, 1):
+            measure(target, args.samples)
+            outcome = " / ".join(t.error or f"{t.median():.0f} ms" for t in target.variants())
+            print(f"[{number}/{len(all_targets)}] {target.name}: {outcome}", file=sys.stderr, flush=True)
+    text = report(all_targets, args.samples, args.before)
     print(text)
     if args.out:
         args.out.write_text(text, encoding="utf-8")
         print(f"wrote {args.out}", file=sys.stderr)
-    return 1 if any(t.error for t in all_targets) else 0
+    return 1 if any(v.error for t in all_targets for v in t.variants()) else 0
 
 
 if __name__ == "__main__":

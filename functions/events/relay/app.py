@@ -1,9 +1,9 @@
 """Outbox relay: DynamoDB Streams → JetStream, a CloudEvent per outbox INSERT, failed records reported."""
 
 # No `from __future__ import annotations` in handlers (see functions/ops/health/app.py).
-from typing import Any
+import functools
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from vaultpay.events.relay_wiring import relay_records, relay_request_logs
@@ -12,9 +12,20 @@ from vaultpay.shared.observability import get_logger, get_metrics, get_tracer
 logger = get_logger()
 tracer = get_tracer()
 metrics = get_metrics()
-# A batch that failed as a whole (NATS down) is reported record by record, not raised: a function error
-# would make Lambda bisect the batch and invoke again and again against a server that is down.
-processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch import BatchProcessor
+
+
+# Built at the first stream batch, not at import: the gateway-log path never needs Powertools' batch
+# utility, a third of this function's import time.
+@functools.cache
+def stream_processor() -> "BatchProcessor":
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+
+    # A batch that failed as a whole (NATS down) is reported record by record, not raised: a function error
+    # would make Lambda bisect the batch and invoke again and again against a server that is down.
+    return BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
 
 
 # The records carry event data, so neither the event nor the response is traced.
@@ -26,8 +37,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return {"published": relay_request_logs(event)}
     # The whole batch is published first (its PubAcks awaited together, not one round trip per record);
     # the processor then reports each record that failed, so Lambda retries from the first of them.
+    from aws_lambda_powertools.utilities.batch import process_partial_response
+
     outcome = relay_records(event.get("Records", []))
     response = process_partial_response(
-        event=event, record_handler=outcome.check, processor=processor, context=context
+        event=event, record_handler=outcome.check, processor=stream_processor(), context=context
     )
     return dict(response)

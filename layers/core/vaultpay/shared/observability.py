@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import re
 from collections.abc import Mapping
 from enum import StrEnum
@@ -33,12 +34,41 @@ def get_logger() -> Logger:
     return Logger()
 
 
+def tracing_disabled(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether `Tracer()` would disable itself: POWERTOOLS_TRACE_DISABLED true, or not in Lambda (no
+    LAMBDA_TASK_ROOT), or in SAM CLI's or Chalice's local emulator. Powertools' rules and names, read here
+    so that deciding costs no aws_xray_sdk import."""
+    from aws_lambda_powertools.shared import constants
+    from aws_lambda_powertools.shared.functions import strtobool
+
+    env = os.environ if environ is None else environ
+    if strtobool(env.get(constants.TRACER_DISABLED_ENV, "false")):
+        return True
+    in_lambda = bool(env.get(constants.LAMBDA_TASK_ROOT_ENV))
+    emulated = bool(env.get(constants.SAM_LOCAL_ENV) or env.get(constants.CHALICE_LOCAL_ENV))
+    return not in_lambda or emulated
+
+
+# What VaultPay calls out through: AWS APIs (botocore, and PynamoDB's requests over it) and plain HTTP
+# (urllib). Named rather than X-Ray's patch_all, which patches whatever else happens to be installed.
+TRACED_MODULES = ("botocore", "pynamodb", "httplib")
+
+
 @functools.cache
 def get_tracer() -> Tracer:
-    """The X-Ray tracer; Powertools disables it outside Lambda and when POWERTOOLS_TRACE_DISABLED is set."""
+    """The X-Ray tracer, or, where tracing is off, the same Tracer over a provider that records nothing.
+
+    `Tracer()` imports aws_xray_sdk.core even when disabled (its default provider is the X-Ray recorder,
+    whose import builds a botocore session and client): a third of a handler's cold start for nothing.
+    Powertools takes any `provider` (tracing/base.py's BaseProvider); the decorators stay Powertools' own.
+    """
     from aws_lambda_powertools import Tracer
 
-    return Tracer()
+    if not tracing_disabled():
+        return Tracer(patch_modules=TRACED_MODULES)
+    from vaultpay.shared.tracing_off import NoTraceProvider
+
+    return Tracer(disabled=True, auto_patch=False, provider=NoTraceProvider())
 
 
 @functools.cache
