@@ -254,6 +254,7 @@ class LocalCloud:
         from localcloud.lambda_api import add_lambda_routes
         from localcloud.lambda_runtime import LambdaRuntime
         from localcloud.logs import LogShipper
+        from localcloud.ops_console import OpsConsole, add_ops_routes
         from localcloud.subscriptions import SubscriptionDelivery
 
         p = self.ports
@@ -282,10 +283,12 @@ class LocalCloud:
         def mount(app: web.Application) -> None:
             add_lambda_routes(app, self._runtime)
             add_fault_routes(app, controller)
+            add_ops_routes(app, OpsConsole(self))  # the ops console, /_ops/
 
         app = edge.build_app(mount=mount)
         await self._serve(app, p["edge"])
         self.report("Edge (AWS endpoint)", self.edge_url, "ready")
+        self.report("Ops console", self.edge_url + "/_ops/", "transfers, executions, logs, alerts")
 
     async def invoke(
         self,

@@ -121,7 +121,8 @@ def local_up(
             return 1
         console.print(
             f"[bold green]Ready[/] in {cloud.ready_at - cloud.started_at:.1f} s. "
-            f"API {cloud.endpoints()['api']}  AWS endpoint {cloud.edge_url}. Ctrl-C stops."
+            f"API {cloud.endpoints()['api']}  AWS endpoint {cloud.edge_url}  "
+            f"Ops console {cloud.edge_url}/_ops/. Ctrl-C stops."
         )
         await stop.wait()
         console.print("Stopping…")

@@ -1,0 +1,670 @@
+"""The ops console on the edge (/_ops/): one page, and JSON endpoints over the local cloud's real data.
+
+Every endpoint reads through the AWS APIs the edge serves (Step Functions, CloudWatch Logs, SQS, DynamoDB)
+with the project's own readers (vaultpay.fraud.store, vaultpay.audit.service, vaultpay_cli.ops_history), or
+from the local cloud's in-process state (the Lambda runtime's counters, the stream pollers'). Nothing is
+cached but the metrics samples: a reload shows what the services hold now.
+
+Metrics over time: the functions' EMF lines never become CloudWatch metrics locally, so the console charts
+what the local cloud really has: Lambda invocations, errors, throttles and cold starts, and stream records
+delivered, sampled from the runtime every `sample_interval_s` (deltas per sample); and transfer executions
+started per minute by status, from ListExecutions.
+
+The page's libraries (cytoscape, cytoscape-dagre, chart.js) are npm packages pinned in
+infra/ops_console/package-lock.json and installed by `make install`; the edge serves their dist files from
+node_modules, so the console works offline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from aiohttp import web
+
+from localcloud.spec import REGION, FunctionSpec
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/_ops"
+CONSOLE_DIR = Path(__file__).resolve().parents[1] / "ops_console"
+# The page's own files, and the dist files it loads from the npm packages (no CDN).
+STATIC_FILES = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
+VENDOR_FILES = {
+    "cytoscape.min.js": "cytoscape/dist/cytoscape.min.js",
+    "cytoscape-dagre.js": "cytoscape-dagre/dist/cytoscape-dagre.js",
+    "chart.umd.min.js": "chart.js/dist/chart.umd.min.js",
+}
+TRANSFER_STATE_MACHINE_SUFFIX = "-transfer"
+TRANSFERS_TABLE_SUFFIX = "-TransfersTable"
+FRAUD_TABLE_SUFFIX = "-FraudTable"
+AUDIT_TABLE_SUFFIX = "-AuditTable"
+MAX_TRANSFERS = 200
+MAX_SCANNED_PAGES = 20  # a local table; the console shows the newest, it does not page through millions
+MAX_EXECUTIONS = 2_000
+MAX_LOG_LINES = 1_000
+MAX_LOG_WINDOW_S = 7 * 86_400
+MAX_ALERTS = 100
+SAMPLES_KEPT = 720  # an hour at the default interval
+
+_T = TypeVar("_T")
+
+
+class ConsoleSource(Protocol):
+    """What the console reads of the running local cloud (localcloud.cloud.LocalCloud)."""
+
+    @property
+    def edge_url(self) -> str: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def functions(self) -> dict[str, FunctionSpec]: ...
+
+
+class ConsoleError(Exception):
+    """A request the console cannot answer: its status and a message for the page."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# ---- pure pieces (unit-tested) -----------------------------------------------------------------------------
+
+
+def asl_graph(definition: Mapping[str, Any]) -> dict[str, Any]:
+    """The state machine's top-level states as nodes and its transitions as edges, for the graph.
+
+    Edge kinds: next, choice, default, catch. Nested branches of Parallel and Map states are not drawn (the
+    transfer saga has none); such a state is one node.
+    """
+    states: Mapping[str, Any] = definition.get("States", {})
+    start = str(definition.get("StartAt", ""))
+    nodes = [
+        {
+            "id": name,
+            "type": str(state.get("Type", "")),
+            "comment": str(state.get("Comment", "")),
+            "resource": _resource_label(str(state.get("Resource", ""))),
+            "start": name == start,
+            "end": bool(state.get("End")) or state.get("Type") in ("Succeed", "Fail"),
+            "retries": bool(state.get("Retry")),
+        }
+        for name, state in states.items()
+    ]
+    edges: list[dict[str, str]] = []
+
+    def add(source: str, target: Any, kind: str) -> None:
+        if isinstance(target, str) and target in states:
+            edges.append({"id": f"{source}->{target}:{kind}:{len(edges)}", "source": source,
+                          "target": target, "kind": kind})  # fmt: skip
+
+    for name, state in states.items():
+        add(name, state.get("Next"), "next")
+        for choice in state.get("Choices", []):
+            add(name, choice.get("Next"), "choice")
+        add(name, state.get("Default"), "default")
+        for catcher in state.get("Catch", []):
+            add(name, catcher.get("Next"), "catch")
+    return {"start": start, "nodes": nodes, "edges": edges}
+
+
+def _resource_label(resource: str) -> str:
+    """A task's resource as the graph labels it: the function's name, or the service integration."""
+    if resource.startswith("arn:aws:states:::"):
+        return resource.removeprefix("arn:aws:states:::")
+    if ":function:" in resource:
+        return resource.split(":function:", 1)[1].split(":", 1)[0]
+    return resource
+
+
+def execution_path(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per state of one execution: taken, failed, retried, its last input and output, and its attempts.
+
+    `events` is GetExecutionHistory's, in id order. A state is failed when it never exited (the error ended
+    the execution there) or a task attempt failed and no later attempt succeeded; `retries` counts the
+    attempts after the first (vaultpay_cli.ops_history.history_rows decides what an attempt is).
+    """
+    from vaultpay_cli.ops_history import event_details, history_rows
+
+    rows = history_rows(events)
+    states: dict[str, dict[str, Any]] = {}
+    order: list[str] = []
+    transitions: list[list[str]] = []
+    for event, row in zip(events, rows, strict=True):
+        kind = row.event
+        details = event_details(event)
+        if kind.endswith("StateEntered"):
+            name = str(details.get("name", row.state))
+            if order:
+                transitions.append([order[-1], name])
+            order.append(name)
+            state = states.setdefault(
+                name,
+                {"name": name, "entered": 0, "exited": 0, "attempts": 0, "retries": 0,
+                 "failures": 0, "errors": [], "input": None, "output": None},
+            )  # fmt: skip
+            state["entered"] += 1
+            state["input"] = _json_or_text(details.get("input"))
+            state["last_attempt_failed"] = False
+            continue
+        current = states.get(row.state) if row.state else None
+        if current is None:
+            continue
+        if kind.endswith("StateExited"):
+            current["exited"] += 1
+            current["output"] = _json_or_text(details.get("output"))
+        elif kind in ("LambdaFunctionScheduled", "TaskScheduled", "ActivityScheduled"):
+            current["attempts"] += 1
+            current["retries"] += 1 if row.retry else 0
+        elif row.failed:
+            current["failures"] += 1
+            current["last_attempt_failed"] = True
+            current["errors"].append({"event": kind, "time": row.time, "error": row.error})
+        elif kind.endswith("Succeeded"):
+            current["last_attempt_failed"] = False
+    for state in states.values():
+        never_exited = state["exited"] < state["entered"]
+        state["failed"] = bool(state.pop("last_attempt_failed", False)) or (
+            never_exited and state["failures"] > 0
+        )
+        state["running"] = never_exited and not state["failed"]
+    return {"states": states, "order": order, "transitions": transitions, "rows": [asdict(r) for r in rows]}
+
+
+def _json_or_text(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def minute_of(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def executions_per_minute(executions: list[dict[str, Any]]) -> dict[str, Any]:
+    """Executions started per minute by status: {"minutes": [...], "series": {status: [count, ...]}}."""
+    counts: Counter[tuple[str, str]] = Counter(
+        (minute_of(e["startDate"]), str(e["status"])) for e in executions
+    )
+    minutes = sorted({minute for minute, _ in counts})
+    statuses = sorted({status for _, status in counts})
+    return {
+        "minutes": minutes,
+        "series": {status: [counts[(minute, status)] for minute in minutes] for status in statuses},
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    at: float  # time.time()
+    totals: dict[str, int]
+
+
+def lambda_totals(status: Mapping[str, Any]) -> dict[str, int]:
+    """The counters summed over every function and stream poller of one status()."""
+    totals = dict.fromkeys(("invocations", "errors", "throttles", "cold_starts", "records_delivered"), 0)
+    for stats in status.get("lambda", {}).values():
+        for key in ("invocations", "errors", "throttles", "cold_starts"):
+            totals[key] += int(stats.get(key, 0))
+    for poller in status.get("streams", []):
+        totals["records_delivered"] += int(poller.get("records_delivered", 0))
+    return totals
+
+
+def sample_deltas(samples: list[Sample]) -> dict[str, Any]:
+    """Per interval between consecutive samples: how much each counter grew (a restart counts from 0)."""
+    times: list[str] = []
+    series: dict[str, list[int]] = {}
+    for before, after in itertools.pairwise(samples):
+        times.append(datetime.fromtimestamp(after.at, UTC).strftime("%H:%M:%S"))
+        for key, value in after.totals.items():
+            grew = value - before.totals.get(key, 0)
+            series.setdefault(key, []).append(grew if grew >= 0 else value)
+    return {"times": times, "series": series}
+
+
+def dead_letter_queues(queues: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """The queue URLs that are dead-letter queues: named so, or another queue's redrive target."""
+    targets: set[str] = set()
+    for attributes in queues.values():
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            targets.add(str(json.loads(attributes.get("RedrivePolicy", ""))["deadLetterTargetArn"]))
+    found = []
+    for url, attributes in queues.items():
+        name = url.rstrip("/").rsplit("/", 1)[-1].lower()
+        if attributes.get("QueueArn") in targets or "deadletter" in name or "dlq" in name:
+            found.append(url)
+    return sorted(found)
+
+
+# ---- the console ------------------------------------------------------------------------------------------
+
+
+class OpsConsole:
+    """The endpoints' logic; boto3 calls run in threads so the edge's event loop never blocks."""
+
+    def __init__(
+        self,
+        source: ConsoleSource,
+        *,
+        console_dir: Path = CONSOLE_DIR,
+        sample_interval_s: float = 5.0,
+        client_factory: Callable[[str], Any] | None = None,
+    ) -> None:
+        self.source = source
+        self.console_dir = console_dir
+        self.sample_interval_s = sample_interval_s
+        self._client_factory = client_factory or self._edge_client
+        self._clients: dict[str, Any] = {}
+        self._samples: deque[Sample] = deque(maxlen=SAMPLES_KEPT)
+        self._sampler: asyncio.Task[None] | None = None
+
+    # ---- lifecycle ------------------------------------------------------------------------------------
+    async def start(self, _: web.Application | None = None) -> None:
+        self._take_sample()
+        self._sampler = asyncio.create_task(self._sample_forever(), name="ops-console-sampler")
+
+    async def close(self, _: web.Application | None = None) -> None:
+        task, self._sampler = self._sampler, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _sample_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.sample_interval_s)
+            try:
+                self._take_sample()
+            except Exception:  # a missed sample is a gap in a chart, never a stopped sampler
+                log.exception("ops console: could not sample the runtime's counters")
+
+    def _take_sample(self) -> None:
+        self._samples.append(Sample(time.time(), lambda_totals(self.source.status())))
+
+    # ---- AWS clients ----------------------------------------------------------------------------------
+    def _edge_client(self, service: str) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        session: Any = boto3.session.Session()
+        return session.client(
+            service,
+            endpoint_url=self.source.edge_url,
+            region_name=REGION,
+            aws_access_key_id="test",
+            aws_secret_access_key="test",  # noqa: S106 - the emulators accept any credentials
+            config=Config(
+                connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 2}
+            ),
+        )
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            self._clients[service] = self._client_factory(service)
+        return self._clients[service]
+
+    def table(self, suffix: str) -> str:
+        for stack in self.source.status().get("stacks", []):
+            for name in stack.get("tables", []):
+                if str(name).endswith(suffix):
+                    return str(name)
+        raise ConsoleError(404, f"no table whose name ends with {suffix} is deployed")
+
+    def state_machine_arn(self) -> str:
+        machines: list[dict[str, Any]] = []
+        for page in self.client("stepfunctions").get_paginator("list_state_machines").paginate():
+            machines.extend(page["stateMachines"])
+        found = [m for m in machines if str(m["name"]).endswith(TRANSFER_STATE_MACHINE_SUFFIX)]
+        if len(found) != 1:
+            names = ", ".join(m["name"] for m in found) or "none"
+            raise ConsoleError(404, f"expected one state machine named *-transfer, found: {names}")
+        return str(found[0]["stateMachineArn"])
+
+    def _executions(self, machine: str) -> list[dict[str, Any]]:
+        executions: list[dict[str, Any]] = []
+        paginator = self.client("stepfunctions").get_paginator("list_executions")
+        pages = paginator.paginate(stateMachineArn=machine, PaginationConfig={"MaxItems": MAX_EXECUTIONS})
+        for page in pages:
+            executions.extend(page["executions"])
+        return executions
+
+    # ---- the panels -----------------------------------------------------------------------------------
+    def transfers(self, limit: int) -> dict[str, Any]:
+        """The newest transfers (the transfers table) with their saga execution's status."""
+        from vaultpay.shared import dynamo as ddb
+
+        table = self.table(TRANSFERS_TABLE_SUFFIX)
+        dynamodb = self.client("dynamodb")
+        items: list[dict[str, Any]] = []
+        request: dict[str, Any] = {
+            "TableName": table,
+            "FilterExpression": "#kind = :transfer",
+            "ExpressionAttributeNames": {"#kind": "kind"},
+            "ExpressionAttributeValues": {":transfer": {"S": "transfer"}},
+        }
+        for page, _ in zip(dynamodb.get_paginator("scan").paginate(**request), range(MAX_SCANNED_PAGES),
+                           strict=False):  # fmt: skip
+            items.extend(page.get("Items", []))
+        transfers = [
+            {
+                "transfer_id": item["pk"]["S"].removeprefix("TRANSFER#"),
+                "status": ddb.str_attr(item, "status"),
+                "amount": ddb.int_attr(item, "amount"),
+                "currency": ddb.str_attr(item, "currency"),
+                "created_at": ddb.str_attr(item, "created_at"),
+                "updated_at": ddb.str_attr(item, "updated_at"),
+                "failure_reason": ddb.str_attr(item, "failure_reason"),
+            }
+            for item in items
+        ]
+        transfers.sort(key=lambda t: str(t["created_at"]), reverse=True)
+        machine = self.state_machine_arn()
+        executions = {str(e["name"]): e for e in self._executions(machine)}
+        for transfer in transfers[:limit]:
+            execution = executions.get(str(transfer["transfer_id"]))
+            transfer["execution_status"] = execution["status"] if execution else None
+        return {
+            "table": table,
+            "state_machine": machine,
+            "total": len(transfers),
+            "by_status": dict(Counter(str(t["status"]) for t in transfers)),
+            "transfers": transfers[:limit],
+        }
+
+    def state_machine(self) -> dict[str, Any]:
+        arn = self.state_machine_arn()
+        described = self.client("stepfunctions").describe_state_machine(stateMachineArn=arn)
+        return {
+            "arn": arn,
+            "name": described["name"],
+            "graph": asl_graph(json.loads(described["definition"])),
+        }
+
+    def execution(self, transfer_id: str) -> dict[str, Any]:
+        from vaultpay_cli.ops_history import describe_error, format_time
+
+        sfn = self.client("stepfunctions")
+        machine = self.state_machine_arn()
+        arn = machine.replace(":stateMachine:", ":execution:", 1) + ":" + transfer_id
+        try:
+            described = sfn.describe_execution(executionArn=arn)
+        except (sfn.exceptions.ExecutionDoesNotExist, sfn.exceptions.InvalidArn):
+            raise ConsoleError(404, f"no execution {transfer_id!r} of the transfer saga") from None
+        events: list[dict[str, Any]] = []
+        for page in sfn.get_paginator("get_execution_history").paginate(executionArn=arn):
+            events.extend(page["events"])
+        events.sort(key=lambda e: int(e["id"]))
+        path = execution_path(events)
+        error, cause = str(described.get("error") or ""), str(described.get("cause") or "")
+        return {
+            "transfer_id": transfer_id,
+            "execution_arn": arn,
+            "status": described["status"],
+            "start": format_time(described["startDate"]),
+            "stop": format_time(described["stopDate"]) if described.get("stopDate") else None,
+            "error": describe_error(error, cause) if error or cause else None,
+            "input": _json_or_text(described.get("input")),
+            "output": _json_or_text(described.get("output")),
+            **path,
+        }
+
+    def functions(self) -> dict[str, Any]:
+        stats = self.source.status().get("lambda", {})
+        return {
+            "functions": [
+                {
+                    "name": name,
+                    "logical_id": spec.logical_id,
+                    "log_group": spec.log_group_name,
+                    **stats.get(name, {}),
+                }
+                for name, spec in sorted(self.source.functions().items())
+            ]
+        }
+
+    def logs(self, function: str, pattern: str, since_s: float, limit: int) -> dict[str, Any]:
+        """The function's newest lines in its log group (FilterLogEvents, plain-term patterns)."""
+        spec = self.source.functions().get(function)
+        if spec is None:
+            raise ConsoleError(404, f"no function {function!r} is deployed")
+        logs = self.client("logs")
+        request: dict[str, Any] = {
+            "logGroupName": spec.log_group_name,
+            "startTime": int((time.time() - since_s) * 1000),
+        }
+        if pattern:
+            request["filterPattern"] = pattern
+        recent: deque[dict[str, Any]] = deque(maxlen=limit)
+        try:
+            for page in logs.get_paginator("filter_log_events").paginate(**request):
+                recent.extend(page.get("events", []))
+        except logs.exceptions.ResourceNotFoundException:
+            pass  # the function has not logged yet: its group appears with its first line
+        lines = sorted(recent, key=lambda e: (e["timestamp"], e.get("ingestionTime", 0)))
+        return {
+            "function": function,
+            "log_group": spec.log_group_name,
+            "filter": pattern,
+            "lines": [
+                {
+                    "time": datetime.fromtimestamp(e["timestamp"] / 1000, UTC).isoformat(
+                        timespec="milliseconds"
+                    ),
+                    "stream": str(e.get("logStreamName", ""))[-6:],
+                    "message": str(e.get("message", "")).rstrip("\n"),
+                }
+                for e in lines
+            ],
+        }
+
+    def fraud(self, limit: int) -> dict[str, Any]:
+        """Fraud alerts (REVIEW and DECLINE decisions, newest first) and the reviews still WAITING."""
+        from vaultpay.fraud.model import Decision
+        from vaultpay.fraud.store import DynamoFraudStore
+
+        store = DynamoFraudStore(self.client("dynamodb"), self.table(FRAUD_TABLE_SUFFIX))
+        page = store.list_alerts(None, limit=limit, cursor=None)
+        reviews = store.get_reviews(
+            [r.transfer_id for r in page.items if r.verdict.decision is Decision.REVIEW]
+        )
+        alerts = [record.alert(reviews.get(record.transfer_id)) for record in page.items]
+        queue = [a for a in alerts if (a.get("review") or {}).get("status") == "WAITING"]
+        return {"alerts": alerts, "review_queue": queue, "more": page.next_cursor is not None}
+
+    def dead_letters(self) -> dict[str, Any]:
+        sqs = self.client("sqs")
+        urls: list[str] = []
+        for page in sqs.get_paginator("list_queues").paginate():
+            urls.extend(page.get("QueueUrls", []))
+        attributes = {
+            url: sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"]).get("Attributes", {})
+            for url in urls
+        }
+        queues = []
+        for url in dead_letter_queues(attributes):
+            attrs = attributes[url]
+            queues.append(
+                {
+                    "name": url.rstrip("/").rsplit("/", 1)[-1],
+                    "url": url,
+                    "messages": int(attrs.get("ApproximateNumberOfMessages", 0)),
+                    "in_flight": int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0)),
+                }
+            )
+        streams = [
+            {"mapping": p["mapping"], "dlq_messages": p["dlq_messages"], "given_up": p["records_given_up"]}
+            for p in self.source.status().get("streams", [])
+        ]
+        return {"queues": queues, "stream_mappings": streams}
+
+    def audit(self) -> dict[str, Any]:
+        """Recomputes the whole audit chain, as `vaultpay ops audit verify` does."""
+        from vaultpay.audit.service import AuditService
+        from vaultpay.audit.store import DynamoDBAuditStore
+
+        table = self.table(AUDIT_TABLE_SUFFIX)
+        began = time.monotonic()
+        result = AuditService(DynamoDBAuditStore(self.client("dynamodb"), table)).verify()
+        return {
+            "table": table,
+            "status": "verified" if result.ok else "broken",
+            "head_seq": result.head_seq,
+            "seconds": round(time.monotonic() - began, 3),
+            **result.to_dict(),
+        }
+
+    def metrics(self) -> dict[str, Any]:
+        samples = [*self._samples, Sample(time.time(), lambda_totals(self.source.status()))]
+        executions = self._executions(self.state_machine_arn())
+        return {
+            "sample_interval_s": self.sample_interval_s,
+            "lambda": sample_deltas(samples),
+            "executions": executions_per_minute(executions),
+        }
+
+
+# ---- HTTP --------------------------------------------------------------------------------------------------
+
+CONSOLE_KEY = web.AppKey("ops_console", OpsConsole)
+
+
+def add_ops_routes(app: web.Application, console: OpsConsole) -> None:
+    """Mounts the console under /_ops/; add it before any catch-all route. It samples while the app runs."""
+    app[CONSOLE_KEY] = console
+    app.on_startup.append(console.start)
+    app.on_cleanup.append(console.close)
+    app.router.add_get(PREFIX, _redirect)
+    app.router.add_get(PREFIX + "/", _index)
+    app.router.add_get(PREFIX + "/static/{name}", _static)
+    app.router.add_get(PREFIX + "/vendor/{name}", _vendor)
+    app.router.add_get(PREFIX + "/api/transfers", _transfers)
+    app.router.add_get(PREFIX + "/api/state-machine", _state_machine)
+    app.router.add_get(PREFIX + "/api/executions/{name}", _execution)
+    app.router.add_get(PREFIX + "/api/functions", _functions)
+    app.router.add_get(PREFIX + "/api/logs/{function}", _logs)
+    app.router.add_get(PREFIX + "/api/fraud", _fraud)
+    app.router.add_get(PREFIX + "/api/dead-letters", _dead_letters)
+    app.router.add_get(PREFIX + "/api/audit", _audit)
+    app.router.add_get(PREFIX + "/api/metrics", _metrics)
+
+
+async def _redirect(_: web.Request) -> web.Response:
+    raise web.HTTPFound(PREFIX + "/")
+
+
+async def _index(request: web.Request) -> web.StreamResponse:
+    return _file(request.app[CONSOLE_KEY].console_dir / "index.html", STATIC_FILES["index.html"])
+
+
+async def _static(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    if name not in STATIC_FILES or name == "index.html":
+        raise web.HTTPNotFound(text=f"no file {name}")
+    return _file(request.app[CONSOLE_KEY].console_dir / name, STATIC_FILES[name])
+
+
+async def _vendor(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    if name not in VENDOR_FILES:
+        raise web.HTTPNotFound(text=f"no library {name}")
+    path = request.app[CONSOLE_KEY].console_dir / "node_modules" / VENDOR_FILES[name]
+    if not path.is_file():
+        return web.Response(
+            status=503,
+            text=f"{path} is missing: run `make install` (npm ci in infra/ops_console).",
+        )
+    return _file(path, "text/javascript")
+
+
+def _file(path: Path, content_type: str) -> web.StreamResponse:
+    if not path.is_file():
+        raise web.HTTPNotFound(text=f"{path.name} is missing from {path.parent}")
+    return web.FileResponse(path, headers={"Content-Type": content_type, "Cache-Control": "no-cache"})
+
+
+async def _answer(call: Callable[[], _T]) -> web.Response:
+    """Runs a panel's reads in a thread; an AWS or console error is a JSON error, not a 500 page."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from vaultpay.shared.errors import VaultPayError
+
+    try:
+        body = await asyncio.to_thread(call)
+    except ConsoleError as exc:
+        return web.json_response({"error": str(exc)}, status=exc.status)
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        return web.json_response({"error": f"{error.get('Code')}: {error.get('Message')}"}, status=502)
+    except (BotoCoreError, VaultPayError) as exc:
+        return web.json_response({"error": f"{type(exc).__name__}: {exc}"}, status=502)
+    return web.json_response(body, dumps=partial(json.dumps, default=str))
+
+
+def _int(request: web.Request, name: str, default: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= high:
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": f"{name} must be a whole number from 1 to {high}"}),
+            content_type="application/json",
+        )
+    return int(raw)
+
+
+async def _transfers(request: web.Request) -> web.Response:
+    limit = _int(request, "limit", 50, MAX_TRANSFERS)
+    return await _answer(partial(request.app[CONSOLE_KEY].transfers, limit))
+
+
+async def _state_machine(request: web.Request) -> web.Response:
+    return await _answer(request.app[CONSOLE_KEY].state_machine)
+
+
+async def _execution(request: web.Request) -> web.Response:
+    return await _answer(partial(request.app[CONSOLE_KEY].execution, request.match_info["name"]))
+
+
+async def _functions(request: web.Request) -> web.Response:
+    return await _answer(request.app[CONSOLE_KEY].functions)
+
+
+async def _logs(request: web.Request) -> web.Response:
+    console = request.app[CONSOLE_KEY]
+    since_s = _int(request, "since_s", 3600, MAX_LOG_WINDOW_S)
+    limit = _int(request, "limit", 200, MAX_LOG_LINES)
+    pattern = request.query.get("filter", "").strip()
+    return await _answer(partial(console.logs, request.match_info["function"], pattern, since_s, limit))
+
+
+async def _fraud(request: web.Request) -> web.Response:
+    limit = _int(request, "limit", 50, MAX_ALERTS)
+    return await _answer(partial(request.app[CONSOLE_KEY].fraud, limit))
+
+
+async def _dead_letters(request: web.Request) -> web.Response:
+    return await _answer(request.app[CONSOLE_KEY].dead_letters)
+
+
+async def _audit(request: web.Request) -> web.Response:
+    return await _answer(request.app[CONSOLE_KEY].audit)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    return await _answer(request.app[CONSOLE_KEY].metrics)
