@@ -7,7 +7,7 @@ cached but the metrics samples: a reload shows what the services hold now.
 
 Metrics over time: the functions' EMF lines never become CloudWatch metrics locally, so the console charts
 what the local cloud really has: Lambda invocations, errors, throttles and cold starts, and stream records
-delivered, sampled from the runtime every `sample_interval_s` (deltas per sample); and transfer executions
+delivered, sampled from the runtime every `sample_interval_s` (as rates per minute); and transfer executions
 started per minute by status, from ListExecutions.
 
 The page's libraries (cytoscape, cytoscape-dagre, chart.js) are npm packages pinned in
@@ -226,15 +226,19 @@ def lambda_totals(status: Mapping[str, Any]) -> dict[str, int]:
     return totals
 
 
-def sample_deltas(samples: list[Sample]) -> dict[str, Any]:
-    """Per interval between consecutive samples: how much each counter grew (a restart counts from 0)."""
+def sample_rates(samples: list[Sample]) -> dict[str, Any]:
+    """Per interval between consecutive samples: how fast each counter grew, per minute (so the last, shorter
+    interval up to now compares with the others); a counter that went down restarted, and counts from 0."""
     times: list[str] = []
-    series: dict[str, list[int]] = {}
+    series: dict[str, list[float]] = {}
     for before, after in itertools.pairwise(samples):
+        seconds = after.at - before.at
+        if seconds <= 0:
+            continue
         times.append(datetime.fromtimestamp(after.at, UTC).strftime("%H:%M:%S"))
         for key, value in after.totals.items():
             grew = value - before.totals.get(key, 0)
-            series.setdefault(key, []).append(grew if grew >= 0 else value)
+            series.setdefault(key, []).append(round((grew if grew >= 0 else value) * 60 / seconds, 1))
     return {"times": times, "series": series}
 
 
@@ -534,7 +538,7 @@ class OpsConsole:
         executions = self._executions(self.state_machine_arn())
         return {
             "sample_interval_s": self.sample_interval_s,
-            "lambda": sample_deltas(samples),
+            "lambda": sample_rates(samples),
             "executions": executions_per_minute(executions),
         }
 

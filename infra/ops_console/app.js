@@ -78,7 +78,7 @@ const GRAPH_STYLE = [
   { selector: "node", style: {
     shape: "round-rectangle", "background-color": "#eef1f5", "border-width": 1, "border-color": "#9aa5b1",
     label: "data(label)", "font-size": 11, "text-valign": "center", "text-halign": "center",
-    width: (node) => 16 + 6.4 * String(node.data("label")).length, height: 26, color: "#1f2933" } },
+    width: "data(width)", height: 26, color: "#1f2933" } },
   { selector: "node[type = 'Choice']", style: { shape: "diamond", height: 44 } },
   { selector: "node[type = 'Succeed'], node[type = 'Fail']", style: { shape: "ellipse" } },
   { selector: "node.taken", style: { "background-color": "#c6f6d5", "border-color": "#2f855a", "border-width": 2 } },
@@ -90,14 +90,15 @@ const GRAPH_STYLE = [
     width: 1, "line-color": "#cbd2d9", "target-arrow-color": "#cbd2d9", "target-arrow-shape": "triangle",
     "curve-style": "bezier", "arrow-scale": 0.8 } },
   { selector: "edge[kind = 'catch']", style: { "line-style": "dashed" } },
-  { selector: "edge.taken", style: { width: 3, "line-color": "#2f855a", "target-arrow-color": "#2f855a" } },
+  { selector: "edge.taken", style: { width: 3, "line-color": "#2f855a", "target-arrow-color": "#2f855a", "z-index": 10 } },
 ];
 
 async function loadGraph() {
   const body = await getJSON("state-machine");
   state.graph = body;
   const elements = [
-    ...body.graph.nodes.map((n) => ({ data: { ...n, label: n.id } })),
+    // Wide enough for the name and a retry badge (" ↻3"), so the label never changes the layout.
+    ...body.graph.nodes.map((n) => ({ data: { ...n, label: n.id, width: 22 + 7 * (n.id.length + 3) } })),
     ...body.graph.edges.map((e) => ({ data: { ...e } })),
   ];
   state.cy = window.cytoscape({
@@ -251,7 +252,7 @@ async function loadMetrics() {
       })),
     },
     options: { animation: false, maintainAspectRatio: false,
-      plugins: { title: { display: true, text: "Lambda per sample interval" } },
+      plugins: { title: { display: true, text: "Lambda, per minute (each sample interval)" } },
       scales: { y: { beginAtZero: true } } },
   });
   const ex = body.executions;

@@ -21,7 +21,7 @@ from localcloud.ops_console import (
     execution_path,
     executions_per_minute,
     lambda_totals,
-    sample_deltas,
+    sample_rates,
 )
 from localcloud.spec import FunctionSpec
 
@@ -138,15 +138,17 @@ def test_dead_letter_queues_are_found_by_name_or_as_a_redrive_target() -> None:
     ]
 
 
-def test_metrics_are_deltas_between_samples_and_a_restart_counts_from_zero() -> None:
+def test_metrics_are_rates_per_minute_between_samples_and_a_restart_counts_from_zero() -> None:
     samples = [
         Sample(0.0, {"invocations": 10, "errors": 1}),
         Sample(5.0, {"invocations": 14, "errors": 1}),
         Sample(10.0, {"invocations": 3, "errors": 0}),  # the counters restarted
+        Sample(10.0, {"invocations": 9, "errors": 0}),  # no time between: no rate
+        Sample(12.0, {"invocations": 10, "errors": 1}),  # the short interval up to now
     ]
-    deltas = sample_deltas(samples)
-    assert deltas["series"] == {"invocations": [4, 3], "errors": [0, 0]}
-    assert deltas["times"] == ["00:00:05", "00:00:10"]
+    rates = sample_rates(samples)
+    assert rates["series"] == {"invocations": [48.0, 36.0, 30.0], "errors": [0.0, 0.0, 30.0]}
+    assert rates["times"] == ["00:00:05", "00:00:10", "00:00:12"]
 
 
 def test_the_totals_add_up_every_function_and_stream_poller() -> None:
