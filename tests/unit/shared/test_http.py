@@ -1,5 +1,6 @@
 """The shared resolver: problem+json errors (RFC 9457), request validation and the correlation id."""
 
+import base64
 import json
 from typing import Any
 
@@ -162,6 +163,30 @@ def test_a_body_that_is_not_json_is_a_bad_request() -> None:
     status, headers, body = _call(_event("POST", "/v1/things", body="{not json"))
     assert status == 400
     _assert_problem(headers, body, status=400, code="malformed_json")
+
+
+def test_a_body_that_is_not_utf8_is_a_bad_request_not_a_500() -> None:
+    # Given bytes that are not UTF-8, which API Gateway hands over base64-encoded (found by schemathesis)
+    for content_type in ("application/json", "application/json; charset=utf-8", None):
+        event = _event("POST", "/v1/things", body=base64.b64encode(b"\xe1\xb3\x8f \x16\xff").decode())
+        event["isBase64Encoded"] = True
+        if content_type is None:
+            del event["headers"]["Content-Type"], event["multiValueHeaders"]["Content-Type"]
+        else:
+            event["headers"]["Content-Type"] = content_type
+            event["multiValueHeaders"]["Content-Type"] = [content_type]
+        status, headers, body = _call(event)
+        # Then it is refused as malformed JSON, as any other body that is not JSON
+        assert status == 400, (content_type, body)
+        _assert_problem(headers, body, status=400, code="malformed_json")
+
+
+def test_a_base64_encoded_utf8_body_still_reaches_the_route() -> None:
+    event = _event("POST", "/v1/things", body=base64.b64encode(b'{"name": "\xc3\xa9", "amount": 5}').decode())
+    event["isBase64Encoded"] = True
+    status, _headers, body = _call(event)
+    assert status == 200
+    assert body == {"name": "\u00e9", "amount": 5}
 
 
 def test_a_valid_body_reaches_the_route() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 import time
@@ -90,10 +92,29 @@ class _VaultPayResolver(APIGatewayRestResolver):
         return response
 
     def _resolve(self) -> ResponseBuilder[Any]:
-        refusal = authorizer_refusal(self.current_event.raw_event)
+        event = self.current_event
+        refusal = authorizer_refusal(event.raw_event) or undecodable_json_body(event)
         if refusal is not None:
             return ResponseBuilder(self.refuse(refusal), serializer=self._serializer)
         return super()._resolve()
+
+
+def undecodable_json_body(event: Any) -> BadRequest | None:
+    """A 400 for a JSON body (or one with no type, which Powertools reads as JSON) that is not UTF-8 text.
+
+    API Gateway hands such bytes over base64-encoded, and Powertools' decoding of them raises
+    UnicodeDecodeError, which is no JSONDecodeError: it would surface as a 500.
+    """
+    content_type = str(event.headers.get("content-type") or "").strip()
+    if not event.body or not event.is_base64_encoded:
+        return None
+    if content_type and not content_type.startswith("application/json"):
+        return None
+    try:
+        base64.b64decode(event.body.encode()).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return BadRequest("The request body is not valid JSON (not UTF-8 text).", code="malformed_json")
+    return None
 
 
 REQUEST_LOGGED = "request logged"
