@@ -338,9 +338,11 @@ def enrich_operation(
         add_problem(op, 400, "device_id_required", "The X-Device-Id header is missing or malformed.")
         add_problem(op, 401, "unauthorized", "The access token is missing, expired, forged or revoked.")
         add_problem(op, 401, "device_mismatch", "X-Device-Id is not the device the token was issued to.")
-        add_problem(op, 429, "rate_limited", "Too many requests; retry after the Retry-After interval.")
         if any(path.startswith(prefix) for prefix, _roles in ROLE_RULES):
             add_problem(op, 403, "forbidden", "The caller's role may not use this route.")
+    # The stage's throttle (template.yaml: ThrottlingRateLimit/BurstLimit, gateway response THROTTLED) answers
+    # before any route, public or not; protected routes add the authorizer's per-user limit.
+    add_problem(op, 429, "rate_limited", "Too many requests; retry after the Retry-After interval.")
     if "requestBody" in op:
         add_problem(op, 400, "malformed_json", "The request body is not valid JSON.")
         add_problem(op, 415, "unsupported_media_type", "Send the request body as application/json.")
@@ -414,8 +416,14 @@ def _components() -> dict[str, Any]:
                 "name": CORRELATION_HEADER,
                 "in": "header",
                 "required": False,
-                "description": "Traces the request through logs, the saga, events and audit records.",
-                "schema": {**printable, "maxLength": 128, "pattern": "^[\\x21-\\x7e]+$"},
+                "description": (
+                    "Traces the request through logs, the saga, events and audit records. 1..128 visible "
+                    "ASCII characters (no space) are kept and echoed; any other value is replaced by a new "
+                    "id, never refused over a tracing header."
+                ),
+                # Any value is accepted (vaultpay.shared.http replaces an unusable one), so the schema
+                # constrains nothing: a client is never refused for it.
+                "schema": {"type": "string", "examples": ["c2b0e08d-f13f-41af-a3da-aac5e599abbf"]},
             },
             "IdempotencyKey": {
                 "name": IDEMPOTENCY_HEADER,
