@@ -8,7 +8,13 @@ STAMP := $(VENV)/.installed
 .DEFAULT_GOAL := install
 .PHONY: install run test lint fmt unit component e2e build validate clean bench soak demo
 
-install: $(STAMP)
+# The ops console's browser test drives Debian's chromium (never a browser downloaded by playwright).
+CHROMIUM := /usr/bin/chromium
+# The ops console's browser libraries (pinned by its package-lock.json), served by the edge: no CDN.
+CONSOLE := infra/ops_console
+CONSOLE_STAMP := $(CONSOLE)/node_modules/.installed
+
+install: $(STAMP) $(CONSOLE_STAMP)
 
 # The venv is (re)built when the pins change; nothing has to be installed by hand first.
 $(STAMP): pyproject.toml requirements/dev.lock
@@ -19,6 +25,10 @@ $(STAMP): pyproject.toml requirements/dev.lock
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c requirements/dev.lock -e '.[dev]'
 	@touch $(STAMP)
+
+$(CONSOLE_STAMP): $(CONSOLE)/package.json $(CONSOLE)/package-lock.json
+	cd $(CONSOLE) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(CONSOLE_STAMP)
 
 run: install
 	$(BIN)/vaultpay local up
@@ -52,8 +62,15 @@ component: install
 e2e: install
 	$(BIN)/pytest -m e2e -q
 
-test: lint
+test: lint browser
 	$(BIN)/pytest -q
+
+.PHONY: browser
+browser:
+	@test -x $(CHROMIUM) || { \
+		echo "$(CHROMIUM) is missing: installing Debian's chromium" >&2; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 # A guided tour against a running `make run` (another terminal); DEMO_ARGS passes options (--api, --edge...).
 demo: install
