@@ -1454,6 +1454,8 @@ def build_api_app(
         stage_variables=stage_variables,
     )
     app = web.Application(client_max_size=MAX_PAYLOAD_BYTES)
-    app.router.add_route("*", "/{tail:.*}", gateway.handle)
+    # Any path reaches the gateway, even one whose decoded form holds a newline (`.` would not match it and
+    # aiohttp would answer its own text/plain 404): API Gateway routes it, or answers with a gateway response.
+    app.router.add_route("*", r"/{tail:[\s\S]*}", gateway.handle)
     app.on_cleanup.append(gateway.close)
     return app

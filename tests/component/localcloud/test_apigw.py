@@ -229,6 +229,21 @@ async def test_precedence_reaches_the_right_function(serve: Serve) -> None:
     assert invoker.calls[2][1]["pathParameters"] == {"proxy": "accounts/acc-1/statement"}
 
 
+async def test_a_path_with_an_encoded_newline_is_routed_not_refused_by_aiohttp(serve: Serve) -> None:
+    # Found by schemathesis: `.*` in the catch-all route did not match a decoded newline, so aiohttp answered
+    # its own text/plain 404 instead of the gateway routing the request.
+    invoker = FakeInvoker({"param": answer_ok})
+    client = await serve(api_spec(RouteSpec("GET", "/v1/transfers/{transfer_id}", "param")), invoker)
+
+    routed = await client.get("/v1/transfers/a%0Ab%0D")
+    unknown = await client.get("/v1/nope%0A/x")
+
+    assert routed.status == 200
+    assert invoker.calls[0][1]["pathParameters"] == {"transfer_id": "a\nb\r"}
+    assert unknown.status == 403
+    assert unknown.headers["x-amzn-ErrorType"] == "MissingAuthenticationTokenException"
+
+
 async def test_path_query_and_repeated_headers_reach_the_event(serve: Serve) -> None:
     invoker = FakeInvoker({"fn": answer_ok})
     client = await serve(api_spec(RouteSpec("GET", "/v1/accounts/{account_id}/statement", "fn")), invoker)
