@@ -181,6 +181,26 @@ def test_a_body_that_is_not_utf8_is_a_bad_request_not_a_500() -> None:
         _assert_problem(headers, body, status=400, code="malformed_json")
 
 
+@pytest.mark.parametrize(
+    "content_type",
+    ["multipart/form-data", "multipart/form-data; boundary=x", "application/x-www-form-urlencoded"],
+)
+def test_a_form_body_is_an_unsupported_media_type(content_type: str) -> None:
+    # Found by schemathesis: multipart without a boundary was a 500, and a form could pass for JSON
+    for body in ('{"name": "a", "amount": 5}', "name=a&amount=5", None):
+        event = _event("POST", "/v1/things", body=body, headers={"Content-Type": content_type})
+        status, headers, problem = _call(event)
+        assert status == 415, (content_type, body, problem)
+        _assert_problem(headers, problem, status=415, code="unsupported_media_type")
+
+
+def test_a_stray_form_content_type_on_a_get_without_a_body_is_ignored() -> None:
+    event = _event("GET", "/v1/things/mine", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    status, _headers, body = _call(event)
+    assert status == 200
+    assert body == {"id": "mine"}
+
+
 def test_a_base64_encoded_utf8_body_still_reaches_the_route() -> None:
     event = _event("POST", "/v1/things", body=base64.b64encode(b'{"name": "\xc3\xa9", "amount": 5}').decode())
     event["isBase64Encoded"] = True

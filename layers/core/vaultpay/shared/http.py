@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 
 from vaultpay.shared.errors import (
     BadRequest,
+    DomainError,
     FieldError,
     RateLimited,
     Unauthorized,
@@ -93,10 +94,33 @@ class _VaultPayResolver(APIGatewayRestResolver):
 
     def _resolve(self) -> ResponseBuilder[Any]:
         event = self.current_event
-        refusal = authorizer_refusal(event.raw_event) or undecodable_json_body(event)
+        refusal = authorizer_refusal(event.raw_event) or form_body(event) or undecodable_json_body(event)
         if refusal is not None:
             return ResponseBuilder(self.refuse(refusal), serializer=self._serializer)
         return super()._resolve()
+
+
+class UnsupportedMediaType(DomainError):
+    """The request body is not JSON."""
+
+    code = "unsupported_media_type"
+    status = 415
+    title = "Unsupported media type"
+
+
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+_BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+
+
+def form_body(event: Any) -> UnsupportedMediaType | None:
+    """A 415 for a form or multipart body: bodies are JSON (API.md). Powertools would parse either kind as the
+    route's body model (a form could pass for JSON), and a multipart type without a boundary made it raise."""
+    content_type = str(event.headers.get("content-type") or "").strip().lower()
+    if not content_type.startswith(_FORM_TYPES):
+        return None
+    if not event.body and str(event.http_method).upper() in _BODYLESS_METHODS:
+        return None
+    return UnsupportedMediaType("Send the request body as application/json.")
 
 
 def undecodable_json_body(event: Any) -> BadRequest | None:
