@@ -58,6 +58,7 @@ The VaultPay payments API. The binding contract is API.md; this document is gene
 - Money is an integer count of minor units (paise for INR): `125050` is ₹1,250.50; 1 ≤ amount ≤ 10^12.
 - Time stamps are RFC 3339 in UTC with `Z`. IDs are opaque strings.
 - Lists take `limit` (1..100, default 20) and `cursor`, and answer `{"items": [...], "next_cursor": ...}`.
+- Query parameters a route does not document are ignored.
 - Protected routes need `Authorization: Bearer <access token>` and the `X-Device-Id` the token was issued to.
 - Errors are RFC 9457 problem details (`application/problem+json`, the `Problem` schema) with a stable `code`.
 - Every response carries `X-Correlation-Id` (the client's, or a new one).
@@ -323,6 +324,9 @@ def enrich_operation(
         del responses["422"]
 
     parameters: list[dict[str, Any]] = op.setdefault("parameters", [])
+    for parameter in parameters:
+        if "schema" in parameter:
+            parameter["schema"] = _without_null(parameter["schema"])
     has_input = any(p.get("in") in ("path", "query") for p in parameters if "in" in p)
     parameters.append(_ref("parameters", "CorrelationId"))
     if idempotent:
@@ -374,6 +378,20 @@ def enrich_operation(
             response["content"] = {PROBLEM_JSON: {"schema": {"$ref": PROBLEM_REF}}}
     op["responses"] = {status: responses[status] for status in sorted(responses)}
     return op
+
+
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A parameter's schema without Powertools' `anyOf: [..., {"type": "null"}]` for an optional one: a query
+    string or header cannot carry a JSON null (an absent parameter is the None), so the null branch only
+    misleads clients and test generators into sending values the API would take as text."""
+    branches = schema.get("anyOf")
+    if not isinstance(branches, list):
+        return schema
+    kept = [b for b in branches if b != {"type": "null"}]
+    if len(kept) != 1 or len(kept) == len(branches):
+        return schema
+    rest = {key: value for key, value in schema.items() if key != "anyOf"}
+    return {**kept[0], **rest}
 
 
 def _summary(description: str) -> str:
