@@ -95,6 +95,7 @@ bench: install
 	$(BIN)/python bench/saga_bench.py --out bench/saga-results.md
 	$(BIN)/python bench/api_latency_bench.py --out bench/api-latency-results.md
 	$(BIN)/python bench/coldstart_bench.py --out bench/coldstart-results.md
+	$(BIN)/python bench/schemathesis_run.py --out bench/schemathesis-results.md
 	$(BIN)/python bench/results.py --since $(BENCH_STARTED) --strict
 
 clean:
