@@ -351,16 +351,16 @@ def test_each_identity_function_is_granted_exactly_its_own_resources_and_actions
 # The event path's grants on the domain tables: outbox items only (the LeadingKeys condition below).
 EVENTS_GRANTS: dict[str, dict[str, set[str]]] = {
     "RelayFunction": {
-        "AuthTable": {"dynamodb:UpdateItem"},
-        "AccountsTable": {"dynamodb:UpdateItem"},
-        "TransfersTable": {"dynamodb:UpdateItem"},
-        "FraudTable": {"dynamodb:UpdateItem"},
+        "AuthTable": {"dynamodb:BatchWriteItem"},
+        "AccountsTable": {"dynamodb:BatchWriteItem"},
+        "TransfersTable": {"dynamodb:BatchWriteItem"},
+        "FraudTable": {"dynamodb:BatchWriteItem"},
     },
     "OutboxSweeperFunction": {
-        "AuthTable": {"dynamodb:UpdateItem"},
-        "AccountsTable": {"dynamodb:UpdateItem"},
-        "TransfersTable": {"dynamodb:UpdateItem"},
-        "FraudTable": {"dynamodb:UpdateItem"},
+        "AuthTable": {"dynamodb:BatchWriteItem"},
+        "AccountsTable": {"dynamodb:BatchWriteItem"},
+        "TransfersTable": {"dynamodb:BatchWriteItem"},
+        "FraudTable": {"dynamodb:BatchWriteItem"},
     },
 }
 OUTBOX_TABLES = ("AuthTable", "AccountsTable", "TransfersTable", "FraudTable")
@@ -376,16 +376,18 @@ def test_no_other_function_touches_an_identity_resource(cfn: dict[str, Any]) -> 
             assert not set(_grants(role)) & IDENTITY_RESOURCES, function
 
 
-def test_the_relay_and_the_sweeper_may_update_only_outbox_items(cfn: dict[str, Any]) -> None:
+def test_the_relay_and_the_sweeper_may_write_only_outbox_items(cfn: dict[str, Any]) -> None:
     roles = _roles_by_function(cfn)
     for function in EVENTS_GRANTS:
-        updates = [s for s in _statements(roles[function]) if "dynamodb:UpdateItem" in _as_list(s["Action"])]
+        updates = [
+            s for s in _statements(roles[function]) if "dynamodb:BatchWriteItem" in _as_list(s["Action"])
+        ]
         assert len(updates) == 1, function
         condition = updates[0]["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
         assert condition == ["OUTBOX#*"], function
     sweeper = _grants(roles["OutboxSweeperFunction"])
     assert sweeper == {
-        **{table: {"dynamodb:UpdateItem"} for table in OUTBOX_TABLES},
+        **{table: {"dynamodb:BatchWriteItem"} for table in OUTBOX_TABLES},
         **{
             json.dumps({"Fn::Sub": f"${{{table}.Arn}}/index/OutboxPending"}): {"dynamodb:Query"}
             for table in OUTBOX_TABLES

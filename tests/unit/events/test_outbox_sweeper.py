@@ -62,8 +62,9 @@ class FakeTable:
         ]
         return sorted(hits, key=lambda item: item["time"]["S"])[:limit]
 
-    async def mark_published(self, table: str, event_ids: Sequence[str]) -> int:
-        self.marked_calls.append((table, list(event_ids)))
+    async def mark_published(self, table: str, items: Sequence[Mapping[str, Any]]) -> int:
+        event_ids = [item["event_id"]["S"] for item in items]
+        self.marked_calls.append((table, event_ids))
         for event_id in event_ids:
             item = self.items.get(event_id)
             if item is not None:
@@ -215,7 +216,7 @@ def test_events_not_published_are_not_marked(table: FakeTable) -> None:
 
 
 class BrokenMarker:
-    async def mark_published(self, table: str, event_ids: Sequence[str]) -> int:
+    async def mark_published(self, table: str, items: Sequence[Mapping[str, Any]]) -> int:
         raise TransientError("dynamodb throttled")
 
 

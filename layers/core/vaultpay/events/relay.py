@@ -147,11 +147,12 @@ def to_message(event: DomainEvent) -> OutboundMessage:
 
 
 class Marker(Protocol):
-    """Marks outbox items published (`SET published REMOVE pending` on pk=OUTBOX#<id>, sk=OUTBOX), so the
-    sweeper leaves them alone. Best effort: returns how many could not be marked (an item that no longer
-    exists is not a failure); may also raise, which the caller counts as every item not marked."""
+    """Marks outbox items published (the item with `published` true and no `pending`), so the sweeper
+    leaves them alone. `items` are the outbox items as published, DynamoDB attribute maps (the stream's
+    NewImage, the sweeper's query). Best effort: returns how many could not be marked (an item past its
+    expiry is not a failure); may also raise, which the caller counts as every item not marked."""
 
-    async def mark_published(self, table: str, event_ids: Sequence[str]) -> int: ...
+    async def mark_published(self, table: str, items: Sequence[Mapping[str, Any]]) -> int: ...
 
 
 def table_name(event_source_arn: object) -> str | None:
@@ -162,25 +163,27 @@ def table_name(event_source_arn: object) -> str | None:
     return match.group(1) if match else None
 
 
-async def mark_published(marker: Marker | None, table: str, event_ids: Sequence[str], log: Any) -> int:
+async def mark_published(
+    marker: Marker | None, table: str, items: Sequence[Mapping[str, Any]], log: Any
+) -> int:
     """Marks what was published, never raising: the events are out already, and an item left unmarked
     is only re-published by the sweeper (JetStream de-duplicates it, consumers are idempotent).
     Returns how many items were not marked."""
-    if marker is None or not event_ids:
+    if marker is None or not items:
         return 0
     try:
-        failed = await marker.mark_published(table, event_ids)
+        failed = await marker.mark_published(table, items)
     except Exception as exc:
-        failed = len(event_ids)
+        failed = len(items)
         log.warning(
             "outbox items not marked published; the sweeper will re-publish them",
-            extra={"table": table, "events": len(event_ids), "error": type(exc).__name__},
+            extra={"table": table, "events": len(items), "error": type(exc).__name__},
         )
         return failed
     if failed:
         log.warning(
             "outbox items not marked published; the sweeper will re-publish them",
-            extra={"table": table, "events": len(event_ids), "failed": failed},
+            extra={"table": table, "events": len(items), "failed": failed},
         )
     return failed
 
@@ -240,7 +243,7 @@ class Relay:
 
     async def relay(self, records: Sequence[Mapping[str, Any]]) -> BatchOutcome:
         outcome = BatchOutcome()
-        batch: list[tuple[str, DomainEvent, str | None]] = []
+        batch: list[tuple[str, DomainEvent, str | None, Mapping[str, Any]]] = []
         for record in records:
             key = sequence_number(record)
             try:
@@ -263,19 +266,21 @@ class Relay:
             if event is None:
                 outcome.ignored += 1
                 continue
-            batch.append((key, event, table_name(record.get("eventSourceARN"))))
-        to_mark: dict[str | None, list[str]] = {}
+            batch.append(
+                (key, event, table_name(record.get("eventSourceARN")), record["dynamodb"]["NewImage"])
+            )
+        to_mark: dict[str | None, list[Mapping[str, Any]]] = {}
         if batch:
             # Every record after a failed one is retried by Lambda anyway, but publishing the whole batch
             # means the good records around a poison one are out now, not only after its retries end.
-            results = await self._publisher.publish([to_message(event) for _, event, _ in batch])
-            for (key, event, table), result in zip(batch, results, strict=True):
+            results = await self._publisher.publish([to_message(event) for _, event, _, _ in batch])
+            for (key, event, table, image), result in zip(batch, results, strict=True):
                 if isinstance(result, Published):
                     if result.duplicate:
                         outcome.duplicates += 1
                     else:
                         outcome.published += 1
-                    to_mark.setdefault(table, []).append(event.id)
+                    to_mark.setdefault(table, []).append(image)
                     continue
                 outcome.failed += 1
                 outcome.failures[key] = NotPublished(f"event {event.id} was not published: {result}")
@@ -290,14 +295,14 @@ class Relay:
                     },
                 )
         if self._marker is not None:
-            for table, event_ids in to_mark.items():
+            for table, images in to_mark.items():
                 if table is None:
-                    outcome.mark_failed += len(event_ids)
+                    outcome.mark_failed += len(images)
                     self._log.warning("stream record names no table: outbox items not marked published")
                     continue
-                failed = await mark_published(self._marker, table, event_ids, self._log)
+                failed = await mark_published(self._marker, table, images, self._log)
                 outcome.mark_failed += failed
-                outcome.marked += len(event_ids) - failed
+                outcome.marked += len(images) - failed
         self._log.info(
             "outbox batch relayed",
             extra={

@@ -85,7 +85,7 @@ class Sweeper:
         for table in tables:
             items = await self._store.pending(table, before=before, limit=max_items)
             outcome.found += len(items)
-            events: list[DomainEvent] = []
+            events: list[tuple[DomainEvent, Mapping[str, Any]]] = []
             for item in items:
                 try:
                     event = item_event(item)
@@ -99,23 +99,25 @@ class Sweeper:
                     )
                     continue
                 if event is not None:
-                    events.append(event)
+                    events.append((event, item))
             for start in range(0, len(events), PUBLISH_CHUNK):
                 await self._publish(table, events[start : start + PUBLISH_CHUNK], outcome)
         if self._log is not None:
             self._log.info("outbox swept", extra={"tables": len(tables), **vars(outcome)})
         return outcome
 
-    async def _publish(self, table: str, events: Sequence[DomainEvent], outcome: SweepOutcome) -> None:
-        results = await self._publisher.publish([to_message(event) for event in events])
-        published: list[str] = []
-        for event, result in zip(events, results, strict=True):
+    async def _publish(
+        self, table: str, events: Sequence[tuple[DomainEvent, Mapping[str, Any]]], outcome: SweepOutcome
+    ) -> None:
+        results = await self._publisher.publish([to_message(event) for event, _ in events])
+        published: list[Mapping[str, Any]] = []
+        for (event, item), result in zip(events, results, strict=True):
             if isinstance(result, Published):
                 if result.duplicate:
                     outcome.duplicates += 1
                 else:
                     outcome.published += 1
-                published.append(event.id)
+                published.append(item)
             else:
                 outcome.failed += 1
                 self._warn(

@@ -7,7 +7,9 @@ from typing import Any
 
 
 @functools.cache
-def aws_client(service: str, *, timeout_s: float = 5.0, max_attempts: int = 3) -> Any:
+def aws_client(
+    service: str, *, timeout_s: float = 5.0, max_attempts: int = 3, max_pool_connections: int = 10
+) -> Any:
     """A boto3 client for `service`.
 
     The endpoint is never set here: botocore reads AWS_ENDPOINT_URL (and AWS_ENDPOINT_URL_<SERVICE>), unset
@@ -21,6 +23,7 @@ def aws_client(service: str, *, timeout_s: float = 5.0, max_attempts: int = 3) -
         connect_timeout=timeout_s,
         read_timeout=timeout_s,
         retries={"mode": "standard", "max_attempts": max_attempts},
+        max_pool_connections=max_pool_connections,  # botocore's default is 10
     )
     # A session of its own: boto3's default session is not thread-safe, while the client it returns is.
     # Typed as Any: the stubs' overloads want a literal service name, and callers pass one anyway.
