@@ -52,7 +52,7 @@ def pytest_runtest_makereport(item: Any, call: Any) -> Any:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "schemathesis-results.md")
-    parser.add_argument("--examples", type=int, default=100, help="generated examples per operation")
+    parser.add_argument("--examples", type=int, default=200, help="generated examples per operation")
     parser.add_argument("--seed", type=int, default=None, help="default: a new one")
     parser.add_argument("--no-coverage", action="store_true", help="skip the coverage phase")
     args = parser.parse_args(argv)
