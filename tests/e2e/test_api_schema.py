@@ -3,8 +3,9 @@
 Every operation of the committed document is called with generated data, valid (positive) and invalid
 (negative), by a signed-in customer or admin as the route needs, with real path ids of the caller's own
 account and transfer as well as random ones. Each request comes from a fresh loopback address (rate limits
-are per source IP), and the API's per-user limits are spread over a pool of users; every 429 still goes
-through the checks, and a run where 429s stand in for the real answers fails.
+are per source IP), and in the long run every operation speaks as a user of its own (the authorizer's limit
+is per user); every 429 still goes through the checks, and a run where 429s stand in for the real answers,
+or where a signed-in user gets a 401, fails.
 
 `make test` runs a short pass (EXAMPLES per operation and mode, a fixed seed, no coverage phase); `make bench`
 runs it longer through bench/schemathesis_run.py, which sets the VAULTPAY_SCHEMATHESIS_* variables below.
@@ -20,6 +21,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +52,9 @@ EXAMPLES = int(os.environ.get("VAULTPAY_SCHEMATHESIS_EXAMPLES", "6"))
 STATUSES = os.environ.get("VAULTPAY_SCHEMATHESIS_STATUSES")
 # The coverage phase walks every boundary of every field (hundreds of requests per operation): long run only.
 COVERAGE = os.environ.get("VAULTPAY_SCHEMATHESIS_COVERAGE") == "1"
-# One customer per this many requests a minute keeps the authorizer's 600/min per user out of the way.
-CUSTOMERS = max(1, EXAMPLES // 25)
+# The authorizer allows 600 calls a minute per user, and an operation's examples run back to back: past this
+# many examples, every operation speaks as a user of its own so that the limiter does not answer for the API.
+USER_PER_OPERATION_FROM = 50
 # A 429 is a documented answer, but beyond this share of an operation's responses the run tested the limiter.
 MAX_RATE_LIMITED_SHARE = 0.2
 RUPEE = 100
@@ -88,15 +91,25 @@ schema.config.update(suppress_health_check=[HealthCheck.too_slow, HealthCheck.fi
 schema.config.phases.coverage.enabled = COVERAGE
 
 
+@dataclass
+class Customer:
+    """A signed-in customer with two accounts (savings funded) and two transfers between them."""
+
+    session: Session
+    email: str
+    accounts: list[dict[str, Any]] = field(default_factory=list)  # savings, current
+    transfer_ids: list[str] = field(default_factory=list)  # one small, one held for review
+
+
 class Actors:
-    """The users the run speaks as, with ids of things they own, filled in by the module fixture."""
+    """The users the run speaks as, filled in by the module fixture and, per operation, on first use."""
 
     def __init__(self) -> None:
-        self.customers: list[Session] = []
+        self.api = ""
+        self.cloud: Any = None
         self.admin: Session | None = None
-        self.emails: list[str] = []  # the customers'
-        self.accounts: list[dict[str, Any]] = []  # the first customer's savings and current accounts
-        self.transfer_ids: list[str] = []  # the first customer's: one completed, one held for review
+        self.customer: Customer | None = None  # owns the ids the admin routes get
+        self.by_operation: dict[str, Session | Customer] = {}
         self.statuses: dict[str, collections.Counter[int]] = collections.defaultdict(collections.Counter)
         self.lock = threading.Lock()
 
@@ -122,7 +135,7 @@ class _SourceAddressAdapter(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
 
 
-def _session() -> requests.Session:
+def _http_session() -> requests.Session:
     session = requests.Session()
     session.mount("http://", _SourceAddressAdapter(_next_address()))
     return session
@@ -169,15 +182,51 @@ class Session:
             return {"Authorization": f"Bearer {self.client.token}", "X-Device-Id": self.client.device_id}
 
 
-def _actor_for(path: str, label: str) -> Session:
-    if path.startswith("/v1/admin/"):
-        assert ACTORS.admin is not None
-        return ACTORS.admin
-    # The first customer owns the real ids; the others share the load of the operations without path ids.
-    if "{" in path:
-        return ACTORS.customers[0]
-    index = int(hashlib.sha256(label.encode()).hexdigest(), 16) % len(ACTORS.customers)
-    return ACTORS.customers[index]
+def _new_admin() -> Session:
+    email, secret = create_admin(ACTORS.cloud)
+    return Session.sign_in(_client(ACTORS.api, "treasury-laptop"), email, ADMIN_PASSWORD, secret)
+
+
+def _new_customer(admin: Session) -> Customer:
+    client = _client(ACTORS.api, f"schemathesis-{uuid.uuid4().hex[:6]}")
+    email = f"schemathesis.{uuid.uuid4().hex[:10]}@example.com"
+    registered = client.post(
+        "/v1/auth/register",
+        {"email": email, "password": PASSWORD, "full_name": "Asha Rao", "phone": "+919876543210"},
+        token=None,
+    )
+    assert registered.status == 201, registered.body
+    customer = Customer(Session.sign_in(client, email, PASSWORD, registered.body["mfa"]["secret"]), email)
+    savings, current = open_account(client), open_account(client, "CURRENT")
+    customer.accounts = [savings, current]
+    funded = deposit(admin.client, savings["account_id"], 10 * REVIEW_AMOUNT)
+    assert funded.status == 201, funded.body
+    for amount in (50 * RUPEE, REVIEW_AMOUNT):
+        sent = client.post(
+            "/v1/transfers",
+            {
+                "source_account_id": savings["account_id"],
+                "destination_account_number": current["account_number"],
+                "amount": amount,
+                "currency": "INR",
+            },
+            headers=idempotency_key(),
+        )
+        assert sent.status == 202, sent.body
+        customer.transfer_ids.append(sent.body["transfer_id"])
+    return customer
+
+
+def _actor_for(case: Any) -> Session | Customer:
+    """The admin for /v1/admin routes, else a customer; in a long run, a new one for each operation."""
+    admin = case.path.startswith("/v1/admin/")
+    assert ACTORS.admin is not None and ACTORS.customer is not None
+    if EXAMPLES < USER_PER_OPERATION_FROM:
+        return ACTORS.admin if admin else ACTORS.customer
+    label = f"{case.method.upper()} {case.path}"
+    if label not in ACTORS.by_operation:
+        ACTORS.by_operation[label] = _new_admin() if admin else _new_customer(ACTORS.admin)
+    return ACTORS.by_operation[label]
 
 
 def _coin(case: Any) -> bool:
@@ -186,14 +235,15 @@ def _coin(case: Any) -> bool:
     return hashlib.sha256(drawn).digest()[0] % 2 == 0
 
 
-def _make_realistic(case: Any) -> None:
+def _make_realistic(case: Any, owner: Customer) -> None:
     """For half of the valid (positive) examples, swaps in ids the caller owns and bodies that can succeed:
-    the customer's accounts and transfers, a new user's registration, a customer's login, a transfer between
-    the two accounts, a deposit into one. Negative examples stay as generated (they must be refused)."""
+    the caller's accounts and transfers (`owner`: the admin acts on the first customer's), a new user's
+    registration, a customer's login, a transfer between the two accounts, a deposit into one. Negative
+    examples stay as generated (they must be refused)."""
     meta = case.meta
     if meta is None or not meta.generation.mode.is_positive or not _coin(case):
         return
-    savings, current = ACTORS.accounts
+    savings, current = owner.accounts
     params = dict(case.path_parameters or {})
     if "account_id" in params:
         case.path_parameters = {**params, "account_id": savings["account_id"]}
@@ -202,7 +252,7 @@ def _make_realistic(case: Any) -> None:
         index = (
             1 if case.path.startswith("/v1/admin/") else hashlib.sha256(repr(params).encode()).digest()[0] % 2
         )
-        case.path_parameters = {**params, "transfer_id": ACTORS.transfer_ids[index]}
+        case.path_parameters = {**params, "transfer_id": owner.transfer_ids[index]}
     if case.query and "account_id" in case.query:
         case.query = {**case.query, "account_id": savings["account_id"]}
     if not isinstance(case.body, dict):
@@ -227,46 +277,15 @@ def _make_realistic(case: Any) -> None:
             "phone": "+919876543210",
         }
     elif case.path == "/v1/auth/login":
-        body = {"email": ACTORS.emails[len(repr(case.body)) % len(ACTORS.emails)], "password": PASSWORD}
+        body = {"email": owner.email, "password": PASSWORD}
     case.body = body
 
 
 @pytest.fixture(scope="module")
 def actors(local_cloud: Any) -> Iterator[Actors]:
-    def make(device_id: str = "device-e2e-1") -> ApiClient:
-        return _client(local_cloud.api, device_id)
-
-    admin_email, admin_secret = create_admin(local_cloud)
-    ACTORS.admin = Session.sign_in(make("treasury-laptop"), admin_email, ADMIN_PASSWORD, admin_secret)
-    for number in range(CUSTOMERS):
-        client = make(f"schemathesis-{number}")
-        email = f"schemathesis.{uuid.uuid4().hex[:10]}@example.com"
-        registered = client.post(
-            "/v1/auth/register",
-            {"email": email, "password": PASSWORD, "full_name": "Asha Rao", "phone": "+919876543210"},
-            token=None,
-        )
-        assert registered.status == 201, registered.body
-        ACTORS.customers.append(Session.sign_in(client, email, PASSWORD, registered.body["mfa"]["secret"]))
-        ACTORS.emails.append(email)
-    owner = ACTORS.customers[0].client
-    savings, current = open_account(owner), open_account(owner, "CURRENT")
-    ACTORS.accounts = [savings, current]
-    funded = deposit(ACTORS.admin.client, savings["account_id"], 10 * REVIEW_AMOUNT)
-    assert funded.status == 201, funded.body
-    for amount in (50 * RUPEE, REVIEW_AMOUNT):
-        sent = owner.post(
-            "/v1/transfers",
-            {
-                "source_account_id": savings["account_id"],
-                "destination_account_number": current["account_number"],
-                "amount": amount,
-                "currency": "INR",
-            },
-            headers=idempotency_key(),
-        )
-        assert sent.status == 202, sent.body
-        ACTORS.transfer_ids.append(sent.body["transfer_id"])
+    ACTORS.api, ACTORS.cloud = local_cloud.api, local_cloud
+    ACTORS.admin = _new_admin()
+    ACTORS.customer = _new_customer(ACTORS.admin)
     began = time.perf_counter()
     yield ACTORS
     _report(time.perf_counter() - began)
@@ -279,7 +298,7 @@ def _report(seconds: float) -> None:
         json.dumps(
             {
                 "examples_per_operation": EXAMPLES,
-                "customers": CUSTOMERS,
+                "users": 2 + len(ACTORS.by_operation),
                 "seconds": round(seconds, 1),
                 "statuses": {op: dict(sorted(c.items())) for op, c in sorted(ACTORS.statuses.items())},
             },
@@ -292,12 +311,17 @@ def _report(seconds: float) -> None:
 def test_api_matches_its_document(case: Any, actors: Actors, local_cloud: Any) -> None:
     label = f"{case.method.upper()} {case.path}"
     headers: dict[str, str] = {}
+    owner = ACTORS.customer
     if case.operation.definition.raw.get("security"):
-        headers = _actor_for(case.path, label).headers()
-    _make_realistic(case)
-    with _session() as session:
+        actor = _actor_for(case)
+        session = actor.session if isinstance(actor, Customer) else actor
+        headers = session.headers()
+        owner = actor if isinstance(actor, Customer) else owner
+    assert owner is not None
+    _make_realistic(case, owner)
+    with _http_session() as http:
         response = case.call_and_validate(
-            base_url=local_cloud.api, session=session, headers=headers, checks=CHECKS
+            base_url=local_cloud.api, session=http, headers=headers, checks=CHECKS
         )
     with actors.lock:
         actors.statuses[label][response.status_code] += 1
