@@ -480,6 +480,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.samples < 1:
         parser.error("--samples must be at least 1")
+    if args.before and not git("rev-parse", "--verify", "--quiet", f"{args.before}^{{commit}}"):
+        # A shallow clone (CI) may not hold the old commit: measure the current tree rather than fail.
+        print(
+            f"--before {args.before}: no such commit here; measuring the current tree only", file=sys.stderr
+        )
+        args.before = ""
     with contextlib.ExitStack() as stack:
         before_root = stack.enter_context(worktree(args.before)) if args.before else None
         all_targets = targets(args.only, before_root)
