@@ -7,6 +7,7 @@ import fcntl
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -52,10 +53,49 @@ def cache_dir() -> Path:
     return path
 
 
+# Ports this process has handed out: a port is free until its service binds it, so never give it twice.
+_HANDED_OUT: set[int] = set()
+# Where listening ports are chosen when the kernel's ephemeral range leaves room below it.
+_LISTEN_FLOOR = 20000
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("0.0.0.0", port))  # DynamoDB Local listens on every address
+        except OSError:
+            return False
+    return True
+
+
 def free_port() -> int:
+    """A port nobody listens on, for an emulator that will listen on it.
+
+    Chosen below the kernel's ephemeral range: a port the kernel hands out with ``bind(0)`` is one it also
+    uses as the source port of outgoing connections, so under load (Lambda workers calling the edge, test
+    workers in parallel) another socket took it before DynamoDB Local could bind it ("Failed to bind").
+    Below that range only listeners take ports; random choice keeps parallel test processes apart.
+    """
+    low, _ = _ephemeral_range()
+    if low - _LISTEN_FLOOR >= 1000:
+        for _ in range(200):
+            port = random.randrange(_LISTEN_FLOOR, low)  # noqa: S311 - spreading ports, not a secret
+            if port not in _HANDED_OUT and _bindable(port):
+                _HANDED_OUT.add(port)
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        port = int(sock.getsockname()[1])
+    _HANDED_OUT.add(port)
+    return port
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

@@ -134,14 +134,34 @@ def _ready(page: Any, section: str) -> None:
 
 
 def _click_node(page: Any, state: str) -> None:
-    """Clicks the state's node where cytoscape drew it on the canvas."""
-    x, y = page.evaluate(
-        """(id) => { const p = window.opsConsole.cy.getElementById(id).renderedPosition();
-                     const box = document.getElementById('graph').getBoundingClientRect();
-                     return [box.left + p.x, box.top + p.y]; }""",
-        state,
-    )
-    page.mouse.click(x, y)
+    """Clicks the state's node where cytoscape drew it on the canvas, as an operator would.
+
+    The graph is scrolled into view first: after a click on a row far down a long transfer list (the
+    whole suite's transfers), the graph can sit outside the viewport, where a mouse click lands nowhere.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(3):
+        x, y = page.evaluate(
+            """(id) => { document.getElementById('graph').scrollIntoView({ block: 'center' });
+                         const p = window.opsConsole.cy.getElementById(id).renderedPosition();
+                         const box = document.getElementById('graph').getBoundingClientRect();
+                         return [box.left + p.x, box.top + p.y]; }""",
+            state,
+        )
+        viewport = page.viewport_size
+        assert 0 <= x < viewport["width"] and 0 <= y < viewport["height"], (state, x, y, viewport)
+        page.mouse.click(x, y)
+        try:
+            page.wait_for_function(
+                "(id) => document.getElementById('state-detail').dataset.state === id",
+                arg=state,
+                timeout=5_000,
+            )
+            return
+        except PlaywrightTimeout:
+            continue
+    pytest.fail(f"clicking the {state} node never showed its detail")
 
 
 def test_the_ops_console_renders_every_panel_with_the_local_clouds_data(
