@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -18,7 +20,19 @@ def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str
 
 
 def test_health_reports_every_dependency_ok_over_http(local_cloud: Any) -> None:
-    status, headers, body = _get(local_cloud.api + "/v1/health")
+    # Each check has one second: on a test machine loaded by the rest of the suite one may time out and the
+    # probe answers 503, as it should. Up dependencies must answer ok within a few probes.
+    for _ in range(3):
+        try:
+            status, headers, body = _get(local_cloud.api + "/v1/health")
+            break
+        except urllib.error.HTTPError as exc:
+            degraded = exc.code, json.loads(exc.read())
+        # Only a degraded report may be retried: any other error fails the test at once
+        assert degraded[0] == 503 and degraded[1]["status"] == "degraded", degraded
+        time.sleep(1)
+    else:
+        pytest.fail("GET /v1/health answered 503 three times with every dependency up")
 
     assert status == 200
     assert body["status"] == "ok"
@@ -28,7 +42,10 @@ def test_health_reports_every_dependency_ok_over_http(local_cloud: Any) -> None:
 
 
 def test_health_echoes_the_callers_correlation_id(local_cloud: Any) -> None:
-    _, headers, _ = _get(local_cloud.api + "/v1/health", {"X-Correlation-Id": "corr-e2e-123"})
+    try:
+        _, headers, _ = _get(local_cloud.api + "/v1/health", {"X-Correlation-Id": "corr-e2e-123"})
+    except urllib.error.HTTPError as exc:  # a degraded probe (503) carries it too
+        headers = dict(exc.headers)
     assert headers["X-Correlation-Id"] == "corr-e2e-123"
 
 
