@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -59,12 +60,13 @@ _HANDED_OUT: set[int] = set()
 _LISTEN_FLOOR = 20000
 
 
-def _ephemeral_range() -> tuple[int, int]:
+@functools.cache
+def _ephemeral_floor() -> int:
+    """The lowest port the kernel gives to outgoing connections (read once per process)."""
     try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999  # Linux's default
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 def _bindable(port: int) -> bool:
@@ -84,7 +86,7 @@ def free_port() -> int:
     workers in parallel) another socket took it before DynamoDB Local could bind it ("Failed to bind").
     Below that range only listeners take ports; random choice keeps parallel test processes apart.
     """
-    low, _ = _ephemeral_range()
+    low = _ephemeral_floor()
     if low - _LISTEN_FLOOR >= 1000:
         for _ in range(200):
             port = random.randrange(_LISTEN_FLOOR, low)  # noqa: S311 - spreading ports, not a secret

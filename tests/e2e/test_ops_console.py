@@ -134,7 +134,8 @@ def _ready(page: Any, section: str) -> None:
 
 
 def _click_node(page: Any, state: str) -> None:
-    """Clicks the state's node where cytoscape drew it on the canvas, as an operator would.
+    """Clicks the state's node where cytoscape drew it on the canvas, as an operator would, and waits
+    until cytoscape reports the tap on that node (the detail may already show it, so it proves nothing).
 
     The graph is scrolled into view first: after a click on a row far down a long transfer list (the
     whole suite's transfers), the graph can sit outside the viewport, where a mouse click lands nowhere.
@@ -143,8 +144,11 @@ def _click_node(page: Any, state: str) -> None:
 
     for _ in range(3):
         x, y = page.evaluate(
-            """(id) => { document.getElementById('graph').scrollIntoView({ block: 'center' });
-                         const p = window.opsConsole.cy.getElementById(id).renderedPosition();
+            """(id) => { window.tappedNode = null;
+                         const cy = window.opsConsole.cy;
+                         cy.one('tap', 'node', (event) => { window.tappedNode = event.target.id(); });
+                         document.getElementById('graph').scrollIntoView({ block: 'center' });
+                         const p = cy.getElementById(id).renderedPosition();
                          const box = document.getElementById('graph').getBoundingClientRect();
                          return [box.left + p.x, box.top + p.y]; }""",
             state,
@@ -153,15 +157,14 @@ def _click_node(page: Any, state: str) -> None:
         assert 0 <= x < viewport["width"] and 0 <= y < viewport["height"], (state, x, y, viewport)
         page.mouse.click(x, y)
         try:
-            page.wait_for_function(
-                "(id) => document.getElementById('state-detail').dataset.state === id",
-                arg=state,
-                timeout=5_000,
-            )
-            return
+            page.wait_for_function("(id) => window.tappedNode === id", arg=state, timeout=5_000)
         except PlaywrightTimeout:
             continue
-    pytest.fail(f"clicking the {state} node never showed its detail")
+        page.wait_for_function(
+            "(id) => document.getElementById('state-detail').dataset.state === id", arg=state
+        )
+        return
+    pytest.fail(f"clicking the {state} node never reached it")
 
 
 def test_the_ops_console_renders_every_panel_with_the_local_clouds_data(

@@ -10,7 +10,7 @@ from localcloud import services
 
 
 def test_ports_are_below_the_ephemeral_range_bindable_and_distinct() -> None:
-    low, _ = services._ephemeral_range()
+    low = services._ephemeral_floor()
     ports = [services.free_port() for _ in range(200)]
 
     assert len(set(ports)) == len(ports)
@@ -24,11 +24,14 @@ def test_a_port_someone_listens_on_is_never_chosen(monkeypatch: pytest.MonkeyPat
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         busy = taken.getsockname()[1]
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            idle = probe.getsockname()[1]  # free again once the probe closes
         # Make the random choice land on the busy port first
-        choices = iter([busy, busy, 25_000])
+        choices = iter([busy, busy, idle])
         monkeypatch.setattr(services.random, "randrange", lambda _a, _b: next(choices))
-        monkeypatch.setattr(services, "_ephemeral_range", lambda: (busy + 10_000, busy + 20_000))
+        monkeypatch.setattr(services, "_ephemeral_floor", lambda: 65_535)
         monkeypatch.setattr(services, "_LISTEN_FLOOR", 1024)
         monkeypatch.setattr(services, "_HANDED_OUT", set())
 
-        assert services.free_port() == 25_000
+        assert services.free_port() == idle
