@@ -22,8 +22,16 @@ from vaultpay.shared.ratelimit_store import DynamoDBCounterStore
 
 pytestmark = pytest.mark.component
 
-# Real time: DynamoDB Local deletes TTL-expired items (the counters) within about a second.
-NOW = float(int(time.time()))
+# DynamoDB Local deletes TTL-expired items (the counters) within about a second, so a test's clock starts at
+# real time when the test runs (not when the module was collected, minutes earlier in the full suite) and two
+# minutes ahead, so that no velocity window it writes expires while it runs.
+CLOCK_LEAD_S = 120
+
+
+def real_now() -> float:
+    return float(int(time.time())) + CLOCK_LEAD_S
+
+
 USER = "usr_bob"
 TOKEN = "tok-" + "x" * 200
 
@@ -40,7 +48,7 @@ def client(endpoint: str) -> Any:
 
 class Clock:
     def __init__(self) -> None:
-        self.now = NOW
+        self.now = real_now()
 
     def __call__(self) -> float:
         return self.now
@@ -193,11 +201,12 @@ def test_alerts_page_newest_first_across_both_decisions_and_by_decision(tables: 
     engine = FraudEngine(store=store, counters=counters, config=lambda: DEFAULT_CONFIG, clock=clock)
     high = DEFAULT_CONFIG.rules.HIGH_AMOUNT
     # A month-old device and a known payee: only the amount decides.
-    ProfileService(store).apply(DeviceSeen("ev-login", USER, "d", int(NOW) - 30 * 86400))
+    start = clock.now
+    ProfileService(store).apply(DeviceSeen("ev-login", USER, "d", int(start) - 30 * 86400))
     ProfileService(store).apply(TransferCompleted("ev-paid", USER, "acc_dst", 100))
     expected: dict[str, str] = {}
     for n in range(1, 11):
-        clock.now = NOW + 3600 * n  # a fresh velocity window each time
+        clock.now = start + 3600 * n  # a fresh velocity window each time
         amount = (high.review_amount, high.decline_amount, 100)[n % 3]
         result = engine.evaluate(state(n, amount=amount, device_id="d"))
         if result["decision"] != "APPROVE":
