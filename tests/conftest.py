@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,9 +12,6 @@ from localcloud import services
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_TEMPLATE = ROOT / "tests" / "fixtures" / "localcloud" / "template.yaml"
-REVIEW_TIMEOUT_S = 15
-# Test schedules use rate(1 minute); the test cloud runs them 60 times faster.
-TIME_SCALE = 60
 
 
 class RunningCloud:
@@ -94,38 +85,15 @@ def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def local_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCloud]:
     """The project's template plus the local cloud's own test template, on free ports of its own."""
-    state_dir = tmp_path_factory.mktemp("localcloud")
-    log = (state_dir / "up.log").open("w")
-    argv = [
-        sys.executable, "-m", "vaultpay_cli.main", "local", "up",
-        "--edge-port", "0", "--api-port", "0", "--nats-port", "0", "--nats-monitor-port", "0",
-        "--in-memory", "--time-scale", str(TIME_SCALE), "--state-dir", str(state_dir),
+    from support.cloud import CloudProcess
+
+    cloud = CloudProcess(
+        tmp_path_factory.mktemp("localcloud"),
+        "--in-memory",
         "--template", str(ROOT / "template.yaml"), "--template", str(FIXTURE_TEMPLATE),
-        # A review nobody decides declines after this long (the e2e test of that path waits for it).
-        "--parameter", f"ReviewTimeoutSeconds={REVIEW_TIMEOUT_S}",
-    ]  # fmt: skip
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ})
-    deadline = time.monotonic() + 180
-    state = None
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            break
-        try:
-            state = json.loads((state_dir / "state.json").read_text())
-            if state.get("ready"):
-                break
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.2)
-    if not state or not state.get("ready"):
-        proc.kill()
-        pytest.fail("the local cloud did not start:\n" + (state_dir / "up.log").read_text()[-4000:])
+    )  # fmt: skip
+    state = cloud.start()
     try:
-        yield RunningCloud(state, state_dir)
+        yield RunningCloud(state, cloud.state_dir)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        cloud.stop()

@@ -19,6 +19,7 @@ from localcloud import services
 from localcloud.faults import FaultInjector
 from localcloud.services import LocalCloudError, ManagedProcess
 from localcloud.spec import REGION, Deployment, FunctionSpec, InvokeResult
+from localcloud.stored_state import InconsistentState, StoredState
 
 Reporter = Callable[[str, str, str], None]  # (piece, url, state)
 
@@ -35,11 +36,18 @@ class CloudConfig:
     nats_port: int = 4222
     nats_monitor_port: int = 8222
     fresh: bool = False
-    persist: bool = True  # keep DynamoDB data between runs (-dbPath) unless fresh
+    # Keep the state between runs unless fresh: DynamoDB's file (-dbPath), moto's saved state (KMS keys,
+    # secrets, parameters, queues, logs, buckets, executions), stack records and stream checkpoints.
+    persist: bool = True
     time_scale: float = 1.0  # divides schedule intervals: tests fire rate(1 minute) every second
     parameter_overrides: dict[str, str] = field(default_factory=dict)
     samconfig_env: str = "local"
     max_workers_per_function: int = 4
+    # JetStream's de-duplication window for every stream, instead of jetstream.json's (tests shorten it to
+    # prove that a restart replays nothing, whatever the window).
+    nats_duplicate_window_s: float | None = None
+    # How long a stop waits for Step Functions executions in flight to end before saving the state.
+    drain_timeout_s: float = 30.0
 
 
 @dataclass
@@ -63,6 +71,7 @@ class LocalCloud:
         self.started_at = 0.0
         self.ready_at = 0.0
         self._runners: list[web.AppRunner] = []
+        self._api_runners: list[web.AppRunner] = []
         self._runtime: Any = None
         self._pollers: list[Any] = []
         self._scheduler: Any = None
@@ -71,6 +80,9 @@ class LocalCloud:
         self._subscriptions: Any = None
         self.faults = FaultInjector(self.functions, self._stream_functions)
         self._fault_controller: Any = None
+        self.stored = StoredState(config.state_dir)
+        self.generation: str | None = None  # of the stored state; None when it lives in memory only
+        self.restored = False  # whether this start found a saved state and loaded it
 
     # ---- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -79,12 +91,28 @@ class LocalCloud:
         if cfg.fresh and cfg.state_dir.exists():
             shutil.rmtree(cfg.state_dir)
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        if cfg.persist:
+            # Before anything starts: never serve data that the keys at hand cannot read.
+            try:
+                self.restored = self.stored.moto_has_state()
+                self.generation = self.stored.check()
+            except InconsistentState as exc:
+                raise LocalCloudError(f"refusing to start: {exc}") from exc
         self._claim_ports()
         try:
             await self._start_emulators()
             await self._start_edge()
             for template in cfg.templates:
                 await self._deploy(template)
+            if cfg.persist:
+                # The keys and secrets just created must outlive a crash before the first periodic save.
+                meta = await asyncio.to_thread(services.save_moto_state, self.ports["moto"])
+                self.report(
+                    "State",
+                    str(cfg.state_dir),
+                    ("restored" if self.restored else "new")
+                    + f", generation {self.generation}, moto state {meta.get('bytes')} bytes",
+                )
             await self._start_event_sources()
             await self._start_apis()
         except BaseException:
@@ -94,6 +122,13 @@ class LocalCloud:
         self._write_state(ready=True)
 
     async def stop(self) -> None:
+        if self.config.persist and self._runtime is not None and self.ready_at:
+            # No new request starts a saga; those in flight may finish before their state is saved.
+            for runner in self._api_runners:
+                with contextlib.suppress(Exception):
+                    await runner.cleanup()
+            with contextlib.suppress(Exception):
+                await self._drain_executions(self.config.drain_timeout_s)
         if self._fault_controller is not None:
             with contextlib.suppress(Exception):
                 await self._fault_controller.close()
@@ -112,6 +147,7 @@ class LocalCloud:
                 await runner.cleanup()
         await asyncio.gather(*(asyncio.to_thread(p.stop) for p in self.processes.values()))
         self._pollers, self._runners, self._runtime, self._scheduler = [], [], None, None
+        self._api_runners = []
         self._fault_controller = None
         state_file = self.config.state_dir / "state.json"
         with contextlib.suppress(OSError):
@@ -147,7 +183,7 @@ class LocalCloud:
         await asyncio.to_thread(services.ensure_dynamodb_local)
         self.processes = {
             "dynamodb": services.dynamodb_local(p["dynamodb"], cfg.state_dir, in_memory=in_memory),
-            "moto": services.moto_server(p["moto"], p["edge"], cfg.state_dir),
+            "moto": services.moto_server(p["moto"], p["edge"], cfg.state_dir, persist=cfg.persist),
             "nats": services.nats_server(p["nats"], p["nats_monitor"], cfg.state_dir),
         }
         for proc in self.processes.values():
@@ -176,8 +212,14 @@ class LocalCloud:
             return
         from vaultpay.events.jetstream_config import apply_jetstream_config
 
-        done = await apply_jetstream_config(f"nats://127.0.0.1:{self.ports['nats']}", config)
-        self.report("JetStream", str(config.relative_to(self.config.root)), "; ".join(done))
+        url = f"nats://127.0.0.1:{self.ports['nats']}"
+        done = await apply_jetstream_config(url, config)
+        window = self.config.nats_duplicate_window_s
+        if window is not None:
+            # Below what the configuration allows (it keeps retried publishes de-duplicated): tests only.
+            done.extend(await _set_duplicate_window(url, window))
+        shown = config.relative_to(self.config.root) if config.is_relative_to(self.config.root) else config
+        self.report("JetStream", str(shown), "; ".join(done))
 
     def worker_env(self) -> dict[str, str]:
         """What every Lambda worker gets on top of its template environment: the local endpoint."""
@@ -308,11 +350,47 @@ class LocalCloud:
         for poller in self._pollers:
             poller.wake()
 
-    async def _serve(self, app: web.Application, port: int) -> None:
+    async def _serve(self, app: web.Application, port: int) -> web.AppRunner:
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port, reuse_address=True).start()
         self._runners.append(runner)
+        return runner
+
+    async def _drain_executions(self, timeout_s: float) -> None:
+        """Wait (at most `timeout_s`) for the Step Functions executions that are working to end.
+
+        moto cannot resume an execution after a restart (see localcloud.moto_state): one still running when
+        the state is saved comes back FAILED. An execution waiting for a task token (a transfer in human
+        review) waits for hours and is not waited for.
+        """
+        sfn = self._direct_client("stepfunctions", self.ports["moto"])
+
+        def working() -> list[str]:
+            names = []
+            for machine in sfn.list_state_machines()["stateMachines"]:
+                pages = sfn.get_paginator("list_executions").paginate(
+                    stateMachineArn=machine["stateMachineArn"], statusFilter="RUNNING"
+                )
+                for execution in (e for page in pages for e in page["executions"]):
+                    events = sfn.get_execution_history(executionArn=execution["executionArn"])["events"]
+                    if not events or events[-1]["type"] != "TaskSubmitted":  # submitted: waits for a callback
+                        names.append(execution["name"])
+            return names
+
+        deadline = time.monotonic() + timeout_s
+        busy = await asyncio.to_thread(working)
+        if busy:
+            self.report("Step Functions", f"{len(busy)} executions", "waiting for them to finish")
+        while busy and time.monotonic() < deadline:
+            await asyncio.sleep(0.25)
+            busy = await asyncio.to_thread(working)
+        if busy:
+            self.report(
+                "Step Functions",
+                f"{len(busy)} executions",
+                f"still running after {timeout_s:.0f} s: they will read FAILED ({', '.join(busy[:5])})",
+            )
 
     async def _deploy(self, template: Path) -> None:
         from localcloud.edge import CFN_RESPONSES
@@ -337,6 +415,10 @@ class LocalCloud:
             future = asyncio.run_coroutine_threadsafe(self._redeploy_functions(), loop)
             future.result(timeout=30)
 
+        try:
+            previous = self.stored.stack_record(stack) if cfg.persist else {}
+        except InconsistentState as exc:
+            raise LocalCloudError(f"refusing to start: {exc}") from exc
         provisioner = Provisioner(
             translated,
             params,
@@ -344,8 +426,11 @@ class LocalCloud:
             stack_name=stack,
             custom_resource_responses=self.edge_url + CFN_RESPONSES,
             on_function=deploy_function,
+            previous=previous,
         )
         deployment = await asyncio.to_thread(provisioner.run)
+        if cfg.persist:
+            self.stored.write_stack_record(stack, provisioner.records)
         self.stacks.append(StackState(stack, template, deployment, provisioner.skipped))
         self._subscriptions.add(deployment.subscriptions)
         self.report(
@@ -378,6 +463,11 @@ class LocalCloud:
                     region=REGION,
                     idle_poll_s=0.25,  # the edge wakes pollers on every write; this only bounds a miss
                     faults=self.faults,
+                    checkpoint_file=(
+                        self.stored.checkpoint_file(stack.name, mapping.logical_id)
+                        if self.config.persist
+                        else None
+                    ),
                 )
                 await poller.start()
                 self._pollers.append(poller)
@@ -399,7 +489,7 @@ class LocalCloud:
             for api in stack.deployment.apis:
                 port = self.ports["api"] if first else services.free_port()
                 first = False
-                await self._serve(build_api_app(api, self._runtime), port)
+                self._api_runners.append(await self._serve(build_api_app(api, self._runtime), port))
                 url = f"http://127.0.0.1:{port}"
                 self.api_urls[f"{stack.name}/{api.logical_id}"] = url
                 self.report(f"API {api.logical_id}", url, f"{len(api.routes)} routes, stage {api.stage_name}")
@@ -423,6 +513,12 @@ class LocalCloud:
                 }
                 for s in self.stacks
             ],
+            "state": {
+                "dir": str(self.config.state_dir),
+                "persisted": self.config.persist,
+                "generation": self.generation,
+                "restored": self.restored,
+            },
             "lambda": runtime_stats,
             "streams": [p.stats() for p in self._pollers],
             "log_subscriptions": self._subscriptions.stats() if self._subscriptions is not None else {},
@@ -457,6 +553,23 @@ class LocalCloud:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(state, indent=2))
         tmp.replace(path)
+
+
+async def _set_duplicate_window(url: str, seconds: float) -> list[str]:
+    import nats
+
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        done = []
+        for name in await js.streams_info():
+            config = name.config
+            config.duplicate_window = seconds
+            await js.update_stream(config)
+            done.append(f"stream {config.name}: duplicate window {seconds:g} s (--nats-duplicate-window)")
+        return done
+    finally:
+        await nc.close()
 
 
 def read_state(state_dir: Path) -> dict[str, Any] | None:

@@ -102,6 +102,7 @@ class Provisioner:
         stack_name: str = "vaultpay-local",
         custom_resource_responses: str = "",
         on_function: Callable[[FunctionSpec], None] | None = None,
+        previous: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         self.t = translated
         self.resources: dict[str, Any] = translated.template["Resources"]
@@ -113,6 +114,11 @@ class Provisioner:
         self.on_function = on_function
         self.deployment = Deployment()
         self.skipped: list[tuple[str, str]] = []  # (logical id, type) of cloud-only resources
+        # The stack's record, as CloudFormation keeps one: what an earlier start of this state created whose
+        # identity is not derived from the template (KMS key ids) and the template values it wrote (SSM
+        # parameters). `records` is what this run leaves for the next one.
+        self.previous: dict[str, dict[str, Any]] = dict(previous or {})
+        self.records: dict[str, dict[str, Any]] = {}
         self._attrs: dict[str, dict[str, Any]] = {}
         self._refs: dict[str, Any] = {}
         self._in_progress: set[str] = set()
@@ -440,11 +446,24 @@ class Provisioner:
 
     def _create_KMS_Key(self, logical_id: str, props: dict[str, Any]) -> dict[str, Any]:
         kms = self.clients("kms")
-        meta = kms.create_key(
-            Description=str(props.get("Description", logical_id)),
-            KeyUsage=props.get("KeyUsage", "ENCRYPT_DECRYPT"),
-            KeySpec=props.get("KeySpec", "SYMMETRIC_DEFAULT"),
-        )["KeyMetadata"]
+        known = self.previous.get(logical_id, {}).get("KeyId")
+        if known:
+            # The key of an earlier start: its material encrypted what the tables hold, so it is kept.
+            try:
+                meta = kms.describe_key(KeyId=known)["KeyMetadata"]
+            except kms.exceptions.NotFoundException:
+                raise TemplateError(
+                    f"{logical_id}: KMS key {known}, which an earlier start created and whose data keys "
+                    "encrypted the stored data, is not in the saved state: that data cannot be read. "
+                    "`vaultpay local up --fresh` starts over."
+                ) from None
+        else:
+            meta = kms.create_key(
+                Description=str(props.get("Description", logical_id)),
+                KeyUsage=props.get("KeyUsage", "ENCRYPT_DECRYPT"),
+                KeySpec=props.get("KeySpec", "SYMMETRIC_DEFAULT"),
+            )["KeyMetadata"]
+        self.records[logical_id] = {"Type": "AWS::KMS::Key", "KeyId": meta["KeyId"]}
         return {"Ref": meta["KeyId"], "KeyId": meta["KeyId"], "Arn": meta["Arn"]}
 
     def _create_KMS_Alias(self, logical_id: str, props: dict[str, Any]) -> dict[str, Any]:
@@ -469,9 +488,13 @@ class Provisioner:
 
     def _create_SSM_Parameter(self, logical_id: str, props: dict[str, Any]) -> dict[str, Any]:
         name = props.get("Name") or f"{self.stack}-{logical_id}"
-        self.clients("ssm").put_parameter(
-            Name=name, Value=str(props["Value"]), Type=props.get("Type", "String"), Overwrite=True
-        )
+        ssm, value = self.clients("ssm"), str(props["Value"])
+        record = {"Type": "AWS::SSM::Parameter", "Name": name, "Value": value}
+        if self.previous.get(logical_id) != record or not _parameter_exists(ssm, name):
+            # As a stack update: the template's value is written when it changed (or the parameter is gone);
+            # a value an operator put since, under an unchanged template, is kept.
+            ssm.put_parameter(Name=name, Value=value, Type=props.get("Type", "String"), Overwrite=True)
+        self.records[logical_id] = record
         return {"Ref": name, "Type": props.get("Type", "String"), "Value": str(props["Value"])}
 
     def _create_ApiGateway_RestApi(self, logical_id: str, props: dict[str, Any]) -> dict[str, Any]:
@@ -596,6 +619,14 @@ class Provisioner:
             identity_sources=tuple(sources),
             ttl_s=int(spec.get("authorizerResultTtlInSeconds", 300)),
         )
+
+
+def _parameter_exists(ssm: Any, name: str) -> bool:
+    try:
+        ssm.get_parameter(Name=name)
+    except ssm.exceptions.ParameterNotFound:
+        return False
+    return True
 
 
 def _integration_function(uri: str) -> str | None:

@@ -195,6 +195,7 @@ class ManagedProcess:
     env: Mapping[str, str] | None = None
     cwd: Path | None = None
     ready_timeout_s: float = 60.0
+    stop_grace_s: float = 5.0  # after SIGTERM, before SIGKILL
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def start(self) -> None:
@@ -236,9 +237,10 @@ class ManagedProcess:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def stop(self, grace_s: float = 5.0) -> None:
+    def stop(self, grace_s: float | None = None) -> None:
         if self.process is None or self.process.poll() is not None:
             return
+        grace_s = self.stop_grace_s if grace_s is None else grace_s
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGTERM)
         try:
@@ -298,7 +300,9 @@ def dynamodb_local(port: int, state_dir: Path, *, in_memory: bool = True) -> Man
     )
 
 
-def moto_server(port: int, edge_port: int, state_dir: Path) -> ManagedProcess:
+def moto_server(port: int, edge_port: int, state_dir: Path, *, persist: bool = False) -> ManagedProcess:
+    """moto's server, run by localcloud.moto_state: with `persist`, its state is loaded from and saved to
+    `state_dir/moto` (see that module); otherwise it lives in memory only."""
     env = {
         **_base_env(),
         # Step Functions' Task states call lambda/dynamodb on localhost:$MOTO_PORT: point them at the edge.
@@ -310,11 +314,29 @@ def moto_server(port: int, edge_port: int, state_dir: Path) -> ManagedProcess:
     }
     return ManagedProcess(
         name="moto server",
-        argv=[sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        argv=[
+            sys.executable,
+            "-m",
+            "localcloud.moto_state",
+            "--port",
+            str(port),
+            *(["--state-dir", str(state_dir / "moto")] if persist else []),
+        ],
         env=env,
         log_file=state_dir / "logs" / "moto.log",
         ready=lambda: _http_ok(f"http://127.0.0.1:{port}/moto-api/data.json"),
+        # Loading a large saved state takes a while, and so does the save on SIGTERM: never cut it short.
+        ready_timeout_s=300.0 if persist else 60.0,
+        stop_grace_s=300.0 if persist else 5.0,
     )
+
+
+def save_moto_state(moto_port: int) -> dict[str, object]:
+    """Ask moto (run by localcloud.moto_state) to save its state now; returns what it wrote."""
+    req = urllib.request.Request(f"http://127.0.0.1:{moto_port}/_localcloud/moto/snapshot", method="POST")
+    with urllib.request.urlopen(req, timeout=300) as resp:  # noqa: S310 - loopback only
+        answer: dict[str, object] = json.loads(resp.read())
+    return answer
 
 
 def enable_state_machine_execution(moto_port: int) -> None:

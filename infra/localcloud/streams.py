@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import time
 import uuid
 from collections import deque
@@ -16,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 from typing import Any, TypedDict, TypeVar
 
 from localcloud.faults import FaultInjector
@@ -97,6 +99,9 @@ class _Shard:
     start: str  # iterator type when there is nothing read yet: LATEST or TRIM_HORIZON
     iterator: str | None = None
     last_read: str | None = None  # sequence number of the last record read, filtered or not
+    # The checkpoint: every record up to this one is done (delivered, filtered out or given up); a restart
+    # reads after it. None: nothing done yet (a restart reads from `start`).
+    done_through: str | None = None
     ended: bool = False  # GetRecords gave no next iterator: closed and read to its end
     buffer: deque[_Record] = field(default_factory=deque)  # read, passed the filters, not yet acknowledged
     failures: int = 0  # failed invocations of the head batch that count against MaximumRetryAttempts
@@ -137,8 +142,11 @@ class StreamPoller:
     Each shard is read by its own asyncio task (parents before children), one batch in flight per shard,
     records in stream order. Blocking boto3 calls run on the poller's own small thread pool. An idle shard
     polls every `idle_poll_s`, at once after `wake()`, and again immediately while records flow.
-    Checkpoints live in memory: `stop()` then `start()` resumes where it stopped; a new poller starts from
-    `starting_position` again.
+    `stop()` then `start()` resumes where it stopped. With a `checkpoint_file` the checkpoints also outlive
+    the process, as an event source mapping's do on AWS: each shard's last done record (and the shards read
+    to their end) is written there as it moves, and a new poller on the same stream reads after it, so a
+    restart neither replays nor skips records; shards it does not know opened later and are read from their
+    start.
     """
 
     def __init__(
@@ -156,6 +164,7 @@ class StreamPoller:
         shard_discovery_s: float = 1.0,
         stop_grace_s: float = 5.0,
         faults: FaultInjector | None = None,
+        checkpoint_file: Path | None = None,
     ) -> None:
         """Reads through boto3 clients for `dynamodb_endpoint` (and `sqs_endpoint` for the on-failure queue),
         or through the given `clients` (fakes in tests). `region` is what records say in `awsRegion`.
@@ -196,6 +205,10 @@ class StreamPoller:
         self._stopping = asyncio.Event()
         self._executor: ThreadPoolExecutor | None = None
         self._started_once = False
+        self._checkpoint_file = checkpoint_file
+        self._restored: dict[str, dict[str, Any]] | None = None  # shard id -> saved checkpoint
+        self._checkpoint_dirty = False
+        self._checkpoint_saved_at = 0.0
 
     @property
     def stream_arn(self) -> str | None:
@@ -241,6 +254,8 @@ class StreamPoller:
         try:
             if self._stream_arn is None:
                 self._stream_arn = await self._call(self._resolve_stream_arn)
+            if not self._started_once:
+                self._load_checkpoint()
             await self._discover(initial=not self._started_once)
         except BaseException:
             self._executor.shutdown(wait=False, cancel_futures=True)
@@ -284,9 +299,70 @@ class StreamPoller:
         for shard in self._shards.values():
             # Unacknowledged records stay buffered; their bisection plan does not survive a restart.
             shard.pending.clear()
+        self._save_checkpoint(force=True)
         # Threads finish their current call (bounded by the client timeouts) and exit.
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._executor = None
+
+    # -- checkpoints that outlive the process ---------------------------------------------------
+
+    def _load_checkpoint(self) -> None:
+        if self._checkpoint_file is None:
+            return
+        try:
+            saved = json.loads(self._checkpoint_file.read_text())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            raise LocalCloudError(
+                f"{self.mapping.logical_id}: the stream checkpoint {self._checkpoint_file} cannot be read "
+                f"({exc}); `vaultpay local up --fresh` starts over"
+            ) from exc
+        if saved.get("stream_arn") != self._stream_arn:
+            log.warning(
+                "%s: the saved checkpoint is for stream %s, the table now has %s: reading from %s",
+                self.mapping.logical_id,
+                saved.get("stream_arn"),
+                self._stream_arn,
+                self.mapping.starting_position,
+            )
+            return
+        self._restored = dict(saved.get("shards", {}))
+        self._finished.update(saved.get("finished", []))
+
+    def _mark_done(self, shard: _Shard, sequence_number: str | None) -> None:
+        shard.done_through = sequence_number
+        self._checkpoint_dirty = True
+        self._save_checkpoint()
+
+    def _save_checkpoint(self, *, force: bool = False) -> None:
+        """Write the checkpoints (at most every 0.2 s while records flow; always when `force`)."""
+        if self._checkpoint_file is None or self._stream_arn is None:
+            return
+        if not (self._checkpoint_dirty or force):
+            return
+        now = time.monotonic()
+        if not force and now - self._checkpoint_saved_at < 0.2:
+            return
+        document = {
+            "mapping": self.mapping.logical_id,
+            "function": self.mapping.function_name,
+            "stream_arn": self._stream_arn,
+            "shards": {
+                shard_id: {"done_through": shard.done_through, "start": shard.start}
+                for shard_id, shard in self._shards.items()
+            },
+            "finished": sorted(self._finished),
+        }
+        path = self._checkpoint_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("w") as fh:
+            json.dump(document, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+        self._checkpoint_dirty, self._checkpoint_saved_at = False, now
 
     # -- shards ---------------------------------------------------------------------------------
 
@@ -332,7 +408,9 @@ class StreamPoller:
         """Track shards the stream has opened since the last look, and start those whose parents are done."""
         async with self._discovery_lock:
             listed = await self._call(self._list_shards)
-            latest = initial and self.mapping.starting_position == "LATEST"
+            restored = self._restored
+            # A mapping that has checkpoints already started before: LATEST applied then, not now.
+            latest = initial and restored is None and self.mapping.starting_position == "LATEST"
             for described in listed:
                 shard_id = described["ShardId"]
                 if shard_id in self._shards or shard_id in self._finished:
@@ -340,6 +418,15 @@ class StreamPoller:
                 closed = "EndingSequenceNumber" in described.get("SequenceNumberRange", {})
                 if latest and closed:
                     self._finished.add(shard_id)  # closed before the mapping existed: nothing LATEST in it
+                    continue
+                saved = (restored or {}).get(shard_id)
+                if saved is not None:
+                    # Known before the restart: after its checkpoint, or where it was pinned if nothing was
+                    # done in it yet (a LATEST shard that saw no record).
+                    start = str(saved.get("start") or "TRIM_HORIZON")
+                    shard = _Shard(shard_id, described.get("ParentShardId"), start)
+                    shard.last_read = shard.done_through = saved.get("done_through")
+                    self._shards[shard_id] = shard
                     continue
                 shard = _Shard(
                     shard_id, described.get("ParentShardId"), "LATEST" if latest else "TRIM_HORIZON"
@@ -376,6 +463,7 @@ class StreamPoller:
                 return
             try:
                 await self._discover(initial=False)
+                self._save_checkpoint()  # what the last 0.2 s left unsaved
                 reported = None
             except Exception as exc:  # keep polling the shards we have; report a new problem once
                 if str(exc) != reported:
@@ -425,6 +513,8 @@ class StreamPoller:
     async def _finish_shard(self, shard: _Shard) -> None:
         self._shards.pop(shard.shard_id, None)
         self._finished.add(shard.shard_id)
+        self._checkpoint_dirty = True
+        self._save_checkpoint(force=True)
         self._stats.shards_finished += 1
         log.info("%s: shard %s is closed and fully processed", self.mapping.logical_id, shard.shard_id)
         self._launch_ready_shards()  # its children may be waiting already
@@ -454,6 +544,7 @@ class StreamPoller:
                     "%s: shard %s was trimmed past the checkpoint", self.mapping.logical_id, shard.shard_id
                 )
                 shard.iterator, shard.last_read, shard.start = None, None, "TRIM_HORIZON"
+                shard.done_through = None
                 return False
             if code == "ResourceNotFoundException":
                 log.warning("%s: shard %s no longer exists", self.mapping.logical_id, shard.shard_id)
@@ -472,6 +563,8 @@ class StreamPoller:
             self._stats.records_seen += 1
             if not record_passes(self._patterns, event):
                 self._stats.records_filtered_out += 1
+                if not shard.buffer:  # nothing before it is owed: the checkpoint moves past it
+                    self._mark_done(shard, sequence_number)
                 continue
             created = float(event["dynamodb"].get("ApproximateCreationDateTime", now_wall))
             shard.buffer.append(
@@ -662,6 +755,8 @@ class StreamPoller:
         for _ in records:
             shard.buffer.popleft()
         if records:
+            # Records filtered out after the last one acknowledged are done too once nothing is owed.
+            self._mark_done(shard, shard.last_read if not shard.buffer else records[-1].sequence_number)
             self._stats.records_delivered += len(records)
             self._stats.iterator_age_ms = max(0, round((time.time() - records[-1].arrived) * 1000))
 
@@ -678,6 +773,8 @@ class StreamPoller:
             await self._send_on_failure(shard, records, outcome)
         for _ in records:
             shard.buffer.popleft()
+        if records:
+            self._mark_done(shard, shard.last_read if not shard.buffer else records[-1].sequence_number)
         if shard.pending:
             shard.pending.pop(0)
         shard.failures = shard.invocations = 0

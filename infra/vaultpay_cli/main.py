@@ -63,7 +63,9 @@ def _parameter_overrides(pairs: list[str]) -> dict[str, str]:
 
 @local_app.command("up")
 def local_up(
-    fresh: Annotated[bool, typer.Option("--fresh", help="Start from empty tables and streams.")] = False,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Delete the saved state (data, keys, executions) and start empty.")
+    ] = False,
     edge_port: Annotated[int, typer.Option(help="AWS endpoint (LocalStack-compatible); 0 = any free")] = 4566,
     api_port: Annotated[int, typer.Option(help="API Gateway emulator; 0 = any free")] = 3000,
     nats_port: Annotated[int, typer.Option(help="NATS client port; 0 = any free")] = 4222,
@@ -73,7 +75,13 @@ def local_up(
         typer.Option("--template", "-t", help="Templates to deploy (default template.yaml)"),
     ] = None,
     time_scale: Annotated[float, typer.Option(help="Divide schedule intervals by this (demos, tests)")] = 1.0,
-    in_memory: Annotated[bool, typer.Option("--in-memory", help="Keep DynamoDB data in memory only")] = False,
+    in_memory: Annotated[
+        bool, typer.Option("--in-memory", help="Keep nothing between runs (data, keys, secrets, executions)")
+    ] = False,
+    nats_duplicate_window: Annotated[
+        float | None,
+        typer.Option(help="JetStream de-duplication window in seconds for every stream (tests)", min=0.1),
+    ] = None,
     parameter: Annotated[
         list[str] | None,
         typer.Option("--parameter", "-p", help="Template parameter Name=Value over samconfig's (repeatable)"),
@@ -101,6 +109,7 @@ def local_up(
         fresh=fresh,
         persist=not in_memory,
         time_scale=time_scale,
+        nats_duplicate_window_s=nats_duplicate_window,
         parameter_overrides=_parameter_overrides(parameter or []),
     )
 

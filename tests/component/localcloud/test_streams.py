@@ -655,3 +655,72 @@ def test_an_invalid_filter_pattern_is_refused_when_the_mapping_is_created() -> N
     bad = mapping("any", filter_patterns=({"eventName": "INSERT"},))
     with pytest.raises(ValueError, match="invalid FilterCriteria pattern: eventName"):
         StreamPoller(bad, FakeFunction(), dynamodb_endpoint="http://127.0.0.1:9")
+
+
+# ---- checkpoints that outlive the poller (a restart of the local cloud) ---------------------------------
+@pytest.mark.parametrize("starting_position", ["TRIM_HORIZON", "LATEST"])
+async def test_a_new_poller_with_the_checkpoint_file_neither_replays_nor_skips(
+    table: Table, start_poller: StartPoller, tmp_path: Any, starting_position: str
+) -> None:
+    checkpoints = tmp_path / "streams" / "RelayMapping.json"
+    spec = mapping(table.name, filter_patterns=(OUTBOX,), starting_position=starting_position)
+    # Given a poller that delivered two outbox items and dropped a domain item after them, then stopped
+    first = FakeFunction()
+    poller = await start_poller(spec, first, checkpoint_file=checkpoints)
+    await table.put("event-1", kind="outbox")
+    await table.put("event-2", kind="outbox")
+    await table.put("account-1", kind="account")
+    await eventually(lambda: first.keys == ["event-1", "event-2"] and poller.stats()["records_seen"] == 3)
+    await poller.stop()
+    saved = json.loads(checkpoints.read_text())
+    assert saved["stream_arn"] == poller.stream_arn
+    [shard] = saved["shards"].values()
+    assert shard["done_through"] is not None  # the filtered-out record is done too
+    # When an item is written while no poller runs, and a new poller starts with the same checkpoints
+    await table.put("event-3", kind="outbox")
+    second = FakeFunction()
+    restarted = await start_poller(spec, second, checkpoint_file=checkpoints)
+    await table.put("event-4", kind="outbox")
+    # Then it delivers what came after the checkpoint, once, and nothing from before it
+    await eventually(lambda: second.keys == ["event-3", "event-4"])
+    await asyncio.sleep(0.5)
+    assert second.keys == ["event-3", "event-4"]
+    assert restarted.stats()["records_seen"] == 2
+
+
+async def test_without_the_checkpoint_file_a_new_poller_starts_from_its_starting_position(
+    table: Table, start_poller: StartPoller, tmp_path: Any
+) -> None:
+    # The control for the test above: without saved checkpoints TRIM_HORIZON means everything again
+    spec = mapping(table.name, starting_position="TRIM_HORIZON")
+    poller = await start_poller(spec, FakeFunction())
+    await table.put("event-1")
+    await eventually(lambda: poller.stats()["records_delivered"] == 1)
+    await poller.stop()
+    again = FakeFunction()
+    await start_poller(spec, again)
+    await eventually(lambda: again.keys == ["event-1"])
+
+
+async def test_a_checkpoint_of_another_stream_is_ignored(
+    table: Table, start_poller: StartPoller, tmp_path: Any
+) -> None:
+    # Given checkpoints saved for a stream the table no longer has (it was created again)
+    checkpoints = tmp_path / "RelayMapping.json"
+    checkpoints.write_text(
+        json.dumps({"stream_arn": "arn:aws:dynamodb:ddblocal:000000000000:table/gone/stream/x", "shards": {}})
+    )
+    function = FakeFunction()
+    await start_poller(mapping(table.name), function, checkpoint_file=checkpoints)
+    # When an item is written, it is delivered from the mapping's starting position
+    await table.put("event-1")
+    await eventually(lambda: function.keys == ["event-1"])
+
+
+async def test_an_unreadable_checkpoint_file_stops_the_start_with_a_clear_error(
+    table: Table, start_poller: StartPoller, tmp_path: Any
+) -> None:
+    checkpoints = tmp_path / "RelayMapping.json"
+    checkpoints.write_text("{not json")
+    with pytest.raises(LocalCloudError, match=r"checkpoint .* cannot be read .*--fresh"):
+        await start_poller(mapping(table.name), FakeFunction(), checkpoint_file=checkpoints)
