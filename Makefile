@@ -96,6 +96,7 @@ bench: install
 	$(BIN)/python bench/api_latency_bench.py --out bench/api-latency-results.md
 	$(BIN)/python bench/coldstart_bench.py --out bench/coldstart-results.md
 	$(BIN)/python bench/schemathesis_run.py --out bench/schemathesis-results.md
+	$(BIN)/python bench/restart_bench.py --out bench/restart-results.md
 	$(BIN)/python bench/results.py --since $(BENCH_STARTED) --strict
 
 clean:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import platform
 import statistics
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
@@ -23,12 +25,27 @@ from localcloud_bench import ROOT, percentile, start_cloud, stop_cloud
 PASSWORD = "benchmark password 123"  # noqa: S105 - a throwaway user in a throwaway cloud
 
 
-def call(base: str, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
+def call(
+    base: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    source_ip: str = "127.0.0.1",
+) -> Any:
+    """One request from `source_ip` (a loopback address: registrations are limited per source IP)."""
     data = json.dumps(body).encode() if body is not None else None
     sent = {"Content-Type": "application/json", "X-Device-Id": "bench-device", **(headers or {})}
-    req = urllib.request.Request(base + path, data=data, method=method, headers=sent)  # noqa: S310
-    with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310 - loopback only
+    parsed = urllib.parse.urlsplit(base)
+    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30, source_address=(source_ip, 0))
+    try:
+        conn.request(method, path, body=data, headers=sent)
+        resp = conn.getresponse()
         raw = resp.read()
+        if resp.status >= 400:
+            raise RuntimeError(f"{method} {path}: HTTP {resp.status} {raw[:300]!r}")
+    finally:
+        conn.close()
     return json.loads(raw) if raw else None
 
 
@@ -61,6 +78,7 @@ def main() -> None:
                     "POST",
                     "/v1/auth/register",
                     {"email": email, "password": PASSWORD, "full_name": "Bench", "phone": "+919800000000"},
+                    source_ip=f"127.0.{1 + i // 250}.{2 + i % 250}",
                 )
                 ms, challenge = timed(
                     lambda e=email: call(base, "POST", "/v1/auth/login", {"email": e, "password": PASSWORD})

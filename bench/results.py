@@ -35,6 +35,7 @@ OTHER_RESULTS = [
     ("audit-results.md", "Audit: append, verify, consumer"),
     ("audit-lag-results.md", "Audit lag: committed change to audit record"),
     ("ledger-results.md", "Ledger: reserve and settle, hot account vs many"),
+    ("restart-results.md", "Local cloud restart: empty vs populated state, state dir size"),
 ]
 
 

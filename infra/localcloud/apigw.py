@@ -1453,7 +1453,9 @@ def build_api_app(
         integration_timeout_s=integration_timeout_s,
         stage_variables=stage_variables,
     )
-    app = web.Application(client_max_size=MAX_PAYLOAD_BYTES)
+    from localcloud.localguard import local_only
+
+    app = web.Application(client_max_size=MAX_PAYLOAD_BYTES, middlewares=[local_only])
     # Any path reaches the gateway, even one whose decoded form holds a newline (`.` would not match it and
     # aiohttp would answer its own text/plain 404): API Gateway routes it, or answers with a gateway response.
     app.router.add_route("*", r"/{tail:[\s\S]*}", gateway.handle)

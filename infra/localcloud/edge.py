@@ -69,7 +69,9 @@ class Edge:
         self._session: ClientSession | None = None
 
     def build_app(self, mount: Callable[[web.Application], None] | None = None) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        from localcloud.localguard import local_only
+
+        app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[local_only])
         app.router.add_get("/_localstack/health", self._localstack_health)
         app.router.add_get("/_localcloud/status", self._status)
         app.router.add_put(CFN_RESPONSES + "/{request_id}", self._store_cfn_response)

@@ -281,6 +281,10 @@ def dynamodb_local(port: int, state_dir: Path, *, in_memory: bool = True) -> Man
         # moto's state-machine engine signs with its own access key: without -sharedDb it sees no tables.
         "-sharedDb",
         "-disableTelemetry",
+        # It has no bind-address option and listens on every interface (on a free port); CORS allows no
+        # other origin, so a web page cannot read what it answers (the edge is the way in, and it is guarded).
+        "-cors",
+        "http://127.0.0.1",
         "-port",
         str(port),
         *storage,

@@ -55,6 +55,9 @@ DOCUMENT_DESCRIPTION = """\
 The VaultPay payments API. The binding contract is API.md; this document is generated from the handlers.
 
 - Bodies are JSON. Unknown fields in a request body are rejected (422).
+- A body is read one way only, before any route: a key twice in one object, nesting deeper than 32 levels,
+  a number longer than 32 characters or `NaN`/`Infinity` is 422 `validation_failed`; a body over 64 KiB is
+  413 `payload_too_large`.
 - Money is an integer count of minor units (paise for INR): `125050` is ₹1,250.50; 1 ≤ amount ≤ 10^12.
 - Time stamps are RFC 3339 in UTC with `Z`. IDs are opaque strings.
 - Lists take `limit` (1..100, default 20) and `cursor`, and answer `{"items": [...], "next_cursor": ...}`.
@@ -349,6 +352,7 @@ def enrich_operation(
     add_problem(op, 429, "rate_limited", "Too many requests; retry after the Retry-After interval.")
     if "requestBody" in op:
         add_problem(op, 400, "malformed_json", "The request body is not valid JSON.")
+        add_problem(op, 413, "payload_too_large", "The request body is larger than 64 KiB.")
         add_problem(op, 415, "unsupported_media_type", "Send the request body as application/json.")
         add_problem(op, 422, "validation_failed", "The request is not valid.", field="amount")
     elif has_input:

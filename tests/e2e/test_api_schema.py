@@ -277,8 +277,32 @@ def _make_realistic(case: Any, owner: Customer) -> None:
             "phone": "+919876543210",
         }
     elif case.path == "/v1/auth/login":
-        body = {"email": owner.email, "password": PASSWORD}
+        body = {"email": _login_email(), "password": PASSWORD}
     case.body = body
+
+
+# A correct password opens at most 3 challenges per user in 5 minutes (vaultpay.auth.service
+# CHALLENGES_PER_USER): login examples take turns among users of their own, two logins each.
+_LOGINS_PER_USER = 2
+_login_users: list[str] = []
+_login_uses: collections.Counter[str] = collections.Counter()
+_login_lock = threading.Lock()
+
+
+def _login_email() -> str:
+    with _login_lock:
+        if not _login_users or _login_uses[_login_users[-1]] >= _LOGINS_PER_USER:
+            email = f"schemathesis.login.{uuid.uuid4().hex[:10]}@example.com"
+            registered = _client(ACTORS.api, "schemathesis-login").post(
+                "/v1/auth/register",
+                {"email": email, "password": PASSWORD, "full_name": "Login Tester", "phone": "+919876543210"},
+                token=None,
+            )
+            assert registered.status == 201, registered.body
+            _login_users.append(email)
+        email = _login_users[-1]
+        _login_uses[email] += 1
+        return email
 
 
 @pytest.fixture(scope="module")

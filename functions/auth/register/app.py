@@ -76,11 +76,12 @@ class RegisterRequest(RequestModel):
 )
 @tracer.capture_method(capture_response=False)
 def register(body: RegisterRequest) -> Response[dict[str, Any]]:
-    from vaultpay.auth.service import NewUser
+    from vaultpay.auth.service import NewUser, source_ip_from_event
 
     enrolment = auth_service().register(
         NewUser(email=body.email, password=body.password, full_name=body.full_name, phone=body.phone),
         correlation_id=current_correlation_id(app),
+        source_ip=source_ip_from_event(app.current_event.raw_event),
     )
     return Response(
         status_code=201,

@@ -473,6 +473,46 @@ def test_create_admin_validates_like_register(world: World) -> None:
     )
 
 
+def test_registrations_are_limited_per_source_ip_before_any_work(world: World) -> None:
+    from vaultpay.auth.service import REGISTRATIONS_PER_IP
+
+    for n in range(REGISTRATIONS_PER_IP.limit):
+        world.service.register(_new_user(email=f"user{n}@example.com"), correlation_id=CID, source_ip=IP)
+    world.passwords.calls.clear()
+    refused = _refused(
+        "rate_limited",
+        lambda: world.service.register(
+            _new_user(email="one.more@example.com"), correlation_id=CID, source_ip=IP
+        ),
+        RateLimited,
+    )
+    assert refused.retry_after > 0
+    assert world.passwords.calls == []  # no Argon2 for a refused registration
+    # Another address still registers
+    world.service.register(
+        _new_user(email="elsewhere@example.com"), correlation_id=CID, source_ip="198.51.100.1"
+    )
+
+
+def test_registrations_are_limited_for_the_whole_api(world: World) -> None:
+    from vaultpay.auth.service import REGISTRATIONS_GLOBAL
+
+    # Given the window's registrations all spent (as many requests from everywhere would)
+    for _ in range(REGISTRATIONS_GLOBAL.limit):
+        world.counters.increment(_global_register_key(world), expires_at=int(NOW) + 60)
+    _refused(
+        "rate_limited",
+        lambda: world.service.register(_new_user(), correlation_id=CID, source_ip="198.51.100.2"),
+        RateLimited,
+    )
+
+
+def _global_register_key(world: World) -> str:
+    from vaultpay.shared.ratelimit import window_key
+
+    return window_key("register-global", "all", world.clock(), 60)[0]
+
+
 # ---- login -------------------------------------------------------------------------------------------------
 
 
@@ -488,8 +528,9 @@ def test_login_with_the_right_password_opens_a_challenge_bound_to_the_device(wor
         False,
     )
     assert challenge.expires_at == int(NOW) + 300
-    # And no failure was counted
-    assert all(count == 0 for count in world.counters.counts.values())
+    # And no failure was counted (the attempt reserved before the password was checked was given back)
+    failures = {k: v for k, v in world.counters.counts.items() if "#login-" in k or "#mfa-user#" in k}
+    assert failures and all(count == 0 for count in failures.values()), world.counters.counts
 
 
 def test_unknown_email_and_wrong_password_are_the_same_401_after_the_same_work(world: World) -> None:
@@ -506,7 +547,8 @@ def test_unknown_email_and_wrong_password_are_the_same_401_after_the_same_work(w
     assert (unknown.status, unknown.code, unknown.detail) == (wrong.status, wrong.code, wrong.detail)
     assert unknown_work == wrong_work == ["verify"]
     # And each counted one failure against its account and the source IP
-    assert sorted(world.counters.counts.values()) == [1, 1, 2]
+    login_counts = {k: v for k, v in world.counters.counts.items() if "#login-" in k}
+    assert sorted(login_counts.values()) == [1, 1, 2]
 
 
 def test_login_failures_are_events_that_name_no_email(world: World) -> None:

@@ -69,6 +69,7 @@ from vaultpay.shared.errors import (
     ConcurrentModification,
     Conflict,
     FieldError,
+    RateLimited,
     Unauthorized,
     ValidationFailed,
 )
@@ -91,6 +92,12 @@ LOGIN_PER_IP = Window(limit=30, period_s=900)
 # a per-user budget the 10^6 codes could be worked through 5 at a time.
 WRONG_CODES_PER_USER = Window(limit=10, period_s=900)
 REFRESH_PER_FAMILY = Window(limit=30, period_s=3600)
+# Challenges a correct password may open per user in the challenge lifetime: each allows 5 wrong codes, so a
+# password thief cannot fan a burst of guesses out over many challenges (the per-user budget caps it too).
+CHALLENGES_PER_USER = Window(limit=3, period_s=300)
+# Registration runs Argon2id: bounded per source IP and for the whole API, before any of that work.
+REGISTRATIONS_PER_IP = Window(limit=20, period_s=3600)
+REGISTRATIONS_GLOBAL = Window(limit=600, period_s=60)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +106,9 @@ class RateLimits:
     login_ip: Window = LOGIN_PER_IP
     mfa_user: Window = WRONG_CODES_PER_USER
     refresh: Window = REFRESH_PER_FAMILY
+    challenges_user: Window = CHALLENGES_PER_USER
+    register_ip: Window = REGISTRATIONS_PER_IP
+    register_global: Window = REGISTRATIONS_GLOBAL
 
 
 # ---- errors of the conditional writes: the store raises these, the use cases decide what they mean -------
@@ -385,8 +395,15 @@ class AuthService:
 
     # ---- registration ---------------------------------------------------------------------------------
 
-    def register(self, new_user: NewUser, *, correlation_id: str) -> Enrolment:
-        """A new customer (the API's only way in: the role is never taken from the request)."""
+    def register(self, new_user: NewUser, *, correlation_id: str, source_ip: str = "unknown") -> Enrolment:
+        """A new customer (the API's only way in: the role is never taken from the request).
+
+        Counted per source IP and for the whole API before anything else (Argon2id, KMS, the email
+        look-up that would otherwise answer `email_taken` to anyone enumerating addresses at full speed).
+        """
+        now = self._clock()
+        self._limiter.hit("register-ip", source_ip, self._limits.register_ip, now=now)
+        self._limiter.hit("register-global", "all", self._limits.register_global, now=now)
         return self._create_user(new_user, role=Role.CUSTOMER, correlation_id=correlation_id)
 
     def create_admin(self, new_user: NewUser, *, correlation_id: str) -> Enrolment:
@@ -459,12 +476,20 @@ class AuthService:
 
         Unknown email and wrong password take the same path: the same reads, one Argon2 derivation,
         the same counters and the same kind of event, so neither the answer nor its timing tells them
-        apart. The failure counters are checked before the password, so a blocked caller costs no Argon2.
+        apart. Each attempt is counted (per source IP and per account) *before* the password is evaluated,
+        in one conditional write per counter: however many arrive at once, at most the window's limit are
+        evaluated, and a blocked caller costs no Argon2. A correct password gives its count back.
         """
         now = self._clock()
         email_index = self._index.of("email", canonical_email(email))
-        self._limiter.check("login-ip", source_ip, self._limits.login_ip, now=now)
-        self._limiter.check("login-account", email_index, self._limits.login_account, now=now)
+        ip_attempt = self._limiter.reserve("login-ip", source_ip, self._limits.login_ip, now=now)
+        try:
+            account_attempt = self._limiter.reserve(
+                "login-account", email_index, self._limits.login_account, now=now
+            )
+        except RateLimited:
+            self._limiter.release(ip_attempt)  # not evaluated: it costs the address nothing
+            raise
         user = self._store.find_user_by_email(email_index)
         if user is None:
             self._passwords.verify_against_dummy(password)
@@ -485,9 +510,12 @@ class AuthService:
                 correlation_id=correlation_id,
                 now=now,
             )
+        self._limiter.release(account_attempt)
+        self._limiter.release(ip_attempt)
         if self._passwords.needs_rehash(user.password_hash):
             # The only moment the plaintext is at hand: stored hashes move to today's parameters here.
             self._store.update_password_hash(user.user_id, self._passwords.hash_password(password))
+        self._limiter.reserve("mfa-challenges", user.user_id, self._limits.challenges_user, now=now)
         challenge = Challenge.open(user_id=user.user_id, device_id=device_id, now=now)
         self._store.add_challenge(challenge)
         get_logger().info("login challenge opened", extra={"user_id": user.user_id})
@@ -523,8 +551,7 @@ class AuthService:
             )
         )
         get_logger().info("login refused", extra={"reason": reason, "email_index": email_index})
-        self._limiter.hit("login-ip", source_ip, self._limits.login_ip, now=now)
-        self._limiter.hit("login-account", email_index, self._limits.login_account, now=now)
+        # The attempt stays counted (login() reserved it before evaluating the password).
         raise Unauthorized("The email or password is not correct.", code="invalid_credentials")
 
     def verify_mfa(
@@ -554,7 +581,9 @@ class AuthService:
             raise Unauthorized("The login challenge has expired; sign in again.", code="challenge_expired")
         if state is not ChallengeState.OPEN:
             raise _invalid_challenge()
-        self._limiter.check("mfa-user", challenge.user_id, self._limits.mfa_user, now=now)
+        # Counted before the code is evaluated (one conditional write): at most the window's limit of codes
+        # is ever checked for a user, however many arrive at once; a correct code gives its count back.
+        code_attempt = self._limiter.reserve("mfa-user", challenge.user_id, self._limits.mfa_user, now=now)
         user = self._store.get_user(challenge.user_id)
         if user is None:
             raise _invalid_challenge()
@@ -563,7 +592,7 @@ class AuthService:
         )
         step = totp.verify(secret, code, now=now, last_used_step=user.last_totp_step)
         if step is None:
-            self._wrong_code(challenge, source_ip=source_ip, correlation_id=correlation_id, now=now)
+            self._wrong_code(challenge, source_ip=source_ip, correlation_id=correlation_id)
         # Signed before the commit, so that nothing can fail between consuming the challenge and
         # answering; a commit that fails discards the token unseen.
         access_token, _ = issue_access_token(
@@ -624,6 +653,7 @@ class AuthService:
                 if attempt == _DEVICE_RACE_ATTEMPTS - 1:
                     raise
                 time.sleep(random.uniform(0, 0.02 * 2**attempt))  # noqa: S311 - jitter, not a secret
+        self._limiter.release(code_attempt)
         get_logger().info("login succeeded", extra={"user_id": user.user_id, "new_device": known is None})
         return TokenPair(
             access_token=access_token,
@@ -632,9 +662,7 @@ class AuthService:
             refresh_expires_in=REFRESH_TOKEN_TTL_S,
         )
 
-    def _wrong_code(
-        self, challenge: Challenge, *, source_ip: str, correlation_id: str, now: float
-    ) -> NoReturn:
+    def _wrong_code(self, challenge: Challenge, *, source_ip: str, correlation_id: str) -> NoReturn:
         event = DomainEvent(
             type=LOGIN_FAILED,
             source=EVENT_SOURCE,
@@ -653,8 +681,7 @@ class AuthService:
         get_logger().info(
             "wrong code", extra={"user_id": challenge.user_id, "attempt": challenge.attempts + 1}
         )
-        self._limiter.hit("mfa-user", challenge.user_id, self._limits.mfa_user, now=now)
-        raise _invalid_code()
+        raise _invalid_code()  # it stays counted: verify_mfa reserved it before evaluating the code
 
     # ---- refresh tokens ---------------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from vaultpay.shared.errors import (
     VaultPayError,
 )
 from vaultpay.shared.observability import bind_log_keys, get_logger
+from vaultpay.shared.strict_json import check_json_body
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://vaultpay.dev/problems/"
@@ -94,7 +95,12 @@ class _VaultPayResolver(APIGatewayRestResolver):
 
     def _resolve(self) -> ResponseBuilder[Any]:
         event = self.current_event
-        refusal = authorizer_refusal(event.raw_event) or form_body(event) or undecodable_json_body(event)
+        refusal = (
+            authorizer_refusal(event.raw_event)
+            or form_body(event)
+            or undecodable_json_body(event)
+            or ambiguous_json_body(event)
+        )
         if refusal is not None:
             return ResponseBuilder(self.refuse(refusal), serializer=self._serializer)
         return super()._resolve()
@@ -138,6 +144,24 @@ def undecodable_json_body(event: Any) -> BadRequest | None:
         base64.b64decode(event.body.encode()).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
         return BadRequest("The request body is not valid JSON (not UTF-8 text).", code="malformed_json")
+    return None
+
+
+def ambiguous_json_body(event: Any) -> VaultPayError | None:
+    """A 413/422 for a JSON body that a parser could read two ways or that breaks a limit (strict_json)."""
+    content_type = str(event.headers.get("content-type") or "").strip()
+    if not event.body or (content_type and not content_type.startswith("application/json")):
+        return None
+    body: bytes | str = event.body
+    if event.is_base64_encoded:
+        try:
+            body = base64.b64decode(event.body.encode())
+        except binascii.Error:
+            return None  # undecodable_json_body answers it
+    try:
+        check_json_body(body)
+    except VaultPayError as refused:
+        return refused
     return None
 
 

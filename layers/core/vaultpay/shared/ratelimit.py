@@ -45,6 +45,16 @@ class CounterStore(Protocol):
         """The current count at `key` (0 if none)."""
         ...
 
+    def increment_below(self, key: str, limit: int, expires_at: int) -> int | None:
+        """Add one only while the count is below `limit` (one conditional write); the new count, or None
+        when the count had already reached it. On DynamoDB: the same UpdateItem as `increment` with
+        `ConditionExpression: attribute_not_exists(#count) OR #count < :limit`."""
+        ...
+
+    def decrement(self, key: str) -> None:
+        """Take one back from an existing counter (ADD -1, only if the item exists)."""
+        ...
+
 
 def window_key(scope: str, identity: str, now: float, period_s: int) -> tuple[str, int, int]:
     """The counter key of the window holding `now`, the window's start and when its counter may go.
@@ -62,6 +72,13 @@ def window_key(scope: str, identity: str, now: float, period_s: int) -> tuple[st
     expires_at = window_start + period_s
     # The scope cannot hold '#' and the identity comes last: no two (scope, identity) pairs share a key.
     return f"{KEY_PREFIX}#{scope}#{window_start}#{identity}", window_start, expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """An attempt counted in a window before it was evaluated (see `RateLimiter.reserve`)."""
+
+    key: str
 
 
 class RateLimiter:
@@ -97,6 +114,24 @@ class RateLimiter:
             raise self._refusal(window_start + window.period_s, now)
         return count
 
+    def reserve(self, scope: str, identity: str, window: Window, *, now: float) -> Reservation:
+        """Count an attempt *before* evaluating it; RateLimited when the window's budget is spent.
+
+        For limits on failures (wrong passwords, wrong codes): the budget counts the attempts being
+        evaluated and those that failed, and `release` gives back one that succeeded. The count and the
+        decision are one conditional write, so however many requests arrive at once, at most `limit` of
+        them are ever evaluated in a window (`check` then `hit` let every concurrent request through).
+        A refused attempt is not counted: the block still ends with the window.
+        """
+        key, window_start, expires_at = window_key(scope, identity, now, window.period_s)
+        if self._store.increment_below(key, window.limit, expires_at) is None:
+            raise self._refusal(window_start + window.period_s, now)
+        return Reservation(key)
+
+    def release(self, reservation: Reservation) -> None:
+        """Give back a reserved attempt that succeeded (a successful login costs no failure budget)."""
+        self._store.decrement(reservation.key)
+
     @staticmethod
     def _refusal(window_end: int, now: float) -> RateLimited:
         # The message names neither the scope nor the identity: it reaches the client as the detail.
@@ -120,3 +155,16 @@ class FakeCounterStore:
     def get(self, key: str) -> int:
         with self._lock:
             return self.counts.get(key, 0)
+
+    def increment_below(self, key: str, limit: int, expires_at: int) -> int | None:
+        with self._lock:
+            if self.counts.get(key, 0) >= limit:
+                return None
+            self.counts[key] = self.counts.get(key, 0) + 1
+            self.expiries[key] = expires_at
+            return self.counts[key]
+
+    def decrement(self, key: str) -> None:
+        with self._lock:
+            if key in self.counts:
+                self.counts[key] -= 1

@@ -17,6 +17,10 @@ _CONFIGURATION_CODES = frozenset(
 )
 
 
+class _ConditionFailed(Exception):
+    """A conditional counter write found its condition false (the budget is spent, or no counter)."""
+
+
 class DynamoDBCounterStore:
     """Counters in a table keyed by `pk` (S) with TTL attribute `expires_at` (identity-contract.md).
 
@@ -45,6 +49,45 @@ class DynamoDBCounterStore:
         )
         return int(response["Attributes"]["count"]["N"])
 
+    def increment_below(self, key: str, limit: int, expires_at: int) -> int | None:
+        """One conditional UpdateItem: the count goes up only while it is below `limit`."""
+        try:
+            response = self._call(
+                "UpdateItem",
+                lambda: self._client.update_item(
+                    TableName=self._table,
+                    Key={"pk": {"S": key}},
+                    UpdateExpression="ADD #count :one SET #expires_at = :expires_at",
+                    ConditionExpression="attribute_not_exists(#count) OR #count < :limit",
+                    ExpressionAttributeNames={"#count": "count", "#expires_at": "expires_at"},
+                    ExpressionAttributeValues={
+                        ":one": {"N": "1"},
+                        ":limit": {"N": str(int(limit))},
+                        ":expires_at": {"N": str(int(expires_at))},
+                    },
+                    ReturnValues="UPDATED_NEW",
+                ),
+            )
+        except _ConditionFailed:
+            return None
+        return int(response["Attributes"]["count"]["N"])
+
+    def decrement(self, key: str) -> None:
+        try:
+            self._call(
+                "UpdateItem",
+                lambda: self._client.update_item(
+                    TableName=self._table,
+                    Key={"pk": {"S": key}},
+                    UpdateExpression="ADD #count :minus_one",
+                    ConditionExpression="attribute_exists(#count)",
+                    ExpressionAttributeNames={"#count": "count"},
+                    ExpressionAttributeValues={":minus_one": {"N": "-1"}},
+                ),
+            )
+        except _ConditionFailed:
+            return  # the window's counter is gone (TTL): nothing to give back
+
     def get(self, key: str) -> int:
         response = self._call(
             "GetItem",
@@ -67,6 +110,8 @@ class DynamoDBCounterStore:
             return call()
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code == "ConditionalCheckFailedException":
+                raise _ConditionFailed from exc
             error: VaultPayError
             if code in _CONFIGURATION_CODES:
                 error = ConfigurationError(f"rate-limit table {self._table} refused {operation}: {code}")

@@ -1,0 +1,149 @@
+"""Restart of a persistent local cloud: start-to-ready with an empty state vs a populated one, and its size.
+
+A persistent cloud (no --in-memory) in a temporary state dir: first start (nothing saved), a restart with only
+what provisioning saved, then the bank test's workload (tests/support/bank_run.py: customers, accounts,
+deposits, concurrent transfers under faults), a stop (which waits for sagas in flight and saves moto's state)
+and a restart on that populated state. Each start is timed from the `vaultpay local up` process start to
+Ready (state.json); the state dir is measured per part after the stop.
+
+    .venv/bin/python bench/restart_bench.py --out bench/restart-results.md [--scale short|soak]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its siblings are modules
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' helpers
+from runinfo import run_info, write_figures
+from support.bank import create_admin
+from support.bank_run import SHORT, SOAK, BankRun
+from support.cloud import CloudProcess
+from support.http import ApiClient
+
+from localcloud.faults import FaultClient
+from localcloud.stored_state import StoredState
+
+SCALES = {"short": SHORT, "soak": SOAK}
+
+
+class Cloud:
+    """What BankRun needs of a cloud (edge, clients, function names), over a CloudProcess."""
+
+    def __init__(self, process: CloudProcess) -> None:
+        self.process = process
+        self.state: dict[str, Any] = {}
+        self._addresses = iter(f"127.2.{a}.{b}" for a in range(1, 250) for b in range(2, 250))
+
+    def start(self) -> float:
+        began = time.monotonic()
+        self.state = self.process.start(timeout_s=900)
+        return time.monotonic() - began
+
+    def stop(self) -> float:
+        began = time.monotonic()
+        self.process.stop(timeout_s=900)
+        return time.monotonic() - began
+
+    @property
+    def edge(self) -> str:
+        return str(self.state["endpoints"]["edge"])
+
+    def api(self, device_id: str = "device-bench-1") -> ApiClient:
+        return ApiClient(self.state["endpoints"]["api"], next(self._addresses), device_id)
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.client(
+            service,
+            endpoint_url=self.edge,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",  # noqa: S106 - the emulators accept any credentials
+        )
+
+    def function_name(self, logical_id: str) -> str:
+        return next(n for n, info in self.state["functions"].items() if info["logical_id"] == logical_id)
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1024 / 1024:.1f}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("bench/restart-results.md"))
+    parser.add_argument("--scale", choices=sorted(SCALES), default="short")
+    args = parser.parse_args()
+    state_dir = Path(tempfile.mkdtemp(prefix="vaultpay-restart-")) / "state"
+    cloud = Cloud(CloudProcess(state_dir))
+    figures: dict[str, Any] = {}
+    try:
+        figures["first_start_s"] = cloud.start()
+        figures["stop_empty_s"] = cloud.stop()
+        figures["restart_empty_s"] = cloud.start()
+        empty_sizes = StoredState(state_dir).size_bytes()
+        began = time.monotonic()
+        outcome = BankRun(
+            cloud.api, create_admin(cloud), cloud, FaultClient(cloud.edge), SCALES[args.scale]
+        ).run()
+        figures["workload_s"] = time.monotonic() - began
+        figures["workload_ok"] = outcome.ok
+        figures["transfers"] = outcome.figures.get("transfers sent")
+        figures["stop_populated_s"] = cloud.stop()
+        sizes = StoredState(state_dir).size_bytes()
+        moto_meta = json.loads((state_dir / "moto" / "snapshot.json").read_text())
+        figures["restart_populated_s"] = cloud.start()
+        figures["state_bytes"] = sizes
+        figures["state_bytes_empty"] = empty_sizes
+        figures["moto_snapshot_bytes"] = moto_meta["bytes"]
+        cloud.stop()
+    finally:
+        cloud.process.kill()
+        shutil.rmtree(state_dir.parent, ignore_errors=True)
+    info = run_info()
+    machine = info["machine"]
+    total = sum(figures["state_bytes"].values())
+    total_empty = sum(figures["state_bytes_empty"].values())
+    lines = [
+        "# Local cloud restart",
+        "",
+        f"{info['date']} · commit {info['commit']} · {machine['cpu']} ({machine['cores']} cores)",
+        f"Command: `.venv/bin/python bench/restart_bench.py --scale {args.scale}`",
+        "",
+        "| | seconds |",
+        "|---|---:|",
+        f"| first start (nothing saved) | {figures['first_start_s']:.1f} |",
+        f"| restart, state of a fresh stack | {figures['restart_empty_s']:.1f} |",
+        f"| workload: bank test `{args.scale}` ({figures['transfers']} transfers, "
+        f"ok={figures['workload_ok']}) | {figures['workload_s']:.1f} |",
+        f"| stop after it (waits for sagas, saves moto's state) | {figures['stop_populated_s']:.1f} |",
+        f"| restart on the populated state | {figures['restart_populated_s']:.1f} |",
+        "",
+        "| state dir part | fresh stack (MiB) | after the workload (MiB) |",
+        "|---|---:|---:|",
+        *(
+            f"| {part} | {_mib(figures['state_bytes_empty'].get(part, 0))} | {_mib(size)} |"
+            for part, size in sorted(figures["state_bytes"].items())
+        ),
+        f"| **total** | {_mib(total_empty)} | {_mib(total)} |",
+        "",
+        f"moto snapshot after the workload: {_mib(figures['moto_snapshot_bytes'])} MiB.",
+        "",
+    ]
+    args.out.write_text("\n".join(lines))
+    write_figures(args.out, "restart", figures)
+    print("\n".join(lines))
+    return 0 if figures["workload_ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
