@@ -97,6 +97,7 @@ bench: install
 	$(BIN)/python bench/coldstart_bench.py --out bench/coldstart-results.md
 	$(BIN)/python bench/schemathesis_run.py --out bench/schemathesis-results.md
 	$(BIN)/python bench/restart_bench.py --out bench/restart-results.md
+	$(BIN)/python bench/token_signing_bench.py --out bench/token-signing-results.md
 	$(BIN)/python bench/results.py --since $(BENCH_STARTED) --strict
 
 clean:

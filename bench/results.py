@@ -36,6 +36,7 @@ OTHER_RESULTS = [
     ("audit-lag-results.md", "Audit lag: committed change to audit record"),
     ("ledger-results.md", "Ledger: reserve and settle, hot account vs many"),
     ("restart-results.md", "Local cloud restart: empty vs populated state, state dir size"),
+    ("token-signing-results.md", "Access-token signing: kms:Sign vs a key in memory"),
 ]
 
 

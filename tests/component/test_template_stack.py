@@ -196,7 +196,17 @@ def test_gateway_responses_are_problem_json(cfn: dict[str, Any]) -> None:
 
 
 def test_the_template_uses_only_intrinsics_the_local_cloud_resolves(sam: dict[str, Any]) -> None:
-    allowed = {"Ref", "Fn::GetAtt", "Fn::Sub", "Fn::If", "Fn::Join", "Fn::Select", "Fn::FindInMap"}
+    allowed = {
+        "Ref",
+        "Fn::GetAtt",
+        "Fn::Sub",
+        "Fn::If",
+        "Fn::Join",
+        "Fn::Select",
+        "Fn::FindInMap",
+        "Fn::Split",
+    }
+    allowed |= {"Fn::Equals", "Fn::Not", "Fn::And", "Fn::Or"}  # in Conditions (localcloud.template.Resolver)
     used: set[str] = set()
 
     def walk(node: Any) -> None:
@@ -219,36 +229,34 @@ def test_the_template_uses_only_intrinsics_the_local_cloud_resolves(sam: dict[st
 IDENTITY_GRANTS: dict[str, dict[str, set[str]]] = {
     "RegisterFunction": {
         "AuthTable": {"dynamodb:GetItem", "dynamodb:PutItem"},
+        "AuthRateLimitTable": {"dynamodb:UpdateItem"},
         "PiiKey": {"kms:GenerateDataKey"},
         "BlindIndexKeySecret": {"secretsmanager:GetSecretValue"},
     },
     "LoginFunction": {
         "AuthTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
-        "AuthRateLimitTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
+        "AuthRateLimitTable": {"dynamodb:UpdateItem"},
         "BlindIndexKeySecret": {"secretsmanager:GetSecretValue"},
     },
     "MfaVerifyFunction": {
         "AuthTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
-        "AuthRateLimitTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"},
+        "AuthRateLimitTable": {"dynamodb:UpdateItem"},
         "PiiKey": {"kms:Decrypt"},
-        "SigningKeysSecret": {"secretsmanager:GetSecretValue"},
+        "TokenSigningKey": {"kms:Sign"},
     },
     "RefreshFunction": {
         "AuthTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
         "AuthRateLimitTable": {"dynamodb:UpdateItem"},
-        "SigningKeysSecret": {"secretsmanager:GetSecretValue"},
+        "TokenSigningKey": {"kms:Sign"},
     },
     "LogoutFunction": {"AuthTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}},
     "MeFunction": {"AuthTable": {"dynamodb:GetItem"}, "PiiKey": {"kms:Decrypt"}},
     "DevicesFunction": {"AuthTable": {"dynamodb:Query"}},
-    "JwksFunction": {"SigningKeysSecret": {"secretsmanager:GetSecretValue"}},
+    "JwksFunction": {"TokenSigningKey": {"kms:GetPublicKey"}},
     "AuthorizerFunction": {
         "AuthTable": {"dynamodb:PutItem"},
         "AuthRateLimitTable": {"dynamodb:UpdateItem"},
-        "SigningKeysSecret": {"secretsmanager:GetSecretValue"},
-    },
-    "KeyBootstrapFunction": {
-        "SigningKeysSecret": {"secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"},
+        "TokenSigningKey": {"kms:GetPublicKey"},
     },
     "CreateAdminFunction": {
         "AuthTable": {"dynamodb:GetItem", "dynamodb:PutItem"},
@@ -256,7 +264,16 @@ IDENTITY_GRANTS: dict[str, dict[str, set[str]]] = {
         "BlindIndexKeySecret": {"secretsmanager:GetSecretValue"},
     },
 }
-IDENTITY_RESOURCES = {"AuthTable", "AuthRateLimitTable", "PiiKey", "BlindIndexKeySecret", "SigningKeysSecret"}
+IDENTITY_RESOURCES = {"AuthTable", "AuthRateLimitTable", "PiiKey", "BlindIndexKeySecret", "TokenSigningKey"}
+# The signing key as every function is told of it: the stack's key unless the TokenSigningKeyArn parameter
+# names another (a rotation).
+TOKEN_SIGNER = {
+    "Fn::If": [
+        "UseStackSigningKey",
+        {"Fn::GetAtt": ["TokenSigningKey", "Arn"]},
+        {"Ref": "TokenSigningKeyArn"},
+    ]
+}
 PUBLIC_ROUTES = {
     ("GET", "/v1/health"),
     ("POST", "/v1/auth/register"),
@@ -274,11 +291,12 @@ IDENTITY_ENVIRONMENT = {
     "RATE_LIMIT_TABLE": {"Ref": "AuthRateLimitTable"},
     "PII_KEY_ID": {"Fn::GetAtt": ["PiiKey", "Arn"]},
     "BLIND_INDEX_SECRET_ARN": {"Ref": "BlindIndexKeySecret"},
-    "SIGNING_KEYS_SECRET_ARN": {"Ref": "SigningKeysSecret"},
+    "TOKEN_SIGNING_KEY_ID": TOKEN_SIGNER,
+    "TOKEN_VERIFY_KEY_IDS": {"Ref": "TokenVerifyOnlyKeyArns"},
     "TOKEN_ISSUER": {"Fn::Sub": "https://auth.vaultpay.dev/${Stage}"},
     "TOKEN_AUDIENCE": "vaultpay-api",
 }
-# Secrets Manager calls that change a secret: only the bootstrap may make one, and only PutSecretValue.
+# Secrets Manager calls that change a secret: no function may make one.
 SECRET_WRITES = {
     "secretsmanager:PutSecretValue",
     "secretsmanager:UpdateSecret",
@@ -299,8 +317,21 @@ def _statements(role: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+# The template's conditions as they are with the parameters' defaults (no rotation in progress).
+DEFAULT_CONDITIONS = {"UseStackSigningKey": True, "HasVerifyOnlyKeys": False}
+
+
+def _default_branch(value: Any) -> Any:
+    """`value` with every Fn::If replaced by its branch under DEFAULT_CONDITIONS."""
+    if isinstance(value, dict) and "Fn::If" in value:
+        condition, then, otherwise = value["Fn::If"]
+        return _default_branch(then if DEFAULT_CONDITIONS[condition] else otherwise)
+    return value
+
+
 def _resource_id(resource: Any) -> str:
     """The logical id a policy Resource names (!Ref X or !GetAtt X.Arn); anything else as text."""
+    resource = _default_branch(resource)
     if isinstance(resource, dict) and "Ref" in resource:
         return str(resource["Ref"])
     if isinstance(resource, dict) and "Fn::GetAtt" in resource:
@@ -314,7 +345,7 @@ def _grants(role: dict[str, Any]) -> dict[str, set[str]]:
     grants: dict[str, set[str]] = {}
     for statement in _statements(role):
         assert statement["Effect"] == "Allow", statement
-        for resource in _as_list(statement["Resource"]):
+        for resource in _as_list(_default_branch(statement["Resource"])):
             grants.setdefault(_resource_id(resource), set()).update(map(str, _as_list(statement["Action"])))
     return grants
 
@@ -330,7 +361,6 @@ def test_every_identity_function_exists_with_its_contract_code_location(sam: dic
         "DevicesFunction": "devices",
         "JwksFunction": "jwks",
         "AuthorizerFunction": "authorizer",
-        "KeyBootstrapFunction": "keys_bootstrap",
         "CreateAdminFunction": "create_admin",
     }
     assert set(directories) == set(IDENTITY_GRANTS)
@@ -444,7 +474,7 @@ def test_no_statement_grants_a_whole_service_or_every_action(cfn: dict[str, Any]
             assert "dynamodb:*" not in actions, (function, statement)
 
 
-def test_only_the_key_bootstrap_may_write_a_secret_and_only_the_signing_keys(cfn: dict[str, Any]) -> None:
+def test_no_function_may_write_a_secret(cfn: dict[str, Any]) -> None:
     for function, role in _roles_by_function(cfn).items():
         writes = {
             (resource, action)
@@ -452,12 +482,7 @@ def test_only_the_key_bootstrap_may_write_a_secret_and_only_the_signing_keys(cfn
             for action in actions
             if action in SECRET_WRITES
         }
-        expected = (
-            {("SigningKeysSecret", "secretsmanager:PutSecretValue")}
-            if function == "KeyBootstrapFunction"
-            else set()
-        )
-        assert writes == expected, function
+        assert writes == set(), function
 
 
 def test_the_authorizer_may_write_only_outbox_items_and_api_call_counters(cfn: dict[str, Any]) -> None:
@@ -490,7 +515,9 @@ def test_each_kms_key_is_usable_only_with_its_own_key_context(cfn: dict[str, Any
     for function, role in _roles_by_function(cfn).items():
         for statement in _statements(role):
             if any(str(action).startswith("kms:") for action in _as_list(statement["Action"])):
-                (key,) = {_resource_id(r) for r in _as_list(statement["Resource"])}
+                (key,) = {_resource_id(r) for r in _as_list(_default_branch(statement["Resource"]))}
+                if key == "TokenSigningKey":
+                    continue  # an asymmetric signing key: no data keys, no encryption context
                 expected = {f"kms:EncryptionContext:{k}": v for k, v in KEY_CONTEXTS[key].items()}
                 assert statement["Condition"] == {"StringEquals": expected}, function
 
@@ -537,7 +564,7 @@ def test_identity_functions_get_the_contracts_environment(sam: dict[str, Any]) -
     assert {
         "AUTH_TABLE",
         "RATE_LIMIT_TABLE",
-        "SIGNING_KEYS_SECRET_ARN",
+        "TOKEN_SIGNING_KEY_ID",
         "TOKEN_ISSUER",
         "TOKEN_AUDIENCE",
     } <= set(authorizer)
@@ -549,11 +576,14 @@ def test_functions_with_their_own_composition_are_told_only_of_resources_they_ma
     # The identity service's functions share vaultpay.shared.bootstrap.auth_service, which reads all seven
     # variables; these three compose their own adapters and get only the names they use.
     roles = _roles_by_function(cfn)
-    for function in ("AuthorizerFunction", "JwksFunction", "KeyBootstrapFunction"):
+    parameters = set(sam["Parameters"])
+    for function in ("AuthorizerFunction", "JwksFunction"):
         variables = sam["Resources"][function]["Properties"]["Environment"]["Variables"]
         granted = set(_grants(roles[function]))
         for name, value in variables.items():
             if name in IDENTITY_ENVIRONMENT and isinstance(value, dict) and "Fn::Sub" not in value:
+                if value.get("Ref") in parameters:
+                    continue  # a parameter's value (verify-only key ARNs), granted as TokenSigningKey's are
                 assert _resource_id(value) in granted, (function, name)
 
 
@@ -588,15 +618,32 @@ def test_the_pii_key_rotates_and_outlives_the_stack(sam: dict[str, Any]) -> None
     assert alias["TargetKeyId"] == {"Ref": "PiiKey"}
 
 
-def test_the_signing_keys_are_bootstrapped_before_anything_reads_them(sam: dict[str, Any]) -> None:
-    custom = sam["Resources"]["SigningKeys"]
-    assert custom["Type"] == "Custom::SigningKeys"
-    assert custom["Properties"]["ServiceToken"] == {"Fn::GetAtt": ["KeyBootstrapFunction", "Arn"]}
-    assert custom["Properties"]["SecretArn"] == {"Ref": "SigningKeysSecret"}
-    assert int(custom["Properties"]["ServiceTimeout"]) <= 300
-    for function, grants in IDENTITY_GRANTS.items():
-        if "SigningKeysSecret" in grants and function != "KeyBootstrapFunction":
-            assert sam["Resources"][function].get("DependsOn") == "SigningKeys", function
+def test_access_tokens_are_signed_inside_kms_and_verifiers_read_public_keys_only(cfn: dict[str, Any]) -> None:
+    key = cfn["Resources"]["TokenSigningKey"]["Properties"]
+    assert (key["KeySpec"], key["KeyUsage"]) == ("ECC_NIST_P256", "SIGN_VERIFY")
+    for statement in key["KeyPolicy"]["Statement"]:
+        assert statement["Principal"]["AWS"] == {
+            "Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"
+        }
+    roles = _roles_by_function(cfn)
+    signers = {f for f, role in roles.items() if "kms:Sign" in _grants(role).get("TokenSigningKey", set())}
+    readers = {
+        f for f, role in roles.items() if "kms:GetPublicKey" in _grants(role).get("TokenSigningKey", set())
+    }
+    assert signers == {"MfaVerifyFunction", "RefreshFunction"}
+    assert readers == {"AuthorizerFunction", "JwksFunction"}
+    # No secret holds a private key any more, and no role reads the key's private half in any way
+    assert "SigningKeysSecret" not in cfn["Resources"]
+    for function, role in roles.items():
+        actions = _grants(role).get("TokenSigningKey", set())
+        assert actions <= {"kms:Sign", "kms:GetPublicKey"}, (function, actions)
+    # During a rotation the verify-only keys are readable (public halves) by the verifiers, signable by none
+    for statement in _statements(roles["AuthorizerFunction"]):
+        if statement["Action"] == "kms:GetPublicKey":
+            assert statement["Resource"]["Fn::If"][0] == "HasVerifyOnlyKeys"
+
+
+def test_the_blind_index_key_outlives_the_stack(sam: dict[str, Any]) -> None:
     blind = sam["Resources"]["BlindIndexKeySecret"]
     assert blind["Properties"]["GenerateSecretString"]["PasswordLength"] == 64
     assert blind["DeletionPolicy"] == blind["UpdateReplacePolicy"] == "Retain"

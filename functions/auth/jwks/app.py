@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from vaultpay.shared.bootstrap import signing_keys
+from vaultpay.shared.bootstrap import token_public_keys
 from vaultpay.shared.http import make_resolver
 from vaultpay.shared.observability import get_logger, get_tracer
 from vaultpay.shared.openapi import success
@@ -42,7 +42,7 @@ def jwks() -> Response[dict[str, Any]]:
     return Response(
         status_code=200,
         content_type=content_types.APPLICATION_JSON,
-        body=signing_keys().jwks(),
+        body=token_public_keys().jwks(),
         # Public keys only, so any cache may keep them; five minutes bounds how long a verifier can miss a
         # newly added key (a rotation adds a key at least this long before it starts signing).
         headers={"Cache-Control": "public, max-age=300"},

@@ -31,7 +31,7 @@ class Cloud:
     kms: Any
     secretsmanager: Any
     key_id: str
-    signing_secret_arn: str
+    signing_key_arn: str
     blind_index_secret_arn: str
 
 
@@ -45,7 +45,7 @@ def _reset_caches() -> None:
         settings.get_auth_settings,
         aws.aws_client,
         bootstrap.secret_cache,
-        bootstrap.signing_keys,
+        bootstrap.token_public_keys,
         bootstrap.auth_service,
         store._models,
     ):
@@ -64,8 +64,6 @@ def cloud(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> It
     dynamodb_endpoint = DYNAMODB_ENDPOINT
     if request.node.get_closest_marker("dynamodb_local"):
         dynamodb_endpoint = request.getfixturevalue("dynamodb_endpoint")
-
-    from vaultpay.auth.tokens import generate_signing_key_document
 
     for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")]:
         monkeypatch.delenv(name)
@@ -105,8 +103,8 @@ def cloud(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> It
         )
         kms = boto3.client("kms", region_name="us-east-1")
         key_id = kms.create_key(Description="PII")["KeyMetadata"]["KeyId"]
+        signing = kms.create_key(Description="token signing", KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")
         secrets = boto3.client("secretsmanager", region_name="us-east-1")
-        signing = secrets.create_secret(Name="signing-keys", SecretString=generate_signing_key_document())
         blind = secrets.create_secret(
             Name="blind-index-key", SecretString="k" * 32 + "EY-of-64-characters-for-the-blind-index"
         )
@@ -115,7 +113,8 @@ def cloud(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> It
             "RATE_LIMIT_TABLE": RATE_LIMIT_TABLE,
             "PII_KEY_ID": key_id,
             "BLIND_INDEX_SECRET_ARN": blind["ARN"],
-            "SIGNING_KEYS_SECRET_ARN": signing["ARN"],
+            "TOKEN_SIGNING_KEY_ID": signing["KeyMetadata"]["Arn"],
+            "TOKEN_VERIFY_KEY_IDS": "",
             "TOKEN_ISSUER": ISSUER,
             "TOKEN_AUDIENCE": AUDIENCE,
         }
@@ -126,7 +125,7 @@ def cloud(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> It
             kms=kms,
             secretsmanager=secrets,
             key_id=key_id,
-            signing_secret_arn=signing["ARN"],
+            signing_key_arn=signing["KeyMetadata"]["Arn"],
             blind_index_secret_arn=blind["ARN"],
         )
     _reset_caches()

@@ -1,4 +1,4 @@
-"""AuthorizerFunction's handler and wiring against moto: DynamoDB counters, the outbox, the key secret."""
+"""AuthorizerFunction's handler and wiring against moto: DynamoDB counters, the outbox, KMS public keys."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from vaultpay.auth import authorizer_wiring
-from vaultpay.auth.tokens import SigningKeySet, generate_signing_key_document, issue_access_token
+from vaultpay.auth.kms_keys import KmsTokenSigner
+from vaultpay.auth.tokens import TokenSigner, issue_access_token
 
 pytestmark = pytest.mark.component
 ROOT = Path(__file__).resolve().parents[3]
@@ -39,11 +40,11 @@ class FakeLambdaContext:
 @dataclass
 class Stack:
     dynamodb: Any
-    secrets: Any
+    kms: Any
     auth_table: str
     rate_limit_table: str
-    secret_arn: str
-    keys: SigningKeySet
+    key_arn: str
+    keys: TokenSigner
 
 
 @pytest.fixture
@@ -64,7 +65,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     }
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SECRETSMANAGER"):
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_KMS"):
         monkeypatch.delenv(name, raising=False)
     aws_client.cache_clear()
     authorizer_wiring.authorizer.cache_clear()
@@ -89,17 +90,16 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
         )
-        secrets = aws_client("secretsmanager")
-        document = generate_signing_key_document()
-        arn = secrets.create_secret(Name="vaultpay/test/auth/signing-keys", SecretString=document)["ARN"]
-        monkeypatch.setenv("SIGNING_KEYS_SECRET_ARN", arn)
+        kms = aws_client("kms")
+        arn = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
+        monkeypatch.setenv("TOKEN_SIGNING_KEY_ID", arn)
         yield Stack(
             dynamodb=dynamodb,
-            secrets=secrets,
+            kms=kms,
             auth_table=environment["AUTH_TABLE"],
             rate_limit_table=environment["RATE_LIMIT_TABLE"],
-            secret_arn=arn,
-            keys=SigningKeySet.from_secret(document),
+            key_arn=arn,
+            keys=KmsTokenSigner(kms, arn),
         )
     authorizer_wiring.authorizer.cache_clear()
     aws_client.cache_clear()
@@ -115,7 +115,7 @@ def app() -> ModuleType:
     return module
 
 
-def _token(keys: SigningKeySet, *, role: str = "customer") -> str:
+def _token(keys: TokenSigner, *, role: str = "customer") -> str:
     token, _ = issue_access_token(
         keys, user_id=USER, role=role, device_id=DEVICE, issuer=ISSUER, audience=AUDIENCE, now=time.time()
     )
@@ -199,13 +199,14 @@ def test_an_admin_is_allowed_on_an_admin_route(app: ModuleType, stack: Stack) ->
     assert response["policyDocument"]["Statement"][0]["Effect"] == "Allow"
 
 
-def test_an_unreadable_key_secret_fails_closed_and_never_as_unauthorized(
+def test_an_unreadable_verification_key_fails_closed_and_never_as_unauthorized(
     app: ModuleType, stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A broken deployment must surface as a 500 (and an alarm), not as "your token is bad"
-    monkeypatch.setenv("SIGNING_KEYS_SECRET_ARN", stack.secret_arn + "-missing")
+    missing = stack.key_arn.rsplit("/", 1)[0] + "/0b3b3f0e-0000-4000-8000-000000000000"
+    monkeypatch.setenv("TOKEN_SIGNING_KEY_ID", missing)
     authorizer_wiring.authorizer.cache_clear()
-    with pytest.raises(Exception, match="cannot be read") as caught:
+    with pytest.raises(Exception, match="KMS refused GetPublicKey") as caught:
         app.handler(_event(Authorization=f"Bearer {_token(stack.keys)}"), FakeLambdaContext())
     assert str(caught.value) != "Unauthorized"
 
@@ -219,23 +220,44 @@ def test_a_missing_setting_names_the_variable(
         app.handler(_event(Authorization=f"Bearer {_token(stack.keys)}"), FakeLambdaContext())
 
 
-def test_the_key_document_is_parsed_once_while_it_does_not_change(
+def test_the_public_key_is_read_from_kms_once_per_container(
     app: ModuleType, stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vaultpay.auth import tokens
+    from botocore.client import BaseClient
 
-    parses = {"n": 0}
-    original = tokens.SigningKeySet.from_secret.__func__  # type: ignore[attr-defined]
+    calls: list[str] = []
+    real = BaseClient._make_api_call
 
-    def counting(cls: type[SigningKeySet], text: str) -> SigningKeySet:
-        parses["n"] += 1
-        return original(cls, text)  # type: ignore[no-any-return]
+    def counting(self: Any, operation: str, params: dict[str, Any]) -> Any:
+        calls.append(operation)
+        return real(self, operation, params)
 
-    monkeypatch.setattr(tokens.SigningKeySet, "from_secret", classmethod(counting))
+    monkeypatch.setattr(BaseClient, "_make_api_call", counting)
     token = f"Bearer {_token(stack.keys)}"
+    calls.clear()
     for _ in range(5):
         app.handler(_event(Authorization=token), FakeLambdaContext())
-    assert parses["n"] == 1
+    assert calls.count("GetPublicKey") == 1
+    assert "Sign" not in calls  # a verifier never signs
+
+
+def test_a_token_of_a_verify_only_key_passes_during_a_rotation(
+    app: ModuleType, stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a second key, listed as verify-only while the first still signs
+    second = stack.kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
+    monkeypatch.setenv("TOKEN_VERIFY_KEY_IDS", second)
+    authorizer_wiring.authorizer.cache_clear()
+    # Then tokens of both keys are accepted, each picked by its kid
+    for signer in (stack.keys, KmsTokenSigner(stack.kms, second)):
+        response = app.handler(_event(Authorization=f"Bearer {_token(signer)}"), FakeLambdaContext())
+        assert response["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+    # And a key nobody listed is refused
+    stranger = stack.kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
+        app.handler(
+            _event(Authorization=f"Bearer {_token(KmsTokenSigner(stack.kms, stranger))}"), FakeLambdaContext()
+        )
 
 
 def test_neither_the_token_nor_the_device_mismatch_leaks_a_token_into_the_log(

@@ -23,11 +23,11 @@ EXPECTED: dict[str, set[Action]] = {
         ("dynamodb:GetItem", "AuthTable"),
         ("dynamodb:PutItem", "AuthTable"),
         ("kms:GenerateDataKey", "PiiKey"),
+        ("dynamodb:UpdateItem", "AuthRateLimitTable"),  # registrations per IP and in all
     },
     "login": {
         ("secretsmanager:GetSecretValue", "BlindIndexKeySecret"),
-        ("dynamodb:GetItem", "AuthRateLimitTable"),
-        ("dynamodb:UpdateItem", "AuthRateLimitTable"),
+        ("dynamodb:UpdateItem", "AuthRateLimitTable"),  # attempts reserved, given back, challenges counted
         ("dynamodb:GetItem", "AuthTable"),
         ("dynamodb:PutItem", "AuthTable"),
         ("dynamodb:UpdateItem", "AuthTable"),  # re-hashing a password stored with older parameters
@@ -36,17 +36,16 @@ EXPECTED: dict[str, set[Action]] = {
         ("dynamodb:GetItem", "AuthTable"),
         ("dynamodb:PutItem", "AuthTable"),
         ("dynamodb:UpdateItem", "AuthTable"),
-        ("dynamodb:GetItem", "AuthRateLimitTable"),
         ("dynamodb:UpdateItem", "AuthRateLimitTable"),
         ("kms:Decrypt", "PiiKey"),
-        ("secretsmanager:GetSecretValue", "SigningKeysSecret"),
+        ("kms:Sign", "TokenSigningKey"),
     },
     "refresh": {
         ("dynamodb:GetItem", "AuthTable"),
         ("dynamodb:PutItem", "AuthTable"),
         ("dynamodb:UpdateItem", "AuthTable"),
         ("dynamodb:UpdateItem", "AuthRateLimitTable"),
-        ("secretsmanager:GetSecretValue", "SigningKeysSecret"),
+        ("kms:Sign", "TokenSigningKey"),
     },
     "logout": {
         ("dynamodb:GetItem", "AuthTable"),
@@ -55,7 +54,7 @@ EXPECTED: dict[str, set[Action]] = {
     },
     "me": {("dynamodb:GetItem", "AuthTable"), ("kms:Decrypt", "PiiKey")},
     "devices": {("dynamodb:Query", "AuthTable")},
-    "jwks": {("secretsmanager:GetSecretValue", "SigningKeysSecret")},
+    "jwks": {("kms:GetPublicKey", "TokenSigningKey")},
     "create_admin": {
         ("secretsmanager:GetSecretValue", "BlindIndexKeySecret"),
         ("dynamodb:GetItem", "AuthTable"),
@@ -101,7 +100,7 @@ def recorder(cloud: Any, monkeypatch: pytest.MonkeyPatch) -> Recorder:
             "vaultpay-test-auth-rate-limits": "AuthRateLimitTable",
             "vaultpay-test-auth": "AuthTable",
             cloud.key_id: "PiiKey",
-            cloud.signing_secret_arn: "SigningKeysSecret",
+            cloud.signing_key_arn: "TokenSigningKey",
             cloud.blind_index_secret_arn: "BlindIndexKeySecret",
         }
     )

@@ -39,7 +39,6 @@ from vaultpay.auth.service import (
     LoginCompletion,
     NewUser,
     RefreshTokenNotActive,
-    SigningKeysFromSecret,
     TokenPair,
     TotpStepAlreadyUsed,
     device_id_from_event,
@@ -295,13 +294,12 @@ def world(key_document: str) -> World:
     passwords = FakePasswords()
     counters = FakeCounterStore()
     clock = Clock()
-    secrets = StaticSecrets({"signing": key_document})
     service = AuthService(
         store=store,
         cipher=FakeCipher(),
         index=BlindIndex(b"blind-index-key-for-unit-tests-only!"),
         passwords=passwords,
-        signing_keys=SigningKeysFromSecret(secrets, "signing"),
+        signer=SigningKeySet.from_secret(key_document),
         limiter=RateLimiter(counters),
         issuer=ISSUER,
         audience=AUDIENCE,
@@ -923,16 +921,6 @@ def test_the_source_ip_is_api_gateways_not_the_forwarded_header() -> None:
     event = {"headers": {"X-Forwarded-For": "1.2.3.4"}, "requestContext": {"identity": {"sourceIp": IP}}}
     assert source_ip_from_event(event) == IP
     assert source_ip_from_event({}) == "unknown"
-
-
-def test_signing_keys_are_parsed_again_only_when_the_secret_changes(key_document: str) -> None:
-    secrets = StaticSecrets({"signing": key_document})
-    keys = SigningKeysFromSecret(secrets, "signing")
-    assert keys.key_set() is keys.key_set()
-    secrets.values["signing"] = generate_signing_key_document()
-    rotated = keys.key_set()
-    assert rotated.active_kid != SigningKeySet.from_secret(key_document).active_kid
-    assert set(keys.jwks()["keys"][0]) == {"kty", "crv", "x", "y", "kid", "alg", "use"}  # no private "d"
 
 
 def test_no_log_line_holds_a_password_code_token_email_or_phone(

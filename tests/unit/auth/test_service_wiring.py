@@ -17,7 +17,7 @@ ENVIRONMENT = {
     "RATE_LIMIT_TABLE": "vaultpay-local-AuthRateLimitTable",
     "PII_KEY_ID": "alias/vaultpay-local-pii",
     "BLIND_INDEX_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:000000000000:secret:blind-index",
-    "SIGNING_KEYS_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:000000000000:secret:signing-keys",
+    "TOKEN_SIGNING_KEY_ID": "arn:aws:kms:us-east-1:000000000000:key/6f9b1c2e-0000-4000-8000-00000000a1a1",
     "TOKEN_ISSUER": "https://auth.vaultpay.dev/local",
     "TOKEN_AUDIENCE": "vaultpay-api",
 }
@@ -31,7 +31,7 @@ def fresh_caches(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         settings.get_auth_settings,
         aws.aws_client,
         bootstrap.secret_cache,
-        bootstrap.signing_keys,
+        bootstrap.token_public_keys,
         bootstrap.auth_service,
         store._models,
     )
@@ -59,7 +59,8 @@ def test_building_the_service_reads_settings_but_touches_no_aws(monkeypatch: pyt
     assert bootstrap.auth_service() is service
 
 
-@pytest.mark.parametrize("missing", sorted(ENVIRONMENT))
+# The signing key is read at the first signature (only MFA verify and refresh sign): tested on its own below.
+@pytest.mark.parametrize("missing", sorted(set(ENVIRONMENT) - {"TOKEN_SIGNING_KEY_ID"}))
 def test_a_missing_setting_fails_at_first_use_naming_the_variable(
     monkeypatch: pytest.MonkeyPatch, missing: str
 ) -> None:
@@ -77,9 +78,21 @@ def test_a_blank_setting_is_as_missing_as_an_absent_one() -> None:
     assert auth.require("rate_limit_table") == "vaultpay-local-AuthRateLimitTable"
 
 
-def test_the_jwks_function_needs_only_the_signing_key_secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SIGNING_KEYS_SECRET_ARN", ENVIRONMENT["SIGNING_KEYS_SECRET_ARN"])
-    assert bootstrap.signing_keys() is bootstrap.signing_keys()
+def test_a_missing_signing_key_fails_at_the_first_signature_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in ENVIRONMENT.items():
+        if name != "TOKEN_SIGNING_KEY_ID":
+            monkeypatch.setenv(name, value)
+    signer = bootstrap.token_signer
+    with pytest.raises(ConfigurationError, match="TOKEN_SIGNING_KEY_ID is not set"):
+        signer()
+
+
+def test_the_jwks_function_needs_only_the_token_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOKEN_SIGNING_KEY_ID", ENVIRONMENT["TOKEN_SIGNING_KEY_ID"])
+    assert bootstrap.token_public_keys() is bootstrap.token_public_keys()
+    assert aws.aws_client.cache_info().currsize == 0  # no KMS call until a key is needed
 
 
 def test_functions_without_identity_settings_are_unaffected() -> None:

@@ -1,21 +1,17 @@
-"""The authorizer's composition, built once per warm Lambda: secret-backed keys, DynamoDB counters, outbox."""
+"""The authorizer's composition, built once per warm Lambda: KMS public keys, DynamoDB counters, outbox."""
 
 from __future__ import annotations
 
 import functools
 import os
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from vaultpay.auth.authorizer import Authorizer, AuthorizerRequest
 from vaultpay.shared.errors import ConcurrentModification, ConfigurationError, TransientError, Unauthorized
 from vaultpay.shared.events import DomainEvent
 from vaultpay.shared.observability import bind_log_keys, get_logger
-
-if TYPE_CHECKING:
-    from vaultpay.shared.secrets import SecretCache
 
 # Every protected request waits on these calls: one quick retry, then fail (API Gateway answers 500).
 _AWS_TIMEOUT_S = 1.0
@@ -29,7 +25,8 @@ class AuthorizerSettings:
 
     auth_table: str
     rate_limit_table: str
-    signing_keys_secret_arn: str
+    token_signing_key_id: str
+    token_verify_key_ids: str
     token_issuer: str
     token_audience: str
 
@@ -38,37 +35,15 @@ class AuthorizerSettings:
         names = {
             "auth_table": "AUTH_TABLE",
             "rate_limit_table": "RATE_LIMIT_TABLE",
-            "signing_keys_secret_arn": "SIGNING_KEYS_SECRET_ARN",
+            "token_signing_key_id": "TOKEN_SIGNING_KEY_ID",
             "token_issuer": "TOKEN_ISSUER",
             "token_audience": "TOKEN_AUDIENCE",
         }
         missing = [variable for variable in names.values() if not environ.get(variable, "").strip()]
         if missing:
             raise ConfigurationError("invalid settings: " + "; ".join(f"{m} is not set" for m in missing))
-        return cls(**{field: environ[variable].strip() for field, variable in names.items()})
-
-
-class SecretVerificationKeys:
-    """The public keys of the signing-key secret, read through the SecretCache (so a rotation arrives
-    within its TTL) and parsed again only when the document changes: parsing loads PEM keys."""
-
-    def __init__(self, secrets: SecretCache, secret_id: str) -> None:
-        self._secrets = secrets
-        self._secret_id = secret_id
-        self._lock = threading.Lock()
-        self._document: str | None = None
-        self._keys: Mapping[str, Any] = {}
-
-    def public_keys_by_kid(self) -> Mapping[str, Any]:
-        from vaultpay.auth.tokens import SigningKeySet
-
-        document = self._secrets.get(self._secret_id)
-        with self._lock:
-            if document != self._document:
-                # Only the public halves are kept: the verifier never needs a private key after parsing.
-                self._keys = SigningKeySet.from_secret(document).public_keys_by_kid()
-                self._document = document
-            return self._keys
+        values = {field: environ[variable].strip() for field, variable in names.items()}
+        return cls(**values, token_verify_key_ids=environ.get("TOKEN_VERIFY_KEY_IDS", "").strip())
 
 
 class DynamoDBOutboxWriter:
@@ -108,15 +83,17 @@ class DynamoDBOutboxWriter:
 @functools.cache
 def authorizer() -> Authorizer:
     """The process's authorizer, built on first use and reused by a warm Lambda."""
+    from vaultpay.auth.kms_keys import KmsPublicKeys, parse_key_ids
     from vaultpay.shared.aws import aws_client
     from vaultpay.shared.ratelimit_store import DynamoDBCounterStore
-    from vaultpay.shared.secrets import SecretCache
 
     settings = AuthorizerSettings.from_environ(os.environ)
     dynamodb = aws_client("dynamodb", timeout_s=_AWS_TIMEOUT_S, max_attempts=_AWS_ATTEMPTS)
-    secrets = SecretCache(aws_client("secretsmanager", timeout_s=_AWS_TIMEOUT_S, max_attempts=_AWS_ATTEMPTS))
+    kms = aws_client("kms", timeout_s=_AWS_TIMEOUT_S, max_attempts=_AWS_ATTEMPTS)
+    key_ids = (settings.token_signing_key_id, *parse_key_ids(settings.token_verify_key_ids))
     return Authorizer(
-        keys=SecretVerificationKeys(secrets, settings.signing_keys_secret_arn),
+        # Public keys only (kms:GetPublicKey, once per container): this function can verify, never sign.
+        keys=KmsPublicKeys(kms, key_ids),
         counters=DynamoDBCounterStore(dynamodb, settings.rate_limit_table),
         outbox=DynamoDBOutboxWriter(dynamodb, settings.auth_table),
         issuer=settings.token_issuer,

@@ -24,7 +24,6 @@ users are named by id, unknown accounts by the email's blind index.
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,7 +57,7 @@ from vaultpay.auth.model import (
     rfc3339,
 )
 from vaultpay.auth.tokens import (
-    SigningKeySet,
+    TokenSigner,
     issue_access_token,
     new_refresh_token,
     refresh_token_hash,
@@ -246,40 +245,6 @@ class PasswordHasher(Protocol):
     def verify_against_dummy(self, password: str) -> bool: ...
 
 
-class SigningKeys(Protocol):
-    def key_set(self) -> SigningKeySet: ...
-
-
-class SecretSource(Protocol):
-    """vaultpay.shared.secrets.SecretCache."""
-
-    def get(self, secret_id: str) -> str: ...
-
-
-# ---- key sources over a secret (pure: the secret cache is the port) -------------------------------------
-
-
-class SigningKeysFromSecret:
-    """The token-signing key set in its secret, parsed again only when the document changes."""
-
-    def __init__(self, secrets: SecretSource, secret_id: str) -> None:
-        self._secrets = secrets
-        self._secret_id = secret_id
-        self._lock = threading.Lock()
-        self._parsed: tuple[str, SigningKeySet] | None = None
-
-    def key_set(self) -> SigningKeySet:
-        document = self._secrets.get(self._secret_id)
-        with self._lock:
-            if self._parsed is None or self._parsed[0] != document:
-                self._parsed = (document, SigningKeySet.from_secret(document))
-            return self._parsed[1]
-
-    def jwks(self) -> dict[str, list[dict[str, str]]]:
-        """The public halves only, for `/.well-known/jwks.json`."""
-        return self.key_set().jwks()
-
-
 # ---- commands and results ---------------------------------------------------------------------------------
 
 
@@ -375,7 +340,7 @@ class AuthService:
         cipher: FieldEncryption,
         index: Indexer,
         passwords: PasswordHasher,
-        signing_keys: SigningKeys,
+        signer: TokenSigner,
         limiter: RateLimiter,
         issuer: str,
         audience: str,
@@ -386,7 +351,7 @@ class AuthService:
         self._cipher = cipher
         self._index = index
         self._passwords = passwords
-        self._keys = signing_keys
+        self._signer = signer
         self._limiter = limiter
         self._issuer = issuer
         self._audience = audience
@@ -596,7 +561,7 @@ class AuthService:
         # Signed before the commit, so that nothing can fail between consuming the challenge and
         # answering; a commit that fails discards the token unseen.
         access_token, _ = issue_access_token(
-            self._keys.key_set(),
+            self._signer,
             user_id=user.user_id,
             role=user.role.value,
             device_id=device_id,
@@ -707,7 +672,7 @@ class AuthService:
         if user is None:
             raise _invalid_refresh_token()
         access_token, _ = issue_access_token(
-            self._keys.key_set(),
+            self._signer,
             user_id=user.user_id,
             role=user.role.value,
             device_id=record.device_id,

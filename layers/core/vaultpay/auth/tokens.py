@@ -15,7 +15,7 @@ import secrets
 from base64 import urlsafe_b64decode, urlsafe_b64encode
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 from vaultpay.shared.errors import ConfigurationError, Unauthorized
 
@@ -62,6 +62,38 @@ class AccessClaims:
             "iat": self.issued_at,
             "exp": self.expires_at,
         }
+
+
+class TokenSigner(Protocol):
+    """What signs access tokens: a KMS key in production (vaultpay.auth.kms_keys), a key set in tests."""
+
+    def signing_kid(self) -> str:
+        """The `kid` the signature verifies under."""
+        ...
+
+    def sign(self, signing_input: bytes) -> bytes:
+        """The ES256 signature of `signing_input` as JWS wants it: r and s, 32 bytes each."""
+        ...
+
+
+def raw_signature(der: bytes) -> bytes:
+    """A DER ECDSA signature (what KMS and `cryptography` give) as JWS's fixed-width r || s."""
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    r, s = decode_dss_signature(der)
+    return r.to_bytes(_COORDINATE_BYTES, "big") + s.to_bytes(_COORDINATE_BYTES, "big")
+
+
+def jwks_document(
+    public_keys_by_kid: Mapping[str, EllipticCurvePublicKey],
+) -> dict[str, list[dict[str, str]]]:
+    """The public JWK Set served at `/.well-known/jwks.json`."""
+    return {
+        "keys": [
+            {**_ec_members(key), "kid": kid, "alg": ALGORITHM, "use": "sig"}
+            for kid, key in public_keys_by_kid.items()
+        ]
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +178,16 @@ class SigningKeySet:
         """The public JWK Set served at `/.well-known/jwks.json`."""
         return {"keys": [key.public_jwk() for key in self.keys]}
 
+    # A key set in memory is a TokenSigner too (tests, tools): the active key signs.
+    def signing_kid(self) -> str:
+        return self.active_kid
+
+    def sign(self, signing_input: bytes) -> bytes:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        return raw_signature(self.active.private_key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+
 
 def generate_signing_key_document(kid: str | None = None) -> str:
     """A new secret document holding one fresh P-256 key, active; kid defaults to its RFC 7638 thumbprint."""
@@ -199,7 +241,7 @@ def public_keys_from_jwks(jwks: Mapping[str, Any]) -> dict[str, EllipticCurvePub
 
 
 def issue_access_token(
-    keys: SigningKeySet,
+    signer: TokenSigner,
     *,
     user_id: str,
     role: str,
@@ -209,9 +251,11 @@ def issue_access_token(
     now: float,
     ttl_s: int = ACCESS_TOKEN_TTL_S,
 ) -> tuple[str, AccessClaims]:
-    """Sign a new access token with the active key; `now` is Unix time in seconds."""
-    import jwt
+    """Sign a new access token with the signer's key; `now` is Unix time in seconds.
 
+    The JWS is assembled here and only its signing input goes to the signer: with KMS, the private key
+    never leaves the key service (no verifier can read it).
+    """
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}")
     if not (user_id and device_id and issuer and audience) or ttl_s <= 0:
@@ -227,14 +271,14 @@ def issue_access_token(
         issued_at=issued_at,
         expires_at=issued_at + ttl_s,
     )
-    signer = keys.active
-    token = jwt.encode(
-        claims.as_jwt_claims(),
-        signer.private_key,
-        algorithm=ALGORITHM,
-        headers={"kid": signer.kid, "typ": TOKEN_TYPE},
+    header = {"alg": ALGORITHM, "kid": signer.signing_kid(), "typ": TOKEN_TYPE}
+    signing_input = ".".join(
+        _b64(json.dumps(part, separators=(",", ":")).encode()) for part in (header, claims.as_jwt_claims())
     )
-    return token, claims
+    signature = signer.sign(signing_input.encode("ascii"))
+    if len(signature) != 2 * _COORDINATE_BYTES:
+        raise ConfigurationError("the token signer returned a signature that is not ES256")
+    return f"{signing_input}.{_b64(signature)}", claims
 
 
 def verify_access_token(

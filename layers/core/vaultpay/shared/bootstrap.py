@@ -11,7 +11,9 @@ from vaultpay.shared.settings import get_accounts_settings, get_auth_settings, g
 
 if TYPE_CHECKING:
     from vaultpay.accounts.service import AccountsService
-    from vaultpay.auth.service import AuthService, SigningKeysFromSecret
+    from vaultpay.auth.kms_keys import KmsPublicKeys
+    from vaultpay.auth.service import AuthService
+    from vaultpay.auth.tokens import TokenSigner
     from vaultpay.ops.health import HealthService
     from vaultpay.shared.secrets import SecretCache
     from vaultpay.transfers.service import TransfersService
@@ -73,12 +75,39 @@ def secret_cache() -> SecretCache:
     return SecretCache(_auth_client("secretsmanager"))
 
 
-@functools.cache
-def signing_keys() -> SigningKeysFromSecret:
-    """The token-signing key set (and its JWKS), read from its secret on use."""
-    from vaultpay.auth.service import SigningKeysFromSecret
+class _DeferredSigner:
+    """The access-token signer, made at the first signature: of the identity functions only MFA verify and
+    refresh sign (and only they are given the key and `kms:Sign`)."""
 
-    return SigningKeysFromSecret(secret_cache(), get_auth_settings().require("signing_keys_secret_arn"))
+    def __init__(self, make: Callable[[], TokenSigner]) -> None:
+        self._make = make
+
+    @functools.cached_property
+    def _signer(self) -> TokenSigner:
+        return self._make()
+
+    def signing_kid(self) -> str:
+        return self._signer.signing_kid()
+
+    def sign(self, signing_input: bytes) -> bytes:
+        return self._signer.sign(signing_input)
+
+
+def token_signer() -> TokenSigner:
+    """`kms:Sign` with the access-token key (TOKEN_SIGNING_KEY_ID): the private key never leaves KMS."""
+    from vaultpay.auth.kms_keys import KmsTokenSigner
+
+    return KmsTokenSigner(_auth_client("kms"), get_auth_settings().require("token_signing_key_id"))
+
+
+@functools.cache
+def token_public_keys() -> KmsPublicKeys:
+    """The verification keys (signing + verify-only), public halves from `kms:GetPublicKey`, and the JWKS."""
+    from vaultpay.auth.kms_keys import KmsPublicKeys, parse_key_ids
+
+    settings = get_auth_settings()
+    signing = settings.require("token_signing_key_id")
+    return KmsPublicKeys(_auth_client("kms"), (signing, *parse_key_ids(settings.token_verify_key_ids)))
 
 
 @functools.cache
@@ -101,7 +130,7 @@ def auth_service() -> AuthService:
         cipher=FieldCipher(KmsKeyProvider(_auth_client("kms"), settings.require("pii_key_id"))),
         index=BlindIndexFromSecret(secret_cache(), settings.require("blind_index_secret_arn")),
         passwords=passwords,
-        signing_keys=signing_keys(),
+        signer=_DeferredSigner(token_signer),
         limiter=RateLimiter(counters),
         issuer=settings.require("token_issuer"),
         audience=settings.require("token_audience"),

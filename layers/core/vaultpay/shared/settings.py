@@ -39,7 +39,8 @@ AuthSettingName = Literal[
     "rate_limit_table",
     "pii_key_id",
     "blind_index_secret_arn",
-    "signing_keys_secret_arn",
+    "token_signing_key_id",
+    "token_verify_key_ids",
     "token_issuer",
     "token_audience",
 ]
@@ -48,7 +49,7 @@ AuthSettingName = Literal[
 class AuthSettings(BaseModel):
     """The identity functions' environment (docs/identity-contract.md).
 
-    Each function needs only some of these (the JWKS function only the signing-key secret), so every one
+    Each function needs only some of these (the JWKS function only the token keys), so every one
     is optional here and `require` fails loudly, naming the variable, when a missing one is first needed.
     """
 
@@ -58,7 +59,10 @@ class AuthSettings(BaseModel):
     rate_limit_table: str | None = Field(alias="RATE_LIMIT_TABLE", default=None)
     pii_key_id: str | None = Field(alias="PII_KEY_ID", default=None)
     blind_index_secret_arn: str | None = Field(alias="BLIND_INDEX_SECRET_ARN", default=None)
-    signing_keys_secret_arn: str | None = Field(alias="SIGNING_KEYS_SECRET_ARN", default=None)
+    # The KMS key that signs access tokens (its ARN), and the keys that only verify (comma-separated ARNs,
+    # during a rotation; may be empty).
+    token_signing_key_id: str | None = Field(alias="TOKEN_SIGNING_KEY_ID", default=None)
+    token_verify_key_ids: str | None = Field(alias="TOKEN_VERIFY_KEY_IDS", default=None)
     token_issuer: str | None = Field(alias="TOKEN_ISSUER", default=None)
     token_audience: str | None = Field(alias="TOKEN_AUDIENCE", default=None)
 
