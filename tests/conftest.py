@@ -91,6 +91,8 @@ def local_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningClo
         tmp_path_factory.mktemp("localcloud"),
         "--in-memory",
         "--template", str(ROOT / "template.yaml"), "--template", str(FIXTURE_TEMPLATE),
+        # A signed-out session's tokens end within this (test_sessions.py waits for it).
+        "--parameter", "SessionCheckSeconds=2",
     )  # fmt: skip
     state = cloud.start()
     try:

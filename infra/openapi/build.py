@@ -345,6 +345,7 @@ def enrich_operation(
         add_problem(op, 400, "device_id_required", "The X-Device-Id header is missing or malformed.")
         add_problem(op, 401, "unauthorized", "The access token is missing, expired, forged or revoked.")
         add_problem(op, 401, "device_mismatch", "X-Device-Id is not the device the token was issued to.")
+        add_problem(op, 401, "token_revoked", "The token's session has ended (signed out, or refresh reuse).")
         if any(path.startswith(prefix) for prefix, _roles in ROLE_RULES):
             add_problem(op, 403, "forbidden", "The caller's role may not use this route.")
     # The stage's throttle (template.yaml: ThrottlingRateLimit/BurstLimit, gateway response THROTTLED) answers

@@ -254,7 +254,7 @@ IDENTITY_GRANTS: dict[str, dict[str, set[str]]] = {
     "DevicesFunction": {"AuthTable": {"dynamodb:Query"}},
     "JwksFunction": {"TokenSigningKey": {"kms:GetPublicKey"}},
     "AuthorizerFunction": {
-        "AuthTable": {"dynamodb:PutItem"},
+        "AuthTable": {"dynamodb:PutItem", "dynamodb:GetItem"},
         "AuthRateLimitTable": {"dynamodb:UpdateItem"},
         "TokenSigningKey": {"kms:GetPublicKey"},
     },
@@ -494,11 +494,16 @@ def test_the_authorizer_may_write_only_outbox_items_and_api_call_counters(cfn: d
     for statement in _statements(role):
         if str(statement["Action"]).startswith("dynamodb:"):
             condition = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
-            leading_keys[_resource_id(statement["Resource"])] = condition
+            leading_keys[(_resource_id(statement["Resource"]), statement["Action"])] = condition
     assert leading_keys == {
-        "AuthTable": ["OUTBOX#*"],
-        "AuthRateLimitTable": [f"{KEY_PREFIX}#{RATE_LIMIT_SCOPE}#*"],
+        ("AuthTable", "dynamodb:PutItem"): ["OUTBOX#*"],
+        ("AuthTable", "dynamodb:GetItem"): ["FAMILY#*"],
+        ("AuthRateLimitTable", "dynamodb:UpdateItem"): [f"{KEY_PREFIX}#{RATE_LIMIT_SCOPE}#*"],
     }
+    # It reads one attribute of a session (whether it has ended), never a token hash or a device
+    [read] = [s for s in _statements(role) if s["Action"] == "dynamodb:GetItem"]
+    assert read["Condition"]["ForAllValues:StringEquals"] == {"dynamodb:Attributes": ["revoked"]}
+    assert read["Condition"]["StringEqualsIfExists"] == {"dynamodb:Select": "SPECIFIC_ATTRIBUTES"}
 
 
 # The key context fieldcrypt binds each key's data keys to (vaultpay.shared.bootstrap wires these).

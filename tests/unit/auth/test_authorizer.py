@@ -367,3 +367,61 @@ def test_the_authorizer_speaks_the_auth_models_language() -> None:
     assert authorizer.EVENT_SOURCE == model.EVENT_SOURCE
     for device_id in ["d", "x" * 128, "x" * 129, "", "caf\u00e9", "tab\there", " spaced ok "]:
         assert bool(authorizer._DEVICE_ID.fullmatch(device_id)) == model.is_device_id(device_id), device_id
+
+
+# ---- sessions that have ended ---------------------------------------------------------------------------
+
+
+class EndedSessions:
+    def __init__(self, *ended: str) -> None:
+        self.ended = set(ended)
+        self.asked: list[str] = []
+
+    def revoked(self, session_id: str) -> bool:
+        self.asked.append(session_id)
+        return session_id in self.ended
+
+
+def _with_sessions(keys: SigningKeySet, sessions: EndedSessions) -> Authorizer:
+    return Authorizer(
+        keys=StaticKeys(keys),
+        counters=FakeCounterStore(),
+        outbox=RecordingOutbox(),
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        sessions=sessions,
+        clock=lambda: NOW,
+    )
+
+
+def test_a_token_of_an_ended_session_is_token_revoked_before_anything_else(keys: SigningKeySet) -> None:
+    authorizer = _with_sessions(keys, EndedSessions("fam_ended"))
+    ended = _token(keys, session_id="fam_ended")
+    # Even on a route its role may not call, from another device: the session's end is what it is told
+    for event in (
+        _event(Authorization=f"Bearer {ended}"),
+        _event("authorizer_admin_deposit.json", Authorization=f"Bearer {ended}"),
+        _event(Authorization=f"Bearer {ended}", X_Device_Id="other-device"),
+    ):
+        decision = _decide(authorizer, event)
+        assert (decision.allow, decision.auth_error) == (True, "token_revoked")
+
+
+def test_a_token_of_a_live_session_passes_and_a_token_without_one_is_not_looked_up(
+    keys: SigningKeySet,
+) -> None:
+    sessions = EndedSessions("fam_ended")
+    authorizer = _with_sessions(keys, sessions)
+    live = _decide(authorizer, _event(Authorization=f"Bearer {_token(keys, session_id='fam_live')}"))
+    assert (live.allow, live.auth_error) == (True, "")
+    older = _decide(authorizer, _event(Authorization=f"Bearer {_token(keys)}"))  # issued before sessions
+    assert (older.allow, older.auth_error) == (True, "")
+    assert sessions.asked == ["fam_live"]
+
+
+def test_the_resolver_answers_token_revoked_as_a_401() -> None:
+    from vaultpay.shared.http import authorizer_refusal
+
+    refusal = authorizer_refusal({"requestContext": {"authorizer": {"auth_error": "token_revoked"}}})
+    assert refusal is not None
+    assert (refusal.status, refusal.code) == (401, "token_revoked")

@@ -786,6 +786,40 @@ def test_refresh_rotates_the_token_and_issues_a_new_pair(world: World) -> None:
     assert _refresh(world, second.refresh_token).refresh_token
 
 
+def test_access_tokens_name_their_session_so_that_ending_it_ends_them(world: World) -> None:
+    _, _, first = _signed_in(world)
+    second = _refresh(world, first.refresh_token)
+    [family] = world.store.families.values()
+
+    def session_of(token: str) -> str | None:
+        claims = verify_access_token(
+            token,
+            public_keys_by_kid=world.keys.public_keys_by_kid(),
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            now=NOW,
+        )
+        return claims.session_id
+
+    # The login's token and every refreshed one carry the family id: the authorizer looks it up
+    assert session_of(first.access_token) == session_of(second.access_token) == family.family_id
+
+
+def test_a_session_ends_thirty_days_after_its_login_however_often_it_is_refreshed(world: World) -> None:
+    from vaultpay.auth.model import FAMILY_MAX_LIFETIME_S
+
+    _, _, pair = _signed_in(world)
+    # Refreshed every six days, so the 7-day sliding lifetime never runs out
+    at = NOW
+    while at + 6 * 86400 < NOW + FAMILY_MAX_LIFETIME_S:
+        at += 6 * 86400
+        world.clock.now = at
+        pair = _refresh(world, pair.refresh_token)
+    # Past the 30 days from the login, the next refresh is refused
+    world.clock.now = NOW + FAMILY_MAX_LIFETIME_S + 1
+    _refused("invalid_refresh_token", lambda: _refresh(world, pair.refresh_token))
+
+
 def test_a_retired_refresh_token_presented_again_revokes_the_whole_family(world: World) -> None:
     # Given a token that was rotated (retired), and its successor
     user_id, _, first = _signed_in(world)

@@ -281,3 +281,42 @@ def test_importing_the_security_modules_does_no_heavy_imports() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == ""
+
+
+def test_the_session_id_travels_in_the_sid_claim_and_a_malformed_one_is_invalid() -> None:
+    import time
+
+    from vaultpay.auth.tokens import SigningKeySet, generate_signing_key_document, issue_access_token
+    from vaultpay.auth.tokens import verify_access_token as verify
+
+    keys = SigningKeySet.from_secret(generate_signing_key_document())
+    now = time.time()
+    args = {
+        "user_id": "usr_1",
+        "role": "customer",
+        "device_id": "d",
+        "issuer": "i",
+        "audience": "a",
+        "now": now,
+    }
+    token, _ = issue_access_token(keys, **args, session_id="fam_1")
+    claims = verify(token, public_keys_by_kid=keys.public_keys_by_kid(), issuer="i", audience="a", now=now)
+    assert claims.session_id == "fam_1"
+    without, _ = issue_access_token(keys, **args)
+    assert (
+        verify(
+            without, public_keys_by_kid=keys.public_keys_by_kid(), issuer="i", audience="a", now=now
+        ).session_id
+        is None
+    )
+    # A correctly signed token whose sid is not a non-empty string is not ours
+    import jwt as pyjwt
+
+    payload = pyjwt.decode(token, options={"verify_signature": False})
+    header = {"kid": keys.active_kid, "typ": "JWT"}
+    for bad in (5, "", ["fam_1"]):
+        forged = pyjwt.encode(
+            {**payload, "sid": bad}, keys.active.private_key, algorithm="ES256", headers=header
+        )
+        with pytest.raises(Unauthorized):
+            verify(forged, public_keys_by_kid=keys.public_keys_by_kid(), issuer="i", audience="a", now=now)

@@ -40,12 +40,27 @@ class AuthError(StrEnum):
     DEVICE_ID_REQUIRED = "device_id_required"
     DEVICE_MISMATCH = "device_mismatch"
     RATE_LIMITED = "rate_limited"
+    TOKEN_REVOKED = "token_revoked"  # noqa: S105 - an error code, not a secret
 
 
 class VerificationKeys(Protocol):
     """The public keys that verify access tokens, by key id (the signing-key secret in production)."""
 
     def public_keys_by_kid(self) -> Mapping[str, Any]: ...
+
+
+class SessionRevocations(Protocol):
+    """Whether a session (refresh family) has ended: logout, reuse detected. The DynamoDB adapter answers
+    from a per-container cache at most `SESSION_CHECK_TTL_S` old, so an end takes effect within that."""
+
+    def revoked(self, session_id: str) -> bool: ...
+
+
+class NoSessionRevocations:
+    """For tests and tools that decide without a session store: no session has ended."""
+
+    def revoked(self, session_id: str) -> bool:
+        return False
 
 
 class OutboxWriter(Protocol):
@@ -140,10 +155,12 @@ class Authorizer:
         outbox: OutboxWriter,
         issuer: str,
         audience: str,
+        sessions: SessionRevocations | None = None,
         clock: Callable[[], float] = time.time,
         api_calls: Window = API_CALLS,
     ) -> None:
         self._keys = keys
+        self._sessions = sessions or NoSessionRevocations()
         self._limiter = RateLimiter(counters)
         self._outbox = outbox
         self._issuer = issuer
@@ -172,6 +189,9 @@ class Authorizer:
             context = {**base, "auth_error": auth_error.value, "retry_after": retry_after}
             return Decision(True, claims.user_id, request.method_arn, context)
 
+        # A token of an ended session is refused before anything else it could be told (401 token_revoked).
+        if claims.session_id is not None and self._sessions.revoked(claims.session_id):
+            return allow(AuthError.TOKEN_REVOKED)
         if not role_may_call(claims.role, request.resource):
             return Decision(False, claims.user_id, request.method_arn, {**base, "code": FORBIDDEN})
         if request.device_id is None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +46,69 @@ class AuthorizerSettings:
             raise ConfigurationError("invalid settings: " + "; ".join(f"{m} is not set" for m in missing))
         values = {field: environ[variable].strip() for field, variable in names.items()}
         return cls(**values, token_verify_key_ids=environ.get("TOKEN_VERIFY_KEY_IDS", "").strip())
+
+
+# How long a "this session is still live" answer is reused by a warm authorizer: a logout or a detected reuse
+# takes effect within this (identity contract: within 60 s). An ended session is remembered for good.
+SESSION_CHECK_TTL_S = 30.0
+
+
+class DynamoDBSessionRevocations:
+    """Reads a session's (refresh family's) `revoked` flag from the auth table, `FAMILY#<id>` / `FAMILY`.
+
+    One strongly consistent GetItem of that one attribute per session per `ttl_s` per container (the
+    family is written in the same transaction as the login that issued the token: an eventually
+    consistent read could miss it). A family that is not there has ended (TTL deletes it only after its
+    last token expired), so it counts as revoked: fail closed.
+    """
+
+    def __init__(self, client: Any, table_name: str, *, ttl_s: float = SESSION_CHECK_TTL_S) -> None:
+        self._client = client
+        self._table = table_name
+        self._ttl_s = ttl_s
+        self._live_until: dict[str, float] = {}
+        self._ended: set[str] = set()
+        self._lock = threading.Lock()
+
+    def revoked(self, session_id: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if session_id in self._ended:
+                return True
+            if self._live_until.get(session_id, 0.0) > now:
+                return False
+        ended = self._read(session_id)
+        with self._lock:
+            if ended:
+                self._ended.add(session_id)
+                self._live_until.pop(session_id, None)
+            else:
+                if len(self._live_until) > 10_000:  # a long-lived container: forget the oldest answers
+                    self._live_until.clear()
+                self._live_until[session_id] = now + self._ttl_s
+        return ended
+
+    def _read(self, session_id: str) -> bool:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            item = self._client.get_item(
+                TableName=self._table,
+                Key={"pk": {"S": f"FAMILY#{session_id}"}, "sk": {"S": "FAMILY"}},
+                ProjectionExpression="#revoked",
+                ExpressionAttributeNames={"#revoked": "revoked"},
+                ConsistentRead=True,
+            ).get("Item")
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("ResourceNotFoundException", "AccessDeniedException", "ValidationException"):
+                raise ConfigurationError(f"auth table {self._table} cannot be read: {code}") from exc
+            raise TransientError(f"DynamoDB failed: {code}") from exc
+        except BotoCoreError as exc:
+            raise TransientError("DynamoDB is unreachable") from exc
+        if item is None:
+            return True
+        return bool(item.get("revoked", {}).get("BOOL", False))
 
 
 class DynamoDBOutboxWriter:
@@ -96,6 +161,11 @@ def authorizer() -> Authorizer:
         keys=KmsPublicKeys(kms, key_ids),
         counters=DynamoDBCounterStore(dynamodb, settings.rate_limit_table),
         outbox=DynamoDBOutboxWriter(dynamodb, settings.auth_table),
+        sessions=DynamoDBSessionRevocations(
+            dynamodb,
+            settings.auth_table,
+            ttl_s=float(os.environ.get("SESSION_CHECK_TTL_S") or SESSION_CHECK_TTL_S),
+        ),
         issuer=settings.token_issuer,
         audience=settings.token_audience,
     )

@@ -16,6 +16,9 @@ CHALLENGE_TTL_S = 300
 MAX_WRONG_CODES = 5
 ACCESS_TOKEN_TTL_S = 900
 REFRESH_TOKEN_TTL_S = 7 * 24 * 3600
+# However often it is refreshed, a session (refresh family) ends this long after its login: a stolen refresh
+# token kept alive by rotation still dies, and the user signs in again with the password and TOTP.
+FAMILY_MAX_LIFETIME_S = 30 * 24 * 3600
 PASSWORD_MIN_CHARS = 12
 PASSWORD_MAX_CHARS = 128
 FULL_NAME_MAX_CHARS = 100
@@ -227,7 +230,14 @@ class RefreshFamily:
         )
 
     def usable(self, now: float) -> bool:
-        return not self.revoked and now < self.expires_at
+        """Not revoked, within the sliding lifetime of its newest token and within its absolute one."""
+        return not self.revoked and now < self.expires_at and now < self.ends_at
+
+    @property
+    def ends_at(self) -> float:
+        """The absolute end: FAMILY_MAX_LIFETIME_S after the login that opened it."""
+        opened = datetime.fromisoformat(self.created_at.replace("Z", "+00:00")).timestamp()
+        return opened + FAMILY_MAX_LIFETIME_S
 
 
 @dataclass(frozen=True, slots=True)

@@ -558,6 +558,7 @@ class AuthService:
         step = totp.verify(secret, code, now=now, last_used_step=user.last_totp_step)
         if step is None:
             self._wrong_code(challenge, source_ip=source_ip, correlation_id=correlation_id)
+        family = RefreshFamily.open(user_id=user.user_id, device_id=device_id, now=now)
         # Signed before the commit, so that nothing can fail between consuming the challenge and
         # answering; a commit that fails discards the token unseen.
         access_token, _ = issue_access_token(
@@ -569,9 +570,9 @@ class AuthService:
             audience=self._audience,
             now=now,
             ttl_s=ACCESS_TOKEN_TTL_S,
+            session_id=family.family_id,
         )
         refresh_token = new_refresh_token()
-        family = RefreshFamily.open(user_id=user.user_id, device_id=device_id, now=now)
         token = RefreshToken.issue(token_hash=refresh_token_hash(refresh_token), family=family, now=now)
         for attempt in range(_DEVICE_RACE_ATTEMPTS):
             known = self._store.get_device(user.user_id, device_id)
@@ -680,6 +681,7 @@ class AuthService:
             audience=self._audience,
             now=now,
             ttl_s=ACCESS_TOKEN_TTL_S,
+            session_id=record.family_id,
         )
         new_token = new_refresh_token()
         successor = RefreshToken.issue(token_hash=refresh_token_hash(new_token), family=family, now=now)

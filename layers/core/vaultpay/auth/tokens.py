@@ -50,9 +50,12 @@ class AccessClaims:
     token_id: str
     issued_at: int
     expires_at: int
+    # The refresh-token family (the session) the token was issued in: revoking it ends the token too.
+    # None only for tokens issued before sessions were named in them (they expire within 15 minutes).
+    session_id: str | None = None
 
     def as_jwt_claims(self) -> dict[str, Any]:
-        return {
+        claims: dict[str, Any] = {
             "iss": self.issuer,
             "aud": self.audience,
             "sub": self.user_id,
@@ -62,6 +65,9 @@ class AccessClaims:
             "iat": self.issued_at,
             "exp": self.expires_at,
         }
+        if self.session_id is not None:
+            claims["sid"] = self.session_id
+        return claims
 
 
 class TokenSigner(Protocol):
@@ -250,6 +256,7 @@ def issue_access_token(
     audience: str,
     now: float,
     ttl_s: int = ACCESS_TOKEN_TTL_S,
+    session_id: str | None = None,
 ) -> tuple[str, AccessClaims]:
     """Sign a new access token with the signer's key; `now` is Unix time in seconds.
 
@@ -270,6 +277,7 @@ def issue_access_token(
         token_id=_b64(secrets.token_bytes(16)),
         issued_at=issued_at,
         expires_at=issued_at + ttl_s,
+        session_id=session_id,
     )
     header = {"alg": ALGORITHM, "kid": signer.signing_kid(), "typ": TOKEN_TYPE}
     signing_input = ".".join(
@@ -371,6 +379,9 @@ def _typed_claims(payload: Mapping[str, Any]) -> AccessClaims:
         raise _invalid()
     if strings["role"] not in ROLES:
         raise _invalid()
+    session_id = payload.get("sid")
+    if session_id is not None and (not isinstance(session_id, str) or not session_id):
+        raise _invalid()
     return AccessClaims(
         issuer=str(strings["iss"]),
         audience=str(strings["aud"]),
@@ -380,6 +391,7 @@ def _typed_claims(payload: Mapping[str, Any]) -> AccessClaims:
         token_id=str(strings["jti"]),
         issued_at=iat,
         expires_at=exp,
+        session_id=session_id,
     )
 
 

@@ -380,6 +380,11 @@ def authorizer_refusal(event: Mapping[str, Any]) -> VaultPayError | None:
             "The X-Device-Id header does not match the device this token was issued to.",
             code="device_mismatch",
         )
+    if auth_error == "token_revoked":
+        return Unauthorized(
+            "This session has ended (signed out, or its refresh token was reused): sign in again.",
+            code="token_revoked",
+        )
     if auth_error == "rate_limited":
         return RateLimited(
             "Too many requests; retry after the Retry-After interval.",

@@ -1,0 +1,72 @@
+"""Sessions that end: after a logout, or a reused refresh token, the session's access tokens stop working.
+
+Before, an access token lived its full 15 minutes whatever happened to its session. The test cloud's
+authorizer re-reads a session after 2 s (`SessionCheckSeconds=2`; 30 by default, at most 60).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pyotp
+import pytest
+from support.bank import PASSWORD, assert_problem
+
+pytestmark = pytest.mark.e2e
+
+SESSION_CHECK_S = 2
+
+
+def _session(api: Callable[..., Any]) -> tuple[Any, dict[str, Any]]:
+    """A new customer's client, signed in, and the token pair it got."""
+    client = api(device_id="session-phone")
+    email = f"session.{uuid.uuid4().hex[:10]}@example.com"
+    registered = client.post(
+        "/v1/auth/register",
+        {"email": email, "password": PASSWORD, "full_name": "Asha Rao", "phone": "+919876543210"},
+        token=None,
+    )
+    assert registered.status == 201, registered.body
+    started = client.post("/v1/auth/login", {"email": email, "password": PASSWORD}, token=None)
+    code = pyotp.TOTP(registered.body["mfa"]["secret"]).now()
+    tokens = client.post("/v1/auth/mfa/verify", {"challenge_id": started.body["challenge_id"], "code": code})
+    assert tokens.status == 200, tokens.body
+    client.token = tokens.body["access_token"]
+    return client, dict(tokens.body)
+
+
+def _refused_within(client: Any, seconds: float) -> Any:
+    """GET /v1/me until it stops answering 200; the refusal."""
+    deadline = time.monotonic() + seconds
+    while True:
+        reply = client.get("/v1/me")
+        if reply.status != 200:
+            return reply
+        assert time.monotonic() < deadline, "the access token still works after its session ended"
+        time.sleep(0.25)
+
+
+def test_after_a_logout_the_sessions_access_token_is_token_revoked(api: Callable[..., Any]) -> None:
+    client, tokens = _session(api)
+    assert client.get("/v1/me").status == 200
+    # When the customer signs out
+    assert client.post("/v1/auth/logout", {"refresh_token": tokens["refresh_token"]}).status == 204
+    # Then the access token, still 15 minutes from its expiry, ends within the authorizer's check interval
+    refused = _refused_within(client, SESSION_CHECK_S + 5)
+    assert_problem(refused, 401, "token_revoked")
+
+
+def test_a_reused_refresh_token_ends_the_access_tokens_of_its_session(api: Callable[..., Any]) -> None:
+    client, first = _session(api)
+    second = client.post("/v1/auth/refresh", {"refresh_token": first["refresh_token"]}, token=None)
+    assert second.status == 200, second.body
+    client.token = second.body["access_token"]
+    assert client.get("/v1/me").status == 200
+    # When the retired refresh token is presented again (a thief replaying it)
+    reused = client.post("/v1/auth/refresh", {"refresh_token": first["refresh_token"]}, token=None)
+    assert_problem(reused, 401, "refresh_token_reused")
+    # Then even the newest access token of that session stops working
+    assert_problem(_refused_within(client, SESSION_CHECK_S + 5), 401, "token_revoked")
