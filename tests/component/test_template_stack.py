@@ -253,8 +253,9 @@ IDENTITY_GRANTS: dict[str, dict[str, set[str]]] = {
     "MeFunction": {"AuthTable": {"dynamodb:GetItem"}, "PiiKey": {"kms:Decrypt"}},
     "DevicesFunction": {"AuthTable": {"dynamodb:Query"}},
     "JwksFunction": {"TokenSigningKey": {"kms:GetPublicKey"}},
+    "AdminUsersFunction": {"AuthTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}},
     "AuthorizerFunction": {
-        "AuthTable": {"dynamodb:PutItem", "dynamodb:GetItem"},
+        "AuthTable": {"dynamodb:PutItem", "dynamodb:BatchGetItem"},
         "AuthRateLimitTable": {"dynamodb:UpdateItem"},
         "TokenSigningKey": {"kms:GetPublicKey"},
     },
@@ -361,6 +362,7 @@ def test_every_identity_function_exists_with_its_contract_code_location(sam: dic
         "DevicesFunction": "devices",
         "JwksFunction": "jwks",
         "AuthorizerFunction": "authorizer",
+        "AdminUsersFunction": "admin_users",
         "CreateAdminFunction": "create_admin",
     }
     assert set(directories) == set(IDENTITY_GRANTS)
@@ -497,12 +499,13 @@ def test_the_authorizer_may_write_only_outbox_items_and_api_call_counters(cfn: d
             leading_keys[(_resource_id(statement["Resource"]), statement["Action"])] = condition
     assert leading_keys == {
         ("AuthTable", "dynamodb:PutItem"): ["OUTBOX#*"],
-        ("AuthTable", "dynamodb:GetItem"): ["FAMILY#*"],
+        ("AuthTable", "dynamodb:BatchGetItem"): ["FAMILY#*", "USER#*"],
         ("AuthRateLimitTable", "dynamodb:UpdateItem"): [f"{KEY_PREFIX}#{RATE_LIMIT_SCOPE}#*"],
     }
-    # It reads one attribute of a session (whether it has ended), never a token hash or a device
-    [read] = [s for s in _statements(role) if s["Action"] == "dynamodb:GetItem"]
-    assert read["Condition"]["ForAllValues:StringEquals"] == {"dynamodb:Attributes": ["revoked"]}
+    # It reads whether a session has ended (a family's flag, a user's status), never a hash, a device or PII
+    [read] = [s for s in _statements(role) if s["Action"] == "dynamodb:BatchGetItem"]
+    attributes = read["Condition"]["ForAllValues:StringEquals"]["dynamodb:Attributes"]
+    assert attributes == ["pk", "revoked", "status", "sessions_ended_at"]
     assert read["Condition"]["StringEqualsIfExists"] == {"dynamodb:Select": "SPECIFIC_ATTRIBUTES"}
 
 

@@ -70,3 +70,41 @@ def test_a_reused_refresh_token_ends_the_access_tokens_of_its_session(api: Calla
     assert_problem(reused, 401, "refresh_token_reused")
     # Then even the newest access token of that session stops working
     assert_problem(_refused_within(client, SESSION_CHECK_S + 5), 401, "token_revoked")
+
+
+def test_a_disabled_user_is_signed_out_everywhere_and_cannot_sign_in_until_enabled(
+    api: Callable[..., Any], admin: Any
+) -> None:
+    client, _ = _session(api)
+    user_id = client.get("/v1/me").body["user_id"]
+    email = client.get("/v1/me").body["email"]
+    # When an admin disables the user
+    disabled = admin.post(f"/v1/admin/users/{user_id}/disable", {"reason": "card reported stolen"})
+    assert (disabled.status, disabled.body) == (200, {"user_id": user_id, "status": "DISABLED"})
+    # Then the user's access token ends, and the right password is 403 user_disabled
+    assert_problem(_refused_within(client, SESSION_CHECK_S + 5), 401, "token_revoked")
+    login = api(device_id="session-phone").post(
+        "/v1/auth/login", {"email": email, "password": PASSWORD}, token=None
+    )
+    assert_problem(login, 403, "user_disabled")
+    # And once enabled again, the user can sign in (a new challenge)
+    enabled = admin.post(f"/v1/admin/users/{user_id}/enable", {"reason": "verified by phone"})
+    assert (enabled.status, enabled.body) == (200, {"user_id": user_id, "status": "ACTIVE"})
+    again = api(device_id="session-phone").post(
+        "/v1/auth/login", {"email": email, "password": PASSWORD}, token=None
+    )
+    assert again.status == 200, again.body
+
+
+def test_only_admins_change_a_users_status_and_only_of_users_that_exist(
+    api: Callable[..., Any], admin: Any
+) -> None:
+    client, _ = _session(api)
+    user_id = client.get("/v1/me").body["user_id"]
+    # A customer, even on their own account, is refused by the authorizer (403)
+    assert_problem(client.post(f"/v1/admin/users/{user_id}/disable", {"reason": "x"}), 403, "forbidden")
+    assert client.get("/v1/me").status == 200
+    # An unknown user is 404; a missing reason 422
+    unknown = admin.post(f"/v1/admin/users/usr_{'0' * 32}/disable", {"reason": "x"})
+    assert_problem(unknown, 404, "user_not_found")
+    assert_problem(admin.post(f"/v1/admin/users/{user_id}/disable", {}), 422, "validation_failed")

@@ -55,6 +55,12 @@ EXPECTED: dict[str, set[Action]] = {
     "me": {("dynamodb:GetItem", "AuthTable"), ("kms:Decrypt", "PiiKey")},
     "devices": {("dynamodb:Query", "AuthTable")},
     "jwks": {("kms:GetPublicKey", "TokenSigningKey")},
+    # The profile's status and the event, in one transaction; read back for the answer.
+    "admin_users": {
+        ("dynamodb:UpdateItem", "AuthTable"),
+        ("dynamodb:PutItem", "AuthTable"),
+        ("dynamodb:GetItem", "AuthTable"),
+    },
     "create_admin": {
         ("secretsmanager:GetSecretValue", "BlindIndexKeySecret"),
         ("dynamodb:GetItem", "AuthTable"),
@@ -123,7 +129,7 @@ def test_each_function_uses_exactly_the_actions_its_policy_grants(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Each function cold (fresh caches), through every path that needs a permission: failures included.
-    def call(name: str, body: Any = None, **authorizer: str) -> dict[str, Any]:
+    def call(name: str, body: Any = None, path: str | None = None, **authorizer: str) -> dict[str, Any]:
         cold_start()
         recorder.current = name
         try:
@@ -132,6 +138,8 @@ def test_each_function_uses_exactly_the_actions_its_policy_grants(
             event = sample_event(name)
             if body is not None:
                 event["body"] = json.dumps(body)
+            if path is not None:
+                event["path"], event["pathParameters"] = path, {"user_id": path.split("/")[4]}
             if authorizer:
                 event["requestContext"]["authorizer"].update(authorizer)
             response = function(name).handler(event, lambda_context)
@@ -167,5 +175,10 @@ def test_each_function_uses_exactly_the_actions_its_policy_grants(
     assert call("me", user_id=registered["user_id"])["status"] == 200
     assert call("devices", user_id=registered["user_id"])["status"] == 200
     assert call("jwks")["status"] == 200
+    target = registered["user_id"]
+    disabled = call(
+        "admin_users", {"reason": "card reported stolen"}, path=f"/v1/admin/users/{target}/disable"
+    )
+    assert disabled == {"status": 200, "body": {"user_id": target, "status": "DISABLED"}}
 
     assert recorder.actions == EXPECTED

@@ -373,13 +373,15 @@ def test_the_authorizer_speaks_the_auth_models_language() -> None:
 
 
 class EndedSessions:
-    def __init__(self, *ended: str) -> None:
+    def __init__(self, *ended: str, users_ended_at: dict[str, int] | None = None) -> None:
         self.ended = set(ended)
-        self.asked: list[str] = []
+        self.users_ended_at = users_ended_at or {}
+        self.asked: list[str | None] = []
 
-    def revoked(self, session_id: str) -> bool:
+    def revoked(self, *, user_id: str, session_id: str | None, issued_at: int) -> bool:
         self.asked.append(session_id)
-        return session_id in self.ended
+        ended_at = self.users_ended_at.get(user_id)
+        return session_id in self.ended or (ended_at is not None and issued_at <= ended_at)
 
 
 def _with_sessions(keys: SigningKeySet, sessions: EndedSessions) -> Authorizer:
@@ -416,7 +418,17 @@ def test_a_token_of_a_live_session_passes_and_a_token_without_one_is_not_looked_
     assert (live.allow, live.auth_error) == (True, "")
     older = _decide(authorizer, _event(Authorization=f"Bearer {_token(keys)}"))  # issued before sessions
     assert (older.allow, older.auth_error) == (True, "")
-    assert sessions.asked == ["fam_live"]
+    assert sessions.asked == ["fam_live", None]  # a token without a session is still checked for its user
+
+
+def test_a_token_issued_before_its_user_was_disabled_is_token_revoked(keys: SigningKeySet) -> None:
+    authorizer = _with_sessions(keys, EndedSessions(users_ended_at={USER: int(NOW - 30)}))
+    before = _decide(authorizer, _event(Authorization=f"Bearer {_token(keys, session_id='fam_1')}"))
+    assert before.auth_error == "token_revoked"  # issued at NOW - 60
+    after = _decide(
+        authorizer, _event(Authorization=f"Bearer {_token(keys, session_id='fam_2', now=NOW - 10)}")
+    )
+    assert after.auth_error == ""
 
 
 def test_the_resolver_answers_token_revoked_as_a_401() -> None:

@@ -28,6 +28,7 @@ from vaultpay.auth.model import (
     Role,
     TokenStatus,
     User,
+    UserStatus,
 )
 from vaultpay.auth.service import (
     AuthService,
@@ -41,6 +42,7 @@ from vaultpay.auth.service import (
     RefreshTokenNotActive,
     TokenPair,
     TotpStepAlreadyUsed,
+    UserNotFound,
     device_id_from_event,
     source_ip_from_event,
 )
@@ -50,7 +52,14 @@ from vaultpay.auth.tokens import (
     refresh_token_hash,
     verify_access_token,
 )
-from vaultpay.shared.errors import BadRequest, Conflict, RateLimited, Unauthorized, ValidationFailed
+from vaultpay.shared.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    RateLimited,
+    Unauthorized,
+    ValidationFailed,
+)
 from vaultpay.shared.events import DomainEvent
 from vaultpay.shared.fieldcrypt import BlindIndex
 from vaultpay.shared.ratelimit import FakeCounterStore, RateLimiter
@@ -208,6 +217,18 @@ class InMemoryAuthStore:
                 self.revocations.setdefault(family_id, reason)
             if event is not None:
                 self.events.append(event)
+
+    def set_user_status(
+        self, user_id: str, status: UserStatus, *, sessions_ended_at: int | None, event: DomainEvent
+    ) -> None:
+        with self._lock:
+            self._about_to_commit("set_user_status")
+            user = self.users.get(user_id)
+            if user is None:
+                raise UserNotFound(f"no user {user_id}")
+            ended = sessions_ended_at if sessions_ended_at is not None else user.sessions_ended_at
+            self.users[user_id] = replace(user, status=status, sessions_ended_at=ended)
+            self.events.append(event)
 
     def record_event(self, event: DomainEvent) -> None:
         with self._lock:
@@ -818,6 +839,67 @@ def test_a_session_ends_thirty_days_after_its_login_however_often_it_is_refreshe
     # Past the 30 days from the login, the next refresh is refused
     world.clock.now = NOW + FAMILY_MAX_LIFETIME_S + 1
     _refused("invalid_refresh_token", lambda: _refresh(world, pair.refresh_token))
+
+
+ADMIN = "usr_" + "f" * 32
+
+
+def test_a_disabled_user_cannot_sign_in_refresh_or_finish_an_open_login(world: World) -> None:
+    from vaultpay.auth.model import USER_DISABLED
+
+    user_id, secret, pair = _signed_in(world)
+    email = "asha.rao@example.com"
+    open_challenge = _login(world, email)
+    world.clock.now = NOW + 40
+    # When an admin disables the user
+    user = world.service.disable_user(
+        user_id, reason="card reported stolen", admin_id=ADMIN, correlation_id=CID
+    )
+    assert (user.status, user.sessions_ended_at) == (UserStatus.DISABLED, int(NOW + 40))
+    [event] = world.store.events_of(USER_DISABLED)
+    assert (event.actor, event.data["reason"], event.data["status"]) == (
+        ADMIN,
+        "card reported stolen",
+        "DISABLED",
+    )
+    # Then the right password answers 403 user_disabled (a wrong one still 401: nothing is revealed)
+    _refused("user_disabled", lambda: _login(world, email), Forbidden)
+    _refused("invalid_credentials", lambda: _login(world, email, password="wrong password!"))
+    # A login opened before cannot be finished, and the session's refresh token is dead
+    world.clock.now = NOW + 60
+    _refused("user_disabled", lambda: _verify(world, open_challenge, _code(secret, NOW + 60)), Forbidden)
+    _refused("invalid_refresh_token", lambda: _refresh(world, pair.refresh_token))
+
+
+def test_an_enabled_user_signs_in_again_but_sessions_ended_while_disabled_stay_ended(world: World) -> None:
+    user_id, _, pair = _signed_in(world)
+    email = "asha.rao@example.com"
+    world.clock.now = NOW + 40
+    world.service.disable_user(user_id, reason="suspicious", admin_id=ADMIN, correlation_id=CID)
+    user = world.service.enable_user(user_id, reason="verified by phone", admin_id=ADMIN, correlation_id=CID)
+    assert user.status is UserStatus.ACTIVE
+    assert _login(world, email)  # a new challenge
+    _refused("invalid_refresh_token", lambda: _refresh(world, pair.refresh_token))
+
+
+def test_disabling_checks_the_reason_the_user_and_that_the_admin_is_someone_else(world: World) -> None:
+    user_id, _, _ = _register(world)
+    _refused(
+        "validation_failed",
+        lambda: world.service.disable_user(user_id, reason="  ", admin_id=ADMIN, correlation_id=CID),
+        ValidationFailed,
+    )
+    for unknown in ("usr_" + "0" * 32, "not-a-user-id"):
+        _refused(
+            "user_not_found",
+            lambda u=unknown: world.service.disable_user(u, reason="x", admin_id=ADMIN, correlation_id=CID),
+            UserNotFound,
+        )
+    _refused(
+        "forbidden",
+        lambda: world.service.disable_user(user_id, reason="x", admin_id=user_id, correlation_id=CID),
+        Forbidden,
+    )
 
 
 def test_a_retired_refresh_token_presented_again_revokes_the_whole_family(world: World) -> None:

@@ -50,16 +50,17 @@ class VerificationKeys(Protocol):
 
 
 class SessionRevocations(Protocol):
-    """Whether a session (refresh family) has ended: logout, reuse detected. The DynamoDB adapter answers
-    from a per-container cache at most `SESSION_CHECK_TTL_S` old, so an end takes effect within that."""
+    """Whether a token's session has ended: its refresh family was revoked (logout, reuse detected), or its
+    user was disabled (every session and token issued until then ends). The DynamoDB adapter answers from a
+    per-container cache at most `SESSION_CHECK_TTL_S` old, so an end takes effect within that."""
 
-    def revoked(self, session_id: str) -> bool: ...
+    def revoked(self, *, user_id: str, session_id: str | None, issued_at: int) -> bool: ...
 
 
 class NoSessionRevocations:
     """For tests and tools that decide without a session store: no session has ended."""
 
-    def revoked(self, session_id: str) -> bool:
+    def revoked(self, *, user_id: str, session_id: str | None, issued_at: int) -> bool:
         return False
 
 
@@ -190,7 +191,9 @@ class Authorizer:
             return Decision(True, claims.user_id, request.method_arn, context)
 
         # A token of an ended session is refused before anything else it could be told (401 token_revoked).
-        if claims.session_id is not None and self._sessions.revoked(claims.session_id):
+        if self._sessions.revoked(
+            user_id=claims.user_id, session_id=claims.session_id, issued_at=claims.issued_at
+        ):
             return allow(AuthError.TOKEN_REVOKED)
         if not role_may_call(claims.role, request.resource):
             return Decision(False, claims.user_id, request.method_arn, {**base, "code": FORBIDDEN})

@@ -54,51 +54,74 @@ SESSION_CHECK_TTL_S = 30.0
 
 
 class DynamoDBSessionRevocations:
-    """Reads a session's (refresh family's) `revoked` flag from the auth table, `FAMILY#<id>` / `FAMILY`.
-
-    One strongly consistent GetItem of that one attribute per session per `ttl_s` per container (the
-    family is written in the same transaction as the login that issued the token: an eventually
-    consistent read could miss it). A family that is not there has ended (TTL deletes it only after its
-    last token expired), so it counts as revoked: fail closed.
+    """Reads whether a token's session has ended from the auth table, in one BatchGetItem per check:
+    the family's `revoked` flag (`FAMILY#<id>` / `FAMILY`) and the user's `status` and `sessions_ended_at`
+    (`USER#<id>` / `PROFILE`), those attributes only, strongly consistent (the family is written with the
+    login that issued the token). Answers are reused for `ttl_s`; an ended session is remembered for good.
+    A family or user that is not there has ended (TTL deletes a family only after its last token expired):
+    fail closed.
     """
 
     def __init__(self, client: Any, table_name: str, *, ttl_s: float = SESSION_CHECK_TTL_S) -> None:
         self._client = client
         self._table = table_name
         self._ttl_s = ttl_s
-        self._live_until: dict[str, float] = {}
-        self._ended: set[str] = set()
+        self._users: dict[str, tuple[float, bool, int | None]] = {}  # user -> (read until, disabled, ended)
+        self._live_families: dict[str, float] = {}  # family -> read until
+        self._ended_families: set[str] = set()
         self._lock = threading.Lock()
 
-    def revoked(self, session_id: str) -> bool:
+    def revoked(self, *, user_id: str, session_id: str | None, issued_at: int) -> bool:
         now = time.monotonic()
         with self._lock:
-            if session_id in self._ended:
+            if session_id is not None and session_id in self._ended_families:
                 return True
-            if self._live_until.get(session_id, 0.0) > now:
-                return False
-        ended = self._read(session_id)
+            user = self._users.get(user_id)
+            family_fresh = session_id is None or self._live_families.get(session_id, 0.0) > now
+            if user is not None and user[0] > now and family_fresh:
+                return _ended(user[1], user[2], issued_at)
+        disabled, ended_at, family_ended = self._read(user_id, session_id)
         with self._lock:
-            if ended:
-                self._ended.add(session_id)
-                self._live_until.pop(session_id, None)
-            else:
-                if len(self._live_until) > 10_000:  # a long-lived container: forget the oldest answers
-                    self._live_until.clear()
-                self._live_until[session_id] = now + self._ttl_s
-        return ended
+            if len(self._users) > 10_000 or len(self._live_families) > 10_000:
+                self._users.clear()  # a long-lived container: forget the oldest answers
+                self._live_families.clear()
+            self._users[user_id] = (now + self._ttl_s, disabled, ended_at)
+            if session_id is not None:
+                if family_ended:
+                    self._ended_families.add(session_id)
+                    self._live_families.pop(session_id, None)
+                else:
+                    self._live_families[session_id] = now + self._ttl_s
+        return family_ended or _ended(disabled, ended_at, issued_at)
 
-    def _read(self, session_id: str) -> bool:
+    def _read(self, user_id: str, session_id: str | None) -> tuple[bool, int | None, bool]:
         from botocore.exceptions import BotoCoreError, ClientError
 
+        keys = [{"pk": {"S": f"USER#{user_id}"}, "sk": {"S": "PROFILE"}}]
+        if session_id is not None:
+            keys.append({"pk": {"S": f"FAMILY#{session_id}"}, "sk": {"S": "FAMILY"}})
+        request = {
+            self._table: {
+                "Keys": keys,
+                "ProjectionExpression": "pk, #revoked, #status, #ended",
+                "ExpressionAttributeNames": {
+                    "#revoked": "revoked",
+                    "#status": "status",
+                    "#ended": "sessions_ended_at",
+                },
+                "ConsistentRead": True,
+            }
+        }
+        items: list[dict[str, Any]] = []
         try:
-            item = self._client.get_item(
-                TableName=self._table,
-                Key={"pk": {"S": f"FAMILY#{session_id}"}, "sk": {"S": "FAMILY"}},
-                ProjectionExpression="#revoked",
-                ExpressionAttributeNames={"#revoked": "revoked"},
-                ConsistentRead=True,
-            ).get("Item")
+            for _ in range(3):  # unprocessed keys (throttling) are read again, briefly
+                answer = self._client.batch_get_item(RequestItems=request)
+                items.extend(answer.get("Responses", {}).get(self._table, []))
+                request = answer.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+            else:
+                raise TransientError("DynamoDB left session keys unread")
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code in ("ResourceNotFoundException", "AccessDeniedException", "ValidationException"):
@@ -106,9 +129,17 @@ class DynamoDBSessionRevocations:
             raise TransientError(f"DynamoDB failed: {code}") from exc
         except BotoCoreError as exc:
             raise TransientError("DynamoDB is unreachable") from exc
-        if item is None:
-            return True
-        return bool(item.get("revoked", {}).get("BOOL", False))
+        by_key = {item["pk"]["S"]: item for item in items}
+        user = by_key.get(f"USER#{user_id}")
+        family = by_key.get(f"FAMILY#{session_id}") if session_id is not None else {}
+        disabled = user is None or user.get("status", {}).get("S") == "DISABLED"
+        ended_at = int(user["sessions_ended_at"]["N"]) if user and "sessions_ended_at" in user else None
+        family_ended = family is None or bool((family or {}).get("revoked", {}).get("BOOL", False))
+        return disabled, ended_at, family_ended
+
+
+def _ended(disabled: bool, ended_at: int | None, issued_at: int) -> bool:
+    return disabled or (ended_at is not None and issued_at <= ended_at)
 
 
 class DynamoDBOutboxWriter:

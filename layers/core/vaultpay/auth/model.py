@@ -32,6 +32,8 @@ LOGIN_SUCCEEDED = "vaultpay.auth.login.succeeded"
 LOGIN_FAILED = "vaultpay.auth.login.failed"
 TOKEN_REUSE_DETECTED = "vaultpay.auth.token.reuse_detected"  # noqa: S105 - an event type, not a secret
 DEVICE_MISMATCH = "vaultpay.auth.device.mismatch"
+USER_DISABLED = "vaultpay.auth.user.disabled"
+USER_ENABLED = "vaultpay.auth.user.enabled"
 
 # The same rule as fieldcrypt.normalise_phone, repeated here because the model imports nothing of ours.
 _E164 = re.compile(r"\+[1-9][0-9]{7,14}")
@@ -57,6 +59,13 @@ class ChallengeState(StrEnum):
     USED = "used"
     EXHAUSTED = "exhausted"  # MAX_WRONG_CODES wrong codes: dead for good
     EXPIRED = "expired"
+
+
+class UserStatus(StrEnum):
+    """A disabled user cannot sign in, refresh or use a token issued before the change."""
+
+    ACTIVE = "ACTIVE"
+    DISABLED = "DISABLED"
 
 
 class TokenStatus(StrEnum):
@@ -133,6 +142,10 @@ def is_device_id(value: object) -> bool:
     return isinstance(value, str) and _DEVICE_ID.fullmatch(value) is not None
 
 
+def is_user_id(value: object) -> bool:
+    return isinstance(value, str) and re.fullmatch(r"usr_[0-9a-f]{32}", value) is not None
+
+
 def is_challenge_id(value: object) -> bool:
     return isinstance(value, str) and _CHALLENGE_ID.fullmatch(value) is not None
 
@@ -170,6 +183,14 @@ class User:
     totp_secret_enc: str = field(repr=False)
     created_at: str
     last_totp_step: int | None = None
+    status: UserStatus = UserStatus.ACTIVE
+    # Every session opened and every access token issued at or before this (Unix seconds) has ended: set
+    # when the user is disabled, and kept when they are enabled again (old sessions stay ended).
+    sessions_ended_at: int | None = None
+
+    def session_ended(self, opened_at: float) -> bool:
+        """Whether a session (or token) opened at `opened_at` has been ended for this user."""
+        return self.sessions_ended_at is not None and opened_at <= self.sessions_ended_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,10 +255,14 @@ class RefreshFamily:
         return not self.revoked and now < self.expires_at and now < self.ends_at
 
     @property
+    def opened_at(self) -> float:
+        """When the login that opened it happened (Unix seconds)."""
+        return datetime.fromisoformat(self.created_at.replace("Z", "+00:00")).timestamp()
+
+    @property
     def ends_at(self) -> float:
         """The absolute end: FAMILY_MAX_LIFETIME_S after the login that opened it."""
-        opened = datetime.fromisoformat(self.created_at.replace("Z", "+00:00")).timestamp()
-        return opened + FAMILY_MAX_LIFETIME_S
+        return self.opened_at + FAMILY_MAX_LIFETIME_S
 
 
 @dataclass(frozen=True, slots=True)

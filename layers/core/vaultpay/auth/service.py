@@ -40,6 +40,8 @@ from vaultpay.auth.model import (
     REFRESH_TOKEN_TTL_S,
     TOKEN_REUSE_DETECTED,
     USER_CREATED,
+    USER_DISABLED,
+    USER_ENABLED,
     Challenge,
     ChallengeState,
     Device,
@@ -48,10 +50,12 @@ from vaultpay.auth.model import (
     Role,
     TokenStatus,
     User,
+    UserStatus,
     canonical_email,
     canonical_full_name,
     is_challenge_id,
     is_device_id,
+    is_user_id,
     new_user_id,
     registration_problems,
     rfc3339,
@@ -68,6 +72,8 @@ from vaultpay.shared.errors import (
     ConcurrentModification,
     Conflict,
     FieldError,
+    Forbidden,
+    NotFound,
     RateLimited,
     Unauthorized,
     ValidationFailed,
@@ -139,6 +145,12 @@ class RefreshTokenNotActive(WriteConflict):
 
 class FamilyRevoked(WriteConflict):
     """The token family was revoked (or is gone) since it was read."""
+
+
+class UserNotFound(NotFound):
+    """No user has this id (an admin operation named one)."""
+
+    code = "user_not_found"
 
 
 # ---- ports -----------------------------------------------------------------------------------------------
@@ -217,6 +229,13 @@ class AuthStore(Protocol):
         ...
 
     def record_event(self, event: DomainEvent) -> None: ...
+
+    def set_user_status(
+        self, user_id: str, status: UserStatus, *, sessions_ended_at: int | None, event: DomainEvent
+    ) -> None:
+        """The user's status, the end of their sessions so far when given, and the event, in one commit;
+        UserNotFound when there is no such user."""
+        ...
 
 
 class FieldEncryption(Protocol):
@@ -477,6 +496,8 @@ class AuthService:
             )
         self._limiter.release(account_attempt)
         self._limiter.release(ip_attempt)
+        if user.status is UserStatus.DISABLED:
+            raise _user_disabled()  # only to the holder of the right password: nobody else learns of it
         if self._passwords.needs_rehash(user.password_hash):
             # The only moment the plaintext is at hand: stored hashes move to today's parameters here.
             self._store.update_password_hash(user.user_id, self._passwords.hash_password(password))
@@ -552,6 +573,8 @@ class AuthService:
         user = self._store.get_user(challenge.user_id)
         if user is None:
             raise _invalid_challenge()
+        if user.status is UserStatus.DISABLED:
+            raise _user_disabled()
         secret = self._cipher.decrypt(
             user.totp_secret_enc, context={"field": "totp_secret", "user_id": user.user_id}
         )
@@ -649,6 +672,51 @@ class AuthService:
         )
         raise _invalid_code()  # it stays counted: verify_mfa reserved it before evaluating the code
 
+    # ---- an admin disables or enables a user ---------------------------------------------------------
+
+    def disable_user(self, user_id: str, *, reason: str, admin_id: str, correlation_id: str) -> User:
+        """DISABLED: no login, no refresh, and every session and access token so far ends (the authorizer
+        answers 401 token_revoked within its session check interval). Idempotent."""
+        return self._set_status(
+            user_id, UserStatus.DISABLED, reason=reason, admin_id=admin_id, correlation_id=correlation_id
+        )
+
+    def enable_user(self, user_id: str, *, reason: str, admin_id: str, correlation_id: str) -> User:
+        """ACTIVE again: the user signs in anew; the sessions ended while disabled stay ended."""
+        return self._set_status(
+            user_id, UserStatus.ACTIVE, reason=reason, admin_id=admin_id, correlation_id=correlation_id
+        )
+
+    def _set_status(
+        self, user_id: str, status: UserStatus, *, reason: str, admin_id: str, correlation_id: str
+    ) -> User:
+        reason = reason.strip()
+        if not 1 <= len(reason) <= 500:
+            raise ValidationFailed(
+                "The request is not valid.",
+                errors=[FieldError("reason", "Give a reason of 1 to 500 characters.")],
+            )
+        if not is_user_id(user_id):
+            raise UserNotFound("No such user.")
+        if user_id == admin_id:
+            raise Forbidden("An admin cannot change their own account's status.", code="forbidden")
+        now = self._clock()
+        ended_at = int(now) if status is UserStatus.DISABLED else None
+        event = DomainEvent(
+            type=USER_DISABLED if status is UserStatus.DISABLED else USER_ENABLED,
+            source=EVENT_SOURCE,
+            subject=user_id,
+            actor=admin_id,
+            correlation_id=correlation_id,
+            data={"user_id": user_id, "status": status.value, "reason": reason, "by": admin_id},
+        )
+        self._store.set_user_status(user_id, status, sessions_ended_at=ended_at, event=event)
+        user = self._store.get_user(user_id)
+        if user is None:
+            raise UserNotFound("No such user.")
+        get_logger().info("user status changed", extra={"user_id": user_id, "status": status.value})
+        return user
+
     # ---- refresh tokens ---------------------------------------------------------------------------------
 
     def refresh(
@@ -670,7 +738,8 @@ class AuthService:
         if family is None or not family.usable(now):
             raise _invalid_refresh_token()
         user = self._store.get_user(record.user_id)
-        if user is None:
+        # A disabled user refreshes nothing, and a session opened before their sessions were ended stays so.
+        if user is None or user.status is UserStatus.DISABLED or user.session_ended(family.opened_at):
             raise _invalid_refresh_token()
         access_token, _ = issue_access_token(
             self._signer,
@@ -837,6 +906,10 @@ def _device_mismatch(
 
 def _email_taken() -> Conflict:
     return Conflict("This email address is already registered.", code="email_taken")
+
+
+def _user_disabled() -> Forbidden:
+    return Forbidden("This account is disabled; contact the bank.", code="user_disabled")
 
 
 def _invalid_challenge() -> Unauthorized:

@@ -34,6 +34,7 @@ from vaultpay.auth.model import (
     Role,
     TokenStatus,
     User,
+    UserStatus,
     device_key,
     rfc3339,
 )
@@ -46,6 +47,7 @@ from vaultpay.auth.service import (
     LoginCompletion,
     RefreshTokenNotActive,
     TotpStepAlreadyUsed,
+    UserNotFound,
 )
 from vaultpay.shared.errors import (
     ConcurrentModification,
@@ -136,6 +138,8 @@ class UserItem(_Item):
     totp_secret_enc = UnicodeAttribute()
     last_totp_step = IntegerAttribute(null=True)
     created_at = UnicodeAttribute()
+    status = UnicodeAttribute(null=True)  # absent: ACTIVE (users created before statuses existed)
+    sessions_ended_at = IntegerAttribute(null=True)
 
 
 class EmailItem(_Item):
@@ -346,6 +350,28 @@ class DynamoAuthStore:
         # Strongly consistent: the TOTP step read here must be the latest (the write is conditional anyway).
         item = self._get(self._m.user, f"USER#{user_id}", "PROFILE", consistent=True)
         return _user(item) if item is not None else None
+
+    def set_user_status(
+        self, user_id: str, status: UserStatus, *, sessions_ended_at: int | None, event: DomainEvent
+    ) -> None:
+        """The user's status (and, when given, the end of their sessions so far) and its event, in one
+        transaction; UserNotFound when there is no such user."""
+        m = self._m
+        profile = m.user(pk=f"USER#{user_id}", sk="PROFILE")
+        actions = [m.user.status.set(status.value)]
+        if sessions_ended_at is not None:
+            actions.append(m.user.sessions_ended_at.set(sessions_ended_at))
+
+        def build(tx: _Transaction) -> None:
+            tx.put("event", outbox_item(self._table_name, event), m.outbox.pk.does_not_exist())
+            tx.update("profile", profile, actions, m.user.pk.exists())
+
+        try:
+            self._transact(build)
+        except _ConditionsFailed as failed:
+            if "profile" in failed.names:
+                raise UserNotFound(f"no user {user_id}") from None
+            raise ConcurrentModification(str(failed)) from None
 
     def update_password_hash(self, user_id: str, password_hash: str) -> None:
         m = self._m
@@ -644,6 +670,8 @@ def _user_attributes(user: User) -> dict[str, Any]:
         "totp_secret_enc": user.totp_secret_enc,
         "last_totp_step": user.last_totp_step,
         "created_at": user.created_at,
+        "status": user.status.value,
+        "sessions_ended_at": user.sessions_ended_at,
     }
 
 
@@ -660,6 +688,8 @@ def _user(item: UserItem) -> User:
         totp_secret_enc=item.totp_secret_enc,
         created_at=item.created_at,
         last_totp_step=item.last_totp_step,
+        status=UserStatus(item.status or UserStatus.ACTIVE.value),
+        sessions_ended_at=item.sessions_ended_at,
     )
 
 

@@ -1,0 +1,88 @@
+"""POST /v1/admin/users/{user_id}/disable and /enable: an admin ends or restores a user's access (admin)."""
+
+# No `from __future__ import annotations` in handlers: Powertools validation reads the route's annotations
+# through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import Field
+
+from vaultpay.shared.bootstrap import auth_service
+from vaultpay.shared.errors import Forbidden
+from vaultpay.shared.http import RequestModel, make_resolver, principal
+from vaultpay.shared.observability import get_logger, get_tracer
+from vaultpay.shared.openapi import problems, success
+
+logger = get_logger()
+tracer = get_tracer()
+app = make_resolver()
+
+
+class StatusChange(RequestModel):
+    """Why the admin changes the user's status: kept in the event and the audit log."""
+
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+
+
+def _answer(user_id: str, status: str) -> Response[dict[str, Any]]:
+    return Response(
+        status_code=200,
+        content_type=content_types.APPLICATION_JSON,
+        body={"user_id": user_id, "status": status},
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+_NOT_FOUND = problems(404, {"user_not_found": "No user has this id."})
+
+
+@app.post(
+    "/v1/admin/users/<user_id>/disable",
+    responses={
+        **success(
+            200,
+            "The user is DISABLED: their login is refused (403 user_disabled), their refresh tokens are "
+            "dead and their access tokens end within the authorizer's session check (401 token_revoked).",
+            {"user_id": "usr_8c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f", "status": "DISABLED"},
+        ),
+        **_NOT_FOUND,
+    },
+)
+@tracer.capture_method(capture_response=False)
+def disable(user_id: str, body: StatusChange) -> Response[dict[str, Any]]:
+    caller = principal(app)
+    if caller.role != "admin":  # the authorizer already denies; this is the second lock on the door
+        raise Forbidden("Only an admin may change a user's status.")
+    user = auth_service().disable_user(
+        user_id, reason=body.reason, admin_id=caller.user_id, correlation_id=caller.correlation_id
+    )
+    return _answer(user.user_id, user.status.value)
+
+
+@app.post(
+    "/v1/admin/users/<user_id>/enable",
+    responses={
+        **success(
+            200,
+            "The user is ACTIVE again and may sign in; sessions ended while disabled stay ended.",
+            {"user_id": "usr_8c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f", "status": "ACTIVE"},
+        ),
+        **_NOT_FOUND,
+    },
+)
+@tracer.capture_method(capture_response=False)
+def enable(user_id: str, body: StatusChange) -> Response[dict[str, Any]]:
+    caller = principal(app)
+    if caller.role != "admin":
+        raise Forbidden("Only an admin may change a user's status.")
+    user = auth_service().enable_user(
+        user_id, reason=body.reason, admin_id=caller.user_id, correlation_id=caller.correlation_id
+    )
+    return _answer(user.user_id, user.status.value)
+
+
+@logger.inject_lambda_context(clear_state=True, log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)
