@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the te
 from runinfo import run_info, write_figures
 from support.bank import create_admin
 from support.bank_run import SHORT, SOAK, BankRun
-from support.cloud import CloudProcess
+from support.cloud import CloudProcess, RunningCloud
 from support.http import ApiClient
 
 from localcloud.faults import FaultClient
@@ -35,16 +35,16 @@ SCALES = {"short": SHORT, "soak": SOAK}
 
 
 class Cloud:
-    """What BankRun needs of a cloud (edge, clients, function names), over a CloudProcess."""
+    """What BankRun needs of a cloud (edge, clients, function names): a RunningCloud, anew at each start."""
 
     def __init__(self, process: CloudProcess) -> None:
         self.process = process
-        self.state: dict[str, Any] = {}
+        self.running: RunningCloud | None = None
         self._addresses = iter(f"127.2.{a}.{b}" for a in range(1, 250) for b in range(2, 250))
 
     def start(self) -> float:
         began = time.monotonic()
-        self.state = self.process.start(timeout_s=900)
+        self.running = RunningCloud(self.process.start(timeout_s=900), self.process.state_dir)
         return time.monotonic() - began
 
     def stop(self) -> float:
@@ -53,25 +53,22 @@ class Cloud:
         return time.monotonic() - began
 
     @property
+    def now(self) -> RunningCloud:
+        assert self.running is not None, "start() first"
+        return self.running
+
+    @property
     def edge(self) -> str:
-        return str(self.state["endpoints"]["edge"])
+        return self.now.edge
 
     def api(self, device_id: str = "device-bench-1") -> ApiClient:
-        return ApiClient(self.state["endpoints"]["api"], next(self._addresses), device_id)
+        return ApiClient(self.now.api, next(self._addresses), device_id)
 
     def client(self, service: str) -> Any:
-        import boto3
-
-        return boto3.client(
-            service,
-            endpoint_url=self.edge,
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",  # noqa: S106 - the emulators accept any credentials
-        )
+        return self.now.client(service)
 
     def function_name(self, logical_id: str) -> str:
-        return next(n for n, info in self.state["functions"].items() if info["logical_id"] == logical_id)
+        return self.now.function_name(logical_id)
 
 
 def _mib(size: int) -> str:

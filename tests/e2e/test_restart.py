@@ -22,8 +22,8 @@ from typing import Any
 
 import pyotp
 import pytest
-from support.bank import ADMIN_PASSWORD, PASSWORD, idempotency_key
-from support.cloud import ROOT, CloudProcess
+from support.bank import ADMIN_PASSWORD, PASSWORD, create_admin, idempotency_key
+from support.cloud import ROOT, CloudProcess, RunningCloud
 from support.http import ApiClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -37,43 +37,30 @@ class Restartable:
 
     def __init__(self, state_dir: Path) -> None:
         self.process = CloudProcess(state_dir, "--nats-duplicate-window", str(DUPLICATE_WINDOW_S))
-        self.state: dict[str, Any] = {}
+        self.running: RunningCloud | None = None
         self._addresses = iter(f"127.1.{a}.{b}" for a in range(1, 200) for b in range(2, 250))
 
     def start(self) -> None:
-        self.state = self.process.start()
+        self.running = RunningCloud(self.process.start(), self.process.state_dir)
 
     def restart(self) -> None:
         self.process.stop()
         self.start()
 
     @property
-    def edge(self) -> str:
-        return str(self.state["endpoints"]["edge"])
+    def now(self) -> RunningCloud:
+        assert self.running is not None, "start() first"
+        return self.running
 
     def api(self, device_id: str) -> ApiClient:
-        return ApiClient(self.state["endpoints"]["api"], next(self._addresses), device_id)
-
-    def client(self, service: str) -> Any:
-        import boto3
-
-        return boto3.client(
-            service,
-            endpoint_url=self.edge,
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-        )
-
-    def function_name(self, logical_id: str) -> str:
-        return next(n for n, info in self.state["functions"].items() if info["logical_id"] == logical_id)
+        return ApiClient(self.now.api, next(self._addresses), device_id)
 
     def vaultpay(self, *args: str) -> subprocess.CompletedProcess[str]:
         """The operator's CLI against this cloud (its state dir; the AWS endpoint of its edge)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         env.update(
             VAULTPAY_STATE_DIR=str(self.process.state_dir),
-            AWS_ENDPOINT_URL=self.edge,
+            AWS_ENDPOINT_URL=self.now.edge,
             AWS_ACCESS_KEY_ID="test",
             AWS_SECRET_ACCESS_KEY="test",
             AWS_DEFAULT_REGION="us-east-1",
@@ -138,16 +125,8 @@ def _register(cloud: Restartable, name: str) -> Person:
 
 
 def _admin(cloud: Restartable) -> Person:
-    email = f"treasurer.{uuid.uuid4().hex[:8]}@vaultpay.dev"
-    out = cloud.client("lambda").invoke(
-        FunctionName=cloud.function_name("CreateAdminFunction"),
-        Payload=json.dumps(
-            {"email": email, "password": ADMIN_PASSWORD, "full_name": "Treasurer", "phone": "+919811111111"}
-        ).encode(),
-    )
-    created = json.loads(out["Payload"].read())
-    assert created.get("role") == "admin", created
-    return Person(email, ADMIN_PASSWORD, created["mfa"]["secret"], "treasury-laptop")
+    email, secret = create_admin(cloud.now)  # the operator's way, CreateAdminFunction
+    return Person(email, ADMIN_PASSWORD, secret, "treasury-laptop")
 
 
 def _open_account(client: ApiClient) -> dict[str, Any]:
@@ -252,7 +231,7 @@ def test_customers_money_executions_and_stream_positions_survive_restarts(cloud:
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
     # And after two more restarts, each later than the de-duplication window, no event is in the stream twice
-    before = _stream_event_ids(cloud.state["endpoints"]["nats"])
+    before = _stream_event_ids(cloud.now.nats)
     assert len(before) >= 10, before  # registrations, logins, accounts, deposit, two transfers...
     # (the first of them while a transfer is in flight: the stop waits for its saga before saving the state)
     body = {
@@ -272,7 +251,7 @@ def test_customers_money_executions_and_stream_positions_survive_restarts(cloud:
     assert landed.body["status"] == "COMPLETED", landed.body
     saga = cloud.vaultpay("ops", "execution", in_flight.body["transfer_id"], "--json")
     assert json.loads(saga.stdout)["status"] == "SUCCEEDED", saga.stdout + saga.stderr
-    after = _stream_event_ids(cloud.state["endpoints"]["nats"])
+    after = _stream_event_ids(cloud.now.nats)
     twice = {event_id: n for event_id, n in Counter(after).items() if n > 1}
     assert twice == {}, f"{len(twice)} event ids stored more than once after restarts: {list(twice)[:5]}"
     assert after[: len(before)] == before

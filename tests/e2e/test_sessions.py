@@ -7,13 +7,11 @@ authorizer re-reads a session after 2 s (`SessionCheckSeconds=2`; 30 by default,
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
-import pyotp
 import pytest
-from support.bank import PASSWORD, assert_problem
+from support.bank import PASSWORD, assert_problem, signed_in_customer_with_tokens
 
 pytestmark = pytest.mark.e2e
 
@@ -22,20 +20,7 @@ SESSION_CHECK_S = 2
 
 def _session(api: Callable[..., Any]) -> tuple[Any, dict[str, Any]]:
     """A new customer's client, signed in, and the token pair it got."""
-    client = api(device_id="session-phone")
-    email = f"session.{uuid.uuid4().hex[:10]}@example.com"
-    registered = client.post(
-        "/v1/auth/register",
-        {"email": email, "password": PASSWORD, "full_name": "Asha Rao", "phone": "+919876543210"},
-        token=None,
-    )
-    assert registered.status == 201, registered.body
-    started = client.post("/v1/auth/login", {"email": email, "password": PASSWORD}, token=None)
-    code = pyotp.TOTP(registered.body["mfa"]["secret"]).now()
-    tokens = client.post("/v1/auth/mfa/verify", {"challenge_id": started.body["challenge_id"], "code": code})
-    assert tokens.status == 200, tokens.body
-    client.token = tokens.body["access_token"]
-    return client, dict(tokens.body)
+    return signed_in_customer_with_tokens(api, device_id="session-phone")
 
 
 def _refused_within(client: Any, seconds: float) -> Any:

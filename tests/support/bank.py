@@ -28,6 +28,14 @@ def idempotency_key() -> dict[str, str]:
 
 def signed_in_customer(api: Callable[..., Any], device_id: str = "device-e2e-1") -> Any:
     """A newly registered customer, signed in: its client carries the access token."""
+    client, _ = signed_in_customer_with_tokens(api, device_id)
+    return client
+
+
+def signed_in_customer_with_tokens(
+    api: Callable[..., Any], device_id: str = "device-e2e-1"
+) -> tuple[Any, Any]:
+    """`signed_in_customer`, and the token pair its sign-in answered (the refresh token with it)."""
     client = api(device_id=device_id)
     email = f"saver.{uuid.uuid4().hex[:10]}@example.com"
     registered = client.post(
@@ -44,7 +52,7 @@ def signed_in_customer(api: Callable[..., Any], device_id: str = "device-e2e-1")
     )
     assert tokens.status == 200, tokens.body
     client.token = tokens.body["access_token"]
-    return client
+    return client, dict(tokens.body)
 
 
 def create_admin(local_cloud: Any) -> tuple[str, str]:

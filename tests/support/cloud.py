@@ -20,6 +20,49 @@ REVIEW_TIMEOUT_S = 15
 TIME_SCALE = 60
 
 
+class RunningCloud:
+    """Endpoints of a local cloud started for the tests, and boto3 clients against its edge."""
+
+    def __init__(self, state: dict[str, Any], state_dir: Path) -> None:
+        self.state = state
+        self.state_dir = state_dir
+        self.edge = state["endpoints"]["edge"]
+        self.api = state["endpoints"]["api"]
+        self.apis: dict[str, str] = state["endpoints"]["apis"]
+        self.nats = state["endpoints"]["nats"]
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.client(
+            service,
+            endpoint_url=self.edge,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
+
+    def resource(self, service: str) -> Any:
+        import boto3
+
+        return boto3.resource(
+            service,
+            endpoint_url=self.edge,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
+
+    def function_name(self, logical_id: str) -> str:
+        for name, info in self.state["functions"].items():
+            if info["logical_id"] == logical_id:
+                return str(name)
+        raise KeyError(logical_id)
+
+    def api_url(self, logical_id: str) -> str:
+        return next(url for key, url in self.apis.items() if key.endswith("/" + logical_id))
+
+
 class CloudProcess:
     """`vaultpay local up` with the given extra arguments in `state_dir`; start() returns its state.json."""
 

@@ -36,38 +36,29 @@ class DynamoDBCounterStore:
 
     def increment(self, key: str, expires_at: int) -> int:
         """ADD creates the counter at zero first, so concurrent increments never lose a count."""
-        response = self._call(
-            "UpdateItem",
-            lambda: self._client.update_item(
-                TableName=self._table,
-                Key={"pk": {"S": key}},
-                UpdateExpression="ADD #count :one SET #expires_at = :expires_at",
-                ExpressionAttributeNames={"#count": "count", "#expires_at": "expires_at"},
-                ExpressionAttributeValues={":one": {"N": "1"}, ":expires_at": {"N": str(int(expires_at))}},
-                ReturnValues="UPDATED_NEW",
-            ),
-        )
-        return int(response["Attributes"]["count"]["N"])
+        count = self._add_one(key, expires_at, limit=None)
+        assert count is not None  # unconditional: it always counts
+        return count
 
     def increment_below(self, key: str, limit: int, expires_at: int) -> int | None:
         """One conditional UpdateItem: the count goes up only while it is below `limit`."""
+        return self._add_one(key, expires_at, limit=limit)
+
+    def _add_one(self, key: str, expires_at: int, *, limit: int | None) -> int | None:
+        """The new count; None when `limit` is given and the count had reached it."""
+        request: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": {"pk": {"S": key}},
+            "UpdateExpression": "ADD #count :one SET #expires_at = :expires_at",
+            "ExpressionAttributeNames": {"#count": "count", "#expires_at": "expires_at"},
+            "ExpressionAttributeValues": {":one": {"N": "1"}, ":expires_at": {"N": str(int(expires_at))}},
+            "ReturnValues": "UPDATED_NEW",
+        }
+        if limit is not None:
+            request["ConditionExpression"] = "attribute_not_exists(#count) OR #count < :limit"
+            request["ExpressionAttributeValues"][":limit"] = {"N": str(int(limit))}
         try:
-            response = self._call(
-                "UpdateItem",
-                lambda: self._client.update_item(
-                    TableName=self._table,
-                    Key={"pk": {"S": key}},
-                    UpdateExpression="ADD #count :one SET #expires_at = :expires_at",
-                    ConditionExpression="attribute_not_exists(#count) OR #count < :limit",
-                    ExpressionAttributeNames={"#count": "count", "#expires_at": "expires_at"},
-                    ExpressionAttributeValues={
-                        ":one": {"N": "1"},
-                        ":limit": {"N": str(int(limit))},
-                        ":expires_at": {"N": str(int(expires_at))},
-                    },
-                    ReturnValues="UPDATED_NEW",
-                ),
-            )
+            response = self._call("UpdateItem", lambda: self._client.update_item(**request))
         except _ConditionFailed:
             return None
         return int(response["Attributes"]["count"]["N"])
