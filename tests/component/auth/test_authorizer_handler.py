@@ -90,6 +90,11 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
         )
+        # The token's user exists and is active (the authorizer ends tokens of missing or disabled users)
+        dynamodb.put_item(
+            TableName=environment["AUTH_TABLE"],
+            Item={"pk": {"S": f"USER#{USER}"}, "sk": {"S": "PROFILE"}, "status": {"S": "ACTIVE"}},
+        )
         kms = aws_client("kms")
         arn = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
         monkeypatch.setenv("TOKEN_SIGNING_KEY_ID", arn)
@@ -171,7 +176,7 @@ def test_a_device_mismatch_writes_the_outbox_event_into_the_auth_table(app: Modu
     event = _event(Authorization=f"Bearer {_token(stack.keys)}", X_Device_Id="attacker-phone")
     response = app.handler(event, FakeLambdaContext())
     assert response["context"]["auth_error"] == "device_mismatch"
-    (item,) = _items(stack, stack.auth_table)
+    (item,) = [i for i in _items(stack, stack.auth_table) if i["pk"]["S"] != f"USER#{USER}"]
     assert item["pk"]["S"].startswith("OUTBOX#")
     assert item["sk"]["S"] == "OUTBOX"
     assert item["kind"]["S"] == "outbox"
@@ -274,3 +279,44 @@ def test_neither_the_token_nor_the_device_mismatch_leaks_a_token_into_the_log(
     assert "invalid_token" in logged
     assert token not in logged
     assert token.split(".")[2] not in logged
+
+
+def test_a_token_of_a_disabled_user_or_a_signed_out_session_is_token_revoked(
+    app: ModuleType, stack: Stack
+) -> None:
+    from vaultpay.auth.tokens import issue_access_token
+
+    def token(session_id: str) -> str:
+        issued, _ = issue_access_token(
+            stack.keys,
+            user_id=USER,
+            role="customer",
+            device_id=DEVICE,
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            now=time.time(),
+            session_id=session_id,
+        )
+        return issued
+
+    table = stack.auth_table
+    for family, revoked in (("fam_live", False), ("fam_out", True)):
+        stack.dynamodb.put_item(
+            TableName=table,
+            Item={"pk": {"S": f"FAMILY#{family}"}, "sk": {"S": "FAMILY"}, "revoked": {"BOOL": revoked}},
+        )
+    live = app.handler(_event(Authorization=f"Bearer {token('fam_live')}"), FakeLambdaContext())
+    assert live["context"]["auth_error"] == ""
+    out = app.handler(_event(Authorization=f"Bearer {token('fam_out')}"), FakeLambdaContext())
+    assert out["context"]["auth_error"] == "token_revoked"
+    # A disabled user's live session ends too (a new container: nothing cached)
+    stack.dynamodb.update_item(
+        TableName=table,
+        Key={"pk": {"S": f"USER#{USER}"}, "sk": {"S": "PROFILE"}},
+        UpdateExpression="SET #s = :d",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":d": {"S": "DISABLED"}},
+    )
+    authorizer_wiring.authorizer.cache_clear()
+    disabled = app.handler(_event(Authorization=f"Bearer {token('fam_live')}"), FakeLambdaContext())
+    assert disabled["context"]["auth_error"] == "token_revoked"
