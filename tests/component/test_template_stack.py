@@ -1365,3 +1365,20 @@ def test_the_dashboard_body_is_json_once_substituted(sam: dict[str, Any]) -> Non
     assert {"Transfer saga executions", "API latency (ms)", "Ledger and holds"} <= titles
     placeholders = set(re.findall(r"\$\{([\w:]+)\}", body))
     assert set(names) == placeholders - {"AWS::Region", "Stage", "TransferStateMachine"}
+
+
+def test_the_unauthenticated_functions_touch_only_the_kinds_of_items_they_own(cfn: dict[str, Any]) -> None:
+    # Register and login answer anyone on the internet: a bug in them must not reach sessions, tokens or
+    # devices, so IAM holds their auth-table access to these key prefixes (vaultpay.auth.store's keys).
+    expected = {
+        "RegisterFunction": ["EMAIL#*", "USER#*", "OUTBOX#*"],
+        "CreateAdminFunction": ["EMAIL#*", "USER#*", "OUTBOX#*"],
+        "LoginFunction": ["EMAIL#*", "USER#*", "CHALLENGE#*", "OUTBOX#*"],
+    }
+    roles = _roles_by_function(cfn)
+    for function, prefixes in expected.items():
+        statements = [s for s in _statements(roles[function]) if _resource_id(s["Resource"]) == "AuthTable"]
+        assert statements, function
+        for statement in statements:
+            condition = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+            assert condition == prefixes, function
