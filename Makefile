@@ -98,6 +98,7 @@ bench: install
 	$(BIN)/python bench/schemathesis_run.py --out bench/schemathesis-results.md
 	$(BIN)/python bench/restart_bench.py --out bench/restart-results.md
 	$(BIN)/python bench/token_signing_bench.py --out bench/token-signing-results.md
+	$(BIN)/python bench/session_check_bench.py --out bench/session-check-results.md
 	$(BIN)/python bench/results.py --since $(BENCH_STARTED) --strict
 
 clean:

@@ -37,6 +37,7 @@ OTHER_RESULTS = [
     ("ledger-results.md", "Ledger: reserve and settle, hot account vs many"),
     ("restart-results.md", "Local cloud restart: empty vs populated state, state dir size"),
     ("token-signing-results.md", "Access-token signing: kms:Sign vs a key in memory"),
+    ("session-check-results.md", "Authorizer: the session check against none"),
 ]
 
 
