@@ -30,8 +30,9 @@ $(CONSOLE_STAMP): $(CONSOLE)/package.json $(CONSOLE)/package-lock.json
 	cd $(CONSOLE) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $(CONSOLE_STAMP)
 
+# RUN_ARGS passes options to `vaultpay local up` (`make run RUN_ARGS=--fresh` deletes the saved state first).
 run: install
-	$(BIN)/vaultpay local up
+	$(BIN)/vaultpay local up $(RUN_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
@@ -63,7 +64,7 @@ e2e: install
 	$(BIN)/pytest -m e2e -q
 
 test: lint browser
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=20
 
 .PHONY: browser
 browser:

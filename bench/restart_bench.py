@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its siblings are modules
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' helpers
-from runinfo import run_info, write_figures
+from runinfo import heading, publish
 from support.bank import create_admin
 from support.bank_run import SHORT, SOAK, BankRun
 from support.cloud import CloudProcess, RunningCloud
@@ -106,16 +106,10 @@ def main() -> int:
     finally:
         cloud.process.kill()
         shutil.rmtree(state_dir.parent, ignore_errors=True)
-    info = run_info()
-    machine = info["machine"]
     total = sum(figures["state_bytes"].values())
     total_empty = sum(figures["state_bytes_empty"].values())
     lines = [
-        "# Local cloud restart",
-        "",
-        f"{info['date']} · commit {info['commit']} · {machine['cpu']} ({machine['cores']} cores)",
-        f"Command: `.venv/bin/python bench/restart_bench.py --scale {args.scale}`",
-        "",
+        *heading("Local cloud restart", f".venv/bin/python bench/restart_bench.py --scale {args.scale}"),
         "| | seconds |",
         "|---|---:|",
         f"| first start (nothing saved) | {figures['first_start_s']:.1f} |",
@@ -136,9 +130,7 @@ def main() -> int:
         f"moto snapshot after the workload: {_mib(figures['moto_snapshot_bytes'])} MiB.",
         "",
     ]
-    args.out.write_text("\n".join(lines))
-    write_figures(args.out, "restart", figures)
-    print("\n".join(lines))
+    publish(args.out, "restart", figures, lines)
     return 0 if figures["workload_ok"] else 1
 
 

@@ -76,3 +76,24 @@ def write_figures(markdown: Path, bench: str, figures: dict[str, Any]) -> Path:
     document = {"bench": bench, "command": command_line(), "run": run_info(), "figures": figures}
     path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
     return path
+
+
+def publish(markdown: Path, bench: str, figures: dict[str, Any], lines: list[str]) -> None:
+    """Write a bench's Markdown (`lines`) and its JSON figures beside it, and print the Markdown."""
+    text = "\n".join(lines)
+    markdown.write_text(text)
+    write_figures(markdown, bench, figures)
+    print(text)
+
+
+def heading(title: str, command: str) -> list[str]:
+    """The first lines of a results file: title, when, at which commit, on what machine, and the command."""
+    info = run_info()
+    machine = info["machine"]
+    return [
+        f"# {title}",
+        "",
+        f"{info['date']} · commit {info['commit']} · {machine['cpu']} ({machine['cores']} cores)",
+        f"Command: `{command}`",
+        "",
+    ]

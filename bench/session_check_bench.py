@@ -15,12 +15,12 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its siblings are modules
-from runinfo import run_info, write_figures
+from localcloud_bench import percentile, timed
+from runinfo import heading, publish
 
 from localcloud import services
 from vaultpay.auth.authorizer import Authorizer, AuthorizerRequest, NoSessionRevocations, SessionRevocations
@@ -30,11 +30,6 @@ from vaultpay.shared.ratelimit import FakeCounterStore, Window
 
 USER, DEVICE, FAMILY = "usr_" + "b" * 32, "bench-device", "fam_bench"
 TABLE = "bench-auth"
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 class _Keys:
@@ -48,15 +43,6 @@ class _Keys:
 class _NoOutbox:
     def write(self, event: Any) -> None:
         raise AssertionError("no event is expected in this bench")
-
-
-def _timed(n: int, call: Callable[[], object]) -> list[float]:
-    times = []
-    for _ in range(n):
-        began = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - began) * 1000)
-    return times
 
 
 def main() -> int:
@@ -139,29 +125,26 @@ def main() -> int:
             times: dict[str, list[float]] = {name: [] for name in paths}
             for _ in range(args.n // 50):  # interleaved, so a noisy moment hits every path
                 for name, decide in paths.items():
-                    times[name] += _timed(50, lambda d=decide: d.decide(request))
+                    times[name] += timed(lambda d=decide: d.decide(request), 50)
         finally:
             dynamodb_local.stop()
     figures = {
-        name: {"p50_ms": statistics.median(values), "p99_ms": _percentile(values, 0.99), "n": len(values)}
+        name: {"p50_ms": statistics.median(values), "p99_ms": percentile(values, 99), "n": len(values)}
         for name, values in times.items()
     }
-    info = run_info()
-    machine = info["machine"]
     lines = [
-        "# Authorizer: the cost of checking that a session has not ended",
-        "",
-        f"{info['date']} · commit {info['commit']} · {machine['cpu']} ({machine['cores']} cores)",
-        f"Command: `.venv/bin/python bench/session_check_bench.py --n {args.n}`; DynamoDB Local on loopback.",
+        *heading(
+            "Authorizer: the cost of checking that a session has not ended",
+            f".venv/bin/python bench/session_check_bench.py --n {args.n}",
+        ),
+        "DynamoDB Local on loopback.",
         "",
         "| Authorizer.decide | p50 ms | p99 ms |",
         "|---|---:|---:|",
         *(f"| {name} | {f['p50_ms']:.2f} | {f['p99_ms']:.2f} |" for name, f in figures.items()),
         "",
     ]
-    args.out.write_text("\n".join(lines))
-    write_figures(args.out, "session-check", figures)
-    print("\n".join(lines))
+    publish(args.out, "session-check", figures, lines)
     return 0
 
 

@@ -20,25 +20,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its siblings are modules
-from runinfo import run_info, write_figures
+from localcloud_bench import percentile, timed
+from runinfo import heading, publish
 
 from localcloud import services
 from vaultpay.auth.kms_keys import KmsPublicKeys, KmsTokenSigner
 from vaultpay.auth.tokens import SigningKeySet, TokenSigner, generate_signing_key_document, issue_access_token
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def _timed(n: int, call: Callable[[], object]) -> list[float]:
-    times = []
-    for _ in range(n):
-        began = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - began) * 1000)
-    return times
 
 
 def _issue(signer: TokenSigner) -> Callable[[], object]:
@@ -80,27 +67,26 @@ def main() -> int:
                 _issue(signer)()
             old, new = [], []
             for _ in range(args.n // 50):  # interleaved, so a noisy moment hits both paths
-                old += _timed(50, _issue(memory))
-                new += _timed(50, _issue(kms_signer))
-            public_key_ms = _timed(20, lambda: KmsPublicKeys(kms, [arn]).public_keys_by_kid())
+                old += timed(_issue(memory), 50)
+                new += timed(_issue(kms_signer), 50)
+            public_key_ms = timed(lambda: KmsPublicKeys(kms, [arn]).public_keys_by_kid(), 20)
         finally:
             moto.stop()
     figures = {
         "n": len(old),
         "memory_key_p50_ms": statistics.median(old),
-        "memory_key_p99_ms": _percentile(old, 0.99),
+        "memory_key_p99_ms": percentile(old, 99),
         "kms_sign_p50_ms": statistics.median(new),
-        "kms_sign_p99_ms": _percentile(new, 0.99),
+        "kms_sign_p99_ms": percentile(new, 99),
         "added_p50_ms": statistics.median(new) - statistics.median(old),
         "get_public_key_p50_ms": statistics.median(public_key_ms),
     }
-    info = run_info()
-    machine = info["machine"]
     lines = [
-        "# Access-token signing: KMS vs a key in memory",
-        "",
-        f"{info['date']} · commit {info['commit']} · {machine['cpu']} ({machine['cores']} cores)",
-        f"Command: `.venv/bin/python bench/token_signing_bench.py --n {args.n}`; KMS is moto's, on loopback.",
+        *heading(
+            "Access-token signing: KMS vs a key in memory",
+            f".venv/bin/python bench/token_signing_bench.py --n {args.n}",
+        ),
+        "KMS is moto's, on loopback.",
         "",
         "| issue_access_token | p50 ms | p99 ms |",
         "|---|---:|---:|",
@@ -112,9 +98,7 @@ def main() -> int:
         f"kms:GetPublicKey, once per container: {figures['get_public_key_p50_ms']:.2f} ms p50.",
         "",
     ]
-    args.out.write_text("\n".join(lines))
-    write_figures(args.out, "token-signing", figures)
-    print("\n".join(lines))
+    publish(args.out, "token-signing", figures, lines)
     return 0
 
 

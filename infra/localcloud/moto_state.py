@@ -62,6 +62,9 @@ INTERRUPTED_CAUSE = (
     "execution (every saga step is idempotent) to finish the work."
 )
 SNAPSHOT_PATH = "/_localcloud/moto/snapshot"
+# The readiness probe: answered here, cheaply (moto's /moto-api/data.json serialises every backend, which
+# takes seconds once the state is large).
+READY_PATH = "/_localcloud/moto/ready"
 
 
 class StateError(RuntimeError):
@@ -382,6 +385,9 @@ class _Tracking:
         self.changes = 0
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") == READY_PATH:
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"ready"]
         if environ.get("PATH_INFO") == SNAPSHOT_PATH and environ.get("REQUEST_METHOD") == "POST":
             if self.state is None:
                 body = json.dumps({"persisted": False}).encode()
@@ -441,7 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="localcloud.moto_state", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--state-dir", type=Path, help="where the snapshot lives (omit for memory only)")
-    parser.add_argument("--snapshot-interval", type=float, default=5.0, help="seconds between saves")
+    parser.add_argument("--snapshot-interval", type=float, default=15.0, help="seconds between saves")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:

@@ -328,7 +328,7 @@ def moto_server(port: int, edge_port: int, state_dir: Path, *, persist: bool = F
         ],
         env=env,
         log_file=state_dir / "logs" / "moto.log",
-        ready=lambda: _http_ok(f"http://127.0.0.1:{port}/moto-api/data.json"),
+        ready=lambda: _http_ok(f"http://127.0.0.1:{port}/_localcloud/moto/ready"),
         # Loading a large saved state takes a while, and so does the save on SIGTERM: never cut it short.
         ready_timeout_s=300.0 if persist else 60.0,
         stop_grace_s=300.0 if persist else 5.0,
