@@ -94,6 +94,7 @@ def main() -> int:
         ).run()
         figures["workload_s"] = time.monotonic() - began
         figures["workload_ok"] = outcome.ok
+        figures["workload_problems"] = outcome.problems[:10]
         figures["transfers"] = outcome.figures.get("transfers sent")
         figures["stop_populated_s"] = cloud.stop()
         sizes = StoredState(state_dir).size_bytes()
@@ -128,6 +129,11 @@ def main() -> int:
         f"| **total** | {_mib(total_empty)} | {_mib(total)} |",
         "",
         f"moto snapshot after the workload: {_mib(figures['moto_snapshot_bytes'])} MiB.",
+        *(
+            ["", "Problems the bank test found:", *(f"- {p}" for p in figures["workload_problems"])]
+            if figures["workload_problems"]
+            else []
+        ),
         "",
     ]
     publish(args.out, "restart", figures, lines)

@@ -306,35 +306,55 @@ class MotoState:
         snapshot that catches a dict changing size is taken again.
         """
         with self._lock:
-            for attempt in range(attempts):
-                buffer = io.BytesIO()
-                now = datetime.datetime.now(tz=datetime.UTC)
-                counts: dict[str, int] = {}
+            return self._save(attempts)
+
+    def save_in_background(self) -> bool:
+        """Save from a forked copy of this process, as Redis's BGSAVE does: pickling a large state takes the
+        GIL for seconds, and moto would stop answering meanwhile (the authorizer's 1 s KMS or DynamoDB
+        calls then fail). The child sees the state as it was at the fork, saves it and exits; this waits
+        for it without holding the GIL. False when the child failed (the next save tries again)."""
+        with self._lock:
+            pid = os.fork()
+            if pid == 0:  # the child: one thread, a frozen copy of the state
+                code = 1
                 try:
-                    data: dict[str, dict[str, dict[str, Any]]] = {}
-                    for service, backends in _backend_dicts(SERVICES).items():
-                        data[service] = {
-                            account: dict(regional.items()) for account, regional in list(backends.items())
-                        }
-                        counts[service] = sum(len(r) for r in data[service].values())
-                    _Pickler(buffer, now).dump(data)
-                    break
-                except RuntimeError:
-                    if attempt == attempts - 1:
-                        raise
-                    time.sleep(0.05)
-            self.directory.mkdir(parents=True, exist_ok=True)
-            meta = {
-                "format": FORMAT,
-                "moto_version": moto_version(),
-                "python": sys.version.split()[0],
-                "saved_at": now.isoformat(),
-                "bytes": buffer.tell(),
-                "backends": counts,
-            }
-            _write_atomic(self.snapshot_path, buffer.getvalue())
-            _write_atomic(self.meta_path, json.dumps(meta, indent=2).encode())
-            return meta
+                    self._save(attempts=1)
+                    code = 0
+                finally:
+                    os._exit(code)
+            _, status = os.waitpid(pid, 0)
+            return os.waitstatus_to_exitcode(status) == 0
+
+    def _save(self, attempts: int) -> dict[str, Any]:
+        for attempt in range(attempts):
+            buffer = io.BytesIO()
+            now = datetime.datetime.now(tz=datetime.UTC)
+            counts: dict[str, int] = {}
+            try:
+                data: dict[str, dict[str, dict[str, Any]]] = {}
+                for service, backends in _backend_dicts(SERVICES).items():
+                    data[service] = {
+                        account: dict(regional.items()) for account, regional in list(backends.items())
+                    }
+                    counts[service] = sum(len(r) for r in data[service].values())
+                _Pickler(buffer, now).dump(data)
+                break
+            except RuntimeError:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.05)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format": FORMAT,
+            "moto_version": moto_version(),
+            "python": sys.version.split()[0],
+            "saved_at": now.isoformat(),
+            "bytes": buffer.tell(),
+            "backends": counts,
+        }
+        _write_atomic(self.snapshot_path, buffer.getvalue())
+        _write_atomic(self.meta_path, json.dumps(meta, indent=2).encode())
+        return meta
 
     def load(self) -> dict[str, Any]:
         """Put the saved backends back into moto's registries; returns the snapshot's metadata."""
@@ -433,10 +453,8 @@ def serve(port: int, state_dir: Path | None, snapshot_interval_s: float) -> None
     while not stopping.wait(snapshot_interval_s if state is not None else 3600):
         if state is not None and app.changes != saved_at_changes:
             saved_at_changes = app.changes
-            try:
-                state.save()
-            except Exception:  # a periodic save that fails is tried again; the stop saves once more
-                log.exception("periodic moto snapshot failed")
+            if not state.save_in_background():  # tried again next time; the stop saves once more
+                log.error("periodic moto snapshot failed")
     server.shutdown()
     if state is not None:
         meta = state.save()

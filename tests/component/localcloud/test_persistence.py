@@ -216,3 +216,44 @@ def test_a_recorded_key_missing_from_the_state_stops_provisioning(moto_endpoint:
     record = {"PiiKey": {"Type": "AWS::KMS::Key", "KeyId": "0b3b3f0e-0000-4000-8000-000000000000"}}
     with pytest.raises(TemplateError, match=r"PiiKey: KMS key 0b3b3f0e.* cannot be read.*--fresh"):
         _provision(moto_endpoint, record)
+
+
+def test_a_change_is_saved_within_the_interval_so_a_killed_moto_keeps_it(tmp_path: Path) -> None:
+    import json as _json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    port = services.free_port()
+    argv = [sys.executable, "-m", "localcloud.moto_state", "--port", str(port)]
+    argv += ["--state-dir", str(tmp_path / "moto"), "--snapshot-interval", "0.5"]
+
+    def start() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while not services.port_open(port):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        return proc
+
+    proc = start()
+    try:
+        key_id = _client("kms", f"http://127.0.0.1:{port}").create_key()["KeyMetadata"]["KeyId"]
+        # The periodic save runs in a forked child while moto keeps answering
+        deadline = time.monotonic() + 10
+        while not (tmp_path / "moto" / "snapshot.json").exists():
+            assert time.monotonic() < deadline, "no periodic save"
+            _client("kms", f"http://127.0.0.1:{port}").list_keys()  # moto still answers meanwhile
+            time.sleep(0.2)
+        assert _json.loads((tmp_path / "moto" / "snapshot.json").read_text())["backends"]["kms"] >= 1
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)  # a crash: no save at the stop
+        proc.wait(10)
+    proc = start()
+    try:
+        keys = _client("kms", f"http://127.0.0.1:{port}").list_keys()["Keys"]
+        assert key_id in {k["KeyId"] for k in keys}
+    finally:
+        proc.terminate()
+        proc.wait(30)
