@@ -1,4 +1,4 @@
-"""API latency per route (issue 7 "Benchmarks"): p50/p99 of every route of API.md through the API Gateway
+"""API latency per route (issue 7 "Benchmarks"): p50/p99 of every route of docs/api.md through the API Gateway
 emulator, warm, each beside baselines measured in the same run.
 
 In one run against a fresh local cloud (the project template plus bench/fixtures/template.yaml):
@@ -579,7 +579,7 @@ def report(figures: dict[str, Any], run: dict[str, Any], command: str) -> str:
         f"Every protected route also runs the authorizer (p50 {auth['p50_ms']:.1f} ms invoked directly; its "
         "policy cache is off, so it runs on every request).",
         "",
-        "## Routes (API.md), warm",
+        "## Routes (docs/api.md), warm",
         "",
         f"Δ p50: over the baseline `{BASELINE}` through the emulator (p50 {base['p50_ms']:.1f} ms): the "
         "route's own work, plus the authorizer for customer and admin routes. *First call*: the route's "

@@ -68,7 +68,7 @@ print("{mark}%.3f" % ((time.perf_counter() - began) * 1000))
 """
 
 # What any handler starts from: nothing, the AWS SDK, the Powertools objects every handler creates at import
-# (STYLE.md, convention 3) and the REST resolver of the HTTP handlers, plain and validating (pydantic).
+# (docs/style.md, convention 3) and the REST resolver of the HTTP handlers, plain and validating (pydantic).
 # The last changes the environment (None removes a variable): X-Ray on, as `Tracing: Active` has it.
 BASELINES: tuple[tuple[str, str, Mapping[str, str | None]], ...] = (
     ("empty interpreter (`pass`)", "pass", {}),

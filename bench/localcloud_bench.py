@@ -192,7 +192,7 @@ def main() -> None:
         f"p50 {inv['dynamodb_proxied_p50']:.2f} ms |",
         f"| Step Functions, 4 no-op Lambda tasks, {sfn['executions']} executions, "
         f"{args.concurrency} at a time | {sfn['per_second']:.1f} executions/s "
-        f"({sfn['succeeded']}/{sfn['executions']} succeeded) | moto's engine ceiling (EMULATORS.md: ~13/s) |",
+        f"({sfn['succeeded']}/{sfn['executions']} succeeded) | moto's ceiling (docs/emulators.md: ~13/s) |",
         "",
     ]
     text = "\n".join(lines)

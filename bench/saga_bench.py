@@ -958,7 +958,7 @@ def report(
         "",
         "- One 2-core machine shared with other work (load average above): the local figures (throughput, "
         "latency, Lambda durations) are this emulator's on this machine, not AWS's. moto builds a boto3 "
-        "client per Task state (EMULATORS.md), so the engine ceiling is the emulator's, and the ratio says "
+        "client per Task (docs/emulators.md), so the engine ceiling is the emulator's, and the ratio says "
         "how much of it the real steps (Lambda work, DynamoDB Local, the API emulator, the polling) use.",
         "- Lambda GB-s come from durations measured here at the run's concurrency; on AWS each function has "
         "its own CPU share (512 MB ≈ 0.29 vCPU), so durations and that line will differ.",

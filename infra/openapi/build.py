@@ -52,7 +52,7 @@ TAG_DESCRIPTIONS = {
 }
 
 DOCUMENT_DESCRIPTION = """\
-The VaultPay payments API. The binding contract is API.md; this document is generated from the handlers.
+The VaultPay payments API. The binding contract is docs/api.md; this document is generated from the handlers.
 
 - Bodies are JSON. Unknown fields in a request body are rejected (422).
 - A body is read one way only, before any route: a key twice in one object, nesting deeper than 32 levels,
@@ -306,7 +306,7 @@ def enrich_operation(
     module: ModuleType,
     idempotent: bool,
 ) -> dict[str, Any]:
-    """Adds what API.md says of every route of this kind to one operation of a handler's schema."""
+    """Adds what docs/api.md says of every route of this kind to one operation of a handler's schema."""
     from vaultpay.auth.authorizer import ROLE_RULES
     from vaultpay.shared.http import CORRELATION_HEADER
     from vaultpay.shared.idempotency import REPLAYED_HEADER

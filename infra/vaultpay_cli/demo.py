@@ -76,7 +76,7 @@ def rupees(paise: int) -> str:
 
 
 def mask_number(number: str) -> str:
-    """An account number as API.md's lists show it: XXXXXXXX1234."""
+    """An account number as docs/api.md's lists show it: XXXXXXXX1234."""
     return "X" * max(len(number) - 4, 0) + number[-4:]
 
 

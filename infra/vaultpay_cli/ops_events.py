@@ -129,7 +129,7 @@ async def tail_events(
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
     finally:
-        # close(), not drain(): draining with a subscription open can time out (EMULATORS.md).
+        # close(), not drain(): draining with a subscription open can time out (docs/emulators.md).
         await nc.close()
     return printed
 

@@ -14,7 +14,7 @@ import pytest
 pytestmark = pytest.mark.component
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "infra" / "openapi" / "openapi.json"
-# API.md: the routes that require Idempotency-Key (those that exist yet are checked).
+# docs/api.md: the routes that require Idempotency-Key (those that exist yet are checked).
 IDEMPOTENT_ROUTES = {("post", "/v1/accounts"), ("post", "/v1/transfers"), ("post", "/v1/admin/deposits")}
 
 

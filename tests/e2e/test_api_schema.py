@@ -61,7 +61,7 @@ RUPEE = 100
 TOKEN_REFRESH_S = 600  # access tokens live 900 s
 REVIEW_AMOUNT = 2_00_000 * RUPEE  # infra/fraud/default-config.json: HIGH_AMOUNT holds it for review
 
-# Not run: positive_data_acceptance, because API.md's business rules refuse data the schema allows (only INR
+# Not run: positive_data_acceptance, as docs/api.md's business rules refuse data the schema allows (only INR
 # is enabled, an account or transfer must exist and be the caller's, a float amount like 5.0 is a 422 though
 # JSON Schema counts it an integer); those answers are documented 404/409/422 and conformance checks them.
 CHECKS = [
@@ -80,7 +80,7 @@ schema.config.generation.update(
     # The token and X-Device-Id are the signed-in user's (below), not generated: a random bearer only ever
     # meets the authorizer's 401, which tests/e2e/test_identity.py covers with forged and expired tokens.
     with_security_parameters=False,
-    # Query parameters a route does not document are ignored (the document says so; API.md refuses unknown
+    # Query parameters a route does not document are ignored (the document says so; docs/api.md refuses other
     # fields in bodies only), so a request with an extra one is no invalid request that must be refused.
     allow_extra_parameters=False,
     database="none",

@@ -15,7 +15,7 @@ SAVINGS = {"type": "SAVINGS", "currency": "INR"}
 
 
 def assert_problem(reply: Any, status: int, code: str | None = None) -> None:
-    """The reply is an API.md problem document with this status (and code)."""
+    """The reply is an docs/api.md problem document with this status (and code)."""
     assert reply.status == status, (reply.status, reply.body)
     assert (reply.header("Content-Type") or "").startswith("application/problem+json"), reply.headers
     if code is not None:

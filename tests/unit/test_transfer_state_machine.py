@@ -1,4 +1,4 @@
-"""The transfer saga's ASL (infra/statemachines/transfer.asl.json) as a graph, with DESIGN.md's properties."""
+"""The transfer saga's ASL (infra/statemachines/transfer.asl.json) as a graph, with docs/design.md's rules."""
 
 from __future__ import annotations
 

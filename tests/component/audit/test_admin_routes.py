@@ -22,7 +22,7 @@ pytestmark = pytest.mark.component
 EVENTS = Path(__file__).resolve().parents[3] / "events" / "audit"
 TABLE = "vaultpay-test-AuditTable"
 PROBLEM_JSON = "application/problem+json"
-# API.md "Administration": the audit record shape is part of the contract.
+# docs/api.md "Administration": the audit record shape is part of the contract.
 RECORD_FIELDS = [
     "audit_id",
     "seq",

@@ -1,4 +1,4 @@
-"""The Idempotency-Key header rule (API.md: 1..255 printable ASCII) and the scope of a stored response."""
+"""The Idempotency-Key header rule (docs/api.md: 1..255 printable ASCII) and a stored response's scope."""
 
 from typing import Any
 

@@ -97,7 +97,7 @@ def test_a_new_transfer_is_pending_and_announces_itself_without_the_account_numb
 def test_the_view_is_exactly_the_api_transfer_shape() -> None:
     # Given a transfer the fraud engine approved
     view = _through("processing", "approved").view()
-    # Then it has API.md's fields and no others, and the fraud result without its rule details
+    # Then it has docs/api.md's fields and no others, and the fraud result without its rule details
     assert list(view) == [
         "transfer_id", "status", "source_account_id", "destination_account_number_masked", "amount",
         "currency", "description", "fraud", "failure_reason", "created_at", "updated_at", "steps",

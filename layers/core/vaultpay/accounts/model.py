@@ -30,7 +30,7 @@ from vaultpay.shared.errors import FieldError
 from vaultpay.shared.events import DomainEvent, new_event_id
 
 MIN_AMOUNT = 1
-MAX_AMOUNT = 10**12  # API.md: 1 <= amount <= 10^12 paise
+MAX_AMOUNT = 10**12  # docs/api.md: 1 <= amount <= 10^12 paise
 SOURCE = "/vaultpay/accounts"
 # The bank's side of every deposit is split over this many settlement items, so that no single DynamoDB item
 # takes every deposit (one item sustains about 500 transactional writes a second). Reports sum the shards.

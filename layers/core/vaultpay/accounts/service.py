@@ -185,7 +185,7 @@ class AccountsService:
     ) -> dict[str, Any]:
         """Both parties of a transfer the owner asks for, or why not: `{ok: false, code, message[, field]}`.
 
-        Refusals are answers (the caller maps each code to its API.md error), so the Lambda never fails for
+        Refusals are answers (the caller maps each code to a docs/api.md error), so the Lambda never fails for
         a request the rules refuse. The destination's number is answered masked only.
         """
         try:
@@ -421,7 +421,7 @@ class AccountsService:
 
 
 def _refused(code: str, message: str, field: str | None) -> dict[str, Any]:
-    """A resolver refusal: the API.md code, a message written for the client, the field it is about."""
+    """A resolver refusal: the docs/api.md code, a message written for the client, the field it is about."""
     answer: dict[str, Any] = {"ok": False, "code": code, "message": message}
     if field is not None:
         answer["field"] = field

@@ -185,7 +185,7 @@ class AuditEntry:
 
 @dataclass(frozen=True, slots=True)
 class AuditRecord:
-    """One link of the chain, exactly as API.md shows it."""
+    """One link of the chain, exactly as docs/api.md shows it."""
 
     audit_id: str
     seq: int
@@ -297,7 +297,7 @@ class AppendOutcome:
 
 
 def entry_from_cloudevent(envelope: Any) -> AuditEntry:
-    """The audit entry of a CloudEvents 1.0 envelope (API.md "Events"); InvalidEvent names what is wrong."""
+    """The audit entry of a CloudEvents envelope (docs/api.md "Events"); InvalidEvent says what is wrong."""
     if not isinstance(envelope, Mapping):
         raise InvalidEvent("the event is not a JSON object")
     if envelope.get("specversion") != "1.0":

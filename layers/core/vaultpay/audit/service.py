@@ -77,7 +77,7 @@ class AuditQueryRequest:
 
 @dataclass(frozen=True, slots=True)
 class AuditPage:
-    """One page of the log, newest first, in API.md's list shape."""
+    """One page of the log, newest first, in docs/api.md's list shape."""
 
     items: list[AuditRecord]
     next_cursor: str | None

@@ -26,7 +26,7 @@ EVENT_SOURCE = "/vaultpay/auth"
 FORBIDDEN = "forbidden"
 
 _BEARER = re.compile(r"Bearer +([A-Za-z0-9_.~+/=-]+)", re.IGNORECASE)
-# API.md: 1..128 printable ASCII.
+# docs/api.md: 1..128 printable ASCII.
 _DEVICE_ID = re.compile(r"[\x20-\x7e]{1,128}")
 # The same rule as vaultpay.shared.http (not imported: that module pulls in the whole resolver stack).
 _CORRELATION_ID = re.compile(r"[\x21-\x7e]{1,128}")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 
-# API.md "Authentication and identity".
+# docs/api.md "Authentication and identity".
 CHALLENGE_TTL_S = 300
 MAX_WRONG_CODES = 5
 ACCESS_TOKEN_TTL_S = 900
@@ -41,7 +41,7 @@ _E164 = re.compile(r"\+[1-9][0-9]{7,14}")
 # exists is not knowable here; what matters is that the same address always normalises the same way.
 _EMAIL_LOCAL = re.compile(r"[^\s@\x00-\x1f\x7f]{1,64}")
 _DOMAIN_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
-# API.md: 1..128 printable ASCII (the authorizer applies the same rule).
+# docs/api.md: 1..128 printable ASCII (the authorizer applies the same rule).
 _DEVICE_ID = re.compile(r"[\x20-\x7e]{1,128}")
 _CHALLENGE_ID = re.compile(r"chl_[A-Za-z0-9_-]{43}")
 
@@ -79,7 +79,7 @@ def rfc3339(epoch_s: float) -> str:
 
 
 def canonical_email(email: str) -> str:
-    """Trimmed and lower-cased (API.md); fieldcrypt's blind index normalises identically (a test holds it)."""
+    """Trimmed and lower-cased (docs/api.md); fieldcrypt's blind index normalises identically (tested)."""
     return email.strip().lower()
 
 

@@ -303,7 +303,7 @@ class TokenPair:
     token_type: str = TOKEN_TYPE
 
     def body(self) -> dict[str, Any]:
-        """The token response of MFA verify and refresh (API.md)."""
+        """The token response of MFA verify and refresh (docs/api.md)."""
         return {
             "access_token": self.access_token,
             "refresh_token": self.refresh_token,

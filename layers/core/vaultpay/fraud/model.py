@@ -18,7 +18,7 @@ from fractions import Fraction
 from typing import Any
 
 MAX_SCORE = 100
-MAX_AMOUNT = 10**12  # API.md: 1 <= amount <= 10^12 paise
+MAX_AMOUNT = 10**12  # docs/api.md: 1 <= amount <= 10^12 paise
 MAX_REASON_LENGTH = 200
 # The contribution recorded when a rule raised instead of answering (see `rules.evaluate`).
 RULE_ERROR = "RULE_ERROR"
@@ -258,7 +258,7 @@ class RuleResult:
 class FraudDecision:
     """The engine's verdict on one transfer, with every rule contribution that led to it.
 
-    `reasons` are the names of the rules that fired, highest score first (API.md's `fraud.reasons`);
+    `reasons` are the names of the rules that fired, highest score first (docs/api.md's `fraud.reasons`);
     `contributions` are in the same order.
     """
 
@@ -289,7 +289,7 @@ class FraudDecision:
         return cls(decision=decision, score=score, reasons=reasons, contributions=ordered)
 
     def to_json(self) -> dict[str, Any]:
-        """API.md's transfer `fraud` object (`decision`, `score`, `reasons`) plus the contributions."""
+        """docs/api.md's transfer `fraud` object (`decision`, `score`, `reasons`) plus the contributions."""
         return {
             "decision": self.decision.value,
             "score": self.score,

@@ -140,7 +140,7 @@ class TaskResumer(Protocol):
 
 class TransferViews(Protocol):
     def view(self, transfer_id: str) -> dict[str, Any]:
-        """The transfer in API.md's shape (TransferStatusFunction `view`)."""
+        """The transfer in docs/api.md's shape (TransferStatusFunction `view`)."""
         ...
 
 

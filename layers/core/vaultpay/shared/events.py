@@ -1,4 +1,4 @@
-"""Domain events and their CloudEvents 1.0 envelope (API.md "Events"): what every outbox item carries."""
+"""Domain events and their CloudEvents 1.0 envelope (docs/api.md "Events"): what every outbox item carries."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 SPEC_VERSION = "1.0"
 TYPE_PREFIX = "vaultpay."
-# Keys that must never appear anywhere in event data (API.md: no password, token, TOTP secret, plaintext
+# Keys that must never appear anywhere in event data (docs/api.md: no password, token, TOTP secret, plaintext
 # phone or account number). Checked when an event is made, so a leak fails in tests, not in production.
 FORBIDDEN_DATA_KEYS = frozenset(
     {

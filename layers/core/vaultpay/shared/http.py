@@ -119,7 +119,7 @@ _BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 
 
 def form_body(event: Any) -> UnsupportedMediaType | None:
-    """A 415 for a form or multipart body: bodies are JSON (API.md). Powertools would parse either kind as the
+    """A 415 for a form or multipart body: bodies are JSON (docs/api.md). Powertools would parse either as the
     route's body model (a form could pass for JSON), and a multipart type without a boundary made it raise."""
     content_type = str(event.headers.get("content-type") or "").strip().lower()
     if not content_type.startswith(_FORM_TYPES):

@@ -1,4 +1,4 @@
-"""`Idempotency-Key` for any route (API.md): Powertools idempotency, scoped per user and route, kept 24 h.
+"""`Idempotency-Key` for any route (docs/api.md): Powertools idempotency, per user and route, kept 24 h.
 
 A route calls `idempotent_response(app, user_id=..., payload=body, operation=...)`. The first request with a
 key runs `operation` and stores its status and body; a repeat with the same body gets them back with
@@ -32,12 +32,12 @@ if TYPE_CHECKING:
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 TABLE_VARIABLE = "IDEMPOTENCY_TABLE"
-# API.md: keys are kept at least 24 h. Powertools itself treats an older record as expired (TTL deletes late).
+# docs/api.md: keys are kept at least 24 h. Powertools treats an older record as expired (TTL deletes late).
 EXPIRES_AFTER_S = 24 * 60 * 60
 # Stable across deployments, unlike Powertools' default prefix (the function's physical name), so a
 # redeployed or renamed function still recognises the keys it stored.
 KEY_PREFIX = "vaultpay"
-# API.md: 1..255 printable ASCII (a space inside is printable; surrounding whitespace is not part of an
+# docs/api.md: 1..255 printable ASCII (a space inside is printable; surrounding whitespace is not part of an
 # HTTP header value).
 _KEY = re.compile(r"[\x20-\x7e]{1,255}")
 _KEY_PROBLEM = "The Idempotency-Key header is required: 1 to 255 printable ASCII characters."

@@ -2,7 +2,7 @@
 
 The transfer state machine matches on the Lambda `errorType`, the exception's class name, so the saga-facing
 classes here (`TransferNotFound`, `TransferFinal`, `InvalidStepInput`) are public API. The others are what
-`POST /v1/transfers` answers when accounts refuses the parties (their codes are API.md's).
+`POST /v1/transfers` answers when accounts refuses the parties (their codes are docs/api.md's).
 """
 
 from __future__ import annotations

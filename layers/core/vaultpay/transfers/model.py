@@ -176,7 +176,7 @@ class Transfer:
         return any(step.name == name for step in self.steps)
 
     def view(self) -> dict[str, Any]:
-        """API.md's Transfer, exactly: the destination only masked, the fraud result without its rules."""
+        """docs/api.md's Transfer, exactly: the destination only masked, the fraud result without rules."""
         fraud = None
         if self.fraud is not None:
             fraud = {

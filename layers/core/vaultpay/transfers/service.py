@@ -34,7 +34,7 @@ from vaultpay.transfers.model import (
 )
 
 MIN_AMOUNT = 1
-MAX_AMOUNT = 10**12  # API.md: 1 <= amount <= 10^12 minor units
+MAX_AMOUNT = 10**12  # docs/api.md: 1 <= amount <= 10^12 minor units
 # Per user: generous for a person, a wall for a script draining an account in small pieces.
 CREATE_WINDOW = Window(limit=60, period_s=60)
 RATE_LIMIT_SCOPE = "transfers"
