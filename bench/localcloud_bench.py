@@ -77,11 +77,16 @@ def tree_rss_mib(pid: int) -> float:
 
 
 def client(state: dict[str, Any], service: str) -> Any:
+    return endpoint_client(service, state["endpoints"]["edge"])
+
+
+def endpoint_client(service: str, endpoint_url: str) -> Any:
+    """A boto3 client for an emulator on loopback (any credentials pass)."""
     import boto3
 
     return boto3.client(
         service,
-        endpoint_url=state["endpoints"]["edge"],
+        endpoint_url=endpoint_url,
         region_name="us-east-1",
         aws_access_key_id="test",
         aws_secret_access_key="test",  # noqa: S106

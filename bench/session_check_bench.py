@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its siblings are modules
-from localcloud_bench import percentile, timed
+from localcloud_bench import endpoint_client, percentile, timed
 from runinfo import heading, publish
 
 from localcloud import services
@@ -50,8 +50,6 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("bench/session-check-results.md"))
     parser.add_argument("--n", type=int, default=300)
     args = parser.parse_args()
-    import boto3
-
     keys = SigningKeySet.from_secret(generate_signing_key_document())
     token, _ = issue_access_token(
         keys, user_id=USER, role="customer", device_id=DEVICE, issuer="i", audience="a", now=time.time(),
@@ -71,13 +69,7 @@ def main() -> int:
         dynamodb_local.start()
         try:
             dynamodb_local.wait_ready()
-            client = boto3.client(
-                "dynamodb",
-                endpoint_url=f"http://127.0.0.1:{port}",
-                region_name="us-east-1",
-                aws_access_key_id="test",
-                aws_secret_access_key="test",  # noqa: S106 - the emulator accepts any credentials
-            )
+            client = endpoint_client("dynamodb", f"http://127.0.0.1:{port}")
             client.create_table(
                 TableName=TABLE,
                 KeySchema=[

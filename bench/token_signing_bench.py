@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its siblings are modules
-from localcloud_bench import percentile, timed
+from localcloud_bench import endpoint_client, percentile, timed
 from runinfo import heading, publish
 
 from localcloud import services
@@ -45,21 +45,13 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("bench/token-signing-results.md"))
     parser.add_argument("--n", type=int, default=300)
     args = parser.parse_args()
-    import boto3
-
     port = services.free_port()
     with tempfile.TemporaryDirectory() as tmp:
         moto = services.moto_server(port, port, Path(tmp))
         moto.start()
         try:
             moto.wait_ready()
-            kms = boto3.client(
-                "kms",
-                endpoint_url=f"http://127.0.0.1:{port}",
-                region_name="us-east-1",
-                aws_access_key_id="test",
-                aws_secret_access_key="test",  # noqa: S106 - the emulator accepts any credentials
-            )
+            kms = endpoint_client("kms", f"http://127.0.0.1:{port}")
             arn = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
             memory = SigningKeySet.from_secret(generate_signing_key_document())
             kms_signer = KmsTokenSigner(kms, arn)

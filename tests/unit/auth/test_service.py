@@ -276,16 +276,6 @@ class FakePasswords:
         return False
 
 
-class StaticSecrets:
-    def __init__(self, values: Mapping[str, str]) -> None:
-        self.values = dict(values)
-        self.reads = 0
-
-    def get(self, secret_id: str) -> str:
-        self.reads += 1
-        return self.values[secret_id]
-
-
 @dataclass
 class Clock:
     now: float = NOW

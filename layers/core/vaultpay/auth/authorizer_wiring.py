@@ -122,13 +122,8 @@ class DynamoDBSessionRevocations:
                     break
             else:
                 raise TransientError("DynamoDB left session keys unread")
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in ("ResourceNotFoundException", "AccessDeniedException", "ValidationException"):
-                raise ConfigurationError(f"auth table {self._table} cannot be read: {code}") from exc
-            raise TransientError(f"DynamoDB failed: {code}") from exc
-        except BotoCoreError as exc:
-            raise TransientError("DynamoDB is unreachable") from exc
+        except (ClientError, BotoCoreError) as exc:
+            raise _dynamodb_failure(exc, f"auth table {self._table} cannot be read") from exc
         by_key = {item["pk"]["S"]: item for item in items}
         user = by_key.get(f"USER#{user_id}")
         family = by_key.get(f"FAMILY#{session_id}") if session_id is not None else {}
@@ -136,6 +131,19 @@ class DynamoDBSessionRevocations:
         ended_at = int(user["sessions_ended_at"]["N"]) if user and "sessions_ended_at" in user else None
         family_ended = family is None or bool((family or {}).get("revoked", {}).get("BOOL", False))
         return disabled, ended_at, family_ended
+
+
+def _dynamodb_failure(exc: Exception, refused: str) -> ConfigurationError | TransientError:
+    """A DynamoDB call's failure as the authorizer reports it: a deployment fault (`refused`, with its code)
+    or a passing one. Either way the authorizer fails closed: API Gateway answers 500, never a wrong Allow."""
+    from botocore.exceptions import ClientError
+
+    if not isinstance(exc, ClientError):
+        return TransientError("DynamoDB is unreachable")
+    code = exc.response.get("Error", {}).get("Code", "")
+    if code in ("ResourceNotFoundException", "AccessDeniedException", "ValidationException"):
+        return ConfigurationError(f"{refused}: {code}")
+    return TransientError(f"DynamoDB failed: {code}")
 
 
 def _ended(disabled: bool, ended_at: int | None, issued_at: int) -> bool:
@@ -166,14 +174,11 @@ class DynamoDBOutboxWriter:
                 ConditionExpression="attribute_not_exists(pk)",
             )
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code == "ConditionalCheckFailedException":
+            if exc.response.get("Error", {}).get("Code", "") == "ConditionalCheckFailedException":
                 raise ConcurrentModification(f"outbox event {event.id} already exists") from exc
-            if code in ("ResourceNotFoundException", "AccessDeniedException", "ValidationException"):
-                raise ConfigurationError(f"outbox table {self._table} cannot be written: {code}") from exc
-            raise TransientError(f"DynamoDB failed: {code}") from exc
+            raise _dynamodb_failure(exc, f"outbox table {self._table} cannot be written") from exc
         except BotoCoreError as exc:
-            raise TransientError("DynamoDB is unreachable") from exc
+            raise _dynamodb_failure(exc, "") from exc
 
 
 @functools.cache
