@@ -218,8 +218,7 @@ class LocalCloud:
         if window is not None:
             # Below what the configuration allows (it keeps retried publishes de-duplicated): tests only.
             done.extend(await _set_duplicate_window(url, window))
-        shown = config.relative_to(self.config.root) if config.is_relative_to(self.config.root) else config
-        self.report("JetStream", str(shown), "; ".join(done))
+        self.report("JetStream", str(config.relative_to(self.config.root)), "; ".join(done))
 
     def worker_env(self) -> dict[str, str]:
         """What every Lambda worker gets on top of its template environment: the local endpoint."""

@@ -36,6 +36,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from localcloud.stored_state import write_atomic
+
 log = logging.getLogger("localcloud.moto_state")
 
 # What the local cloud keeps: every service the template provisions or a function calls through moto.
@@ -352,8 +354,8 @@ class MotoState:
             "bytes": buffer.tell(),
             "backends": counts,
         }
-        _write_atomic(self.snapshot_path, buffer.getvalue())
-        _write_atomic(self.meta_path, json.dumps(meta, indent=2).encode())
+        write_atomic(self.snapshot_path, buffer.getvalue())
+        write_atomic(self.meta_path, json.dumps(meta, indent=2).encode())
         return meta
 
     def load(self) -> dict[str, Any]:
@@ -384,15 +386,6 @@ class MotoState:
                 for region, backend in regions.items():
                     dict.__setitem__(regional, region, backend)
         return meta
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(path)
 
 
 # ---- the server -----------------------------------------------------------------------------------------

@@ -70,7 +70,7 @@ class StoredState:
             generation = uuid.uuid4().hex
             for directory in (self.dynamodb_dir, self.moto_dir):
                 directory.mkdir(parents=True, exist_ok=True)
-                _write(directory / GENERATION_FILE, generation)
+                write_atomic(directory / GENERATION_FILE, generation)
             return generation
         if data and not keys:
             raise InconsistentState(
@@ -107,7 +107,7 @@ class StoredState:
     def write_stack_record(self, stack: str, resources: dict[str, dict[str, Any]]) -> None:
         self.stacks_dir.mkdir(parents=True, exist_ok=True)
         document = json.dumps({"stack": stack, "resources": resources}, indent=2)
-        _write(self.stacks_dir / f"{stack}.json", document)
+        write_atomic(self.stacks_dir / f"{stack}.json", document)
 
     def checkpoint_file(self, stack: str, mapping: str) -> Path:
         return self.streams_dir / f"{stack}.{mapping}.json"
@@ -123,9 +123,11 @@ class StoredState:
         return sizes
 
 
-def _write(path: Path, text: str) -> None:
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Replace `path` with `data` so that a crash leaves the old file or the new one, never half of one."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    with tmp.open("rb") as fh:
+    with tmp.open("wb") as fh:
+        fh.write(data.encode() if isinstance(data, str) else data)
+        fh.flush()
         os.fsync(fh.fileno())
     tmp.replace(path)

@@ -8,7 +8,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import time
 import uuid
 from collections import deque
@@ -31,6 +30,7 @@ from localcloud.spec import (
     function_arn,
     function_name_from,
 )
+from localcloud.stored_state import write_atomic
 
 __all__ = ["MAX_PAYLOAD_BYTES", "StreamClients", "StreamPoller", "StreamPollerStats", "boto3_client"]
 
@@ -354,14 +354,8 @@ class StreamPoller:
             },
             "finished": sorted(self._finished),
         }
-        path = self._checkpoint_file
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("w") as fh:
-            json.dump(document, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(path)
+        self._checkpoint_file.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(self._checkpoint_file, json.dumps(document))
         self._checkpoint_dirty, self._checkpoint_saved_at = False, now
 
     # -- shards ---------------------------------------------------------------------------------
