@@ -1,8 +1,8 @@
 """Four eyes on privileged money operations (OWASP API5/API6), attacked over HTTP on the local cloud.
 
 Before: one admin's POST /v1/admin/deposits moved any amount at once, into any account, their own included,
-and an admin could decide the fraud review of their own transfer. After: above DepositApprovalThreshold the money
-waits for a second admin, and no admin moves money into, or decides about, an account they own.
+and an admin could decide the fraud review of their own transfer. After: above DepositApprovalThreshold the
+money waits for a second admin, and no admin moves money into, or decides about, an account they own.
 """
 
 from __future__ import annotations
