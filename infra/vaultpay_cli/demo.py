@@ -220,6 +220,9 @@ class Demo:
         self.admin = Customer(
             "Treasurer", f"treasurer.{self.run_id}@vaultpay.dev", "+919811111111", "ops-desk"
         )
+        self.approver = Customer(
+            "Controller", f"controller.{self.run_id}@vaultpay.dev", "+919822222222", "controls-desk"
+        )
         self.transfers: list[SentTransfer] = []
 
     # ---- presentation --------------------------------------------------------------------------------
@@ -383,9 +386,10 @@ class Demo:
             expires_in=tokens["expires_in"],
         )
 
-    def create_admin(self) -> None:
+    def create_admin(self, admin: Customer | None = None) -> None:
+        admin = admin or self.admin
         with self.step(
-            "An operator creates an admin",
+            f"An operator creates an admin ({admin.name})",
             "Admins never come from /v1/auth/register: the operator invokes the CreateAdminFunction Lambda "
             "(what `vaultpay admin create-user` does). The admin then signs in with MFA like anyone.",
         ):
@@ -394,24 +398,23 @@ class Demo:
             created = self.invoke_lambda(
                 name,
                 {
-                    "email": self.admin.email,
+                    "email": admin.email,
                     "password": PASSWORD,
-                    "full_name": "Treasurer Demo",
-                    "phone": self.admin.phone,
+                    "full_name": f"{admin.name} Demo",
+                    "phone": admin.phone,
+                    "operator": "local:demo",
                 },
             )
             if created.get("role") != "admin" or "user_id" not in created:
                 raise DemoFailure(
                     f"CreateAdminFunction did not create an admin: {created.get('error', created)}"
                 )
-            self.admin.user_id = created["user_id"]
-            self.admin.mfa_secret = self.secret(created["mfa"]["secret"])
+            admin.user_id = created["user_id"]
+            admin.mfa_secret = self.secret(created["mfa"]["secret"])
             self.secret(created["mfa"].get("otpauth_uri", ""))
-            self.answered(
-                200, user_id=self.admin.user_id, role="admin", secret=mask_secret(self.admin.mfa_secret)
-            )
-            self.sign_in(self.admin, PASSWORD)
-            self.ok("the admin is signed in")
+            self.answered(200, user_id=admin.user_id, role="admin", secret=mask_secret(admin.mfa_secret))
+            self.sign_in(admin, PASSWORD)
+            self.ok(f"{admin.name} is signed in")
 
     def find_admin_function(self) -> str:
         """The physical name of CreateAdminFunction: the stack output the local cloud reports."""
@@ -485,24 +488,47 @@ class Demo:
     def deposit(self, account: Account) -> None:
         with self.step(
             f"The admin deposits {rupees(DEPOSIT)} into Asha's account",
-            "Money enters from the bank's settlement side (double entry), so the books always sum to zero.",
+            "Money enters from the bank's settlement side (double entry), so the books always sum to zero. "
+            "Above the stage's approval threshold a deposit waits for a second admin (four eyes).",
         ):
             self.calling("POST", "/v1/admin/deposits", "admin only; a customer would get 403", "the admin")
-            body = self.request(
+            answer = self.api.call(
                 "POST",
                 "/v1/admin/deposits",
                 {"account_id": account.account_id, "amount": DEPOSIT, "currency": "INR", "reference": "demo"},
-                who=self.admin,
-                expect=201,
-                headers={"Idempotency-Key": f"demo-{self.run_id}-deposit"},
-            ).body
-            balance = body.get("balance")
-            ledger = int(balance["ledger"] if isinstance(balance, dict) else balance)
-            self.answered(
-                201, deposit_id=body["deposit_id"], amount=rupees(body["amount"]), ledger=rupees(ledger)
+                {
+                    "X-Device-Id": self.admin.device_id,
+                    "Authorization": f"Bearer {self.admin.token}",
+                    "Idempotency-Key": f"demo-{self.run_id}-deposit",
+                },
             )
-            self.expect_balance(self.asha, account, DEPOSIT, DEPOSIT)
-            self.ok(f"Asha has {rupees(DEPOSIT)} available")
+            if answer.status not in (201, 202) or not isinstance(answer.body, dict):
+                raise DemoFailure(
+                    f"POST /v1/admin/deposits answered {answer.problem()} (expected 201 or 202)"
+                )
+            body = answer.body
+            self.answered(answer.status, deposit_id=body["deposit_id"], status=body.get("status"))
+        if answer.status == 202:
+            self.approve_deposit(body["deposit_id"])
+        self.expect_balance(self.asha, account, DEPOSIT, DEPOSIT)
+        self.ok(f"Asha has {rupees(DEPOSIT)} available")
+
+    def approve_deposit(self, deposit_id: str) -> None:
+        """Four eyes: the treasurer's own approval is refused; a second admin's books the deposit."""
+        self.create_admin(self.approver)
+        with self.step(
+            "A second admin approves the deposit",
+            "The admin who asked may not approve (403 four_eyes_required); the refusal and the approval "
+            "are both events in the audit log.",
+        ):
+            path = f"/v1/admin/deposits/{deposit_id}/approve"
+            self.calling("POST", path, "the treasurer approving their own deposit", "the admin")
+            refused = self.request("POST", path, {}, who=self.admin, expect=403)
+            self.answered(403, code=refused.body.get("code") if isinstance(refused.body, dict) else None)
+            self.calling("POST", path, "a different admin", "the controller")
+            booked = self.request("POST", path, {"reason": "matched the NEFT credit"}, who=self.approver).body
+            balance = booked.get("balance") or {}
+            self.answered(200, status=booked.get("status"), ledger=rupees(int(balance.get("ledger", 0))))
 
     def send(
         self, label: str, source: Account, destination: Account, amount: int, expected: frozenset[str]

@@ -215,6 +215,19 @@ def _lambda_client(state_dir: Path | None) -> tuple[Any, dict[str, str]]:
     return client, {info["logical_id"]: name for name, info in state["functions"].items()}
 
 
+def _operator_identity(local: bool) -> str:
+    """Who runs this command, for the new admin's event: `local:<login name>` against the local cloud, else
+    the IAM principal's ARN (STS GetCallerIdentity)."""
+    if local:
+        import getpass
+
+        name = "".join(c for c in getpass.getuser() if "!" <= c <= "~") or "unknown"
+        return f"local:{name}"[:128]
+    import boto3
+
+    return str(boto3.client("sts").get_caller_identity()["Arn"])[:128]
+
+
 @admin_app.command("create-user")
 def admin_create_user(
     email: Annotated[str, typer.Option(help="The admin's e-mail address")],
@@ -236,7 +249,13 @@ def admin_create_user(
     if not name:
         typer.echo("No CreateAdminFunction is deployed; pass --function-name.", err=True)
         raise typer.Exit(2)
-    payload = {"email": email, "password": password, "full_name": full_name, "phone": phone}
+    payload = {
+        "email": email,
+        "password": password,
+        "full_name": full_name,
+        "phone": phone,
+        "operator": _operator_identity(bool(functions)),
+    }
     response = client.invoke(FunctionName=name, Payload=json.dumps(payload).encode())
     body = json.loads(response["Payload"].read() or b"null")
     if response.get("FunctionError") or not isinstance(body, dict) or "user_id" not in body:

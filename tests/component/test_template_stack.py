@@ -713,6 +713,7 @@ ACCOUNTS_GRANTS: dict[str, dict[str, set[str]]] = {
     "GetStatementFunction": {"AccountsTable": {"dynamodb:GetItem", "dynamodb:Query"}},
     "AdminDepositFunction": {
         "AccountsTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+        json.dumps({"Fn::Sub": "${AccountsTable.Arn}/index/DepositApprovals"}): {"dynamodb:Query"},
         "AccountsIdempotencyTable": IDEMPOTENCY_RECORDS,
     },
     "ReserveFundsFunction": {
@@ -757,11 +758,16 @@ ACCOUNTS_DIRECTORIES = {
     "ResolveTransferPartiesFunction": "resolve",
 }
 ACCOUNTS_ROUTES = {
-    "CreateAccountFunction": ("POST", "/v1/accounts"),
-    "ListAccountsFunction": ("GET", "/v1/accounts"),
-    "GetAccountFunction": ("GET", "/v1/accounts/{account_id}"),
-    "GetStatementFunction": ("GET", "/v1/accounts/{account_id}/statement"),
-    "AdminDepositFunction": ("POST", "/v1/admin/deposits"),
+    "CreateAccountFunction": {("POST", "/v1/accounts")},
+    "ListAccountsFunction": {("GET", "/v1/accounts")},
+    "GetAccountFunction": {("GET", "/v1/accounts/{account_id}")},
+    "GetStatementFunction": {("GET", "/v1/accounts/{account_id}/statement")},
+    "AdminDepositFunction": {
+        ("POST", "/v1/admin/deposits"),
+        ("GET", "/v1/admin/deposits"),
+        ("POST", "/v1/admin/deposits/{deposit_id}/approve"),
+        ("POST", "/v1/admin/deposits/{deposit_id}/reject"),
+    },
 }
 SAGA_STEPS = {"ReserveFundsFunction", "SettleTransferFunction", "ReleaseFundsFunction"}
 SCHEDULED = {"ReconcileLedgerFunction", "HoldSweeperFunction"}
@@ -829,8 +835,25 @@ def test_no_function_outside_accounts_touches_an_accounts_resource(cfn: dict[str
             # Outbox items only: the UpdateItem is held to OUTBOX#* keys (tested above).
             expected = {"AccountsTable": EVENTS_GRANTS[function]["AccountsTable"], **outbox_paths[function]}
             assert touched == expected, function
+        elif function == "FraudReviewFunction":
+            assert touched == {"AccountsTable": {"dynamodb:GetItem"}}, function  # held to owners, below
         else:
             assert touched == {}, function
+
+
+def test_the_review_function_reads_only_the_owner_of_account_items(cfn: dict[str, Any]) -> None:
+    (statement,) = [
+        s
+        for s in _statements(_roles_by_function(cfn)["FraudReviewFunction"])
+        if _resource_id(_as_list(s["Resource"])[0]) == "AccountsTable"
+    ]
+    assert statement["Action"] == "dynamodb:GetItem"
+    condition = statement["Condition"]
+    assert condition["ForAllValues:StringLike"] == {
+        "dynamodb:LeadingKeys": ["ACCOUNT#acc_*"],
+        "dynamodb:Attributes": ["pk", "sk", "owner_id"],
+    }
+    assert condition["StringEqualsIfExists"] == {"dynamodb:Select": "SPECIFIC_ATTRIBUTES"}
 
 
 def test_no_accounts_function_touches_an_identity_resource(cfn: dict[str, Any]) -> None:
@@ -857,10 +880,12 @@ def test_only_the_idempotency_key_routes_use_the_idempotency_table(
 def test_accounts_routes_reach_their_functions_through_the_authorizer(cfn: dict[str, Any]) -> None:
     body = cfn["Resources"]["VaultPayApi"]["Properties"]["Body"]
     (authorizer,) = body["securityDefinitions"]
-    for function, (method, path) in ACCOUNTS_ROUTES.items():
-        operation = body["paths"][path][method.lower()]
-        assert f"{function}.Arn" in json.dumps(operation["x-amazon-apigateway-integration"]["uri"]), function
-        assert operation["security"] == [{authorizer: []}], function
+    for function, routes in ACCOUNTS_ROUTES.items():
+        for method, path in routes:
+            operation = body["paths"][path][method.lower()]
+            integration = json.dumps(operation["x-amazon-apigateway-integration"]["uri"])
+            assert f"{function}.Arn" in integration, function
+            assert operation["security"] == [{authorizer: []}], function
 
 
 def test_http_accounts_functions_log_to_the_api_log_group_and_saga_steps_have_no_route(
@@ -873,12 +898,13 @@ def test_http_accounts_functions_log_to_the_api_log_group_and_saga_steps_have_no
     for function in ACCOUNTS_ROUTES:
         props = sam["Resources"][function]["Properties"]
         assert props["LoggingConfig"] == {"LogGroup": {"Ref": "ApiLogGroup"}}, function
-        (event,) = props["Events"].values()
-        assert event["Type"] == "Api", function
-        assert event["Properties"]["RestApiId"] == {"Ref": "VaultPayApi"}, function
-        method, path = ACCOUNTS_ROUTES[function]
-        assert (event["Properties"]["Method"], event["Properties"]["Path"]) == (method, path), function
-        assert "Auth" not in event["Properties"], function  # the default authorizer, never NONE
+        events = props["Events"].values()
+        for event in events:
+            assert event["Type"] == "Api", function
+            assert event["Properties"]["RestApiId"] == {"Ref": "VaultPayApi"}, function
+            assert "Auth" not in event["Properties"], function  # the default authorizer, never NONE
+        routed = {(event["Properties"]["Method"], event["Properties"]["Path"]) for event in events}
+        assert routed == ACCOUNTS_ROUTES[function], function
 
 
 def test_accounts_functions_get_the_contracts_environment(sam: dict[str, Any]) -> None:
@@ -888,8 +914,10 @@ def test_accounts_functions_get_the_contracts_environment(sam: dict[str, Any]) -
         variables = sam["Resources"][function]["Properties"]["Environment"]["Variables"]
         for name, value in ACCOUNTS_ENVIRONMENT.items():
             assert variables.get(name) == value, (function, name)
-        allowed = set(ACCOUNTS_ENVIRONMENT) | (
-            {"IDEMPOTENCY_TABLE"} if function in IDEMPOTENT_ROUTES else set()
+        allowed = (
+            set(ACCOUNTS_ENVIRONMENT)
+            | ({"IDEMPOTENCY_TABLE"} if function in IDEMPOTENT_ROUTES else set())
+            | ({"DEPOSIT_APPROVAL_THRESHOLD"} if function == "AdminDepositFunction" else set())
         )
         assert set(variables) == allowed, function
 
@@ -911,6 +939,10 @@ def test_the_accounts_tables_match_the_contract(sam: dict[str, Any]) -> None:
     assert indexes == {
         "OutboxPending": ([("pending", "HASH"), ("time", "RANGE")], {"ProjectionType": "ALL"}),
         "ByOwner": ([("owner_id", "HASH"), ("created_sk", "RANGE")], {"ProjectionType": "ALL"}),
+        "DepositApprovals": (
+            [("approval_queue", "HASH"), ("created_sk", "RANGE")],
+            {"ProjectionType": "ALL"},
+        ),
         "OpenHolds": (
             [("open_hold_shard", "HASH"), ("hold_expires_at", "RANGE")],
             {"ProjectionType": "ALL"},
@@ -918,7 +950,17 @@ def test_the_accounts_tables_match_the_contract(sam: dict[str, Any]) -> None:
     }
     assert {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]} == {
         **{
-            name: "S" for name in ("pk", "sk", "pending", "time", "owner_id", "created_sk", "open_hold_shard")
+            name: "S"
+            for name in (
+                "pk",
+                "sk",
+                "pending",
+                "time",
+                "owner_id",
+                "created_sk",
+                "open_hold_shard",
+                "approval_queue",
+            )
         },
         "hold_expires_at": "N",
     }
@@ -934,10 +976,10 @@ def test_the_accounts_tables_match_the_contract(sam: dict[str, Any]) -> None:
     # Money survives a stack deletion or a replacement
     assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
     # The ByOwner index is what the store queries, under that name.
-    from vaultpay.accounts.store import BY_OWNER_INDEX, OPEN_HOLDS_INDEX
+    from vaultpay.accounts.store import BY_OWNER_INDEX, DEPOSIT_APPROVALS_INDEX, OPEN_HOLDS_INDEX
     from vaultpay.shared.outbox import PENDING_INDEX
 
-    assert set(indexes) == {BY_OWNER_INDEX, PENDING_INDEX, OPEN_HOLDS_INDEX}
+    assert set(indexes) == {BY_OWNER_INDEX, PENDING_INDEX, OPEN_HOLDS_INDEX, DEPOSIT_APPROVALS_INDEX}
 
     records = sam["Resources"]["AccountsIdempotencyTable"]["Properties"]
     assert [(k["AttributeName"], k["KeyType"]) for k in records["KeySchema"]] == [("id", "HASH")]
@@ -1205,6 +1247,7 @@ FRAUD_GRANTS: dict[str, dict[str, set[str]]] = {
         "FraudTable": {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"},
         "TransferStateMachine": {"states:SendTaskSuccess"},
         "TransferStatusFunction": {"lambda:InvokeFunction"},
+        "AccountsTable": {"dynamodb:GetItem"},  # four eyes: the owner of an account, nothing else
     },
     "FraudAlertsFunction": {
         json.dumps({"Fn::Sub": "${FraudTable.Arn}/index/Alerts"}): {"dynamodb:Query"},

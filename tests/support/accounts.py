@@ -38,7 +38,9 @@ class Clock:
         return self._start + next(self._ticks) * 0.001
 
 
-def make_service(store: object | None = None) -> tuple[AccountsService, MemoryLedgerStore]:
+def make_service(
+    store: object | None = None, *, deposit_approval_threshold: int | None = None
+) -> tuple[AccountsService, MemoryLedgerStore]:
     ledger = store if isinstance(store, MemoryLedgerStore) else MemoryLedgerStore()
     service = AccountsService(
         store=ledger,
@@ -47,19 +49,29 @@ def make_service(store: object | None = None) -> tuple[AccountsService, MemoryLe
         currencies=frozenset({"INR"}),
         clock=Clock(),
         sleep=lambda _s: None,
+        deposit_approval_threshold=deposit_approval_threshold,
     )
     return service, ledger
 
 
 def create_accounts_table(client: Any, name: str) -> None:
-    """The accounts table as docs/accounts-contract.md lays it out (keys, the three GSIs, the stream)."""
+    """The accounts table as docs/accounts-contract.md lays it out (keys, the four GSIs, the stream)."""
     client.create_table(
         TableName=name,
         BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[
             *(
                 {"AttributeName": attribute, "AttributeType": "S"}
-                for attribute in ("pk", "sk", "pending", "time", "owner_id", "created_sk", "open_hold_shard")
+                for attribute in (
+                    "pk",
+                    "sk",
+                    "pending",
+                    "time",
+                    "owner_id",
+                    "created_sk",
+                    "open_hold_shard",
+                    "approval_queue",
+                )
             ),
             {"AttributeName": "hold_expires_at", "AttributeType": "N"},
         ],
@@ -85,6 +97,14 @@ def create_accounts_table(client: Any, name: str) -> None:
                 "IndexName": "ByOwner",
                 "KeySchema": [
                     {"AttributeName": "owner_id", "KeyType": "HASH"},
+                    {"AttributeName": "created_sk", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            },
+            {
+                "IndexName": "DepositApprovals",
+                "KeySchema": [
+                    {"AttributeName": "approval_queue", "KeyType": "HASH"},
                     {"AttributeName": "created_sk", "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "ALL"},

@@ -63,6 +63,10 @@ class RunningCloud:
         return next(url for key, url in self.apis.items() if key.endswith("/" + logical_id))
 
 
+# Paise (10^11: a thousand crore rupees). template.yaml's default, 10^7, is what a stage gets.
+DEPOSIT_APPROVAL_THRESHOLD = 10**11
+
+
 class CloudProcess:
     """`vaultpay local up` with the given extra arguments in `state_dir`; start() returns its state.json."""
 
@@ -92,6 +96,8 @@ class CloudProcess:
             "--time-scale", str(TIME_SCALE), "--state-dir", str(self.state_dir),
             # A review nobody decides declines after this long (the e2e test of that path waits for it).
             "--parameter", f"ReviewTimeoutSeconds={REVIEW_TIMEOUT_S}",
+            # Tests fund accounts with one admin's deposit; the four-eyes tests deposit above this.
+            "--parameter", f"DepositApprovalThreshold={DEPOSIT_APPROVAL_THRESHOLD}",
             *self.args,
         ]  # fmt: skip
         self.starts += 1

@@ -1,16 +1,22 @@
-"""POST /v1/admin/deposits: money in from the bank's settlement account (admin; Idempotency-Key required)."""
+"""Admin deposits: money in from the bank's settlement account, with four eyes above a threshold.
+
+POST /v1/admin/deposits (Idempotency-Key required) books a deposit at or under DepositApprovalThreshold (201)
+and records a larger one PENDING_APPROVAL (202); GET /v1/admin/deposits?status=PENDING_APPROVAL lists those;
+POST /v1/admin/deposits/{deposit_id}/approve or /reject is a second admin's decision.
+"""
 
 # No `from __future__ import annotations` in handlers: Powertools validation reads the route's annotations
 # through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import AfterValidator, Field, StrictInt
 
-from vaultpay.accounts.model import MAX_AMOUNT, MIN_AMOUNT
+from vaultpay.accounts.model import MAX_AMOUNT, MIN_AMOUNT, DepositStatus
 from vaultpay.shared.bootstrap import accounts_service
-from vaultpay.shared.errors import Forbidden
+from vaultpay.shared.errors import FieldError, Forbidden, ValidationFailed
 from vaultpay.shared.http import RequestModel, make_resolver, principal
 from vaultpay.shared.idempotency import Outcome, idempotency_key, idempotency_scope, idempotent_response
 from vaultpay.shared.observability import bind_log_keys, get_logger, get_tracer
@@ -27,6 +33,10 @@ def _printable(value: str) -> str:
     return value
 
 
+def _printable_or_none(value: str | None) -> str | None:
+    return None if value is None else _printable(value)
+
+
 class DepositRequest(RequestModel):
     """The whole body. StrictInt: a float, a string or a boolean amount is a 422, never coerced."""
 
@@ -36,19 +46,49 @@ class DepositRequest(RequestModel):
     reference: Annotated[str, Field(min_length=1, max_length=140), AfterValidator(_printable)]
 
 
+class DepositDecision(RequestModel):
+    """Why the second admin decides as they do: kept in the deposit, its event and the audit log."""
+
+    reason: Annotated[str | None, Field(min_length=1, max_length=500), AfterValidator(_printable_or_none)] = (
+        None
+    )
+
+
+_BOOKED_EXAMPLE = {
+    "deposit_id": "dep_4f6a0b1c2d3e4f5a6b7c8d9e0f1a2b3c",
+    "status": "BOOKED",
+    "account_id": "acc_5b0f0c7e9d2a4c61b3e8f7a6d5c4b3a2",
+    "amount": 500000,
+    "currency": "INR",
+    "reference": "NEFT N123",
+    "created_at": "2026-11-28T10:15:30.123Z",
+    "requested_by": "usr_8c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f",
+    "balance": {"ledger": 625050, "available": 600000},
+}
+_PENDING_EXAMPLE = {key: value for key, value in _BOOKED_EXAMPLE.items() if key != "balance"} | {
+    "status": "PENDING_APPROVAL",
+    "amount": 25000000,
+}
+_FOUR_EYES = problems(
+    403,
+    {
+        "four_eyes_required": "A second admin must decide this: you asked for it, or you own the account.",
+        "forbidden": "Only an admin may do this.",
+    },
+)
+
+
 @app.post(
     "/v1/admin/deposits",
     responses={
+        **success(201, "The deposit, booked against the bank's settlement account.", _BOOKED_EXAMPLE),
         **success(
-            201,
-            "The deposit, booked against the bank's settlement account.",
-            {
-                "deposit_id": "dep_4f6a",
-                "account_id": "acc_5b0f0c7e9d2a4c61b3e8f7a6d5c4b3a2",
-                "amount": 500000,
-                "balance": {"ledger": 625050, "available": 600000},
-            },
+            202,
+            "The amount is above the approval threshold: the deposit waits, moving no money, until a "
+            "second admin approves or rejects it.",
+            _PENDING_EXAMPLE,
         ),
+        **_FOUR_EYES,
         **problems(404, {"not_found": "No such account."}),
         **problems(422, {"currency_not_supported": "This currency is not enabled, or is not the account's."}),
     },
@@ -78,9 +118,97 @@ def deposit(body: DepositRequest) -> Response[str]:
             caller.correlation_id,
             request_id=request_id,
         )
-        return Outcome(status_code=201, body=view.to_json())
+        return Outcome(status_code=201 if view.status == DepositStatus.BOOKED else 202, body=view.to_json())
 
     return idempotent_response(app, user_id=caller.user_id, payload=body, operation=operation)
+
+
+@app.get(
+    "/v1/admin/deposits",
+    responses={
+        **success(
+            200,
+            "A page of the deposits waiting for a second admin, oldest first.",
+            {"items": [_PENDING_EXAMPLE], "next_cursor": None},
+        ),
+        **problems(422, {"invalid_cursor": "The cursor is not valid."}),
+    },
+)
+@tracer.capture_method(capture_response=False)
+def pending_deposits(
+    status: Annotated[DepositStatus, Query(description="Only PENDING_APPROVAL is listed.")],
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=512)] = None,
+) -> Response[dict[str, Any]]:
+    _require_admin()
+    if status is not DepositStatus.PENDING_APPROVAL:
+        raise ValidationFailed(
+            "Only deposits waiting for approval are listed.",
+            errors=[FieldError("status", "must be PENDING_APPROVAL")],
+        )
+    views, next_cursor = accounts_service().pending_deposits(limit=limit, cursor=cursor)
+    return _json(200, {"items": [view.to_json() for view in views], "next_cursor": next_cursor})
+
+
+_DECIDED = {
+    **_FOUR_EYES,
+    **problems(404, {"deposit_not_found": "No deposit has this id."}),
+    **problems(409, {"deposit_not_pending": "The deposit was already decided otherwise."}),
+}
+
+
+@app.post(
+    "/v1/admin/deposits/<deposit_id>/approve",
+    responses={
+        **success(200, "The deposit, now BOOKED: the money has moved.", _BOOKED_EXAMPLE),
+        **_DECIDED,
+    },
+)
+@tracer.capture_method(capture_response=False)
+def approve(deposit_id: str, body: DepositDecision) -> Response[dict[str, Any]]:
+    return _decide(deposit_id, body, approve=True)
+
+
+@app.post(
+    "/v1/admin/deposits/<deposit_id>/reject",
+    responses={
+        **success(
+            200, "The deposit, now REJECTED: no money moved.", _PENDING_EXAMPLE | {"status": "REJECTED"}
+        ),
+        **_DECIDED,
+    },
+)
+@tracer.capture_method(capture_response=False)
+def reject(deposit_id: str, body: DepositDecision) -> Response[dict[str, Any]]:
+    return _decide(deposit_id, body, approve=False)
+
+
+def _decide(deposit_id: str, body: DepositDecision, *, approve: bool) -> Response[dict[str, Any]]:
+    caller = _require_admin()
+    view = accounts_service().decide_deposit(
+        caller.user_id,
+        deposit_id,
+        approve=approve,
+        reason=body.reason,
+        correlation_id=caller.correlation_id,
+    )
+    return _json(200, view.to_json())
+
+
+def _require_admin() -> Any:
+    caller = principal(app)
+    if caller.role != "admin":  # the authorizer already denies; this is the second lock on the door
+        raise Forbidden("Only an admin may do this.", code="forbidden")
+    return caller
+
+
+def _json(status_code: int, body: dict[str, Any]) -> Response[dict[str, Any]]:
+    return Response(
+        status_code=status_code,
+        content_type=content_types.APPLICATION_JSON,
+        body=body,
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 @logger.inject_lambda_context(clear_state=True, log_event=False)

@@ -213,6 +213,16 @@ def _http(directory: str, *, body: Any = None, user: str | None = None, **change
         elif name == "account_id":
             event["pathParameters"] = {"account_id": value}
             event["path"] = event["resource"].replace("{account_id}", value)
+        elif name == "route":  # (method, path) on the same function: the admin deposits' other routes
+            method, path = value
+            event["httpMethod"], event["resource"], event["path"] = method, path, path
+            if method == "GET":
+                event["queryStringParameters"] = {"status": "PENDING_APPROVAL"}
+                event["multiValueQueryStringParameters"] = {"status": ["PENDING_APPROVAL"]}
+            else:
+                deposit_id = path.split("/")[4]
+                event["resource"] = path.replace(deposit_id, "{deposit_id}")
+                event["pathParameters"] = {"deposit_id": deposit_id}
     response = _handler(directory).handler(event, Context())
     return {"status": response["statusCode"], "body": json.loads(response["body"] or "null")}
 
@@ -249,6 +259,13 @@ def test_each_accounts_function_uses_exactly_the_actions_its_policy_grants(recor
     assert call("admin_deposit", key=deposit_key, body=deposit)["status"] == 201  # replay
     unknown = {**deposit, "account_id": "acc_" + uuid.uuid4().hex}
     assert call("admin_deposit", key=f"d-{uuid.uuid4()}", body=unknown)["status"] == 404
+    large = call("admin_deposit", key=f"d-{uuid.uuid4()}", body={**deposit, "amount": 20_000_000})
+    assert large["status"] == 202, large  # above the approval threshold: it waits for a second admin
+    queue = call("admin_deposit", route=("GET", "/v1/admin/deposits"))
+    assert large["body"]["deposit_id"] in {d["deposit_id"] for d in queue["body"]["items"]}, queue
+    approve = ("POST", f"/v1/admin/deposits/{large['body']['deposit_id']}/approve")
+    assert call("admin_deposit", route=approve, body={})["status"] == 403  # the same admin
+    assert call("admin_deposit", route=approve, body={}, user=other)["status"] == 200
     assert call("statement", user=owner, account_id=source_id)["status"] == 200
     assert call("statement", user=other, account_id=source_id)["status"] == 404
 

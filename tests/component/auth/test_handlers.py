@@ -384,6 +384,36 @@ def test_create_admin_makes_an_admin_who_signs_in_as_admin(
     assert claims.role == "admin"
 
 
+def test_create_admin_records_the_operator_who_ran_it_in_its_event(
+    cloud: Any, function: Callable[[str], ModuleType], lambda_context: Any
+) -> None:
+    payload = {
+        "email": "treasury@vaultpay.dev",
+        "password": PASSWORD,
+        "full_name": "Treasury",
+        "phone": "+919812345670",
+        "operator": "arn:aws:sts::123456789012:assumed-role/vaultpay-operators/priya",
+    }
+    created = function("create_admin").handler(payload, lambda_context)
+    assert created["role"] == "admin", created
+    items = cloud.dynamodb.scan(TableName="vaultpay-test-auth")["Items"]  # the fixture's AuthTable
+    [event] = [
+        item
+        for item in items
+        if item["pk"]["S"].startswith("OUTBOX#") and item["subject"]["S"] == created["user_id"]
+    ]
+    assert event["type"]["S"] == "vaultpay.auth.user.created"
+    assert event["actor"]["S"] == payload["operator"]
+    assert json.loads(event["data"]["S"])["created_by"] == payload["operator"]
+    # An operator identity that is not printable text is refused like any other field
+    refused = function("create_admin").handler(
+        {**payload, "email": "b@vaultpay.dev", "operator": "a\nb"}, lambda_context
+    )
+    assert refused["error"]["errors"] == [
+        {"field": "operator", "message": "must be 1..128 visible ASCII characters"}
+    ]
+
+
 @pytest.mark.parametrize(
     ("payload", "field"),
     [

@@ -140,6 +140,7 @@ def cloud(dynamodb_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> I
         "FRAUD_COUNTERS_TABLE": f"t-{suffix}-FraudCountersTable",
         "FRAUD_CONFIG_PARAMETER": PARAMETER,
         "TRANSFER_STATUS_FUNCTION": STATUS_FUNCTION,
+        "ACCOUNTS_TABLE": f"t-{suffix}-AccountsTable",
     }
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():
@@ -150,6 +151,7 @@ def cloud(dynamodb_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> I
             dynamodb = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
             create_table_from_template(dynamodb, "FraudTable", env["FRAUD_TABLE"])
             create_table_from_template(dynamodb, "FraudCountersTable", env["FRAUD_COUNTERS_TABLE"])
+            create_table_from_template(dynamodb, "AccountsTable", env["ACCOUNTS_TABLE"])
             reset_caches()
             edge.await_handler = load("await_review").handler
             yield {"env": env, "edge": edge, "dynamodb": dynamodb, "sfn": boto3.client("stepfunctions"),
@@ -168,14 +170,18 @@ def tid() -> str:
 REVIEW_AMOUNT = 20_000_000
 
 
+SOURCE = "acc_" + "5" * 32
+DESTINATION = "acc_" + "d" * 32
+
+
 def saga_state(transfer_id: str, amount: int = 100_000) -> dict[str, Any]:
     return {
         "transfer_id": transfer_id,
         "correlation_id": f"corr-{transfer_id[-6:]}",
         "user_id": "usr_carol",
         "device_id": "carols-new-phone",
-        "source_account_id": "acc_src",
-        "destination_account_id": "acc_dst",
+        "source_account_id": SOURCE,
+        "destination_account_id": DESTINATION,
         "amount": amount,
         "currency": "INR",
         "description": "rent",
@@ -214,8 +220,19 @@ def wait_for(predicate: Any, timeout_s: float = 30.0) -> Any:
     raise AssertionError("timed out waiting")
 
 
+def _contract_await_review_payload() -> dict[str, Any]:
+    """The AwaitReview payload of the transfer state machine itself (infra/statemachines)."""
+    definition = json.loads((ROOT / "infra" / "statemachines" / "transfer.asl.json").read_text())
+    return dict(definition["States"]["AwaitReview"]["Parameters"]["Payload"])
+
+
 def start_review_execution(
-    cloud: dict[str, Any], transfer_id: str, fraud: dict[str, Any], timeout_s: int
+    cloud: dict[str, Any],
+    transfer_id: str,
+    fraud: dict[str, Any],
+    timeout_s: int,
+    *,
+    destination_account_id: str = DESTINATION,
 ) -> str:
     """A state machine holding only the contract's AwaitReview state, started for `transfer_id`."""
     definition = {
@@ -226,15 +243,7 @@ def start_review_execution(
                 "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
                 "Parameters": {
                     "FunctionName": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{AWAIT_FUNCTION}",
-                    "Payload": {
-                        "transfer_id.$": "$.transfer_id",
-                        "correlation_id.$": "$.correlation_id",
-                        "user_id.$": "$.user_id",
-                        "amount.$": "$.amount",
-                        "currency.$": "$.currency",
-                        "fraud.$": "$.fraud",
-                        "task_token.$": "$$.Task.Token",
-                    },
+                    "Payload": _contract_await_review_payload(),
                 },
                 "TimeoutSeconds": timeout_s,
                 "ResultPath": "$.review",
@@ -247,7 +256,7 @@ def start_review_execution(
         definition=json.dumps(definition),
         roleArn=f"arn:aws:iam::{ACCOUNT}:role/vaultpay-test",
     )["stateMachineArn"]
-    state = {**saga_state(transfer_id), "fraud": fraud}
+    state = {**saga_state(transfer_id), "fraud": fraud, "destination_account_id": destination_account_id}
     return str(
         cloud["sfn"].start_execution(stateMachineArn=machine, name=transfer_id, input=json.dumps(state))[
             "executionArn"
@@ -403,6 +412,49 @@ def test_a_decision_after_the_review_timed_out_is_review_closed(cloud: dict[str,
 
 
 # ---- attacks on the admin routes ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("own", ["source", "destination"])
+def test_an_admin_cannot_decide_the_review_of_a_transfer_from_or_to_their_own_account(
+    cloud: dict[str, Any], own: str
+) -> None:
+    # Given a held transfer whose source (the sender is this admin) or destination account the admin owns
+    set_config(cloud, fraud_config_document())
+    transfer_id, admin = tid(), f"usr_{uuid.uuid4().hex}"
+    destination = f"acc_{uuid.uuid4().hex}"
+    owner = admin if own == "destination" else "usr_someone_else"
+    cloud["dynamodb"].put_item(
+        TableName=cloud["env"]["ACCOUNTS_TABLE"],
+        Item={"pk": {"S": f"ACCOUNT#{destination}"}, "sk": {"S": "ACCOUNT"}, "owner_id": {"S": owner}},
+    )
+    fraud = load("evaluate").handler(saga_state(transfer_id, REVIEW_AMOUNT), Context())
+    execution = start_review_execution(
+        cloud, transfer_id, fraud, timeout_s=120, destination_account_id=destination
+    )
+    wait_for(lambda: review_item(cloud, transfer_id))
+    decider = admin if own == "destination" else saga_state(transfer_id)["user_id"]
+    # When that admin approves it
+    status, body, _ = call(
+        load("review"), review_event(transfer_id, {"decision": "APPROVE", "note": "mine"}, user=decider)
+    )
+    # Then 403 four_eyes_required, the review still waits, and the refusal is an event for the audit log
+    assert (status, body["code"]) == (403, "four_eyes_required"), body
+    assert review_item(cloud, transfer_id)["status"]["S"] == "WAITING"  # type: ignore[index]
+    outbox = cloud["dynamodb"].scan(TableName=cloud["env"]["FRAUD_TABLE"])["Items"]
+    refusals = [
+        json.loads(item["event"]["S"]) if "event" in item else item
+        for item in outbox
+        if item["pk"]["S"].startswith("OUTBOX#")
+        and "four_eyes_refused" in json.dumps(item)
+        and transfer_id in json.dumps(item)
+    ]
+    assert len(refusals) == 1, refusals
+    # While another admin may decide it
+    status, body, _ = call(
+        load("review"), review_event(transfer_id, {"decision": "DECLINE", "note": "2nd pair"})
+    )
+    assert status == 200, body
+    cloud["sfn"].stop_execution(executionArn=execution)
 
 
 @pytest.mark.parametrize("body", [{"decision": "APPROVE", "note": "mine"}, {"decision": "nope"}, None])

@@ -354,6 +354,36 @@ def test_a_deposit_without_its_settlement_side_is_named() -> None:
     assert (shards.expected, shards.actual) == (1_250, 1_000)
 
 
+@pytest.mark.parametrize("status", ["PENDING_APPROVAL", "REJECTED"])
+def test_a_deposit_waiting_for_approval_or_rejected_counts_for_nothing_and_must_have_no_entry(
+    status: str,
+) -> None:
+    # Given a booked deposit, and a deposit recorded but not booked (four eyes)
+    ledger = Ledger(shards=1)
+    account = ledger.open(1)
+    ledger.deposit(account, 1_000)
+    ledger.put(
+        "DEPOSIT#dep_" + "f" * 32,
+        "DEPOSIT",
+        kind="deposit",
+        account_id=account,
+        amount=10**9,
+        currency="INR",
+        reference="big",
+        actor="usr_admin",
+        settlement_shard=ledger.shards[0],
+        created_at="2026-11-28T10:00:00Z",
+        status=status,
+    )
+    # Then the books balance: the unbooked deposit is in no total
+    report = ledger.report()
+    assert report.ok, report.violations
+    assert report.total_deposits == 1_000
+    # But a CREDIT naming it (money moved without the approval) is named
+    ledger.post(account, "CREDIT", 10**9, ledger=10**9, available=10**9, deposit_id="dep_" + "f" * 32)
+    assert "unbooked_deposit_posted" in checks(ledger.report())
+
+
 @pytest.mark.parametrize("literal", ["1.5", "100.01", "NaN", "Infinity", "12abc"])
 def test_a_number_that_is_not_an_integer_is_a_violation_not_a_float(literal: str) -> None:
     ledger = Ledger(shards=1)

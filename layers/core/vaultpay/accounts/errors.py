@@ -52,6 +52,18 @@ class StepConflict(Conflict):
     code = "step_conflict"
 
 
+class DepositNotPending(Conflict):
+    """The deposit was already decided otherwise (approved or rejected): a decision is never changed."""
+
+    code = "deposit_not_pending"
+
+
+class DepositNotFound(NotFound):
+    """No deposit has this id."""
+
+    code = "deposit_not_found"
+
+
 class InvalidStepInput(ValidationFailed):
     """A saga step's input is not valid (a bug in the caller, never retried)."""
 

@@ -7,7 +7,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from vaultpay.accounts.model import Account, Deposit, Entry, EntryKind, Hold, HoldStatus, Movement
+from vaultpay.accounts.model import (
+    Account,
+    Deposit,
+    DepositStatus,
+    Entry,
+    EntryKind,
+    Hold,
+    HoldStatus,
+    Movement,
+)
 from vaultpay.accounts.store import NumberTaken, Page, StaleRead
 from vaultpay.shared.events import DomainEvent
 
@@ -44,6 +53,17 @@ class MemoryLedgerStore:
 
     def account_id_by_number_index(self, number_index: str) -> str | None:
         return self.numbers.get(number_index)
+
+    def pending_deposits(self, *, limit: int, cursor: str | None) -> Page:
+        with self._lock:
+            waiting = sorted(
+                (d for d in self.deposits.values() if d.status is DepositStatus.PENDING_APPROVAL),
+                key=lambda d: (d.created_at, d.deposit_id),
+            )
+        start = int(cursor) if cursor else 0
+        items = waiting[start : start + limit]
+        more = start + limit < len(waiting)
+        return Page(items=items, next_cursor=str(start + limit) if more else None)
 
     def list_accounts(self, owner_id: str, *, limit: int, cursor: str | None) -> Page:
         mine = sorted(
@@ -90,8 +110,13 @@ class MemoryLedgerStore:
                     current is not None and current.status is not expected
                 ):
                     raise StaleRead("the hold moved")
-            if movement.deposit is not None and movement.deposit.deposit_id in self.deposits:
-                raise StaleRead("the deposit exists")
+            if movement.deposit is not None:
+                stored_deposit = self.deposits.get(movement.deposit.deposit_id)
+                expected_status = movement.deposit_expected
+                if (stored_deposit is None) != (expected_status is None) or (
+                    stored_deposit is not None and stored_deposit.status is not expected_status
+                ):
+                    raise StaleRead("the deposit changed")
             for change in movement.accounts:
                 stored = self.accounts[change.after.account_id]
                 self.accounts[change.after.account_id] = replace(
@@ -131,5 +156,7 @@ class MemoryLedgerStore:
         return {
             "customer_total": sum(a.ledger for a in self.accounts.values()),
             "settlement_total": sum(self.settlement.values()),
-            "deposits_total": sum(d.amount for d in self.deposits.values()),
+            "deposits_total": sum(
+                d.amount for d in self.deposits.values() if d.status is DepositStatus.BOOKED
+            ),
         }

@@ -20,6 +20,7 @@ from vaultpay.accounts.errors import (
     AccountNotActive,
     AccountNotFound,
     CurrencyMismatch,
+    DepositNotPending,
     HoldNotFound,
     HoldNotOpen,
     InsufficientFunds,
@@ -43,6 +44,7 @@ MASK = "XXXXXXXX"
 
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _ACCOUNT_ID = re.compile(r"acc_[0-9a-f]{32}")
+_DEPOSIT_ID = re.compile(r"dep_[0-9a-f]{32}")
 _CURRENCY = re.compile(r"[A-Z]{3}")
 
 
@@ -70,6 +72,14 @@ class HoldStatus(StrEnum):
     SETTLED = "SETTLED"
 
 
+class DepositStatus(StrEnum):
+    """A deposit at or under the approval threshold is BOOKED at once; above it, a second admin decides."""
+
+    PENDING_APPROVAL = "PENDING_APPROVAL"
+    BOOKED = "BOOKED"
+    REJECTED = "REJECTED"
+
+
 # ---- identifiers and account numbers -----------------------------------------------------------------------
 
 
@@ -86,6 +96,10 @@ def new_deposit_id(request_id: str | None = None) -> str:
 
 def is_account_id(value: str) -> bool:
     return bool(_ACCOUNT_ID.fullmatch(value))
+
+
+def is_deposit_id(value: str) -> bool:
+    return bool(_DEPOSIT_ID.fullmatch(value))
 
 
 def check_digits(body: str) -> str:
@@ -223,6 +237,11 @@ class Entry:
 
 @dataclass(frozen=True, slots=True)
 class Deposit:
+    """DEPOSIT#<id>. `actor` is the admin who asked for it; `decided_by` the second admin, when one decided.
+
+    Items written before four-eyes approval carry no status: they were booked when written.
+    """
+
     deposit_id: str
     account_id: str
     amount: int
@@ -233,16 +252,25 @@ class Deposit:
     settlement_shard: str
     ledger_after: int = 0
     available_after: int = 0
+    status: DepositStatus = DepositStatus.BOOKED
+    decided_by: str | None = None
+    decided_at: str | None = None
+    decision_reason: str | None = None
 
     def view(self) -> DepositView:
+        booked = self.status is DepositStatus.BOOKED
         return DepositView(
             deposit_id=self.deposit_id,
             account_id=self.account_id,
             amount=self.amount,
             currency=self.currency,
             reference=self.reference,
-            balance=Balance(self.ledger_after, self.available_after),
+            balance=Balance(self.ledger_after, self.available_after) if booked else None,
             created_at=self.created_at,
+            status=self.status.value,
+            requested_by=self.actor,
+            decided_by=self.decided_by,
+            decided_at=self.decided_at,
         )
 
 
@@ -310,24 +338,38 @@ class StatementPage:
 
 @dataclass(frozen=True, slots=True)
 class DepositView:
+    """A deposit as admins see it. `balance` (the account's after booking) only once it is BOOKED."""
+
     deposit_id: str
     account_id: str
     amount: int
     currency: str
     reference: str
-    balance: Balance
+    balance: Balance | None
     created_at: str
+    status: str = DepositStatus.BOOKED.value
+    requested_by: str | None = None
+    decided_by: str | None = None
+    decided_at: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "deposit_id": self.deposit_id,
+            "status": self.status,
             "account_id": self.account_id,
             "amount": self.amount,
             "currency": self.currency,
             "reference": self.reference,
-            "balance": self.balance.to_json(),
             "created_at": self.created_at,
         }
+        if self.balance is not None:
+            body["balance"] = self.balance.to_json()
+        if self.requested_by is not None:
+            body["requested_by"] = self.requested_by
+        if self.decided_by is not None:
+            body["decided_by"] = self.decided_by
+            body["decided_at"] = self.decided_at
+        return body
 
 
 # ---- saga step input ---------------------------------------------------------------------------------------
@@ -443,6 +485,8 @@ class Movement:
     hold: HoldChange | None = None
     settlement: SettlementPosting | None = None
     deposit: Deposit | None = None
+    # The status the stored deposit must still have (a decision on a pending one); None: it must not exist.
+    deposit_expected: DepositStatus | None = None
     events: tuple[DomainEvent, ...] = ()
 
 
@@ -729,8 +773,13 @@ def plan_deposit(
     actor: str,
     correlation_id: str,
     at: str,
+    needs_approval: bool = False,
 ) -> Movement | Done:
-    """Money in from the bank's settlement account: CREDIT the customer, DEBIT one settlement shard."""
+    """Money in from the bank's settlement account: CREDIT the customer, DEBIT one settlement shard.
+
+    With `needs_approval` (an amount above the approval threshold) nothing moves yet: the deposit is recorded
+    PENDING_APPROVAL and waits for a second admin (`plan_deposit_decision`).
+    """
     if existing is not None:
         if (existing.account_id, existing.amount, existing.currency) != (
             account.account_id,
@@ -740,16 +789,6 @@ def plan_deposit(
             raise StepConflict(f"Deposit {deposit_id} was booked with other parameters.")
         return Done(existing.view().to_json())
     _require_usable(account, currency)
-    change = _change(
-        account,
-        EntryKind.CREDIT,
-        amount,
-        ledger=amount,
-        available=amount,
-        description=f"Deposit {reference}",
-        at=at,
-        deposit_id=deposit_id,
-    )
     deposit = Deposit(
         deposit_id=deposit_id,
         account_id=account.account_id,
@@ -759,32 +798,175 @@ def plan_deposit(
         actor=actor,
         created_at=at,
         settlement_shard=settlement_shard(deposit_id),
+        status=DepositStatus.PENDING_APPROVAL if needs_approval else DepositStatus.BOOKED,
+    )
+    if needs_approval:
+        data = {
+            "deposit_id": deposit_id,
+            "account_id": account.account_id,
+            "amount": amount,
+            "currency": currency,
+            "status": deposit.status.value,
+        }
+        return Movement(
+            accounts=(),
+            deposit=deposit,
+            events=(
+                _event(
+                    "deposit_approval_requested",
+                    account.account_id,
+                    data,
+                    None,
+                    at=at,
+                    correlation_id=correlation_id,
+                    actor=actor,
+                ),
+            ),
+            result=deposit.view().to_json(),
+        )
+    return _book(account, deposit, actor=actor, correlation_id=correlation_id, at=at)
+
+
+def plan_deposit_decision(
+    account: Account | None,
+    deposit: Deposit,
+    *,
+    approve: bool,
+    decider: str,
+    reason: str | None,
+    correlation_id: str,
+    at: str,
+) -> Movement | Done:
+    """A second admin's decision on a PENDING_APPROVAL deposit: approving books it as `plan_deposit` would
+    have; rejecting closes it with no money moved. The same decision repeated by the same admin is `Done`.
+
+    Who may decide is the caller's check (`four_eyes_problem`), made before this is planned.
+    """
+    wanted = DepositStatus.BOOKED if approve else DepositStatus.REJECTED
+    if deposit.status is not DepositStatus.PENDING_APPROVAL:
+        if deposit.status is wanted and deposit.decided_by == decider:
+            return Done(deposit.view().to_json())
+        raise DepositNotPending(
+            f"Deposit {deposit.deposit_id} is {deposit.status.value}, not pending approval."
+        )
+    decided = replace(deposit, status=wanted, decided_by=decider, decided_at=at, decision_reason=reason)
+    if approve:
+        if account is None:
+            raise AccountNotFound("The deposit's account does not exist.")
+        return _book(
+            account,
+            decided,
+            actor=decider,
+            correlation_id=correlation_id,
+            at=at,
+            expected=DepositStatus.PENDING_APPROVAL,
+        )
+    data = {
+        "deposit_id": deposit.deposit_id,
+        "account_id": deposit.account_id,
+        "amount": deposit.amount,
+        "currency": deposit.currency,
+        "status": wanted.value,
+        "requested_by": deposit.actor,
+    }
+    return Movement(
+        accounts=(),
+        deposit=decided,
+        deposit_expected=DepositStatus.PENDING_APPROVAL,
+        events=(
+            _event(
+                "deposit_rejected",
+                deposit.account_id,
+                data,
+                None,
+                at=at,
+                correlation_id=correlation_id,
+                actor=decider,
+            ),
+        ),
+        result=decided.view().to_json(),
+    )
+
+
+def four_eyes_problem(
+    *, actor: str, account_owner: str | None, requested_by: str | None = None
+) -> str | None:
+    """Why `actor` may not make (or decide) this money operation on their own; None when they may.
+
+    A privileged operation needs a second person: no admin approves what they asked for, and no admin moves
+    money into (or decides about) an account they own.
+    """
+    if requested_by is not None and actor == requested_by:
+        return "requested_by_same_admin"
+    if account_owner is not None and actor == account_owner:
+        return "own_account"
+    return None
+
+
+def _book(
+    account: Account,
+    deposit: Deposit,
+    *,
+    actor: str,
+    correlation_id: str,
+    at: str,
+    expected: DepositStatus | None = None,
+) -> Movement:
+    """The booking of `deposit`: the customer's CREDIT, the settlement shard's DEBIT, the deposit record."""
+    _require_usable(account, deposit.currency)
+    change = _change(
+        account,
+        EntryKind.CREDIT,
+        deposit.amount,
+        ledger=deposit.amount,
+        available=deposit.amount,
+        description=f"Deposit {deposit.reference}",
+        at=at,
+        deposit_id=deposit.deposit_id,
+    )
+    booked = replace(
+        deposit,
+        status=DepositStatus.BOOKED,
         ledger_after=change.after.ledger,
         available_after=change.after.available,
     )
     data = {
-        "deposit_id": deposit_id,
+        "deposit_id": deposit.deposit_id,
         "account_id": account.account_id,
-        "amount": amount,
-        "currency": currency,
+        "amount": deposit.amount,
+        "currency": deposit.currency,
         "ledger_after": change.after.ledger,
     }
+    events = []
+    if expected is not None:
+        approved = {**data, "requested_by": deposit.actor}
+        events.append(
+            _event(
+                "deposit_approved",
+                account.account_id,
+                approved,
+                None,
+                at=at,
+                correlation_id=correlation_id,
+                actor=actor,
+            )
+        )
+    events.append(
+        _event("deposited", account.account_id, data, None, at=at, correlation_id=correlation_id, actor=actor)
+    )
     return Movement(
         accounts=(change,),
         settlement=SettlementPosting(
             shard=deposit.settlement_shard,
-            amount=amount,
-            deposit_id=deposit_id,
-            currency=currency,
+            amount=deposit.amount,
+            deposit_id=deposit.deposit_id,
+            currency=deposit.currency,
             created_at=at,
         ),
-        deposit=deposit,
-        events=(
-            _event(
-                "deposited", account.account_id, data, None, at=at, correlation_id=correlation_id, actor=actor
-            ),
-        ),
-        result=deposit.view().to_json(),
+        deposit=booked,
+        deposit_expected=expected,
+        events=tuple(events),
+        result=booked.view().to_json(),
     )
 
 

@@ -16,7 +16,8 @@ The checks (docs/accounts-contract.md "Signs" and "AccountsTable items"), by the
 - every deposit: one CREDIT on its account and one DEBIT on its shard, both of its amount
   (`deposit_missing_credit`, `deposit_missing_settlement_entry`, `deposit_posted_twice`,
   `deposit_amount_mismatch`, `deposit_account_mismatch`, `deposit_shard_mismatch`,
-  `posting_without_deposit`);
+  `posting_without_deposit`); a deposit pending approval or rejected has no entry at all
+  (`unbooked_deposit_posted`);
 - every transfer: the entries its hold's status calls for, no more (`transfer_postings_mismatch`: HELD is
   one HOLD; RELEASED a HOLD and a RELEASE, or nothing for a tombstone; SETTLED a HOLD and a DEBIT on the
   source and a CREDIT on the destination), and no entry of a transfer without a hold
@@ -184,6 +185,7 @@ class _DepositTrail:
     currency: str | None = None
     seen: bool = False
     shard: str | None = None
+    booked: bool = True  # PENDING_APPROVAL and REJECTED deposits move no money
     credits: list[tuple[str, int | None]] = field(default_factory=list)  # (account id, amount)
     debits: list[tuple[str, int | None]] = field(default_factory=list)  # (shard id, amount)
 
@@ -397,6 +399,7 @@ class _Reconciler:
         trail.amount = self.number(item, "amount", trail.account_id or "", what)
         trail.currency = self.text(item, "currency", trail.account_id or "", what)
         trail.shard = _string(item, "settlement_shard")
+        trail.booked = (_string(item, "status") or "BOOKED") == "BOOKED"
 
     # ---- after the last item ----
     def report(self) -> ReconcileReport:
@@ -424,11 +427,11 @@ class _Reconciler:
             holds_checked=self.holds,
             open_holds=sum(p.open_holds for p in customer_postings),
             open_hold_amount=sum(p.held for p in customer_postings),
-            deposits_checked=sum(1 for d in self.deposits.values() if d.seen),
+            deposits_checked=sum(1 for d in self.deposits.values() if d.seen),  # booked or not
             total_customer_ledger=sum(a.ledger or 0 for a in customers),
             total_customer_available=sum(a.available or 0 for a in customers),
             total_settlement=sum(a.ledger or 0 for a in shards),
-            total_deposits=sum(d.amount or 0 for d in self.deposits.values() if d.seen),
+            total_deposits=sum(d.amount or 0 for d in self.deposits.values() if d.seen and d.booked),
             currencies=tuple(sorted(currencies)),
             violations=tuple(sorted(self.violations, key=lambda v: (v.account_id, v.check, v.detail))),
         )
@@ -503,6 +506,11 @@ class _Reconciler:
                     self.flag(account_id, "posting_without_deposit", detail)
                 continue
             owner = trail.account_id or ""
+            if not trail.booked:
+                for account_id, _ in trail.credits + trail.debits:
+                    detail = f"{what} is not booked (pending or rejected) but has an entry"
+                    self.flag(account_id, "unbooked_deposit_posted", detail)
+                continue
             if trail.currency is not None and trail.amount is not None:
                 totals[trail.currency] += trail.amount
             if trail.account_id is not None and trail.account_id not in self.accounts:

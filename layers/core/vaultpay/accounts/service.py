@@ -12,10 +12,11 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
-from vaultpay.accounts.errors import AccountNotFound, HoldNotOpen
+from vaultpay.accounts.errors import AccountNotFound, DepositNotFound, HoldNotOpen
 from vaultpay.accounts.model import (
+    SOURCE,
     Account,
     AccountPage,
     AccountStatus,
@@ -23,6 +24,7 @@ from vaultpay.accounts.model import (
     AccountView,
     Balance,
     Deposit,
+    DepositStatus,
     DepositView,
     Done,
     Hold,
@@ -32,18 +34,21 @@ from vaultpay.accounts.model import (
     account_created_event,
     account_number_problem,
     amount_problem,
+    four_eyes_problem,
     is_account_id,
+    is_deposit_id,
     new_account_id,
     new_account_number,
     new_deposit_id,
     parse_step,
     plan_deposit,
+    plan_deposit_decision,
     plan_release,
     plan_reserve,
     plan_settle,
 )
-from vaultpay.shared.errors import ConcurrentModification, FieldError, ValidationFailed
-from vaultpay.shared.events import DomainEvent
+from vaultpay.shared.errors import ConcurrentModification, FieldError, FourEyesRequired, ValidationFailed
+from vaultpay.shared.events import DomainEvent, four_eyes_refused_event
 from vaultpay.shared.observability import bind_log_keys, get_logger
 
 # A hot account sees movements race for its version: each loser re-reads, so the attempts bound how long
@@ -74,7 +79,17 @@ class LedgerStore(Protocol):
 
     def get_deposit(self, deposit_id: str) -> Deposit | None: ...
 
+    def pending_deposits(self, *, limit: int, cursor: str | None) -> Any: ...
+
     def expired_holds(self, now_s: int, *, limit: int) -> list[Hold]: ...
+
+
+class _Refused(Exception):
+    """A four-eyes rule refused the operation: recorded as an event, then answered 403."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class Cipher(Protocol):
@@ -85,6 +100,29 @@ class Cipher(Protocol):
 
 class Index(Protocol):
     def of(self, kind: str, value: str) -> str: ...
+
+
+_FOUR_EYES_DETAIL = {
+    "requested_by_same_admin": "Another admin must decide a deposit you asked for.",
+    "own_account": "An admin may not move money into, or decide about, an account they own.",
+}
+
+
+def _deposit_view(result: Mapping[str, Any]) -> DepositView:
+    balance = result.get("balance")
+    return DepositView(
+        deposit_id=result["deposit_id"],
+        account_id=result["account_id"],
+        amount=result["amount"],
+        currency=result["currency"],
+        reference=result["reference"],
+        balance=Balance(balance["ledger"], balance["available"]) if balance is not None else None,
+        created_at=result["created_at"],
+        status=result["status"],
+        requested_by=result.get("requested_by"),
+        decided_by=result.get("decided_by"),
+        decided_at=result.get("decided_at"),
+    )
 
 
 def rfc3339(now: float) -> str:
@@ -103,7 +141,9 @@ class AccountsService:
         sleep: Callable[[float], None] = time.sleep,
         stale_errors: tuple[type[Exception], ...] | None = None,
         taken_errors: tuple[type[Exception], ...] | None = None,
+        deposit_approval_threshold: int | None = None,
     ) -> None:
+        """`deposit_approval_threshold`: a deposit above it waits for a second admin (None: never)."""
         from vaultpay.accounts.store import NumberTaken, StaleRead
 
         self._store = store
@@ -114,6 +154,7 @@ class AccountsService:
         self._sleep = sleep
         self._stale = stale_errors or (StaleRead,)
         self._taken = taken_errors or (NumberTaken,)
+        self._approval_threshold = deposit_approval_threshold
 
     # ---- accounts -------------------------------------------------------------------------------------
 
@@ -246,8 +287,12 @@ class AccountsService:
         *,
         request_id: str | None = None,
     ) -> DepositView:
-        """Books a deposit. With `request_id` (the idempotency scope of the HTTP request) the deposit id is
-        derived from it, so even a repeat that got past the idempotency record books nothing twice."""
+        """Books a deposit, or (above the approval threshold) records it PENDING_APPROVAL for a second admin.
+
+        With `request_id` (the idempotency scope of the HTTP request) the deposit id is derived from it, so
+        even a repeat that got past the idempotency record books nothing twice. An admin may not deposit
+        into an account they own (403 `four_eyes_required`, recorded as an event).
+        """
         problem = amount_problem(amount)
         if problem:
             raise ValidationFailed("The amount is not valid.", errors=[FieldError("amount", problem)])
@@ -256,11 +301,15 @@ class AccountsService:
             raise AccountNotFound("No such account.")
         deposit_id = new_deposit_id(request_id)
         bind_log_keys(account_id=account_id)
+        needs_approval = self._approval_threshold is not None and amount > self._approval_threshold
 
         def plan() -> Movement | Done:
             account = self._store.get_account(account_id)
             if account is None:
                 raise AccountNotFound("No such account.")
+            refusal = four_eyes_problem(actor=actor_id, account_owner=account.owner_id)
+            if refusal is not None:
+                raise _Refused(refusal)
             now = self._clock()
             return plan_deposit(
                 account,
@@ -272,20 +321,86 @@ class AccountsService:
                 actor=actor_id,
                 correlation_id=correlation_id,
                 at=rfc3339(now),
+                needs_approval=needs_approval,
             )
 
-        result = self._move(plan)
-        get_logger().info("deposit booked", extra={"deposit_id": deposit_id, "amount": amount})
-        balance = result["balance"]
-        return DepositView(
-            deposit_id=result["deposit_id"],
-            account_id=result["account_id"],
-            amount=result["amount"],
-            currency=result["currency"],
-            reference=result["reference"],
-            balance=Balance(balance["ledger"], balance["available"]),
-            created_at=result["created_at"],
+        try:
+            result = self._move(plan)
+        except _Refused as refused:
+            self._refuse("deposit", account_id, refused.reason, actor_id, correlation_id)
+        get_logger().info(
+            "deposit booked" if result["status"] == "BOOKED" else "deposit awaits approval",
+            extra={"deposit_id": deposit_id, "amount": amount},
         )
+        return _deposit_view(result)
+
+    def decide_deposit(
+        self,
+        decider_id: str,
+        deposit_id: str,
+        *,
+        approve: bool,
+        reason: str | None,
+        correlation_id: str,
+    ) -> DepositView:
+        """A second admin approves (books) or rejects a deposit that waits for approval.
+
+        The admin who asked for it, or one who owns its account, is refused (403 `four_eyes_required`,
+        recorded as an event); a deposit decided otherwise already is 409 `deposit_not_pending`.
+        """
+        if not is_deposit_id(deposit_id):
+            raise DepositNotFound("No such deposit.")
+
+        def plan() -> Movement | Done:
+            deposit = self._store.get_deposit(deposit_id)
+            if deposit is None:
+                raise DepositNotFound("No such deposit.")
+            account = self._store.get_account(deposit.account_id)
+            if deposit.status is DepositStatus.PENDING_APPROVAL:
+                refusal = four_eyes_problem(
+                    actor=decider_id,
+                    account_owner=account.owner_id if account is not None else None,
+                    requested_by=deposit.actor,
+                )
+                if refusal is not None:
+                    raise _Refused(refusal)
+            return plan_deposit_decision(
+                account,
+                deposit,
+                approve=approve,
+                decider=decider_id,
+                reason=reason,
+                correlation_id=correlation_id,
+                at=rfc3339(self._clock()),
+            )
+
+        operation = "deposit_approval" if approve else "deposit_rejection"
+        try:
+            result = self._move(plan)
+        except _Refused as refused:
+            self._refuse(operation, deposit_id, refused.reason, decider_id, correlation_id)
+        get_logger().info("deposit decided", extra={"deposit_id": deposit_id, "status": result["status"]})
+        return _deposit_view(result)
+
+    def pending_deposits(self, *, limit: int, cursor: str | None) -> tuple[list[DepositView], str | None]:
+        """Deposits waiting for a second admin, oldest first (GET /v1/admin/deposits)."""
+        page = self._store.pending_deposits(limit=limit, cursor=cursor)
+        return [deposit.view() for deposit in page.items], page.next_cursor
+
+    def _refuse(self, operation: str, subject: str, reason: str, actor: str, correlation_id: str) -> NoReturn:
+        """Records the refusal as an event (the audit log's), then answers it: 403 four_eyes_required."""
+        event = four_eyes_refused_event(
+            source=SOURCE,
+            operation=operation,
+            subject=subject,
+            reason=reason,
+            actor=actor,
+            correlation_id=correlation_id,
+            at=rfc3339(self._clock()),
+        )
+        self._store.commit(Movement(accounts=(), result={}, events=(event,)))
+        get_logger().warning("four eyes refused", extra={"operation": operation, "reason": reason})
+        raise FourEyesRequired(_FOUR_EYES_DETAIL[reason])
 
     def reserve(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """Saga step: hold the transfer's amount on its source account (idempotent on the transfer id)."""

@@ -27,6 +27,7 @@ from vaultpay.accounts.model import (
     AccountStatus,
     AccountType,
     Deposit,
+    DepositStatus,
     Entry,
     EntryKind,
     Hold,
@@ -46,6 +47,9 @@ from vaultpay.shared.events import DomainEvent
 
 BY_OWNER_INDEX = "ByOwner"
 OPEN_HOLDS_INDEX = "OpenHolds"
+DEPOSIT_APPROVALS_INDEX = "DepositApprovals"
+# Only a PENDING_APPROVAL deposit carries `approval_queue` (this value), which puts it in the sparse index.
+APPROVAL_QUEUE = "PENDING_APPROVAL"
 
 
 class StaleRead(Exception):
@@ -178,7 +182,7 @@ def _hold_item(hold: Hold) -> dict[str, Any]:
 
 
 def _deposit_item(deposit: Deposit) -> dict[str, Any]:
-    return {
+    item = {
         "pk": ddb.s(f"DEPOSIT#{deposit.deposit_id}"),
         "sk": ddb.s("DEPOSIT"),
         "kind": ddb.s("deposit"),
@@ -191,7 +195,16 @@ def _deposit_item(deposit: Deposit) -> dict[str, Any]:
         "created_at": ddb.s(deposit.created_at),
         "ledger_after": ddb.n(deposit.ledger_after),
         "available_after": ddb.n(deposit.available_after),
+        "status": ddb.s(deposit.status.value),
     }
+    for name in ("decided_by", "decided_at", "decision_reason"):
+        value = getattr(deposit, name)
+        if value is not None:
+            item[name] = ddb.s(value)
+    if deposit.status is DepositStatus.PENDING_APPROVAL:
+        item["approval_queue"] = ddb.s(APPROVAL_QUEUE)
+        item["created_sk"] = ddb.s(f"{deposit.created_at}#{deposit.deposit_id}")
+    return item
 
 
 def _deposit(item: Mapping[str, Any]) -> Deposit:
@@ -206,6 +219,11 @@ def _deposit(item: Mapping[str, Any]) -> Deposit:
         settlement_shard=item["settlement_shard"]["S"],
         ledger_after=ddb.int_attr(item, "ledger_after"),
         available_after=ddb.int_attr(item, "available_after"),
+        # Written before four-eyes approval existed: every such deposit was booked when written.
+        status=DepositStatus(ddb.str_attr(item, "status") or DepositStatus.BOOKED.value),
+        decided_by=ddb.str_attr(item, "decided_by"),
+        decided_at=ddb.str_attr(item, "decided_at"),
+        decision_reason=ddb.str_attr(item, "decision_reason"),
     )
 
 
@@ -269,6 +287,32 @@ class DynamoLedgerStore:
     def get_deposit(self, deposit_id: str) -> Deposit | None:
         item = self._get(f"DEPOSIT#{deposit_id}", "DEPOSIT")
         return _deposit(item) if item is not None else None
+
+    def pending_deposits(self, *, limit: int, cursor: str | None) -> Page:
+        """Deposits waiting for a second admin, oldest first, from the sparse DepositApprovals index."""
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": DEPOSIT_APPROVALS_INDEX,
+            "KeyConditionExpression": "approval_queue = :q",
+            "ExpressionAttributeValues": {":q": ddb.s(APPROVAL_QUEUE)},
+            "Limit": limit,
+        }
+        if cursor:
+            created_sk = _decode_cursor(cursor, "p")
+            deposit_id = created_sk.rpartition("#")[2]
+            if not deposit_id.startswith("dep_"):
+                raise _invalid_cursor()
+            params["ExclusiveStartKey"] = {
+                "approval_queue": ddb.s(APPROVAL_QUEUE),
+                "created_sk": ddb.s(created_sk),
+                "pk": ddb.s(f"DEPOSIT#{deposit_id}"),
+                "sk": ddb.s("DEPOSIT"),
+            }
+        response = self._call("Query", lambda: self._client.query(**params))
+        items = [_deposit(item) for item in response.get("Items", [])]
+        last = response.get("LastEvaluatedKey")
+        next_cursor = _encode_cursor("p", last["created_sk"]["S"]) if last and len(items) == limit else None
+        return Page(items=items, next_cursor=next_cursor)
 
     def account_id_by_number_index(self, number_index: str) -> str | None:
         item = self._get(f"ACCTNUM#{number_index}", "ACCTNUM")
@@ -423,7 +467,22 @@ class DynamoLedgerStore:
                 )
             )
         if movement.deposit is not None:
-            items.append(self._put(_deposit_item(movement.deposit)))
+            if movement.deposit_expected is None:
+                items.append(self._put(_deposit_item(movement.deposit)))
+            else:
+                items.append(
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": _deposit_item(movement.deposit),
+                            "ConditionExpression": "#status = :expected",
+                            "ExpressionAttributeNames": {"#status": "status"},
+                            "ExpressionAttributeValues": {
+                                ":expected": ddb.s(movement.deposit_expected.value)
+                            },
+                        }
+                    }
+                )
         items.extend(self._put(ddb.outbox_item(event)) for event in movement.events)
         if self._transact(items):
             raise StaleRead("the ledger moved since it was read")

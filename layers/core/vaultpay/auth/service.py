@@ -390,11 +390,16 @@ class AuthService:
         self._limiter.hit("register-global", "all", self._limits.register_global, now=now)
         return self._create_user(new_user, role=Role.CUSTOMER, correlation_id=correlation_id)
 
-    def create_admin(self, new_user: NewUser, *, correlation_id: str) -> Enrolment:
-        """A new admin, for the operator command only (no API route reaches this)."""
-        return self._create_user(new_user, role=Role.ADMIN, correlation_id=correlation_id)
+    def create_admin(
+        self, new_user: NewUser, *, correlation_id: str, operator: str | None = None
+    ) -> Enrolment:
+        """A new admin, for the operator command only (no API route reaches this). `operator` is who ran
+        it (the IAM principal's ARN, or `local:<name>` locally): the event's actor and `created_by`."""
+        return self._create_user(new_user, role=Role.ADMIN, correlation_id=correlation_id, operator=operator)
 
-    def _create_user(self, new_user: NewUser, *, role: Role, correlation_id: str) -> Enrolment:
+    def _create_user(
+        self, new_user: NewUser, *, role: Role, correlation_id: str, operator: str | None = None
+    ) -> Enrolment:
         email = canonical_email(new_user.email)
         full_name = canonical_full_name(new_user.full_name)
         phone = new_user.phone.strip()
@@ -434,9 +439,14 @@ class AuthService:
             type=USER_CREATED,
             source=EVENT_SOURCE,
             subject=user_id,
-            actor=user_id if role is Role.CUSTOMER else "operator",
+            actor=user_id if role is Role.CUSTOMER else (operator or "operator"),
             correlation_id=correlation_id,
-            data={"user_id": user_id, "role": role.value, "created_at": user.created_at},
+            data={
+                "user_id": user_id,
+                "role": role.value,
+                "created_at": user.created_at,
+                **({"created_by": operator} if operator is not None and role is Role.ADMIN else {}),
+            },
         )
         try:
             self._store.create_user(user, event)

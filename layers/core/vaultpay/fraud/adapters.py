@@ -146,3 +146,32 @@ class LambdaTransferViews:
             error_type = document.get("errorType") if isinstance(document, dict) else None
             raise TransientError(f"the transfer view function failed: {error_type or 'no view'}")
         return document
+
+
+class DynamoAccountOwners:
+    """Whose account an account id is: one GetItem of the account item's `owner_id` on the accounts table
+    (the review function's only grant there, limited to ACCOUNT# keys and these attributes)."""
+
+    def __init__(self, client: Any, table_name: str) -> None:
+        if not table_name:
+            raise ConfigurationError("invalid settings: ACCOUNTS_TABLE is not set")
+        self._client = client
+        self._table = table_name
+
+    def owner_of(self, account_id: str) -> str | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            response = self._client.get_item(
+                TableName=self._table,
+                Key={"pk": {"S": f"ACCOUNT#{account_id}"}, "sk": {"S": "ACCOUNT"}},
+                ProjectionExpression="pk, sk, owner_id",
+            )
+        except ClientError as exc:
+            if _error_code(exc) in _CONFIGURATION_CODES:
+                raise ConfigurationError(f"the accounts table refused: {_error_code(exc)}") from exc
+            raise TransientError(f"the accounts table failed: {_error_code(exc)}") from exc
+        except BotoCoreError as exc:
+            raise TransientError(f"the accounts table could not be reached: {type(exc).__name__}") from exc
+        owner = response.get("Item", {}).get("owner_id", {}).get("S")
+        return str(owner) if owner else None

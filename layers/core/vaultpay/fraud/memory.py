@@ -67,6 +67,10 @@ class MemoryFraudStore:
     def get_review(self, transfer_id: str) -> Review | None:
         return self.reviews.get(transfer_id)
 
+    def record_event(self, event: DomainEvent) -> None:
+        with self._lock:
+            self.events.append(event)
+
     def claim_review(
         self, transfer_id: str, *, decision: str, reviewer: str, note: str, decided_at: str
     ) -> Review:

@@ -30,6 +30,7 @@ TRANSFER_ID = re.compile(r"tr_[0-9a-f]{32}")
 # end up in keys and (except the device id) in log lines.
 _ID = re.compile(r"[\x21-\x7e]{1,128}")
 _CURRENCY = re.compile(r"[A-Z]{3}")
+_ACCOUNT_ID = re.compile(r"acc_[0-9a-f]{32}")
 MAX_NOTE_LENGTH = 500
 
 
@@ -229,6 +230,9 @@ class Review:
     decided_at: str | None = None
     resumed: bool = False  # the saga accepted the decision (SendTaskSuccess answered)
     task_token: str | None = field(default=None, repr=False)
+    # The transfer's destination, whose owner may not decide the review (four eyes). Reviews opened before
+    # it was recorded have none: only the sender (`user_id`) is then known.
+    destination_account_id: str | None = None
 
     def view(self) -> dict[str, Any]:
         """The alert's `review` object."""
@@ -262,6 +266,7 @@ class AwaitRequest:
     correlation_id: str
     user_id: str
     task_token: str = field(repr=False)
+    destination_account_id: str | None = None
 
 
 def parse_await_request(event: object) -> AwaitRequest:
@@ -274,6 +279,13 @@ def parse_await_request(event: object) -> AwaitRequest:
         value = event.get(name)
         if not isinstance(value, str) or not _ID.fullmatch(value):
             errors.append(FieldError(name, "must be 1..128 printable ASCII characters"))
+    destination = event.get("destination_account_id")
+    if destination is not None and (
+        not isinstance(destination, str) or not _ACCOUNT_ID.fullmatch(destination)
+    ):
+        errors.append(
+            FieldError("destination_account_id", "must be acc_ followed by 32 lower-case hex digits")
+        )
     token = event.get("task_token")
     # Step Functions tokens are up to 1024 characters; the value itself is never echoed.
     if not isinstance(token, str) or not 1 <= len(token) <= 4096 or not token.isprintable():
@@ -286,6 +298,7 @@ def parse_await_request(event: object) -> AwaitRequest:
         correlation_id=event["correlation_id"],
         user_id=event["user_id"],
         task_token=token,  # type: ignore[arg-type]  # checked above
+        destination_account_id=destination,
     )
 
 

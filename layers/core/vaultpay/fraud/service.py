@@ -16,6 +16,7 @@ from vaultpay.fraud.config import FraudConfig
 from vaultpay.fraud.errors import ReviewAlreadyDecided, ReviewClosed, ReviewNotFound, StepConflict
 from vaultpay.fraud.model import Decision, FraudContext
 from vaultpay.fraud.records import (
+    EVENT_SOURCE,
     TRANSFER_ID,
     DecisionRecord,
     DeviceSeen,
@@ -31,7 +32,8 @@ from vaultpay.fraud.records import (
     rfc3339,
 )
 from vaultpay.fraud.rules import DEFAULT_RULES, Rule, evaluate
-from vaultpay.shared.errors import FieldError, Forbidden, ValidationFailed
+from vaultpay.shared.errors import FieldError, Forbidden, FourEyesRequired, ValidationFailed
+from vaultpay.shared.events import DomainEvent, four_eyes_refused_event
 from vaultpay.shared.observability import bind_log_keys, get_logger
 from vaultpay.shared.ratelimit import CounterStore, window_key
 
@@ -103,6 +105,10 @@ class FraudStore(Protocol):
 
     def get_review(self, transfer_id: str) -> Review | None: ...
 
+    def record_event(self, event: DomainEvent) -> None:
+        """An event that changes no record (a refused decision), written through the outbox."""
+        ...
+
     def claim_review(
         self, transfer_id: str, *, decision: str, reviewer: str, note: str, decided_at: str
     ) -> Review:
@@ -135,6 +141,12 @@ class FraudStore(Protocol):
 class TaskResumer(Protocol):
     def send_task_success(self, task_token: str, output: Mapping[str, Any]) -> None:
         """Resumes the waiting saga; TaskClosed when it no longer waits."""
+        ...
+
+
+class AccountOwners(Protocol):
+    def owner_of(self, account_id: str) -> str | None:
+        """The user id that owns the account; None when there is no such account."""
         ...
 
 
@@ -279,11 +291,13 @@ class ReviewService:
         store: FraudStore,
         tasks: TaskResumer | None = None,
         transfers: TransferViews | None = None,
+        owners: AccountOwners | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._tasks = tasks
         self._transfers = transfers
+        self._owners = owners
         self._clock = clock
 
     def await_review(self, event: Mapping[str, Any]) -> dict[str, Any]:
@@ -301,6 +315,7 @@ class ReviewService:
                 created_at=rfc3339(self._clock()),
                 correlation_id=request.correlation_id,
                 task_token=request.task_token,
+                destination_account_id=request.destination_account_id,
             )
         )
         if stored.status is not ReviewStatus.WAITING:
@@ -322,6 +337,7 @@ class ReviewService:
             raise ReviewNotFound("No review is waiting for this transfer.")
         bind_log_keys(transfer_id=transfer_id, correlation_id=correlation_id)
         tasks, transfers = self._require_adapters()
+        self._require_second_person(transfer_id, reviewer, correlation_id)
         decided_at = rfc3339(self._clock())
         try:
             review = self._store.claim_review(
@@ -345,6 +361,33 @@ class ReviewService:
         self._store.confirm_review(replace(review, task_token=None))
         get_logger().info("review decided", extra={"decision": review.decision})
         return transfers.view(transfer_id)
+
+    def _require_second_person(self, transfer_id: str, reviewer: str, correlation_id: str) -> None:
+        """Four eyes: no admin decides the review of a transfer from or to an account they own. A refusal
+        is an event (the audit log's) and a 403 `four_eyes_required`."""
+        waiting = self._store.get_review(transfer_id)
+        if waiting is None or waiting.status is not ReviewStatus.WAITING:
+            return  # nothing to decide: the claim answers why
+        owners = {waiting.user_id}
+        if waiting.destination_account_id is not None and self._owners is not None:
+            owners.add(self._owners.owner_of(waiting.destination_account_id) or "")
+        if reviewer not in owners:
+            return
+        self._store.record_event(
+            four_eyes_refused_event(
+                source=EVENT_SOURCE,
+                operation="fraud_review",
+                subject=transfer_id,
+                reason="own_account",
+                actor=reviewer,
+                correlation_id=correlation_id,
+                at=rfc3339(self._clock()),
+            )
+        )
+        get_logger().warning("four eyes refused", extra={"operation": "fraud_review"})
+        raise FourEyesRequired(
+            "An admin may not decide the review of a transfer from or to their own account."
+        )
 
     def _unclaimable(self, transfer_id: str, decision: str) -> Review:
         """Why a review could not be claimed, as the client's error; or, for a decision whose claim was

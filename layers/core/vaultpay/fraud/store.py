@@ -48,6 +48,7 @@ from vaultpay.shared.errors import (
     TransientError,
     ValidationFailed,
 )
+from vaultpay.shared.events import DomainEvent
 
 ALERTS_INDEX = "Alerts"
 # A replayed stream (30 days of retention) must not apply an event twice: the markers outlive it.
@@ -117,6 +118,7 @@ def _review(item: Mapping[str, Any]) -> Review:
         decided_at=ddb.str_attr(item, "decided_at"),
         resumed=bool(resumed),
         task_token=ddb.str_attr(item, "task_token"),
+        destination_account_id=ddb.str_attr(item, "destination_account_id"),
     )
 
 
@@ -276,27 +278,32 @@ class DynamoFraudStore:
     def await_review(self, review: Review) -> Review:
         if review.task_token is None:
             raise ValueError("a waiting review needs its task token")
+        update = (
+            "SET task_token = :token, kind = :kind, transfer_id = :tid, updated_at = :now, "
+            "user_id = if_not_exists(user_id, :uid), #status = if_not_exists(#status, :waiting), "
+            "created_at = if_not_exists(created_at, :now), "
+            "correlation_id = if_not_exists(correlation_id, :cid)"
+        )
+        values = {
+            ":token": ddb.s(review.task_token),
+            ":kind": ddb.s("review"),
+            ":tid": ddb.s(review.transfer_id),
+            ":now": ddb.s(review.created_at),
+            ":uid": ddb.s(review.user_id),
+            ":waiting": ddb.s(ReviewStatus.WAITING.value),
+            ":cid": ddb.s(review.correlation_id),
+        }
+        if review.destination_account_id is not None:
+            update += ", destination_account_id = if_not_exists(destination_account_id, :dst)"
+            values[":dst"] = ddb.s(review.destination_account_id)
         try:
             response = self._client.update_item(
                 TableName=self._table,
                 Key={"pk": ddb.s(f"REVIEW#{review.transfer_id}"), "sk": ddb.s("REVIEW")},
-                UpdateExpression=(
-                    "SET task_token = :token, kind = :kind, transfer_id = :tid, updated_at = :now, "
-                    "user_id = if_not_exists(user_id, :uid), #status = if_not_exists(#status, :waiting), "
-                    "created_at = if_not_exists(created_at, :now), "
-                    "correlation_id = if_not_exists(correlation_id, :cid)"
-                ),
+                UpdateExpression=update,
                 ConditionExpression="attribute_not_exists(pk) OR #status = :waiting",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    ":token": ddb.s(review.task_token),
-                    ":kind": ddb.s("review"),
-                    ":tid": ddb.s(review.transfer_id),
-                    ":now": ddb.s(review.created_at),
-                    ":uid": ddb.s(review.user_id),
-                    ":waiting": ddb.s(ReviewStatus.WAITING.value),
-                    ":cid": ddb.s(review.correlation_id),
-                },
+                ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
@@ -313,6 +320,10 @@ class DynamoFraudStore:
     def get_review(self, transfer_id: str) -> Review | None:
         item = self._get(f"REVIEW#{transfer_id}", "REVIEW")
         return _review(item) if item is not None else None
+
+    def record_event(self, event: DomainEvent) -> None:
+        """An event that changes no record (a refused decision), through the outbox like every other."""
+        self._transact([self._put_new(ddb.outbox_item(event))])
 
     def claim_review(
         self, transfer_id: str, *, decision: str, reviewer: str, note: str, decided_at: str

@@ -83,13 +83,14 @@ def review_service() -> ReviewService:
 
 @functools.cache
 def deciding_review_service() -> ReviewService:
-    from vaultpay.fraud.adapters import LambdaTransferViews, StepFunctionsTasks
+    from vaultpay.fraud.adapters import DynamoAccountOwners, LambdaTransferViews, StepFunctionsTasks
     from vaultpay.fraud.service import ReviewService
 
     return ReviewService(
         store=fraud_store(),
         tasks=StepFunctionsTasks(_client("stepfunctions")),
         transfers=LambdaTransferViews(_client("lambda"), settings().require("TRANSFER_STATUS_FUNCTION")),
+        owners=DynamoAccountOwners(_client("dynamodb"), settings().require("ACCOUNTS_TABLE")),
     )
 
 

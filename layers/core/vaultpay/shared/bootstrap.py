@@ -167,6 +167,7 @@ def accounts_service() -> AccountsService:
         ),
         index=BlindIndexFromSecret(secret_cache(), settings.require("account_number_index_secret_arn")),
         currencies=settings.currencies,
+        deposit_approval_threshold=settings.deposit_approval_threshold,
     )
 
 

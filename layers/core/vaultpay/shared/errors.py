@@ -102,6 +102,12 @@ class Forbidden(DomainError):
     title = "Forbidden"
 
 
+class FourEyesRequired(Forbidden):
+    """A privileged operation needs a second person: the caller asked for it, or owns the account."""
+
+    code = "four_eyes_required"
+
+
 class RateLimited(DomainError):
     """Too many requests; the caller may retry after `retry_after` seconds."""
 

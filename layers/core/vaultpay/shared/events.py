@@ -95,3 +95,22 @@ class DomainEvent:
 
     def data_json(self) -> str:
         return json.dumps(self.data, separators=(",", ":"), sort_keys=True)
+
+
+FOUR_EYES_REFUSED = "vaultpay.admin.four_eyes_refused"
+
+
+def four_eyes_refused_event(
+    *, source: str, operation: str, subject: str, reason: str, actor: str, correlation_id: str, at: str
+) -> DomainEvent:
+    """The audit trail's record of a privileged operation refused for want of a second person (any domain
+    with a four-eyes rule writes it through its own outbox)."""
+    return DomainEvent(
+        type=FOUR_EYES_REFUSED,
+        source=source,
+        subject=subject,
+        data={"operation": operation, "subject": subject, "reason": reason},
+        correlation_id=correlation_id,
+        actor=actor,
+        time=at,
+    )

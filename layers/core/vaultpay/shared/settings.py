@@ -82,6 +82,8 @@ class AuthSettings(BaseModel):
         return value
 
 
+DEFAULT_DEPOSIT_APPROVAL_THRESHOLD = 10_000_000  # paise: 1 lakh rupees
+
 AccountsSettingName = Literal["accounts_table", "account_number_key_id", "account_number_index_secret_arn"]
 
 
@@ -95,6 +97,10 @@ class AccountsSettings(BaseModel):
     account_number_index_secret_arn: str | None = Field(alias="ACCOUNT_NUMBER_INDEX_SECRET_ARN", default=None)
     # Not a resource name: INR is the only currency the bank books unless a stage enables more.
     enabled_currencies: str = Field(alias="ENABLED_CURRENCIES", default="INR")
+    # A deposit above this many minor units waits for a second admin (template DepositApprovalThreshold).
+    deposit_approval_threshold: int = Field(
+        alias="DEPOSIT_APPROVAL_THRESHOLD", default=DEFAULT_DEPOSIT_APPROVAL_THRESHOLD, ge=0
+    )
 
     @field_validator(*get_args(AccountsSettingName), mode="before")
     @classmethod
