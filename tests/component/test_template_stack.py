@@ -516,18 +516,36 @@ KEY_CONTEXTS = {
 }
 
 
+# The TOTP secrets' data keys have a context of their own: sealed by the functions that enrol a user, and
+# decrypted by the MFA function alone (which may also open the secrets sealed under the PII context before).
+TOTP_PURPOSES = {
+    ("RegisterFunction", "kms:GenerateDataKey"): ["pii", "totp_secret"],
+    ("CreateAdminFunction", "kms:GenerateDataKey"): ["pii", "totp_secret"],
+    ("MfaVerifyFunction", "kms:Decrypt"): ["totp_secret", "pii"],
+}
+
+
 def test_each_kms_key_is_usable_only_with_its_own_key_context(cfn: dict[str, Any]) -> None:
-    from vaultpay.shared.fieldcrypt import DEFAULT_KEY_CONTEXT
+    from vaultpay.shared.fieldcrypt import DEFAULT_KEY_CONTEXT, TOTP_KEY_CONTEXT
 
     assert dict(DEFAULT_KEY_CONTEXT) == KEY_CONTEXTS["PiiKey"]
+    assert dict(TOTP_KEY_CONTEXT) == {**KEY_CONTEXTS["PiiKey"], "purpose": "totp_secret"}
+    seen = set()
     for function, role in _roles_by_function(cfn).items():
         for statement in _statements(role):
             if any(str(action).startswith("kms:") for action in _as_list(statement["Action"])):
                 (key,) = {_resource_id(r) for r in _as_list(_default_branch(statement["Resource"]))}
                 if key == "TokenSigningKey":
                     continue  # an asymmetric signing key: no data keys, no encryption context
-                expected = {f"kms:EncryptionContext:{k}": v for k, v in KEY_CONTEXTS[key].items()}
+                expected: dict[str, Any] = {
+                    f"kms:EncryptionContext:{k}": v for k, v in KEY_CONTEXTS[key].items()
+                }
+                special = TOTP_PURPOSES.get((function, str(statement["Action"])))
+                if special is not None:
+                    expected["kms:EncryptionContext:purpose"] = special
+                    seen.add((function, str(statement["Action"])))
                 assert statement["Condition"] == {"StringEquals": expected}, function
+    assert seen == set(TOTP_PURPOSES)  # and no other function may use the totp_secret context at all
 
 
 def test_the_authorizer_is_the_apis_default_request_authorizer_without_a_cache(cfn: dict[str, Any]) -> None:

@@ -120,3 +120,66 @@ def test_encrypted_pii_moved_to_another_users_row_does_not_decrypt(
         auth_service().profile(second)
     # And the first user's is intact
     assert auth_service().profile(first).phone_masked == "+91******3210"
+
+
+def test_a_totp_secret_is_sealed_under_a_key_context_only_the_mfa_function_may_decrypt(
+    cloud: Any,
+    function: Callable[[str], ModuleType],
+    sample_event: Callable[[str], dict[str, Any]],
+    lambda_context: Any,
+) -> None:
+    import base64
+
+    from vaultpay.shared.fieldcrypt import DEFAULT_KEY_CONTEXT, TOTP_KEY_CONTEXT
+
+    # Given a registered customer
+    body = {"email": "totp@example.com", "password": PASSWORD, "full_name": FULL_NAME, "phone": PHONE}
+    user_id = _call(function, sample_event, lambda_context, "register", body)["body"]["user_id"]
+    item = cloud.dynamodb.get_item(
+        TableName="vaultpay-test-auth", Key={"pk": {"S": f"USER#{user_id}"}, "sk": {"S": "PROFILE"}}
+    )["Item"]
+
+    def data_key(blob: str) -> bytes:
+        encrypted = blob.split(".")[2]
+        return base64.urlsafe_b64decode(encrypted + "=" * (-len(encrypted) % 4))
+
+    # Then the TOTP secret's data key opens only under the TOTP context, which IAM grants to MFA alone
+    # (template.yaml; test_template_stack checks that no other role may use it) ...
+    totp_key = data_key(item["totp_secret_enc"]["S"])
+    kms = cloud.kms
+    assert kms.decrypt(CiphertextBlob=totp_key, EncryptionContext=dict(TOTP_KEY_CONTEXT))["Plaintext"]
+    with pytest.raises(kms.exceptions.InvalidCiphertextException):
+        kms.decrypt(CiphertextBlob=totp_key, EncryptionContext=dict(DEFAULT_KEY_CONTEXT))
+    # ... while the personal data stays under the PII context the profile function may use
+    phone_key = data_key(item["phone_enc"]["S"])
+    assert kms.decrypt(CiphertextBlob=phone_key, EncryptionContext=dict(DEFAULT_KEY_CONTEXT))["Plaintext"]
+
+
+def test_a_totp_secret_sealed_before_it_had_its_own_context_still_signs_in(
+    cloud: Any,
+    function: Callable[[str], ModuleType],
+    sample_event: Callable[[str], dict[str, Any]],
+    lambda_context: Any,
+) -> None:
+    from vaultpay.shared.bootstrap import auth_service
+
+    # Given a user whose TOTP secret was sealed under the PII context (as every secret was before)
+    body = {"email": "legacy@example.com", "password": PASSWORD, "full_name": FULL_NAME, "phone": PHONE}
+    registered = _call(function, sample_event, lambda_context, "register", body)["body"]
+    user_id, secret = registered["user_id"], registered["mfa"]["secret"]
+    service = auth_service()
+    legacy = service._cipher.encrypt(secret, context={"field": "totp_secret", "user_id": user_id})
+    cloud.dynamodb.update_item(
+        TableName="vaultpay-test-auth",
+        Key={"pk": {"S": f"USER#{user_id}"}, "sk": {"S": "PROFILE"}},
+        UpdateExpression="SET totp_secret_enc = :t",
+        ExpressionAttributeValues={":t": {"S": legacy}},
+    )
+    # When the user signs in with a code from that secret
+    started = _call(
+        function, sample_event, lambda_context, "login", {"email": body["email"], "password": PASSWORD}
+    )["body"]
+    answer = {"challenge_id": started["challenge_id"], "code": pyotp.TOTP(secret).now()}
+    verified = _call(function, sample_event, lambda_context, "mfa_verify", answer)
+    # Then the secret still opens
+    assert verified["status"] == 200, verified["body"]

@@ -365,9 +365,13 @@ class AuthService:
         audience: str,
         limits: RateLimits = RateLimits(),
         clock: Callable[[], float] = time.time,
+        totp_cipher: FieldEncryption | None = None,
     ) -> None:
+        """`totp_cipher` seals the TOTP secrets under data keys of their own KMS encryption context, which only
+        the MFA functions may decrypt (`cipher` when not given: one cipher for every field, as in tests)."""
         self._store = store
         self._cipher = cipher
+        self._totp_cipher = totp_cipher or cipher
         self._index = index
         self._passwords = passwords
         self._signer = signer
@@ -421,7 +425,8 @@ class AuthService:
 
         def sealed(name: str, value: str) -> str:
             # The user id in the context binds each ciphertext to its row: copied elsewhere, it fails.
-            return self._cipher.encrypt(value, context={"field": name, "user_id": user_id})
+            cipher = self._totp_cipher if name == "totp_secret" else self._cipher
+            return cipher.encrypt(value, context={"field": name, "user_id": user_id})
 
         user = User(
             user_id=user_id,
@@ -585,7 +590,7 @@ class AuthService:
             raise _invalid_challenge()
         if user.status is UserStatus.DISABLED:
             raise _user_disabled()
-        secret = self._cipher.decrypt(
+        secret = self._totp_cipher.decrypt(
             user.totp_secret_enc, context={"field": "totp_secret", "user_id": user.user_id}
         )
         step = totp.verify(secret, code, now=now, last_used_step=user.last_totp_step)

@@ -116,18 +116,28 @@ def auth_service() -> AuthService:
     from vaultpay.auth.service import AuthService
     from vaultpay.auth.store import DynamoAuthStore
     from vaultpay.shared import passwords
-    from vaultpay.shared.fieldcrypt import FieldCipher, KmsKeyProvider
+    from vaultpay.shared.fieldcrypt import (
+        TOTP_KEY_CONTEXT,
+        FieldCipher,
+        KmsKeyProvider,
+        WithLegacyDecryption,
+    )
     from vaultpay.shared.ratelimit import RateLimiter
     from vaultpay.shared.ratelimit_store import DynamoDBCounterStore
     from vaultpay.shared.secrets import BlindIndexFromSecret
 
     settings = get_auth_settings()
     store = DynamoAuthStore(settings.require("auth_table"))
+    pii_key = settings.require("pii_key_id")
+    pii = FieldCipher(KmsKeyProvider(_auth_client("kms"), pii_key))
     # The counters use the store's own DynamoDB client: a second one would cost its cold start again.
     counters = DynamoDBCounterStore(_LazyClient(store.dynamodb_client), settings.require("rate_limit_table"))
     return AuthService(
         store=store,
-        cipher=FieldCipher(KmsKeyProvider(_auth_client("kms"), settings.require("pii_key_id"))),
+        cipher=pii,
+        totp_cipher=WithLegacyDecryption(
+            FieldCipher(KmsKeyProvider(_auth_client("kms"), pii_key), key_context=TOTP_KEY_CONTEXT), pii
+        ),
         index=BlindIndexFromSecret(secret_cache(), settings.require("blind_index_secret_arn")),
         passwords=passwords,
         signer=_DeferredSigner(token_signer),

@@ -32,6 +32,8 @@ DATA_KEY_BYTES = 32  # AES-256
 # The KMS encryption context of every data key. Per-row context cannot go here, because one data key
 # serves many rows (see the cache bounds below); rows are bound by the GCM additional data instead.
 DEFAULT_KEY_CONTEXT: Mapping[str, str] = {"app": "vaultpay", "purpose": "pii"}
+# TOTP secrets get data keys of their own: IAM lets only the MFA functions decrypt under this context.
+TOTP_KEY_CONTEXT: Mapping[str, str] = {"app": "vaultpay", "purpose": "totp_secret"}
 
 # One KMS call per field write would add a network round trip to every registration and spend the
 # account's shared KMS request quota, so a plaintext data key is reused, but boundedly:
@@ -368,3 +370,26 @@ def _unb64(text: str) -> bytes | None:
     # Only the canonical encoding is accepted: otherwise flipping the unused low bits of the last
     # character would give a different blob that still decrypts, and "any change fails" would not hold.
     return raw if _b64(raw) == text else None
+
+
+class WithLegacyDecryption:
+    """`current` for everything, except that a blob `current` cannot open is tried with `legacy`.
+
+    For a field that moved to another key context (the TOTP secrets, sealed under the PII context until
+    they got one of their own): rows written before the move stay readable by the functions allowed both.
+    """
+
+    def __init__(self, current: FieldCipher, legacy: FieldCipher) -> None:
+        self._current = current
+        self._legacy = legacy
+
+    def encrypt(self, plaintext: str, *, context: Mapping[str, str]) -> str:
+        return self._current.encrypt(plaintext, context=context)
+
+    def decrypt(self, blob: str, *, context: Mapping[str, str]) -> str:
+        try:
+            return self._current.decrypt(blob, context=context)
+        except (DecryptionFailed, ConfigurationError):
+            # KMS refuses a data key made under the other context: InvalidCiphertext, or AccessDenied
+            # where IAM pins the context. A blob neither can open still raises, from the legacy attempt.
+            return self._legacy.decrypt(blob, context=context)
