@@ -518,19 +518,32 @@ class OpsConsole:
         return {"queues": queues, "stream_mappings": streams}
 
     def audit(self) -> dict[str, Any]:
-        """Recomputes the whole audit chain, as `vaultpay ops audit verify` does."""
+        """Recomputes the whole audit chain through its signed checkpoints, as `vaultpay ops audit verify`
+        does (AuditCheckpointFunction, verify only); the table alone when that function is not deployed."""
         from vaultpay.audit.service import AuditService
         from vaultpay.audit.store import DynamoDBAuditStore
 
         table = self.table(AUDIT_TABLE_SUFFIX)
         began = time.monotonic()
-        result = AuditService(DynamoDBAuditStore(self.client("dynamodb"), table)).verify()
+        checkpointer = next(
+            (s.name for s in self.source.functions().values() if s.logical_id == "AuditCheckpointFunction"),
+            None,
+        )
+        if checkpointer is not None:
+            answer = self.client("lambda").invoke(
+                FunctionName=checkpointer, Payload=json.dumps({"verify_only": True}).encode()
+            )
+            verified = json.loads(answer["Payload"].read() or b"null")
+            if answer.get("FunctionError") or not isinstance(verified, dict) or "verified" not in verified:
+                raise RuntimeError(f"AuditCheckpointFunction failed: {str(verified)[:500]}")
+            body: dict[str, Any] = verified["verified"]
+        else:
+            body = AuditService(DynamoDBAuditStore(self.client("dynamodb"), table)).verify().to_dict()
         return {
             "table": table,
-            "status": "verified" if result.ok else "broken",
-            "head_seq": result.head_seq,
+            "status": "verified" if body["ok"] else "broken",
             "seconds": round(time.monotonic() - began, 3),
-            **result.to_dict(),
+            **body,
         }
 
     def metrics(self) -> dict[str, Any]:

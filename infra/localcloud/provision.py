@@ -54,6 +54,7 @@ PROVISIONED = frozenset(
         "AWS::KMS::Alias",
         "AWS::SecretsManager::Secret",
         "AWS::SSM::Parameter",
+        "AWS::S3::Bucket",
     }
 )
 # Types that only grant or wire things the local cloud does not enforce: accepted, nothing to create.
@@ -485,6 +486,36 @@ class Provisioner:
         except sm.exceptions.ResourceExistsException:
             arn = sm.describe_secret(SecretId=name)["ARN"]
         return {"Ref": arn, "Id": arn}
+
+    def _create_S3_Bucket(self, logical_id: str, props: dict[str, Any]) -> dict[str, Any]:
+        """A bucket on moto's S3, with the template's versioning and Object Lock (which moto enforces:
+        a compliance-locked version cannot be deleted or overwritten before its retention ends)."""
+        s3 = self.clients("s3")
+        name = str(props.get("BucketName") or f"{self.stack}-{logical_id}".lower())[:63].rstrip("-")
+        locked = str(props.get("ObjectLockEnabled", False)).lower() == "true"
+        # An earlier start's bucket, with its objects, is kept (as a stack update keeps it).
+        with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
+            s3.create_bucket(Bucket=name, ObjectLockEnabledForBucket=locked)
+        versioning = props.get("VersioningConfiguration")
+        if versioning and not locked:  # Object Lock turns versioning on by itself
+            s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": versioning["Status"]})
+        lock = props.get("ObjectLockConfiguration")
+        if locked and lock:
+            rule = lock.get("Rule", {}).get("DefaultRetention")
+            configuration: dict[str, Any] = {"ObjectLockEnabled": "Enabled"}
+            if rule:
+                retention = {"Mode": rule["Mode"]}
+                for unit in ("Days", "Years"):
+                    if unit in rule:
+                        retention[unit] = int(rule[unit])
+                configuration["Rule"] = {"DefaultRetention": retention}
+            s3.put_object_lock_configuration(Bucket=name, ObjectLockConfiguration=configuration)
+        return {
+            "Ref": name,
+            "Arn": f"arn:aws:s3:::{name}",
+            "DomainName": f"{name}.s3.amazonaws.com",
+            "RegionalDomainName": f"{name}.s3.{REGION}.amazonaws.com",
+        }
 
     def _create_SSM_Parameter(self, logical_id: str, props: dict[str, Any]) -> dict[str, Any]:
         name = props.get("Name") or f"{self.stack}-{logical_id}"

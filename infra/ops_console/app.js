@@ -225,8 +225,10 @@ async function loadHealth() {
   status.className = `badge audit-${audit.status}`;
   const bad = audit.first_bad_record;
   document.getElementById("audit-detail").textContent =
-    `${audit.records_checked} records of ${audit.table} in ${audit.seconds} s; head ${audit.head_seq}:` +
-    `${String(audit.head_hash).slice(0, 16)}…` + (bad ? ` · first bad: seq ${bad.seq} (${bad.reason})` : "");
+    `${audit.records_checked} records of ${audit.table} through ${audit.checkpoints_checked ?? 0} signed ` +
+    `checkpoint(s) in ${audit.seconds} s; head ${audit.head_seq}:` +
+    `${String(audit.head_hash).slice(0, 16)}…` +
+    (bad ? ` · first bad: seq ${bad.seq} (${bad.reason}: ${bad.detail})` : "");
 }
 
 // ---- metrics ------------------------------------------------------------------------------------------------

@@ -71,6 +71,56 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+FunctionOption = Annotated[
+    str | None,
+    typer.Option(
+        "--function-name", help="AuditCheckpointFunction's name on AWS (default: the local cloud's)"
+    ),
+]
+
+
+def _logical_function(state: dict[str, Any], logical_id: str) -> str | None:
+    for name, info in (state.get("functions") or {}).items():
+        if info.get("logical_id") == logical_id:
+            return str(name)
+    return None
+
+
+def _checkpoint_function(state_dir: Path | None, given: str | None) -> tuple[Any, str]:
+    from vaultpay_cli.main import _lambda_client
+
+    client, functions = _lambda_client(state_dir)
+    name = given or functions.get("AuditCheckpointFunction")
+    if not name:
+        raise _fail("No AuditCheckpointFunction is deployed here; pass --function-name.")
+    return client, name
+
+
+def _invoke_checkpoint(client: Any, name: str, payload: dict[str, Any]) -> dict[str, Any]:
+    response = client.invoke(FunctionName=name, Payload=json.dumps(payload).encode())
+    body = json.loads(response["Payload"].read() or b"null")
+    if response.get("FunctionError") or not isinstance(body, dict) or "verified" not in body:
+        raise _fail(f"AuditCheckpointFunction failed: {json.dumps(body)[:2000]}")
+    return body
+
+
+def _report(verified: dict[str, Any], what: str) -> None:
+    checkpoints = verified.get("checkpoints_checked", 0)
+    if verified["ok"]:
+        typer.echo(
+            f"{what}: OK, {verified['records_checked']} records through {checkpoints} signed checkpoint(s)."
+        )
+        typer.echo(f"Head: {verified.get('head_seq')}:{verified['head_hash']}")
+        return
+    typer.echo(f"{what}: BROKEN after {verified['records_checked']} records.", err=True)
+    bad = verified.get("first_bad_record") or {}
+    typer.echo(
+        f"First bad record: seq {bad.get('seq')}, audit_id {bad.get('audit_id')}: "
+        f"{bad.get('reason')} ({bad.get('detail')})",
+        err=True,
+    )
+
+
 @ops_audit_app.command("verify")
 def verify(
     table: TableOption = None,
@@ -78,14 +128,23 @@ def verify(
         str | None,
         typer.Option(
             "--expect-head",
-            help="<seq>:<hash> printed by an earlier verify: also catches deleted newest records and a "
-            "chain rewritten from some record on, which the chain alone cannot show",
+            help="<seq>:<hash> printed by an earlier verify: checks the chain against it too (with "
+            "--table-only, the only defence against deleted newest records or a rewritten chain)",
         ),
     ] = None,
+    table_only: Annotated[
+        bool,
+        typer.Option(
+            "--table-only",
+            help="Read the table here instead of asking AuditCheckpointFunction, which also checks "
+            "every signed checkpoint (the default)",
+        ),
+    ] = False,
+    function_name: FunctionOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
     state_dir: StateDir = None,
 ) -> None:
-    """Recompute the whole audit chain; exit status 1 and the first bad record when it is broken."""
+    """Recompute the whole audit chain through its signed checkpoints; exit status 1 when it is broken."""
     from botocore.exceptions import BotoCoreError
 
     from vaultpay.audit.model import ChainAnchor
@@ -97,8 +156,22 @@ def verify(
         anchor = ChainAnchor.parse(expect_head) if expect_head else None
     except ValueError as exc:
         raise _fail(f"--expect-head: {exc}") from exc
+    state = _local_state(state_dir)
+    deployed = function_name or (
+        (state or {}).get("functions") and _logical_function(state, "AuditCheckpointFunction")
+    )
+    if not table_only and anchor is None and table is None and deployed:
+        client, name = _checkpoint_function(state_dir, function_name)
+        verified = _invoke_checkpoint(client, name, {"verify_only": True})["verified"]
+        if as_json:
+            typer.echo(json.dumps(verified, indent=2))
+        else:
+            _report(verified, "Audit chain")
+        if not verified["ok"]:
+            raise typer.Exit(1)
+        return
     try:
-        client = _dynamodb(_local_state(state_dir))
+        client = _dynamodb(state)
         name = _audit_table(client, table)
         began = time.monotonic()
         result = AuditService(DynamoDBAuditStore(client, name)).verify(anchor)
@@ -106,11 +179,14 @@ def verify(
         raise _fail(f"Could not read the audit table: {exc}") from exc
     elapsed = time.monotonic() - began
     if as_json:
-        typer.echo(json.dumps({"table": name, "head_seq": result.head_seq, **result.to_dict()}, indent=2))
+        typer.echo(json.dumps({"table": name, **result.to_dict()}, indent=2))
     elif result.ok:
         typer.echo(f"Audit chain of {name}: OK, {result.records_checked} records in {elapsed:.2f} s.")
         typer.echo(f"Head: {result.head_seq}:{result.head_hash}")
-        typer.echo("Keep the head somewhere else and pass it as --expect-head next time.")
+        typer.echo(
+            "The table alone cannot show deleted newest records or a rewritten chain: verify through "
+            "the signed checkpoints (without --table/--table-only), or pass --expect-head."
+        )
     else:
         bad = result.first_bad_record
         typer.echo(f"Audit chain of {name}: BROKEN after {result.records_checked} records.", err=True)
@@ -119,6 +195,28 @@ def verify(
             typer.echo(f"First bad record: {where}: {bad.reason} ({bad.detail})", err=True)
         typer.echo(f"Last good record: {result.head_seq}:{result.head_hash}", err=True)
     if not result.ok:
+        raise typer.Exit(1)
+
+
+@ops_audit_app.command("checkpoint")
+def checkpoint(
+    function_name: FunctionOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Verify the chain now and, when it verifies, sign its head into a new checkpoint (as the schedule)."""
+    client, name = _checkpoint_function(state_dir, function_name)
+    body = _invoke_checkpoint(client, name, {})
+    if as_json:
+        typer.echo(json.dumps(body, indent=2))
+    else:
+        _report(body["verified"], "Audit chain")
+        point = body.get("checkpoint")
+        if point:
+            typer.echo(f"Signed checkpoint: seq {point['seq']} at {point['at']} (key {point['key_id']}).")
+        elif body["verified"]["ok"]:
+            typer.echo("No new checkpoint: the head has one already, or the chain is empty.")
+    if not body["verified"]["ok"]:
         raise typer.Exit(1)
 
 

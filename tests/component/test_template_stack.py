@@ -535,7 +535,7 @@ def test_each_kms_key_is_usable_only_with_its_own_key_context(cfn: dict[str, Any
         for statement in _statements(role):
             if any(str(action).startswith("kms:") for action in _as_list(statement["Action"])):
                 (key,) = {_resource_id(r) for r in _as_list(_default_branch(statement["Resource"]))}
-                if key == "TokenSigningKey":
+                if key in ("TokenSigningKey", "AuditCheckpointKey"):
                     continue  # an asymmetric signing key: no data keys, no encryption context
                 expected: dict[str, Any] = {
                     f"kms:EncryptionContext:{k}": v for k, v in KEY_CONTEXTS[key].items()
@@ -1443,3 +1443,66 @@ def test_the_unauthenticated_functions_touch_only_the_kinds_of_items_they_own(cf
         for statement in statements:
             condition = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
             assert condition == prefixes, function
+
+
+# ---- audit checkpoints (vaultpay.audit.checkpoints) ------------------------------------------------------
+
+AUDIT_CHECKPOINT_GRANTS = {
+    "AuditCheckpointFunction": {
+        "AuditTable": {"dynamodb:Query"},
+        "AuditCheckpointBucket": {"s3:ListBucketVersions"},
+        json.dumps({"Fn::Sub": "${AuditCheckpointBucket.Arn}/checkpoints/*"}): {
+            "s3:GetObjectVersion",
+            "s3:PutObject",
+            "s3:PutObjectRetention",
+        },
+        "AuditCheckpointKey": {"kms:Sign", "kms:GetPublicKey"},
+    },
+    "VerifyAuditChainFunction": {
+        "AuditTable": {"dynamodb:Query"},
+        "AuditCheckpointBucket": {"s3:ListBucketVersions"},
+        json.dumps({"Fn::Sub": "${AuditCheckpointBucket.Arn}/checkpoints/*"}): {"s3:GetObjectVersion"},
+        "AuditCheckpointKey": {"kms:GetPublicKey"},
+    },
+}
+
+
+def test_only_the_checkpoint_function_signs_and_no_function_may_delete_a_checkpoint(
+    cfn: dict[str, Any],
+) -> None:
+    roles = _roles_by_function(cfn)
+    for function, expected in AUDIT_CHECKPOINT_GRANTS.items():
+        assert _grants(roles[function]) == expected, function
+    for function, role in roles.items():
+        if function in AUDIT_CHECKPOINT_GRANTS:
+            continue
+        touched = {k for k in _grants(role) if "AuditCheckpoint" in k}
+        assert touched == set(), function
+
+
+def test_the_checkpoint_bucket_is_compliance_locked_and_the_audit_table_denies_other_writers(
+    sam: dict[str, Any],
+) -> None:
+    bucket = sam["Resources"]["AuditCheckpointBucket"]
+    assert bucket["DeletionPolicy"] == bucket["UpdateReplacePolicy"] == "Retain"
+    props = bucket["Properties"]
+    assert props["ObjectLockEnabled"] is True
+    assert props["ObjectLockConfiguration"]["Rule"]["DefaultRetention"]["Mode"] == "COMPLIANCE"
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert sam["Mappings"]["StageConfig"]["prod"]["AuditCheckpointRetentionDays"] >= 7 * 365
+    key = sam["Resources"]["AuditCheckpointKey"]["Properties"]
+    assert (key["KeySpec"], key["KeyUsage"]) == ("ECC_NIST_P256", "SIGN_VERIFY")
+    (deny,) = sam["Resources"]["AuditTable"]["Properties"]["ResourcePolicy"]["PolicyDocument"]["Statement"]
+    assert (deny["Effect"], deny["Principal"]) == ("Deny", "*")
+    assert set(deny["Action"]) == {
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+    }
+    exempt = deny["Condition"]["ArnNotLike"]["aws:PrincipalArn"]["Fn::Sub"]
+    assert exempt.endswith(":role/${AWS::StackName}-ConsumeAuditEventsFunctionRole-*")
+    schedule = sam["Resources"]["AuditCheckpointFunction"]["Properties"]["Events"]["Hourly"]
+    assert schedule == {"Type": "Schedule", "Properties": {"Schedule": "rate(1 hour)"}}
+    alarm = sam["Resources"]["AuditChainBrokenAlarm"]["Properties"]
+    assert (alarm["MetricName"], alarm["Threshold"]) == ("AuditChainBroken", 0)

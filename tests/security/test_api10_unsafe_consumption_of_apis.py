@@ -164,12 +164,6 @@ async def test_the_fraud_consumer_applies_no_malformed_profile_event(envelope: d
 
 
 @pytest.mark.unit
-@pytest.mark.xfail(
-    strict=True,
-    reason="vaultpay.fraud.consumer parses with json.loads (the last of two equal keys wins) while the audit "
-    "consumer refuses such a message: a forged transfer.completed can teach the risk profile an amount the "
-    "audit log never records",
-)
 async def test_the_fraud_consumer_refuses_a_key_twice_as_the_audit_consumer_does() -> None:
     profiles = Profiles()
     payload = _text(_completed(amount=500)).replace('"amount": 500', '"amount": 500, "amount": 900000000000')

@@ -26,10 +26,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from vaultpay.shared.strict_json import strict_loads
 
 GENESIS_HASH = "0" * 64
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -93,19 +95,7 @@ def _check_canonical(value: Any, path: str) -> None:
 
 def loads_strict(payload: bytes | str) -> Any:
     """JSON that can be canonical: duplicate keys, NaN and infinities are refused instead of guessed at."""
-
-    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        result: dict[str, Any] = {}
-        for key, value in pairs:
-            if key in result:
-                raise ValueError("an object repeats a key")
-            result[key] = value
-        return result
-
-    def no_constant(name: str) -> Any:
-        raise ValueError(f"{name} is not JSON")
-
-    return json.loads(payload, object_pairs_hook=no_duplicates, parse_constant=no_constant)
+    return strict_loads(payload)
 
 
 # ---- time --------------------------------------------------------------------------------------------
@@ -367,6 +357,7 @@ class ChainAnchor:
 
     seq: int
     hash: str
+    label: str = "the anchor"  # how a report names it: "the checkpoint of seq 42 signed at ..."
 
     @classmethod
     def parse(cls, text: str) -> ChainAnchor:
@@ -396,6 +387,7 @@ REASON_HASH_MISMATCH = "hash_mismatch"  # the content is not what the hash was c
 REASON_MALFORMED = "malformed"  # not readable as a record at all
 REASON_ANCHOR_MISMATCH = "anchor_mismatch"  # the anchored record has another hash: a rewritten chain
 REASON_TRUNCATED = "truncated"  # the chain ends before the anchored record
+REASON_CHECKPOINT_INVALID = "checkpoint_invalid"  # a stored checkpoint is unreadable or its signature fails
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,12 +400,15 @@ class VerifyResult:
     head_hash: str
     first_bad_record: BadRecord | None = None
     head_seq: int = 0
+    checkpoints_checked: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "ok": self.ok,
             "records_checked": self.records_checked,
             "head_hash": self.head_hash,
+            "head_seq": self.head_seq,
+            "checkpoints_checked": self.checkpoints_checked,
         }
         if self.first_bad_record is not None:
             body["first_bad_record"] = self.first_bad_record.to_dict()
@@ -421,20 +416,36 @@ class VerifyResult:
 
 
 def verify_chain(
-    records: Iterable[AuditRecord | MalformedRecord], *, anchor: ChainAnchor | None = None
+    records: Iterable[AuditRecord | MalformedRecord],
+    *,
+    anchor: ChainAnchor | None = None,
+    anchors: Sequence[ChainAnchor] = (),
+    invalid_checkpoint: BadRecord | None = None,
 ) -> VerifyResult:
     """Checks records in seq order: seq 1, 2, 3... with no gap, each linked to the hash before it, each
     hash recomputed from its content. Stops at the first bad record. Any edit, deletion (except of the
     newest records: see ChainAnchor), insertion or re-ordering breaks one of the three checks at the
-    first record it touches. Consumes `records` lazily, so a long chain is never held in memory."""
+    first record it touches. Consumes `records` lazily, so a long chain is never held in memory.
+
+    `anchors` (the signed checkpoints, and `anchor`, one given by hand) are heads known from outside the
+    table: the chain must pass through each unchanged and reach the newest, so a rewrite-and-rehash or a
+    truncation behind one is reported with the first anchor it breaks. `invalid_checkpoint` is a stored
+    checkpoint that did not verify: the verdict is then not ok whatever the chain holds."""
+    pinned: dict[int, list[ChainAnchor]] = {}
+    for known in [*anchors, *([anchor] if anchor is not None else [])]:
+        pinned.setdefault(known.seq, []).append(known)
+    newest = max(pinned, default=0)
     checked = 0
     prev_hash = GENESIS_HASH
     prev_seq = 0
+    count = len(anchors)
 
     def broken(seq: int | None, audit_id: str | None, reason: str, detail: str) -> VerifyResult:
         bad = BadRecord(seq=seq, audit_id=audit_id, reason=reason, detail=detail)
-        return VerifyResult(False, checked, prev_hash, bad, prev_seq)
+        return VerifyResult(False, checked, prev_hash, bad, prev_seq, count)
 
+    if invalid_checkpoint is not None:
+        return VerifyResult(False, 0, prev_hash, invalid_checkpoint, 0, count)
     for record in records:
         checked += 1
         if isinstance(record, MalformedRecord):
@@ -459,14 +470,16 @@ def verify_chain(
         if computed != record.hash:
             detail = "hash does not match the content"
             return broken(record.seq, record.audit_id, REASON_HASH_MISMATCH, detail)
-        if anchor is not None and record.seq == anchor.seq and record.hash != anchor.hash:
-            return broken(
-                record.seq, record.audit_id, REASON_ANCHOR_MISMATCH, "hash differs from the anchored hash"
-            )
+        for known in pinned.get(record.seq, ()):
+            if record.hash != known.hash:
+                detail = f"hash differs from {known.label}"
+                return broken(record.seq, record.audit_id, REASON_ANCHOR_MISMATCH, detail)
         prev_seq, prev_hash = record.seq, record.hash
-    if anchor is not None and prev_seq < anchor.seq:
-        return broken(anchor.seq, None, REASON_TRUNCATED, f"the chain ends at seq {prev_seq}")
-    return VerifyResult(True, checked, prev_hash, None, prev_seq)
+    if prev_seq < newest:
+        (known, *_) = pinned[newest]
+        detail = f"the chain ends at seq {prev_seq}, before {known.label}"
+        return broken(newest, None, REASON_TRUNCATED, detail)
+    return VerifyResult(True, checked, prev_hash, None, prev_seq, count)
 
 
 # ---- queries -----------------------------------------------------------------------------------------

@@ -8,12 +8,21 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from vaultpay.audit.checkpoints import (
+    CheckedCheckpoint,
+    Checkpoint,
+    CheckpointSigner,
+    new_checkpoint,
+    rfc3339,
+)
 from vaultpay.audit.errors import AuditWriteRejected
 from vaultpay.audit.model import (
+    REASON_CHECKPOINT_INVALID,
     AppendOutcome,
     AuditEntry,
     AuditFilter,
     AuditRecord,
+    BadRecord,
     ChainAnchor,
     ChainHead,
     InvalidEvent,
@@ -86,6 +95,10 @@ class AuditPage:
         return {"items": [record.to_dict() for record in self.items], "next_cursor": self.next_cursor}
 
 
+class CheckpointWriter(Protocol):
+    def put(self, checkpoint: Checkpoint) -> bool: ...
+
+
 class AuditService:
     """Appends events to the chain (idempotent on the event id), verifies it, and answers queries."""
 
@@ -123,9 +136,36 @@ class AuditService:
                 outcomes.append(AppendOutcome.rejected(entry.audit_id))
         return outcomes
 
-    def verify(self, anchor: ChainAnchor | None = None) -> VerifyResult:
-        """Recomputes the whole chain from the genesis (see vaultpay.audit.model.verify_chain)."""
-        return verify_chain(self._store.records(), anchor=anchor)
+    def verify(
+        self, anchor: ChainAnchor | None = None, *, checkpoints: Sequence[CheckedCheckpoint] = ()
+    ) -> VerifyResult:
+        """Recomputes the whole chain from the genesis (see vaultpay.audit.model.verify_chain), through
+        every signed checkpoint: a checkpoint that does not verify makes the verdict not ok."""
+        anchors: list[ChainAnchor] = []
+        invalid: BadRecord | None = None
+        for checked in checkpoints:
+            point = checked.checkpoint
+            if not checked.signature_ok or point is None:
+                invalid = invalid or BadRecord(
+                    seq=point.seq if point is not None else None,
+                    audit_id=None,
+                    reason=REASON_CHECKPOINT_INVALID,
+                    detail=f"{checked.object_key}: {checked.problem}",
+                )
+                continue
+            label = f"the checkpoint of seq {point.seq} signed at {point.at}"
+            anchors.append(ChainAnchor(point.seq, point.hash, label))
+        return verify_chain(self._store.records(), anchor=anchor, anchors=anchors, invalid_checkpoint=invalid)
+
+    def checkpoint(
+        self, signer: CheckpointSigner, store: CheckpointWriter, verified: VerifyResult, *, now: float
+    ) -> Checkpoint | None:
+        """Signs and stores the head `verified` reached. Never the head of a chain that did not verify (that
+        would sign a forgery); None for an empty chain, or when that head has a checkpoint already."""
+        if not verified.ok or verified.head_seq == 0:
+            return None
+        point = new_checkpoint(signer, verified.head_seq, verified.head_hash, rfc3339(now))
+        return point if store.put(point) else None
 
     def query(self, request: AuditQueryRequest) -> AuditPage:
         """The records matching the filters, newest first; ValidationFailed (422) names bad parameters."""

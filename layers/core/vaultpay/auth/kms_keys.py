@@ -16,32 +16,16 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from vaultpay.shared.errors import ConfigurationError, TransientError
+from vaultpay.shared.errors import ConfigurationError
+from vaultpay.shared.kms_ecdsa import MAX_RAW_MESSAGE, key_id_of, kms_public_key, kms_sign
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 
-SIGNING_ALGORITHM = "ECDSA_SHA_256"
-_MAX_RAW_MESSAGE = 4096  # KMS's limit for MessageType=RAW; a JWS signing input of ours is ~300 bytes
-_CONFIGURATION_CODES = frozenset(
-    {
-        "NotFoundException",
-        "AccessDeniedException",
-        "DisabledException",
-        "InvalidKeyUsageException",
-        "KMSInvalidStateException",
-        "ValidationException",
-        "UnrecognizedClientException",
-    }
-)
-
 
 def kid_of(key_id: str) -> str:
     """The token `kid` of a KMS key named by ARN or id: its key id."""
-    key_id = key_id.strip()
-    if not key_id:
-        raise ConfigurationError("a token key id is empty")
-    return key_id.rsplit("/", 1)[-1] if key_id.startswith("arn:") else key_id
+    return key_id_of(key_id)
 
 
 def parse_key_ids(value: str | None) -> tuple[str, ...]:
@@ -63,20 +47,10 @@ class KmsTokenSigner:
     def sign(self, signing_input: bytes) -> bytes:
         from vaultpay.auth.tokens import raw_signature
 
-        if len(signing_input) > _MAX_RAW_MESSAGE:
+        if len(signing_input) > MAX_RAW_MESSAGE:
             raise ValueError("a token's signing input is longer than KMS signs raw")
         client = self._kms() if callable(self._kms) else self._kms
-        response = _call(
-            "Sign",
-            self._key_id,
-            lambda: client.sign(
-                KeyId=self._key_id,
-                Message=signing_input,
-                MessageType="RAW",
-                SigningAlgorithm=SIGNING_ALGORITHM,
-            ),
-        )
-        return raw_signature(response["Signature"])
+        return raw_signature(kms_sign(client, self._key_id, signing_input))
 
 
 class KmsPublicKeys:
@@ -106,30 +80,5 @@ class KmsPublicKeys:
         return jwks_document(self.public_keys_by_kid())
 
     def _public_key(self, key_id: str) -> EllipticCurvePublicKey:
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.hazmat.primitives.serialization import load_der_public_key
-
         client = self._kms() if callable(self._kms) else self._kms
-        response = _call("GetPublicKey", key_id, lambda: client.get_public_key(KeyId=key_id))
-        # AWS answers KeySpec and the older CustomerMasterKeySpec alike (moto only the latter).
-        spec = response.get("KeySpec") or response.get("CustomerMasterKeySpec")
-        if spec != "ECC_NIST_P256" or response.get("KeyUsage") != "SIGN_VERIFY":
-            raise ConfigurationError(f"KMS key {kid_of(key_id)} is not an ECC_NIST_P256 signing key")
-        key = load_der_public_key(response["PublicKey"])
-        if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
-            raise ConfigurationError(f"KMS key {kid_of(key_id)} is not a P-256 key")
-        return key
-
-
-def _call(operation: str, key_id: str, call: Callable[[], Any]) -> Any:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        return call()
-    except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code in _CONFIGURATION_CODES:
-            raise ConfigurationError(f"KMS refused {operation} on key {kid_of(key_id)}: {code}") from exc
-        raise TransientError(f"KMS {operation} failed: {code}") from exc
-    except BotoCoreError as exc:
-        raise TransientError(f"KMS is unreachable for {operation}") from exc
+        return kms_public_key(client, key_id)

@@ -367,8 +367,8 @@ class AuthService:
         clock: Callable[[], float] = time.time,
         totp_cipher: FieldEncryption | None = None,
     ) -> None:
-        """`totp_cipher` seals the TOTP secrets under data keys of their own KMS encryption context, which only
-        the MFA functions may decrypt (`cipher` when not given: one cipher for every field, as in tests)."""
+        """`totp_cipher` seals the TOTP secrets under data keys of their own KMS encryption context, which
+        only the MFA functions may decrypt (`cipher` when not given: one cipher for all, as in tests)."""
         self._store = store
         self._cipher = cipher
         self._totp_cipher = totp_cipher or cipher

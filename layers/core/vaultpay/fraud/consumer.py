@@ -11,12 +11,12 @@ of the batch unacked for redelivery.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from vaultpay.fraud.records import MalformedEvent, NotAProfileEvent, profile_event
+from vaultpay.shared.strict_json import strict_loads
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Logger
@@ -81,7 +81,8 @@ async def _handle(
     message: Delivery, service: ProfileService, report: ConsumeReport, log: Logger | None
 ) -> None:
     try:
-        event = profile_event(json.loads(message.data))
+        # Strict: a key twice would let a forged event teach the profile what the audit log never records.
+        event = profile_event(strict_loads(message.data))
     except NotAProfileEvent:
         report.ignored += 1
         await message.ack()

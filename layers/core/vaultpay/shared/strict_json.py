@@ -115,3 +115,21 @@ def check_json_body(body: bytes | str) -> None:
         ) from None
     except (ValueError, RecursionError):
         return  # not JSON: the usual path says so
+
+
+def strict_loads(payload: bytes | str) -> Any:
+    """JSON with one meaning only, for messages from elsewhere (the event bus): a key twice in one object,
+    NaN and the infinities are a ValueError, never the last value or a float guessed at."""
+
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in result:
+                raise ValueError("an object repeats a key")
+            result[key] = value
+        return result
+
+    def no_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(payload, object_pairs_hook=no_duplicates, parse_constant=no_constant)
