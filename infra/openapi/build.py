@@ -230,13 +230,17 @@ def resolver_of(function: TemplateFunction, module: ModuleType) -> Any:
     return next(iter(resolvers.values()))
 
 
-def uses_idempotency_key(function: TemplateFunction, module: ModuleType) -> bool:
+def uses_idempotency_key(function: TemplateFunction, module: ModuleType, route: Any) -> bool:
     """A route takes `Idempotency-Key` when its handler answers through vaultpay.shared.idempotency, or its
-    function is given the idempotency table that module needs."""
+    function is given the idempotency table that module needs. A module with several routes, not all of
+    them idempotent, names the ones that are in `IDEMPOTENT_ROUTES` ({(method, path)})."""
     from vaultpay.shared import idempotency
 
     calls = any(value is idempotency.idempotent_response for value in vars(module).values())
-    return calls or idempotency.TABLE_VARIABLE in function.environment
+    if not (calls or idempotency.TABLE_VARIABLE in function.environment):
+        return False
+    declared = getattr(module, "IDEMPOTENT_ROUTES", None)
+    return declared is None or (route.method.lower(), route.path) in declared
 
 
 # ---- merging --------------------------------------------------------------------------------------------
@@ -506,8 +510,8 @@ def build_document(template_path: Path = TEMPLATE) -> dict[str, Any]:
                 schemas, fragment.get("components", {}).get("schemas", {}), function.domain
             )
             fragment_paths = _rewrite_refs(fragment.get("paths", {}), renames)
-            idempotent = uses_idempotency_key(function, module)
             for route in function.routes:
+                idempotent = uses_idempotency_key(function, module, route)
                 operation = fragment_paths.get(route.path, {}).get(route.method)
                 if operation is None:
                     raise BuildError(

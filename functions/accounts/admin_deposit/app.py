@@ -25,6 +25,8 @@ from vaultpay.shared.openapi import problems, success
 logger = get_logger()
 tracer = get_tracer()
 app = make_resolver()
+# Only the booking takes an Idempotency-Key: listing reads, and a decision repeated answers the same anyway.
+IDEMPOTENT_ROUTES = frozenset({("post", "/v1/admin/deposits")})
 
 
 def _printable(value: str) -> str:
