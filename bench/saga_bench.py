@@ -962,9 +962,9 @@ def report(
         "how much of it the real steps (Lambda work, DynamoDB Local, the API emulator, the polling) use.",
         "- Lambda GB-s come from durations measured here at the run's concurrency; on AWS each function has "
         "its own CPU share (512 MB ≈ 0.29 vCPU), so durations and that line will differ.",
-        "- The relay's count is amortised over the run and includes its invocations for the API log group's "
-        "subscription (request logs), which the polling GETs inflate; under load it batches more records "
-        "per invocation than for one transfer alone.",
+        "- The relay's count is amortised over the run and includes its invocations for the API functions' "
+        "log subscriptions (request logs), which the polling GETs inflate; under load it batches more "
+        "records per invocation than for one transfer alone.",
         "- Write units come from one transfer alone; they include the fraud consumer's profile update and "
         "the relay's mark-published (asynchronous, caused by the transfer). The polling GETs are excluded "
         "everywhere (each would add an API request, two Lambda invocations and a rate-limit write).",

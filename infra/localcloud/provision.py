@@ -64,6 +64,7 @@ LOCAL_NOOP = frozenset(
         "AWS::ApiGateway::Deployment",
         "AWS::ApiGateway::Account",
         "AWS::Lambda::LayerVersionPermission",
+        "AWS::IAM::ManagedPolicy",
     }
 )
 # Types that exist only on AWS (operations tooling); the local cloud skips them and says so.

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,8 @@ BIN = Path(sys.executable).parent
 
 # The only statements allowed a "*" resource: List calls that IAM cannot scope, documented in the template.
 WILDCARD_RESOURCE_ACTIONS = {"HealthFunction": {"dynamodb:ListTables", "states:ListStateMachines"}}
-# What SAM itself attaches: CloudWatch Logs for every function, X-Ray because Tracing is Active.
+# What SAM itself attaches: CloudWatch Logs for every function (which FunctionPermissionsBoundary narrows to
+# the function's own log group), X-Ray because Tracing is Active.
 ALLOWED_MANAGED_POLICIES = {
     "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
     "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
@@ -906,16 +908,14 @@ def test_accounts_routes_reach_their_functions_through_the_authorizer(cfn: dict[
             assert operation["security"] == [{authorizer: []}], function
 
 
-def test_http_accounts_functions_log_to_the_api_log_group_and_saga_steps_have_no_route(
+def test_http_accounts_functions_have_exactly_their_routes_and_saga_steps_have_none(
     sam: dict[str, Any],
 ) -> None:
     for function in SAGA_STEPS | INTERNAL:
         props = sam["Resources"][function]["Properties"]
         assert "Events" not in props, function
-        assert "LoggingConfig" not in props, function
     for function in ACCOUNTS_ROUTES:
         props = sam["Resources"][function]["Properties"]
-        assert props["LoggingConfig"] == {"LogGroup": {"Ref": "ApiLogGroup"}}, function
         events = props["Events"].values()
         for event in events:
             assert event["Type"] == "Api", function
@@ -1185,12 +1185,10 @@ def test_transfers_routes_reach_their_functions_through_the_authorizer(
         assert f"{function}.Arn" in json.dumps(operation["x-amazon-apigateway-integration"]["uri"]), function
         assert operation["security"] == [{authorizer: []}], function
         props = sam["Resources"][function]["Properties"]
-        assert props["LoggingConfig"] == {"LogGroup": {"Ref": "ApiLogGroup"}}, function
         (event,) = props["Events"].values()
         assert "Auth" not in event["Properties"], function  # the default authorizer, never NONE
     status = sam["Resources"]["TransferStatusFunction"]["Properties"]
     assert "Events" not in status
-    assert "LoggingConfig" not in status
 
 
 def test_transfers_functions_are_told_only_of_the_resources_they_use(sam: dict[str, Any]) -> None:
@@ -1328,7 +1326,6 @@ def test_fraud_admin_routes_reach_their_functions_through_the_authorizer(
         assert f"{function}.Arn" in json.dumps(operation["x-amazon-apigateway-integration"]["uri"]), function
         assert operation["security"] == [{authorizer: []}], function
         props = sam["Resources"][function]["Properties"]
-        assert props["LoggingConfig"] == {"LogGroup": {"Ref": "ApiLogGroup"}}, function
         (event,) = props["Events"].values()
         assert "Auth" not in event["Properties"], function
     for step in ("EvaluateFraudFunction", "AwaitReviewFunction"):
@@ -1506,3 +1503,192 @@ def test_the_checkpoint_bucket_is_compliance_locked_and_the_audit_table_denies_o
     assert schedule == {"Type": "Schedule", "Properties": {"Schedule": "rate(1 hour)"}}
     alarm = sam["Resources"]["AuditChainBrokenAlarm"]["Properties"]
     assert (alarm["MetricName"], alarm["Threshold"]) == ("AuditChainBroken", 0)
+
+
+# ---- logs: each function writes only its own log group (issue 16) ----------------------------------------
+
+LOG_GROUP_TAG = "vaultpay-log-group"
+# CloudWatch Logs' accepted retentions, in days.
+RETENTION_DAYS = {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922}
+# What SAM's AWSXrayWriteOnlyAccess lets a function with Tracing: Active do.
+XRAY_ACTIONS = {
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+    "xray:GetSamplingStatisticSummaries",
+}
+ACCOUNT = "123456789012"
+
+
+def _serverless_functions(sam: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return _of_type(sam, "AWS::Serverless::Function")
+
+
+def _api_functions(sam: dict[str, Any]) -> set[str]:
+    return {
+        name
+        for name, function in _serverless_functions(sam).items()
+        if any(event["Type"] == "Api" for event in function["Properties"].get("Events", {}).values())
+    }
+
+
+def _deployed(text: str, principal_tags: dict[str, str], stage: str = "dev") -> str | None:
+    """A Fn::Sub string as IAM sees it on a stage, policy variables read from the principal's tags; None
+    when a variable names a tag the principal does not have (IAM then skips the statement)."""
+    for name, value in {
+        "AWS::Partition": "aws",
+        "AWS::Region": "us-east-1",
+        "AWS::AccountId": ACCOUNT,
+        "Stage": stage,
+    }.items():
+        text = text.replace("${" + name + "}", value)
+    for tag in re.findall(r"\$\{!aws:PrincipalTag/([^}]+)\}", text):
+        if tag not in principal_tags:
+            return None
+        text = text.replace("${!aws:PrincipalTag/" + tag + "}", principal_tags[tag])
+    assert "${" not in text, text
+    return text
+
+
+def _boundary_allows(cfn: dict[str, Any], action: str, resource: str, principal_tags: dict[str, str]) -> bool:
+    """Whether FunctionPermissionsBoundary lets a role with these tags do `action` on `resource`."""
+    document = cfn["Resources"]["FunctionPermissionsBoundary"]["Properties"]["PolicyDocument"]
+    for statement in _as_list(document["Statement"]):
+        assert statement["Effect"] == "Allow", statement  # a boundary that only allows: nothing else to weigh
+        if "NotAction" in statement:
+            named = not any(fnmatchcase(action, pattern) for pattern in _as_list(statement["NotAction"]))
+        else:
+            named = any(fnmatchcase(action, pattern) for pattern in _as_list(statement["Action"]))
+        patterns = [
+            _deployed(r["Fn::Sub"], principal_tags) if isinstance(r, dict) else r
+            for r in _as_list(statement["Resource"])
+        ]
+        if named and any(p is not None and fnmatchcase(resource, p) for p in patterns):
+            return True
+    return False
+
+
+def _log_group_name(sam: dict[str, Any], function: str, stage: str = "dev") -> str:
+    group = sam["Resources"][f"{function}LogGroup"]["Properties"]["LogGroupName"]["Fn::Sub"]
+    deployed = _deployed(group, {}, stage)
+    assert deployed is not None
+    return deployed
+
+
+def _log_stream_arn(group: str) -> str:
+    return f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:{group}:log-stream:2026/01/01/[$LATEST]0a1b2c"
+
+
+def test_every_function_logs_to_a_group_of_its_own_named_after_it(sam: dict[str, Any]) -> None:
+    api = _api_functions(sam)
+    functions = _serverless_functions(sam)
+    assert len(api) > 20 and len(functions) - len(api) > 10
+    for function, resource in functions.items():
+        props = resource["Properties"]
+        group = f"{function}LogGroup"
+        assert props["LoggingConfig"] == {"LogGroup": {"Ref": group}}, function
+        assert props["Tags"] == {LOG_GROUP_TAG: {"Ref": group}}, function
+        assert sam["Resources"][group]["Type"] == "AWS::Logs::LogGroup", function
+        # API functions' groups under .../api/ (RelayLogPermission covers that prefix), the others apart.
+        kind = "api" if function in api else "functions"
+        assert _log_group_name(sam, function) == f"/vaultpay/dev/{kind}/{function}", function
+        assert sam["Resources"][group]["Properties"]["RetentionInDays"] == {
+            "Fn::FindInMap": ["StageConfig", {"Ref": "Stage"}, "FunctionLogRetentionDays"]
+        }, function
+    # No group is shared, and none is left over (the state machine's is the only other one).
+    groups = set(_of_type(sam, "AWS::Logs::LogGroup"))
+    assert groups == {f"{function}LogGroup" for function in functions} | {"TransferStateMachineLogGroup"}
+    for stage, config in sam["Mappings"]["StageConfig"].items():
+        assert config["FunctionLogRetentionDays"] in RETENTION_DAYS, stage
+    assert sam["Mappings"]["StageConfig"]["prod"]["FunctionLogRetentionDays"] >= 366
+
+
+def test_every_function_role_is_bounded_and_tagged_with_its_own_log_group(cfn: dict[str, Any]) -> None:
+    # SAM copies a function's Tags onto the role it generates for it (aws/serverless-application-model#1194,
+    # without PropagateTags); a role's tags are its sessions' aws:PrincipalTag, which the boundary reads.
+    roles = _roles_by_function(cfn)
+    assert len(roles) == len(_of_type(cfn, "AWS::Lambda::Function"))
+    for function, role in roles.items():
+        assert role["PermissionsBoundary"] == {"Ref": "FunctionPermissionsBoundary"}, function
+        tag = {"Key": LOG_GROUP_TAG, "Value": {"Ref": f"{function}LogGroup"}}
+        assert [t for t in role["Tags"] if t["Key"] == LOG_GROUP_TAG] == [tag], function
+    assert cfn["Resources"]["FunctionPermissionsBoundary"]["Type"] == "AWS::IAM::ManagedPolicy"
+
+
+def test_the_boundary_lets_a_role_write_logs_only_into_the_group_it_is_tagged_with(
+    cfn: dict[str, Any], sam: dict[str, Any]
+) -> None:
+    own, other = _log_group_name(sam, "MeFunction"), _log_group_name(sam, "LoginFunction")
+    lambdas_default = "/aws/lambda/vaultpay-dev-MeFunction"
+    tags = {LOG_GROUP_TAG: own}
+    group_arn = f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:{own}"
+    for action in ("logs:CreateLogStream", "logs:PutLogEvents"):
+        assert _boundary_allows(cfn, action, _log_stream_arn(own), tags), action
+        assert _boundary_allows(cfn, action, group_arn, tags), action
+        assert _boundary_allows(cfn, action, group_arn + ":*", tags), action
+        # Not another's group, one whose name only starts with its own, Lambda's default, nor untagged.
+        assert not _boundary_allows(cfn, action, _log_stream_arn(other), tags), action
+        assert not _boundary_allows(cfn, action, _log_stream_arn(own + "Copy"), tags), action
+        assert not _boundary_allows(cfn, action, _log_stream_arn(lambdas_default), tags), action
+        assert not _boundary_allows(cfn, action, _log_stream_arn(own), {}), action
+    # Nothing else in CloudWatch Logs: no new group, no subscription, no reading, no deleting.
+    for action in (
+        "logs:CreateLogGroup",
+        "logs:PutSubscriptionFilter",
+        "logs:DeleteLogGroup",
+        "logs:PutRetentionPolicy",
+        "logs:FilterLogEvents",
+    ):
+        assert not _boundary_allows(cfn, action, group_arn, tags), action
+    # A role that could re-tag itself could choose its group.
+    for action in ("iam:TagRole", "iam:UntagRole", "iam:PassRole"):
+        assert not _boundary_allows(cfn, action, "*", tags), action
+
+
+def test_the_boundary_takes_back_nothing_the_functions_own_policies_grant(cfn: dict[str, Any]) -> None:
+    granted = set(XRAY_ACTIONS)
+    for role in _roles_by_function(cfn).values():
+        for statement in _statements(role):
+            granted.update(map(str, _as_list(statement["Action"])))
+    assert {
+        "dynamodb:PutItem",
+        "kms:Sign",
+        "s3:PutObject",
+        "states:StartExecution",
+        "sqs:SendMessage",
+    } <= granted
+    for action in sorted(granted):
+        assert _boundary_allows(cfn, action, "arn:aws:service:us-east-1:123456789012:any", {}), action
+
+
+def test_every_api_functions_group_sends_request_lines_to_the_relay_and_no_other_group_does(
+    sam: dict[str, Any],
+) -> None:
+    from vaultpay.shared.http import REQUEST_LOGGED
+
+    api = _api_functions(sam)
+    subscriptions = _of_type(sam, "AWS::Logs::SubscriptionFilter")
+    by_group = {filter_["Properties"]["LogGroupName"]["Ref"]: filter_ for filter_ in subscriptions.values()}
+    assert len(by_group) == len(subscriptions)
+    assert set(by_group) == {f"{function}LogGroup" for function in api}
+    for group, resource in by_group.items():
+        assert resource["DependsOn"] == "RelayLogPermission", group
+        assert resource["Properties"] == {
+            "LogGroupName": {"Ref": group},
+            "FilterPattern": f'{{ $.message = "{REQUEST_LOGGED}" }}',
+            "DestinationArn": {"Fn::GetAtt": ["RelayFunction", "Arn"]},
+        }, group
+    # The relay may be invoked for exactly the API functions' groups (Lambda compares with ArnLike; CloudWatch
+    # Logs names a group as arn:...:log-group:<name>:*).
+    permission = sam["Resources"]["RelayLogPermission"]["Properties"]
+    assert permission["Principal"] == "logs.amazonaws.com"
+    assert permission["FunctionName"] == {"Ref": "RelayFunction"}
+    assert permission["SourceAccount"] == {"Ref": "AWS::AccountId"}
+    source = _deployed(permission["SourceArn"]["Fn::Sub"], {})
+    assert source is not None
+    groups = f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:"
+    for function in _serverless_functions(sam):
+        group_arn = f"{groups}{_log_group_name(sam, function)}:*"
+        assert fnmatchcase(group_arn, source) is (function in api), function
+    assert not fnmatchcase(f"{groups}/vaultpay/prod/api/MeFunction:*", source)  # another stage's

@@ -33,7 +33,7 @@ def stream_processor() -> "BatchProcessor":
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    if "awslogs" in event:  # the API log group's subscription: gateway request logs
+    if "awslogs" in event:  # an API function's log group subscription: gateway request logs
         return {"published": relay_request_logs(event)}
     # The whole batch is published first (its PubAcks awaited together, not one round trip per record);
     # the processor then reports each record that failed, so Lambda retries from the first of them.

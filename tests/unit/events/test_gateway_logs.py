@@ -16,7 +16,7 @@ pytestmark = pytest.mark.unit
 def _delivery(*lines: dict[str, object], message_type: str = "DATA_MESSAGE") -> dict[str, object]:
     document = {
         "messageType": message_type,
-        "logGroup": "/vaultpay/local/api",
+        "logGroup": "/vaultpay/local/api/RegisterFunction",
         "logStream": "s",
         "logEvents": [
             {"id": f"id-{i}", "timestamp": 1, "message": json.dumps(line)} for i, line in enumerate(lines)

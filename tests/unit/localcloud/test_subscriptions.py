@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import json
+from typing import Any
 
 import pytest
 
 from localcloud.logs import LogEvent
-from localcloud.spec import SubscriptionFilterSpec
-from localcloud.subscriptions import FilterPatternError, delivery_payload, matches
+from localcloud.spec import InvokeResult, SubscriptionFilterSpec
+from localcloud.subscriptions import FilterPatternError, SubscriptionDelivery, delivery_payload, matches
 
 pytestmark = pytest.mark.unit
 
@@ -57,3 +59,57 @@ def test_the_delivery_is_gzipped_base64_json_in_the_awslogs_shape() -> None:
     assert document["subscriptionFilters"] == ["filter-1"]
     assert document["logEvents"][0]["message"] == LINE
     assert document["logEvents"][0]["timestamp"] == 1700000000000
+
+
+class RecordingInvoker:
+    """Keeps what each Event invocation was given."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    async def invoke(
+        self,
+        function: str,
+        payload: bytes,
+        *,
+        invocation_type: str = "RequestResponse",
+        log_type: str = "None",
+    ) -> InvokeResult:
+        self.calls.append((function, json.loads(payload)))
+        return InvokeResult(status=202, payload=b"")
+
+
+def test_a_group_among_many_subscribed_ones_delivers_only_through_its_own_filter() -> None:
+    # Given one request-log subscription per API function's group, all to the relay (as template.yaml has)
+    groups = [f"/vaultpay/local/api/Function{i}" for i in range(25)]
+    pattern = '{ $.message = "request logged" }'
+    filters = [
+        SubscriptionFilterSpec(f"F{i}", f"filter-{i}", g, pattern, "relay") for i, g in enumerate(groups)
+    ]
+    invoker = RecordingInvoker()
+
+    async def ship_and_wait() -> SubscriptionDelivery:
+        delivery = SubscriptionDelivery(filters, invoker, asyncio.get_running_loop())
+        # When one function's group ships its request line and a runtime line, and a group without a
+        # subscription ships a request-shaped line, on the log shipper's thread
+        lines = [
+            LogEvent(groups[7], "s", "Function7", 1, LINE),
+            LogEvent(groups[7], "s", "Function7", 2, "END"),
+        ]
+        await asyncio.to_thread(delivery, groups[7], "s", lines)
+        other = "/vaultpay/local/functions/RelayFunction"
+        await asyncio.to_thread(delivery, other, "s", [LogEvent(other, "s", "RelayFunction", 3, LINE)])
+        for _ in range(100):
+            if invoker.calls:
+                break
+            await asyncio.sleep(0.01)
+        return delivery
+
+    delivery = asyncio.run(ship_and_wait())
+    # Then the relay is invoked once, for that group through its own filter, with the request line alone
+    ((function, payload),) = invoker.calls
+    document = json.loads(gzip.decompress(base64.b64decode(payload["awslogs"]["data"])))
+    assert function == "relay"
+    assert (document["logGroup"], document["subscriptionFilters"]) == (groups[7], ["filter-7"])
+    assert [event["message"] for event in document["logEvents"]] == [LINE]
+    assert delivery.stats() == {"filters": 25, "delivered": 1, "failed": 0}

@@ -1,9 +1,9 @@
 """Gateway request logs: CloudWatch Logs subscription deliveries → `vaultpay.gateway.request.logged` events.
 
-Every API request writes one structured "request logged" line (vaultpay.shared.http.log_request); a
-subscription filter on the API log group delivers those lines here, so request logging costs no DynamoDB
-write per request. The event id is derived from CloudWatch's log-event id, so a redelivered batch publishes
-nothing twice (JetStream de-duplicates on it).
+Every API request writes one structured "request logged" line (vaultpay.shared.http.log_request) into its
+function's own log group; a subscription filter on each API function's group delivers those lines here, so
+request logging costs no DynamoDB write per request. The event id is derived from the group and CloudWatch's
+log-event id, so a redelivered batch publishes nothing twice (JetStream de-duplicates on it).
 """
 
 from __future__ import annotations
