@@ -72,6 +72,18 @@ class PullSource(Protocol):
     async def flush(self) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class ConsumerLag:
+    """A durable consumer's backlog: messages not yet delivered, delivered but unacknowledged, redelivered."""
+
+    pending: int
+    ack_pending: int
+    redelivered: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {"pending": self.pending, "ack_pending": self.ack_pending, "redelivered": self.redelivered}
+
+
 @dataclass
 class ConsumeReport:
     """What one run did; `stopped` is "drained" (queue empty) or "time" (the invocation's end is near)."""
@@ -82,6 +94,7 @@ class ConsumeReport:
     duplicates: int = 0
     rejected: int = 0
     stopped: str = ""
+    lag: ConsumerLag | None = None  # the durable consumer's backlog after the run, when it was read
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -167,9 +180,11 @@ def _position(message: Delivery) -> dict[str, Any]:
 class NatsPullSource:
     """A bound pull subscription on a durable consumer."""
 
-    def __init__(self, client: Any, subscription: Any) -> None:
+    def __init__(self, client: Any, subscription: Any, *, stream: str = "", durable: str = "") -> None:
         self._client = client
         self._subscription = subscription
+        self._stream = stream
+        self._durable = durable
 
     async def fetch(self, batch: int, wait_s: float) -> list[Delivery]:
         import nats.errors
@@ -183,6 +198,22 @@ class NatsPullSource:
         except (nats.errors.Error, OSError) as exc:
             raise TransientError(f"JetStream fetch failed: {type(exc).__name__}") from exc
         return messages
+
+    async def lag(self) -> ConsumerLag:
+        """How far behind the durable consumer is now (JetStream's consumer info)."""
+        import nats.errors
+
+        try:
+            info = await self._client.jetstream(timeout=_NATS_TIMEOUT_S).consumer_info(
+                self._stream, self._durable
+            )
+        except (nats.errors.Error, OSError) as exc:
+            raise TransientError(f"JetStream consumer info failed: {type(exc).__name__}") from exc
+        return ConsumerLag(
+            pending=int(info.num_pending or 0),
+            ack_pending=int(info.num_ack_pending or 0),
+            redelivered=int(info.num_redelivered or 0),
+        )
 
     async def flush(self) -> None:
         import nats.errors
@@ -231,7 +262,7 @@ class JetStreamConnection:
             except (nats.errors.Error, OSError) as exc:
                 raise TransientError(f"JetStream did not answer: {type(exc).__name__}") from exc
             subscription = await js.pull_subscribe_bind(durable, stream=stream)
-            self._sources[key] = NatsPullSource(client, subscription)
+            self._sources[key] = NatsPullSource(client, subscription, stream=stream, durable=durable)
         return self._sources[key]
 
     async def _connected(self) -> Any:

@@ -120,6 +120,9 @@ def consume_pending(remaining_ms: Callable[[], int]) -> ConsumeReport:
 
     async def run() -> ConsumeReport:
         source = await connection.pull_source(STREAM, DURABLE)
-        return await consume(source, service, remaining_ms=remaining_ms, log=get_logger())
+        report = await consume(source, service, remaining_ms=remaining_ms, log=get_logger())
+        # The backlog left after the run: what the lag metric (and its alarm) watches.
+        report.lag = await source.lag()
+        return report
 
     return connection.run(run)
