@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools import Logger
 
     from vaultpay.audit.service import AuditService
+    from vaultpay.events.nats_client import CredentialSource
 
 STREAM = "VAULTPAY"
 DURABLE = "audit-workers"
@@ -234,9 +235,18 @@ class JetStreamConnection:
     """One NATS connection per process, on an event loop that lives as long as the process: a warm Lambda
     reuses both, and reconnects only when the connection has closed while the container was frozen."""
 
-    def __init__(self, url: str, *, name: str) -> None:
-        self._url = url
+    def __init__(
+        self,
+        url: str | Sequence[str],
+        *,
+        name: str,
+        credentials: CredentialSource | None = None,
+        tls: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._servers = [url] if isinstance(url, str) else list(url)
         self._name = name
+        self._credentials = credentials
+        self._tls = dict(tls or {})
         self._loop = asyncio.new_event_loop()
         self._client: Any = None
         self._sources: dict[tuple[str, str], NatsPullSource] = {}
@@ -272,16 +282,21 @@ class JetStreamConnection:
         if self._client is not None and not self._client.is_closed:
             return self._client
         self._sources.clear()
+        options = self._credentials.get().connect_options() if self._credentials else {}
         try:
             self._client = await nats.connect(
-                self._url,
+                self._servers,
                 name=self._name,
                 connect_timeout=_NATS_TIMEOUT_S,
                 max_reconnect_attempts=3,
                 reconnect_time_wait=0.5,
                 error_cb=_quiet,
+                **options,
+                **self._tls,
             )
         except (TimeoutError, nats.errors.Error, OSError) as exc:
+            if self._credentials is not None and "authorization" in str(exc).lower():
+                self._credentials.invalidate()  # rotated since it was cached: read it again next time
             raise TransientError(f"NATS is unreachable: {type(exc).__name__}") from exc
         return self._client
 
