@@ -401,8 +401,8 @@ class LocalCloud:
         sam = await asyncio.to_thread(load_template, template)
         params = samconfig_parameters(base / "samconfig.toml", cfg.samconfig_env)
         declared = sam.get("Parameters", {})
-        if "NatsUrl" in declared:
-            params["NatsUrl"] = f"nats://127.0.0.1:{self.ports['nats']}"
+        if "NatsUrls" in declared:
+            params["NatsUrls"] = f"nats://127.0.0.1:{self.ports['nats']}"
         params.update({k: v for k, v in cfg.parameter_overrides.items() if k in declared})
         stack = "vaultpay-local" if not self.stacks else f"vaultpay-local-{template.parent.name}"
         translated = await asyncio.to_thread(translate, sam, base, params)

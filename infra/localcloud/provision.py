@@ -79,6 +79,7 @@ CLOUD_ONLY = frozenset(
         "AWS::ApiGateway::DomainName",
         "AWS::CodeDeploy::Application",
         "AWS::CodeDeploy::DeploymentGroup",
+        "AWS::EC2::VPCEndpoint",  # networking: loopback needs none
     }
 )
 SUPPORTED = PROVISIONED | LOCAL_NOOP | CLOUD_ONLY

@@ -24,6 +24,8 @@ WILDCARD_RESOURCE_ACTIONS = {"HealthFunction": {"dynamodb:ListTables", "states:L
 ALLOWED_MANAGED_POLICIES = {
     "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
     "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+    # For the functions that may run in a VPC (VpcSubnetIds): their network interfaces.
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole",
 }
 
 
@@ -145,7 +147,8 @@ def test_the_health_function_may_only_list_tables_and_state_machines(cfn: dict[s
         for statement in _as_list(policy["PolicyDocument"]["Statement"])
         for action in _as_list(statement["Action"])
     }
-    assert actions == {"dynamodb:ListTables", "states:ListStateMachines"}
+    assert actions == {"dynamodb:ListTables", "states:ListStateMachines", "secretsmanager:GetSecretValue"}
+    assert _grants(role)["NatsHealthCredentials"] == {"secretsmanager:GetSecretValue"}
 
 
 def test_get_v1_health_reaches_the_health_function_without_auth(cfn: dict[str, Any]) -> None:
@@ -220,7 +223,8 @@ def test_the_template_uses_only_intrinsics_the_local_cloud_resolves(sam: dict[st
             for value in node:
                 walk(value)
 
-    walk(sam)
+    # Rules are CloudFormation's check of the parameters before a deploy; the local cloud has none to make.
+    walk({k: v for k, v in sam.items() if k != "Rules"})
     assert used <= allowed, sorted(used - allowed)
 
 
@@ -389,12 +393,14 @@ EVENTS_GRANTS: dict[str, dict[str, set[str]]] = {
         "AccountsTable": {"dynamodb:BatchWriteItem"},
         "TransfersTable": {"dynamodb:BatchWriteItem"},
         "FraudTable": {"dynamodb:BatchWriteItem"},
+        "NatsRelayCredentials": {"secretsmanager:GetSecretValue"},
     },
     "OutboxSweeperFunction": {
         "AuthTable": {"dynamodb:BatchWriteItem"},
         "AccountsTable": {"dynamodb:BatchWriteItem"},
         "TransfersTable": {"dynamodb:BatchWriteItem"},
         "FraudTable": {"dynamodb:BatchWriteItem"},
+        "NatsRelayCredentials": {"secretsmanager:GetSecretValue"},
     },
 }
 OUTBOX_TABLES = ("AuthTable", "AccountsTable", "TransfersTable", "FraudTable")
@@ -421,6 +427,7 @@ def test_the_relay_and_the_sweeper_may_write_only_outbox_items(cfn: dict[str, An
         assert condition == ["OUTBOX#*"], function
     sweeper = _grants(roles["OutboxSweeperFunction"])
     assert sweeper == {
+        "NatsRelayCredentials": {"secretsmanager:GetSecretValue"},
         **{table: {"dynamodb:BatchWriteItem"} for table in OUTBOX_TABLES},
         **{
             json.dumps({"Fn::Sub": f"${{{table}.Arn}}/index/OutboxPending"}): {"dynamodb:Query"}
@@ -1269,7 +1276,10 @@ FRAUD_GRANTS: dict[str, dict[str, set[str]]] = {
         json.dumps({"Fn::Sub": "${FraudTable.Arn}/index/Alerts"}): {"dynamodb:Query"},
         "FraudTable": {"dynamodb:BatchGetItem"},
     },
-    "FraudConsumeFunction": {"FraudTable": {"dynamodb:PutItem", "dynamodb:UpdateItem"}},
+    "FraudConsumeFunction": {
+        "FraudTable": {"dynamodb:PutItem", "dynamodb:UpdateItem"},
+        "NatsFraudConsumerCredentials": {"secretsmanager:GetSecretValue"},
+    },
 }
 FRAUD_DIRECTORIES = {
     "EvaluateFraudFunction": "evaluate",
@@ -1692,3 +1702,51 @@ def test_every_api_functions_group_sends_request_lines_to_the_relay_and_no_other
         group_arn = f"{groups}{_log_group_name(sam, function)}:*"
         assert fnmatchcase(group_arn, source) is (function in api), function
     assert not fnmatchcase(f"{groups}/vaultpay/prod/api/MeFunction:*", source)  # another stage's
+
+
+# ---- NATS credentials and network (docs/nats-on-aws.md) ------------------------------------------------
+
+NATS_USERS = {
+    "RelayFunction": "NatsRelayCredentials",
+    "OutboxSweeperFunction": "NatsRelayCredentials",
+    "ConsumeAuditEventsFunction": "NatsAuditConsumerCredentials",
+    "FraudConsumeFunction": "NatsFraudConsumerCredentials",
+    "HealthFunction": "NatsHealthCredentials",
+}
+
+
+def test_each_nats_function_reads_only_its_own_nats_user_and_no_function_reads_the_operators(
+    cfn: dict[str, Any], sam: dict[str, Any]
+) -> None:
+    secrets = {
+        f"Nats{role}Credentials" for role in ("Relay", "AuditConsumer", "FraudConsumer", "Health", "Operator")
+    }
+    for name in secrets:
+        generated = sam["Resources"][name]["Properties"]["GenerateSecretString"]
+        assert generated["GenerateStringKey"] == "password" and generated["PasswordLength"] >= 32, name
+    for function, role in _roles_by_function(cfn).items():
+        readable = {
+            k for k, v in _grants(role).items() if k in secrets and "secretsmanager:GetSecretValue" in v
+        }
+        expected = {NATS_USERS[function]} if function in NATS_USERS else set()
+        assert readable == expected, function
+    for function, secret in NATS_USERS.items():
+        props = sam["Resources"][function]["Properties"]
+        assert props["Environment"]["Variables"]["NATS_CREDENTIALS_SECRET_ARN"] == {"Ref": secret}, function
+        assert props["VpcConfig"]["Fn::If"][0] == "InVpc", function
+
+
+def test_dev_and_prod_refuse_a_loopback_or_placeholder_nats(sam: dict[str, Any]) -> None:
+    rule = sam["Rules"]["NatsIsTheClusterOutsideLocal"]
+    assert rule["RuleCondition"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "Stage"}, "local"]}]}
+    (assertion,) = rule["Assertions"]
+    refused, parameter = assertion["Assert"]["Fn::Not"][0]["Fn::Contains"]
+    assert parameter == {"Ref": "NatsUrls"}
+    assert "nats://127.0.0.1:4222" in refused and sam["Parameters"]["NatsUrls"]["Default"] in refused
+    import tomllib
+
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    for stage in ("dev", "prod"):
+        overrides = config[stage]["global"]["parameters"]["parameter_overrides"]
+        (value,) = [part.split("=", 1)[1] for part in overrides.split() if part.startswith("NatsUrls=")]
+        assert value in refused, stage  # a placeholder the rule refuses: never a silent loopback

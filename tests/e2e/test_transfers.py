@@ -313,3 +313,24 @@ def test_saga_events_reach_the_audit_log_with_the_requests_correlation_id(
             break
         time.sleep(1)
     assert expected <= seen, sorted(seen)
+
+
+def test_after_a_device_mismatch_the_users_next_transfer_scores_device_mismatch(
+    api: Callable[..., Any], admin: Any
+) -> None:
+    # Given a customer whose token was presented from another device (401 device_mismatch, an event)
+    sender, source = _funded(api, admin, 1_000 * RUPEE)
+    _payee_client, destination = _payee(api)
+    assert_problem(sender.get("/v1/me", device="thiefs-laptop"), 401, "device_mismatch")
+    # When (once the fraud-workers consumer folded it into her profile) she pays from her own device
+    deadline = time.monotonic() + 60
+    while True:
+        reply = _send(sender, source, destination, 10 * RUPEE)
+        assert reply.status == 202, reply.body
+        done = _settled(sender, reply.body["transfer_id"], until={"IN_REVIEW"} | TERMINAL)
+        # Then DEVICE_MISMATCH fires, as docs/api.md says the fraud engine counts the mismatch
+        if "DEVICE_MISMATCH" in (done.get("fraud") or {}).get("reasons", []):
+            break
+        assert time.monotonic() < deadline, done  # the consumer runs every second at the test time scale
+        time.sleep(1)
+    assert done["fraud"]["decision"] in {"REVIEW", "DECLINE"}, done

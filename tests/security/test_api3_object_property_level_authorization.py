@@ -170,3 +170,34 @@ def test_responses_hold_the_contracts_properties_and_no_more(api: Callable[..., 
         assert payee["account_number"] not in str(transfer)
     listed = client.get(f"/v1/transfers?account_id={account['account_id']}").body["items"]
     assert payee["account_number"] not in str(listed)
+
+
+def test_a_customer_sees_the_fraud_decision_but_never_the_risk_score(
+    api: Callable[..., Any], admin: Any
+) -> None:
+    import time
+
+    # Given a customer's transfer the fraud engine has scored
+    client = signed_in_customer(api, device_id="scored-phone")
+    payee = open_account(signed_in_customer(api, device_id="payee-phone"))
+    account = open_account(client)
+    assert deposit(admin, account["account_id"], 10_000).status == 201
+    body = {
+        "source_account_id": account["account_id"],
+        "destination_account_number": payee["account_number"],
+        "amount": 100,
+        "currency": "INR",
+    }
+    sent = client.post("/v1/transfers", body, headers=idempotency_key())
+    assert sent.status == 202, sent.body
+    deadline = time.monotonic() + 60
+    while True:
+        got = client.get(f"/v1/transfers/{sent.body['transfer_id']}").body
+        if got.get("fraud") is not None and got["status"] in {"COMPLETED", "DECLINED", "FAILED"}:
+            break
+        assert time.monotonic() < deadline, got
+        time.sleep(0.25)
+    # Then the decision and the rules that fired are there, and no score (how far below the limits to stay)
+    assert set(got["fraud"]) == {"decision", "reasons"}, got["fraud"]
+    listed = client.get(f"/v1/transfers?account_id={account['account_id']}").body["items"]
+    assert all("score" not in (item.get("fraud") or {}) for item in listed), listed

@@ -31,7 +31,7 @@ app = make_resolver()
                 "amount": 250000,
                 "currency": "INR",
                 "description": "rent",
-                "fraud": {"decision": "APPROVE", "score": 10, "reasons": []},
+                "fraud": {"decision": "APPROVE", "reasons": []},
                 "failure_reason": None,
                 "created_at": "2026-11-28T12:00:00.000Z",
                 "updated_at": "2026-11-28T12:00:02.000Z",

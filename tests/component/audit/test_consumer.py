@@ -91,7 +91,7 @@ def records(table: AuditTable) -> list[AuditRecord]:
 
 
 def test_consume_appends_every_event_and_acks_it(
-    consume_app: ModuleType, nats_endpoint: Nats, audit_table: AuditTable
+    consume_app: ModuleType, nats_endpoint: Nats, audit_table: AuditTable, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given 60 events in the stream
     events = [event(n) for n in range(60)]
@@ -99,6 +99,12 @@ def test_consume_appends_every_event_and_acks_it(
 
     # When the scheduled function runs
     report = consume_app.handler({"source": "aws.events"}, LambdaContext())
+
+    # Then it reports the consumer's backlog after the run as metrics the lag alarm watches
+    assert report["lag"] == {"pending": 0, "ack_pending": 0, "redelivered": 0}
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    pending = [m for m in emitted if "ConsumerPending" in m]
+    assert pending and pending[0]["consumer"] == "audit-workers" and pending[0]["ConsumerPending"] == [0.0]
 
     # Then each has one record, in stream order, the chain verifies, and nothing is left to deliver
     assert report["appended"] == 60

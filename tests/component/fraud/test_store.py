@@ -14,7 +14,7 @@ from support.fraud import create_table_from_template
 from vaultpay.fraud.config import DEFAULT_CONFIG
 from vaultpay.fraud.memory import FakeTasks, FakeTransferViews
 from vaultpay.fraud.model import AmountHistory, Decision
-from vaultpay.fraud.records import DeviceSeen, ReviewStatus, TransferCompleted, TransferEnded
+from vaultpay.fraud.records import DeviceSeen, ReviewStatus, SecuritySignal, TransferCompleted, TransferEnded
 from vaultpay.fraud.service import FraudEngine, ProfileService, ReviewService
 from vaultpay.fraud.store import DynamoFraudStore
 from vaultpay.shared.errors import ValidationFailed
@@ -138,6 +138,22 @@ def test_profile_events_build_the_profile_once_in_exact_integers(tables: dict[st
     assert profile.first_seen_at("phone-1") == 1_700_000_000
     markers = [i for i in items(tables) if i["kind"]["S"] == "processed"]
     assert len(markers) == 5 and all("expires_at" in m for m in markers)
+
+
+def test_the_newest_security_signal_is_kept_whatever_order_the_events_arrive_in(
+    tables: dict[str, Any],
+) -> None:
+    store = DynamoFraudStore(tables["client"], tables["fraud"], clock=Clock())
+    profiles = ProfileService(store)
+    assert store.get_profile(USER, "acc_dst").security_signal_at is None
+    assert profiles.apply(SecuritySignal("ev-s2", USER, "device_mismatch", 1_800_000_000)) is True
+    # An older one, arriving later: seen (its marker is written), but it changes nothing
+    assert profiles.apply(SecuritySignal("ev-s1", USER, "token_reuse", 1_700_000_000)) is True
+    assert profiles.apply(SecuritySignal("ev-s1", USER, "token_reuse", 1_700_000_000)) is False
+    assert profiles.apply(SecuritySignal("ev-s2", USER, "device_mismatch", 1_800_000_000)) is False
+    assert store.get_profile(USER, "acc_dst").security_signal_at == 1_800_000_000
+    assert profiles.apply(SecuritySignal("ev-s3", USER, "device_mismatch", 1_900_000_000)) is True
+    assert store.get_profile(USER, "acc_dst").security_signal_at == 1_900_000_000
 
 
 def test_reviews_wait_get_decided_once_and_never_show_their_token(tables: dict[str, Any]) -> None:

@@ -86,3 +86,59 @@ def test_secret_credentials_are_cached_and_read_again_once_invalidated() -> None
     assert source.get().token == "t1" and client.reads == 1
     source.invalidate()  # what a refused login does
     assert source.get().token == "t2" and client.reads == 2
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "tls://127.0.0.1:4222",
+        "tls://nats-1.internal:4222,tls://localhost:4222",
+        "tls://[::1]:4222",
+        f"tls://relay:{PASSWORD}@127.0.0.2:4222",
+    ],
+)
+def test_a_loopback_server_is_refused_outside_the_local_stage_without_quoting_it(url: str) -> None:
+    assert NatsSettings.from_environ({"NATS_URL": url, "STAGE": "local"}).servers  # the local cloud's own
+    with pytest.raises(ConfigurationError, match="loopback") as caught:
+        NatsSettings.from_environ({"NATS_URL": url, "STAGE": "prod"})
+    assert PASSWORD not in str(caught.value)
+
+
+def test_outside_the_local_stage_only_tls_urls_are_accepted() -> None:
+    with pytest.raises(ConfigurationError, match="tls://"):
+        NatsSettings.from_environ({"NATS_URL": "tls://a.nats:4222,nats://b.nats:4222", "STAGE": "dev"})
+    settings = NatsSettings.from_environ({"NATS_URL": "tls://a.nats:4222,tls://b.nats:4222", "STAGE": "dev"})
+    assert settings.servers == ("tls://a.nats:4222", "tls://b.nats:4222")
+
+
+def test_a_private_ca_becomes_a_tls_context_that_trusts_it_and_anything_else_is_refused() -> None:
+    import datetime
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "VaultPay NATS test CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
+    settings = NatsSettings.from_environ({"NATS_URL": "tls://a.nats:4222", "NATS_TLS_CA": pem})
+    context = settings.tls_options()["tls"]
+    assert isinstance(context, ssl.SSLContext) and context.verify_mode is ssl.CERT_REQUIRED
+    assert len(context.get_ca_certs()) == 1 and pem not in repr(settings)
+    assert NatsSettings.from_environ({"NATS_URL": "tls://a.nats:4222"}).tls_options() == {}
+    with pytest.raises(ConfigurationError, match="NATS_TLS_CA"):
+        NatsSettings.from_environ({"NATS_URL": "tls://a.nats:4222", "NATS_TLS_CA": "not a certificate"})

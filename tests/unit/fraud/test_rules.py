@@ -212,6 +212,27 @@ def test_device_mismatch_fires_when_the_device_is_not_among_the_users_devices(
     assert (result is not None) is fires
 
 
+@pytest.mark.parametrize(
+    ("signal_at", "fires"),
+    [
+        (None, False),
+        (NOW - 60, True),  # a mismatch a minute ago, from the known device itself
+        (NOW - 24 * HOUR + 1, True),
+        (NOW - 24 * HOUR, False),  # the window is 24 hours
+        (NOW + 60, True),  # a writer's clock ahead: counts as recent
+    ],
+)
+def test_device_mismatch_fires_for_a_day_after_another_device_used_the_users_tokens(
+    signal_at: int | None, fires: bool
+) -> None:
+    # Given a transfer from the user's own, known device
+    result = DeviceMismatch().evaluate(_ctx(security_signal_at=signal_at), DEFAULT_CONFIG)
+    # Then a recent device mismatch or refresh-token reuse on the user fires the rule anyway
+    assert (result is not None) is fires
+    if result is not None:
+        assert result.score == DEFAULT_CONFIG.rules.DEVICE_MISMATCH.score
+
+
 def test_an_unknown_device_alone_goes_to_review() -> None:
     decision = evaluate(_ctx(**_unknown_device()), DEFAULT_CONFIG)
     assert decision.decision is Decision.REVIEW

@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -28,6 +29,7 @@ from vaultpay.fraud.records import (
     REVIEW_DECIDED,
     DeviceSeen,
     ReviewStatus,
+    SecuritySignal,
     TransferCompleted,
     TransferEnded,
     profile_event,
@@ -525,14 +527,16 @@ def test_bad_alert_queries_are_validation_errors(
 # ---- the profile consumer -------------------------------------------------------------------------------
 
 
-def envelope(event_type: str, data: dict[str, Any], event_id: str = "ev-1") -> bytes:
+def envelope(
+    event_type: str, data: dict[str, Any], event_id: str = "ev-1", time: str = "2026-11-28T12:00:00.000Z"
+) -> bytes:
     return json.dumps(
         {
             "specversion": "1.0",
             "id": event_id,
             "source": "/vaultpay/test",
             "type": event_type,
-            "time": "2026-11-28T12:00:00.000Z",
+            "time": time,
             "subject": "x",
             "datacontenttype": "application/json",
             "correlationid": "c",
@@ -629,3 +633,42 @@ def test_the_sample_events_are_valid_inputs_of_the_saga_steps() -> None:
     assert transfer.transfer_id == waiting.transfer_id
     result = make_engine().engine.evaluate(json.loads((samples / "evaluate.json").read_text()))
     assert result["decision"] in {"APPROVE", "REVIEW", "DECLINE"}
+
+
+@pytest.mark.parametrize(
+    ("event_type", "data"),
+    [
+        (
+            "vaultpay.auth.device.mismatch",
+            {"user_id": USER, "token_device_id": DEVICE, "presented_device_id": "thief-laptop"},
+        ),
+        (
+            "vaultpay.auth.token.reuse_detected",
+            {"user_id": USER, "family_id": "fam_1", "token_device_id": DEVICE, "presented_device_id": "x"},
+        ),
+    ],
+)
+def test_a_device_mismatch_or_token_reuse_makes_the_users_next_transfer_score_device_mismatch(
+    event_type: str, data: dict[str, Any]
+) -> None:
+    # Given a user who always pays from a known device, and someone who used her tokens elsewhere
+    t = make_engine()
+    known_user(t.store)
+    an_hour_before = datetime.fromtimestamp(NOW - 3600, UTC).isoformat().replace("+00:00", "Z")
+    source = Source([[Message(envelope(event_type, data, "ev-signal", time=an_hour_before))]])
+    report = asyncio.run(consume(source, ProfileService(t.store), remaining_ms=lambda: 60_000))
+    assert report.applied == 1
+    # When she sends a usual transfer from her own device
+    result = t.engine.evaluate(saga_state())
+    # Then DEVICE_MISMATCH fires, as the HTTP contract says the fraud engine counts it
+    assert "DEVICE_MISMATCH" in result["reasons"], result
+    assert result["decision"] == "REVIEW"
+
+
+def test_an_older_security_signal_never_replaces_a_newer_one() -> None:
+    store = MemoryFraudStore()
+    profiles = ProfileService(store)
+    assert profiles.apply(SecuritySignal("ev-new", USER, "device_mismatch", 2_000)) is True
+    assert profiles.apply(SecuritySignal("ev-old", USER, "token_reuse", 1_000)) is True
+    assert profiles.apply(SecuritySignal("ev-old", USER, "token_reuse", 1_000)) is False  # a repeat
+    assert store.get_profile(USER, "acc_dst").security_signal_at == 2_000

@@ -102,10 +102,18 @@ def test_the_view_is_exactly_the_api_transfer_shape() -> None:
         "transfer_id", "status", "source_account_id", "destination_account_number_masked", "amount",
         "currency", "description", "fraud", "failure_reason", "created_at", "updated_at", "steps",
     ]  # fmt: skip
-    assert view["fraud"] == {"decision": "APPROVE", "score": 12, "reasons": []}
+    assert view["fraud"] == {"decision": "APPROVE", "reasons": []}  # never the score to a customer
     assert view["failure_reason"] is None
     assert [s["name"] for s in view["steps"]] == ["initiated", "processing", "approved"]
     assert "destination_account_id" not in json.dumps(view)
+
+
+def test_only_the_internal_view_shows_the_fraud_score_and_neither_shows_rule_weights() -> None:
+    transfer = _through("processing", "approved")
+    assert "score" not in json.dumps(transfer.view())
+    internal = transfer.view(internal=True)
+    assert internal["fraud"] == {"decision": "APPROVE", "reasons": [], "score": 12}
+    assert "rules" not in json.dumps(internal)
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools import Logger
 
     from vaultpay.audit.service import AuditService
+    from vaultpay.events.nats_client import CredentialSource
 
 STREAM = "VAULTPAY"
 DURABLE = "audit-workers"
@@ -72,6 +73,18 @@ class PullSource(Protocol):
     async def flush(self) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class ConsumerLag:
+    """A durable consumer's backlog: messages not yet delivered, delivered but unacknowledged, redelivered."""
+
+    pending: int
+    ack_pending: int
+    redelivered: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {"pending": self.pending, "ack_pending": self.ack_pending, "redelivered": self.redelivered}
+
+
 @dataclass
 class ConsumeReport:
     """What one run did; `stopped` is "drained" (queue empty) or "time" (the invocation's end is near)."""
@@ -82,6 +95,7 @@ class ConsumeReport:
     duplicates: int = 0
     rejected: int = 0
     stopped: str = ""
+    lag: ConsumerLag | None = None  # the durable consumer's backlog after the run, when it was read
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -167,9 +181,11 @@ def _position(message: Delivery) -> dict[str, Any]:
 class NatsPullSource:
     """A bound pull subscription on a durable consumer."""
 
-    def __init__(self, client: Any, subscription: Any) -> None:
+    def __init__(self, client: Any, subscription: Any, *, stream: str = "", durable: str = "") -> None:
         self._client = client
         self._subscription = subscription
+        self._stream = stream
+        self._durable = durable
 
     async def fetch(self, batch: int, wait_s: float) -> list[Delivery]:
         import nats.errors
@@ -183,6 +199,22 @@ class NatsPullSource:
         except (nats.errors.Error, OSError) as exc:
             raise TransientError(f"JetStream fetch failed: {type(exc).__name__}") from exc
         return messages
+
+    async def lag(self) -> ConsumerLag:
+        """How far behind the durable consumer is now (JetStream's consumer info)."""
+        import nats.errors
+
+        try:
+            info = await self._client.jetstream(timeout=_NATS_TIMEOUT_S).consumer_info(
+                self._stream, self._durable
+            )
+        except (nats.errors.Error, OSError) as exc:
+            raise TransientError(f"JetStream consumer info failed: {type(exc).__name__}") from exc
+        return ConsumerLag(
+            pending=int(info.num_pending or 0),
+            ack_pending=int(info.num_ack_pending or 0),
+            redelivered=int(info.num_redelivered or 0),
+        )
 
     async def flush(self) -> None:
         import nats.errors
@@ -203,9 +235,18 @@ class JetStreamConnection:
     """One NATS connection per process, on an event loop that lives as long as the process: a warm Lambda
     reuses both, and reconnects only when the connection has closed while the container was frozen."""
 
-    def __init__(self, url: str, *, name: str) -> None:
-        self._url = url
+    def __init__(
+        self,
+        url: str | Sequence[str],
+        *,
+        name: str,
+        credentials: CredentialSource | None = None,
+        tls: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._servers = [url] if isinstance(url, str) else list(url)
         self._name = name
+        self._credentials = credentials
+        self._tls = dict(tls or {})
         self._loop = asyncio.new_event_loop()
         self._client: Any = None
         self._sources: dict[tuple[str, str], NatsPullSource] = {}
@@ -231,7 +272,7 @@ class JetStreamConnection:
             except (nats.errors.Error, OSError) as exc:
                 raise TransientError(f"JetStream did not answer: {type(exc).__name__}") from exc
             subscription = await js.pull_subscribe_bind(durable, stream=stream)
-            self._sources[key] = NatsPullSource(client, subscription)
+            self._sources[key] = NatsPullSource(client, subscription, stream=stream, durable=durable)
         return self._sources[key]
 
     async def _connected(self) -> Any:
@@ -241,16 +282,21 @@ class JetStreamConnection:
         if self._client is not None and not self._client.is_closed:
             return self._client
         self._sources.clear()
+        options = self._credentials.get().connect_options() if self._credentials else {}
         try:
             self._client = await nats.connect(
-                self._url,
+                self._servers,
                 name=self._name,
                 connect_timeout=_NATS_TIMEOUT_S,
                 max_reconnect_attempts=3,
                 reconnect_time_wait=0.5,
                 error_cb=_quiet,
+                **options,
+                **self._tls,
             )
         except (TimeoutError, nats.errors.Error, OSError) as exc:
+            if self._credentials is not None and "authorization" in str(exc).lower():
+                self._credentials.invalidate()  # rotated since it was cached: read it again next time
             raise TransientError(f"NATS is unreachable: {type(exc).__name__}") from exc
         return self._client
 

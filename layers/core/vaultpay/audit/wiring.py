@@ -60,9 +60,16 @@ def audit_service() -> AuditService:
 def jetstream() -> JetStreamConnection:
     """The process's one NATS connection (NATS_URL from the shared settings)."""
     from vaultpay.audit.consumer import JetStreamConnection
-    from vaultpay.shared.settings import get_settings
+    from vaultpay.events.nats_client import NatsSettings, credentials_from
 
-    return JetStreamConnection(get_settings().nats_url, name="vaultpay-audit-consumer")
+    # The consumer's own NATS user (NATS_CREDENTIALS_SECRET_ARN): it may read only its durable consumer.
+    settings = NatsSettings.from_environ(os.environ)
+    return JetStreamConnection(
+        settings.servers,
+        name="vaultpay-audit-consumer",
+        credentials=credentials_from(settings),
+        tls=settings.tls_options(),
+    )
 
 
 def consume_pending(remaining_ms: Callable[[], int]) -> ConsumeReport:
@@ -74,7 +81,10 @@ def consume_pending(remaining_ms: Callable[[], int]) -> ConsumeReport:
 
     async def run() -> ConsumeReport:
         source = await connection.pull_source(STREAM, DURABLE)
-        return await consume(source, service, remaining_ms=remaining_ms, log=get_logger())
+        report = await consume(source, service, remaining_ms=remaining_ms, log=get_logger())
+        # The backlog left after the run: what the lag metric (and its alarm) watches.
+        report.lag = await source.lag()
+        return report
 
     return connection.run(run)
 

@@ -14,7 +14,7 @@ import importlib.util
 import json
 import time
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from vaultpay.shared.errors import ConfigurationError, TransientError
@@ -32,6 +32,9 @@ _CREDS_MARKER = "-----BEGIN NATS USER JWT-----"
 # nothing answers the server's PINGs, so after a few minutes the server has dropped it without telling us.
 DEFAULT_IDLE_CHECK_S = 30.0
 DEFAULT_CONNECT_TIMEOUT_S = 2.0
+# Reading the credentials secret at a cold start: short, one retry (the connect itself is retried by callers).
+_SECRETS_TIMEOUT_S = 2.0
+_SECRETS_ATTEMPTS = 2
 
 
 # ---- settings and credentials ----------------------------------------------------------------------
@@ -43,20 +46,65 @@ class NatsSettings:
 
     servers: tuple[str, ...]
     credentials_secret_arn: str | None = None
+    tls_ca: str | None = field(default=None, repr=False)  # PEM of the CA the servers' certificates chain to
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> NatsSettings:
-        """NATS_URL (one URL, or several comma-separated for a cluster) and optional
-        NATS_CREDENTIALS_SECRET_ARN. The error names the variable, never its value (a URL may hold a
-        password)."""
+        """NATS_URL (one URL, or several comma-separated for a cluster), optional
+        NATS_CREDENTIALS_SECRET_ARN and NATS_TLS_CA (a PEM, for servers whose certificates a private CA
+        signed). Outside the local stage (STAGE) a loopback server is refused: on AWS it can only be a
+        mistake, and every event would end in a dead-letter queue. Errors name the variable, never its
+        value (a URL may hold a password)."""
         raw = environ.get("NATS_URL", "").strip()
         if not raw:
             raise ConfigurationError("invalid settings: NATS_URL is not set")
         servers = tuple(part.strip() for part in raw.split(",") if part.strip())
         if not servers or not all(server.startswith(_SCHEMES) for server in servers):
             raise ConfigurationError("invalid settings: NATS_URL must be nats:// or tls:// URLs")
+        stage = environ.get("STAGE", "local").strip() or "local"
+        if stage != "local" and any(_is_loopback(server) for server in servers):
+            raise ConfigurationError(
+                f"invalid settings: NATS_URL names a loopback server on stage {stage}: set NatsUrls to the "
+                "cluster's tls:// URLs (docs/nats-on-aws.md)"
+            )
+        if stage != "local" and not all(server.startswith("tls://") for server in servers):
+            raise ConfigurationError(
+                f"invalid settings: NATS_URL must be tls:// URLs on stage {stage} (events and credentials "
+                "never cross the network in plain text)"
+            )
         secret = environ.get("NATS_CREDENTIALS_SECRET_ARN", "").strip() or None
-        return cls(servers=servers, credentials_secret_arn=secret)
+        ca = environ.get("NATS_TLS_CA", "").strip() or None
+        if ca is not None and "-----BEGIN CERTIFICATE-----" not in ca:
+            raise ConfigurationError("invalid settings: NATS_TLS_CA must be a PEM certificate")
+        return cls(servers=servers, credentials_secret_arn=secret, tls_ca=ca)
+
+    def tls_options(self) -> dict[str, Any]:
+        """`nats.connect` keyword arguments for TLS: a context trusting NATS_TLS_CA (else the system's CAs
+        for tls:// URLs; none for nats:// ones)."""
+        if self.tls_ca is None:
+            return {}
+        import ssl
+
+        context = ssl.create_default_context(cadata=self.tls_ca)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        return {"tls": context}
+
+
+def _is_loopback(url: str) -> bool:
+    host = url.split("://", 1)[1].rsplit("@", 1)[-1]
+    host = host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]", 1)[0] + "]"
+    return host in ("localhost", "[::1]") or host.startswith("127.")
+
+
+def credentials_from(settings: NatsSettings) -> CredentialSource | None:
+    """The process's credentials for `settings` (from Secrets Manager, cached), or None without a secret."""
+    if not settings.credentials_secret_arn:
+        return None
+    from vaultpay.shared.aws import aws_client
+    from vaultpay.shared.secrets import SecretCache
+
+    client = aws_client("secretsmanager", timeout_s=_SECRETS_TIMEOUT_S, max_attempts=_SECRETS_ATTEMPTS)
+    return SecretCredentials(SecretCache(client), settings.credentials_secret_arn)
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -165,6 +213,7 @@ class NatsConnection:
         *,
         name: str,
         credentials: CredentialSource | None = None,
+        tls: Mapping[str, Any] | None = None,
         connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
         idle_check_s: float = DEFAULT_IDLE_CHECK_S,
         jetstream_timeout_s: float = 5.0,
@@ -174,6 +223,7 @@ class NatsConnection:
         self._servers = list(servers)
         self._name = name
         self._credentials = credentials
+        self._tls = dict(tls or {})
         self._connect_timeout_s = connect_timeout_s
         self._idle_check_s = idle_check_s
         self._jetstream_timeout_s = jetstream_timeout_s
@@ -250,6 +300,7 @@ class NatsConnection:
         import nats
 
         options = self._credentials.get().connect_options() if self._credentials else {}
+        options.update(self._tls)
         lost = asyncio.Event()
         refused: list[Exception] = []
 

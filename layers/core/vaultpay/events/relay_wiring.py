@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from vaultpay.events.nats_client import NatsConnection, NatsSettings, SecretCredentials, run_blocking
+from vaultpay.events.nats_client import NatsConnection, NatsSettings, credentials_from, run_blocking
 from vaultpay.events.nats_publisher import JetStreamPublisher
 from vaultpay.events.relay import BatchOutcome, Marker, Relay
 from vaultpay.shared.observability import get_logger, get_metrics
@@ -19,8 +19,6 @@ if TYPE_CHECKING:
     from vaultpay.events.sweeper import Sweeper, SweepOutcome
 
 # The secret is read at connect time only (once per connection, at most once a minute through the cache).
-_SECRETS_TIMEOUT_S = 2.0
-_SECRETS_ATTEMPTS = 2
 # Marking published is best effort (the sweeper covers a miss), so it never waits long.
 _MARK_TIMEOUT_S = 2.0
 _MARK_ATTEMPTS = 2
@@ -127,19 +125,13 @@ def outbox_marker() -> Marker | None:
 
 @functools.cache
 def nats_connection() -> NatsConnection:
-    """The process's NATS connection (opened lazily on the first publish)."""
+    """The process's NATS connection (opened lazily on the first publish), with the relay's credentials."""
     settings = NatsSettings.from_environ(os.environ)
-    credentials = None
-    if settings.credentials_secret_arn:
-        from vaultpay.shared.aws import aws_client
-        from vaultpay.shared.secrets import SecretCache
-
-        client = aws_client("secretsmanager", timeout_s=_SECRETS_TIMEOUT_S, max_attempts=_SECRETS_ATTEMPTS)
-        credentials = SecretCredentials(SecretCache(client), settings.credentials_secret_arn)
     return NatsConnection(
         settings.servers,
         name=f"vaultpay-relay-{os.environ.get('AWS_LAMBDA_FUNCTION_NAME', 'local')}",
-        credentials=credentials,
+        credentials=credentials_from(settings),
+        tls=settings.tls_options(),
         log=get_logger(),
     )
 

@@ -21,7 +21,7 @@ from vaultpay.shared.strict_json import strict_loads
 if TYPE_CHECKING:
     from aws_lambda_powertools import Logger
 
-    from vaultpay.audit.consumer import Delivery, PullSource
+    from vaultpay.audit.consumer import ConsumerLag, Delivery, PullSource
     from vaultpay.fraud.service import ProfileService
 
 STREAM = "VAULTPAY"
@@ -42,6 +42,7 @@ class ConsumeReport:
     ignored: int = 0
     rejected: int = 0
     stopped: str = ""
+    lag: ConsumerLag | None = None  # the durable consumer's backlog after the run, when it was read
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -15,6 +15,7 @@ from vaultpay.fraud.records import (
     ProfileEvent,
     Review,
     ReviewStatus,
+    SecuritySignal,
     TransferCompleted,
     TransferEnded,
 )
@@ -29,6 +30,7 @@ class MemoryFraudStore:
     decisions: dict[str, DecisionRecord] = field(default_factory=dict)
     histories: dict[str, AmountHistory] = field(default_factory=dict)
     devices: dict[str, dict[str, KnownDevice]] = field(default_factory=dict)
+    signals: dict[str, int] = field(default_factory=dict)
     payees: dict[str, set[str]] = field(default_factory=dict)
     reviews: dict[str, Review] = field(default_factory=dict)
     processed: set[str] = field(default_factory=set)
@@ -44,6 +46,7 @@ class MemoryFraudStore:
                 history=self.histories.get(user_id, AmountHistory()),
                 devices=frozenset(self.devices.get(user_id, {}).values()),
                 payee_known=destination_account_id in self.payees.get(user_id, set()),
+                security_signal_at=self.signals.get(user_id),
             )
 
     def save_decision(self, record: DecisionRecord) -> None:
@@ -142,6 +145,9 @@ class MemoryFraudStore:
                 known = self.devices.setdefault(event.user_id, {})
                 if event.device_id not in known:
                     known[event.device_id] = KnownDevice(event.device_id, event.seen_at)
+            elif isinstance(event, SecuritySignal):
+                newest = self.signals.get(event.user_id)
+                self.signals[event.user_id] = event.at if newest is None else max(newest, event.at)
             elif isinstance(event, TransferCompleted):
                 history = self.histories.get(event.user_id, AmountHistory())
                 self.histories[event.user_id] = history.with_amount(event.amount)

@@ -183,6 +183,8 @@ class FraudContext:
     history: AmountHistory
     payee_known: bool
     now: int  # epoch seconds
+    # The newest device mismatch or refresh-token reuse on the user (epoch seconds); None: none known.
+    security_signal_at: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("transfer_id", "user_id", "source_account_id", "destination_account_id", "device_id"):

@@ -197,6 +197,8 @@ class Profile:
     history: AmountHistory
     devices: frozenset[KnownDevice]
     payee_known: bool
+    # The newest device mismatch or refresh-token reuse on this user (epoch seconds), if any.
+    security_signal_at: int | None = None
 
     def first_seen_at(self, device_id: str) -> int | None:
         for device in self.devices:
@@ -305,10 +307,21 @@ def parse_await_request(event: object) -> AwaitRequest:
 # ---- events the profile learns from ------------------------------------------------------------------------
 
 LOGIN_SUCCEEDED = "vaultpay.auth.login.succeeded"
+DEVICE_MISMATCH = "vaultpay.auth.device.mismatch"
+TOKEN_REUSE_DETECTED = "vaultpay.auth.token.reuse_detected"  # noqa: S105 - an event type, not a secret
 TRANSACTION_COMPLETED = "vaultpay.transaction.completed"
 TRANSACTION_DECLINED = "vaultpay.transaction.declined"
 TRANSACTION_FAILED = "vaultpay.transaction.failed"
-PROFILE_EVENTS = frozenset({LOGIN_SUCCEEDED, TRANSACTION_COMPLETED, TRANSACTION_DECLINED, TRANSACTION_FAILED})
+PROFILE_EVENTS = frozenset(
+    {
+        LOGIN_SUCCEEDED,
+        DEVICE_MISMATCH,
+        TOKEN_REUSE_DETECTED,
+        TRANSACTION_COMPLETED,
+        TRANSACTION_DECLINED,
+        TRANSACTION_FAILED,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,7 +352,18 @@ class TransferEnded:
     transfer_id: str
 
 
-ProfileEvent = DeviceSeen | TransferCompleted | TransferEnded
+@dataclass(frozen=True, slots=True)
+class SecuritySignal:
+    """Someone used the user's token from another device (`device.mismatch`), or replayed a rotated refresh
+    token (`token.reuse_detected`), at `at` (epoch seconds): the account may be in someone else's hands."""
+
+    event_id: str
+    user_id: str
+    kind: str
+    at: int
+
+
+ProfileEvent = DeviceSeen | TransferCompleted | TransferEnded | SecuritySignal
 
 
 class NotAProfileEvent(ValueError):
@@ -379,6 +403,16 @@ def profile_event(envelope: object) -> ProfileEvent:
         if seen_at < 0:
             raise MalformedEvent("time is missing or not RFC 3339")
         return DeviceSeen(event_id, text("user_id"), text("device_id"), seen_at)
+    if event_type in (DEVICE_MISMATCH, TOKEN_REUSE_DETECTED):
+        at = envelope.get("time")
+        try:
+            signal_at = epoch_seconds(at) if isinstance(at, str) else -1
+        except ValueError:
+            signal_at = -1
+        if signal_at < 0:
+            raise MalformedEvent("time is missing or not RFC 3339")
+        kind = "device_mismatch" if event_type == DEVICE_MISMATCH else "token_reuse"
+        return SecuritySignal(event_id, text("user_id"), kind, signal_at)
     if event_type == TRANSACTION_COMPLETED:
         amount = data.get("amount")
         if isinstance(amount, bool) or not isinstance(amount, int) or not 1 <= amount <= MAX_AMOUNT:

@@ -75,8 +75,14 @@ class NewDevice:
         return None
 
 
+# How long a device mismatch or a refresh-token reuse keeps the user's transfers under DEVICE_MISMATCH.
+SECURITY_SIGNAL_WINDOW_S = 24 * HOUR_S
+
+
 class DeviceMismatch:
-    """The transfer's device is not among the devices the user is known to log in from.
+    """The transfer's device is not among the devices the user is known to log in from, or someone used the
+    user's tokens from another device (`vaultpay.auth.device.mismatch`) or replayed a rotated refresh token
+    (`vaultpay.auth.token.reuse_detected`) in the last 24 hours: the account may be in someone else's hands.
 
     A profile that knows no device yet (a new customer, or one whose logins the fraud-workers consumer has
     not caught up with) has nothing to mismatch: NEW_DEVICE speaks for a device never seen.
@@ -85,11 +91,14 @@ class DeviceMismatch:
     name = "DEVICE_MISMATCH"
 
     def evaluate(self, ctx: FraudContext, config: FraudConfig) -> RuleResult | None:
+        score = config.rules.DEVICE_MISMATCH.score
+        signal_at = ctx.security_signal_at
+        # A signal "from the future" (clock skew between writers) counts as recent.
+        if signal_at is not None and ctx.now - signal_at < SECURITY_SIGNAL_WINDOW_S:
+            return RuleResult(self.name, score, "another device used this user's tokens in the last 24 h")
         if ctx.device_known or not ctx.known_devices:
             return None
-        return RuleResult(
-            self.name, config.rules.DEVICE_MISMATCH.score, "device not among the user's devices"
-        )
+        return RuleResult(self.name, score, "device not among the user's devices")
 
 
 class BehavioralAnomaly:

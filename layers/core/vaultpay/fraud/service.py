@@ -216,6 +216,7 @@ class FraudEngine:
             history=profile.history,
             payee_known=profile.payee_known,
             now=int(now),
+            security_signal_at=profile.security_signal_at,
         )
         verdict = evaluate(context, config, self._rules, on_rule_error=_log_rule_error)
         record = DecisionRecord(

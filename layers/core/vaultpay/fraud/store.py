@@ -36,6 +36,7 @@ from vaultpay.fraud.records import (
     ProfileEvent,
     Review,
     ReviewStatus,
+    SecuritySignal,
     TransferCompleted,
     TransferEnded,
 )
@@ -173,7 +174,13 @@ class DynamoFraudStore:
                 total_squares=ddb.int_attr(profile, "history_total_squares", 0),
             )
         payee_known = ("PAYEE#" + destination_account_id, f"PROFILE#{user_id}") in found
-        return Profile(history=history, devices=self._devices(user_id), payee_known=payee_known)
+        signal_at = ddb.int_attr(profile, "security_signal_at", -1) if profile is not None else -1
+        return Profile(
+            history=history,
+            devices=self._devices(user_id),
+            payee_known=payee_known,
+            security_signal_at=signal_at if signal_at >= 0 else None,
+        )
 
     def _devices(self, user_id: str) -> frozenset[KnownDevice]:
         devices: list[KnownDevice] = []
@@ -264,11 +271,30 @@ class DynamoFraudStore:
                     }
                 },
             ]
+        elif isinstance(event, SecuritySignal):
+            items = [
+                marker,
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": {"pk": ddb.s(f"PROFILE#{event.user_id}"), "sk": ddb.s("PROFILE")},
+                        # The newest signal wins, whatever order the events arrive in.
+                        "UpdateExpression": "SET kind = :kind, security_signal_at = :at",
+                        "ConditionExpression": (
+                            "attribute_not_exists(security_signal_at) OR security_signal_at < :at"
+                        ),
+                        "ExpressionAttributeValues": {":kind": ddb.s("profile"), ":at": ddb.n(event.at)},
+                    }
+                },
+            ]
         else:
             raise TypeError(f"not a profile event: {type(event).__name__}")
         failed = self._transact(items)
-        if failed == {0}:
+        if failed == {0} or failed == {0, 1}:
             return False  # the marker exists: applied before
+        if failed == {1} and isinstance(event, SecuritySignal):
+            # An older signal than the one the profile holds: nothing to learn, but it was seen.
+            return not self._transact([marker])
         if failed:
             raise ConcurrentModification("the profile update's condition failed unexpectedly")
         return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -55,21 +56,32 @@ class NatsCheck:
 
     name = "nats"
 
-    def __init__(self, url: str, *, timeout_s: float) -> None:
-        self._url = url
+    def __init__(
+        self,
+        servers: str | Sequence[str],
+        *,
+        timeout_s: float,
+        connect_options: Callable[[], Mapping[str, Any]] | None = None,
+    ) -> None:
+        """`connect_options`: the health function's own login and TLS (read at each check: a rotated
+        password reaches the next one)."""
+        self._servers = [servers] if isinstance(servers, str) else list(servers)
         # nats-py takes whole seconds.
         self._timeout = max(1, round(timeout_s))
+        self._connect_options = connect_options
 
     async def run(self) -> None:
         import nats
 
+        options = dict(self._connect_options()) if self._connect_options is not None else {}
         client = await nats.connect(
-            self._url,
+            self._servers,
             name="vaultpay-health",
             connect_timeout=self._timeout,
             allow_reconnect=False,
             max_reconnect_attempts=0,
             error_cb=_ignore_error,
+            **options,
         )
         try:
             await client.flush(timeout=self._timeout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -36,11 +37,20 @@ def health_service() -> HealthService:
 
     settings = get_settings()
     timeout_s = HEALTH_CHECK_TIMEOUT_S
+    from vaultpay.events.nats_client import NatsSettings, credentials_from
+
+    nats = NatsSettings.from_environ(os.environ)
+    credentials = credentials_from(nats)
+
+    def nats_options() -> dict[str, Any]:
+        options = credentials.get().connect_options() if credentials is not None else {}
+        return {**options, **nats.tls_options()}
+
     return HealthService(
         [
             DynamoDBCheck(aws_client("dynamodb", timeout_s=timeout_s, max_attempts=1)),
             StepFunctionsCheck(aws_client("stepfunctions", timeout_s=timeout_s, max_attempts=1)),
-            NatsCheck(settings.nats_url, timeout_s=timeout_s),
+            NatsCheck(nats.servers, timeout_s=timeout_s, connect_options=nats_options),
         ],
         version=settings.version,
         timeout_s=timeout_s,

@@ -117,3 +117,18 @@ def bind_step_log_keys(event: object) -> None:
         transfer_id=loggable("transfer_id"),
         account_id=loggable("source_account_id"),
     )
+
+
+def publish_lag(consumer: str, *, pending: int, ack_pending: int, redelivered: int) -> None:
+    """A JetStream consumer's backlog (`ConsumerPending`, `ConsumerAckPending`, `ConsumerRedelivered`), one
+    metric each with the `consumer` dimension, apart from the function's other metrics (whose dimensions must
+    not change): a backlog that only grows means the consumer cannot keep up (the template alarms on it)."""
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+    for name, value in (
+        ("ConsumerPending", pending),
+        ("ConsumerAckPending", ack_pending),
+        ("ConsumerRedelivered", redelivered),
+    ):
+        with single_metric(name=name, unit=MetricUnit.Count, value=value) as metric:
+            metric.add_dimension(name="consumer", value=consumer)

@@ -175,15 +175,18 @@ class Transfer:
     def has_step(self, name: str) -> bool:
         return any(step.name == name for step in self.steps)
 
-    def view(self) -> dict[str, Any]:
-        """docs/api.md's Transfer, exactly: the destination only masked, the fraud result without rules."""
+    def view(self, *, internal: bool = False) -> dict[str, Any]:
+        """docs/api.md's Transfer, exactly: the destination only masked, the fraud result without its rules'
+        weights. A customer sees the fraud decision and the rules that fired, never the score (which would
+        tell a fraudster how far below the thresholds to stay); `internal` (admins, the saga) adds it."""
         fraud = None
         if self.fraud is not None:
             fraud = {
                 "decision": self.fraud.get("decision"),
-                "score": self.fraud.get("score"),
                 "reasons": list(self.fraud.get("reasons") or []),
             }
+            if internal:
+                fraud["score"] = self.fraud.get("score")
         return {
             "transfer_id": self.transfer_id,
             "status": self.status.value,

@@ -248,7 +248,7 @@ class TransfersService:
         transfer = self._store.get(transfer_id) if is_transfer_id(transfer_id) else None
         if transfer is None:
             raise TransferNotFound(f"Transfer {transfer_id} does not exist.")
-        return transfer.view()
+        return transfer.view(internal=True)
 
     # ---- the saga's ops ---------------------------------------------------------------------------------
 
@@ -268,7 +268,7 @@ class TransfersService:
                     "transfer status unchanged",
                     extra={"op": command.op.value, "status": transfer.status.value, "replayed": True},
                 )
-                return decision.transfer.view()
+                return decision.transfer.view(internal=True)
             try:
                 self._store.save(
                     decision.after,
@@ -287,5 +287,5 @@ class TransfersService:
                     "failure_reason": decision.after.failure_reason,
                 },
             )
-            return decision.after.view()
+            return decision.after.view(internal=True)
         raise ConcurrentModification("the transfer kept changing under this op; retry")
