@@ -113,12 +113,16 @@ class Cloud:
         return {name: int(s["invocations"]) for name, s in self.status()["lambda"].items()}
 
 
-def completed_events(nats_url: str) -> int:
+def completed_events(endpoints: dict[str, Any]) -> int:
     """`vaultpay.transaction.completed` messages in stream VAULTPAY (JetStream's per-subject count)."""
     import nats
 
+    from localcloud.nats_security import operator_options
+
     async def count() -> int:
-        nc = await nats.connect(nats_url, connect_timeout=5, max_reconnect_attempts=0)
+        nc = await nats.connect(
+            endpoints["nats"], connect_timeout=5, max_reconnect_attempts=0, **operator_options(endpoints)
+        )
         try:
             info = await nc.jetstream().stream_info(STREAM, subjects_filter=COMPLETED_SUBJECT)
             return int((info.state.subjects or {}).get(COMPLETED_SUBJECT, 0))
@@ -258,8 +262,8 @@ def plan(senders: list[Customer], payees: list[Customer], transfers: int) -> lis
 def run_transfers(
     cloud: Cloud, pairs: list[tuple[Customer, Customer]], amount: int, threads: int, poll_s: float
 ) -> dict[str, Any]:
-    nats_url = cloud.state["endpoints"]["nats"]
-    events_before = completed_events(nats_url)
+    endpoints = cloud.state["endpoints"]
+    events_before = completed_events(endpoints)
     invocations_before = cloud.invocations()
     window_start = time.time()
     began = time.perf_counter()
@@ -267,11 +271,11 @@ def run_transfers(
         outcomes = list(pool.map(lambda pair: send(pair[0], pair[1], amount, poll_s, 180.0), pairs))
     all_completed = time.perf_counter() - began
     done = [o for o in outcomes if o.status == "COMPLETED"]
-    events = completed_events(nats_url) - events_before
+    events = completed_events(endpoints) - events_before
     deadline = time.perf_counter() + 120
     while events < len(done) and time.perf_counter() < deadline:
         time.sleep(0.1)
-        events = completed_events(nats_url) - events_before
+        events = completed_events(endpoints) - events_before
     events_out = time.perf_counter() - began
     window_end = time.time()
     time.sleep(2)  # the relay's last batches and the log shipper
@@ -548,8 +552,8 @@ def lone_transfer_writes(
     before = {table: scan(ddb, table) for table in unstreamed}
     for reader in readers:
         reader.mark()
-    nats_url = cloud.state["endpoints"]["nats"]
-    events_before = completed_events(nats_url)
+    endpoints = cloud.state["endpoints"]
+    events_before = completed_events(endpoints)
     invocations_before = cloud.invocations()
     body = {
         "source_account_id": sender.account_id,
@@ -581,7 +585,7 @@ def lone_transfer_writes(
         time.sleep(0.1)
     if status != "SUCCEEDED":
         raise SystemExit(f"the lone transfer {transfer_id} ended {status}")
-    while completed_events(nats_url) <= events_before:
+    while completed_events(endpoints) <= events_before:
         if time.monotonic() > deadline:
             raise SystemExit(f"the lone transfer's completed event never reached {STREAM}")
         time.sleep(0.1)

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from localcloud import services
 from localcloud.faults import FaultInjector
+from localcloud.nats_security import NatsSecurity
 from localcloud.services import LocalCloudError, ManagedProcess
 from localcloud.spec import REGION, Deployment, FunctionSpec, InvokeResult
 from localcloud.stored_state import InconsistentState, StoredState
@@ -81,6 +82,7 @@ class LocalCloud:
         self.faults = FaultInjector(self.functions, self._stream_functions)
         self._fault_controller: Any = None
         self.stored = StoredState(config.state_dir)
+        self.nats_security = NatsSecurity(config.state_dir)
         self.generation: str | None = None  # of the stored state; None when it lives in memory only
         self.restored = False  # whether this start found a saved state and loaded it
 
@@ -184,7 +186,9 @@ class LocalCloud:
         self.processes = {
             "dynamodb": services.dynamodb_local(p["dynamodb"], cfg.state_dir, in_memory=in_memory),
             "moto": services.moto_server(p["moto"], p["edge"], cfg.state_dir, persist=cfg.persist),
-            "nats": services.nats_server(p["nats"], p["nats_monitor"], cfg.state_dir),
+            "nats": services.nats_server(
+                p["nats"], p["nats_monitor"], cfg.state_dir, config_file=self._nats_config()
+            ),
         }
         for proc in self.processes.values():
             proc.start()
@@ -196,7 +200,7 @@ class LocalCloud:
         await asyncio.gather(
             ready("dynamodb", f"http://127.0.0.1:{p['dynamodb']}"),
             ready("moto", f"http://127.0.0.1:{p['moto']}"),
-            ready("nats", f"nats://127.0.0.1:{p['nats']}"),
+            ready("nats", self.nats_url),
         )
         await asyncio.to_thread(services.enable_state_machine_execution, p["moto"])
         await self._apply_jetstream()
@@ -212,12 +216,12 @@ class LocalCloud:
             return
         from vaultpay.events.jetstream_config import apply_jetstream_config
 
-        url = f"nats://127.0.0.1:{self.ports['nats']}"
-        done = await apply_jetstream_config(url, config)
+        operator = self.nats_security.client_options("operator")
+        done = await apply_jetstream_config(self.nats_url, config, **operator)
         window = self.config.nats_duplicate_window_s
         if window is not None:
             # Below what the configuration allows (it keeps retried publishes de-duplicated): tests only.
-            done.extend(await _set_duplicate_window(url, window))
+            done.extend(await _set_duplicate_window(self.nats_url, window, operator))
         self.report("JetStream", str(config.relative_to(self.config.root)), "; ".join(done))
 
     def worker_env(self) -> dict[str, str]:
@@ -267,7 +271,7 @@ class LocalCloud:
         if not process.running():
             return False
         await asyncio.to_thread(process.stop)
-        self.report(process.name, f"nats://127.0.0.1:{self.ports['nats']}", "stopped (fault)")
+        self.report(process.name, self.nats_url, "stopped (fault)")
         return True
 
     async def nats_start(self) -> bool:
@@ -277,9 +281,7 @@ class LocalCloud:
             return False
         process.start()
         seconds = await asyncio.to_thread(process.wait_ready)
-        self.report(
-            process.name, f"nats://127.0.0.1:{self.ports['nats']}", f"started again in {seconds:.1f} s"
-        )
+        self.report(process.name, self.nats_url, f"started again in {seconds:.1f} s")
         return True
 
     def nats_running(self) -> bool:
@@ -402,7 +404,9 @@ class LocalCloud:
         params = samconfig_parameters(base / "samconfig.toml", cfg.samconfig_env)
         declared = sam.get("Parameters", {})
         if "NatsUrls" in declared:
-            params["NatsUrls"] = f"nats://127.0.0.1:{self.ports['nats']}"
+            params["NatsUrls"] = self.nats_url
+        if "NatsCaCertificate" in declared:
+            params["NatsCaCertificate"] = self.nats_security.ca_pem()
         params.update({k: v for k, v in cfg.parameter_overrides.items() if k in declared})
         stack = "vaultpay-local" if not self.stacks else f"vaultpay-local-{template.parent.name}"
         translated = await asyncio.to_thread(translate, sam, base, params)
@@ -428,6 +432,7 @@ class LocalCloud:
             previous=previous,
         )
         deployment = await asyncio.to_thread(provisioner.run)
+        await asyncio.to_thread(self._give_nats_users_their_passwords, stack)
         if cfg.persist:
             self.stored.write_stack_record(stack, provisioner.records)
         self.stacks.append(StackState(stack, template, deployment, provisioner.skipped))
@@ -440,6 +445,34 @@ class LocalCloud:
         )
         for logical_id, rtype in provisioner.skipped:
             self.report(f"  {logical_id}", rtype, "cloud-only, skipped locally")
+
+    def _give_nats_users_their_passwords(self, stack: str) -> None:
+        """Each role's NATS user and password into the stack's secret of that role (template.yaml's
+        `Nats*Credentials`), where the functions read them, as on AWS (localcloud.nats_security)."""
+        from localcloud.nats_security import SECRETS
+
+        secrets = self._direct_client("secretsmanager", self.ports["moto"])
+        for role, logical_id in SECRETS.items():
+            name = f"{stack}-{logical_id}"
+            try:
+                secrets.put_secret_value(SecretId=name, SecretString=self.nats_security.secret_value(role))
+            except secrets.exceptions.ResourceNotFoundException:
+                continue  # a template without NATS users (the test fixtures' own stack)
+
+    def _nats_config(self) -> Path:
+        cfg = self.config
+        self.nats_security.ensure()
+        return self.nats_security.write_server_config(
+            port=self.ports["nats"],
+            monitor_port=self.ports["nats_monitor"],
+            store_dir=cfg.state_dir / "jetstream",
+            name="vaultpay-local",
+        )
+
+    @property
+    def nats_url(self) -> str:
+        """The client URL: TLS only (localcloud.nats_security)."""
+        return f"tls://127.0.0.1:{self.ports['nats']}"
 
     async def _redeploy_functions(self) -> None:
         self._runtime.set_functions(dict(self._functions))
@@ -529,7 +562,10 @@ class LocalCloud:
             "edge": self.edge_url,
             "api": next(iter(self.api_urls.values()), None),
             "apis": dict(self.api_urls),
-            "nats": f"nats://127.0.0.1:{p.get('nats')}",
+            "nats": f"tls://127.0.0.1:{p.get('nats')}",
+            # How an operator's tool logs in: the local CA and the operator user (owner-only files).
+            "nats_ca_file": str(self.nats_security.ca_file),
+            "nats_users_file": str(self.nats_security.users_file),
             "nats_monitor": f"http://127.0.0.1:{p.get('nats_monitor')}",
             "dynamodb": f"http://127.0.0.1:{p.get('dynamodb')}",
             "moto": f"http://127.0.0.1:{p.get('moto')}",
@@ -554,10 +590,10 @@ class LocalCloud:
         tmp.replace(path)
 
 
-async def _set_duplicate_window(url: str, seconds: float) -> list[str]:
+async def _set_duplicate_window(url: str, seconds: float, options: dict[str, Any]) -> list[str]:
     import nats
 
-    nc = await nats.connect(url)
+    nc = await nats.connect(url, **options)
     try:
         js = nc.jetstream()
         done = []

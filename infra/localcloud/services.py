@@ -351,12 +351,17 @@ def enable_state_machine_execution(moto_port: int) -> None:
             raise LocalCloudError(f"moto refused the Step Functions execution config: HTTP {resp.status}")
 
 
-def nats_server(port: int, monitor_port: int, state_dir: Path) -> ManagedProcess:
+def nats_server(
+    port: int, monitor_port: int, state_dir: Path, *, config_file: Path | None = None
+) -> ManagedProcess:
+    """nats-server with JetStream on loopback. With `config_file` (localcloud.nats_security: TLS only, users
+    and permissions) the ports and the store come from it; without one, a bare server (component tests)."""
     store = state_dir / "jetstream"
     store.mkdir(parents=True, exist_ok=True)
-    return ManagedProcess(
-        name="NATS JetStream",
-        argv=[
+    if config_file is not None:
+        argv = [nats_server_binary(), "-c", str(config_file)]
+    else:
+        argv = [
             nats_server_binary(),
             "-a",
             "127.0.0.1",
@@ -369,7 +374,10 @@ def nats_server(port: int, monitor_port: int, state_dir: Path) -> ManagedProcess
             str(store),
             "-n",
             "vaultpay-local",
-        ],
+        ]
+    return ManagedProcess(
+        name="NATS JetStream",
+        argv=argv,
         log_file=state_dir / "logs" / "nats.log",
         ready=lambda: _http_ok(f"http://127.0.0.1:{monitor_port}/healthz?js-enabled-only=true"),
     )

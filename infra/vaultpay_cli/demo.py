@@ -590,7 +590,7 @@ class Demo:
         self.answered(
             200,
             status=" → ".join(seen),
-            fraud=f"{fraud['decision']} score {fraud['score']} {fraud['reasons']}" if fraud else None,
+            fraud=f"{fraud['decision']} {fraud['reasons']}" if fraud else None,  # no score: admins only
             failure_reason=body.get("failure_reason"),
         )
         return dict(body)

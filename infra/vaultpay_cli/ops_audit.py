@@ -271,6 +271,7 @@ def replay(
     """Rebuild a read model from VAULTPAY through an ephemeral consumer; safe to run again (idempotent)."""
     import nats
 
+    from localcloud.nats_security import operator_options
     from vaultpay.audit.consumer import replay as replay_stream
     from vaultpay.shared.errors import VaultPayError
 
@@ -279,6 +280,8 @@ def replay(
     start_seq, start_time = _start(start)
     state = _local_state(state_dir)
     url = nats_url or (state["endpoints"]["nats"] if state else os.environ.get("NATS_URL"))
+    # The local cloud's NATS: TLS trusting its CA, as its operator user.
+    login = operator_options(state["endpoints"]) if state and not nats_url else {}
     if not url:
         raise _fail("No NATS server: start the local cloud, or pass --nats-url (or set NATS_URL).")
     client = _dynamodb(state)
@@ -287,7 +290,7 @@ def replay(
     append = _read_model(consumer, client, table)
 
     async def run() -> Any:
-        connection = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=2)
+        connection = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=2, **login)
         try:
             return await replay_stream(connection, append, start_seq=start_seq, start_time=start_time)
         finally:

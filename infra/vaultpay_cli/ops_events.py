@@ -33,26 +33,42 @@ Creds = Annotated[Path | None, typer.Option("--creds", help="NATS .creds file, f
 StateDir = Annotated[Path | None, typer.Option("--state-dir", help="Where the local cloud keeps its state.")]
 
 
+# How to log in to a local cloud's NATS, by URL, once resolve_nats_url found it (localcloud.nats_security).
+_LOCAL_LOGINS: dict[str, dict[str, Any]] = {}
+
+
 def resolve_nats_url(nats_url: str | None, state_dir: Path | None) -> str:
-    """--nats-url / NATS_URL, else the local cloud's endpoint; exits 1 with advice when there is neither."""
+    """--nats-url / NATS_URL, else the local cloud's endpoint; exits 1 with advice when there is neither.
+    For the local cloud's, the commands below then log in as its operator over TLS."""
+    url, login = resolve_nats(nats_url, state_dir)
+    if login:
+        _LOCAL_LOGINS[url] = login
+    return url
+
+
+def resolve_nats(nats_url: str | None, state_dir: Path | None) -> tuple[str, dict[str, Any]]:
+    """The URL (as resolve_nats_url) and, for the local cloud's, how to log in to it: TLS trusting its CA,
+    as its operator user (localcloud.nats_security)."""
     if nats_url:
-        return nats_url
+        return nats_url, {}
     # Imported here: main.py imports this module to register the commands.
     from localcloud.cloud import read_state
+    from localcloud.nats_security import operator_options
     from vaultpay_cli.main import default_state_dir
 
     state = read_state((state_dir or default_state_dir()).resolve())
-    url = (state or {}).get("endpoints", {}).get("nats")
+    endpoints = (state or {}).get("endpoints", {})
+    url = endpoints.get("nats")
     if not url:
         typer.echo("No NATS server: start the local cloud (`make run`) or pass --nats-url.", err=True)
         raise typer.Exit(1)
-    return str(url)
+    return str(url), operator_options(endpoints)
 
 
 async def _connect(url: str, creds: Path | None) -> Any:
     import nats
 
-    options: dict[str, Any] = {"user_credentials": str(creds)} if creds else {}
+    options: dict[str, Any] = {"user_credentials": str(creds)} if creds else dict(_LOCAL_LOGINS.get(url, {}))
 
     async def quiet(_exc: Exception) -> None:
         return None  # the failure is reported once, below, not per connection attempt
@@ -177,7 +193,7 @@ def events_apply_config(
 
     url = resolve_nats_url(nats_url, state_dir)
     path = config or repo_root() / "infra" / "nats" / "jetstream.json"
-    options: dict[str, Any] = {"user_credentials": str(creds)} if creds else {}
+    options: dict[str, Any] = {"user_credentials": str(creds)} if creds else dict(_LOCAL_LOGINS.get(url, {}))
     try:
         done = asyncio.run(apply_jetstream_config(url, path, **options))
     except JetStreamConfigError as exc:

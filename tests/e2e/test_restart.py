@@ -154,12 +154,12 @@ def _transfer(client: ApiClient, source_id: str, destination_number: str, amount
         time.sleep(0.25)
 
 
-def _stream_event_ids(nats_url: str) -> list[str]:
+def _stream_event_ids(cloud: RunningCloud) -> list[str]:
     """Every message's Nats-Msg-Id (the event id) in stream VAULTPAY, in stream order."""
     import nats
 
     async def read() -> list[str]:
-        nc = await nats.connect(nats_url)
+        nc = await nats.connect(cloud.nats, **cloud.nats_login())
         try:
             js = nc.jetstream()
             info = await js.stream_info("VAULTPAY")
@@ -192,7 +192,7 @@ def test_customers_money_executions_and_stream_positions_survive_restarts(cloud:
     assert funded.status == 201, funded.body
     first = _transfer(asha_client, source["account_id"], payee["account_number"], 1_000_00)
     assert first["status"] == "COMPLETED", first
-    before = _stream_event_ids(cloud.now.nats)
+    before = _stream_event_ids(cloud.now)
     assert len(before) >= 10, before  # registrations, logins, accounts, deposit, a transfer...
     # ... and another transfer still in flight when the cloud is stopped (the stop waits for its saga)
     body = {
@@ -253,7 +253,7 @@ def test_customers_money_executions_and_stream_positions_survive_restarts(cloud:
     time.sleep(DUPLICATE_WINDOW_S * 2)
     cloud.restart()
     _settle(4)
-    after = _stream_event_ids(cloud.now.nats)
+    after = _stream_event_ids(cloud.now)
     twice = {event_id: n for event_id, n in Counter(after).items() if n > 1}
     assert twice == {}, f"{len(twice)} event ids stored more than once after restarts: {list(twice)[:5]}"
     assert after[: len(before)] == before

@@ -173,16 +173,27 @@ async def test_the_fraud_consumer_refuses_a_key_twice_as_the_audit_consumer_does
     assert message.answer == "nak"
 
 
-async def _publish(url: str, envelope: dict[str, Any]) -> None:
+async def _publish(url: str, envelope: dict[str, Any], login: dict[str, Any]) -> list[str]:
+    """Publishes as a plain NATS client would (not through JetStream's API); answers the server's errors."""
     import nats
 
-    client = await nats.connect(url)
+    errors: list[str] = []
+
+    async def collect(exc: Exception) -> None:
+        errors.append(str(exc))
+
+    client = await nats.connect(
+        url, allow_reconnect=False, max_reconnect_attempts=1, connect_timeout=3, error_cb=collect, **login
+    )
     try:
-        await client.jetstream().publish(
+        await client.publish(
             envelope["type"], _text(envelope).encode(), headers={"Nats-Msg-Id": envelope["id"]}
         )
+        await client.flush()
+        await asyncio.sleep(0.3)  # the server's -ERR for a denied publish arrives asynchronously
     finally:
         await client.close()
+    return errors
 
 
 def _audited(admin: Any, correlation_id: str) -> list[dict[str, Any]]:
@@ -192,12 +203,6 @@ def _audited(admin: Any, correlation_id: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.e2e
-@pytest.mark.xfail(
-    strict=True,
-    reason="the local cloud's NATS has no users yet (on AWS each function logs in as its own NATS user and "
-    "only the relay's may publish vaultpay.>): anyone who reaches it writes a well-formed event into the "
-    "hash-chained audit log, which then verifies",
-)
 def test_an_event_published_by_someone_other_than_the_relay_is_not_recorded(
     local_cloud: Any, api: Callable[..., Any], admin: Any
 ) -> None:
@@ -210,7 +215,17 @@ def test_an_event_published_by_someone_other_than_the_relay_is_not_recorded(
         correlation_id="forged-" + uuid.uuid4().hex,
         actor=None,
     ).cloudevent()
-    asyncio.run(_publish(local_cloud.nats, forged))
+    # Attack 1: no user at all (over TLS, trusting the cloud's CA) -> refused at connect
+    login = local_cloud.nats_login("audit")
+    anonymous = {"tls": login["tls"]}
+    with pytest.raises(Exception, match="Authorization Violation"):
+        asyncio.run(_publish(local_cloud.nats, forged, anonymous))
+    # Attack 2: plain text -> refused (the server speaks TLS only; the cloud's CA is not the system's)
+    with pytest.raises(Exception, match=r"CERTIFICATE_VERIFY_FAILED|SSL|TLS"):
+        asyncio.run(_publish(local_cloud.nats.replace("tls://", "nats://"), forged, {}))
+    # Attack 3: a consumer's own credentials (stolen from its function) -> it may not publish events
+    violations = asyncio.run(_publish(local_cloud.nats, forged, login))
+    assert any("permissions violation" in v for v in violations), violations
     # When a genuine event is published after it, through the outbox and the relay, and is recorded
     genuine = "genuine-" + uuid.uuid4().hex
     customer = signed_in_customer(api, device_id="bus-witness")

@@ -31,6 +31,12 @@ class RunningCloud:
         self.apis: dict[str, str] = state["endpoints"]["apis"]
         self.nats = state["endpoints"]["nats"]
 
+    def nats_login(self, role: str = "operator") -> dict[str, Any]:
+        """`nats.connect` options to log in to this cloud's NATS as `role` (TLS; localcloud.nats_security)."""
+        from localcloud.nats_security import NatsSecurity
+
+        return NatsSecurity(self.state_dir).client_options(role)
+
     def client(self, service: str) -> Any:
         import boto3
 

@@ -258,7 +258,11 @@ def test_nats_stopped_fails_publishes_and_started_again_keeps_what_it_stored(
     async def scenario() -> None:
         # A client like the relay's: it reconnects on its own
         nc = await nats.connect(
-            local_cloud.nats, reconnect_time_wait=0.2, max_reconnect_attempts=-1, connect_timeout=2
+            local_cloud.nats,
+            reconnect_time_wait=0.2,
+            max_reconnect_attempts=-1,
+            connect_timeout=2,
+            **local_cloud.nats_login(),
         )
         js = nc.jetstream()
         try:
@@ -276,6 +280,7 @@ def test_nats_stopped_fails_publishes_and_started_again_keeps_what_it_stored(
                     max_reconnect_attempts=1,
                     reconnect_time_wait=0.1,
                     connect_timeout=1,
+                    **local_cloud.nats_login(),
                 )
 
             started = await asyncio.to_thread(faults.nats_start)

@@ -1,0 +1,202 @@
+"""NATS on the local cloud as on AWS: TLS only, and one NATS user per role with only its subjects.
+
+At its first start the local cloud makes a CA and a server certificate for 127.0.0.1 / localhost (the
+`cryptography` package) and a password per role, and keeps them in its state dir (`nats/`, owner-only), so a
+restart serves the same certificate and the same users. nats-server gets them in its config file: the client
+port speaks TLS only, and a connection without a known user is refused.
+
+The roles are those of template.yaml's `Nats*Credentials` secrets: once the stack is provisioned, the local
+cloud writes each role's user and password into its secret, where the functions read them
+(`NATS_CREDENTIALS_SECRET_ARN`), exactly as they do on AWS.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import os
+import secrets
+import ssl
+from pathlib import Path
+from typing import Any
+
+# Subject permissions per role (the same as the cluster's on AWS, infra/nats/cluster.yaml). A pull consumer
+# asks for messages and its consumer's info on the JetStream API, acks on `$JS.ACK.<stream>.<durable>.>`, and
+# gets its answers on an inbox; a publisher gets its PubAcks on an inbox.
+_INBOX = "_INBOX.>"
+
+
+def _consumer(durable: str) -> dict[str, list[str]]:
+    return {
+        "publish": [
+            f"$JS.API.CONSUMER.INFO.VAULTPAY.{durable}",
+            f"$JS.API.CONSUMER.MSG.NEXT.VAULTPAY.{durable}",
+            f"$JS.ACK.VAULTPAY.{durable}.>",
+        ],
+        "subscribe": [_INBOX],
+    }
+
+
+PERMISSIONS: dict[str, dict[str, list[str]] | None] = {
+    # The relay and the outbox sweeper: publish events (and read the stream's info), nothing else.
+    "relay": {"publish": ["vaultpay.>", "$JS.API.STREAM.INFO.VAULTPAY"], "subscribe": [_INBOX]},
+    "audit": _consumer("audit-workers"),
+    "fraud": _consumer("fraud-workers"),
+    # The health check: server and stream info.
+    "health": {"publish": ["$JS.API.INFO", "$JS.API.STREAM.INFO.VAULTPAY"], "subscribe": [_INBOX]},
+    # The local cloud's own administrator (stream set-up, the ops CLI, the tests' own streams): everything.
+    # On AWS the operator user is narrower (infra/nats/cluster.yaml); the function roles are the same.
+    "operator": None,
+}
+# template.yaml's secret of each role (its logical id).
+SECRETS = {
+    "relay": "NatsRelayCredentials",
+    "audit": "NatsAuditConsumerCredentials",
+    "fraud": "NatsFraudConsumerCredentials",
+    "health": "NatsHealthCredentials",
+    "operator": "NatsOperatorCredentials",
+}
+_VALID_DAYS = 3650
+
+
+class NatsSecurity:
+    """The local cloud's NATS CA, server certificate and users, made once and kept in `<state dir>/nats`."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.dir = state_dir / "nats"
+        self.ca_file = self.dir / "ca.pem"
+        self.cert_file = self.dir / "server.pem"
+        self.key_file = self.dir / "server-key.pem"
+        self.users_file = self.dir / "users.json"
+        self.config_file = self.dir / "nats.conf"
+
+    def ensure(self) -> None:
+        """Makes what is missing (a first start, or a state dir from before TLS)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.dir, 0o700)
+        if not (self.ca_file.exists() and self.cert_file.exists() and self.key_file.exists()):
+            self._make_certificates()
+        if not self.users_file.exists():
+            users = {role: secrets.token_urlsafe(30) for role in PERMISSIONS}
+            _write_private(self.users_file, json.dumps(users, indent=2))
+
+    def passwords(self) -> dict[str, str]:
+        users: dict[str, str] = json.loads(self.users_file.read_text())
+        return users
+
+    def ca_pem(self) -> str:
+        return self.ca_file.read_text()
+
+    def write_server_config(self, *, port: int, monitor_port: int, store_dir: Path, name: str) -> Path:
+        """nats-server's config: TLS-only clients on loopback, JetStream, the users and their permissions."""
+        users = []
+        for role, password in self.passwords().items():
+            user: dict[str, Any] = {"user": role, "password": password}
+            allowed = PERMISSIONS[role]
+            if allowed is not None:
+                user["permissions"] = {
+                    direction: {"allow": subjects} if subjects else {"deny": [">"]}
+                    for direction, subjects in allowed.items()
+                }
+            users.append(user)
+        # nats-server reads JSON as its config syntax (a superset of JSON).
+        config = {
+            "server_name": name,
+            "listen": f"127.0.0.1:{port}",
+            "http": f"127.0.0.1:{monitor_port}",
+            "jetstream": {"store_dir": str(store_dir)},
+            "tls": {"cert_file": str(self.cert_file), "key_file": str(self.key_file), "timeout": 2},
+            "authorization": {"users": users},
+        }
+        _write_private(self.config_file, json.dumps(config, indent=2))
+        return self.config_file
+
+    def client_options(self, role: str = "operator") -> dict[str, Any]:
+        """`nats.connect` keyword arguments to log in as `role` over TLS trusting the local CA."""
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        return {"tls": context, "user": role, "password": self.passwords()[role]}
+
+    def secret_value(self, role: str) -> str:
+        """What the role's Secrets Manager secret holds (vaultpay.events.nats_client.parse_credentials)."""
+        return json.dumps({"user": role, "password": self.passwords()[role]})
+
+    def _make_certificates(self) -> None:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+        now = datetime.datetime.now(datetime.UTC)
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "VaultPay local NATS CA")])
+        ca = (
+            x509.CertificateBuilder()
+            .subject_name(ca_name)
+            .issuer_name(ca_name)
+            .public_key(ca_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=_VALID_DAYS))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=False,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .sign(ca_key, hashes.SHA256())
+        )
+        key = ec.generate_private_key(ec.SECP256R1())
+        server = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=_VALID_DAYS))
+            .add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                ),
+                critical=False,
+            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        pem = serialization.Encoding.PEM
+        _write_private(
+            self.key_file,
+            key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode(),
+        )
+        _write_private(self.cert_file, server.public_bytes(pem).decode())
+        _write_private(self.ca_file, ca.public_bytes(pem).decode())
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+def operator_options(endpoints: dict[str, Any]) -> dict[str, Any]:
+    """`nats.connect` options for an operator's tool against a running local cloud (its state's endpoints):
+    TLS trusting the local CA, logged in as the operator. Empty for a cloud from before TLS."""
+    ca_file, users_file = endpoints.get("nats_ca_file"), endpoints.get("nats_users_file")
+    if not ca_file or not users_file:
+        return {}
+    users = json.loads(Path(users_file).read_text())
+    return {
+        "tls": ssl.create_default_context(cafile=str(ca_file)),
+        "user": "operator",
+        "password": users["operator"],
+    }
