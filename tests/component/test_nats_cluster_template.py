@@ -676,3 +676,17 @@ def test_the_test_copy_of_the_permissions_is_the_documented_one() -> None:
     for permissions in EXPECTED_PERMISSIONS.values():
         for subject in permissions["publish"]["allow"] + permissions["subscribe"]["allow"]:
             assert f"`{subject}`" in text, subject
+
+
+def test_the_local_cloud_gives_each_function_role_the_clusters_permissions(
+    server_config: dict[str, Any],
+) -> None:
+    from localcloud.nats_security import PERMISSIONS
+
+    cluster = {role: user["permissions"] for role, user in _users_by_role(server_config).items()}
+    for role, allowed in PERMISSIONS.items():
+        if role == "operator":
+            continue  # locally the administrator of its own cloud; on AWS narrower (the table above)
+        assert allowed is not None, role
+        local = {direction: {"allow": subjects} for direction, subjects in allowed.items()}
+        assert local == cluster[role], role
