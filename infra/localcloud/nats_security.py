@@ -21,30 +21,33 @@ import ssl
 from pathlib import Path
 from typing import Any
 
+
 # Subject permissions per role (the same as the cluster's on AWS, infra/nats/cluster.yaml). A pull consumer
 # asks for messages and its consumer's info on the JetStream API, acks on `$JS.ACK.<stream>.<durable>.>`, and
 # gets its answers on an inbox; a publisher gets its PubAcks on an inbox.
-_INBOX = "_INBOX.>"
+def _inbox(user: str) -> str:
+    # Each function user reads only its own inbox (vaultpay.events.nats_client sets the prefix).
+    return f"_INBOX_{user}.>"
 
 
-def _consumer(durable: str) -> dict[str, list[str]]:
+def _consumer(user: str, durable: str) -> dict[str, list[str]]:
     return {
         "publish": [
             f"$JS.API.CONSUMER.INFO.VAULTPAY.{durable}",
             f"$JS.API.CONSUMER.MSG.NEXT.VAULTPAY.{durable}",
             f"$JS.ACK.VAULTPAY.{durable}.>",
         ],
-        "subscribe": [_INBOX],
+        "subscribe": [_inbox(user)],
     }
 
 
 PERMISSIONS: dict[str, dict[str, list[str]] | None] = {
     # The relay and the outbox sweeper: publish events (and read the stream's info), nothing else.
-    "relay": {"publish": ["vaultpay.>", "$JS.API.STREAM.INFO.VAULTPAY"], "subscribe": [_INBOX]},
-    "audit": _consumer("audit-workers"),
-    "fraud": _consumer("fraud-workers"),
+    "relay": {"publish": ["vaultpay.>", "$JS.API.STREAM.INFO.VAULTPAY"], "subscribe": [_inbox("relay")]},
+    "audit": _consumer("audit", "audit-workers"),
+    "fraud": _consumer("fraud", "fraud-workers"),
     # The health check: server and stream info.
-    "health": {"publish": ["$JS.API.INFO", "$JS.API.STREAM.INFO.VAULTPAY"], "subscribe": [_INBOX]},
+    "health": {"publish": ["$JS.API.INFO", "$JS.API.STREAM.INFO.VAULTPAY"], "subscribe": [_inbox("health")]},
     # The local cloud's own administrator (stream set-up, the ops CLI, the tests' own streams): everything.
     # On AWS the operator user is narrower (infra/nats/cluster.yaml); the function roles are the same.
     "operator": None,
@@ -113,9 +116,13 @@ class NatsSecurity:
         return self.config_file
 
     def client_options(self, role: str = "operator") -> dict[str, Any]:
-        """`nats.connect` keyword arguments to log in as `role` over TLS trusting the local CA."""
+        """`nats.connect` keyword arguments to log in as `role` over TLS trusting the local CA (a function
+        role's replies on its own inbox, as the functions connect)."""
         context = ssl.create_default_context(cafile=str(self.ca_file))
-        return {"tls": context, "user": role, "password": self.passwords()[role]}
+        options: dict[str, Any] = {"tls": context, "user": role, "password": self.passwords()[role]}
+        if role != "operator":
+            options["inbox_prefix"] = f"_INBOX_{role}"
+        return options
 
     def secret_value(self, role: str) -> str:
         """What the role's Secrets Manager secret holds (vaultpay.events.nats_client.parse_credentials)."""

@@ -39,10 +39,15 @@ CREDENTIAL_PARAMETERS = {
     "operator": "NatsOperatorCredentialsArn",
 }
 SECRET_PARAMETERS = {"NatsTlsSecretArn", *CREDENTIAL_PARAMETERS.values()}
-INBOX = ["_INBOX.>"]  # every reply (PubAck, JetStream API answer, pulled message) comes to the client's inbox
 
 
-def _pull_consumer(durable: str) -> dict[str, Any]:
+def _inbox(user: str) -> list[str]:
+    # Every reply (PubAck, JetStream API answer, pulled message) comes to the client's inbox: each function
+    # user's own, so no user reads another's (vaultpay.events.nats_client sets the prefix).
+    return [f"_INBOX_{user}.>"]
+
+
+def _pull_consumer(user: str, durable: str) -> dict[str, Any]:
     # Only its own durable: info, a batch request, and acks on the reply subjects of the messages it got.
     return {
         "publish": {
@@ -52,20 +57,20 @@ def _pull_consumer(durable: str) -> dict[str, Any]:
                 f"$JS.ACK.VAULTPAY.{durable}.>",
             ]
         },
-        "subscribe": {"allow": INBOX},
+        "subscribe": {"allow": _inbox(user)},
     }
 
 
 EXPECTED_PERMISSIONS = {
     "relay": {
         "publish": {"allow": ["vaultpay.>", "$JS.API.STREAM.INFO.VAULTPAY"]},
-        "subscribe": {"allow": INBOX},
+        "subscribe": {"allow": _inbox("relay")},
     },
-    "audit": _pull_consumer("audit-workers"),
-    "fraud": _pull_consumer("fraud-workers"),
+    "audit": _pull_consumer("audit", "audit-workers"),
+    "fraud": _pull_consumer("fraud", "fraud-workers"),
     "health": {
         "publish": {"allow": ["$JS.API.INFO", "$JS.API.STREAM.INFO.VAULTPAY"]},
-        "subscribe": {"allow": INBOX},
+        "subscribe": {"allow": _inbox("health")},
     },
     "operator": {
         "publish": {"allow": ["$JS.API.>", "vaultpay.>", "$JS.ACK.VAULTPAY.>", "$JS.FC.VAULTPAY.>"]},
@@ -547,12 +552,19 @@ async def login(secured_nats: SecuredNats) -> AsyncIterator[Any]:
         async def remember(exc: Exception) -> None:
             errors.append(str(exc))
 
+        from vaultpay.events.nats_client import NatsCredentials
+
+        # As the functions log in (vaultpay.events.nats_client): a function user's replies on its own inbox.
+        login = NatsCredentials(
+            user=role, password=password or secured_nats.passwords[role]
+        ).connect_options()
+        if role == "operator":
+            login.pop("inbox_prefix", None)  # the ops CLI's operator uses the default _INBOX
         client = await nats.connect(
             secured_nats.url,
-            user=role,
-            password=password or secured_nats.passwords[role],
             tls=_tls(secured_nats),
             error_cb=remember,
+            **login,
             allow_reconnect=False,
             max_reconnect_attempts=1,
             connect_timeout=2,

@@ -239,3 +239,36 @@ def test_an_event_published_by_someone_other_than_the_relay_is_not_recorded(
         time.sleep(0.5)
     # Then the forged event, consumed before it, is not in the audit log
     assert _audited(admin, forged["correlationid"]) == []
+
+
+@pytest.mark.e2e
+def test_a_stolen_nats_password_cannot_read_another_functions_replies(local_cloud: Any) -> None:
+    import nats
+
+    async def subscribe_as(role: str, subject: str) -> list[str]:
+        errors: list[str] = []
+
+        async def collect(exc: Exception) -> None:
+            errors.append(str(exc))
+
+        client = await nats.connect(
+            local_cloud.nats,
+            allow_reconnect=False,
+            connect_timeout=3,
+            error_cb=collect,
+            **local_cloud.nats_login(role),
+        )
+        try:
+            await client.subscribe(subject)
+            await client.flush()
+            await asyncio.sleep(0.3)  # the server's -ERR for a denied subscription arrives asynchronously
+        finally:
+            await client.close()
+        return errors
+
+    # The health check's password, stolen: what the audit consumer pulls arrives on the audit user's inbox
+    for subject in ("_INBOX_audit.>", "_INBOX.>", "vaultpay.>"):
+        errors = asyncio.run(subscribe_as("health", subject))
+        assert any("permissions violation" in e.lower() for e in errors), (subject, errors)
+    # While each user reads its own inbox (how every PubAck and pulled message reaches it)
+    assert asyncio.run(subscribe_as("audit", "_INBOX_audit.>")) == []

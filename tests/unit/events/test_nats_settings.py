@@ -41,7 +41,10 @@ def test_a_missing_or_foreign_url_is_refused_without_quoting_it(url: str) -> Non
 @pytest.mark.parametrize(
     ("secret", "options"),
     [
-        (json.dumps({"user": "relay", "password": PASSWORD}), {"user": "relay", "password": PASSWORD}),
+        (
+            json.dumps({"user": "relay", "password": PASSWORD}),
+            {"user": "relay", "password": PASSWORD, "inbox_prefix": "_INBOX_relay"},
+        ),
         (json.dumps({"token": PASSWORD}), {"token": PASSWORD}),
     ],
     ids=["user-password", "token"],

@@ -12,6 +12,7 @@ import asyncio
 import functools
 import importlib.util
 import json
+import re
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 _T = TypeVar("_T")
 _SCHEMES = ("nats://", "tls://")
 _CREDS_MARKER = "-----BEGIN NATS USER JWT-----"
+_INBOX_USER = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # A connection idle for longer than this is checked with a PING before use: while a Lambda is frozen
 # nothing answers the server's PINGs, so after a few minutes the server has dropped it without telling us.
 DEFAULT_IDLE_CHECK_S = 30.0
@@ -133,7 +135,12 @@ class NatsCredentials:
             return {"user_credentials": RawCredentials(self.creds)}
         if self.token:
             return {"token": self.token}
-        return {"user": self.user, "password": self.password}
+        options: dict[str, Any] = {"user": self.user, "password": self.password}
+        if self.user and _INBOX_USER.fullmatch(self.user):
+            # Replies to this user come on an inbox of its own, the only one its permissions let it read:
+            # no other user's stolen password reads what this one pulls (infra/nats/cluster.yaml).
+            options["inbox_prefix"] = f"_INBOX_{self.user}"
+        return options
 
 
 def parse_credentials(secret: str) -> NatsCredentials:
