@@ -251,6 +251,17 @@ class JetStreamConnection:
         self._client: Any = None
         self._sources: dict[tuple[str, str], NatsPullSource] = {}
 
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str], *, name: str) -> JetStreamConnection:
+        """A consumer function's connection: NATS_URL, NATS_TLS_CA and its own NATS user
+        (NATS_CREDENTIALS_SECRET_ARN), which may read only its durable consumer."""
+        from vaultpay.events.nats_client import NatsSettings, credentials_from
+
+        settings = NatsSettings.from_environ(environ)
+        return cls(
+            settings.servers, name=name, credentials=credentials_from(settings), tls=settings.tls_options()
+        )
+
     def run(self, work: Callable[[], Awaitable[T]]) -> T:
         """Runs `work` on this connection's loop (the handler itself is synchronous)."""
         return self._loop.run_until_complete(work())

@@ -58,18 +58,10 @@ def audit_service() -> AuditService:
 
 @functools.cache
 def jetstream() -> JetStreamConnection:
-    """The process's one NATS connection (NATS_URL from the shared settings)."""
+    """The process's one NATS connection, as the audit consumer's own NATS user."""
     from vaultpay.audit.consumer import JetStreamConnection
-    from vaultpay.events.nats_client import NatsSettings, credentials_from
 
-    # The consumer's own NATS user (NATS_CREDENTIALS_SECRET_ARN): it may read only its durable consumer.
-    settings = NatsSettings.from_environ(os.environ)
-    return JetStreamConnection(
-        settings.servers,
-        name="vaultpay-audit-consumer",
-        credentials=credentials_from(settings),
-        tls=settings.tls_options(),
-    )
+    return JetStreamConnection.from_environ(os.environ, name="vaultpay-audit-consumer")
 
 
 def consume_pending(remaining_ms: Callable[[], int]) -> ConsumeReport:
