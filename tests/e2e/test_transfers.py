@@ -15,6 +15,7 @@ from support.bank import (
     idempotency_key,
     open_account,
     signed_in_customer,
+    waiting_review_alert,
 )
 
 pytestmark = pytest.mark.e2e
@@ -62,19 +63,6 @@ def _settled(
             return dict(reply.body)
         assert time.monotonic() < deadline, reply.body
         time.sleep(0.25)
-
-
-def _waiting_alert(admin: Any, transfer_id: str, timeout_s: float = 10) -> dict[str, Any]:
-    """The transfer's alert once its review is WAITING (the task token is stored just after IN_REVIEW)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        alerts = admin.get("/v1/admin/fraud/alerts?decision=REVIEW&limit=100")
-        assert alerts.status == 200, alerts.body
-        found = [a for a in alerts.body["items"] if a["transfer_id"] == transfer_id]
-        if found and (found[0].get("review") or {}).get("status") == "WAITING":
-            return dict(found[0])
-        assert time.monotonic() < deadline, found
-        time.sleep(0.1)
 
 
 def _balance(client: Any, account_id: str) -> dict[str, int]:
@@ -176,7 +164,7 @@ def test_a_large_transfer_waits_for_an_admin_who_decides_it(
     # Then the money is held, not moved
     assert _balance(sender, source["account_id"]) == {"ledger": REVIEW_AMOUNT, "available": 0}
     # And the admin sees it among the alerts, waiting, with the rules that fired and no task token
-    alert = _waiting_alert(admin, transfer_id)
+    alert = waiting_review_alert(admin, transfer_id, timeout_s=10)
     assert "HIGH_AMOUNT" in alert["reasons"]
     assert "token" not in json.dumps(alert).lower()
     # A customer cannot decide it

@@ -20,6 +20,7 @@ from support.bank import (
     open_account,
     signed_in_admin,
     signed_in_customer,
+    waiting_review_alert,
 )
 from support.cloud import DEPOSIT_APPROVAL_THRESHOLD
 
@@ -52,17 +53,18 @@ def _balance(client: Any, account_id: str) -> dict[str, int]:
     return dict(reply.body["balance"])
 
 
-def _wait_for_review(admin: Any, transfer_id: str, timeout_s: float = 30) -> None:
-    """Until the transfer's review is WAITING for a decision (its task token stored)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        alerts = admin.get("/v1/admin/fraud/alerts?decision=REVIEW&limit=100")
-        assert alerts.status == 200, alerts.body
-        found = [a for a in alerts.body["items"] if a["transfer_id"] == transfer_id]
-        if found and (found[0].get("review") or {}).get("status") == "WAITING":
-            return
-        assert time.monotonic() < deadline, found
-        time.sleep(0.1)
+def _held_for_review(client: Any, source: dict[str, Any], destination: dict[str, Any], admin: Any) -> str:
+    """A transfer large enough to be held for review, sent by `client`; its id once the review waits."""
+    body = {
+        "source_account_id": source["account_id"],
+        "destination_account_number": destination["account_number"],
+        "amount": REVIEW_AMOUNT,
+        "currency": "INR",
+    }
+    sent = client.post("/v1/transfers", body, headers=idempotency_key())
+    assert sent.status == 202, sent.body
+    waiting_review_alert(admin, sent.body["transfer_id"])
+    return str(sent.body["transfer_id"])
 
 
 def _pending_ids(admin: Any) -> set[str]:
@@ -127,6 +129,8 @@ def test_a_rejected_deposit_never_moves_money(api: Callable[..., Any], admin: An
     assert_problem(
         controller.post(f"/v1/admin/deposits/dep_{'0' * 32}/approve", {}), 404, "deposit_not_found"
     )
+    # And the queue lists only what waits: any other status is a validation error (docs/api.md)
+    assert_problem(controller.get("/v1/admin/deposits?status=REJECTED"), 422, "validation_failed")
 
 
 def test_an_admin_cannot_deposit_into_an_account_they_own_at_any_amount(admin: Any) -> None:
@@ -144,19 +148,7 @@ def test_an_admin_cannot_decide_the_review_of_a_transfer_from_their_own_account(
     assert deposit(controller, own["account_id"], REVIEW_AMOUNT).status == 201
     payee = signed_in_customer(api, device_id="payee-phone")
     destination = open_account(payee)
-    sent = admin.post(
-        "/v1/transfers",
-        {
-            "source_account_id": own["account_id"],
-            "destination_account_number": destination["account_number"],
-            "amount": REVIEW_AMOUNT,
-            "currency": "INR",
-        },
-        headers=idempotency_key(),
-    )
-    assert sent.status == 202, sent.body
-    transfer_id = sent.body["transfer_id"]
-    _wait_for_review(controller, transfer_id)
+    transfer_id = _held_for_review(admin, own, destination, controller)
     # Attack: the admin approves their own held transfer -> 403, the saga still waits
     review = f"/v1/admin/fraud/reviews/{transfer_id}"
     assert_problem(admin.post(review, {"decision": "APPROVE", "note": "mine"}), 403, "four_eyes_required")
@@ -173,19 +165,7 @@ def test_an_admin_cannot_decide_the_review_of_a_transfer_into_their_own_account(
     source = open_account(sender)
     assert deposit(controller, source["account_id"], REVIEW_AMOUNT).status == 201
     own = open_account(admin)
-    sent = sender.post(
-        "/v1/transfers",
-        {
-            "source_account_id": source["account_id"],
-            "destination_account_number": own["account_number"],
-            "amount": REVIEW_AMOUNT,
-            "currency": "INR",
-        },
-        headers=idempotency_key(),
-    )
-    assert sent.status == 202, sent.body
-    transfer_id = sent.body["transfer_id"]
-    _wait_for_review(controller, transfer_id)
+    transfer_id = _held_for_review(sender, source, own, controller)
     review = f"/v1/admin/fraud/reviews/{transfer_id}"
     assert_problem(admin.post(review, {"decision": "APPROVE", "note": "pay me"}), 403, "four_eyes_required")
     assert controller.post(review, {"decision": "DECLINE", "note": "no"}).status == 200

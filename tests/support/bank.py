@@ -94,3 +94,18 @@ def deposit(admin: Any, account_id: str, amount: Any, **overrides: Any) -> Any:
     body = {"account_id": account_id, "amount": amount, "currency": "INR", "reference": "NEFT e2e"}
     body.update(overrides)
     return admin.post("/v1/admin/deposits", body, headers=idempotency_key())
+
+
+def waiting_review_alert(admin: Any, transfer_id: str, timeout_s: float = 30) -> dict[str, Any]:
+    """The transfer's fraud alert once its review is WAITING (its task token is stored after IN_REVIEW)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        alerts = admin.get("/v1/admin/fraud/alerts?decision=REVIEW&limit=100")
+        assert alerts.status == 200, alerts.body
+        found = [a for a in alerts.body["items"] if a["transfer_id"] == transfer_id]
+        if found and (found[0].get("review") or {}).get("status") == "WAITING":
+            return dict(found[0])
+        assert time.monotonic() < deadline, found
+        time.sleep(0.1)
