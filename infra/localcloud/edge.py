@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -130,12 +131,14 @@ class Edge:
         return web.Response(body=body, content_type="application/json")
 
     async def _localstack_health(self, _: web.Request) -> web.Response:
-        status = self.status()
+        status = await asyncio.to_thread(self.status)
         running = {name: "running" if ok else "error" for name, ok in status.get("services", {}).items()}
         return web.json_response({"services": running, "edition": "vaultpay-localcloud", "version": "1"})
 
     async def _status(self, _: web.Request) -> web.Response:
-        return web.json_response({**self.status(), "edge_calls": dict(self.calls)})
+        # In a thread: the status asks the NATS nodes' monitoring endpoints (blocking, loopback).
+        status = await asyncio.to_thread(self.status)
+        return web.json_response({**status, "edge_calls": dict(self.calls)})
 
 
 def _aws_error(status: int, code: str, message: str) -> web.Response:

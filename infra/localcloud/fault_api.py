@@ -28,6 +28,8 @@ class NatsSwitch(Protocol):
 
     def nats_running(self) -> bool: ...
 
+    async def nats_kill_node(self, node: str, restart_after_s: float | None) -> dict[str, Any]: ...
+
 
 class FaultController:
     """The injector plus what takes time: a NATS outage that ends by itself after `nats_down_for_s`."""
@@ -65,6 +67,14 @@ class FaultController:
     async def start_nats(self) -> bool:
         self._cancel_restart()
         return await self._start_nats()
+
+    async def kill_node(self, node: str, restart_after_s: float | None) -> dict[str, Any]:
+        """SIGKILLs one NATS node (a name or "leader"), started again after `restart_after_s`."""
+        async with self._lock:
+            done = await self.nats.nats_kill_node(node, restart_after_s)
+        self.injector.count("nats_node_kills")
+        log.warning("fault: NATS node %s killed (was leader: %s)", done["node"], done["was_leader"])
+        return done
 
     def snapshot(self) -> dict[str, Any]:
         restart_in = None
@@ -131,6 +141,7 @@ def add_fault_routes(app: web.Application, controller: FaultController) -> None:
     app.router.add_delete(FAULTS_PATH, _delete)
     app.router.add_post(FAULTS_PATH + "/nats/stop", _nats_stop)
     app.router.add_post(FAULTS_PATH + "/nats/start", _nats_start)
+    app.router.add_post(FAULTS_PATH + "/nats/kill", _nats_kill)
 
 
 def _invalid(message: str) -> web.Response:
@@ -189,3 +200,31 @@ async def _nats_start(request: web.Request) -> web.Response:
     except LocalCloudError as exc:
         return _failed(exc)
     return web.json_response({"changed": changed, **controller.snapshot()})
+
+
+MAX_RESTART_AFTER_S = 3600.0
+
+
+async def _nats_kill(request: web.Request) -> web.Response:
+    """`{"node": "<name>" | "leader", "restart_after_s": N | null}`: SIGKILL one node of the NATS cluster
+    (the VAULTPAY stream's leader for "leader"), started again on its own store after N seconds."""
+    controller = request.app[CONTROLLER_KEY]
+    body = await request.content.read(MAX_PLAN_BYTES + 1)
+    try:
+        raw = json.loads(body or b"{}")
+    except ValueError as exc:
+        return _invalid(f"the body is not JSON: {exc}")
+    if not isinstance(raw, dict) or set(raw) - {"node", "restart_after_s"}:
+        return _invalid('the body must be {"node": name or "leader", "restart_after_s": seconds or null}')
+    node = raw.get("node", "leader")
+    restart = raw.get("restart_after_s")
+    if not isinstance(node, str) or not node:
+        return _invalid('`node` must be a node\'s name or "leader"')
+    valid_number = isinstance(restart, int | float) and not isinstance(restart, bool)
+    if restart is not None and not (valid_number and 0 <= restart <= MAX_RESTART_AFTER_S):
+        return _invalid(f"`restart_after_s` must be between 0 and {MAX_RESTART_AFTER_S:.0f} seconds, or null")
+    try:
+        done = await controller.kill_node(node, None if restart is None else float(restart))
+    except LocalCloudError as exc:
+        return web.json_response({"error": "FaultActionFailed", "message": str(exc)}, status=409)
+    return web.json_response({**done, **controller.snapshot()})

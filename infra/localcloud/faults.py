@@ -29,7 +29,14 @@ MAX_NATS_DOWN_S = 3600.0
 # Invocations remembered per payload for "the first attempt" rules; the oldest are forgotten beyond this,
 # which only matters for a run with more distinct payloads than any test or benchmark makes.
 MAX_REMEMBERED_PAYLOADS = 500_000
-COUNTER_NAMES = ("lambda_errors", "lambda_crashes", "stream_duplicates", "nats_stops", "nats_starts")
+COUNTER_NAMES = (
+    "lambda_errors",
+    "lambda_crashes",
+    "stream_duplicates",
+    "nats_stops",
+    "nats_starts",
+    "nats_node_kills",
+)
 PER_FUNCTION = ("lambda_errors", "lambda_crashes", "stream_duplicates")
 
 
@@ -436,6 +443,10 @@ class FaultClient:
 
     def nats_start(self) -> dict[str, Any]:
         return self._call("POST", "/nats/start")
+
+    def nats_kill_node(self, node: str = "leader", restart_after_s: float | None = 5.0) -> dict[str, Any]:
+        """SIGKILL one NATS node (a name, or "leader": the VAULTPAY stream's), restarted after N s."""
+        return self._call("POST", "/nats/kill", {"node": node, "restart_after_s": restart_after_s})
 
     def _call(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
         data = json.dumps(body).encode() if body is not None else None

@@ -18,6 +18,7 @@ import json
 import os
 import secrets
 import ssl
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,15 @@ SECRETS = {
 _VALID_DAYS = 3650
 
 
+@dataclass(frozen=True, slots=True)
+class ClusterRoutes:
+    """One node's place in a local cluster: the cluster's name, this node's route port, every node's."""
+
+    name: str
+    port: int
+    ports: tuple[int, ...]
+
+
 class NatsSecurity:
     """The local cloud's NATS CA, server certificate and users, made once and kept in `<state dir>/nats`."""
 
@@ -73,13 +83,30 @@ class NatsSecurity:
         self.key_file = self.dir / "server-key.pem"
         self.users_file = self.dir / "users.json"
         self.config_file = self.dir / "nats.conf"
+        # A cluster's routes: mutual TLS with certificates of their own CA (nats-server verifies both ends
+        # of a route, so the certificate serves as client and server; the clients' CA signs neither).
+        self.route_ca_file = self.dir / "route-ca.pem"
+        self.route_cert_file = self.dir / "route.pem"
+        self.route_key_file = self.dir / "route-key.pem"
 
-    def ensure(self) -> None:
-        """Makes what is missing (a first start, or a state dir from before TLS)."""
+    def ensure(self, *, routes: bool = False) -> None:
+        """Makes what is missing (a first start, or a state dir from before TLS); `routes` for a cluster."""
         self.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
         if not (self.ca_file.exists() and self.cert_file.exists() and self.key_file.exists()):
-            self._make_certificates()
+            self._make_certificates(
+                "VaultPay local NATS CA", self.ca_file, self.cert_file, self.key_file, client_auth=False
+            )
+        if routes and not (
+            self.route_ca_file.exists() and self.route_cert_file.exists() and self.route_key_file.exists()
+        ):
+            self._make_certificates(
+                "VaultPay local NATS route CA",
+                self.route_ca_file,
+                self.route_cert_file,
+                self.route_key_file,
+                client_auth=True,
+            )
         if not self.users_file.exists():
             users = {role: secrets.token_urlsafe(30) for role in PERMISSIONS}
             _write_private(self.users_file, json.dumps(users, indent=2))
@@ -91,8 +118,17 @@ class NatsSecurity:
     def ca_pem(self) -> str:
         return self.ca_file.read_text()
 
-    def write_server_config(self, *, port: int, monitor_port: int, store_dir: Path, name: str) -> Path:
-        """nats-server's config: TLS-only clients on loopback, JetStream, the users and their permissions."""
+    def write_server_config(
+        self,
+        *,
+        port: int,
+        monitor_port: int,
+        store_dir: Path,
+        name: str,
+        cluster: ClusterRoutes | None = None,
+    ) -> Path:
+        """nats-server's config: TLS-only clients on loopback, JetStream, the users and their permissions;
+        with `cluster`, the routes to the other nodes (mutual TLS) and one config file per node."""
         users = []
         for role, password in self.passwords().items():
             user: dict[str, Any] = {"user": role, "password": password}
@@ -112,8 +148,25 @@ class NatsSecurity:
             "tls": {"cert_file": str(self.cert_file), "key_file": str(self.key_file), "timeout": 2},
             "authorization": {"users": users},
         }
-        _write_private(self.config_file, json.dumps(config, indent=2))
-        return self.config_file
+        path = self.config_file
+        if cluster is not None:
+            config["cluster"] = {
+                "name": cluster.name,
+                "listen": f"127.0.0.1:{cluster.port}",
+                # Every node's route, this one's included (nats-server skips a route to itself).
+                "routes": [f"nats-route://127.0.0.1:{p}" for p in cluster.ports],
+                "tls": {
+                    "cert_file": str(self.route_cert_file),
+                    "key_file": str(self.route_key_file),
+                    "ca_file": str(self.route_ca_file),
+                    "timeout": 2,
+                },
+                # Clients learn the other nodes' URLs from the one they reach (all on loopback here).
+                "no_advertise": False,
+            }
+            path = self.dir / f"{name}.conf"
+        _write_private(path, json.dumps(config, indent=2))
+        return path
 
     def client_options(self, role: str = "operator") -> dict[str, Any]:
         """`nats.connect` keyword arguments to log in as `role` over TLS trusting the local CA (a function
@@ -128,7 +181,12 @@ class NatsSecurity:
         """What the role's Secrets Manager secret holds (vaultpay.events.nats_client.parse_credentials)."""
         return json.dumps({"user": role, "password": self.passwords()[role]})
 
-    def _make_certificates(self) -> None:
+    @staticmethod
+    def _make_certificates(
+        ca_common_name: str, ca_file: Path, cert_file: Path, key_file: Path, *, client_auth: bool
+    ) -> None:
+        """A CA and one certificate it signs for 127.0.0.1 / localhost (server auth; and client auth for a
+        route, whose dialling end presents it). The CA's key is not kept: nothing else is ever signed."""
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes, serialization
         from cryptography.hazmat.primitives.asymmetric import ec
@@ -136,7 +194,7 @@ class NatsSecurity:
 
         now = datetime.datetime.now(datetime.UTC)
         ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "VaultPay local NATS CA")])
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ca_common_name)])
         ca = (
             x509.CertificateBuilder()
             .subject_name(ca_name)
@@ -162,8 +220,11 @@ class NatsSecurity:
             )
             .sign(ca_key, hashes.SHA256())
         )
+        usages = [ExtendedKeyUsageOID.SERVER_AUTH] + (
+            [ExtendedKeyUsageOID.CLIENT_AUTH] if client_auth else []
+        )
         key = ec.generate_private_key(ec.SECP256R1())
-        server = (
+        leaf = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
             .issuer_name(ca_name)
@@ -177,16 +238,16 @@ class NatsSecurity:
                 ),
                 critical=False,
             )
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
             .sign(ca_key, hashes.SHA256())
         )
         pem = serialization.Encoding.PEM
         _write_private(
-            self.key_file,
+            key_file,
             key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode(),
         )
-        _write_private(self.cert_file, server.public_bytes(pem).decode())
-        _write_private(self.ca_file, ca.public_bytes(pem).decode())
+        _write_private(cert_file, leaf.public_bytes(pem).decode())
+        _write_private(ca_file, ca.public_bytes(pem).decode())
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -250,6 +250,14 @@ class ManagedProcess:
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(grace_s)
 
+    def kill(self) -> None:
+        """SIGKILL now, no grace (a crash, for the fault API): whatever was not on disk is lost."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(self.stop_grace_s)
+
 
 def _http_ok(
     url: str, method: str = "GET", body: bytes | None = None, headers: Mapping[str, str] = {}
@@ -351,30 +359,25 @@ def enable_state_machine_execution(moto_port: int) -> None:
             raise LocalCloudError(f"moto refused the Step Functions execution config: HTTP {resp.status}")
 
 
-def nats_server(
-    port: int, monitor_port: int, state_dir: Path, *, config_file: Path | None = None
-) -> ManagedProcess:
-    """nats-server with JetStream on loopback. With `config_file` (localcloud.nats_security: TLS only, users
-    and permissions) the ports and the store come from it; without one, a bare server (component tests)."""
+def nats_server(port: int, monitor_port: int, state_dir: Path) -> ManagedProcess:
+    """A bare nats-server with JetStream on loopback, no TLS or users: the component tests' and benches' own
+    server. The local cloud's servers (TLS only, users, a cluster) are localcloud.nats_cluster's."""
     store = state_dir / "jetstream"
     store.mkdir(parents=True, exist_ok=True)
-    if config_file is not None:
-        argv = [nats_server_binary(), "-c", str(config_file)]
-    else:
-        argv = [
-            nats_server_binary(),
-            "-a",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-m",
-            str(monitor_port),
-            "-js",
-            "-sd",
-            str(store),
-            "-n",
-            "vaultpay-local",
-        ]
+    argv = [
+        nats_server_binary(),
+        "-a",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-m",
+        str(monitor_port),
+        "-js",
+        "-sd",
+        str(store),
+        "-n",
+        "vaultpay-local",
+    ]
     return ManagedProcess(
         name="NATS JetStream",
         argv=argv,

@@ -70,6 +70,13 @@ def local_up(
     api_port: Annotated[int, typer.Option(help="API Gateway emulator; 0 = any free")] = 3000,
     nats_port: Annotated[int, typer.Option(help="NATS client port; 0 = any free")] = 4222,
     nats_monitor_port: Annotated[int, typer.Option(help="NATS monitoring port; 0 = any free")] = 8222,
+    nats_cluster: Annotated[
+        int,
+        typer.Option(
+            help="NATS JetStream nodes: 1, or 3 for a cluster on loopback (ports count up from --nats-port "
+            "and --nats-monitor-port, routes from --nats-port + 2000; streams and consumers get 3 replicas)"
+        ),
+    ] = 1,
     template: Annotated[
         list[Path] | None,
         typer.Option("--template", "-t", help="Templates to deploy (default template.yaml)"),
@@ -106,6 +113,7 @@ def local_up(
         api_port=api_port,
         nats_port=nats_port,
         nats_monitor_port=nats_monitor_port,
+        nats_cluster=nats_cluster,
         fresh=fresh,
         persist=not in_memory,
         time_scale=time_scale,
@@ -175,12 +183,17 @@ def local_status(
     table.add_column("endpoint")
     table.add_column("state")
     endpoints = live["endpoints"]
+    node_urls = {node.get("key"): node["url"] for node in (live.get("nats") or {}).get("nodes", [])}
     for name, ok in live["services"].items():
-        table.add_row(name, endpoints.get(name, ""), "[green]up[/]" if ok else "[red]down[/]")
+        url = node_urls.get(name) or endpoints.get(name) or ""
+        table.add_row(name, url, "[green]up[/]" if ok else "[red]down[/]")
     table.add_row("edge", endpoints["edge"], "[green]up[/]")
     for name, api_url in endpoints.get("apis", {}).items():
         table.add_row(f"api {name}", api_url, "[green]up[/]")
     console.print(table)
+    nats = live.get("nats") or {}
+    if nats:
+        console.print(_nats_table(nats))
     functions = Table(title="Lambda functions")
     for column in ("function", "warm", "busy", "invocations", "cold starts"):
         functions.add_column(column)
@@ -190,6 +203,36 @@ def local_status(
             *(str(stats.get(k, "")) for k in ("warm", "busy", "invocations", "cold_starts")),
         )
     console.print(functions)
+
+
+def _nats_table(nats: dict[str, Any]) -> Any:
+    """The NATS nodes, and the VAULTPAY stream's leader and replicas (localcloud.nats_cluster's report)."""
+    from rich.table import Table
+
+    leader = nats.get("stream_leader")
+    title = (
+        f"NATS {'cluster ' + nats['cluster'] if nats.get('cluster') else 'server'}: "
+        f"{nats.get('nodes_up', 0)}/{len(nats.get('nodes', []))} nodes up, stream {nats.get('stream')} "
+        f"leader {leader or '[red]none[/]'}, {nats.get('replicas_current', 0)}/{nats.get('replicas', 0)} "
+        "replicas current"
+    )
+    table = Table(title=title)
+    for column in ("node", "url", "state", "stream"):
+        table.add_column(column)
+    replicas = {r["name"]: r for r in nats.get("replica_detail", [])}
+    for node in nats.get("nodes", []):
+        if node["name"] == leader:
+            role = "leader"
+        elif node["name"] in replicas:
+            replica = replicas[node["name"]]
+            role = "current" if replica["current"] else f"behind ({replica['lag']} behind)"
+        else:
+            role = ""
+        state = "[green]up[/]" if node["up"] else "[red]down[/]"
+        if node["name"] in nats.get("restarting", []):
+            state += " (restarting)"
+        table.add_row(node["name"], node["url"], state, role)
+    return table
 
 
 def _lambda_client(state_dir: Path | None) -> tuple[Any, dict[str, str]]:

@@ -290,7 +290,11 @@ def replay(
     append = _read_model(consumer, client, table)
 
     async def run() -> Any:
-        connection = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=2, **login)
+        from vaultpay.events.nats_client import server_list
+
+        connection = await nats.connect(
+            server_list(url), connect_timeout=5, max_reconnect_attempts=2, **login
+        )
         try:
             return await replay_stream(connection, append, start_seq=start_seq, start_time=start_time)
         finally:

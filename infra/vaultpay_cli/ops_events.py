@@ -33,8 +33,10 @@ Creds = Annotated[Path | None, typer.Option("--creds", help="NATS .creds file, f
 StateDir = Annotated[Path | None, typer.Option("--state-dir", help="Where the local cloud keeps its state.")]
 
 
-# How to log in to a local cloud's NATS, by URL, once resolve_nats_url found it (localcloud.nats_security).
+# How to log in to a local cloud's NATS, by URL, once resolve_nats_url found it (localcloud.nats_security),
+# and how many nodes it has (a single node applies the cluster's replicas as 1).
 _LOCAL_LOGINS: dict[str, dict[str, Any]] = {}
+_LOCAL_NODES: dict[str, int] = {}
 
 
 def resolve_nats_url(nats_url: str | None, state_dir: Path | None) -> str:
@@ -62,11 +64,14 @@ def resolve_nats(nats_url: str | None, state_dir: Path | None) -> tuple[str, dic
     if not url:
         typer.echo("No NATS server: start the local cloud (`make run`) or pass --nats-url.", err=True)
         raise typer.Exit(1)
+    _LOCAL_NODES[str(url)] = len(endpoints.get("nats_nodes") or [url])
     return str(url), operator_options(endpoints)
 
 
 async def _connect(url: str, creds: Path | None) -> Any:
     import nats
+
+    from vaultpay.events.nats_client import server_list
 
     options: dict[str, Any] = {"user_credentials": str(creds)} if creds else dict(_LOCAL_LOGINS.get(url, {}))
 
@@ -75,7 +80,7 @@ async def _connect(url: str, creds: Path | None) -> Any:
 
     try:
         return await nats.connect(
-            url,
+            server_list(url),
             name="vaultpay-cli",
             connect_timeout=3,
             allow_reconnect=False,
@@ -195,7 +200,7 @@ def events_apply_config(
     path = config or repo_root() / "infra" / "nats" / "jetstream.json"
     options: dict[str, Any] = {"user_credentials": str(creds)} if creds else dict(_LOCAL_LOGINS.get(url, {}))
     try:
-        done = asyncio.run(apply_jetstream_config(url, path, **options))
+        done = asyncio.run(apply_jetstream_config(url, path, nodes=_LOCAL_NODES.get(url), **options))
     except JetStreamConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None

@@ -56,8 +56,21 @@ def test_status_lists_every_piece_as_up(local_cloud: Any) -> None:
     done = _vaultpay(local_cloud, "local", "status", "--json")
     assert done.returncode == 0, done.stderr
     status = json.loads(done.stdout)
-    assert status["services"] == {"dynamodb": True, "moto": True, "nats": True}
+    # The tests' cloud runs NATS as a three-node cluster (tests/conftest.py): one process per node,
+    # and the report names the VAULTPAY stream's leader and its replicas.
+    assert status["services"] == {"dynamodb": True, "moto": True, "nats-1": True, "nats-2": True, "nats-3": True}
     assert any(s["name"] == "vaultpay-local" for s in status["stacks"])
+    nats = status["nats"]
+    assert nats["cluster"] == "vaultpay-local" and nats["nodes_up"] == 3
+    assert nats["stream_leader"] in {node["name"] for node in nats["nodes"]}
+    assert nats["replicas"] == 3
+
+
+def test_status_shows_the_nats_cluster(local_cloud: Any) -> None:
+    done = _vaultpay(local_cloud, "local", "status")
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())
+    assert "NATS cluster vaultpay-local: 3/3 nodes up, stream VAULTPAY leader vaultpay-local-" in text
 
 
 def test_status_says_so_when_no_cloud_is_running(tmp_path: Path) -> None:

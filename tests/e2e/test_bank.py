@@ -30,6 +30,12 @@ def test_the_books_balance_after_concurrent_transfers_under_faults(
         Path(out).write_text(text)
     # Faults really happened: otherwise this would be a test of the happy path only
     injected = outcome.figures["faults injected"]
-    for fault in ("lambda_errors", "lambda_crashes", "stream_duplicates", "nats_stops"):
+    for fault in ("lambda_errors", "lambda_crashes", "stream_duplicates", "nats_stops", "nats_node_kills"):
         assert injected.get(fault, 0) > 0, injected
+    # The test cloud's NATS is a three-node cluster (tests/conftest.py): the stream's leader died mid-run,
+    # another took over, and the dead one came back and caught up.
+    failover = outcome.figures["NATS leader kill"]
+    assert failover["was_leader"] is True, failover
+    assert failover["new_leader"] != failover["node"], failover
+    assert failover["nodes up at the end"] == failover["nodes"] == 3, failover
     assert outcome.ok, "\n".join(outcome.problems)

@@ -173,7 +173,7 @@ async def test_the_fraud_consumer_refuses_a_key_twice_as_the_audit_consumer_does
     assert message.answer == "nak"
 
 
-async def _publish(url: str, envelope: dict[str, Any], login: dict[str, Any]) -> list[str]:
+async def _publish(url: list[str], envelope: dict[str, Any], login: dict[str, Any]) -> list[str]:
     """Publishes as a plain NATS client would (not through JetStream's API); answers the server's errors."""
     import nats
 
@@ -221,8 +221,9 @@ def test_an_event_published_by_someone_other_than_the_relay_is_not_recorded(
     with pytest.raises(Exception, match="Authorization Violation"):
         asyncio.run(_publish(local_cloud.nats, forged, anonymous))
     # Attack 2: plain text -> refused (the server speaks TLS only; the cloud's CA is not the system's)
+    plain = [url.replace("tls://", "nats://") for url in local_cloud.nats]
     with pytest.raises(Exception, match=r"CERTIFICATE_VERIFY_FAILED|SSL|TLS"):
-        asyncio.run(_publish(local_cloud.nats.replace("tls://", "nats://"), forged, {}))
+        asyncio.run(_publish(plain, forged, {}))
     # Attack 3: a consumer's own credentials (stolen from its function) -> it may not publish events
     violations = asyncio.run(_publish(local_cloud.nats, forged, login))
     assert any("permissions violation" in v for v in violations), violations

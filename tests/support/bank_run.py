@@ -55,6 +55,10 @@ class Scale:
     duplicate_ratio: float
     crash_probability: float
     nats_down_s: float
+    # After NATS is back: the VAULTPAY stream's leader is SIGKILLed this long later, and restarted on its
+    # store after node_down_s (the other two nodes elect a new leader meanwhile).
+    kill_leader_after_s: float
+    node_down_s: float
     settle_timeout_s: float
 
 
@@ -65,6 +69,8 @@ SHORT = Scale(
     duplicate_ratio=0.15,
     crash_probability=0.15,
     nats_down_s=5,
+    kill_leader_after_s=3,
+    node_down_s=5,
     settle_timeout_s=240,
 )
 SOAK = Scale(
@@ -74,6 +80,8 @@ SOAK = Scale(
     duplicate_ratio=0.1,
     crash_probability=0.1,
     nats_down_s=20,
+    kill_leader_after_s=30,
+    node_down_s=15,
     settle_timeout_s=900,
 )
 
@@ -124,6 +132,7 @@ class BankRun:
         self.lock = threading.Lock()
         self.retried_503 = 0
         self.decisions: Counter[str] = Counter()
+        self.killed_node: dict[str, Any] = {}
 
     # ---- set-up -----------------------------------------------------------------------------------------
 
@@ -231,7 +240,7 @@ class BankRun:
         reviewer = threading.Thread(target=self._review_loop, args=(stop,), daemon=True)
         reviewer.start()
         began = time.monotonic()
-        nats = threading.Thread(target=self._nats_outage, daemon=True)
+        nats = threading.Thread(target=self._nats_faults, daemon=True)
         nats.start()
         with ThreadPoolExecutor(self.scale.threads) as pool:
             list(pool.map(lambda p: self._send(*p), plan))
@@ -260,11 +269,27 @@ class BankRun:
             "stream_duplicates": [{"functions": ["RelayFunction"], "probability": 0.3}],
         }
 
-    def _nats_outage(self) -> None:
+    def _nats_faults(self) -> None:
+        """The whole of NATS stops for a while; later, with NATS back, the stream's leader dies (SIGKILL)."""
         time.sleep(2)
         self.faults.nats_stop()
         time.sleep(self.scale.nats_down_s)
         self.faults.nats_start()
+        time.sleep(self.scale.kill_leader_after_s)
+        self.killed_node = self.faults.nats_kill_node("leader", restart_after_s=self.scale.node_down_s)
+
+    def _failover(self) -> dict[str, Any]:
+        """The node kill as the cluster lived it (localcloud.nats_cluster's last_failover)."""
+        status = json.loads(
+            urllib.request.urlopen(self.cloud.edge + "/_localcloud/status", timeout=10).read()
+        )
+        nats = status.get("nats") or {}
+        return {
+            "nodes": len(nats.get("nodes", [])),
+            "nodes up at the end": nats.get("nodes_up"),
+            "replicas current at the end": f"{nats.get('replicas_current')}/{nats.get('replicas')}",
+            **(nats.get("last_failover") or {}),
+        }
 
     def _await_terminal(self) -> dict[str, dict[str, Any]]:
         pending = {tid: s for s in self.sent for tid in set(s.transfer_ids)}
@@ -342,6 +367,7 @@ class BankRun:
             "POST to terminal p50 s": round(statistics.median(latencies), 2) if latencies else None,
             "POST to terminal p99 s": round(_percentile(latencies, 99), 2) if latencies else None,
             "faults injected": counters,
+            "NATS leader kill": self._failover(),
             "deposited (paise)": self.deposited,
         }
         return Outcome(figures, problems)

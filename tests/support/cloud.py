@@ -29,7 +29,8 @@ class RunningCloud:
         self.edge = state["endpoints"]["edge"]
         self.api = state["endpoints"]["api"]
         self.apis: dict[str, str] = state["endpoints"]["apis"]
-        self.nats = state["endpoints"]["nats"]
+        # Every NATS node's URL (one for a single server, three for --nats-cluster 3).
+        self.nats: list[str] = state["endpoints"]["nats"].split(",")
 
     def nats_login(self, role: str = "operator") -> dict[str, Any]:
         """`nats.connect` options to log in to this cloud's NATS as `role` (TLS; localcloud.nats_security)."""

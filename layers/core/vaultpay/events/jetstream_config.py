@@ -150,6 +150,7 @@ def _stream_spec(entry: Any, index: int, allowed: set[str], problems: list[str])
     for key in ("max_age", "duplicate_window"):
         if key in entry and (not _is_number(entry[key]) or entry[key] < 0):
             problems.append(f"{where}: `{key}` must be a number of seconds")
+    _check_replicas(entry, where, problems)
     if len(problems) > count:
         return None
     return StreamSpec(name=name, fields={k: v for k, v in entry.items()})
@@ -194,10 +195,35 @@ def _consumer_spec(
             # a setting that silently does nothing.
             if isinstance(ack_wait, int | float) and not math.isclose(ack_wait, backoff[0]):
                 problems.append(f"{where}: `ack_wait` must equal the first `backoff` value")
+    _check_replicas(entry, where, problems)
     if len(problems) > count:
         return None
     fields = {k: v for k, v in entry.items() if k != "stream"}
     return ConsumerSpec(stream=stream, name=name, fields=fields)
+
+
+def _check_replicas(entry: Mapping[str, Any], where: str, problems: list[str]) -> None:
+    # JetStream replicates by Raft: 1, 3 or 5 copies (an even count tolerates no more failures than one
+    # fewer, and the server refuses more than 5).
+    replicas = entry.get("num_replicas")
+    if replicas is not None and replicas not in (1, 3, 5):
+        problems.append(f"{where}: `num_replicas` must be 1, 3 or 5")
+
+
+def with_replicas_at_most(spec: JetStreamSpec, nodes: int) -> JetStreamSpec:
+    """The spec for a server of `nodes` nodes: no stream or consumer asks for more replicas than there are
+    (the local cloud's single node applies the cluster's file with 1)."""
+
+    def clamp(fields: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(fields)
+        if isinstance(out.get("num_replicas"), int) and out["num_replicas"] > nodes:
+            out["num_replicas"] = nodes
+        return out
+
+    return JetStreamSpec(
+        streams=tuple(dataclasses.replace(s, fields=clamp(s.fields)) for s in spec.streams),
+        consumers=tuple(dataclasses.replace(c, fields=clamp(c.fields)) for c in spec.consumers),
+    )
 
 
 def _is_number(value: Any) -> bool:
@@ -208,23 +234,29 @@ def _is_number(value: Any) -> bool:
 
 
 async def apply_jetstream_config(
-    nats_url: str | list[str],
+    nats_url: str | list[str],  # one URL, several comma-separated, or a list
     config_path: str | os.PathLike[str],
     *,
     connect_timeout_s: float = 5.0,
+    nodes: int | None = None,
     **connect_options: Any,
 ) -> list[str]:
     """Creates or updates every stream and consumer of the file; returns one line per object saying what
-    was done ("created", "updated (fields)", "unchanged").
+    was done ("created", "updated (fields)", "unchanged"). `nodes`: how many servers the cluster has, when
+    it may be fewer than the file's replicas (see `with_replicas_at_most`).
 
     `connect_options` go to `nats.connect` (user/password, token, user_credentials, tls). The file is
     validated before the connection is opened, so a bad file never half-applies.
     """
     import nats
 
+    from vaultpay.events.nats_client import server_list
+
     spec = load_jetstream_config(config_path)
+    if nodes is not None:
+        spec = with_replicas_at_most(spec, nodes)
     client = await nats.connect(
-        nats_url,
+        server_list(nats_url),
         name="vaultpay-jetstream-config",
         connect_timeout=max(1, round(connect_timeout_s)),
         allow_reconnect=False,

@@ -14,7 +14,7 @@ import importlib.util
 import json
 import re
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -90,6 +90,13 @@ class NatsSettings:
         context = ssl.create_default_context(cadata=self.tls_ca)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         return {"tls": context}
+
+
+def server_list(urls: str | Sequence[str]) -> list[str]:
+    """`nats.connect`'s servers from a NATS_URL-style value: one URL, several comma-separated (a cluster), or
+    a list already (nats-py does not split a string)."""
+    parts = urls.split(",") if isinstance(urls, str) else list(urls)
+    return [part.strip() for part in parts if part.strip()]
 
 
 def _is_loopback(url: str) -> bool:
