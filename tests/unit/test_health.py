@@ -457,3 +457,32 @@ def test_the_nats_check_reads_the_event_streams_info_and_closes_its_connection(
     assert "nats.internal" not in json.dumps(report.to_body())
     assert "10.0.0.7" not in json.dumps(report.to_body())
     assert client.closed
+
+
+def test_the_documented_schema_accepts_every_body_the_handler_sends_and_its_own_examples(
+    health_app: ModuleType, health_event: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import jsonschema
+
+    # The committed OpenAPI document (a component test keeps it in step with the handler)
+    document = json.loads((ROOT / "infra" / "openapi" / "openapi.json").read_text())
+    responses = document["paths"]["/v1/health"]["get"]["responses"]
+    documented = [responses[status]["content"]["application/json"] for status in ("200", "503")]
+    assert documented[0]["schema"] == documented[1]["schema"] == health_app.HEALTH_REPORT
+    validator = jsonschema.Draft202012Validator(health_app.HEALTH_REPORT)
+    examples = [example["value"] for media in documented for example in media["examples"].values()]
+    assert [example["status"] for example in examples] == ["ok", "degraded"]
+    for example in examples:
+        validator.validate(example)
+    # And the bodies the handler really sends: ok with the event bus, leaderless, and without one
+    leaderless = {**EVENT_BUS, "leader": None, "replicas_current": 0, "nodes_up": 1}
+    services = [
+        _service(*_three()[:2], ReportingCheck("nats", EVENT_BUS)),
+        _service(*_three()[:2], ReportingCheck("nats", leaderless, fail=True)),
+        _service(*_three(dynamodb=_refuses)),
+    ]
+    for service in services:
+        monkeypatch.setattr(health_app, "health_service", lambda service=service: service)
+        body = json.loads(health_app.handler(health_event, FakeLambdaContext())["body"])
+        validator.validate(body)
+        assert set(body) <= set(health_app.HEALTH_REPORT["properties"]), body
