@@ -1,4 +1,5 @@
-"""GET /v1/health end to end: HTTP → API Gateway emulator → Lambda → DynamoDB, Step Functions and NATS."""
+"""GET /v1/health end to end: HTTP → API Gateway emulator → Lambda → DynamoDB, Step Functions and NATS (with
+the event stream's leader and replicas, read as the health NATS user)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,14 @@ def test_health_reports_every_dependency_ok_over_http(local_cloud: Any) -> None:
     assert body["checks"] == {"dynamodb": "ok", "stepfunctions": "ok", "nats": "ok"}
     assert body["version"]
     assert headers["Cache-Control"] == "no-store"
+    # The event bus as the VAULTPAY stream's info tells it: a leader (a server name), its replicas current
+    event_bus = body["event_bus"]
+    assert set(event_bus) == {"stream", "leader", "replicas", "replicas_current", "nodes_up"}
+    assert event_bus["stream"] == "VAULTPAY"
+    assert isinstance(event_bus["leader"], str) and event_bus["leader"]
+    assert 1 <= event_bus["replicas_current"] <= event_bus["replicas"]
+    assert 1 <= event_bus["nodes_up"] <= event_bus["replicas"]
+    assert set(body) == {"status", "version", "checks", "event_bus"}
 
 
 def test_health_echoes_the_callers_correlation_id(local_cloud: Any) -> None:

@@ -1,4 +1,5 @@
-"""Health check adapters: DynamoDB, Step Functions and NATS, each probed with the cheapest call it answers."""
+"""Health check adapters: DynamoDB, Step Functions and NATS, each probed with the cheapest call it answers
+(for NATS, the event stream's info: it proves JetStream answers and tells who leads the stream's replicas)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+from vaultpay.ops.health import CheckFailed
+
+# The event stream whose cluster the NATS check reports (the health user may read this stream's info only).
+EVENTS_STREAM = "VAULTPAY"
 
 
 @functools.cache
@@ -51,10 +57,46 @@ async def _ignore_error(_exc: Exception) -> None:
     return None
 
 
+def event_bus_report(info: Any, *, server_name: str | None = None) -> dict[str, object]:
+    """What JetStream's StreamInfo says of the stream's replicas, as the health report shows it.
+
+    A clustered stream's info names its leader and lists the other peers (the leader is never among them),
+    each `current` (caught up with the leader) or not and `offline` or not. A stream without cluster info is
+    on a single node, which answered, so it leads: `server_name` (from the server's INFO) names it.
+    Raises CheckFailed, with the report, when the stream has no leader: JetStream then accepts no writes.
+    """
+    cluster = getattr(info, "cluster", None)
+    if cluster is None:
+        return {
+            "stream": info.config.name,
+            "leader": server_name or None,
+            "replicas": 1,
+            "replicas_current": 1,
+            "nodes_up": 1,
+        }
+    peers = list(cluster.replicas or ())
+    leader = cluster.leader or None
+    led = 1 if leader is not None else 0
+    report: dict[str, object] = {
+        "stream": info.config.name,
+        "leader": leader,
+        "replicas": info.config.num_replicas or led + len(peers),
+        "replicas_current": led + sum(1 for peer in peers if peer.current),
+        "nodes_up": led + sum(1 for peer in peers if not peer.offline),
+    }
+    if leader is None:
+        raise CheckFailed(f"stream {report['stream']} has no leader", details=report)
+    # A lagging or offline replica leaves the check ok: the leader and a quorum still take writes, and the
+    # numbers show what is missing.
+    return report
+
+
 class NatsCheck:
-    """NATS accepts a connection and answers a PING (flush) within the timeout."""
+    """NATS accepts a connection and JetStream answers for the event stream: the report says who leads it,
+    how many replicas it should have, how many are current and how many of its nodes are up."""
 
     name = "nats"
+    details_key = "event_bus"
 
     def __init__(
         self,
@@ -62,6 +104,7 @@ class NatsCheck:
         *,
         timeout_s: float,
         connect_options: Callable[[], Mapping[str, Any]] | None = None,
+        stream: str = EVENTS_STREAM,
     ) -> None:
         """`connect_options`: the health function's own login and TLS (read at each check: a rotated
         password reaches the next one)."""
@@ -69,8 +112,9 @@ class NatsCheck:
         # nats-py takes whole seconds.
         self._timeout = max(1, round(timeout_s))
         self._connect_options = connect_options
+        self._stream = stream
 
-    async def run(self) -> None:
+    async def run(self) -> dict[str, object]:
         import nats
 
         options = dict(self._connect_options()) if self._connect_options is not None else {}
@@ -84,6 +128,11 @@ class NatsCheck:
             **options,
         )
         try:
-            await client.flush(timeout=self._timeout)
+            # The stream info request is itself the round trip a PING would be: no flush before it.
+            info = await client.jetstream(timeout=self._timeout).stream_info(self._stream)
+            # nats-py keeps the server's INFO (its name among it) only in this attribute.
+            server_info = getattr(client, "_server_info", None) or {}
+            server_name = server_info.get("server_name")
+            return event_bus_report(info, server_name=server_name if isinstance(server_name, str) else None)
         finally:
             await client.close()

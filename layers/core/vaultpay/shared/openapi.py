@@ -101,13 +101,20 @@ def problems(status: int, details: Mapping[str, str]) -> dict[int, dict[str, Any
 
 
 def success(
-    status: int, description: str, example: Any = None, *, headers: dict[str, Any] | None = None
+    status: int,
+    description: str,
+    example: Any = None,
+    *,
+    headers: dict[str, Any] | None = None,
+    schema: Mapping[str, Any] | None = None,
 ) -> dict[int, dict[str, Any]]:
-    """`responses=` entry for a route's success answer, with an example body (none for a 204)."""
+    """`responses=` entry for a route's success answer, with an example body (none for a 204). `schema`
+    describes the body where a route has no model to generate it from (any object otherwise)."""
     response: dict[str, Any] = {"description": description}
     if example is not None:
+        body_schema = dict(schema) if schema is not None else {"type": "object"}
         response["content"] = {
-            "application/json": {"schema": {"type": "object"}, "examples": {"example": {"value": example}}}
+            "application/json": {"schema": body_schema, "examples": {"example": {"value": example}}}
         }
     if headers:
         response["headers"] = headers
