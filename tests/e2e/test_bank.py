@@ -39,3 +39,13 @@ def test_the_books_balance_after_concurrent_transfers_under_faults(
     assert failover["new_leader"] != failover["node"], failover
     assert failover["nodes up at the end"] == failover["nodes"] == 3, failover
     assert outcome.ok, "\n".join(outcome.problems)
+    # The event path (tests/support/event_ledger.py): every outbox item in the stream once and in the audit
+    # log once, and every durable consumer back to nothing pending after the NATS outage
+    figures = outcome.figures
+    assert figures["outbox items"] > 0, figures
+    assert figures["stream messages of outbox items"] == figures["outbox items"], figures
+    assert figures["audit records of outbox items"] == figures["outbox items"], figures
+    assert (figures["events lost"], figures["events duplicated"]) == (0, 0), figures
+    assert figures["dead letters in VAULTPAY_DLQ"] == 0, figures
+    for name, lag in figures["consumers at the end"].items():
+        assert (lag["pending"], lag["ack_pending"]) == (0, 0), (name, lag)

@@ -10,7 +10,9 @@ duplicated stream delivery, and NATS stopped for a while.
 After everything settles, it checks what a bank must guarantee: every transfer in exactly one terminal state
 (and one execution each); total money unchanged; no available balance ever below zero (every statement line);
 no hold left; every balance equal to the sum of its postings; one transfer per Idempotency-Key;
-`vaultpay ops reconcile` passing.
+`vaultpay ops reconcile` passing. And that the event path lost and duplicated nothing
+(tests/support/event_ledger.py): once it has drained, every outbox item is in the stream exactly once and in
+the audit log exactly once, and every durable consumer resumed after the NATS outage with nothing pending.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from support.bank import deposit, idempotency_key, open_account, signed_in_admin, signed_in_customer
+from support.event_ledger import EventLedger, EventPath
 
 ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = {"COMPLETED", "DECLINED", "FAILED"}
@@ -60,6 +63,7 @@ class Scale:
     kill_leader_after_s: float
     node_down_s: float
     settle_timeout_s: float
+    drain_timeout_s: float  # how long the event path may take to drain once every transfer is terminal
 
 
 SHORT = Scale(
@@ -72,6 +76,7 @@ SHORT = Scale(
     kill_leader_after_s=3,
     node_down_s=5,
     settle_timeout_s=240,
+    drain_timeout_s=60,
 )
 SOAK = Scale(
     customers=24,
@@ -83,6 +88,7 @@ SOAK = Scale(
     kill_leader_after_s=30,
     node_down_s=15,
     settle_timeout_s=900,
+    drain_timeout_s=900,
 )
 
 
@@ -250,9 +256,11 @@ class BankRun:
         settled_s = time.monotonic() - began
         stop.set()
         reviewer.join(timeout=5)
+        # Still under the faults (the relay's duplicated deliveries go on): the proof covers them too.
+        events = EventLedger(self.cloud).settle(self.scale.drain_timeout_s)
         counters = self.faults.counters()
         self.faults.clear()
-        return self._check(finals, submitted_s, settled_s, counters)
+        return self._check(finals, submitted_s, settled_s, counters, events)
 
     def _fault_plan(self) -> dict[str, Any]:
         """localcloud.faults: every saga step fails its first attempt; some are killed after their write."""
@@ -317,6 +325,7 @@ class BankRun:
         submitted_s: float,
         settled_s: float,
         counters: dict[str, Any],
+        events: EventPath,
     ) -> Outcome:
         problems: list[str] = []
         statuses = Counter(t["status"] for t in finals.values())
@@ -351,6 +360,7 @@ class BankRun:
                     )
         if ledger_total != self.deposited:
             problems.append(f"money changed: accounts hold {ledger_total}, {self.deposited} was deposited")
+        problems += events.problems()
         latencies = [t["_latency_s"] for t in finals.values() if "_latency_s" in t]
         completed = statuses.get("COMPLETED", 0)
         figures = {
@@ -369,6 +379,7 @@ class BankRun:
             "faults injected": counters,
             "NATS leader kill": self._failover(),
             "deposited (paise)": self.deposited,
+            **events.figures(),
         }
         return Outcome(figures, problems)
 
