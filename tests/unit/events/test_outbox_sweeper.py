@@ -229,3 +229,28 @@ def test_a_marker_failure_never_fails_the_record() -> None:
     assert any("not marked published" in line for line in log.warnings)
     for seq in ("1", "2"):
         outcome.check({"dynamodb": {"SequenceNumber": seq}})  # raises for nothing
+
+
+def test_a_published_but_unmarked_item_is_swept_again_inside_the_duplicate_window() -> None:
+    """The sweeper re-publishes an item at most (older-than + its schedule's period) after its event's time;
+    JetStream drops the copy only inside its de-duplication window, so that sum must stay below it, or the
+    stream would hold the event twice."""
+    import json
+    import re
+    from pathlib import Path
+
+    from localcloud.template import load_template
+    from vaultpay.events.sweeper import DEFAULT_OLDER_THAN_S
+
+    root = Path(__file__).resolve().parents[3]
+    template = load_template(root / "template.yaml")
+    [schedule] = [
+        event["Properties"]["Schedule"]
+        for event in template["Resources"]["OutboxSweeperFunction"]["Properties"]["Events"].values()
+        if event["Type"] == "Schedule"
+    ]
+    count, unit = re.fullmatch(r"rate\((\d+) (minute|minutes|hour|hours)\)", schedule).groups()  # type: ignore[union-attr]
+    period_s = int(count) * (60 if unit.startswith("minute") else 3600)
+    streams = json.loads((root / "infra" / "nats" / "jetstream.json").read_text())["streams"]
+    [window] = [s["duplicate_window"] for s in streams if s["name"] == "VAULTPAY"]
+    assert DEFAULT_OLDER_THAN_S + period_s < window

@@ -36,7 +36,7 @@ from vaultpay.fraud.records import (
 )
 from vaultpay.fraud.rules import DEFAULT_RULES
 from vaultpay.fraud.service import FraudEngine, ProfileService, ReviewService
-from vaultpay.shared.errors import Forbidden, ValidationFailed
+from vaultpay.shared.errors import Forbidden, TransientError, ValidationFailed
 from vaultpay.shared.ratelimit import FakeCounterStore
 
 pytestmark = pytest.mark.unit
@@ -362,6 +362,34 @@ def test_an_admin_decision_resumes_the_saga_and_answers_the_transfer_view() -> N
     assert event.data == {"transfer_id": transfer_id(), "decision": "APPROVE", "reviewer": "usr_admin"}
     assert event.correlation_id == "corr-1"
     assert TOKEN not in json.dumps(event.cloudevent())
+
+
+def test_a_decision_answers_the_view_even_when_the_first_reads_of_it_fail() -> None:
+    # Given a transfer waiting for review, and a transfers domain whose view fails twice (a failed invoke)
+    service, store, tasks, views = make_reviews()
+    views.failures = 2
+    service.await_review(review_input())
+    tasks.open.add(TOKEN)
+    # When an admin approves it, the answer is the view: the decision was delivered, never a 503 for it
+    view = service.decide(
+        role="admin", reviewer="usr_admin", transfer_id=transfer_id(), body=_body(), correlation_id="c"
+    )
+    assert view == {"transfer_id": transfer_id(), "status": "IN_REVIEW"}
+    assert len(tasks.sent) == 1 and views.asked == [transfer_id()] * 3
+    assert store.reviews[transfer_id()].status is ReviewStatus.DECIDED
+
+
+def test_a_decision_whose_view_never_reads_is_a_transient_error_after_it_was_delivered() -> None:
+    service, store, tasks, views = make_reviews()
+    views.failures = 99
+    service.await_review(review_input())
+    tasks.open.add(TOKEN)
+    with pytest.raises(TransientError):
+        service.decide(
+            role="admin", reviewer="usr_admin", transfer_id=transfer_id(), body=_body(), correlation_id="c"
+        )
+    assert len(tasks.sent) == 1 and len(views.asked) == 3
+    assert store.reviews[transfer_id()].resumed is True
 
 
 def test_a_second_decision_is_already_decided() -> None:

@@ -20,6 +20,7 @@ from vaultpay.fraud.records import (
     TransferEnded,
 )
 from vaultpay.fraud.service import DecisionExists, DecisionPage, ReviewChanged, TaskClosed
+from vaultpay.shared.errors import TransientError
 from vaultpay.shared.events import DomainEvent
 
 
@@ -174,7 +175,10 @@ class FakeTransferViews:
     """TransferStatusFunction's `view`, answering a fixed shape."""
 
     asked: list[str] = field(default_factory=list)
+    failures: int = 0  # the first this many reads fail as a failed invoke does (TransientError)
 
     def view(self, transfer_id: str) -> dict[str, Any]:
         self.asked.append(transfer_id)
+        if len(self.asked) <= self.failures:
+            raise TransientError("the transfer view function failed: TransientError")
         return {"transfer_id": transfer_id, "status": "IN_REVIEW"}

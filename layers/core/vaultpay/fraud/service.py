@@ -32,7 +32,7 @@ from vaultpay.fraud.records import (
     rfc3339,
 )
 from vaultpay.fraud.rules import DEFAULT_RULES, Rule, evaluate
-from vaultpay.shared.errors import FieldError, Forbidden, FourEyesRequired, ValidationFailed
+from vaultpay.shared.errors import FieldError, Forbidden, FourEyesRequired, TransientError, ValidationFailed
 from vaultpay.shared.events import DomainEvent, four_eyes_refused_event
 from vaultpay.shared.observability import bind_log_keys, get_logger
 from vaultpay.shared.ratelimit import CounterStore, window_key
@@ -361,7 +361,7 @@ class ReviewService:
             ) from None
         self._store.confirm_review(replace(review, task_token=None))
         get_logger().info("review decided", extra={"decision": review.decision})
-        return transfers.view(transfer_id)
+        return _view_after_decision(transfers, transfer_id)
 
     def _require_second_person(self, transfer_id: str, reviewer: str, correlation_id: str) -> None:
         """Four eyes: no admin decides the review of a transfer from or to an account they own. A refusal
@@ -498,3 +498,18 @@ class ProfileService:
         elif isinstance(event, TransferEnded):
             bind_log_keys(transfer_id=event.transfer_id)
         return self._store.apply_profile_event(event)
+
+
+# The decision is delivered and stored before the view is read: a failed read must not tell the admin the
+# decision failed (a retry would then answer 409 review_already_decided). The read changes nothing, so it
+# is simply tried again.
+VIEW_ATTEMPTS = 3
+
+
+def _view_after_decision(transfers: TransferViews, transfer_id: str) -> dict[str, Any]:
+    for _ in range(VIEW_ATTEMPTS - 1):
+        try:
+            return transfers.view(transfer_id)
+        except TransientError:
+            get_logger().warning("transfer view failed after the decision; reading it again")
+    return transfers.view(transfer_id)
