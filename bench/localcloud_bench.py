@@ -23,7 +23,7 @@ BENCH_TEMPLATE = ROOT / "bench" / "fixtures" / "template.yaml"
 
 
 def start_cloud(
-    state_dir: Path, cache_dir: Path | None = None
+    state_dir: Path, cache_dir: Path | None = None, *extra: str
 ) -> tuple[subprocess.Popen[bytes], dict[str, Any], float]:
     env = dict(os.environ)
     if cache_dir is not None:
@@ -35,6 +35,7 @@ def start_cloud(
         "--template", str(BENCH_TEMPLATE),
         # The benches fund accounts with one admin's deposit: no second admin to approve large ones.
         "--parameter", "DepositApprovalThreshold=100000000000",
+        *extra,
     ]  # fmt: skip
     began = time.monotonic()
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -167,6 +168,11 @@ def main() -> None:
         cold_cache = Path(tmp) / "cache"
         proc, _, cold = start_cloud(Path(tmp) / "s1", cache_dir=cold_cache)  # fetches DynamoDB Local
         stop_cloud(proc)
+        # The NATS cluster of `make test` and `make soak` (three nodes, routes, R3 streams) against the
+        # single node `make run` starts by default, both with a warm cache.
+        proc, _, cluster = start_cloud(Path(tmp) / "s3", cold_cache, "--nats-cluster", "3")
+        cluster_rss = tree_rss_mib(proc.pid)
+        stop_cloud(proc)
         proc, _, warm = start_cloud(Path(tmp) / "s2", cache_dir=cold_cache)
         try:
             time.sleep(1)
@@ -191,7 +197,10 @@ def main() -> None:
         "|---|---|---|",
         f"| Start to ready, cold cache (fetches DynamoDB Local from npm) | {cold:.1f} s | — |",
         f"| Start to ready, warm cache | {warm:.1f} s | — |",
-        f"| Memory of the running stack (RSS, all processes), idle | {idle_rss:.0f} MiB | — |",
+        f"| Start to ready, warm cache, NATS as a three-node cluster (--nats-cluster 3) | {cluster:.1f} s | "
+        f"single node {warm:.1f} s |",
+        f"| Memory of the running stack (RSS, all processes), idle | {idle_rss:.0f} MiB | "
+        f"with the three-node NATS cluster {cluster_rss:.0f} MiB |",
         f"| Memory after the benchmark (warm Lambda workers) | {busy_rss:.0f} MiB | — |",
         f"| Lambda invoke round trip through the edge, p50 / p99 (n={args.invokes}) | "
         f"{inv['invoke_p50']:.2f} / {inv['invoke_p99']:.2f} ms | "

@@ -5,7 +5,8 @@ Workload: customers with funded accounts send transfers to each other through th
 some are re-sent with the same Idempotency-Key, some exceed the balance, some are large enough for a review
 (an admin decides some, the rest time out). Faults come from the local cloud (localcloud.faults): a transient
 error on the first attempt of every saga step, a saga Lambda killed after its write and before its answer, a
-duplicated stream delivery, and NATS stopped for a while.
+duplicated stream delivery, NATS stopped for a while, and later the VAULTPAY stream's leader killed (SIGKILL)
+and restarted on its store (the tests' NATS is a three-node cluster).
 
 After everything settles, it checks what a bank must guarantee: every transfer in exactly one terminal state
 (and one execution each); total money unchanged; no available balance ever below zero (every statement line);
