@@ -19,6 +19,8 @@ from vaultpay.events.jetstream_config import (
 from vaultpay_cli.ops_events import ops_events_app
 
 pytestmark = pytest.mark.component
+# The file asks for three replicas; this server is in no cluster, so it holds one copy and says so.
+ONE = " (a single server: 1 replica)"
 
 
 def _apply(kit: Any, path: Path | None = None) -> list[str]:
@@ -32,19 +34,19 @@ def first_apply(kit: Any) -> list[str]:
 
 def test_a_first_apply_creates_both_streams_and_both_consumers(first_apply: list[str]) -> None:
     assert first_apply == [
-        "stream VAULTPAY: created",
-        "stream VAULTPAY_DLQ: created",
-        "consumer VAULTPAY/audit-workers: created",
-        "consumer VAULTPAY/fraud-workers: created",
+        "stream VAULTPAY: created" + ONE,
+        "stream VAULTPAY_DLQ: created" + ONE,
+        "consumer VAULTPAY/audit-workers: created" + ONE,
+        "consumer VAULTPAY/fraud-workers: created" + ONE,
     ]
 
 
 def test_applying_again_changes_nothing(kit: Any, first_apply: list[str]) -> None:
     assert _apply(kit) == [
-        "stream VAULTPAY: unchanged",
-        "stream VAULTPAY_DLQ: unchanged",
-        "consumer VAULTPAY/audit-workers: unchanged",
-        "consumer VAULTPAY/fraud-workers: unchanged",
+        "stream VAULTPAY: unchanged" + ONE,
+        "stream VAULTPAY_DLQ: unchanged" + ONE,
+        "consumer VAULTPAY/audit-workers: unchanged" + ONE,
+        "consumer VAULTPAY/fraud-workers: unchanged" + ONE,
     ]
 
 
@@ -56,6 +58,7 @@ def test_the_event_stream_is_file_backed_with_a_duplicate_window_of_at_least_two
     assert config.subjects == ["vaultpay.>"]
     assert config.storage == "file"
     assert config.duplicate_window >= 120
+    assert config.num_replicas == 1  # the file asks for 3: a server in no cluster holds one copy
     assert config.retention == "limits" and config.discard == "old"
     assert config.max_age == 30 * 24 * 3600 and config.max_bytes > 0
     # Events cannot be removed through the API: only the limits age them out.
@@ -95,9 +98,9 @@ def test_a_changed_field_is_updated_in_place(kit: Any, first_apply: list[str], t
     changed.write_text(json.dumps(document))
     try:
         done = _apply(kit, changed)
-        assert "stream VAULTPAY: updated (max_age)" in done
-        assert "consumer VAULTPAY/fraud-workers: updated (max_ack_pending)" in done
-        assert "consumer VAULTPAY/audit-workers: unchanged" in done
+        assert "stream VAULTPAY: updated (max_age)" + ONE in done
+        assert "consumer VAULTPAY/fraud-workers: updated (max_ack_pending)" + ONE in done
+        assert "consumer VAULTPAY/audit-workers: unchanged" + ONE in done
         info = kit.js(lambda js: js.consumer_info(EVENTS_STREAM, "fraud-workers"))
         assert info.config.max_ack_pending == 250
     finally:
@@ -133,10 +136,10 @@ def test_the_deploy_command_applies_the_file_and_prints_what_it_did(kit: Any, fi
     result = CliRunner().invoke(ops_events_app, ["events", "apply-config", "--nats-url", kit.server.url])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == [
-        "stream VAULTPAY: unchanged",
-        "stream VAULTPAY_DLQ: unchanged",
-        "consumer VAULTPAY/audit-workers: unchanged",
-        "consumer VAULTPAY/fraud-workers: unchanged",
+        "stream VAULTPAY: unchanged" + ONE,
+        "stream VAULTPAY_DLQ: unchanged" + ONE,
+        "consumer VAULTPAY/audit-workers: unchanged" + ONE,
+        "consumer VAULTPAY/fraud-workers: unchanged" + ONE,
     ]
 
 

@@ -243,7 +243,8 @@ async def apply_jetstream_config(
 ) -> list[str]:
     """Creates or updates every stream and consumer of the file; returns one line per object saying what
     was done ("created", "updated (fields)", "unchanged"). `nodes`: how many servers the cluster has, when
-    it may be fewer than the file's replicas (see `with_replicas_at_most`).
+    it may be fewer than the file's replicas (see `with_replicas_at_most`); without it, a server that is in
+    no cluster gets 1 replica and a clustered one the file's.
 
     `connect_options` go to `nats.connect` (user/password, token, user_credentials, tls). The file is
     validated before the connection is opened, so a bad file never half-applies.
@@ -266,9 +267,21 @@ async def apply_jetstream_config(
         **connect_options,
     )
     try:
+        if nodes is None and not _clustered(client):
+            # A server outside any cluster holds one copy whatever the file asks: say so, do not fail.
+            spec = with_replicas_at_most(spec, 1)
+            done = await apply_spec(client.jetstream(timeout=connect_timeout_s), spec)
+            return [f"{line} (a single server: 1 replica)" for line in done]
         return await apply_spec(client.jetstream(timeout=connect_timeout_s), spec)
     finally:
         await client.close()
+
+
+def _clustered(client: Any) -> bool:
+    """Whether the server the client reached is part of a cluster (its INFO names one). nats-py keeps the
+    INFO only in a private attribute; a client without it is taken as clustered (the file's replicas)."""
+    info = getattr(client, "_server_info", None)
+    return not isinstance(info, dict) or bool(info.get("cluster"))
 
 
 async def apply_spec(js: Any, spec: JetStreamSpec) -> list[str]:
