@@ -20,6 +20,7 @@ from localcloud.faults import (
     LambdaErrorRule,
     parse_plan,
 )
+from localcloud.services import LocalCloudError
 from localcloud.spec import FunctionSpec
 
 pytestmark = pytest.mark.unit
@@ -287,6 +288,12 @@ class FakeNats:
     def nats_running(self) -> bool:
         return self.running
 
+    async def nats_kill_node(self, node: str, restart_after_s: float | None) -> dict[str, Any]:
+        self.calls.append(f"kill {node} {restart_after_s}")
+        if node not in ("leader", "vaultpay-local-2"):
+            raise LocalCloudError(f"no NATS node {node!r}: the nodes are vaultpay-local-1, vaultpay-local-2")
+        return {"node": "vaultpay-local-2", "was_leader": node == "leader", "restart_in_s": restart_after_s}
+
 
 async def a_client(nats: FakeNats) -> tuple[TestClient[web.Request, web.Application], FaultController]:
     controller = FaultController(an_injector(), nats)
@@ -376,5 +383,57 @@ async def test_nats_stopped_by_hand_stays_down_until_started_or_cleared() -> Non
         assert nats.running is True
         started = await (await client.post("/_localcloud/faults/nats/start")).json()
         assert started["changed"] is False
+    finally:
+        await client.close()
+
+
+async def test_killing_the_stream_leader_names_the_node_and_counts_the_kill() -> None:
+    nats = FakeNats()
+    client, controller = await a_client(nats)
+    try:
+        answer = await client.post(
+            "/_localcloud/faults/nats/kill", json={"node": "leader", "restart_after_s": 5}
+        )
+        body = await answer.json()
+        assert answer.status == 200
+        assert (body["node"], body["was_leader"], body["restart_in_s"]) == ("vaultpay-local-2", True, 5)
+        assert nats.calls == ["kill leader 5.0"]
+        assert controller.injector.counters["nats_node_kills"] == 1
+        assert body["counters"]["nats_node_kills"] == 1
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"node": ""}, "`node` must be"),
+        ({"node": 3}, "`node` must be"),
+        ({"node": "leader", "restart_after_s": -1}, "`restart_after_s` must be"),
+        ({"node": "leader", "restart_after_s": True}, "`restart_after_s` must be"),
+        ({"node": "leader", "restart_after_s": 1e9}, "`restart_after_s` must be"),
+        ({"node": "leader", "signal": "TERM"}, "the body must be"),
+        (["leader"], "the body must be"),
+    ],
+)
+async def test_a_bad_kill_request_is_a_400_and_kills_nothing(body: Any, message: str) -> None:
+    nats = FakeNats()
+    client, controller = await a_client(nats)
+    try:
+        answer = await client.post("/_localcloud/faults/nats/kill", json=body)
+        assert answer.status == 400
+        assert message in (await answer.json())["message"]
+        assert nats.calls == [] and controller.injector.counters["nats_node_kills"] == 0
+    finally:
+        await client.close()
+
+
+async def test_killing_an_unknown_node_is_a_409_that_names_the_nodes() -> None:
+    client, controller = await a_client(FakeNats())
+    try:
+        answer = await client.post("/_localcloud/faults/nats/kill", json={"node": "vaultpay-local-9"})
+        assert answer.status == 409
+        assert "the nodes are vaultpay-local-1" in (await answer.json())["message"]
+        assert controller.injector.counters["nats_node_kills"] == 0
     finally:
         await client.close()
