@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from support.handlers import load_module
 
 pytestmark = pytest.mark.component
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,18 +17,10 @@ COMMITTED = ROOT / "infra" / "openapi" / "openapi.json"
 IDEMPOTENT_ROUTES = {("post", "/v1/accounts"), ("post", "/v1/transfers"), ("post", "/v1/admin/deposits")}
 
 
-def _load_build() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("vaultpay_openapi_build", ROOT / "infra/openapi/build.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve their module through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def build() -> ModuleType:
-    return _load_build()
+    # dataclasses resolve their module through sys.modules
+    return load_module(ROOT / "infra/openapi/build.py", "vaultpay_openapi_build", register=True)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
@@ -12,6 +11,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from support.handlers import load_module
 
 pytestmark = pytest.mark.unit
 
@@ -20,16 +20,8 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 @pytest.fixture(scope="module")
 def results() -> ModuleType:
-    sys.path.insert(0, str(BENCH))  # results.py imports its sibling runinfo.py, as a script does
-    try:
-        spec = importlib.util.spec_from_file_location("bench_results", BENCH / "results.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # its dataclasses look their module up
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCH))
+    # results.py imports its sibling runinfo.py, as a script does; its dataclasses look their module up.
+    return load_module(BENCH / "results.py", "bench_results", register=True, siblings=True)
 
 
 def figures_file(path: Path, commit: str, figures: dict[str, Any], written: float) -> Path:

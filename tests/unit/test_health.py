@@ -4,7 +4,6 @@ as JetStream sends it (no server), and the handler around it."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -15,6 +14,7 @@ from typing import Any
 
 import pytest
 from nats.js.api import StreamInfo
+from support.handlers import load_handler
 
 from vaultpay.ops.checks import NatsCheck, event_bus_report
 from vaultpay.ops.health import CheckFailed, DependencyCheck, HealthReport, HealthService
@@ -171,19 +171,9 @@ class FakeLambdaContext:
     aws_request_id: str = "2f1d9c6e-0000-4000-8000-000000000000"
 
 
-def _load_handler() -> ModuleType:
-    # Every function's module is called `app`: load this one under a name of its own.
-    path = ROOT / "functions" / "ops" / "health" / "app.py"
-    spec = importlib.util.spec_from_file_location("vaultpay_function_ops_health", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def health_app() -> ModuleType:
-    return _load_handler()
+    return load_handler("ops/health")
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ neither be missing (AccessDenied in production) nor be more than the code uses.
 
 from __future__ import annotations
 
-import importlib.util
+import functools
 import json
 import os
 import uuid
@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from support.accounts import create_accounts_table
+from support.handlers import load_handler
 
 pytestmark = pytest.mark.component
 
@@ -156,18 +157,9 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
     _reset_caches()
 
 
-_loaded: dict[str, ModuleType] = {}
-
-
+@functools.cache
 def _handler(directory: str) -> ModuleType:
-    if directory not in _loaded:
-        path = ROOT / "functions" / "accounts" / directory / "app.py"
-        spec = importlib.util.spec_from_file_location(f"vaultpay_function_accounts_{directory}", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        _loaded[directory] = module
-    return _loaded[directory]
+    return load_handler(f"accounts/{directory}")
 
 
 def _template_grants() -> dict[str, set[Action]]:

@@ -6,7 +6,6 @@ here also says that reconcile reads the items exactly as the store lays them out
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -20,6 +19,7 @@ from typing import Any
 
 import pytest
 from support.accounts import Clock, FakeCipher, FakeIndex, create_accounts_table, dynamodb_client
+from support.handlers import load_handler
 from typer.testing import CliRunner
 
 from vaultpay.accounts.service import AccountsService
@@ -261,11 +261,7 @@ def reconcile_app(
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     aws.aws_client.cache_clear()
     observability.get_metrics.cache_clear()
-    path = ROOT / "functions" / "accounts" / "reconcile" / "app.py"
-    spec = importlib.util.spec_from_file_location("vaultpay_function_accounts_reconcile", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_handler("accounts/reconcile")
     # The logger's handler keeps the stream it was made with: make it write wherever stdout is now.
     handler = module.logger.registered_handler
     previous = handler.setStream(CurrentStdout())

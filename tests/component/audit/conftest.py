@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import boto3
@@ -20,7 +17,6 @@ from localcloud import services
 from vaultpay.audit.consumer import DURABLE, STREAM
 from vaultpay.audit.store import DynamoDBAuditStore, table_definition
 
-ROOT = Path(__file__).resolve().parents[3]
 ACK_WAIT_S = 1.0
 MAX_DELIVER = 3
 ADVISORY = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{STREAM}.{DURABLE}"
@@ -118,16 +114,6 @@ async def publish(url: str, payloads: Sequence[tuple[str, bytes, str]]) -> list[
         sequences.append(ack.seq)
     await nc.close()
     return sequences
-
-
-def load_function(relative: str) -> ModuleType:
-    """A function's app.py as its own module, as the Lambda runtime loads it."""
-    path = ROOT / "functions" / relative / "app.py"
-    spec = importlib.util.spec_from_file_location(f"vaultpay_function_{relative.replace('/', '_')}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def reset_audit_caches() -> None:

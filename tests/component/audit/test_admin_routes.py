@@ -12,11 +12,12 @@ from typing import Any
 
 import boto3
 import pytest
+from support.handlers import load_handler
 
 from vaultpay.audit.model import AuditEntry
 from vaultpay.audit.store import DynamoDBAuditStore, record_sk, table_definition
 
-from .conftest import LambdaContext, load_function, reset_audit_caches
+from .conftest import LambdaContext, reset_audit_caches
 
 pytestmark = pytest.mark.component
 EVENTS = Path(__file__).resolve().parents[3] / "events" / "audit"
@@ -77,12 +78,12 @@ def table(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 @pytest.fixture
 def query_app(table: Any) -> ModuleType:
-    return load_function("audit/query")
+    return load_handler("audit/query")
 
 
 @pytest.fixture
 def verify_app(table: Any) -> ModuleType:
-    return load_function("audit/verify")
+    return load_handler("audit/verify")
 
 
 def request(

@@ -12,6 +12,7 @@ from typing import Any
 
 import nats
 import pytest
+from support.handlers import load_handler
 
 from vaultpay.audit.consumer import DURABLE, STREAM
 from vaultpay.audit.model import AppendOutcome, AuditEntry, AuditRecord
@@ -26,7 +27,6 @@ from .conftest import (
     AuditTable,
     LambdaContext,
     Nats,
-    load_function,
     publish,
     reset_audit_caches,
     setup_stream,
@@ -81,7 +81,7 @@ def consume_app(
         monkeypatch.setenv(name, value)
     reset_audit_caches()
     try:
-        yield load_function("audit/consume")
+        yield load_handler("audit/consume")
     finally:
         reset_audit_caches()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import functools
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -12,6 +12,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from support.handlers import load_handler
 
 ROOT = Path(__file__).resolve().parents[3]
 AUTH_TABLE = "vaultpay-test-auth"
@@ -141,17 +142,10 @@ class FakeLambdaContext:
 @pytest.fixture(scope="session")
 def function() -> Callable[[str], ModuleType]:
     """`function("login")` is functions/auth/login/app.py, loaded once under a module name of its own."""
-    loaded: dict[str, ModuleType] = {}
 
+    @functools.cache
     def load(name: str) -> ModuleType:
-        if name not in loaded:
-            path = ROOT / "functions" / "auth" / name / "app.py"
-            spec = importlib.util.spec_from_file_location(f"vaultpay_function_auth_{name}", path)
-            assert spec is not None and spec.loader is not None
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            loaded[name] = module
-        return loaded[name]
+        return load_handler(f"auth/{name}")
 
     return load
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import logging
 import time
@@ -14,6 +13,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from support.handlers import load_handler
 
 from vaultpay.auth import authorizer_wiring
 from vaultpay.auth.kms_keys import KmsTokenSigner
@@ -112,12 +112,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def app() -> ModuleType:
-    path = ROOT / "functions" / "auth" / "authorizer" / "app.py"
-    spec = importlib.util.spec_from_file_location("vaultpay_function_auth_authorizer", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_handler("auth/authorizer")
 
 
 def _token(keys: TokenSigner, *, role: str = "customer") -> str:

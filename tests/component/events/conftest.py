@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from typing import Any, TypeVar
 
 import pytest
 from boto3.dynamodb.types import TypeSerializer
+from support.handlers import load_handler
 
 from localcloud.services import ManagedProcess, free_port, nats_server
 from vaultpay.shared.events import DomainEvent
@@ -151,16 +151,6 @@ class FakeLambdaContext:
         return 30_000
 
 
-def load_relay_handler() -> ModuleType:
-    # Every function's module is called `app`: load this one under a name of its own.
-    path = ROOT / "functions" / "events" / "relay" / "app.py"
-    spec = importlib.util.spec_from_file_location("vaultpay_function_events_relay", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def relay_app(nats: NatsServer) -> Iterator[ModuleType]:
     """The relay handler wired to this module's server, with a fresh process-wide connection."""
@@ -178,7 +168,7 @@ def relay_app(nats: NatsServer) -> Iterator[ModuleType]:
         # These tables are not on AWS: marking items published is covered by the sweeper's tests.
         env.setattr(relay_wiring, "outbox_marker", lambda: None)
         try:
-            yield load_relay_handler()
+            yield load_handler("events/relay")
         finally:
             run_blocking(relay_wiring.nats_connection().close())
             relay_wiring.nats_connection.cache_clear()

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
+from support.handlers import load_handler
 
 from vaultpay.events.jetstream_config import apply_jetstream_config
 from vaultpay.events.sweeper import rfc3339
@@ -22,7 +21,6 @@ from vaultpay.shared.outbox import PENDING_INDEX, outbox_item
 
 pytestmark = pytest.mark.component
 TABLE = "vaultpay-sweeper-test"
-ROOT_FUNCTIONS = Path(__file__).resolve().parents[3] / "functions"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -69,11 +67,7 @@ def sweeper_app(nats: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleTy
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     relay_wiring.nats_connection.cache_clear()
     relay_wiring.sweeper.cache_clear()
-    path = ROOT_FUNCTIONS / "events" / "sweeper" / "app.py"
-    spec = importlib.util.spec_from_file_location("vaultpay_function_events_sweeper", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_handler("events/sweeper")
     with mock_aws():
         _create_table(boto3.client("dynamodb", region_name="us-east-1"))
         try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import json
 import uuid
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ import nats
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 from support.fraud import create_table_from_template
+from support.handlers import load_handler
 
 from localcloud import services
 from vaultpay.fraud.consumer import DURABLE, STREAM
@@ -135,11 +135,7 @@ def consume(
     }.items():
         monkeypatch.setenv(name, value)
     reset_caches()
-    path = ROOT / "functions" / "fraud" / "consume" / "app.py"
-    spec = importlib.util.spec_from_file_location("vaultpay_fraud_consume_test", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_handler("fraud/consume")
     try:
         yield module, DynamoFraudStore(client, table)
     finally:

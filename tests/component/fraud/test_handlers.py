@@ -3,7 +3,6 @@ execution resumed by the review route, the alerts route, and the attacks on the 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import threading
 import time
@@ -19,6 +18,7 @@ import boto3
 import pytest
 from support.apigw import proxy_event
 from support.fraud import create_table_from_template, fraud_config_document
+from support.handlers import load_handler
 
 from localcloud import services
 from vaultpay.fraud.config import InvalidFraudConfig
@@ -48,12 +48,8 @@ class Context:
 
 
 def load(relative: str) -> ModuleType:
-    path = ROOT / "functions" / "fraud" / relative / "app.py"
-    spec = importlib.util.spec_from_file_location(f"vaultpay_fraud_{relative}_{uuid.uuid4().hex[:6]}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """functions/fraud/<relative>/app.py, a new module at each call."""
+    return load_handler(f"fraud/{relative}")
 
 
 def reset_caches() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from typing import Any
 
 import pytest
 from support.apigw import proxy_event
+from support.handlers import load_handler
 
 pytestmark = pytest.mark.component
 ROOT = Path(__file__).resolve().parents[3]
@@ -27,12 +27,7 @@ class FakeLambdaContext:
 
 @pytest.fixture(scope="module")
 def docs_app() -> ModuleType:
-    path = ROOT / "functions" / "ops" / "docs" / "app.py"
-    spec = importlib.util.spec_from_file_location("vaultpay_function_ops_docs", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_handler("ops/docs")
 
 
 def _get(docs_app: ModuleType, path: str) -> dict[str, Any]:

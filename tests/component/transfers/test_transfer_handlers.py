@@ -3,13 +3,12 @@ resolver reached through the Lambda Invoke API (a stub edge that runs functions/
 
 from __future__ import annotations
 
-import importlib.util
+import functools
 import json
 import threading
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -17,13 +16,12 @@ import boto3
 import pytest
 from support.accounts import create_accounts_table, dynamodb_client
 from support.apigw import proxy_event
+from support.handlers import load_handler
 from support.transfers import create_transfers_table
 
 pytestmark = pytest.mark.component
 
-ROOT = Path(__file__).resolve().parents[3]
 REGION = "us-east-1"
-_loaded: dict[str, ModuleType] = {}
 
 
 class Context:
@@ -38,16 +36,9 @@ class Context:
         return 10_000
 
 
+@functools.cache
 def _function(domain: str, directory: str) -> ModuleType:
-    key = f"{domain}/{directory}"
-    if key not in _loaded:
-        path = ROOT / "functions" / domain / directory / "app.py"
-        spec = importlib.util.spec_from_file_location(f"vaultpay_function_{domain}_{directory}", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        _loaded[key] = module
-    return _loaded[key]
+    return load_handler(f"{domain}/{directory}")
 
 
 def _reset_caches() -> None:
