@@ -23,7 +23,8 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from support.accounts import Clock, FakeCipher, FakeIndex, create_accounts_table, dynamodb_client
+from support.accounts import Clock, FakeCipher, FakeIndex, dynamodb_client
+from support.tables import create_table
 
 from vaultpay.accounts.errors import HoldNotFound, HoldNotOpen, InsufficientFunds, StepConflict
 from vaultpay.accounts.memory import MemoryLedgerStore
@@ -258,7 +259,7 @@ class TestLedgerInMemory(LedgerMachine.TestCase):  # type: ignore[name-defined]
 @pytest.fixture(scope="module")
 def dynamo_table(dynamodb_endpoint: str) -> tuple[Any, str]:
     client = dynamodb_client(dynamodb_endpoint)
-    create_accounts_table(client, "accounts-properties")
+    create_table(client, "AccountsTable", "accounts-properties")
     return client, "accounts-properties"
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+from support.tables import create_table
 
 from vaultpay.audit.checkpoints import (
     KmsCheckpointKeys,
@@ -28,7 +29,7 @@ from vaultpay.audit.checkpoints import (
 )
 from vaultpay.audit.model import GENESIS_HASH, AuditEntry, build_chain
 from vaultpay.audit.service import AuditService
-from vaultpay.audit.store import DynamoDBAuditStore, record_item, record_sk, table_definition
+from vaultpay.audit.store import DynamoDBAuditStore, record_item, record_sk
 
 pytestmark = pytest.mark.component
 
@@ -83,7 +84,7 @@ def bank() -> Iterator[Bank]:
         s3 = boto3.client("s3", region_name=REGION)
         kms = boto3.client("kms", region_name=REGION)
         table = "t-AuditTable"
-        ddb.create_table(**table_definition(table))
+        create_table(ddb, "AuditTable", table)
         bucket = "vaultpay-test-audit-checkpoints"
         s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
         s3.put_object_lock_configuration(

@@ -54,67 +54,6 @@ def make_service(
     return service, ledger
 
 
-def create_accounts_table(client: Any, name: str) -> None:
-    """The accounts table as docs/accounts-contract.md lays it out (keys, the four GSIs, the stream)."""
-    client.create_table(
-        TableName=name,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            *(
-                {"AttributeName": attribute, "AttributeType": "S"}
-                for attribute in (
-                    "pk",
-                    "sk",
-                    "pending",
-                    "time",
-                    "owner_id",
-                    "created_sk",
-                    "open_hold_shard",
-                    "approval_queue",
-                )
-            ),
-            {"AttributeName": "hold_expires_at", "AttributeType": "N"},
-        ],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "OpenHolds",
-                "KeySchema": [
-                    {"AttributeName": "open_hold_shard", "KeyType": "HASH"},
-                    {"AttributeName": "hold_expires_at", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            },
-            {
-                "IndexName": "OutboxPending",
-                "KeySchema": [
-                    {"AttributeName": "pending", "KeyType": "HASH"},
-                    {"AttributeName": "time", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            },
-            {
-                "IndexName": "ByOwner",
-                "KeySchema": [
-                    {"AttributeName": "owner_id", "KeyType": "HASH"},
-                    {"AttributeName": "created_sk", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            },
-            {
-                "IndexName": "DepositApprovals",
-                "KeySchema": [
-                    {"AttributeName": "approval_queue", "KeyType": "HASH"},
-                    {"AttributeName": "created_sk", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            },
-        ],
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )
-    client.get_waiter("table_exists").wait(TableName=name)
-
-
 def dynamodb_client(endpoint: str) -> Any:
     import boto3
     from botocore.config import Config

@@ -92,36 +92,3 @@ def make_transfers_service(
         sleep=lambda _s: None,
     )
     return service, store, saga
-
-
-def create_transfers_table(client: Any, name: str) -> None:
-    """The transfers table as template.yaml declares it (keys, OutboxPending and BySource, the stream)."""
-    client.create_table(
-        TableName=name,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": attribute, "AttributeType": "S"}
-            for attribute in ("pk", "sk", "pending", "time", "source_account_id", "created_sk")
-        ],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "OutboxPending",
-                "KeySchema": [
-                    {"AttributeName": "pending", "KeyType": "HASH"},
-                    {"AttributeName": "time", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            },
-            {
-                "IndexName": "BySource",
-                "KeySchema": [
-                    {"AttributeName": "source_account_id", "KeyType": "HASH"},
-                    {"AttributeName": "created_sk", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            },
-        ],
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )
-    client.get_waiter("table_exists").wait(TableName=name)

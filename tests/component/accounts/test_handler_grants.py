@@ -17,8 +17,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from support.accounts import create_accounts_table
 from support.handlers import load_handler
+from support.tables import create_table
 
 pytestmark = pytest.mark.component
 
@@ -127,13 +127,8 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
     recorder = Recorder()
     with mock_aws():
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        create_accounts_table(dynamodb, ACCOUNTS_TABLE)
-        dynamodb.create_table(
-            TableName=IDEMPOTENCY_TABLE,
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table(dynamodb, "AccountsTable", ACCOUNTS_TABLE)
+        create_table(dynamodb, "AccountsIdempotencyTable", IDEMPOTENCY_TABLE)
         key_id = boto3.client("kms", region_name="us-east-1").create_key()["KeyMetadata"]["KeyId"]
         secret = boto3.client("secretsmanager", region_name="us-east-1").create_secret(
             Name="account-number-index-key", SecretString="i" * 64

@@ -6,7 +6,8 @@ import uuid
 from typing import Any
 
 import pytest
-from support.accounts import FakeCipher, FakeIndex, create_accounts_table, dynamodb_client
+from support.accounts import FakeCipher, FakeIndex, dynamodb_client
+from support.tables import create_table
 
 from vaultpay.accounts.model import HOLD_LIFETIME_S
 from vaultpay.accounts.reconcile import reconcile_table
@@ -28,7 +29,7 @@ class SettableClock:
 def bank(dynamodb_endpoint: str) -> tuple[AccountsService, SettableClock, Any, str]:
     client = dynamodb_client(dynamodb_endpoint)
     table = f"accounts-{uuid.uuid4().hex[:8]}"
-    create_accounts_table(client, table)
+    create_table(client, "AccountsTable", table)
     clock = SettableClock(1_795_000_000.0)
     service = AccountsService(
         store=DynamoLedgerStore(client, table),

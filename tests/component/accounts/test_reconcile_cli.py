@@ -18,8 +18,9 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from support.accounts import Clock, FakeCipher, FakeIndex, create_accounts_table, dynamodb_client
+from support.accounts import Clock, FakeCipher, FakeIndex, dynamodb_client
 from support.handlers import load_handler
+from support.tables import create_table
 from typer.testing import CliRunner
 
 from vaultpay.accounts.service import AccountsService
@@ -42,7 +43,7 @@ class LedgerTable:
 
     def __post_init__(self) -> None:
         self.client = dynamodb_client(self.endpoint)
-        create_accounts_table(self.client, self.name)
+        create_table(self.client, "AccountsTable", self.name)
 
     def write_ledger(self) -> None:
         """Asha and Ravi deposit; Asha pays Ravi 12,000 (settled); Ravi holds 2,000 (open); Asha's transfer

@@ -12,10 +12,11 @@ import boto3
 import nats
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
+from support.tables import create_table
 
 from localcloud import services
 from vaultpay.audit.consumer import DURABLE, STREAM
-from vaultpay.audit.store import DynamoDBAuditStore, table_definition
+from vaultpay.audit.store import DynamoDBAuditStore
 
 ACK_WAIT_S = 1.0
 MAX_DELIVER = 3
@@ -35,14 +36,14 @@ def dynamodb_client(endpoint: str) -> Any:
 
 @dataclass
 class AuditTable:
-    """A fresh audit table (the one definition `table_definition` gives) and a store over it."""
+    """A fresh audit table (template.yaml's AuditTable) and a store over it."""
 
     endpoint: str
     name: str = field(default_factory=lambda: f"t-{uuid.uuid4().hex[:10]}-AuditTable")
 
     def __post_init__(self) -> None:
         self.client = dynamodb_client(self.endpoint)
-        self.client.create_table(**table_definition(self.name))
+        create_table(self.client, "AuditTable", self.name)
 
     def store(self) -> DynamoDBAuditStore:
         """A store of its own, as a separate Lambda container would have."""

@@ -13,9 +13,10 @@ from typing import Any
 import boto3
 import pytest
 from support.handlers import load_handler
+from support.tables import create_table
 
 from vaultpay.audit.model import AuditEntry
-from vaultpay.audit.store import DynamoDBAuditStore, record_sk, table_definition
+from vaultpay.audit.store import DynamoDBAuditStore, record_sk
 
 from .conftest import LambdaContext, reset_audit_caches
 
@@ -56,7 +57,7 @@ def table(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         monkeypatch.setenv(name, value)
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(**table_definition(TABLE))
+        create_table(client, "AuditTable", TABLE)
         DynamoDBAuditStore(client, TABLE).append(
             [
                 AuditEntry(

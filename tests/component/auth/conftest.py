@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from support.handlers import load_handler
+from support.tables import create_table
 
 ROOT = Path(__file__).resolve().parents[3]
 AUTH_TABLE = "vaultpay-test-auth"
@@ -84,24 +85,8 @@ def cloud(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> It
         for table in (AUTH_TABLE, RATE_LIMIT_TABLE):
             if dynamodb_endpoint and table in dynamodb.list_tables()["TableNames"]:
                 dynamodb.delete_table(TableName=table)
-        dynamodb.create_table(
-            TableName=AUTH_TABLE,
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        dynamodb.create_table(
-            TableName=RATE_LIMIT_TABLE,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table(dynamodb, "AuthTable", AUTH_TABLE)
+        create_table(dynamodb, "AuthRateLimitTable", RATE_LIMIT_TABLE)
         kms = boto3.client("kms", region_name="us-east-1")
         key_id = kms.create_key(Description="PII")["KeyMetadata"]["KeyId"]
         signing = kms.create_key(Description="token signing", KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from support.handlers import load_handler
+from support.tables import create_table
 
 from vaultpay.auth import authorizer_wiring
 from vaultpay.auth.kms_keys import KmsTokenSigner
@@ -71,25 +72,8 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     authorizer_wiring.authorizer.cache_clear()
     with mock_aws():
         dynamodb = aws_client("dynamodb")
-        # The same keys as template.yaml's AuthTable and AuthRateLimitTable
-        dynamodb.create_table(
-            TableName=environment["AUTH_TABLE"],
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-        )
-        dynamodb.create_table(
-            TableName=environment["RATE_LIMIT_TABLE"],
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        )
+        create_table(dynamodb, "AuthTable", environment["AUTH_TABLE"])
+        create_table(dynamodb, "AuthRateLimitTable", environment["RATE_LIMIT_TABLE"])
         # The token's user exists and is active (the authorizer ends tokens of missing or disabled users)
         dynamodb.put_item(
             TableName=environment["AUTH_TABLE"],

@@ -10,6 +10,7 @@ import boto3
 import pytest
 from boto3.dynamodb.types import TypeSerializer
 from moto import mock_aws
+from support.tables import create_table
 
 from vaultpay.events.relay_wiring import DynamoDbMarker
 from vaultpay.shared.events import DomainEvent
@@ -26,15 +27,7 @@ def dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName=TABLE,
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk")],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table(client, "AuthTable", TABLE)  # an outbox table, with the sparse OutboxPending index
         yield client
 
 

@@ -13,11 +13,12 @@ import boto3
 import pytest
 from moto import mock_aws
 from support.handlers import load_handler
+from support.tables import create_table
 
 from vaultpay.events.jetstream_config import apply_jetstream_config
 from vaultpay.events.sweeper import rfc3339
 from vaultpay.shared.events import DomainEvent
-from vaultpay.shared.outbox import PENDING_INDEX, outbox_item
+from vaultpay.shared.outbox import outbox_item
 
 pytestmark = pytest.mark.component
 TABLE = "vaultpay-sweeper-test"
@@ -26,28 +27,6 @@ TABLE = "vaultpay-sweeper-test"
 @pytest.fixture(scope="module", autouse=True)
 def applied(kit: Any) -> list[str]:
     return asyncio.run(apply_jetstream_config(kit.server.url, kit.config))
-
-
-def _create_table(client: Any) -> None:
-    """AuthTable's shape (template.yaml), with the sparse OutboxPending index."""
-    client.create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "pending", "time")
-        ],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": PENDING_INDEX,
-                "KeySchema": [
-                    {"AttributeName": "pending", "KeyType": "HASH"},
-                    {"AttributeName": "time", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
 
 
 @pytest.fixture
@@ -69,7 +48,8 @@ def sweeper_app(nats: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleTy
     relay_wiring.sweeper.cache_clear()
     module = load_handler("events/sweeper")
     with mock_aws():
-        _create_table(boto3.client("dynamodb", region_name="us-east-1"))
+        # AuthTable (template.yaml), with the sparse OutboxPending index the sweeper reads
+        create_table(boto3.client("dynamodb", region_name="us-east-1"), "AuthTable", TABLE)
         try:
             yield module
         finally:

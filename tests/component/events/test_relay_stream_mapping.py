@@ -15,6 +15,7 @@ from typing import Any
 import boto3
 import pytest
 from boto3.dynamodb.types import TypeSerializer
+from support.tables import create_table
 
 from localcloud.spec import InvokeResult, StreamMappingSpec
 from localcloud.streams import StreamPoller
@@ -42,24 +43,11 @@ def applied(kit: Any) -> list[str]:
 
 
 class DomainTable:
-    """A domain table shaped like VaultPay's (string pk and sk, NEW_AND_OLD_IMAGES stream)."""
+    """A domain table with an outbox: template.yaml's AuthTable (NEW_AND_OLD_IMAGES stream, OutboxPending)."""
 
     def __init__(self, endpoint: str) -> None:
         self.client = _client("dynamodb", endpoint)
-        self.name = f"vaultpay-test-{uuid.uuid4().hex[:8]}"
-        self.client.create_table(
-            TableName=self.name,
-            KeySchema=[
-                {"AttributeName": "pk", "KeyType": "HASH"},
-                {"AttributeName": "sk", "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-        )
+        self.name = create_table(self.client, "AuthTable", f"vaultpay-test-{uuid.uuid4().hex[:8]}")
 
     async def write_outbox(self, event: DomainEvent, **override: Any) -> None:
         attributes = {**outbox_attributes(event), **override}

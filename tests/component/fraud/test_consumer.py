@@ -15,8 +15,8 @@ import boto3
 import nats
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
-from support.fraud import create_table_from_template
 from support.handlers import load_handler
+from support.tables import create_table
 
 from localcloud import services
 from vaultpay.fraud.consumer import DURABLE, STREAM
@@ -121,7 +121,7 @@ def consume(
         "dynamodb", endpoint_url=dynamodb_endpoint, region_name="us-east-1",
         aws_access_key_id="test", aws_secret_access_key="test",
     )  # fmt: skip
-    create_table_from_template(client, "FraudTable", table)
+    create_table(client, "FraudTable", table)
     for name, value in {
         "FRAUD_TABLE": table,
         "NATS_URL": nats_url,

@@ -17,8 +17,9 @@ from typing import Any
 import boto3
 import pytest
 from support.apigw import proxy_event
-from support.fraud import create_table_from_template, fraud_config_document
+from support.fraud import fraud_config_document
 from support.handlers import load_handler
+from support.tables import create_table
 
 from localcloud import services
 from vaultpay.fraud.config import InvalidFraudConfig
@@ -145,9 +146,9 @@ def cloud(dynamodb_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> I
             moto.wait_ready()
             services.enable_state_machine_execution(moto_port)
             dynamodb = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
-            create_table_from_template(dynamodb, "FraudTable", env["FRAUD_TABLE"])
-            create_table_from_template(dynamodb, "FraudCountersTable", env["FRAUD_COUNTERS_TABLE"])
-            create_table_from_template(dynamodb, "AccountsTable", env["ACCOUNTS_TABLE"])
+            create_table(dynamodb, "FraudTable", env["FRAUD_TABLE"])
+            create_table(dynamodb, "FraudCountersTable", env["FRAUD_COUNTERS_TABLE"])
+            create_table(dynamodb, "AccountsTable", env["ACCOUNTS_TABLE"])
             reset_caches()
             edge.await_handler = load("await_review").handler
             yield {"env": env, "edge": edge, "dynamodb": dynamodb, "sfn": boto3.client("stepfunctions"),

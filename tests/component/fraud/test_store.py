@@ -9,7 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
-from support.fraud import create_table_from_template
+from support.tables import create_table
 
 from vaultpay.fraud.config import DEFAULT_CONFIG
 from vaultpay.fraud.memory import FakeTasks, FakeTransferViews
@@ -59,8 +59,8 @@ def tables(dynamodb_endpoint: str) -> dict[str, Any]:
     dynamodb = client(dynamodb_endpoint)
     suffix = uuid.uuid4().hex[:8]
     names = {"fraud": f"t-{suffix}-FraudTable", "counters": f"t-{suffix}-FraudCountersTable"}
-    create_table_from_template(dynamodb, "FraudTable", names["fraud"])
-    create_table_from_template(dynamodb, "FraudCountersTable", names["counters"])
+    create_table(dynamodb, "FraudTable", names["fraud"])
+    create_table(dynamodb, "FraudCountersTable", names["counters"])
     return {"client": dynamodb, **names}
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
+from support.tables import create_table
 
 from vaultpay.shared.errors import Conflict, ValidationFailed, VaultPayError
 from vaultpay.shared.http import RequestModel
@@ -59,15 +60,8 @@ def _client(endpoint: str) -> Any:
 
 @pytest.fixture(scope="module")
 def table(dynamodb_endpoint: str) -> str:
-    """AccountsIdempotencyTable's shape (template.yaml): key `id`, TTL attribute `expiration`."""
-    name = "vaultpay-test-idempotency"
-    _client(dynamodb_endpoint).create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return name
+    """template.yaml's AccountsIdempotencyTable: key `id`, TTL attribute `expiration`."""
+    return create_table(_client(dynamodb_endpoint), "AccountsIdempotencyTable", "vaultpay-test-idempotency")
 
 
 @pytest.fixture(scope="module")

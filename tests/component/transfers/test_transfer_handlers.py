@@ -14,10 +14,10 @@ from typing import Any
 
 import boto3
 import pytest
-from support.accounts import create_accounts_table, dynamodb_client
+from support.accounts import dynamodb_client
 from support.apigw import proxy_event
 from support.handlers import load_handler
-from support.transfers import create_transfers_table
+from support.tables import create_table
 
 pytestmark = pytest.mark.component
 
@@ -93,18 +93,13 @@ def cloud(dynamodb_endpoint: str, moto_endpoint: str) -> Iterator[dict[str, Any]
         )  # fmt: skip
 
     dynamodb = dynamodb_client(dynamodb_endpoint)
-    create_accounts_table(dynamodb, "vaultpay-test-accounts")
-    create_transfers_table(dynamodb, "vaultpay-test-transfers")
-    for table, key in (
-        ("vaultpay-test-transfers-idempotency", "id"),
-        ("vaultpay-test-transfers-limits", "pk"),
+    for logical_id, table in (
+        ("AccountsTable", "vaultpay-test-accounts"),
+        ("TransfersTable", "vaultpay-test-transfers"),
+        ("TransfersIdempotencyTable", "vaultpay-test-transfers-idempotency"),
+        ("TransfersRateLimitTable", "vaultpay-test-transfers-limits"),
     ):
-        dynamodb.create_table(
-            TableName=table,
-            KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_table(dynamodb, logical_id, table)
     key_id = moto("kms").create_key()["KeyMetadata"]["Arn"]
     secret = moto("secretsmanager").create_secret(Name=f"index-{uuid.uuid4().hex}", SecretString="i" * 64)[
         "ARN"

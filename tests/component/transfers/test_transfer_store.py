@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from support.accounts import dynamodb_client
-from support.transfers import create_transfers_table
+from support.tables import create_table
 
 from vaultpay.shared.errors import ValidationFailed
 from vaultpay.transfers.model import Parties, new_transfer, parse_status_event, plan_status
@@ -26,7 +26,7 @@ def client(dynamodb_endpoint: str) -> Any:
 
 @pytest.fixture(scope="module")
 def store(client: Any) -> DynamoTransferStore:
-    create_transfers_table(client, "vaultpay-test-transfers")
+    create_table(client, "TransfersTable", "vaultpay-test-transfers")
     return DynamoTransferStore(client, "vaultpay-test-transfers", sleep=lambda _s: None)
 
 

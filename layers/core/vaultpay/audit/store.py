@@ -86,8 +86,8 @@ def at_key(occurred_at: str, seq: int) -> str:
 
 
 def table_definition(table_name: str) -> dict[str, Any]:
-    """CreateTable arguments for an audit table: the template's AuditTable, tests and `ops audit replay`
-    all follow this one definition."""
+    """CreateTable arguments for an audit table, as `ops audit replay --create-table` makes one: the
+    template's AuditTable (tests/component/test_template_tables.py holds the two equal)."""
     indexes = {
         INDEX_BY_TIME: "pk",
         INDEX_BY_CORRELATION: "correlation_id",
