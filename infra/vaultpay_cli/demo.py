@@ -29,6 +29,8 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from vaultpay_cli.context import edge_client
+
 demo_app = typer.Typer(help="A guided demo of VaultPay against a running `make run`.")
 
 RUPEE = 100  # paise
@@ -433,16 +435,9 @@ class Demo:
 
     def invoke_lambda(self, name: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Lambda Invoke through boto3 on the edge, as the operator CLI does."""
-        import boto3
         from botocore.exceptions import BotoCoreError, ClientError
 
-        client = boto3.client(
-            "lambda",
-            endpoint_url=self.edge_url,
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",  # noqa: S106 - the local cloud accepts any credentials
-        )
+        client = edge_client("lambda", self.edge_url)
         try:
             response = client.invoke(FunctionName=name, Payload=json.dumps(payload).encode())
         except ClientError as exc:

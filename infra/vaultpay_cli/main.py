@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
 import signal
 import sys
 import time
@@ -14,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from vaultpay_cli.context import StateDir, lambda_client, local_state, repo_root, state_dir_or_default
 from vaultpay_cli.demo import demo_app
 from vaultpay_cli.ops_audit import ops_audit_app
 from vaultpay_cli.ops_events import ops_events_app
@@ -36,19 +36,6 @@ ops_app.add_typer(ops_events_app)  # merges `ops events ...` and `ops dlq ...`
 ops_app.add_typer(ops_ledger_app)  # merges `ops reconcile`
 ops_app.add_typer(ops_saga_app)  # merges `ops executions` and `ops execution <transfer_id>`
 ops_app.add_typer(ops_logs_app)  # merges `ops logs <Function>` and `ops metrics`
-
-
-def repo_root() -> Path:
-    """The checkout this CLI belongs to (it is installed editable from it), or VAULTPAY_ROOT."""
-    given = os.environ.get("VAULTPAY_ROOT")
-    return Path(given).resolve() if given else Path(__file__).resolve().parents[2]
-
-
-def default_state_dir() -> Path:
-    return Path(os.environ.get("VAULTPAY_STATE_DIR") or repo_root() / ".localcloud")
-
-
-StateDir = Annotated[Path | None, typer.Option("--state-dir", help="Where the local cloud keeps its state.")]
 
 
 def _parameter_overrides(pairs: list[str]) -> dict[str, str]:
@@ -108,7 +95,7 @@ def local_up(
     config = CloudConfig(
         root=root,
         templates=templates,
-        state_dir=(state_dir or default_state_dir()).resolve(),
+        state_dir=state_dir_or_default(state_dir),
         edge_port=edge_port,
         api_port=api_port,
         nats_port=nats_port,
@@ -161,10 +148,8 @@ def local_status(
     from rich.console import Console
     from rich.table import Table
 
-    from localcloud.cloud import read_state
-
     console = Console()
-    state = read_state((state_dir or default_state_dir()).resolve())
+    state = local_state(state_dir)
     if state is None:
         console.print("The local cloud is not running. Start it with `make run` (or `vaultpay local up`).")
         raise typer.Exit(1)
@@ -235,29 +220,6 @@ def _nats_table(nats: dict[str, Any]) -> Any:
     return table
 
 
-def _lambda_client(state_dir: Path | None) -> tuple[Any, dict[str, str]]:
-    """A Lambda client for the running local cloud (from its state file), or for AWS when none runs and
-    AWS_ENDPOINT_URL is unset; plus the logical-id → function-name map when the local cloud is known."""
-    import boto3
-
-    from localcloud.cloud import read_state
-
-    state = read_state((state_dir or default_state_dir()).resolve())
-    if state is None:
-        if os.environ.get("AWS_ENDPOINT_URL"):
-            return boto3.client("lambda"), {}
-        typer.echo("The local cloud is not running: start it with `make run`.", err=True)
-        raise typer.Exit(1)
-    client = boto3.client(
-        "lambda",
-        endpoint_url=state["endpoints"]["edge"],
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",  # noqa: S106 - the emulators accept any credentials
-    )
-    return client, {info["logical_id"]: name for name, info in state["functions"].items()}
-
-
 def _operator_identity(local: bool) -> str:
     """Who runs this command, for the new admin's event: `local:<login name>` against the local cloud, else
     the IAM principal's ARN (STS GetCallerIdentity)."""
@@ -287,7 +249,7 @@ def admin_create_user(
     """Create an `admin` user (the only way to get one) and print its TOTP enrolment as JSON."""
     if password is None:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    client, functions = _lambda_client(state_dir)
+    client, functions = lambda_client(state_dir)
     name = function_name or functions.get("CreateAdminFunction")
     if not name:
         typer.echo("No CreateAdminFunction is deployed; pass --function-name.", err=True)
@@ -315,7 +277,7 @@ def invoke(
     state_dir: StateDir = None,
 ) -> None:
     """Invoke a function in the running local cloud: the Docker-free `sam local invoke`."""
-    client, names = _lambda_client(state_dir)
+    client, names = lambda_client(state_dir)
     name = names.get(function, function)
     if names and name not in names.values():
         typer.echo(f"No function {function!r}; deployed: {', '.join(sorted(names))}", err=True)

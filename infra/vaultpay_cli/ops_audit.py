@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from vaultpay_cli.context import StateDir, dynamodb_client, lambda_client, local_state
+
 if TYPE_CHECKING:
     from vaultpay.audit.model import AppendOutcome, AuditEntry
 
@@ -20,7 +22,6 @@ ops_audit_app = typer.Typer(
     help="The audit log: verify its hash chain, rebuild a read model from JetStream.", no_args_is_help=True
 )
 
-StateDir = Annotated[Path | None, typer.Option("--state-dir", help="Where the local cloud keeps its state.")]
 TableOption = Annotated[
     str | None,
     typer.Option("--table", help="Audit table name (default: the one table whose name ends with AuditTable)"),
@@ -28,29 +29,6 @@ TableOption = Annotated[
 TABLE_SUFFIX = "AuditTable"
 # The read models `replay --consumer` can rebuild, by name; the durable consumer's name works too.
 READ_MODELS = {"audit": "audit", "audit-workers": "audit"}
-
-
-def _local_state(state_dir: Path | None) -> dict[str, Any] | None:
-    from localcloud.cloud import read_state
-    from vaultpay_cli.main import default_state_dir
-
-    return read_state((state_dir or default_state_dir()).resolve())
-
-
-def _dynamodb(state: dict[str, Any] | None) -> Any:
-    """A DynamoDB client for the running local cloud's edge; without one, boto3's own configuration:
-    AWS itself when AWS_ENDPOINT_URL is unset, or the endpoint it names (LocalStack)."""
-    import boto3
-
-    if state is None:
-        return boto3.client("dynamodb")
-    return boto3.client(
-        "dynamodb",
-        endpoint_url=state["endpoints"]["edge"],
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",  # noqa: S106 - the emulators accept any credentials
-    )
 
 
 def _audit_table(client: Any, given: str | None) -> str:
@@ -87,9 +65,7 @@ def _logical_function(state: dict[str, Any], logical_id: str) -> str | None:
 
 
 def _checkpoint_function(state_dir: Path | None, given: str | None) -> tuple[Any, str]:
-    from vaultpay_cli.main import _lambda_client
-
-    client, functions = _lambda_client(state_dir)
+    client, functions = lambda_client(state_dir)
     name = given or functions.get("AuditCheckpointFunction")
     if not name:
         raise _fail("No AuditCheckpointFunction is deployed here; pass --function-name.")
@@ -156,10 +132,8 @@ def verify(
         anchor = ChainAnchor.parse(expect_head) if expect_head else None
     except ValueError as exc:
         raise _fail(f"--expect-head: {exc}") from exc
-    state = _local_state(state_dir)
-    deployed = function_name or (
-        (state or {}).get("functions") and _logical_function(state, "AuditCheckpointFunction")
-    )
+    state = local_state(state_dir)
+    deployed = function_name or (_logical_function(state, "AuditCheckpointFunction") if state else None)
     if not table_only and anchor is None and table is None and deployed:
         client, name = _checkpoint_function(state_dir, function_name)
         verified = _invoke_checkpoint(client, name, {"verify_only": True})["verified"]
@@ -171,7 +145,7 @@ def verify(
             raise typer.Exit(1)
         return
     try:
-        client = _dynamodb(state)
+        client = dynamodb_client(state)
         name = _audit_table(client, table)
         began = time.monotonic()
         result = AuditService(DynamoDBAuditStore(client, name)).verify(anchor)
@@ -278,13 +252,13 @@ def replay(
     if consumer not in READ_MODELS:
         raise _fail(f"--consumer must be one of: {', '.join(sorted(READ_MODELS))}")
     start_seq, start_time = _start(start)
-    state = _local_state(state_dir)
+    state = local_state(state_dir)
     url = nats_url or (state["endpoints"]["nats"] if state else os.environ.get("NATS_URL"))
     # The local cloud's NATS: TLS trusting its CA, as its operator user.
     login = operator_options(state["endpoints"]) if state and not nats_url else {}
     if not url:
         raise _fail("No NATS server: start the local cloud, or pass --nats-url (or set NATS_URL).")
-    client = _dynamodb(state)
+    client = dynamodb_client(state)
     if create_table:
         _ensure_table(client, table)
     append = _read_model(consumer, client, table)

@@ -19,6 +19,8 @@ from typing import Annotated, Any
 
 import typer
 
+from vaultpay_cli.context import StateDir, local_state, repo_root
+
 ops_events_app = typer.Typer(help="Operate the event backbone (NATS JetStream).", no_args_is_help=True)
 events_app = typer.Typer(help="The VAULTPAY event stream.", no_args_is_help=True)
 dlq_app = typer.Typer(help="Dead letters: events a consumer gave up on.", no_args_is_help=True)
@@ -30,7 +32,6 @@ NatsUrl = Annotated[
     typer.Option("--nats-url", envvar="NATS_URL", help="NATS server (default: the running local cloud's)"),
 ]
 Creds = Annotated[Path | None, typer.Option("--creds", help="NATS .creds file, for a secured server")]
-StateDir = Annotated[Path | None, typer.Option("--state-dir", help="Where the local cloud keeps its state.")]
 
 
 # How to log in to a local cloud's NATS, by URL, once resolve_nats_url found it (localcloud.nats_security),
@@ -53,12 +54,9 @@ def resolve_nats(nats_url: str | None, state_dir: Path | None) -> tuple[str, dic
     as its operator user (localcloud.nats_security)."""
     if nats_url:
         return nats_url, {}
-    # Imported here: main.py imports this module to register the commands.
-    from localcloud.cloud import read_state
     from localcloud.nats_security import operator_options
-    from vaultpay_cli.main import default_state_dir
 
-    state = read_state((state_dir or default_state_dir()).resolve())
+    state = local_state(state_dir)
     endpoints = (state or {}).get("endpoints", {})
     url = endpoints.get("nats")
     if not url:
@@ -194,7 +192,6 @@ def events_apply_config(
 ) -> None:
     """Create or update the streams and consumers of the JetStream configuration (the deploy step)."""
     from vaultpay.events.jetstream_config import JetStreamConfigError, apply_jetstream_config
-    from vaultpay_cli.main import repo_root
 
     url = resolve_nats_url(nats_url, state_dir)
     path = config or repo_root() / "infra" / "nats" / "jetstream.json"

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from vaultpay_cli.context import StateDir, dynamodb_client, local_state
 
 if TYPE_CHECKING:
     from vaultpay.accounts.reconcile import ReconcileReport
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
 ops_ledger_app = typer.Typer(help="The ledger: reconcile balances with postings, holds and deposits.")
 
 LOGICAL_ID = "AccountsTable"
-StateDir = Annotated[Path | None, typer.Option("--state-dir", help="Where the local cloud keeps its state.")]
 
 
 def _unreadable(message: str) -> typer.Exit:
@@ -121,10 +121,9 @@ def reconcile_ledger(
     from rich.console import Console
 
     from vaultpay.accounts.reconcile import reconcile_table
-    from vaultpay_cli.ops_audit import _dynamodb, _local_state
 
     try:
-        client = _dynamodb(_local_state(state_dir))
+        client = dynamodb_client(local_state(state_dir))
         name = accounts_table(client, table)
         began = time.monotonic()
         report = reconcile_table(client, name, segments=segments)

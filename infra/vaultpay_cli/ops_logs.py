@@ -14,26 +14,17 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from vaultpay_cli.context import StateDir, aws_client, aws_errors, error_code, fail, is_local, stderr_console
+from vaultpay_cli.ops_history import format_time
 from vaultpay_cli.ops_metrics import ops_metrics_app
-from vaultpay_cli.ops_saga import (
-    aws_client,
-    aws_errors,
-    error_code,
-    fail,
-    format_time,
-    is_local,
-    stderr_console,
-)
 
 ops_logs_app = typer.Typer(help="CloudWatch: function logs and key metrics.")
 ops_logs_app.add_typer(ops_metrics_app)  # merges `ops metrics`: main.py registers logs and metrics at once
 
-StateDir = Annotated[Path | None, typer.Option("--state-dir", help="Where the local cloud keeps its state.")]
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # Event ids already printed while following: enough to cover any one poll's overlap.

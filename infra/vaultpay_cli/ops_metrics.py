@@ -12,16 +12,15 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from vaultpay_cli.ops_saga import aws_client, aws_errors, format_time, is_local, stderr_console
+from vaultpay_cli.context import StateDir, aws_client, aws_errors, is_local, stderr_console
+from vaultpay_cli.ops_history import format_time
 
 ops_metrics_app = typer.Typer(help="CloudWatch metrics.")
 
-StateDir = Annotated[Path | None, typer.Option("--state-dir", help="Where the local cloud keeps its state.")]
 DEFAULT_NAMESPACES = ("VaultPay", "AWS/States")
 STATISTICS = ["Sum", "Average", "Maximum", "SampleCount"]
 # GetMetricStatistics answers at most 1,440 datapoints: the period grows with the window to stay under it.

@@ -2,29 +2,25 @@
 
 Only AWS APIs are called (ListStateMachines, ListExecutions, DescribeExecution, GetExecutionHistory), so the
 commands work the same against AWS, LocalStack and the local cloud. Where they go: the endpoint
-AWS_ENDPOINT_URL names when it is set; else the running local cloud's edge (from its state file); else AWS.
-This module also holds the client and error handling shared by `ops logs` and `ops metrics`.
+AWS_ENDPOINT_URL names when it is set; else the running local cloud's edge (from its state file); else AWS
+(vaultpay_cli.context.aws_client, which `ops logs` and `ops metrics` use too).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from vaultpay_cli.context import StateDir, aws_client, aws_errors, fail, stderr_console
 from vaultpay_cli.ops_history import HistoryRow, describe_error, format_time, history_rows
 
 ops_saga_app = typer.Typer(help="The transfer saga: its executions and their histories.")
 
-StateDir = Annotated[Path | None, typer.Option("--state-dir", help="Where the local cloud keeps its state.")]
 StateMachineOption = Annotated[
     str | None,
     typer.Option(
@@ -55,70 +51,6 @@ STATUS_STYLE = {
 }
 
 
-# ---- shared by the ops commands that call AWS ----------------------------------------------------------
-
-
-def is_local(state_dir: Path | None) -> bool:
-    """True when the commands talk to an emulator (an explicit endpoint or the running local cloud)."""
-    return bool(os.environ.get("AWS_ENDPOINT_URL")) or _local_state(state_dir) is not None
-
-
-def _local_state(state_dir: Path | None) -> dict[str, Any] | None:
-    from localcloud.cloud import read_state
-    from vaultpay_cli.main import default_state_dir
-
-    return read_state((state_dir or default_state_dir()).resolve())
-
-
-def aws_client(service: str, state_dir: Path | None) -> Any:
-    """A boto3 client: boto3's own configuration when AWS_ENDPOINT_URL is set (the operator chose the
-    endpoint) or no local cloud runs (AWS itself); otherwise the running local cloud's edge."""
-    import boto3
-    from botocore.config import Config
-
-    state = None if os.environ.get("AWS_ENDPOINT_URL") else _local_state(state_dir)
-    config = Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 3})
-    # Typed as Any: the stubs' overloads want a literal service name.
-    session: Any = boto3.session.Session()
-    with aws_errors("create a client"):
-        if state is None:
-            return session.client(service, config=config)
-        return session.client(
-            service,
-            endpoint_url=state["endpoints"]["edge"],
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",  # noqa: S106 - the emulators accept any credentials
-            config=config,
-        )
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(message, err=True)
-    return typer.Exit(code)
-
-
-@contextlib.contextmanager
-def aws_errors(doing: str) -> Iterator[None]:
-    """An AWS error the command does not handle itself becomes one line and exit status 2, not a traceback."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        yield
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        raise fail(
-            f"Could not {doing}: {error.get('Code', 'Error')}: {error.get('Message', exc)}", 2
-        ) from exc
-    except BotoCoreError as exc:
-        raise fail(f"Could not {doing}: {exc}", 2) from exc
-
-
-def error_code(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
-
-
 def format_duration(seconds: float) -> str:
     if seconds < 1:
         return f"{seconds * 1000:.0f} ms"
@@ -129,13 +61,6 @@ def format_duration(seconds: float) -> str:
         return f"{minutes} m {rest:02d} s"
     hours, rest = divmod(int(seconds), 3600)
     return f"{hours} h {rest // 60:02d} m"
-
-
-def stderr_console() -> Any:
-    """Progress and notes go to stderr, so stdout stays the table (or the JSON) alone."""
-    from rich.console import Console
-
-    return Console(stderr=True, highlight=False)
 
 
 # ---- the state machine ---------------------------------------------------------------------------------

@@ -2,14 +2,15 @@
 
 Handlers pass these to their route decorator's `responses=`; infra/openapi/build.py merges every function's
 schema into one document and adds the errors every route of a kind can return (authorizer, body, key...).
-Plain dicts from the standard library only: building them costs nothing at a cold start.
+Plain dicts from the standard library only: building them costs nothing at a cold start. They are typed as
+powertools' OpenAPIResponse (what `responses=` takes), imported for the type checker alone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vaultpay.shared.errors import (
     BadRequest,
@@ -22,6 +23,9 @@ from vaultpay.shared.errors import (
     ValidationFailed,
 )
 from vaultpay.shared.http import PROBLEM_JSON, PROBLEM_TYPE_BASE
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse, OpenAPIResponseHeader
 
 PROBLEM_SCHEMA = "Problem"
 PROBLEM_REF = "#/components/schemas/" + PROBLEM_SCHEMA
@@ -89,7 +93,7 @@ def problem_example(status: int, code: str, detail: str, *, field: str | None = 
     return {"summary": f"{code}: {detail}", "value": value}
 
 
-def problems(status: int, details: Mapping[str, str]) -> dict[int, dict[str, Any]]:
+def problems(status: int, details: Mapping[str, str]) -> dict[int, OpenAPIResponse]:
     """`responses=` entry for the codes a route raises itself: `problems(409, {"email_taken": "..."})`."""
     examples = {code: problem_example(status, code, detail) for code, detail in details.items()}
     return {
@@ -105,12 +109,12 @@ def success(
     description: str,
     example: Any = None,
     *,
-    headers: dict[str, Any] | None = None,
+    headers: dict[str, OpenAPIResponseHeader] | None = None,
     schema: Mapping[str, Any] | None = None,
-) -> dict[int, dict[str, Any]]:
+) -> dict[int, OpenAPIResponse]:
     """`responses=` entry for a route's success answer, with an example body (none for a 204). `schema`
     describes the body where a route has no model to generate it from (any object otherwise)."""
-    response: dict[str, Any] = {"description": description}
+    response: OpenAPIResponse = {"description": description}
     if example is not None:
         body_schema = dict(schema) if schema is not None else {"type": "object"}
         response["content"] = {
