@@ -249,7 +249,7 @@ def main() -> None:
             async_batch_rates: list[float] = []
             async_all_rates: list[float] = []
             sequential_rates: list[float] = []
-            from vaultpay.events.nats_client import run_blocking
+            from vaultpay.events.jetstream import run_blocking
             from vaultpay.events.relay_wiring import nats_connection, relay
 
             for r in range(args.rounds):
