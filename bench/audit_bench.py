@@ -20,10 +20,11 @@ import nats
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
 from localcloud import services
-from vaultpay.audit.consumer import DURABLE, STREAM, JetStreamConnection, consume
+from vaultpay.audit.consumer import DURABLE, STREAM, consume
 from vaultpay.audit.model import AuditEntry, build_chain, verify_chain
 from vaultpay.audit.service import AuditService
 from vaultpay.audit.store import DynamoDBAuditStore, table_definition
+from vaultpay.events.jetstream import NatsConnection, run_blocking
 from vaultpay.shared.events import DomainEvent
 
 
@@ -130,16 +131,16 @@ async def drain(nats_url: str, endpoint: str, events: int) -> tuple[float, float
     service = AuditService(DynamoDBAuditStore(client(endpoint), new_table(endpoint)))
 
     def run_consumer() -> tuple[float, Any]:
-        connection = JetStreamConnection(nats_url, name="bench")
+        connection = NatsConnection([nats_url], name="bench")
 
         async def work() -> Any:
             source = await connection.pull_source(STREAM, DURABLE)
             return await consume(source, service, remaining_ms=lambda: 600_000)
 
         try:
-            return timed(lambda: connection.run(work))
+            return timed(lambda: run_blocking(work()))
         finally:
-            connection.close()
+            run_blocking(connection.close())
 
     consumed_s, report = await asyncio.to_thread(run_consumer)
     return events / published_s, events / consumed_s, report

@@ -196,7 +196,7 @@ def reset_relay() -> None:
     (vaultpay.shared.aws), so the next invocation reads NATS_URL, NATS_TLS_CA and the credentials secret
     again. The process loop and the imported modules are kept."""
     from vaultpay.events import relay_wiring
-    from vaultpay.events.nats_client import run_blocking
+    from vaultpay.events.jetstream import run_blocking
     from vaultpay.shared.aws import aws_client
 
     if relay_wiring.nats_connection.cache_info().currsize:
@@ -341,7 +341,7 @@ def measure(
 ) -> Measured:
     """Every path on one topology: its servers started, the relay pointed at them (a fresh warm state), the
     rounds, the servers stopped."""
-    from vaultpay.events.nats_client import run_blocking
+    from vaultpay.events.jetstream import run_blocking
     from vaultpay.events.relay_wiring import nats_connection, relay
 
     cluster, security = start_nats(name, size, state_dir)

@@ -118,7 +118,7 @@ def completed_events(endpoints: dict[str, Any]) -> int:
     import nats
 
     from localcloud.nats_security import operator_options
-    from vaultpay.events.nats_client import server_list
+    from vaultpay.events.jetstream import server_list
 
     async def count() -> int:
         nc = await nats.connect(

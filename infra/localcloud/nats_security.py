@@ -27,7 +27,7 @@ from typing import Any
 # asks for messages and its consumer's info on the JetStream API, acks on `$JS.ACK.<stream>.<durable>.>`, and
 # gets its answers on an inbox; a publisher gets its PubAcks on an inbox.
 def _inbox(user: str) -> str:
-    # Each function user reads only its own inbox (vaultpay.events.nats_client sets the prefix).
+    # Each function user reads only its own inbox (vaultpay.events.jetstream sets the prefix).
     return f"_INBOX_{user}.>"
 
 
@@ -178,7 +178,7 @@ class NatsSecurity:
         return options
 
     def secret_value(self, role: str) -> str:
-        """What the role's Secrets Manager secret holds (vaultpay.events.nats_client.parse_credentials)."""
+        """What the role's Secrets Manager secret holds (vaultpay.events.jetstream.parse_credentials)."""
         return json.dumps({"user": role, "password": self.passwords()[role]})
 
     @staticmethod

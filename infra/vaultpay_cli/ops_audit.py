@@ -264,7 +264,7 @@ def replay(
     append = _read_model(consumer, client, table)
 
     async def run() -> Any:
-        from vaultpay.events.nats_client import server_list
+        from vaultpay.events.jetstream import server_list
 
         connection = await nats.connect(
             server_list(url), connect_timeout=5, max_reconnect_attempts=2, **login

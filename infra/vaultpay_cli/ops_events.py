@@ -67,9 +67,7 @@ def resolve_nats(nats_url: str | None, state_dir: Path | None) -> tuple[str, dic
 
 
 async def _connect(url: str, creds: Path | None) -> Any:
-    import nats
-
-    from vaultpay.events.nats_client import server_list
+    from vaultpay.events.jetstream import open_connection, server_list
 
     options: dict[str, Any] = {"user_credentials": str(creds)} if creds else dict(_LOCAL_LOGINS.get(url, {}))
 
@@ -77,15 +75,8 @@ async def _connect(url: str, creds: Path | None) -> Any:
         return None  # the failure is reported once, below, not per connection attempt
 
     try:
-        return await nats.connect(
-            server_list(url),
-            name="vaultpay-cli",
-            connect_timeout=3,
-            allow_reconnect=False,
-            max_reconnect_attempts=1,
-            reconnect_time_wait=0,
-            error_cb=quiet,
-            **options,
+        return await open_connection(
+            server_list(url), name="vaultpay-cli", timeout_s=3, error_cb=quiet, **options
         )
     except Exception as exc:
         typer.echo(f"Cannot connect to NATS at {url}: {type(exc).__name__} {exc}".rstrip(), err=True)

@@ -43,7 +43,7 @@ SECRET_PARAMETERS = {"NatsTlsSecretArn", *CREDENTIAL_PARAMETERS.values()}
 
 def _inbox(user: str) -> list[str]:
     # Every reply (PubAck, JetStream API answer, pulled message) comes to the client's inbox: each function
-    # user's own, so no user reads another's (vaultpay.events.nats_client sets the prefix).
+    # user's own, so no user reads another's (vaultpay.events.jetstream sets the prefix).
     return [f"_INBOX_{user}.>"]
 
 
@@ -552,9 +552,9 @@ async def login(secured_nats: SecuredNats) -> AsyncIterator[Any]:
         async def remember(exc: Exception) -> None:
             errors.append(str(exc))
 
-        from vaultpay.events.nats_client import NatsCredentials
+        from vaultpay.events.jetstream import NatsCredentials
 
-        # As the functions log in (vaultpay.events.nats_client): a function user's replies on its own inbox.
+        # As the functions log in (vaultpay.events.jetstream): a function user's replies on its own inbox.
         login = NatsCredentials(
             user=role, password=password or secured_nats.passwords[role]
         ).connect_options()

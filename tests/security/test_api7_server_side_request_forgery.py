@@ -42,14 +42,9 @@ NETWORK_MODULES = {
 NETWORK_CALLS = {"urlopen", "urlretrieve", "create_connection", "HTTPConnection", "HTTPSConnection"}
 # Keyword arguments that point a client somewhere else than its configured endpoint.
 ENDPOINT_KEYWORDS = {"endpoint_url", "host", "url", "proxies"}
-# Where NATS connections are opened today, every one at the configured NATS_URL (vaultpay.events.nats_client
-# reads and checks it; the others take the servers it parsed).
-NATS_CONNECTORS = {
-    "layers/core/vaultpay/events/nats_client.py",
-    "layers/core/vaultpay/audit/consumer.py",
-    "layers/core/vaultpay/ops/checks.py",
-    "layers/core/vaultpay/events/jetstream_config.py",
-}
+# Where NATS connections are opened: one place, at the configured NATS_URL (vaultpay.events.jetstream reads
+# and checks it; the health check and the JetStream configuration open theirs through it).
+NATS_CONNECTORS = {"layers/core/vaultpay/events/jetstream.py"}
 
 
 def _python_files() -> Iterator[Path]:

@@ -44,7 +44,7 @@ import nats
 import nats.errors as nats_errors
 
 from vaultpay.audit.consumer import DURABLE as AUDIT_DURABLE
-from vaultpay.audit.consumer import ConsumerLag
+from vaultpay.events.jetstream import ConsumerLag
 from vaultpay.events.jetstream_config import EVENTS_STREAM, load_jetstream_config
 from vaultpay.events.relay import MSG_ID_HEADER
 from vaultpay.shared.outbox import OUTBOX_KIND

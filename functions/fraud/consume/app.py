@@ -6,7 +6,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from vaultpay.fraud.wiring import consume_pending
-from vaultpay.shared.observability import get_logger, get_metrics, get_tracer, publish_lag
+from vaultpay.shared.observability import get_logger, get_metrics, get_tracer
 
 logger = get_logger()
 tracer = get_tracer()
@@ -22,7 +22,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     metrics.add_metric(name="FraudProfileEventsApplied", unit=MetricUnit.Count, value=report.applied)
     metrics.add_metric(name="FraudDuplicatesSkipped", unit=MetricUnit.Count, value=report.duplicates)
     metrics.add_metric(name="FraudMessagesRejected", unit=MetricUnit.Count, value=report.rejected)
-    if report.lag is not None:
-        publish_lag("fraud-workers", **report.lag.as_dict())
     logger.info("fraud consumer run finished", extra=report.as_dict())
     return report.as_dict()

@@ -120,10 +120,11 @@ async def publish(url: str, payloads: Sequence[tuple[str, bytes, str]]) -> list[
 def reset_audit_caches() -> None:
     """Everything a warm container caches starts over: settings, clients, the service, the connection."""
     from vaultpay.audit import wiring
+    from vaultpay.events.jetstream import run_blocking
     from vaultpay.shared import aws, settings
 
     if wiring.jetstream.cache_info().currsize:
-        wiring.jetstream().close()
+        run_blocking(wiring.jetstream().close())
     for cached in (
         wiring.jetstream,
         wiring.audit_service,

@@ -155,7 +155,7 @@ class FakeLambdaContext:
 def relay_app(nats: NatsServer) -> Iterator[ModuleType]:
     """The relay handler wired to this module's server, with a fresh process-wide connection."""
     from vaultpay.events import relay_wiring
-    from vaultpay.events.nats_client import run_blocking
+    from vaultpay.events.jetstream import run_blocking
 
     with pytest.MonkeyPatch.context() as env:
         env.setenv("NATS_URL", nats.url)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from localcloud.services import ManagedProcess, free_port, nats_server_binary, port_open
-from vaultpay.events.nats_client import NatsConnection, SecretCredentials, run_blocking
+from vaultpay.events.jetstream import NatsConnection, SecretCredentials, run_blocking
 from vaultpay.shared.errors import TransientError
 from vaultpay.shared.secrets import SecretCache
 

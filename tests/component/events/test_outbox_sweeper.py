@@ -32,7 +32,7 @@ def applied(kit: Any) -> list[str]:
 @pytest.fixture
 def sweeper_app(nats: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     from vaultpay.events import relay_wiring
-    from vaultpay.events.nats_client import run_blocking
+    from vaultpay.events.jetstream import run_blocking
 
     for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "NATS_CREDENTIALS_SECRET_ARN"):
         monkeypatch.delenv(name, raising=False)

@@ -96,11 +96,12 @@ async def consumer_state(url: str) -> tuple[int, int]:
 
 
 def reset_caches() -> None:
+    from vaultpay.events.jetstream import run_blocking
     from vaultpay.fraud import wiring
     from vaultpay.shared import aws, settings
 
     if wiring.jetstream.cache_info().currsize:
-        wiring.jetstream().close()
+        run_blocking(wiring.jetstream().close())
     for cached in (
         wiring.jetstream,
         wiring.fraud_store,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from support.event_ledger import Comparison, EventPath, compare
 
-from vaultpay.audit.consumer import ConsumerLag
+from vaultpay.events.jetstream import ConsumerLag
 
 pytestmark = pytest.mark.unit
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from vaultpay.events.nats_client import NatsCredentials, NatsSettings, SecretCredentials, parse_credentials
+from vaultpay.events.jetstream import NatsCredentials, NatsSettings, SecretCredentials, parse_credentials
 from vaultpay.shared.errors import ConfigurationError
 from vaultpay.shared.secrets import SecretCache
 

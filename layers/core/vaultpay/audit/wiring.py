@@ -13,10 +13,11 @@ from vaultpay.shared.observability import get_logger
 
 if TYPE_CHECKING:
     from vaultpay.audit.checkpoints import CheckedCheckpoint, Checkpoint, KmsCheckpointKeys
-    from vaultpay.audit.consumer import ConsumeReport, JetStreamConnection
+    from vaultpay.audit.consumer import ConsumeReport
     from vaultpay.audit.model import VerifyResult
     from vaultpay.audit.service import AuditService
     from vaultpay.audit.store import DynamoDBAuditStore
+    from vaultpay.events.jetstream import NatsConnection
 
 # A verify walks the whole chain page by page: a single slow page gets a retry, not the whole request.
 _AWS_TIMEOUT_S = 3.0
@@ -57,28 +58,27 @@ def audit_service() -> AuditService:
 
 
 @functools.cache
-def jetstream() -> JetStreamConnection:
+def jetstream() -> NatsConnection:
     """The process's one NATS connection, as the audit consumer's own NATS user."""
-    from vaultpay.audit.consumer import JetStreamConnection
+    from vaultpay.events.jetstream import NatsConnection
 
-    return JetStreamConnection.from_environ(os.environ, name="vaultpay-audit-consumer")
+    return NatsConnection.from_environ(os.environ, name="vaultpay-audit-consumer", log=get_logger())
 
 
 def consume_pending(remaining_ms: Callable[[], int]) -> ConsumeReport:
-    """One scheduled run: appends what `audit-workers` holds until it is empty or time runs low."""
+    """One scheduled run: appends what `audit-workers` holds until it is empty or time runs low, and
+    publishes the backlog it leaves as the lag metrics."""
     from vaultpay.audit.consumer import DURABLE, STREAM, consume
+    from vaultpay.events.jetstream import consume_durable
 
     connection = jetstream()
     service = audit_service()
-
-    async def run() -> ConsumeReport:
-        source = await connection.pull_source(STREAM, DURABLE)
-        report = await consume(source, service, remaining_ms=remaining_ms, log=get_logger())
-        # The backlog left after the run: what the lag metric (and its alarm) watches.
-        report.lag = await source.lag()
-        return report
-
-    return connection.run(run)
+    return consume_durable(
+        connection,
+        STREAM,
+        DURABLE,
+        lambda source: consume(source, service, remaining_ms=remaining_ms, log=get_logger()),
+    )
 
 
 # ---- signed checkpoints (vaultpay.audit.checkpoints) ----------------------------------------------------

@@ -249,21 +249,15 @@ async def apply_jetstream_config(
     `connect_options` go to `nats.connect` (user/password, token, user_credentials, tls). The file is
     validated before the connection is opened, so a bad file never half-applies.
     """
-    import nats
-
-    from vaultpay.events.nats_client import server_list
+    from vaultpay.events.jetstream import open_connection, server_list
 
     spec = load_jetstream_config(config_path)
     if nodes is not None:
         spec = with_replicas_at_most(spec, nodes)
-    client = await nats.connect(
+    client = await open_connection(
         server_list(nats_url),
         name="vaultpay-jetstream-config",
-        connect_timeout=max(1, round(connect_timeout_s)),
-        allow_reconnect=False,
-        # 1, not 0: nats-py treats 0 as "no limit" and would retry a dead server forever.
-        max_reconnect_attempts=1,
-        reconnect_time_wait=0,
+        timeout_s=connect_timeout_s,
         **connect_options,
     )
     try:

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from vaultpay.events.nats_client import NatsConnection
+from vaultpay.events.jetstream import NatsConnection
 from vaultpay.events.relay import OutboundMessage, Published, PublishResult
 from vaultpay.shared.errors import TransientError
 

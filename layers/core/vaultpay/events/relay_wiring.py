@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from vaultpay.events.nats_client import NatsConnection, NatsSettings, credentials_from, run_blocking
+from vaultpay.events.jetstream import NatsConnection, run_blocking
 from vaultpay.events.nats_publisher import JetStreamPublisher
 from vaultpay.events.relay import BatchOutcome, Marker, Relay
 from vaultpay.shared.observability import get_logger, get_metrics
@@ -126,14 +126,8 @@ def outbox_marker() -> Marker | None:
 @functools.cache
 def nats_connection() -> NatsConnection:
     """The process's NATS connection (opened lazily on the first publish), with the relay's credentials."""
-    settings = NatsSettings.from_environ(os.environ)
-    return NatsConnection(
-        settings.servers,
-        name=f"vaultpay-relay-{os.environ.get('AWS_LAMBDA_FUNCTION_NAME', 'local')}",
-        credentials=credentials_from(settings),
-        tls=settings.tls_options(),
-        log=get_logger(),
-    )
+    name = f"vaultpay-relay-{os.environ.get('AWS_LAMBDA_FUNCTION_NAME', 'local')}"
+    return NatsConnection.from_environ(os.environ, name=name, log=get_logger())
 
 
 @functools.cache

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from vaultpay.shared.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from vaultpay.audit.consumer import JetStreamConnection
+    from vaultpay.events.jetstream import NatsConnection
     from vaultpay.fraud.consumer import ConsumeReport
     from vaultpay.fraud.service import FraudEngine, ProfileService, ReviewService
     from vaultpay.fraud.store import DynamoFraudStore
@@ -102,26 +102,26 @@ def profile_service() -> ProfileService:
 
 
 @functools.cache
-def jetstream() -> JetStreamConnection:
+def jetstream() -> NatsConnection:
     """The process's one NATS connection, as the fraud consumer's own NATS user."""
-    from vaultpay.audit.consumer import JetStreamConnection
+    from vaultpay.events.jetstream import NatsConnection
+    from vaultpay.shared.observability import get_logger
 
-    return JetStreamConnection.from_environ(os.environ, name="vaultpay-fraud-consumer")
+    return NatsConnection.from_environ(os.environ, name="vaultpay-fraud-consumer", log=get_logger())
 
 
 def consume_pending(remaining_ms: Callable[[], int]) -> ConsumeReport:
-    """One scheduled run: applies what `fraud-workers` holds until it is empty or time runs low."""
+    """One scheduled run: applies what `fraud-workers` holds until it is empty or time runs low, and
+    publishes the backlog it leaves as the lag metrics."""
+    from vaultpay.events.jetstream import consume_durable
     from vaultpay.fraud.consumer import DURABLE, STREAM, consume
     from vaultpay.shared.observability import get_logger
 
     connection = jetstream()
     service = profile_service()
-
-    async def run() -> ConsumeReport:
-        source = await connection.pull_source(STREAM, DURABLE)
-        report = await consume(source, service, remaining_ms=remaining_ms, log=get_logger())
-        # The backlog left after the run: what the lag metric (and its alarm) watches.
-        report.lag = await source.lag()
-        return report
-
-    return connection.run(run)
+    return consume_durable(
+        connection,
+        STREAM,
+        DURABLE,
+        lambda source: consume(source, service, remaining_ms=remaining_ms, log=get_logger()),
+    )

@@ -115,17 +115,11 @@ class NatsCheck:
         self._stream = stream
 
     async def run(self) -> dict[str, object]:
-        import nats
+        from vaultpay.events.jetstream import open_connection
 
         options = dict(self._connect_options()) if self._connect_options is not None else {}
-        client = await nats.connect(
-            self._servers,
-            name="vaultpay-health",
-            connect_timeout=self._timeout,
-            allow_reconnect=False,
-            max_reconnect_attempts=0,
-            error_cb=_ignore_error,
-            **options,
+        client = await open_connection(
+            self._servers, name="vaultpay-health", timeout_s=self._timeout, error_cb=_ignore_error, **options
         )
         try:
             # The stream info request is itself the round trip a PING would be: no flush before it.

@@ -37,14 +37,11 @@ def health_service() -> HealthService:
 
     settings = get_settings()
     timeout_s = HEALTH_CHECK_TIMEOUT_S
-    from vaultpay.events.nats_client import NatsSettings, credentials_from
+    from vaultpay.events.jetstream import NatsSettings, credentials_from, login_options
 
     nats = NatsSettings.from_environ(os.environ)
-    credentials = credentials_from(nats)
-
-    def nats_options() -> dict[str, Any]:
-        options = credentials.get().connect_options() if credentials is not None else {}
-        return {**options, **nats.tls_options()}
+    # The health function's own login, read at each check (a rotated password reaches the next one).
+    nats_options = functools.partial(login_options, credentials_from(nats), nats.tls_options())
 
     return HealthService(
         [
