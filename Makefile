@@ -74,8 +74,11 @@ component: install
 e2e: install
 	$(BIN)/pytest -m e2e -q
 
+# Two runs, one partition of the tests: everything but the unit tests (component and end-to-end, which share
+# one local cloud per session, so one process), then the unit tests spread over every core (no I/O).
 test: lint browser
-	$(BIN)/pytest -q --durations=20
+	$(BIN)/pytest -q -m "not unit" --durations=20
+	$(BIN)/pytest -q -m unit -n auto
 
 .PHONY: browser
 browser:

@@ -312,8 +312,11 @@ class NatsCluster:
         while time.monotonic() - killed_at < 60:
             state = await asyncio.to_thread(self.stream_state)
             elapsed = round(time.monotonic() - killed_at, 3)
-            if state.get("leader") and "leader_after_s" not in record:
-                record.update(new_leader=state["leader"], leader_after_s=elapsed)
+            leader = state.get("leader")
+            if leader and "leader_after_s" not in record:
+                # Another node took over; or the killed one came back before any election (JetStream's Raft
+                # waits 4-9 s without a leader's heartbeat before it elects): then no failover happened.
+                record.update(new_leader=leader, leader_after_s=elapsed, failed_over=leader != killed)
             if state.get("leader") and state.get("last_seq", 0) > last_seq:
                 record["stored_again_after_s"] = elapsed
                 return

@@ -36,7 +36,7 @@ def test_the_books_balance_after_concurrent_transfers_under_faults(
     # another took over, and the dead one came back and caught up.
     failover = outcome.figures["NATS leader kill"]
     assert failover["was_leader"] is True, failover
-    assert failover["new_leader"] != failover["node"], failover
+    assert failover["failed_over"] is True and failover["new_leader"] != failover["node"], failover
     assert failover["nodes up at the end"] == failover["nodes"] == 3, failover
     assert outcome.ok, "\n".join(outcome.problems)
     # The event path (tests/support/event_ledger.py): every outbox item in the stream once and in the audit

@@ -75,7 +75,8 @@ SHORT = Scale(
     crash_probability=0.15,
     nats_down_s=5,
     kill_leader_after_s=3,
-    node_down_s=5,
+    # Longer than JetStream's Raft election timeout (4-9 s): the others elect a new leader before it is back.
+    node_down_s=12,
     settle_timeout_s=240,
     drain_timeout_s=60,
 )
@@ -87,7 +88,7 @@ SOAK = Scale(
     crash_probability=0.1,
     nats_down_s=20,
     kill_leader_after_s=30,
-    node_down_s=15,
+    node_down_s=20,
     settle_timeout_s=900,
     drain_timeout_s=900,
 )
