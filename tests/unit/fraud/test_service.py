@@ -700,3 +700,18 @@ def test_an_older_security_signal_never_replaces_a_newer_one() -> None:
     assert profiles.apply(SecuritySignal("ev-old", USER, "token_reuse", 1_000)) is True
     assert profiles.apply(SecuritySignal("ev-old", USER, "token_reuse", 1_000)) is False  # a repeat
     assert store.get_profile(USER, "acc_dst").security_signal_at == 2_000
+
+
+def test_no_new_read_of_the_view_starts_after_its_budget() -> None:
+    from vaultpay.fraud.service import VIEW_RETRY_BUDGET_S, _view_after_decision
+
+    views = FakeTransferViews(failures=99)
+    now = [0.0]
+
+    def slow_clock() -> float:
+        now[0] += VIEW_RETRY_BUDGET_S  # every read took the whole budget
+        return now[0]
+
+    with pytest.raises(TransientError):
+        _view_after_decision(views, transfer_id(), monotonic=slow_clock)
+    assert len(views.asked) == 1  # a function timeout (502) would be worse than this 503

@@ -502,14 +502,21 @@ class ProfileService:
 
 # The decision is delivered and stored before the view is read: a failed read must not tell the admin the
 # decision failed (a retry would then answer 409 review_already_decided). The read changes nothing, so it
-# is simply tried again.
+# is tried again; but no new try starts after VIEW_RETRY_BUDGET_S, so the request stays well inside its
+# function's 10 s timeout (a timeout would answer 502, worse than the 503 of a view that never read).
 VIEW_ATTEMPTS = 3
+VIEW_RETRY_BUDGET_S = 4.0
 
 
-def _view_after_decision(transfers: TransferViews, transfer_id: str) -> dict[str, Any]:
-    for _ in range(VIEW_ATTEMPTS - 1):
+def _view_after_decision(
+    transfers: TransferViews, transfer_id: str, monotonic: Callable[[], float] = time.monotonic
+) -> dict[str, Any]:
+    began, attempt = monotonic(), 1
+    while True:
         try:
             return transfers.view(transfer_id)
         except TransientError:
-            get_logger().warning("transfer view failed after the decision; reading it again")
-    return transfers.view(transfer_id)
+            if attempt >= VIEW_ATTEMPTS or monotonic() - began >= VIEW_RETRY_BUDGET_S:
+                raise
+        attempt += 1
+        get_logger().warning("transfer view failed after the decision; reading it again")

@@ -85,11 +85,16 @@ def review_service() -> ReviewService:
 def deciding_review_service() -> ReviewService:
     from vaultpay.fraud.adapters import DynamoAccountOwners, LambdaTransferViews, StepFunctionsTasks
     from vaultpay.fraud.service import ReviewService
+    from vaultpay.shared.aws import aws_client
 
     return ReviewService(
         store=fraud_store(),
         tasks=StepFunctionsTasks(_client("stepfunctions")),
-        transfers=LambdaTransferViews(_client("lambda"), settings().require("TRANSFER_STATUS_FUNCTION")),
+        # One attempt per call, 3 s at most: the service retries the view within a budget of its own.
+        transfers=LambdaTransferViews(
+            aws_client("lambda", timeout_s=_AWS_TIMEOUT_S, max_attempts=1),
+            settings().require("TRANSFER_STATUS_FUNCTION"),
+        ),
         owners=DynamoAccountOwners(_client("dynamodb"), settings().require("ACCOUNTS_TABLE")),
     )
 
