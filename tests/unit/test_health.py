@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from nats.js.api import StreamInfo
 from support.handlers import load_handler
+from support.logs import RecordingLog
 
 from vaultpay.ops.checks import NatsCheck, event_bus_report
 from vaultpay.ops.health import CheckFailed, DependencyCheck, HealthReport, HealthService
@@ -62,14 +63,6 @@ async def _refuses() -> None:
 
 async def _hangs() -> None:
     await asyncio.Event().wait()
-
-
-class RecordingLog:
-    def __init__(self) -> None:
-        self.warnings: list[tuple[str, dict[str, object]]] = []
-
-    def warning(self, msg: str, /, *, extra: Any = None) -> None:
-        self.warnings.append((msg, dict(extra or {})))
 
 
 def _service(

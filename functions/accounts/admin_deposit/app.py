@@ -11,18 +11,16 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Query
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import AfterValidator, Field, StrictInt
 
 from vaultpay.accounts.model import MAX_AMOUNT, MIN_AMOUNT, DepositStatus
 from vaultpay.shared.bootstrap import accounts_service
 from vaultpay.shared.errors import FieldError, Forbidden, ValidationFailed
-from vaultpay.shared.http import RequestModel, make_resolver, principal
+from vaultpay.shared.http import RequestModel, api_handler, make_resolver, principal
 from vaultpay.shared.idempotency import Outcome, idempotency_key, idempotency_scope, idempotent_response
-from vaultpay.shared.observability import bind_log_keys, get_logger, get_tracer
+from vaultpay.shared.observability import bind_log_keys, get_tracer
 from vaultpay.shared.openapi import problems, success
 
-logger = get_logger()
 tracer = get_tracer()
 app = make_resolver()
 # Only the booking takes an Idempotency-Key: listing reads, and a decision repeated answers the same anyway.
@@ -213,7 +211,4 @@ def _json(status_code: int, body: dict[str, Any]) -> Response[dict[str, Any]]:
     )
 
 
-@logger.inject_lambda_context(clear_state=True, log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+handler = api_handler(app)

@@ -6,16 +6,14 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
 
 from vaultpay.shared.bootstrap import accounts_service
-from vaultpay.shared.http import RequestModel, make_resolver, principal
+from vaultpay.shared.http import RequestModel, api_handler, make_resolver, principal
 from vaultpay.shared.idempotency import Outcome, idempotent_response
-from vaultpay.shared.observability import get_logger, get_tracer
+from vaultpay.shared.observability import get_tracer
 from vaultpay.shared.openapi import problems, success
 
-logger = get_logger()
 tracer = get_tracer()
 app = make_resolver()
 
@@ -74,7 +72,4 @@ def open_account(body: OpenAccountRequest) -> Response[str]:
 
 
 # The response holds the full account number: it is never logged or traced.
-@logger.inject_lambda_context(clear_state=True, log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+handler = api_handler(app)

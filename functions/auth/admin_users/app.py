@@ -5,16 +5,14 @@
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
 
 from vaultpay.shared.bootstrap import auth_service
 from vaultpay.shared.errors import Forbidden
-from vaultpay.shared.http import RequestModel, make_resolver, principal
-from vaultpay.shared.observability import get_logger, get_tracer
+from vaultpay.shared.http import RequestModel, api_handler, make_resolver, principal
+from vaultpay.shared.observability import get_tracer
 from vaultpay.shared.openapi import problems, success
 
-logger = get_logger()
 tracer = get_tracer()
 app = make_resolver()
 
@@ -82,7 +80,4 @@ def enable(user_id: str, body: StatusChange) -> Response[dict[str, Any]]:
     return _answer(user.user_id, user.status.value)
 
 
-@logger.inject_lambda_context(clear_state=True, log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+handler = api_handler(app)

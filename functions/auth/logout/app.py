@@ -2,18 +2,16 @@
 
 # No `from __future__ import annotations` in handlers: Powertools validation reads the route's annotations
 # through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
-from typing import Annotated, Any
+from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
 
 from vaultpay.shared.bootstrap import auth_service
-from vaultpay.shared.http import RequestModel, current_correlation_id, make_resolver
-from vaultpay.shared.observability import get_logger, get_tracer
+from vaultpay.shared.http import RequestModel, api_handler, current_correlation_id, make_resolver
+from vaultpay.shared.observability import get_tracer
 from vaultpay.shared.openapi import problems, success
 
-logger = get_logger()
 tracer = get_tracer()
 app = make_resolver()
 
@@ -50,7 +48,4 @@ def logout(body: LogoutRequest) -> Response[None]:
 
 
 # The event holds the refresh token: it is never logged or traced.
-@logger.inject_lambda_context(clear_state=True, log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+handler = api_handler(app)

@@ -5,7 +5,6 @@
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import AfterValidator, Field
 
 from vaultpay.auth.model import (
@@ -16,11 +15,10 @@ from vaultpay.auth.model import (
     phone_problem,
 )
 from vaultpay.shared.bootstrap import auth_service
-from vaultpay.shared.http import RequestModel, current_correlation_id, make_resolver
-from vaultpay.shared.observability import get_logger, get_tracer
+from vaultpay.shared.http import RequestModel, api_handler, current_correlation_id, make_resolver
+from vaultpay.shared.observability import get_tracer
 from vaultpay.shared.openapi import problems, success
 
-logger = get_logger()
 tracer = get_tracer()
 app = make_resolver()
 
@@ -97,7 +95,4 @@ def register(body: RegisterRequest) -> Response[dict[str, Any]]:
 
 
 # Neither the event (it holds the password) nor the response (the TOTP secret) is logged or traced.
-@logger.inject_lambda_context(clear_state=True, log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+handler = api_handler(app)

@@ -6,16 +6,13 @@ import base64
 import functools
 import hashlib
 from pathlib import Path
-from typing import Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from vaultpay.shared.http import make_resolver
-from vaultpay.shared.observability import get_logger, get_tracer
+from vaultpay.shared.http import api_handler, make_resolver
+from vaultpay.shared.observability import get_tracer
 from vaultpay.shared.openapi import success
 
-logger = get_logger()
 tracer = get_tracer()
 app = make_resolver()
 
@@ -113,7 +110,4 @@ def swagger_ui_page() -> Response[str]:
     )
 
 
-@logger.inject_lambda_context(clear_state=True, log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+handler = api_handler(app)

@@ -2,21 +2,19 @@
 
 # No `from __future__ import annotations` in handlers: Powertools validation reads the route's annotations
 # through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
-from typing import Annotated, Any
+from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import AfterValidator, Field, StrictInt
 
 from vaultpay.shared.bootstrap import transfers_service
-from vaultpay.shared.http import RequestModel, make_resolver, principal
+from vaultpay.shared.http import RequestModel, api_handler, make_resolver, principal
 from vaultpay.shared.idempotency import Outcome, idempotency_key, idempotency_scope, idempotent_response
-from vaultpay.shared.observability import get_logger, get_tracer
+from vaultpay.shared.observability import get_tracer
 from vaultpay.shared.openapi import problems, success
 from vaultpay.transfers.model import MAX_DESCRIPTION
 from vaultpay.transfers.service import MAX_AMOUNT, MIN_AMOUNT
 
-logger = get_logger()
 tracer = get_tracer()
 app = make_resolver()
 
@@ -105,7 +103,4 @@ def create_transfer(body: TransferRequest) -> Response[str]:
 
 
 # The request holds a full account number: the event is never logged or traced.
-@logger.inject_lambda_context(clear_state=True, log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+handler = api_handler(app)

@@ -6,14 +6,12 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Query
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from vaultpay.shared.bootstrap import transfers_service
-from vaultpay.shared.http import make_resolver, principal
-from vaultpay.shared.observability import get_logger, get_tracer
+from vaultpay.shared.http import api_handler, make_resolver, principal
+from vaultpay.shared.observability import get_tracer
 from vaultpay.shared.openapi import problems, success
 
-logger = get_logger()
 tracer = get_tracer()
 app = make_resolver()
 
@@ -69,7 +67,4 @@ def list_transfers(
     )
 
 
-@logger.inject_lambda_context(clear_state=True, log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+handler = api_handler(app)

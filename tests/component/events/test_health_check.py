@@ -6,20 +6,13 @@ import asyncio
 from typing import Any
 
 import pytest
+from support.logs import RecordingLog
 
 from vaultpay.events.jetstream_config import apply_jetstream_config
 from vaultpay.ops.checks import NatsCheck
 from vaultpay.ops.health import HealthService
 
 pytestmark = pytest.mark.component
-
-
-class RecordingLog:
-    def __init__(self) -> None:
-        self.warnings: list[tuple[str, dict[str, object]]] = []
-
-    def warning(self, msg: str, /, *, extra: Any = None) -> None:
-        self.warnings.append((msg, dict(extra or {})))
 
 
 def test_the_check_fails_without_the_event_stream_and_reports_its_single_node_once_it_exists(

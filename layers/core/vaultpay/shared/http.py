@@ -437,3 +437,21 @@ def _message(error: Mapping[str, Any]) -> str:
     for prefix in _VALIDATOR_PREFIXES:
         message = message.removeprefix(prefix)
     return message
+
+
+def api_handler(app: APIGatewayRestResolver) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """A route function's Lambda entry point: `handler = api_handler(app)`.
+
+    Every API function's handler is the same: the shared logger takes the Lambda context with a clean state
+    and never logs the event (it carries tokens and personal data), the tracer wraps the invocation without
+    recording the response (it may hold an account number or a token), and the resolver answers."""
+    from vaultpay.shared.observability import get_logger, get_tracer
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return app.resolve(event, context)
+
+    traced = get_tracer().capture_lambda_handler(capture_response=False)(handler)
+    logged: Callable[[dict[str, Any], Any], dict[str, Any]] = get_logger().inject_lambda_context(
+        clear_state=True, log_event=False
+    )(traced)
+    return logged
