@@ -120,6 +120,13 @@ class NatsSettings:
         return {"tls": context}
 
 
+def server_info(client: Any) -> Mapping[str, Any] | None:
+    """The INFO the connected server sent (its `server_name`, `cluster`...), or None without one. nats-py
+    keeps it only in a private attribute: this is the one place that reads it."""
+    info = getattr(client, "_server_info", None)
+    return info if isinstance(info, Mapping) and info else None
+
+
 def server_list(urls: str | Sequence[str]) -> list[str]:
     """`nats.connect`'s servers from a NATS_URL-style value: one URL, several comma-separated (a cluster), or
     a list already (nats-py does not split a string)."""

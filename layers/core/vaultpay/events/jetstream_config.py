@@ -272,10 +272,12 @@ async def apply_jetstream_config(
 
 
 def _clustered(client: Any) -> bool:
-    """Whether the server the client reached is part of a cluster (its INFO names one). nats-py keeps the
-    INFO only in a private attribute; a client without it is taken as clustered (the file's replicas)."""
-    info = getattr(client, "_server_info", None)
-    return not isinstance(info, dict) or bool(info.get("cluster"))
+    """Whether the server the client reached is part of a cluster (its INFO names one); a client without an
+    INFO is taken as clustered (the file's replicas)."""
+    from vaultpay.events.jetstream import server_info
+
+    info = server_info(client)
+    return info is None or bool(info.get("cluster"))
 
 
 async def apply_spec(js: Any, spec: JetStreamSpec) -> list[str]:

@@ -115,7 +115,7 @@ class NatsCheck:
         self._stream = stream
 
     async def run(self) -> dict[str, object]:
-        from vaultpay.events.jetstream import open_connection
+        from vaultpay.events.jetstream import open_connection, server_info
 
         options = dict(self._connect_options()) if self._connect_options is not None else {}
         client = await open_connection(
@@ -124,9 +124,7 @@ class NatsCheck:
         try:
             # The stream info request is itself the round trip a PING would be: no flush before it.
             info = await client.jetstream(timeout=self._timeout).stream_info(self._stream)
-            # nats-py keeps the server's INFO (its name among it) only in this attribute.
-            server_info = getattr(client, "_server_info", None) or {}
-            server_name = server_info.get("server_name")
+            server_name = (server_info(client) or {}).get("server_name")
             return event_bus_report(info, server_name=server_name if isinstance(server_name, str) else None)
         finally:
             await client.close()
