@@ -8,7 +8,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,12 +19,10 @@ from localcloud import services
 from localcloud.faults import FaultInjector
 from localcloud.nats_cluster import NatsCluster
 from localcloud.nats_security import NatsSecurity
-from localcloud.plugins import NatsReady, Plugin
+from localcloud.plugins import NatsReady, Plugin, Reporter
 from localcloud.services import LocalCloudError, ManagedProcess
 from localcloud.spec import REGION, Deployment, FunctionSpec, InvokeResult
 from localcloud.stored_state import InconsistentState, StoredState
-
-Reporter = Callable[[str, str, str], None]  # (piece, url, state)
 
 
 @dataclass
@@ -48,8 +46,8 @@ class CloudConfig:
     parameter_overrides: dict[str, str] = field(default_factory=dict)
     samconfig_env: str = "local"
     max_workers_per_function: int = 4
-    # JetStream's de-duplication window for every stream, instead of jetstream.json's (tests shorten it to
-    # prove that a restart replays nothing, whatever the window).
+    # JetStream's de-duplication window for every stream, instead of the one a plugin created it with (tests
+    # shorten it to prove that a restart replays nothing, whatever the window).
     nats_duplicate_window_s: float | None = None
     # How long a stop waits for Step Functions executions in flight to end before saving the state.
     drain_timeout_s: float = 30.0

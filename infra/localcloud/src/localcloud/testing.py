@@ -17,19 +17,16 @@ from localcloud import services
 @pytest.fixture(scope="module")
 def dynamodb_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = services.free_port()
-    process = services.dynamodb_local(port, tmp_path_factory.mktemp("dynamodb"))
-    process.start()
-    try:
-        process.wait_ready()
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.stop()
+    yield from _serve(services.dynamodb_local(port, tmp_path_factory.mktemp("dynamodb")), port)
 
 
 @pytest.fixture(scope="module")
 def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = services.free_port()
-    process = services.moto_server(port, port, tmp_path_factory.mktemp("moto"))
+    yield from _serve(services.moto_server(port, port, tmp_path_factory.mktemp("moto")), port)
+
+
+def _serve(process: services.ManagedProcess, port: int) -> Iterator[str]:
     process.start()
     try:
         process.wait_ready()
