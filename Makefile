@@ -17,14 +17,15 @@ CONSOLE_STAMP := $(CONSOLE)/node_modules/.installed
 
 install: $(STAMP) $(CONSOLE_STAMP)
 
-# The venv is (re)built when the pins change; nothing has to be installed by hand first.
-$(STAMP): pyproject.toml requirements/dev.lock
+# The venv is (re)built when the pins change; nothing has to be installed by hand first. The local cloud is a
+# package of its own (infra/localcloud), installed editable beside the product.
+$(STAMP): pyproject.toml infra/localcloud/pyproject.toml requirements/dev.lock
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV) || { \
 		echo "python3 -m venv failed: installing Debian's python3-venv" >&2; rm -rf $(VENV); \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq python3-venv && $(PY) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c requirements/dev.lock -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c requirements/dev.lock -e infra/localcloud -e '.[dev]'
 	@touch $(STAMP)
 
 $(CONSOLE_STAMP): $(CONSOLE)/package.json $(CONSOLE)/package-lock.json
@@ -45,7 +46,7 @@ lint: code-lint
 code-lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy layers/core/vaultpay functions infra/localcloud infra/vaultpay_cli
+	$(BIN)/mypy layers/core/vaultpay functions infra/localcloud/src/localcloud infra/vaultpay_cli
 
 # The edit loop's fast tier, under a minute on 2 cores: ruff, mypy and the unit tests on every core
 # (pytest-xdist). No template validation, no emulator: `make test` runs everything.

@@ -8,35 +8,12 @@ from pathlib import Path
 import pytest
 from support.cloud import RunningCloud
 
-from localcloud import services
+from localcloud.testing import dynamodb_endpoint, moto_endpoint
+
+__all__ = ["dynamodb_endpoint", "moto_endpoint"]  # one emulator per test module that asks for it
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_TEMPLATE = ROOT / "tests" / "fixtures" / "localcloud" / "template.yaml"
-
-
-# One emulator per test module that asks for it (a module's tables and streams start empty).
-@pytest.fixture(scope="module")
-def dynamodb_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = services.free_port()
-    process = services.dynamodb_local(port, tmp_path_factory.mktemp("dynamodb"))
-    process.start()
-    try:
-        process.wait_ready()
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.stop()
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = services.free_port()
-    process = services.moto_server(port, port, tmp_path_factory.mktemp("moto"))
-    process.start()
-    try:
-        process.wait_ready()
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="session")

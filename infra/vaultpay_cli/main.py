@@ -88,6 +88,7 @@ def local_up(
     from localcloud.cloud import CloudConfig, LocalCloud
     from localcloud.services import LocalCloudError
     from localcloud.template import TemplateError
+    from vaultpay_cli.localcloud_plugin import VaultPayPlugin
 
     console = Console(stderr=True)
     root = repo_root()
@@ -112,7 +113,7 @@ def local_up(
         console.print(f"[bold green]✔[/] {piece:<28} [cyan]{url}[/]  {state}")
 
     async def main() -> int:
-        cloud = LocalCloud(config, report=report)
+        cloud = LocalCloud(config, report=report, plugins=[VaultPayPlugin(root)])
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -4,7 +4,7 @@ on another site, to a rebound host name, to unexpected methods, and what its err
 The API grants no cross-origin access (the template configures no CORS, so a preflight finds no route and
 no response carries `Access-Control-Allow-*`), answers only the methods the template routes, never caches a
 signed-in response (`Cache-Control: no-store`), and its errors are problem documents that name no internals.
-The local cloud's own guard (infra/localcloud/localguard.py) refuses a Host that is not loopback and a
+The local cloud's own guard (localcloud.localguard) refuses a Host that is not loopback and a
 cross-site request that would change state.
 """
 

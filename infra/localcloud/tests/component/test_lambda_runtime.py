@@ -29,7 +29,7 @@ from localcloud.spec import FunctionNotFound, FunctionSpec, InvokeResult
 
 pytestmark = pytest.mark.component
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "lambda_runtime"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "lambda_runtime"
 LAYERS = (FIXTURES / "layers" / "first", FIXTURES / "layers" / "second")
 BASE_ENV = {
     "AWS_ENDPOINT_URL": "http://127.0.0.1:4566",

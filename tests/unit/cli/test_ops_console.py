@@ -12,7 +12,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from localcloud.ops_console import (
+from localcloud.spec import FunctionSpec
+from vaultpay_cli.console import (
     OpsConsole,
     Sample,
     add_ops_routes,
@@ -23,7 +24,6 @@ from localcloud.ops_console import (
     lambda_totals,
     sample_rates,
 )
-from localcloud.spec import FunctionSpec
 
 pytestmark = pytest.mark.unit
 

@@ -306,15 +306,24 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
+def without_package_root(path: Sequence[str], package_file: str) -> list[str]:
+    """`path` without the directory the local cloud's package is imported from (a src layout's editable
+    install puts that directory on sys.path, and it holds nothing a function may import)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(package_file)))
+    return [entry for entry in path if not entry or os.path.abspath(entry) != root]
+
+
 def _hide_local_packages() -> None:
     """Function code sees only its code, its layers and third-party packages, as on AWS.
 
-    The venv's editable install would otherwise let a function import the project's own packages (vaultpay,
-    localcloud) without the layer that ships them, a mistake that only shows up once deployed.
+    The venv's editable installs would otherwise let a function import the project's own packages without
+    the layer that ships them, a mistake that only shows up once deployed: the product's (vaultpay) through
+    its finder, the local cloud's through its directory on sys.path.
     """
     sys.meta_path[:] = [
         f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")
     ]
+    sys.path[:] = without_package_root(sys.path, __file__)
     for name in [n for n in sys.modules if n == "localcloud" or n.startswith("localcloud.")]:
         del sys.modules[name]
 

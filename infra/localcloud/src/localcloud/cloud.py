@@ -8,7 +8,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,11 +19,10 @@ from localcloud import services
 from localcloud.faults import FaultInjector
 from localcloud.nats_cluster import NatsCluster
 from localcloud.nats_security import NatsSecurity
+from localcloud.plugins import NatsReady, Plugin, Reporter
 from localcloud.services import LocalCloudError, ManagedProcess
 from localcloud.spec import REGION, Deployment, FunctionSpec, InvokeResult
 from localcloud.stored_state import InconsistentState, StoredState
-
-Reporter = Callable[[str, str, str], None]  # (piece, url, state)
 
 
 @dataclass
@@ -47,8 +46,8 @@ class CloudConfig:
     parameter_overrides: dict[str, str] = field(default_factory=dict)
     samconfig_env: str = "local"
     max_workers_per_function: int = 4
-    # JetStream's de-duplication window for every stream, instead of jetstream.json's (tests shorten it to
-    # prove that a restart replays nothing, whatever the window).
+    # JetStream's de-duplication window for every stream, instead of the one a plugin created it with (tests
+    # shorten it to prove that a restart replays nothing, whatever the window).
     nats_duplicate_window_s: float | None = None
     # How long a stop waits for Step Functions executions in flight to end before saving the state.
     drain_timeout_s: float = 30.0
@@ -65,9 +64,13 @@ class StackState:
 class LocalCloud:
     """Owns every process, server and task of one local cloud; `stop()` takes them all down."""
 
-    def __init__(self, config: CloudConfig, report: Reporter | None = None) -> None:
+    def __init__(
+        self, config: CloudConfig, report: Reporter | None = None, plugins: Sequence[Plugin] = ()
+    ) -> None:
         self.config = config
         self.report: Reporter = report or (lambda piece, url, state: None)
+        # The product's part (localcloud.plugins): what it sets up in NATS, what it serves on the edge.
+        self.plugins = list(plugins)
         self.processes: dict[str, ManagedProcess] = {}
         self.stacks: list[StackState] = []
         self.ports: dict[str, int] = {}
@@ -212,27 +215,24 @@ class LocalCloud:
             nats.wait_ready(self.report),
         )
         await asyncio.to_thread(services.enable_state_machine_execution, p["moto"])
-        await self._apply_jetstream()
+        await self._nats_ready()
         # moto loads its Step Functions backend on first use (over a second): pay that now, not in a request.
         await asyncio.to_thread(
             lambda: self._direct_client("stepfunctions", p["moto"]).list_state_machines(maxResults=1)
         )
 
-    async def _apply_jetstream(self) -> None:
-        """Streams and consumers as code (infra/nats/jetstream.json), the same file a deploy applies."""
-        config = self.config.root / "infra" / "nats" / "jetstream.json"
-        if not config.exists():
-            return
-        from vaultpay.events.jetstream_config import apply_jetstream_config
-
+    async def _nats_ready(self) -> None:
+        """The plugins' NATS set-up (a product's streams and consumers), then the tests' duplicate window."""
+        nats = self._nats()
         operator = self.nats_security.client_options("operator")
-        urls = self._nats().urls
-        done = await apply_jetstream_config(urls, config, nodes=self._nats().size, **operator)
+        ready = NatsReady(urls=list(nats.urls), nodes=nats.size, operator=operator, report=self.report)
+        for plugin in self.plugins:
+            await plugin.nats_ready(ready)
         window = self.config.nats_duplicate_window_s
         if window is not None:
-            # Below what the configuration allows (it keeps retried publishes de-duplicated): tests only.
-            done.extend(await _set_duplicate_window(urls, window, operator))
-        self.report("JetStream", str(config.relative_to(self.config.root)), "; ".join(done))
+            # Below what a product's configuration allows (it keeps retried publishes de-duplicated): tests.
+            done = await _set_duplicate_window(nats.urls, window, operator)
+            self.report("JetStream", "--nats-duplicate-window", "; ".join(done))
 
     def worker_env(self) -> dict[str, str]:
         """What every Lambda worker gets on top of its template environment: the local endpoint."""
@@ -318,7 +318,6 @@ class LocalCloud:
         from localcloud.lambda_api import add_lambda_routes
         from localcloud.lambda_runtime import LambdaRuntime
         from localcloud.logs import LogShipper
-        from localcloud.ops_console import OpsConsole, add_ops_routes
         from localcloud.subscriptions import SubscriptionDelivery
 
         p = self.ports
@@ -347,12 +346,12 @@ class LocalCloud:
         def mount(app: web.Application) -> None:
             add_lambda_routes(app, self._runtime)
             add_fault_routes(app, controller)
-            add_ops_routes(app, OpsConsole(self))  # the ops console, /_ops/
+            for plugin in self.plugins:
+                plugin.mount_edge(app, self)
 
         app = edge.build_app(mount=mount)
         await self._serve(app, p["edge"])
         self.report("Edge (AWS endpoint)", self.edge_url, "ready")
-        self.report("Ops console", self.edge_url + "/_ops/", "transfers, executions, logs, alerts")
 
     async def invoke(
         self,

@@ -1,4 +1,7 @@
-"""The ops console on the edge (/_ops/): one page, and JSON endpoints over the local cloud's real data.
+"""The ops console on the local cloud's edge (/_ops/): one page, and JSON endpoints over its real data.
+
+VaultPay's plugin (vaultpay_cli.localcloud_plugin) mounts it on the edge through the local cloud's hook
+(localcloud.plugins); the page's files stay in infra/ops_console.
 
 Every endpoint reads through the AWS APIs the edge serves (Step Functions, CloudWatch Logs, SQS, DynamoDB)
 with the project's own readers (vaultpay.fraud.store, vaultpay.audit.service, vaultpay_cli.ops_history), or
@@ -62,7 +65,7 @@ _T = TypeVar("_T")
 
 
 class ConsoleSource(Protocol):
-    """What the console reads of the running local cloud (localcloud.cloud.LocalCloud)."""
+    """What the console reads of the running local cloud (localcloud.plugins.RunningCloud)."""
 
     @property
     def edge_url(self) -> str: ...

@@ -26,7 +26,7 @@ from localcloud.spec import AuthorizerSpec, RouteSpec
 
 pytestmark = pytest.mark.unit
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "apigw"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "apigw"
 ARN = "arn:aws:execute-api:us-east-1:000000000000:abc123/v1/GET/v1/accounts/acc-1"
 
 

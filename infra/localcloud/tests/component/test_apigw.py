@@ -32,7 +32,7 @@ from localcloud.spec import (
 
 pytestmark = pytest.mark.component
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "apigw"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "apigw"
 API_ID = "abc123"
 STAGE = "v1"
 ARN_PREFIX = f"arn:aws:execute-api:us-east-1:000000000000:{API_ID}/{STAGE}"

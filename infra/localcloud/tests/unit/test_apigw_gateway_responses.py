@@ -20,7 +20,7 @@ from localcloud.spec import GatewayResponseSpec
 
 pytestmark = pytest.mark.unit
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "apigw"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "apigw"
 
 
 def scope(

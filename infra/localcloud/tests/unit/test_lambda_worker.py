@@ -19,6 +19,7 @@ from localcloud.lambda_worker import (
     fault_result,
     make_error,
     marshal,
+    without_package_root,
 )
 
 pytestmark = pytest.mark.unit
@@ -136,3 +137,16 @@ def test_the_context_reads_the_function_from_the_environment_and_counts_down(
 
 def test_remaining_time_never_goes_negative() -> None:
     assert LambdaContext("r", 0, "arn").get_remaining_time_in_millis() == 0
+
+
+def test_the_local_clouds_own_directory_is_taken_off_a_functions_sys_path(tmp_path: Path) -> None:
+    # Given the sys.path of a worker whose package comes from a src layout's editable install
+    src = tmp_path / "localcloud" / "src"
+    worker = src / "localcloud" / "lambda_worker.py"
+    path = ["/code", "", str(src), "/stdlib", str(src) + "/", "/site"]
+
+    # When the package's directory is hidden from the function
+    visible = without_package_root(path, str(worker))
+
+    # Then the function's code, the working directory and the interpreter's own entries stay, in order
+    assert visible == ["/code", "", "/stdlib", "/site"]

@@ -23,7 +23,7 @@ from localcloud.spec import FunctionSpec
 
 pytestmark = pytest.mark.component
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "lambda_runtime"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "lambda_runtime"
 ARN = "arn:aws:lambda:us-east-1:000000000000:function:{}"
 
 
