@@ -13,10 +13,7 @@ def nats_connection(settings: NatsServer, *, name: str) -> NatsConnection:
     """A connection (opened lazily, at its first use) to NATS_URL with NATS_TLS_CA, logging in as the user in
     NATS_CREDENTIALS_SECRET_ARN (which may do only what the function needs: publish for the relay, read its
     durable for a consumer). `name` shows in the server's connection list."""
-    from vaultpay.events.jetstream import NatsConnection, credentials_from
+    from vaultpay.events.jetstream import NatsConnection
     from vaultpay.shared.observability import get_logger
 
-    nats = settings.nats
-    return NatsConnection(
-        nats.servers, name=name, credentials=credentials_from(nats), tls=nats.tls_options(), log=get_logger()
-    )
+    return NatsConnection.from_environ(settings.nats_environ, name=name, log=get_logger())

@@ -56,18 +56,22 @@ class NatsServer(EnvSettings):
 
         # ConfigurationError, not ValueError: pydantic lets it through with its message, which names the
         # variable and never echoes a URL (it may hold a password).
-        variables = {
-            "NATS_URL": self.nats_url,
-            "STAGE": self.stage,
-            "NATS_CREDENTIALS_SECRET_ARN": self.nats_credentials_secret_arn or "",
-            "NATS_TLS_CA": self.nats_tls_ca or "",
-        }
-        self._nats = NatsSettings.from_environ(variables)
+        self._nats = NatsSettings.from_environ(self.nats_environ)
         return self
 
     @property
     def nats(self) -> NatsSettings:
         return self._nats
+
+    @property
+    def nats_environ(self) -> dict[str, str]:
+        """The NATS variables as vaultpay.events.jetstream reads them."""
+        return {
+            "NATS_URL": self.nats_url,
+            "STAGE": self.stage,
+            "NATS_CREDENTIALS_SECRET_ARN": self.nats_credentials_secret_arn or "",
+            "NATS_TLS_CA": self.nats_tls_ca or "",
+        }
 
 
 # ---- the models ---------------------------------------------------------------------------------------

@@ -29,7 +29,9 @@ class EnvSettings(BaseModel):
     table, not the state machine), and each is given only what it uses.
     """
 
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=False)
+    # defer_build: a schema is built when its model is first read, so a function pays only for its own
+    # model, not for every mixin and every other function's model this module defines.
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=False, defer_build=True)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -76,10 +78,6 @@ class EnvSettings(BaseModel):
 
 
 # ---- deployment ---------------------------------------------------------------------------------------
-
-
-class Stage(EnvSettings):
-    stage: StageName = Field(alias="STAGE")
 
 
 class Version(EnvSettings):
