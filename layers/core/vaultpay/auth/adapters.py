@@ -1,5 +1,4 @@
-"""The identity domain's adapters beyond its store: the authorizer's session check and outbox writer on
-DynamoDB, and the deferred access-token signer."""
+"""Identity adapters beside the store: the session check and outbox writer of the authorizer, the signer."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The audit functions' composition, built once per warm Lambda: the table, the service, the NATS consumer,
-and the signed checkpoints."""
+"""The audit functions' composition, built once per warm Lambda: the store, the service, NATS, checkpoints."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The relay's and the outbox sweeper's composition, built once per warm Lambda: the kept NATS connection,
-the publisher, the outbox marker."""
+"""The relay's and the outbox sweeper's composition, built once per warm Lambda: NATS, publisher, marker."""
 
 from __future__ import annotations
 
