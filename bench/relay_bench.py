@@ -9,7 +9,7 @@ same TLS, to the same servers, so each topology's figures are measured against i
 topologies run one after the other, each on servers of its own (the first is stopped before the next
 starts), and the relay's process-wide caches (connection, credentials, relay) are reset between them.
 
-The relay also marks each event it published on its outbox table (relay_wiring's DynamoDbMarker,
+The relay also marks each event it published on its outbox table (vaultpay.events.adapters' DynamoDbMarker,
 BatchWriteItem): here a table of DynamoDB Local (in memory), seeded with the batches' outbox items before
 each timed pass, so the handler does what it does on AWS.
 """
@@ -191,20 +191,17 @@ def node_of(cluster: NatsCluster, port: int | None) -> str:
 
 def reset_relay() -> None:
     """Forget the relay's warm-Lambda state, as a new Lambda environment would start: closes its NATS
-    connection (on the process loop it was opened on) and clears every functools cache of relay_wiring (the
-    connection with its settings and credentials, the relay, the marker, the sweeper) and the boto3 clients
-    (vaultpay.shared.aws), so the next invocation reads NATS_URL, NATS_TLS_CA and the credentials secret
-    again. The process loop and the imported modules are kept."""
-    from vaultpay.events import relay_wiring
+    connection (on the process loop it was opened on) and resets the composition root (vaultpay.bootstrap:
+    the settings, the connection with its credentials, the relay, the marker, the sweeper, the boto3
+    clients), so the next invocation reads NATS_URL, NATS_TLS_CA and the credentials secret again. The
+    process loop and the imported modules are kept."""
+    from vaultpay import bootstrap
+    from vaultpay.bootstrap import events
     from vaultpay.events.jetstream import run_blocking
-    from vaultpay.shared.aws import aws_client
 
-    if relay_wiring.nats_connection.cache_info().currsize:
-        run_blocking(relay_wiring.nats_connection().close())
-    for value in vars(relay_wiring).values():
-        if getattr(value, "__module__", None) == relay_wiring.__name__ and hasattr(value, "cache_clear"):
-            value.cache_clear()
-    aws_client.cache_clear()
+    if events.nats_connection.cache_info().currsize:
+        run_blocking(events.nats_connection().close())
+    bootstrap.reset()
 
 
 def load_handler() -> ModuleType:
@@ -341,8 +338,8 @@ def measure(
 ) -> Measured:
     """Every path on one topology: its servers started, the relay pointed at them (a fresh warm state), the
     rounds, the servers stopped."""
+    from vaultpay.bootstrap.events import nats_connection, relay
     from vaultpay.events.jetstream import run_blocking
-    from vaultpay.events.relay_wiring import nats_connection, relay
 
     cluster, security = start_nats(name, size, state_dir)
     try:

@@ -76,7 +76,7 @@ PRICE_SOURCES = [
 ]
 
 # The only plain (non-transactional) writes to the three streamed tables: the relay's "mark published"
-# (vaultpay.events.relay_wiring, UpdateItem on OUTBOX items) and the review record (vaultpay.fraud.store,
+# (vaultpay.events.adapters, UpdateItem on OUTBOX items) and the review record (vaultpay.fraud.store,
 # UpdateItem on REVIEW#...). Every other write there is a TransactWriteItems (accounts, transfers and fraud
 # stores, the fraud consumer).
 PLAIN_WRITE_PREFIXES = ("REVIEW#",)

@@ -23,8 +23,8 @@ from localcloud_bench import endpoint_client, percentile, timed
 from runinfo import heading, publish
 
 from localcloud import services
+from vaultpay.auth.adapters import DynamoDBSessionRevocations
 from vaultpay.auth.authorizer import Authorizer, AuthorizerRequest, NoSessionRevocations, SessionRevocations
-from vaultpay.auth.authorizer_wiring import DynamoDBSessionRevocations
 from vaultpay.auth.tokens import SigningKeySet, generate_signing_key_document, issue_access_token
 from vaultpay.shared.ratelimit import FakeCounterStore, Window
 

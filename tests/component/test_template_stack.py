@@ -518,7 +518,7 @@ def test_the_authorizer_may_write_only_outbox_items_and_api_call_counters(cfn: d
     assert read["Condition"]["StringEqualsIfExists"] == {"dynamodb:Select": "SPECIFIC_ATTRIBUTES"}
 
 
-# The key context fieldcrypt binds each key's data keys to (vaultpay.shared.bootstrap wires these).
+# The key context fieldcrypt binds each key's data keys to (vaultpay.bootstrap wires these).
 KEY_CONTEXTS = {
     "PiiKey": {"app": "vaultpay", "purpose": "pii"},
     "AccountNumberKey": {"app": "vaultpay", "purpose": "account_number"},
@@ -608,7 +608,7 @@ def test_identity_functions_get_the_contracts_environment(sam: dict[str, Any]) -
 def test_functions_with_their_own_composition_are_told_only_of_resources_they_may_use(
     cfn: dict[str, Any], sam: dict[str, Any]
 ) -> None:
-    # The identity service's functions share vaultpay.shared.bootstrap.auth_service, which reads all seven
+    # The identity service's functions share vaultpay.bootstrap.auth.auth_service, which reads all seven
     # variables; these three compose their own adapters and get only the names they use.
     roles = _roles_by_function(cfn)
     parameters = set(sam["Parameters"])

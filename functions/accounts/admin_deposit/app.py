@@ -14,7 +14,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import AfterValidator, Field, StrictInt
 
 from vaultpay.accounts.model import MAX_AMOUNT, MIN_AMOUNT, DepositStatus
-from vaultpay.shared.bootstrap import accounts_service
+from vaultpay.bootstrap.accounts import accounts_service
 from vaultpay.shared.errors import FieldError, Forbidden, ValidationFailed
 from vaultpay.shared.http import RequestModel, api_handler, make_resolver, principal
 from vaultpay.shared.idempotency import Outcome, idempotency_key, idempotency_scope, idempotent_response

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from aws_lambda_powertools.event_handler import Response
 from pydantic import Field
 
-from vaultpay.shared.bootstrap import accounts_service
+from vaultpay.bootstrap.accounts import accounts_service
 from vaultpay.shared.http import RequestModel, api_handler, make_resolver, principal
 from vaultpay.shared.idempotency import Outcome, idempotent_response
 from vaultpay.shared.observability import get_tracer

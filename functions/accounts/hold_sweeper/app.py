@@ -6,7 +6,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from vaultpay.shared.bootstrap import accounts_service
+from vaultpay.bootstrap.accounts import accounts_service
 from vaultpay.shared.observability import get_logger, get_metrics, get_tracer
 
 logger = get_logger()

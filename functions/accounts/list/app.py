@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
-from vaultpay.shared.bootstrap import accounts_service
+from vaultpay.bootstrap.accounts import accounts_service
 from vaultpay.shared.http import api_handler, make_resolver, principal
 from vaultpay.shared.observability import get_tracer
 from vaultpay.shared.openapi import problems, success

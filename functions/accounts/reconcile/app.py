@@ -1,15 +1,12 @@
 """Every hour (schedule): reconciles the AccountsTable's double entry and emits `LedgerViolations`."""
 
 # No `from __future__ import annotations` in handlers (see functions/ops/health/app.py).
-import os
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from vaultpay.accounts.reconcile import reconcile_table
-from vaultpay.shared.aws import aws_client
-from vaultpay.shared.errors import ConfigurationError
+from vaultpay.bootstrap.accounts import reconcile_ledger
 from vaultpay.shared.observability import LogKey, get_logger, get_metrics, get_tracer
 
 logger = get_logger()
@@ -28,11 +25,7 @@ VIOLATIONS_SHOWN = 100
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    table = os.environ.get("ACCOUNTS_TABLE", "").strip()
-    if not table:
-        raise ConfigurationError("invalid settings: ACCOUNTS_TABLE is not set")
-    client = aws_client("dynamodb", timeout_s=10.0, max_attempts=5)
-    report = reconcile_table(client, table, segments=SEGMENTS)
+    report = reconcile_ledger(segments=SEGMENTS)
     metrics.add_metric(name="LedgerViolations", unit=MetricUnit.Count, value=len(report.violations))
     metrics.add_metric(name="LedgerAccountsChecked", unit=MetricUnit.Count, value=report.accounts_checked)
     for violation in report.violations[:VIOLATIONS_SHOWN]:

@@ -5,7 +5,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from vaultpay.shared.bootstrap import accounts_service
+from vaultpay.bootstrap.accounts import accounts_service
 from vaultpay.shared.observability import bind_step_log_keys, get_logger, get_tracer
 
 logger = get_logger()

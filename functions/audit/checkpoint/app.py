@@ -11,7 +11,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from vaultpay.audit.wiring import verify_and_checkpoint
+from vaultpay.bootstrap.audit import verify_and_checkpoint
 from vaultpay.shared.observability import get_logger, get_metrics, get_tracer
 
 logger = get_logger()

@@ -5,7 +5,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from vaultpay.audit.wiring import consume_pending
+from vaultpay.bootstrap.audit import consume_pending
 from vaultpay.shared.observability import get_logger, get_metrics, get_tracer
 
 logger = get_logger()

@@ -7,7 +7,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from vaultpay.audit.service import require_admin
-from vaultpay.audit.wiring import verify_with_checkpoints
+from vaultpay.bootstrap.audit import verify_with_checkpoints
 from vaultpay.shared.http import make_resolver, principal
 from vaultpay.shared.observability import get_logger, get_metrics, get_tracer
 from vaultpay.shared.openapi import success

@@ -4,7 +4,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from vaultpay.auth.authorizer_wiring import authorize
+from vaultpay.bootstrap.authorizer import authorize
 from vaultpay.shared.errors import Unauthorized
 from vaultpay.shared.observability import get_logger, get_tracer
 

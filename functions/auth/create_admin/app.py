@@ -5,7 +5,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from vaultpay.shared.bootstrap import auth_service
+from vaultpay.bootstrap.auth import auth_service
 from vaultpay.shared.errors import DomainError, FieldError, ValidationFailed
 from vaultpay.shared.observability import bind_log_keys, get_logger, get_tracer
 

@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from vaultpay.shared.bootstrap import token_public_keys
+from vaultpay.bootstrap.auth import token_public_keys
 from vaultpay.shared.http import make_resolver
 from vaultpay.shared.observability import get_logger, get_tracer
 from vaultpay.shared.openapi import success

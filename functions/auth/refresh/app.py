@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import Response, content_types
 from pydantic import Field
 
-from vaultpay.shared.bootstrap import auth_service
+from vaultpay.bootstrap.auth import auth_service
 from vaultpay.shared.http import RequestModel, api_handler, current_correlation_id, make_resolver
 from vaultpay.shared.observability import get_tracer
 from vaultpay.shared.openapi import problems, success

@@ -14,7 +14,7 @@ from vaultpay.auth.model import (
     full_name_problem,
     phone_problem,
 )
-from vaultpay.shared.bootstrap import auth_service
+from vaultpay.bootstrap.auth import auth_service
 from vaultpay.shared.http import RequestModel, api_handler, current_correlation_id, make_resolver
 from vaultpay.shared.observability import get_tracer
 from vaultpay.shared.openapi import problems, success

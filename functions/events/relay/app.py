@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from vaultpay.events.relay_wiring import relay_records, relay_request_logs
+from vaultpay.bootstrap.events import relay_records, relay_request_logs
 from vaultpay.shared.observability import get_logger, get_metrics, get_tracer
 
 logger = get_logger()

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
+from vaultpay.bootstrap.fraud import review_service
 from vaultpay.fraud.service import DEFAULT_LIMIT, MAX_LIMIT
-from vaultpay.fraud.wiring import review_service
 from vaultpay.shared.http import api_handler, make_resolver, principal
 from vaultpay.shared.observability import get_tracer
 from vaultpay.shared.openapi import problems, success

@@ -5,7 +5,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from vaultpay.fraud.wiring import fraud_engine
+from vaultpay.bootstrap.fraud import fraud_engine
 from vaultpay.shared.observability import bind_step_log_keys, get_logger, get_tracer
 
 logger = get_logger()

@@ -7,7 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 
-from vaultpay.fraud.wiring import deciding_review_service
+from vaultpay.bootstrap.fraud import deciding_review_service
 from vaultpay.shared.errors import BadRequest
 from vaultpay.shared.http import api_handler, make_resolver, principal
 from vaultpay.shared.observability import get_tracer

@@ -7,7 +7,7 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler import Response
 from pydantic import AfterValidator, Field, StrictInt
 
-from vaultpay.shared.bootstrap import transfers_service
+from vaultpay.bootstrap.transfers import transfers_service
 from vaultpay.shared.http import RequestModel, api_handler, make_resolver, principal
 from vaultpay.shared.idempotency import Outcome, idempotency_key, idempotency_scope, idempotent_response
 from vaultpay.shared.observability import get_tracer

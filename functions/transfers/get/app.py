@@ -6,7 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 
-from vaultpay.shared.bootstrap import transfers_service
+from vaultpay.bootstrap.transfers import transfers_service
 from vaultpay.shared.http import api_handler, make_resolver, principal
 from vaultpay.shared.observability import get_tracer
 from vaultpay.shared.openapi import problems, success

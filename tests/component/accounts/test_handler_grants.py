@@ -49,18 +49,9 @@ class Context:
 
 
 def _reset_caches() -> None:
-    from vaultpay.shared import aws, bootstrap, idempotency, settings
+    from vaultpay import bootstrap
 
-    for cached in (
-        settings.get_settings,
-        settings.get_accounts_settings,
-        aws.aws_client,
-        bootstrap.secret_cache,
-        bootstrap.accounts_service,
-        idempotency.persistence_layer,
-        idempotency._idempotent_execute,
-    ):
-        cached.cache_clear()
+    bootstrap.reset()
 
 
 class Recorder:

@@ -254,13 +254,14 @@ def reconcile_app(
     aws_env: dict[str, str],
     ledger_table: LedgerTable,
 ) -> Iterator[ModuleType]:
-    from vaultpay.shared import aws, observability
+    from vaultpay import bootstrap
+    from vaultpay.shared import observability
 
     monkeypatch.setenv("ACCOUNTS_TABLE", ledger_table.name)
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "accounts")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "VaultPay")
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
-    aws.aws_client.cache_clear()
+    bootstrap.reset()
     observability.get_metrics.cache_clear()
     module = load_handler("accounts/reconcile")
     # The logger's handler keeps the stream it was made with: make it write wherever stdout is now.
@@ -270,7 +271,7 @@ def reconcile_app(
         yield module
     finally:
         handler.setStream(previous)
-        aws.aws_client.cache_clear()
+        bootstrap.reset()
 
 
 def schedule_event() -> dict[str, Any]:
@@ -289,15 +290,17 @@ def test_handler_reconciles_the_table_and_emits_zero_violations(
     reconcile_app: ModuleType, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Every AWS call the handler makes, for its least-privilege policy (dynamodb:Scan only).
+    from vaultpay.shared import aws
+
     calls: list[str] = []
-    make_client = reconcile_app.aws_client
+    make_client = aws.aws_client
 
     def recorded_client(service: str, **options: Any) -> Any:
         client = make_client(service, **options)
         client.meta.events.register("before-call.*.*", lambda model, **_: calls.append(model.name))
         return client
 
-    monkeypatch.setattr(reconcile_app, "aws_client", recorded_client)
+    monkeypatch.setattr(aws, "aws_client", recorded_client)
     capsys.readouterr()
 
     body = reconcile_app.handler(schedule_event(), LambdaContext())

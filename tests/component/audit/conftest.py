@@ -119,20 +119,13 @@ async def publish(url: str, payloads: Sequence[tuple[str, bytes, str]]) -> list[
 
 def reset_audit_caches() -> None:
     """Everything a warm container caches starts over: settings, clients, the service, the connection."""
-    from vaultpay.audit import wiring
+    from vaultpay import bootstrap
+    from vaultpay.bootstrap import audit
     from vaultpay.events.jetstream import run_blocking
-    from vaultpay.shared import aws, settings
 
-    if wiring.jetstream.cache_info().currsize:
-        run_blocking(wiring.jetstream().close())
-    for cached in (
-        wiring.jetstream,
-        wiring.audit_service,
-        wiring.audit_store,
-        aws.aws_client,
-        settings.get_settings,
-    ):
-        cached.cache_clear()
+    if audit.jetstream.cache_info().currsize:
+        run_blocking(audit.jetstream().close())
+    bootstrap.reset()
 
 
 class LambdaContext:

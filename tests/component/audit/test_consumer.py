@@ -111,7 +111,7 @@ def test_consume_appends_every_event_and_acks_it(
     assert report["stopped"] == "drained"
     assert [r.audit_id for r in records(audit_table)] == [e["id"] for e in events]
     assert run(_consumer_state(nats_endpoint.url)) == (0, 0)
-    from vaultpay.audit.wiring import audit_service
+    from vaultpay.bootstrap.audit import audit_service
 
     assert audit_service().verify().ok
 
@@ -119,7 +119,7 @@ def test_consume_appends_every_event_and_acks_it(
 def test_a_crash_between_the_write_and_the_ack_yields_one_record_after_redelivery(
     consume_app: ModuleType, nats_endpoint: Nats, audit_table: AuditTable, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vaultpay.audit.wiring import audit_service
+    from vaultpay.bootstrap.audit import audit_service
 
     # Given a run that dies right after its records are durable and before any ack
     events = [event(n) for n in range(5)]
@@ -211,7 +211,7 @@ def test_a_poison_message_ends_in_the_dead_letter_stream_after_max_deliver(
 def test_one_nats_connection_serves_every_warm_invocation(
     consume_app: ModuleType, nats_endpoint: Nats, audit_table: AuditTable
 ) -> None:
-    from vaultpay.audit.wiring import jetstream
+    from vaultpay.bootstrap.audit import jetstream
 
     for n in range(3):
         publish_events(nats_endpoint.url, [event(n)])

@@ -39,19 +39,11 @@ class Cloud:
 
 def _reset_caches() -> None:
     # Everything cached per process (settings, clients, bound models) must start over with each mock.
+    from vaultpay import bootstrap
     from vaultpay.auth import store
-    from vaultpay.shared import aws, bootstrap, settings
 
-    for cached in (
-        settings.get_settings,
-        settings.get_auth_settings,
-        aws.aws_client,
-        bootstrap.secret_cache,
-        bootstrap.token_public_keys,
-        bootstrap.auth_service,
-        store._models,
-    ):
-        cached.cache_clear()
+    bootstrap.reset()
+    store._models.cache_clear()
 
 
 @pytest.fixture

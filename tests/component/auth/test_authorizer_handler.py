@@ -16,7 +16,7 @@ import pytest
 from support.handlers import load_handler
 from support.tables import create_table
 
-from vaultpay.auth import authorizer_wiring
+from vaultpay import bootstrap
 from vaultpay.auth.kms_keys import KmsTokenSigner
 from vaultpay.auth.tokens import TokenSigner, issue_access_token
 
@@ -68,8 +68,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         monkeypatch.setenv(name, value)
     for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_KMS"):
         monkeypatch.delenv(name, raising=False)
-    aws_client.cache_clear()
-    authorizer_wiring.authorizer.cache_clear()
+    bootstrap.reset()
     with mock_aws():
         dynamodb = aws_client("dynamodb")
         create_table(dynamodb, "AuthTable", environment["AUTH_TABLE"])
@@ -90,8 +89,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
             key_arn=arn,
             keys=KmsTokenSigner(kms, arn),
         )
-    authorizer_wiring.authorizer.cache_clear()
-    aws_client.cache_clear()
+    bootstrap.reset()
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +187,7 @@ def test_an_unreadable_verification_key_fails_closed_and_never_as_unauthorized(
     # A broken deployment must surface as a 500 (and an alarm), not as "your token is bad"
     missing = stack.key_arn.rsplit("/", 1)[0] + "/0b3b3f0e-0000-4000-8000-000000000000"
     monkeypatch.setenv("TOKEN_SIGNING_KEY_ID", missing)
-    authorizer_wiring.authorizer.cache_clear()
+    bootstrap.reset()
     with pytest.raises(Exception, match="KMS refused GetPublicKey") as caught:
         app.handler(_event(Authorization=f"Bearer {_token(stack.keys)}"), FakeLambdaContext())
     assert str(caught.value) != "Unauthorized"
@@ -199,7 +197,7 @@ def test_a_missing_setting_names_the_variable(
     app: ModuleType, stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("RATE_LIMIT_TABLE")
-    authorizer_wiring.authorizer.cache_clear()
+    bootstrap.reset()
     with pytest.raises(Exception, match="RATE_LIMIT_TABLE is not set"):
         app.handler(_event(Authorization=f"Bearer {_token(stack.keys)}"), FakeLambdaContext())
 
@@ -231,7 +229,7 @@ def test_a_token_of_a_verify_only_key_passes_during_a_rotation(
     # Given a second key, listed as verify-only while the first still signs
     second = stack.kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
     monkeypatch.setenv("TOKEN_VERIFY_KEY_IDS", second)
-    authorizer_wiring.authorizer.cache_clear()
+    bootstrap.reset()
     # Then tokens of both keys are accepted, each picked by its kid
     for signer in (stack.keys, KmsTokenSigner(stack.kms, second)):
         response = app.handler(_event(Authorization=f"Bearer {_token(signer)}"), FakeLambdaContext())
@@ -296,6 +294,6 @@ def test_a_token_of_a_disabled_user_or_a_signed_out_session_is_token_revoked(
         ExpressionAttributeNames={"#s": "status"},
         ExpressionAttributeValues={":d": {"S": "DISABLED"}},
     )
-    authorizer_wiring.authorizer.cache_clear()
+    bootstrap.reset()
     disabled = app.handler(_event(Authorization=f"Bearer {token('fam_live')}"), FakeLambdaContext())
     assert disabled["context"]["auth_error"] == "token_revoked"

@@ -98,7 +98,7 @@ def _slow(service: AuthService, monkeypatch: pytest.MonkeyPatch, seen: Evaluatio
 def test_fifty_wrong_passwords_at_once_are_at_most_five_evaluations(
     cloud: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vaultpay.shared.bootstrap import auth_service
+    from vaultpay.bootstrap.auth import auth_service
 
     seen = Evaluations()
     service = _slow(auth_service(), monkeypatch, seen)
@@ -126,7 +126,7 @@ def test_fifty_wrong_passwords_at_once_are_at_most_five_evaluations(
 def test_fifty_wrong_codes_at_once_over_every_challenge_are_at_most_ten_evaluations(
     cloud: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vaultpay.shared.bootstrap import auth_service
+    from vaultpay.bootstrap.auth import auth_service
 
     seen = Evaluations()
     service = _slow(auth_service(), monkeypatch, seen)
@@ -162,7 +162,7 @@ def test_fifty_wrong_codes_at_once_over_every_challenge_are_at_most_ten_evaluati
 
 
 def test_ten_correct_logins_at_once_open_at_most_three_challenges(cloud: Any) -> None:
-    from vaultpay.shared.bootstrap import auth_service
+    from vaultpay.bootstrap.auth import auth_service
 
     service = auth_service()
     email, _ = _customer(service)

@@ -57,7 +57,7 @@ def _challenge(service: AuthService, email: str) -> str:
 
 
 def test_one_code_verified_twice_at_once_signs_in_once(cloud: Any) -> None:
-    from vaultpay.shared.bootstrap import auth_service
+    from vaultpay.bootstrap.auth import auth_service
 
     # Given two open challenges and the current code
     service = auth_service()
@@ -81,7 +81,7 @@ def test_one_code_verified_twice_at_once_signs_in_once(cloud: Any) -> None:
 
 
 def test_one_refresh_token_used_twice_at_once_ends_the_family(cloud: Any) -> None:
-    from vaultpay.shared.bootstrap import auth_service
+    from vaultpay.bootstrap.auth import auth_service
 
     # Given a signed-in session
     service = auth_service()

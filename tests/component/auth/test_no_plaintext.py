@@ -96,7 +96,7 @@ def test_encrypted_pii_moved_to_another_users_row_does_not_decrypt(
     sample_event: Callable[[str], dict[str, Any]],
     lambda_context: Any,
 ) -> None:
-    from vaultpay.shared.bootstrap import auth_service
+    from vaultpay.bootstrap.auth import auth_service
     from vaultpay.shared.fieldcrypt import DecryptionFailed
 
     def register(email: str) -> str:
@@ -161,7 +161,7 @@ def test_a_totp_secret_sealed_before_it_had_its_own_context_still_signs_in(
     sample_event: Callable[[str], dict[str, Any]],
     lambda_context: Any,
 ) -> None:
-    from vaultpay.shared.bootstrap import auth_service
+    from vaultpay.bootstrap.auth import auth_service
 
     # Given a user whose TOTP secret was sealed under the PII context (as every secret was before)
     body = {"email": "legacy@example.com", "password": PASSWORD, "full_name": FULL_NAME, "phone": PHONE}

@@ -154,7 +154,8 @@ class FakeLambdaContext:
 @pytest.fixture(scope="module")
 def relay_app(nats: NatsServer) -> Iterator[ModuleType]:
     """The relay handler wired to this module's server, with a fresh process-wide connection."""
-    from vaultpay.events import relay_wiring
+    from vaultpay import bootstrap
+    from vaultpay.bootstrap import events
     from vaultpay.events.jetstream import run_blocking
 
     with pytest.MonkeyPatch.context() as env:
@@ -163,13 +164,11 @@ def relay_app(nats: NatsServer) -> Iterator[ModuleType]:
         env.setenv("POWERTOOLS_SERVICE_NAME", "relay")
         env.setenv("POWERTOOLS_METRICS_NAMESPACE", "VaultPay")
         env.setenv("POWERTOOLS_TRACE_DISABLED", "true")
-        relay_wiring.nats_connection.cache_clear()
-        relay_wiring.relay.cache_clear()
+        bootstrap.reset()
         # These tables are not on AWS: marking items published is covered by the sweeper's tests.
-        env.setattr(relay_wiring, "outbox_marker", lambda: None)
+        env.setattr(events, "outbox_marker", lambda: None)
         try:
             yield load_handler("events/relay")
         finally:
-            run_blocking(relay_wiring.nats_connection().close())
-            relay_wiring.nats_connection.cache_clear()
-            relay_wiring.relay.cache_clear()
+            run_blocking(events.nats_connection().close())
+            bootstrap.reset()

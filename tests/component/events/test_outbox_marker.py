@@ -12,7 +12,7 @@ from boto3.dynamodb.types import TypeSerializer
 from moto import mock_aws
 from support.tables import create_table
 
-from vaultpay.events.relay_wiring import DynamoDbMarker
+from vaultpay.events.adapters import DynamoDbMarker
 from vaultpay.shared.events import DomainEvent
 from vaultpay.shared.outbox import outbox_attributes
 

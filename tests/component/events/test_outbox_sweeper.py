@@ -31,7 +31,8 @@ def applied(kit: Any) -> list[str]:
 
 @pytest.fixture
 def sweeper_app(nats: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    from vaultpay.events import relay_wiring
+    from vaultpay import bootstrap
+    from vaultpay.bootstrap import events
     from vaultpay.events.jetstream import run_blocking
 
     for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "NATS_CREDENTIALS_SECRET_ARN"):
@@ -44,8 +45,7 @@ def sweeper_app(nats: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleTy
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "relay")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "VaultPay")
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
-    relay_wiring.nats_connection.cache_clear()
-    relay_wiring.sweeper.cache_clear()
+    bootstrap.reset()
     module = load_handler("events/sweeper")
     with mock_aws():
         # AuthTable (template.yaml), with the sparse OutboxPending index the sweeper reads
@@ -53,9 +53,8 @@ def sweeper_app(nats: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleTy
         try:
             yield module
         finally:
-            run_blocking(relay_wiring.nats_connection().close())
-            relay_wiring.nats_connection.cache_clear()
-            relay_wiring.sweeper.cache_clear()
+            run_blocking(events.nats_connection().close())
+            bootstrap.reset()
 
 
 def test_an_item_written_while_nats_was_down_is_published_once_by_the_sweeper(

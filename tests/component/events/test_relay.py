@@ -90,7 +90,7 @@ def test_a_batch_delivered_twice_is_stored_once(relay_app: ModuleType, kit: Any)
 
 
 def test_the_warm_function_keeps_one_connection(relay_app: ModuleType, kit: Any) -> None:
-    from vaultpay.events.relay_wiring import nats_connection
+    from vaultpay.bootstrap.events import nats_connection
 
     before = nats_connection().connects
     for n in range(3):

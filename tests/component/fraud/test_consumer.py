@@ -96,20 +96,13 @@ async def consumer_state(url: str) -> tuple[int, int]:
 
 
 def reset_caches() -> None:
+    from vaultpay import bootstrap
+    from vaultpay.bootstrap import fraud
     from vaultpay.events.jetstream import run_blocking
-    from vaultpay.fraud import wiring
-    from vaultpay.shared import aws, settings
 
-    if wiring.jetstream.cache_info().currsize:
-        run_blocking(wiring.jetstream().close())
-    for cached in (
-        wiring.jetstream,
-        wiring.fraud_store,
-        wiring.profile_service,
-        aws.aws_client,
-        settings.get_settings,
-    ):
-        cached.cache_clear()
+    if fraud.jetstream.cache_info().currsize:
+        run_blocking(fraud.jetstream().close())
+    bootstrap.reset()
 
 
 @pytest.fixture

@@ -54,19 +54,9 @@ def load(relative: str) -> ModuleType:
 
 
 def reset_caches() -> None:
-    from vaultpay.fraud import wiring
-    from vaultpay.shared import aws, settings
+    from vaultpay import bootstrap
 
-    for cached in (
-        wiring.fraud_store,
-        wiring.fraud_engine,
-        wiring.review_service,
-        wiring.deciding_review_service,
-        wiring.profile_service,
-        aws.aws_client,
-        settings.get_settings,
-    ):
-        cached.cache_clear()
+    bootstrap.reset()
 
 
 class Edge:

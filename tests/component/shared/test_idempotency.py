@@ -271,18 +271,16 @@ class Body(RequestModel):
 
 @pytest.fixture
 def resolver_env(dynamodb_endpoint: str, table: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from vaultpay.shared import aws, idempotency
+    from vaultpay import bootstrap
 
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", dynamodb_endpoint)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
     monkeypatch.setenv("IDEMPOTENCY_TABLE", table)
-    for cached in (aws.aws_client, idempotency.persistence_layer):
-        cached.cache_clear()
+    bootstrap.reset()
     yield
-    for cached in (aws.aws_client, idempotency.persistence_layer):
-        cached.cache_clear()
+    bootstrap.reset()
 
 
 def _app(operation: Counter) -> Any:

@@ -42,20 +42,9 @@ def _function(domain: str, directory: str) -> ModuleType:
 
 
 def _reset_caches() -> None:
-    from vaultpay.shared import aws, bootstrap, idempotency, settings
+    from vaultpay import bootstrap
 
-    for cached in (
-        settings.get_settings,
-        settings.get_accounts_settings,
-        settings.get_transfers_settings,
-        aws.aws_client,
-        bootstrap.secret_cache,
-        bootstrap.accounts_service,
-        bootstrap.transfers_service,
-        idempotency.persistence_layer,
-        idempotency._idempotent_execute,
-    ):
-        cached.cache_clear()
+    bootstrap.reset()
 
 
 class _LambdaEdge(BaseHTTPRequestHandler):
@@ -136,7 +125,7 @@ def cloud(dynamodb_endpoint: str, moto_endpoint: str) -> Iterator[dict[str, Any]
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
         patch.delenv(name, raising=False)
     _reset_caches()
-    from vaultpay.shared.bootstrap import accounts_service
+    from vaultpay.bootstrap.accounts import accounts_service
 
     accounts = accounts_service()
     owner, payee = "usr_" + uuid.uuid4().hex, "usr_" + uuid.uuid4().hex

@@ -6,9 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from vaultpay.shared import aws, bootstrap, settings
+from vaultpay import bootstrap
+from vaultpay.bootstrap import auth
+from vaultpay.bootstrap.settings import AuthSettings, HealthSettings
+from vaultpay.shared import aws
 from vaultpay.shared.errors import ConfigurationError
-from vaultpay.shared.settings import load_auth_settings, load_settings
 
 pytestmark = pytest.mark.unit
 
@@ -27,21 +29,13 @@ ENVIRONMENT = {
 def fresh_caches(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     from vaultpay.auth import store
 
-    caches = (
-        settings.get_auth_settings,
-        aws.aws_client,
-        bootstrap.secret_cache,
-        bootstrap.token_public_keys,
-        bootstrap.auth_service,
-        store._models,
-    )
-    for cache in caches:
-        cache.cache_clear()
+    bootstrap.reset()
+    store._models.cache_clear()
     for name in ENVIRONMENT:
         monkeypatch.delenv(name, raising=False)
     yield
-    for cache in caches:
-        cache.cache_clear()
+    bootstrap.reset()
+    store._models.cache_clear()
 
 
 def test_building_the_service_reads_settings_but_touches_no_aws(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -51,12 +45,12 @@ def test_building_the_service_reads_settings_but_touches_no_aws(monkeypatch: pyt
     for name, value in ENVIRONMENT.items():
         monkeypatch.setenv(name, value)
     # When the service is built
-    service = bootstrap.auth_service()
+    service = auth.auth_service()
     # Then no client was made and no model bound: a cold start pays for those only when a request needs them
     assert aws.aws_client.cache_info().currsize == 0
     assert store._models.cache_info().currsize == 0
     # And a warm Lambda reuses the same service
-    assert bootstrap.auth_service() is service
+    assert auth.auth_service() is service
 
 
 # The signing key is read at the first signature (only MFA verify and refresh sign): tested on its own below.
@@ -68,11 +62,11 @@ def test_a_missing_setting_fails_at_first_use_naming_the_variable(
         if name != missing:
             monkeypatch.setenv(name, value)
     with pytest.raises(ConfigurationError, match=f"{missing} is not set"):
-        bootstrap.auth_service()
+        auth.auth_service()
 
 
 def test_a_blank_setting_is_as_missing_as_an_absent_one() -> None:
-    auth = load_auth_settings({**ENVIRONMENT, "AUTH_TABLE": "   "})
+    auth = AuthSettings.load({**ENVIRONMENT, "AUTH_TABLE": "   "})
     with pytest.raises(ConfigurationError, match="AUTH_TABLE is not set"):
         auth.require("auth_table")
     assert auth.require("rate_limit_table") == "vaultpay-local-AuthRateLimitTable"
@@ -84,18 +78,18 @@ def test_a_missing_signing_key_fails_at_the_first_signature_naming_the_variable(
     for name, value in ENVIRONMENT.items():
         if name != "TOKEN_SIGNING_KEY_ID":
             monkeypatch.setenv(name, value)
-    signer = bootstrap.token_signer
+    signer = auth.token_signer
     with pytest.raises(ConfigurationError, match="TOKEN_SIGNING_KEY_ID is not set"):
         signer()
 
 
 def test_the_jwks_function_needs_only_the_token_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TOKEN_SIGNING_KEY_ID", ENVIRONMENT["TOKEN_SIGNING_KEY_ID"])
-    assert bootstrap.token_public_keys() is bootstrap.token_public_keys()
+    assert auth.token_public_keys() is auth.token_public_keys()
     assert aws.aws_client.cache_info().currsize == 0  # no KMS call until a key is needed
 
 
 def test_functions_without_identity_settings_are_unaffected() -> None:
     # The health function has no auth variables: its own settings still load, and nothing asks for these.
-    assert load_settings({"STAGE": "local", "NATS_URL": "nats://127.0.0.1:4222"}).stage == "local"
-    assert load_auth_settings({}).auth_table is None
+    assert HealthSettings.load({"STAGE": "local", "NATS_URL": "nats://127.0.0.1:4222"}).stage == "local"
+    assert AuthSettings.load({}).auth_table is None

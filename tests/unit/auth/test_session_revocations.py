@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from vaultpay.auth.authorizer_wiring import DynamoDBSessionRevocations
+from vaultpay.auth.adapters import DynamoDBSessionRevocations
 from vaultpay.shared.errors import ConfigurationError, TransientError
 
 pytestmark = pytest.mark.unit
@@ -37,7 +37,7 @@ class FakeDynamoDB:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> dict[str, float]:
     now = {"t": 1000.0}
-    monkeypatch.setattr("vaultpay.auth.authorizer_wiring.time.monotonic", lambda: now["t"])
+    monkeypatch.setattr("vaultpay.auth.adapters.time.monotonic", lambda: now["t"])
     return now
 
 

@@ -17,10 +17,10 @@ PROBE = """
 import json, sys
 sys.path[:0] = [{core!r}, {function!r}]
 import app
-from vaultpay.events import relay_wiring
+from vaultpay.bootstrap import events
 print(json.dumps({{
     "loaded": sorted(m for m in ("nats", "boto3", "pynamodb", "pydantic", "aiohttp") if m in sys.modules),
-    "connection_built": relay_wiring.nats_connection.cache_info().currsize,
+    "connection_built": events.nats_connection.cache_info().currsize,
     "handler": callable(app.handler),
 }}))
 """

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
+from vaultpay.shared.lazy import cached
 
-@functools.cache
+
+@cached
 def aws_client(
     service: str, *, timeout_s: float = 5.0, max_attempts: int = 3, max_pool_connections: int = 10
 ) -> Any:

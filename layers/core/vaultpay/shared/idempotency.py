@@ -14,14 +14,14 @@ replay by `restore`, so this table never holds what the domain tables keep encry
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from vaultpay.shared.errors import BadRequest, ConfigurationError, Conflict, TransientError, ValidationFailed
+from vaultpay.shared.errors import BadRequest, Conflict, TransientError, ValidationFailed
+from vaultpay.shared.lazy import cached
 from vaultpay.shared.observability import get_logger
 
 if TYPE_CHECKING:
@@ -209,7 +209,7 @@ def _mark_replay(response: Any, idempotent_data: DataRecord) -> Any:
     return {**response, "replayed": True} if isinstance(response, dict) else response
 
 
-@functools.cache
+@cached
 def idempotency_config() -> IdempotencyConfig:
     """The one config of the process: a persistence layer keeps the first config it is given."""
     from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
@@ -224,23 +224,22 @@ def idempotency_config() -> IdempotencyConfig:
     )
 
 
-@functools.cache
+@cached
 def persistence_layer() -> BasePersistenceLayer:
     """The process's idempotency store: the DynamoDB table named by IDEMPOTENCY_TABLE."""
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
     from vaultpay.shared.aws import aws_client
+    from vaultpay.shared.settings import IdempotencyTable
 
-    table = (os.environ.get(TABLE_VARIABLE) or "").strip()
-    if not table:
-        raise ConfigurationError(f"invalid settings: {TABLE_VARIABLE} is not set")
+    table = IdempotencyTable.load(os.environ).require("idempotency_table")
     return DynamoDBPersistenceLayer(
         table_name=table,
         boto3_client=aws_client("dynamodb", timeout_s=_AWS_TIMEOUT_S, max_attempts=_AWS_ATTEMPTS),
     )
 
 
-@functools.cache
+@cached
 def _idempotent_execute(persistence: BasePersistenceLayer) -> Callable[..., dict[str, Any]]:
     from aws_lambda_powertools.utilities.idempotency import idempotent_function
 

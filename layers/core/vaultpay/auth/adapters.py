@@ -1,52 +1,18 @@
-"""The authorizer's composition, built once per warm Lambda: KMS public keys, DynamoDB counters, outbox."""
+"""Identity adapters beside the store: the session check and outbox writer of the authorizer, the signer."""
 
 from __future__ import annotations
 
 import functools
-import os
 import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from vaultpay.auth.authorizer import Authorizer, AuthorizerRequest
-from vaultpay.shared.errors import ConcurrentModification, ConfigurationError, TransientError, Unauthorized
+from vaultpay.shared.errors import ConcurrentModification, ConfigurationError, TransientError
 from vaultpay.shared.events import DomainEvent
-from vaultpay.shared.observability import bind_log_keys, get_logger
 
-# Every protected request waits on these calls: one quick retry, then fail (API Gateway answers 500).
-_AWS_TIMEOUT_S = 1.0
-_AWS_ATTEMPTS = 2
-
-
-@dataclass(frozen=True, slots=True)
-class AuthorizerSettings:
-    """The authorizer's environment. A plain dataclass rather than the pydantic settings model: pydantic
-    would add ~100 ms to the cold start of a function that every protected request waits for."""
-
-    auth_table: str
-    rate_limit_table: str
-    token_signing_key_id: str
-    token_verify_key_ids: str
-    token_issuer: str
-    token_audience: str
-
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> AuthorizerSettings:
-        names = {
-            "auth_table": "AUTH_TABLE",
-            "rate_limit_table": "RATE_LIMIT_TABLE",
-            "token_signing_key_id": "TOKEN_SIGNING_KEY_ID",
-            "token_issuer": "TOKEN_ISSUER",
-            "token_audience": "TOKEN_AUDIENCE",
-        }
-        missing = [variable for variable in names.values() if not environ.get(variable, "").strip()]
-        if missing:
-            raise ConfigurationError("invalid settings: " + "; ".join(f"{m} is not set" for m in missing))
-        values = {field: environ[variable].strip() for field, variable in names.items()}
-        return cls(**values, token_verify_key_ids=environ.get("TOKEN_VERIFY_KEY_IDS", "").strip())
-
+if TYPE_CHECKING:
+    from vaultpay.auth.tokens import TokenSigner
 
 # How long a "this session is still live" answer is reused by a warm authorizer: a logout or a detected reuse
 # takes effect within this (identity contract: within 60 s). An ended session is remembered for good.
@@ -181,46 +147,19 @@ class DynamoDBOutboxWriter:
             raise _dynamodb_failure(exc, "") from exc
 
 
-@functools.cache
-def authorizer() -> Authorizer:
-    """The process's authorizer, built on first use and reused by a warm Lambda."""
-    from vaultpay.auth.kms_keys import KmsPublicKeys, parse_key_ids
-    from vaultpay.shared.aws import aws_client
-    from vaultpay.shared.ratelimit_store import DynamoDBCounterStore
+class DeferredSigner:
+    """The access-token signer, made at the first signature: of the identity functions only MFA verify and
+    refresh sign (and only they are given the key and `kms:Sign`)."""
 
-    settings = AuthorizerSettings.from_environ(os.environ)
-    dynamodb = aws_client("dynamodb", timeout_s=_AWS_TIMEOUT_S, max_attempts=_AWS_ATTEMPTS)
-    kms = aws_client("kms", timeout_s=_AWS_TIMEOUT_S, max_attempts=_AWS_ATTEMPTS)
-    key_ids = (settings.token_signing_key_id, *parse_key_ids(settings.token_verify_key_ids))
-    return Authorizer(
-        # Public keys only (kms:GetPublicKey, once per container): this function can verify, never sign.
-        keys=KmsPublicKeys(kms, key_ids),
-        counters=DynamoDBCounterStore(dynamodb, settings.rate_limit_table),
-        outbox=DynamoDBOutboxWriter(dynamodb, settings.auth_table),
-        sessions=DynamoDBSessionRevocations(
-            dynamodb,
-            settings.auth_table,
-            ttl_s=float(os.environ.get("SESSION_CHECK_TTL_S") or SESSION_CHECK_TTL_S),
-        ),
-        issuer=settings.token_issuer,
-        audience=settings.token_audience,
-    )
+    def __init__(self, make: Callable[[], TokenSigner]) -> None:
+        self._make = make
 
+    @functools.cached_property
+    def _signer(self) -> TokenSigner:
+        return self._make()
 
-def authorize(event: Mapping[str, Any]) -> dict[str, Any]:
-    """The authorizer's answer to one REQUEST event; raises Unauthorized for an unauthenticated caller."""
-    request = AuthorizerRequest.from_event(event)
-    bind_log_keys(correlation_id=request.correlation_id)
-    log = get_logger()
-    try:
-        decision = authorizer().decide(request)
-    except Unauthorized as exc:
-        # The code says why (invalid_token, token_expired); the token itself is never logged.
-        log.info("request unauthenticated", extra={"code": exc.code, "route": request.resource})
-        raise
-    bind_log_keys(user_id=decision.principal_id)
-    if not decision.allow:
-        log.info("request denied", extra={"code": decision.context.get("code"), "route": request.resource})
-    elif decision.auth_error:
-        log.info("request soft-denied", extra={"auth_error": decision.auth_error, "route": request.resource})
-    return decision.response()
+    def signing_kid(self) -> str:
+        return self._signer.signing_kid()
+
+    def sign(self, signing_input: bytes) -> bytes:
+        return self._signer.sign(signing_input)

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import functools
-import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from vaultpay.shared.errors import ConfigurationError
+from vaultpay.shared.lazy import cached
 
 if TYPE_CHECKING:
     from vaultpay.events.jetstream import NatsConnection
@@ -21,58 +18,42 @@ _AWS_TIMEOUT_S = 3.0
 _AWS_ATTEMPTS = 3
 
 
-@dataclass(frozen=True, slots=True)
-class FraudSettings:
-    """The fraud functions' environment. Each function needs only some of these: a missing one fails
-    loudly, naming the variable, when it is first needed (never reaching AWS as "")."""
-
-    environ: Mapping[str, str]
-
-    def require(self, name: str) -> str:
-        value = self.environ.get(name, "").strip()
-        if not value:
-            raise ConfigurationError(f"invalid settings: {name} is not set")
-        return value
-
-
-def settings() -> FraudSettings:
-    return FraudSettings(dict(os.environ))
-
-
-def _client(service: str) -> object:
+def _client(service: str) -> Any:
     from vaultpay.shared.aws import aws_client
 
     return aws_client(service, timeout_s=_AWS_TIMEOUT_S, max_attempts=_AWS_ATTEMPTS)
 
 
-@functools.cache
+@cached
 def fraud_store() -> DynamoFraudStore:
+    from vaultpay.bootstrap.settings import fraud_settings
     from vaultpay.fraud.store import DynamoFraudStore
 
-    return DynamoFraudStore(_client("dynamodb"), settings().require("FRAUD_TABLE"))
+    return DynamoFraudStore(_client("dynamodb"), fraud_settings().require("fraud_table"))
 
 
-@functools.cache
+@cached
 def fraud_engine() -> FraudEngine:
     """EvaluateFraudFunction's engine: FraudTable, the velocity counters and the SSM configuration."""
     from aws_lambda_powertools.utilities.parameters import SSMProvider
 
+    from vaultpay.bootstrap.settings import fraud_settings
     from vaultpay.fraud.adapters import SsmFraudConfig
     from vaultpay.fraud.service import FraudEngine
     from vaultpay.shared.ratelimit_store import DynamoDBCounterStore
 
-    env = settings()
+    settings = fraud_settings()
     return FraudEngine(
         store=fraud_store(),
-        counters=DynamoDBCounterStore(_client("dynamodb"), env.require("FRAUD_COUNTERS_TABLE")),
+        counters=DynamoDBCounterStore(_client("dynamodb"), settings.require("fraud_counters_table")),
         config=SsmFraudConfig(
-            SSMProvider(boto3_client=_client("ssm")),  # type: ignore[arg-type]
-            env.require("FRAUD_CONFIG_PARAMETER"),
+            SSMProvider(boto3_client=_client("ssm")),
+            settings.require("fraud_config_parameter"),
         ),
     )
 
 
-@functools.cache
+@cached
 def review_service() -> ReviewService:
     """AwaitReview and the alerts route need only the table; the review route also resumes the saga and
     reads the transfer view, whose clients are made only there."""
@@ -81,38 +62,40 @@ def review_service() -> ReviewService:
     return ReviewService(store=fraud_store())
 
 
-@functools.cache
+@cached
 def deciding_review_service() -> ReviewService:
+    from vaultpay.bootstrap.settings import fraud_settings
     from vaultpay.fraud.adapters import DynamoAccountOwners, LambdaTransferViews, StepFunctionsTasks
     from vaultpay.fraud.service import ReviewService
     from vaultpay.shared.aws import aws_client
 
+    settings = fraud_settings()
     return ReviewService(
         store=fraud_store(),
         tasks=StepFunctionsTasks(_client("stepfunctions")),
         # One attempt per call, 3 s at most: the service retries the view within a budget of its own.
         transfers=LambdaTransferViews(
             aws_client("lambda", timeout_s=_AWS_TIMEOUT_S, max_attempts=1),
-            settings().require("TRANSFER_STATUS_FUNCTION"),
+            settings.require("transfer_status_function"),
         ),
-        owners=DynamoAccountOwners(_client("dynamodb"), settings().require("ACCOUNTS_TABLE")),
+        owners=DynamoAccountOwners(_client("dynamodb"), settings.require("accounts_table")),
     )
 
 
-@functools.cache
+@cached
 def profile_service() -> ProfileService:
     from vaultpay.fraud.service import ProfileService
 
     return ProfileService(fraud_store())
 
 
-@functools.cache
+@cached
 def jetstream() -> NatsConnection:
     """The process's one NATS connection, as the fraud consumer's own NATS user."""
-    from vaultpay.events.jetstream import NatsConnection
-    from vaultpay.shared.observability import get_logger
+    from vaultpay.bootstrap.nats import nats_connection
+    from vaultpay.bootstrap.settings import consumer_settings
 
-    return NatsConnection.from_environ(os.environ, name="vaultpay-fraud-consumer", log=get_logger())
+    return nats_connection(consumer_settings(), name="vaultpay-fraud-consumer")
 
 
 def consume_pending(remaining_ms: Callable[[], int]) -> ConsumeReport:

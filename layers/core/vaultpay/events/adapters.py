@@ -1,24 +1,15 @@
-"""The relay's composition, built once per warm Lambda: settings, credentials, the kept NATS connection."""
+"""The event relay's DynamoDB adapters: the outbox marker (BatchWriteItem) and the sweeper's pending store."""
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from vaultpay.events.jetstream import NatsConnection, run_blocking
-from vaultpay.events.nats_publisher import JetStreamPublisher
-from vaultpay.events.relay import BatchOutcome, Marker, Relay
-from vaultpay.shared.observability import get_logger, get_metrics
+from vaultpay.shared.observability import get_logger
 
-if TYPE_CHECKING:
-    from vaultpay.events.sweeper import Sweeper, SweepOutcome
-
-# The secret is read at connect time only (once per connection, at most once a minute through the cache).
 # Marking published is best effort (the sweeper covers a miss), so it never waits long.
 _MARK_TIMEOUT_S = 2.0
 _MARK_ATTEMPTS = 2
@@ -117,55 +108,6 @@ def _expired(item: Mapping[str, Any], now: float) -> bool:
     return False
 
 
-@functools.cache
-def outbox_marker() -> Marker | None:
-    """The process's marker (None turns marking off, e.g. in tests without DynamoDB)."""
-    return DynamoDbMarker()
-
-
-@functools.cache
-def nats_connection() -> NatsConnection:
-    """The process's NATS connection (opened lazily on the first publish), with the relay's credentials."""
-    name = f"vaultpay-relay-{os.environ.get('AWS_LAMBDA_FUNCTION_NAME', 'local')}"
-    return NatsConnection.from_environ(os.environ, name=name, log=get_logger())
-
-
-@functools.cache
-def relay() -> Relay:
-    return Relay(JetStreamPublisher(nats_connection()), log=get_logger(), marker=outbox_marker())
-
-
-def relay_request_logs(delivery: Mapping[str, Any]) -> int:
-    """Publishes the gateway request events of one CloudWatch Logs delivery; raises if any failed, so
-    CloudWatch Logs retries the delivery (the stable event ids make the retry publish nothing twice)."""
-    from vaultpay.events.gateway_logs import decode_delivery, request_events
-    from vaultpay.events.relay import NotPublished, publish_events
-
-    events = request_events(decode_delivery(delivery))
-    published, failed = run_blocking(publish_events(JetStreamPublisher(nats_connection()), events))
-    if failed:
-        raise NotPublished(f"{failed} of {len(events)} gateway request events were not published")
-    return published
-
-
-def relay_records(records: Sequence[Mapping[str, Any]]) -> BatchOutcome:
-    """Publishes one stream batch on the process's event loop and records the outcome as metrics."""
-    from aws_lambda_powertools.metrics import MetricUnit
-
-    outcome = run_blocking(relay().relay(records))
-    metrics = get_metrics()
-    metrics.add_metric(name="EventsPublished", unit=MetricUnit.Count, value=outcome.published)
-    metrics.add_metric(name="EventsDeduplicated", unit=MetricUnit.Count, value=outcome.duplicates)
-    metrics.add_metric(name="EventsNotPublished", unit=MetricUnit.Count, value=outcome.failed)
-    metrics.add_metric(name="PoisonRecordsRejected", unit=MetricUnit.Count, value=outcome.poison)
-    metrics.add_metric(name="OutboxItemsMarked", unit=MetricUnit.Count, value=outcome.marked)
-    metrics.add_metric(name="OutboxMarksFailed", unit=MetricUnit.Count, value=outcome.mark_failed)
-    return outcome
-
-
-# ---- the sweeper ---------------------------------------------------------------------------------------
-
-
 class DynamoDbPendingStore:
     """The sweeper's PendingStore: a paginated Query of the sparse OutboxPending index, on a thread."""
 
@@ -201,24 +143,3 @@ class DynamoDbPendingStore:
             if not start:
                 break
         return items[:limit]
-
-
-@functools.cache
-def sweeper() -> Sweeper:
-    from vaultpay.events.sweeper import Sweeper
-
-    marker = DynamoDbMarker()
-    return Sweeper(DynamoDbPendingStore(), JetStreamPublisher(nats_connection()), marker, log=get_logger())
-
-
-def sweep_outbox(tables: Sequence[str]) -> SweepOutcome:
-    """One scheduled sweep of the given tables, with its outcome as metrics."""
-    from aws_lambda_powertools.metrics import MetricUnit
-
-    outcome = run_blocking(sweeper().sweep(tables))
-    metrics = get_metrics()
-    metrics.add_metric(name="OutboxItemsRepublished", unit=MetricUnit.Count, value=outcome.published)
-    metrics.add_metric(name="OutboxItemsDeduplicated", unit=MetricUnit.Count, value=outcome.duplicates)
-    metrics.add_metric(name="OutboxItemsNotRepublished", unit=MetricUnit.Count, value=outcome.failed)
-    metrics.add_metric(name="OutboxMarksFailed", unit=MetricUnit.Count, value=outcome.mark_failed)
-    return outcome

@@ -1,0 +1,225 @@
+"""Each function family's settings model, composed from the resource mixins of vaultpay.shared.settings.
+
+Imported by the builders at first use, never by a handler at import: pydantic is a third of a small
+function's cold start, paid here only by an invocation that needs a setting.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, TypeVar
+
+from pydantic import Field, PrivateAttr, model_validator
+
+from vaultpay.shared.errors import ConfigurationError
+from vaultpay.shared.lazy import cached
+from vaultpay.shared.settings import (
+    AccountNumberKeys,
+    AccountsTable,
+    AuditTable,
+    AuthTable,
+    BlindIndexSecret,
+    Currencies,
+    EnvSettings,
+    FraudTables,
+    LambdaFunctionName,
+    OutboxTables,
+    PiiKey,
+    RateLimitTable,
+    StageName,
+    TokenClaims,
+    TokenKeys,
+    TransfersTable,
+    Version,
+)
+
+if TYPE_CHECKING:
+    from vaultpay.events.jetstream import NatsSettings
+
+_S = TypeVar("_S", bound=EnvSettings)
+
+
+class NatsServer(EnvSettings):
+    """NATS_URL (one URL, or several comma-separated for a cluster), NATS_CREDENTIALS_SECRET_ARN (the
+    function's own NATS user) and NATS_TLS_CA, checked by vaultpay.events.jetstream's rules (which refuse a
+    loopback or plain-text server outside the local stage) when the model is read."""
+
+    nats_url: str = Field(alias="NATS_URL")
+    stage: StageName = Field(alias="STAGE", default="local")
+    nats_credentials_secret_arn: str | None = Field(alias="NATS_CREDENTIALS_SECRET_ARN", default=None)
+    nats_tls_ca: str | None = Field(alias="NATS_TLS_CA", default=None, repr=False)
+    _nats: NatsSettings = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _nats_rules(self) -> NatsServer:
+        from vaultpay.events.jetstream import NatsSettings
+
+        # ConfigurationError, not ValueError: pydantic lets it through with its message, which names the
+        # variable and never echoes a URL (it may hold a password).
+        self._nats = NatsSettings.from_environ(self.nats_environ)
+        return self
+
+    @property
+    def nats(self) -> NatsSettings:
+        return self._nats
+
+    @property
+    def nats_environ(self) -> dict[str, str]:
+        """The NATS variables as vaultpay.events.jetstream reads them."""
+        return {
+            "NATS_URL": self.nats_url,
+            "STAGE": self.stage,
+            "NATS_CREDENTIALS_SECRET_ARN": self.nats_credentials_secret_arn or "",
+            "NATS_TLS_CA": self.nats_tls_ca or "",
+        }
+
+
+# ---- the models ---------------------------------------------------------------------------------------
+
+
+class HealthSettings(Version, NatsServer):
+    """GET /v1/health: the deployed version and the NATS servers to reach."""
+
+    stage: StageName = Field(alias="STAGE")  # required here: the health report is a deployment's own
+
+
+class AuthSettings(AuthTable, RateLimitTable, PiiKey, BlindIndexSecret, TokenKeys, TokenClaims):
+    """The identity functions (docs/identity-contract.md); the JWKS function has only the token keys."""
+
+
+class AuthorizerSettings(AuthTable, RateLimitTable, TokenKeys, TokenClaims):
+    """The authorizer: every protected request waits for it, so everything it needs is checked at once."""
+
+    # How long a "this session is still live" answer is reused (identity contract: a logout within 60 s).
+    session_check_ttl_s: float = Field(alias="SESSION_CHECK_TTL_S", default=30.0)
+
+    @model_validator(mode="after")
+    def _complete(self) -> AuthorizerSettings:
+        names = ("auth_table", "rate_limit_table", "token_signing_key_id", "token_issuer", "token_audience")
+        missing = [self.variable(name) for name in names if getattr(self, name) is None]
+        if missing:
+            raise ConfigurationError("invalid settings: " + "; ".join(f"{m} is not set" for m in missing))
+        return self
+
+
+DEFAULT_DEPOSIT_APPROVAL_THRESHOLD = 10_000_000  # paise: 1 lakh rupees
+
+
+class AccountsSettings(AccountsTable, AccountNumberKeys, Currencies):
+    """The accounts functions (docs/accounts-contract.md)."""
+
+    # A deposit above this many minor units waits for a second admin (template DepositApprovalThreshold).
+    deposit_approval_threshold: int = Field(
+        alias="DEPOSIT_APPROVAL_THRESHOLD", default=DEFAULT_DEPOSIT_APPROVAL_THRESHOLD, ge=0
+    )
+
+
+class ReconcileSettings(AccountsTable):
+    """The hourly ledger reconciliation: only the table (the scan reads no account number)."""
+
+
+class TransfersSettings(TransfersTable, RateLimitTable, Currencies):
+    """The transfers functions (docs/transfers-contract.md); GET needs only the table."""
+
+    resolve_parties_function: str | None = Field(alias="RESOLVE_PARTIES_FUNCTION", default=None)
+    transfer_state_machine_arn: str | None = Field(alias="TRANSFER_STATE_MACHINE_ARN", default=None)
+
+
+class FraudSettings(FraudTables, AccountsTable):
+    """The fraud functions: the saga step, the review routes and the consumer each use some of these."""
+
+    fraud_config_parameter: str | None = Field(alias="FRAUD_CONFIG_PARAMETER", default=None)
+    transfer_status_function: str | None = Field(alias="TRANSFER_STATUS_FUNCTION", default=None)
+
+
+class AuditSettings(AuditTable):
+    """The audit functions' table."""
+
+
+class CheckpointSettings(EnvSettings):
+    """Where audit checkpoints live and which keys sign and verify them. No bucket: none configured (a
+    verify then checks the chain alone, and says so with `checkpoints_checked: 0`)."""
+
+    checkpoint_bucket: str | None = Field(alias="AUDIT_CHECKPOINT_BUCKET", default=None)
+    checkpoint_key_id: str | None = Field(alias="AUDIT_CHECKPOINT_KEY_ID", default=None)
+    checkpoint_verify_key_ids: str = Field(alias="AUDIT_CHECKPOINT_VERIFY_KEY_IDS", default="")
+    checkpoint_retention_days: int = Field(
+        alias="AUDIT_CHECKPOINT_RETENTION_DAYS", default=365, ge=1, le=36500
+    )
+
+    @model_validator(mode="after")
+    def _key_with_bucket(self) -> CheckpointSettings:
+        if self.checkpoint_bucket:
+            self.require("checkpoint_key_id")
+        return self
+
+    @property
+    def verify_key_ids(self) -> tuple[str, ...]:
+        return tuple(key.strip() for key in self.checkpoint_verify_key_ids.split(",") if key.strip())
+
+
+class ConsumerSettings(NatsServer):
+    """A JetStream consumer (audit, fraud): the NATS connection, as the consumer's own NATS user."""
+
+
+class RelaySettings(NatsServer, LambdaFunctionName, OutboxTables):
+    """The relay and the outbox sweeper: NATS as the publisher's user, and the tables the sweeper owns."""
+
+
+def _read(model: type[_S]) -> _S:
+    return model.load(os.environ)
+
+
+@cached
+def health_settings() -> HealthSettings:
+    return _read(HealthSettings)
+
+
+@cached
+def auth_settings() -> AuthSettings:
+    return _read(AuthSettings)
+
+
+@cached
+def authorizer_settings() -> AuthorizerSettings:
+    return _read(AuthorizerSettings)
+
+
+@cached
+def accounts_settings() -> AccountsSettings:
+    return _read(AccountsSettings)
+
+
+@cached
+def reconcile_settings() -> ReconcileSettings:
+    return _read(ReconcileSettings)
+
+
+@cached
+def transfers_settings() -> TransfersSettings:
+    return _read(TransfersSettings)
+
+
+@cached
+def fraud_settings() -> FraudSettings:
+    return _read(FraudSettings)
+
+
+@cached
+def audit_settings() -> AuditSettings:
+    return _read(AuditSettings)
+
+
+@cached
+def checkpoint_settings() -> CheckpointSettings:
+    return _read(CheckpointSettings)
+
+
+@cached
+def consumer_settings() -> ConsumerSettings:
+    return _read(ConsumerSettings)
+
+
+@cached
+def relay_settings() -> RelaySettings:
+    return _read(RelaySettings)
