@@ -29,11 +29,12 @@ from vaultpay.fraud.records import (
     TransferEnded,
     parse_await_request,
     parse_saga_transfer,
-    rfc3339,
 )
 from vaultpay.fraud.rules import DEFAULT_RULES, Rule, evaluate
+from vaultpay.shared import kernel
 from vaultpay.shared.errors import FieldError, Forbidden, FourEyesRequired, TransientError, ValidationFailed
 from vaultpay.shared.events import DomainEvent, four_eyes_refused_event
+from vaultpay.shared.kernel import rfc3339
 from vaultpay.shared.observability import bind_log_keys, get_logger
 from vaultpay.shared.ratelimit import CounterStore, window_key
 
@@ -176,7 +177,7 @@ class FraudEngine:
         counters: CounterStore,
         config: Callable[[], FraudConfig],
         rules: Mapping[str, Rule] = DEFAULT_RULES,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = kernel.now,
     ) -> None:
         self._store = store
         self._counters = counters
@@ -293,7 +294,7 @@ class ReviewService:
         tasks: TaskResumer | None = None,
         transfers: TransferViews | None = None,
         owners: AccountOwners | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = kernel.now,
     ) -> None:
         self._store = store
         self._tasks = tasks

@@ -7,7 +7,6 @@ import binascii
 import json
 import re
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -32,6 +31,7 @@ from vaultpay.shared.errors import (
     ValidationFailed,
     VaultPayError,
 )
+from vaultpay.shared.kernel import new_correlation_id
 from vaultpay.shared.observability import bind_log_keys, get_logger
 from vaultpay.shared.strict_json import check_json_body
 
@@ -336,7 +336,7 @@ def current_correlation_id(app: APIGatewayRestResolver) -> str:
         # API Gateway's request id also names the request in its access and execution logs; a hand-made
         # event (a test, a direct invoke) may have none.
         request_id = (event.raw_event.get("requestContext") or {}).get("requestId")
-        correlation_id = request_id if isinstance(request_id, str) and request_id else str(uuid.uuid4())
+        correlation_id = request_id if isinstance(request_id, str) and request_id else new_correlation_id()
     app.context[_CONTEXT_KEY] = correlation_id
     bind_log_keys(correlation_id=correlation_id)
     return correlation_id
