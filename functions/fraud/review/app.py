@@ -5,18 +5,10 @@
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import Response, content_types
-from pydantic import (
-    AfterValidator,
-    ConfigDict,
-    Field,
-    StrictStr,
-    ValidationError,
-    ValidatorFunctionWrapHandler,
-    WrapValidator,
-)
+from pydantic import AfterValidator, ConfigDict, Field, StrictStr
 
 from vaultpay.fraud.wiring import deciding_review_service
-from vaultpay.shared.http import RequestModel, api_handler, make_admin_resolver, principal
+from vaultpay.shared.http import RequestModel, api_handler, in_contract_words, make_admin_resolver, principal
 from vaultpay.shared.observability import get_tracer
 from vaultpay.shared.openapi import problems, success
 
@@ -33,18 +25,6 @@ def _printable_note(value: str) -> str:
     return value
 
 
-def _or_say(message: str) -> WrapValidator:
-    """The field's own validation, answered with the contract's message instead of pydantic's."""
-
-    def validate(value: object, handler: ValidatorFunctionWrapHandler) -> object:
-        try:
-            return handler(value)
-        except ValidationError:
-            raise ValueError(message) from None
-
-    return WrapValidator(validate)
-
-
 class ReviewDecision(RequestModel):
     """The admin's decision and why: the note is kept in the review, the saga's input and the audit log."""
 
@@ -52,11 +32,11 @@ class ReviewDecision(RequestModel):
         json_schema_extra={"examples": [{"decision": "APPROVE", "note": "Called the customer"}]}
     )
 
-    decision: Annotated[Literal["APPROVE", "DECLINE"], _or_say("must be APPROVE or DECLINE")]
+    decision: Annotated[Literal["APPROVE", "DECLINE"], in_contract_words("must be APPROVE or DECLINE")]
     note: Annotated[
         StrictStr,
         Field(min_length=1, max_length=500),
-        _or_say("must be text of 1..500 characters"),
+        in_contract_words("must be text of 1..500 characters"),
         AfterValidator(_printable_note),
     ]
 

@@ -20,7 +20,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidatorFunctionWrapHandler, WrapValidator
 
 from vaultpay.shared.errors import (
     BadRequest,
@@ -76,6 +76,20 @@ class RequestModel(BaseModel):
     """Base of every request body: unknown fields are rejected (422), and parsed bodies are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def in_contract_words(message: str) -> WrapValidator:
+    """A field's own validation (type, length, choices), answered with the contract's message for it
+    instead of pydantic's (`Annotated[Literal["A", "B"], in_contract_words("must be A or B")]`). The
+    field's JSON schema stays the one its type and constraints give."""
+
+    def validate(value: object, handler: ValidatorFunctionWrapHandler) -> object:
+        try:
+            return handler(value)
+        except ValidationError:
+            raise ValueError(message) from None
+
+    return WrapValidator(validate)
 
 
 class _VaultPayResolver(APIGatewayRestResolver):
