@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import uuid
+from collections.abc import Callable
 from types import ModuleType
 from typing import Annotated, Any
 
@@ -129,48 +130,32 @@ def test_an_admin_with_a_valid_body_reaches_the_route() -> None:
 # ---- the admin functions ---------------------------------------------------------------------------------
 
 
-def _review(body: Any, *, role: str) -> dict[str, Any]:
-    transfer_id = "tr_" + uuid.uuid4().hex
-    return proxy_event(
-        "POST",
-        f"/v1/admin/fraud/reviews/{transfer_id}",
-        user_id="usr_admin",
-        role=role,
-        body=body,
-        resource="/v1/admin/fraud/reviews/{transfer_id}",
-        path_parameters={"transfer_id": transfer_id},
-    )
+def _on(template: str, name: str, prefix: str) -> Callable[..., dict[str, Any]]:
+    """An event builder for the admin route `template`, its path parameter `name` a fresh `<prefix>_` id."""
+
+    def event(body: Any, *, role: str) -> dict[str, Any]:
+        value = f"{prefix}_{uuid.uuid4().hex}"
+        return proxy_event(
+            "POST",
+            template.replace("{" + name + "}", value),
+            user_id="usr_admin",
+            role=role,
+            body=body,
+            resource=template,
+            path_parameters={name: value},
+        )
+
+    return event
+
+
+_review = _on("/v1/admin/fraud/reviews/{transfer_id}", "transfer_id", "tr")
+_decide_deposit = _on("/v1/admin/deposits/{deposit_id}/approve", "deposit_id", "dep")
+_disable = _on("/v1/admin/users/{user_id}/disable", "user_id", "usr")
 
 
 def _deposit(body: Any, *, role: str) -> dict[str, Any]:
     return proxy_event(
         "POST", "/v1/admin/deposits", user_id="usr_admin", role=role, body=body, idempotency_key="k-1"
-    )
-
-
-def _decide_deposit(body: Any, *, role: str) -> dict[str, Any]:
-    deposit_id = "dep_" + uuid.uuid4().hex
-    return proxy_event(
-        "POST",
-        f"/v1/admin/deposits/{deposit_id}/approve",
-        user_id="usr_admin",
-        role=role,
-        body=body,
-        resource="/v1/admin/deposits/{deposit_id}/approve",
-        path_parameters={"deposit_id": deposit_id},
-    )
-
-
-def _disable(body: Any, *, role: str) -> dict[str, Any]:
-    user_id = "usr_" + uuid.uuid4().hex
-    return proxy_event(
-        "POST",
-        f"/v1/admin/users/{user_id}/disable",
-        user_id="usr_admin",
-        role=role,
-        body=body,
-        resource="/v1/admin/users/{user_id}/disable",
-        path_parameters={"user_id": user_id},
     )
 
 
