@@ -36,7 +36,7 @@ def is_amount(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and MIN_AMOUNT <= value <= MAX_AMOUNT
 
 
-@dataclass(frozen=True, slots=True, order=False)
+@dataclass(frozen=True, slots=True)
 class Money:
     """A non-negative sum of minor units (paise for INR) of one ISO 4217 currency.
 
