@@ -49,11 +49,7 @@ _NOT_FOUND = problems(404, {"user_not_found": "No user has this id."})
 )
 @tracer.capture_method(capture_response=False)
 def disable(user_id: str, body: StatusChange) -> Response[dict[str, Any]]:
-    caller = principal(app)
-    user = auth_service().disable_user(
-        user_id, reason=body.reason, admin_id=caller.user_id, correlation_id=caller.correlation_id
-    )
-    return _answer(user.user_id, user.status.value)
+    return _change(user_id, body, disable=True)
 
 
 @app.post(
@@ -69,10 +65,14 @@ def disable(user_id: str, body: StatusChange) -> Response[dict[str, Any]]:
 )
 @tracer.capture_method(capture_response=False)
 def enable(user_id: str, body: StatusChange) -> Response[dict[str, Any]]:
+    return _change(user_id, body, disable=False)
+
+
+def _change(user_id: str, body: StatusChange, *, disable: bool) -> Response[dict[str, Any]]:
     caller = principal(app)
-    user = auth_service().enable_user(
-        user_id, reason=body.reason, admin_id=caller.user_id, correlation_id=caller.correlation_id
-    )
+    service = auth_service()
+    change = service.disable_user if disable else service.enable_user
+    user = change(user_id, reason=body.reason, admin_id=caller.user_id, correlation_id=caller.correlation_id)
     return _answer(user.user_id, user.status.value)
 
 
