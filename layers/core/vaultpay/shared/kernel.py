@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import secrets
 import time
 import uuid
 from dataclasses import dataclass
@@ -203,6 +202,10 @@ def is_id(value: object, prefix: str) -> bool:
 
 def secret_token(prefix: str, nbytes: int = 32) -> str:
     """`<prefix>_` and `nbytes` random bytes, URL-safe base64: an unguessable handle (a login challenge)."""
+    # Imported here: `secrets` (with hmac) costs a few milliseconds of every cold start, and only the
+    # login challenge needs it.
+    import secrets
+
     return f"{prefix}_" + secrets.token_urlsafe(nbytes)
 
 
