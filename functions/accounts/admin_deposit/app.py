@@ -15,14 +15,15 @@ from pydantic import AfterValidator, Field, StrictInt
 
 from vaultpay.accounts.model import MAX_AMOUNT, MIN_AMOUNT, DepositStatus
 from vaultpay.bootstrap.accounts import accounts_service
-from vaultpay.shared.errors import FieldError, Forbidden, ValidationFailed
-from vaultpay.shared.http import RequestModel, api_handler, make_resolver, principal
+from vaultpay.shared.errors import FieldError, ValidationFailed
+from vaultpay.shared.http import RequestModel, api_handler, make_admin_resolver, principal
 from vaultpay.shared.idempotency import Outcome, idempotency_key, idempotency_scope, idempotent_response
 from vaultpay.shared.observability import bind_log_keys, get_tracer
 from vaultpay.shared.openapi import problems, success
 
 tracer = get_tracer()
-app = make_resolver()
+# Admin-only: a caller who is not an admin is answered 403 before any body or query is validated.
+app = make_admin_resolver()
 # Only the booking takes an Idempotency-Key: listing reads, and a decision repeated answers the same anyway.
 IDEMPOTENT_ROUTES = frozenset({("post", "/v1/admin/deposits")})
 
@@ -96,10 +97,6 @@ _FOUR_EYES = problems(
 @tracer.capture_method(capture_response=False)
 def deposit(body: DepositRequest) -> Response[str]:
     caller = principal(app)
-    # The authorizer's /v1/admin rule already refuses every other role; this keeps the function safe on
-    # its own should a route ever be wired without that rule.
-    if caller.role != "admin":
-        raise Forbidden("Only an admin may make deposits.", code="forbidden")
     bind_log_keys(account_id=body.account_id)
     service = accounts_service()
     # The deposit id is derived from this admin's key on this route: should the idempotency record be
@@ -140,7 +137,6 @@ def pending_deposits(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(min_length=1, max_length=512)] = None,
 ) -> Response[dict[str, Any]]:
-    _require_admin()
     if status is not DepositStatus.PENDING_APPROVAL:
         raise ValidationFailed(
             "Only deposits waiting for approval are listed.",
@@ -184,7 +180,7 @@ def reject(deposit_id: str, body: DepositDecision) -> Response[dict[str, Any]]:
 
 
 def _decide(deposit_id: str, body: DepositDecision, *, approve: bool) -> Response[dict[str, Any]]:
-    caller = _require_admin()
+    caller = principal(app)
     view = accounts_service().decide_deposit(
         caller.user_id,
         deposit_id,
@@ -193,13 +189,6 @@ def _decide(deposit_id: str, body: DepositDecision, *, approve: bool) -> Respons
         correlation_id=caller.correlation_id,
     )
     return _json(200, view.to_json())
-
-
-def _require_admin() -> Any:
-    caller = principal(app)
-    if caller.role != "admin":  # the authorizer already denies; this is the second lock on the door
-        raise Forbidden("Only an admin may do this.", code="forbidden")
-    return caller
 
 
 def _json(status_code: int, body: dict[str, Any]) -> Response[dict[str, Any]]:

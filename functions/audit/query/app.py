@@ -10,18 +10,18 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from vaultpay.audit.service import DEFAULT_LIMIT, MAX_LIMIT, AuditQueryRequest, require_admin
 from vaultpay.bootstrap.audit import audit_service
-from vaultpay.shared.http import make_resolver, principal
+from vaultpay.shared.http import make_admin_resolver, principal
 from vaultpay.shared.observability import get_logger, get_tracer
 from vaultpay.shared.openapi import success
 
 logger = get_logger()
 tracer = get_tracer()
-app = make_resolver()
+# Admin-only: a caller who is not an admin is answered 403 before any query is looked at.
+app = make_admin_resolver()
 
 
-# Every parameter arrives as an unconstrained string and is validated by the service, after the role
-# check: request validation runs before the handler, and an admin-only route must answer a customer 403
-# without first explaining its parameters (422).
+# Every parameter arrives as an unconstrained string and is validated by the service, whose messages
+# (RFC 3339 times, the cursor, the limit) are the contract's.
 @app.get(
     "/v1/admin/audit",
     responses=success(

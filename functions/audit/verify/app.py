@@ -8,14 +8,15 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from vaultpay.audit.service import require_admin
 from vaultpay.bootstrap.audit import verify_with_checkpoints
-from vaultpay.shared.http import make_resolver, principal
+from vaultpay.shared.http import make_admin_resolver, principal
 from vaultpay.shared.observability import get_logger, get_metrics, get_tracer
 from vaultpay.shared.openapi import success
 
 logger = get_logger()
 tracer = get_tracer()
 metrics = get_metrics()
-app = make_resolver()
+# Admin-only: a caller who is not an admin is answered 403 before the route runs.
+app = make_admin_resolver()
 
 
 @app.get(

@@ -8,13 +8,13 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from pydantic import Field
 
 from vaultpay.bootstrap.auth import auth_service
-from vaultpay.shared.errors import Forbidden
-from vaultpay.shared.http import RequestModel, api_handler, make_resolver, principal
+from vaultpay.shared.http import RequestModel, api_handler, make_admin_resolver, principal
 from vaultpay.shared.observability import get_tracer
 from vaultpay.shared.openapi import problems, success
 
 tracer = get_tracer()
-app = make_resolver()
+# Admin-only: a caller who is not an admin is answered 403 before any body is validated.
+app = make_admin_resolver()
 
 
 class StatusChange(RequestModel):
@@ -49,13 +49,7 @@ _NOT_FOUND = problems(404, {"user_not_found": "No user has this id."})
 )
 @tracer.capture_method(capture_response=False)
 def disable(user_id: str, body: StatusChange) -> Response[dict[str, Any]]:
-    caller = principal(app)
-    if caller.role != "admin":  # the authorizer already denies; this is the second lock on the door
-        raise Forbidden("Only an admin may change a user's status.")
-    user = auth_service().disable_user(
-        user_id, reason=body.reason, admin_id=caller.user_id, correlation_id=caller.correlation_id
-    )
-    return _answer(user.user_id, user.status.value)
+    return _change(user_id, body, disable=True)
 
 
 @app.post(
@@ -71,12 +65,14 @@ def disable(user_id: str, body: StatusChange) -> Response[dict[str, Any]]:
 )
 @tracer.capture_method(capture_response=False)
 def enable(user_id: str, body: StatusChange) -> Response[dict[str, Any]]:
+    return _change(user_id, body, disable=False)
+
+
+def _change(user_id: str, body: StatusChange, *, disable: bool) -> Response[dict[str, Any]]:
     caller = principal(app)
-    if caller.role != "admin":
-        raise Forbidden("Only an admin may change a user's status.")
-    user = auth_service().enable_user(
-        user_id, reason=body.reason, admin_id=caller.user_id, correlation_id=caller.correlation_id
-    )
+    service = auth_service()
+    change = service.disable_user if disable else service.enable_user
+    user = change(user_id, reason=body.reason, admin_id=caller.user_id, correlation_id=caller.correlation_id)
     return _answer(user.user_id, user.status.value)
 
 

@@ -9,16 +9,17 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from vaultpay.bootstrap.fraud import review_service
 from vaultpay.fraud.service import DEFAULT_LIMIT, MAX_LIMIT
-from vaultpay.shared.http import api_handler, make_resolver, principal
+from vaultpay.shared.http import api_handler, make_admin_resolver, principal
 from vaultpay.shared.observability import get_tracer
 from vaultpay.shared.openapi import problems, success
 
 tracer = get_tracer()
-app = make_resolver()
+# Admin-only: a caller who is not an admin is answered 403 before any query is looked at.
+app = make_admin_resolver()
 
 
-# Every parameter arrives as an unconstrained string and is validated by the service, after the role
-# check: an admin-only route answers a customer 403 without first explaining its parameters (422).
+# Every parameter arrives as an unconstrained string and is validated by the service, whose messages
+# (`must be REVIEW or DECLINE`, `must be an integer in 1..100`) are the contract's.
 @app.get(
     "/v1/admin/fraud/alerts",
     responses={

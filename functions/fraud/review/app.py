@@ -2,46 +2,47 @@
 
 # No `from __future__ import annotations` in handlers: Powertools validation reads the route's annotations
 # through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
-import json
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import Response, content_types
+from pydantic import AfterValidator, ConfigDict, Field, StrictStr
 
 from vaultpay.bootstrap.fraud import deciding_review_service
-from vaultpay.shared.errors import BadRequest
-from vaultpay.shared.http import api_handler, make_resolver, principal
+from vaultpay.shared.http import RequestModel, api_handler, in_contract_words, make_admin_resolver, principal
 from vaultpay.shared.observability import get_tracer
 from vaultpay.shared.openapi import problems, success
 
 tracer = get_tracer()
-app = make_resolver()
+# Admin-only: a caller who is not an admin is answered 403 before the body is even parsed.
+app = make_admin_resolver()
 
-# The body is validated by the service after the role check (request validation would run before the
-# handler, and an admin-only route answers a customer 403 without first explaining its body), so its schema
-# is given to the OpenAPI document here.
-REVIEW_BODY = {
-    "required": True,
-    "content": {
-        "application/json": {
-            "schema": {
-                "type": "object",
-                "title": "ReviewDecision",
-                "additionalProperties": False,
-                "required": ["decision", "note"],
-                "properties": {
-                    "decision": {"type": "string", "enum": ["APPROVE", "DECLINE"]},
-                    "note": {"type": "string", "minLength": 1, "maxLength": 500},
-                },
-            },
-            "examples": {"approve": {"value": {"decision": "APPROVE", "note": "Called the customer"}}},
-        }
-    },
-}
+
+def _printable_note(value: str) -> str:
+    # A note is read by people in the admin console and the audit log: no control characters but line
+    # breaks and tabs, and never only blanks.
+    if not value.strip() or not all(ch.isprintable() or ch in "\n\t" for ch in value):
+        raise ValueError("must be printable text, not blank")
+    return value
+
+
+class ReviewDecision(RequestModel):
+    """The admin's decision and why: the note is kept in the review, the saga's input and the audit log."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"decision": "APPROVE", "note": "Called the customer"}]}
+    )
+
+    decision: Annotated[Literal["APPROVE", "DECLINE"], in_contract_words("must be APPROVE or DECLINE")]
+    note: Annotated[
+        StrictStr,
+        Field(min_length=1, max_length=500),
+        in_contract_words("must be text of 1..500 characters"),
+        AfterValidator(_printable_note),
+    ]
 
 
 @app.post(
     "/v1/admin/fraud/reviews/<transfer_id>",
-    openapi_extensions={"requestBody": REVIEW_BODY},
     responses={
         **success(
             200,
@@ -72,13 +73,14 @@ REVIEW_BODY = {
     },
 )
 @tracer.capture_method(capture_response=False)
-def decide_review(transfer_id: str) -> Response[dict[str, Any]]:
+def decide_review(transfer_id: str, body: ReviewDecision) -> Response[dict[str, Any]]:
     caller = principal(app)
     view = deciding_review_service().decide(
         role=caller.role,
         reviewer=caller.user_id,
         transfer_id=transfer_id,
-        body=_json_body(caller.role),
+        decision=body.decision,
+        note=body.note,
         correlation_id=caller.correlation_id,
     )
     return Response(
@@ -87,16 +89,6 @@ def decide_review(transfer_id: str) -> Response[dict[str, Any]]:
         body=view,
         headers={"Cache-Control": "no-store"},
     )
-
-
-def _json_body(role: str) -> Any:
-    raw = app.current_event.body
-    try:
-        return json.loads(raw) if raw else None
-    except ValueError:
-        if role != "admin":
-            return None  # the service answers 403 before it looks at the body
-        raise BadRequest("The request body is not valid JSON.", code="malformed_json") from None
 
 
 handler = api_handler(app)

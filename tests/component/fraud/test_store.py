@@ -177,7 +177,8 @@ def test_reviews_wait_get_decided_once_and_never_show_their_token(tables: dict[s
         role="admin",
         reviewer="usr_admin",
         transfer_id=tid(1),
-        body={"decision": "DECLINE", "note": "fraud ring"},
+        decision="DECLINE",
+        note="fraud ring",
         correlation_id="c",
     )
     # Then the saga got it, the review is DECIDED and resumed, the token is gone from the table

@@ -28,10 +28,13 @@ from vaultpay.accounts.errors import (
     StepConflict,
 )
 from vaultpay.shared.errors import FieldError
-from vaultpay.shared.events import DomainEvent, new_event_id
+from vaultpay.shared.events import DomainEvent
 
-MIN_AMOUNT = 1
-MAX_AMOUNT = 10**12  # docs/api.md: 1 <= amount <= 10^12 paise
+# The amount limits are re-exported: the deposit route's body model states them.
+from vaultpay.shared.kernel import MAX_AMOUNT as MAX_AMOUNT
+from vaultpay.shared.kernel import MIN_AMOUNT as MIN_AMOUNT
+from vaultpay.shared.kernel import Money, derived_id, is_amount, is_id, ordered_id
+
 SOURCE = "/vaultpay/accounts"
 # The bank's side of every deposit is split over this many settlement items, so that no single DynamoDB item
 # takes every deposit (one item sustains about 500 transactional writes a second). Reports sum the shards.
@@ -44,7 +47,6 @@ MASK = "XXXXXXXX"
 
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _ACCOUNT_ID = re.compile(r"acc_[0-9a-f]{32}")
-_DEPOSIT_ID = re.compile(r"dep_[0-9a-f]{32}")
 _CURRENCY = re.compile(r"[A-Z]{3}")
 
 
@@ -84,22 +86,20 @@ class DepositStatus(StrEnum):
 
 
 def new_account_id() -> str:
-    return "acc_" + new_event_id().replace("-", "")
+    return ordered_id("acc")
 
 
 def new_deposit_id(request_id: str | None = None) -> str:
     """A new deposit id; derived from `request_id` when given, so a repeated request names one deposit."""
-    if request_id is None:
-        return "dep_" + new_event_id().replace("-", "")
-    return "dep_" + hashlib.sha256(request_id.encode("utf-8")).hexdigest()[:32]
+    return ordered_id("dep") if request_id is None else derived_id("dep", request_id)
 
 
 def is_account_id(value: str) -> bool:
-    return bool(_ACCOUNT_ID.fullmatch(value))
+    return is_id(value, "acc")
 
 
 def is_deposit_id(value: str) -> bool:
-    return bool(_DEPOSIT_ID.fullmatch(value))
+    return is_id(value, "dep")
 
 
 def check_digits(body: str) -> str:
@@ -148,7 +148,7 @@ def amount_problem(amount: object) -> str | None:
     """Why `amount` is not a valid amount of paise: an int (never a bool or float) in 1..10^12."""
     if isinstance(amount, bool) or not isinstance(amount, int):
         return "must be an integer number of paise"
-    if not MIN_AMOUNT <= amount <= MAX_AMOUNT:
+    if not is_amount(amount):
         return f"must be between {MIN_AMOUNT} and {MAX_AMOUNT}"
     return None
 
@@ -500,10 +500,17 @@ class Done:
 def _moved(account: Account, *, ledger: int, available: int) -> Account:
     return replace(
         account,
-        ledger=account.ledger + ledger,
-        available=account.available + available,
+        ledger=_shifted(account.ledger, ledger, account.currency),
+        available=_shifted(account.available, available, account.currency),
         version=account.version + 1,
     )
+
+
+def _shifted(balance: int, delta: int, currency: str) -> int:
+    # Balances move as Money: a movement that would take one below zero or past the kernel's ceiling, or
+    # that is not whole paise, raises instead of being written.
+    start, step = Money(balance, currency), Money(abs(delta), currency)
+    return (start + step if delta >= 0 else start - step).amount
 
 
 def _change(
@@ -619,7 +626,7 @@ def plan_reserve(
     if account is None:
         raise AccountNotFound("The source account does not exist.")
     _require_usable(account, request.currency)
-    if account.available < request.amount:
+    if not Money(account.available, account.currency).covers(Money(request.amount, request.currency)):
         raise InsufficientFunds(f"Account {account.account_id} has less available than the amount.")
     new_hold = Hold(
         transfer_id=request.transfer_id,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any, NoReturn, Protocol
 
 from vaultpay.accounts.errors import AccountNotFound, DepositNotFound, HoldNotOpen
@@ -47,8 +46,10 @@ from vaultpay.accounts.model import (
     plan_reserve,
     plan_settle,
 )
+from vaultpay.shared import kernel
 from vaultpay.shared.errors import ConcurrentModification, FieldError, FourEyesRequired, ValidationFailed
 from vaultpay.shared.events import DomainEvent, four_eyes_refused_event
+from vaultpay.shared.kernel import rfc3339
 from vaultpay.shared.observability import bind_log_keys, get_logger
 
 # A hot account sees movements race for its version: each loser re-reads, so the attempts bound how long
@@ -125,10 +126,6 @@ def _deposit_view(result: Mapping[str, Any]) -> DepositView:
     )
 
 
-def rfc3339(now: float) -> str:
-    return datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 class AccountsService:
     def __init__(
         self,
@@ -137,7 +134,7 @@ class AccountsService:
         cipher: Cipher,
         index: Index,
         currencies: frozenset[str],
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = kernel.now,
         sleep: Callable[[float], None] = time.sleep,
         stale_errors: tuple[type[Exception], ...] | None = None,
         taken_errors: tuple[type[Exception], ...] | None = None,

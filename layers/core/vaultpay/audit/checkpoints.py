@@ -36,10 +36,6 @@ _KEY = re.compile(r"checkpoints/(\d{20})\.json")
 MAX_OBJECT_BYTES = 4096
 
 
-def rfc3339(now: float) -> str:
-    return datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def signed_message(seq: int, head_hash: str, at: str) -> bytes:
     """What is signed: the format, the seq, the hash and the time, one per line (no JSON ambiguity)."""
     return f"{FORMAT}\n{seq}\n{head_hash}\n{at}".encode("ascii")

@@ -28,9 +28,11 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
+# parse_rfc3339 is re-exported: the operator CLI reads its time filters with it.
+from vaultpay.shared.kernel import format_timestamp
+from vaultpay.shared.kernel import parse_rfc3339 as parse_rfc3339
 from vaultpay.shared.strict_json import strict_loads
 
 GENESIS_HASH = "0" * 64
@@ -41,10 +43,6 @@ MAX_DATA_BYTES = 64 * 1024
 DEFAULT_ACTOR = "system"
 EVENT_TYPE_PREFIX = "vaultpay."
 
-_RFC3339 = re.compile(
-    r"(?P<date>\d{4}-\d{2}-\d{2})[Tt](?P<time>\d{2}:\d{2}:\d{2})(?:\.(?P<fraction>\d{1,9}))?"
-    r"(?P<offset>[Zz]|[+-]\d{2}:\d{2})"
-)
 # Ids and correlation ids are DynamoDB keys and log values: short, printable ASCII only.
 _PRINTABLE_ID = re.compile(r"[\x21-\x7e]{1,128}")
 _EVENT_TYPE = re.compile(r"vaultpay(?:\.[a-z0-9_]+)+")
@@ -99,28 +97,6 @@ def loads_strict(payload: bytes | str) -> Any:
 
 
 # ---- time --------------------------------------------------------------------------------------------
-
-
-def parse_rfc3339(text: str) -> datetime:
-    """An RFC 3339 date-time with an explicit offset (`Z` or ±hh:mm), as an aware UTC datetime.
-
-    Stricter than `datetime.fromisoformat`, which also takes dates alone, week dates and missing offsets.
-    """
-    match = _RFC3339.fullmatch(text)
-    if match is None:
-        raise ValueError("is not an RFC 3339 date-time with an offset (e.g. 2026-11-28T10:15:30.123Z)")
-    fraction = (match["fraction"] or "").ljust(6, "0")[:6]  # Python keeps microseconds
-    offset = match["offset"].upper().replace("Z", "+00:00")
-    try:
-        moment = datetime.fromisoformat(f"{match['date']}T{match['time']}.{fraction}{offset}")
-        return moment.astimezone(UTC)
-    except (ValueError, OverflowError):
-        raise ValueError("is not a valid date and time") from None
-
-
-def format_timestamp(moment: datetime) -> str:
-    """UTC, millisecond precision, `Z`: the one form the log stores, so that text order is time order."""
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def normalize_timestamp(text: str) -> str:

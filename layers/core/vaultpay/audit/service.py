@@ -13,7 +13,6 @@ from vaultpay.audit.checkpoints import (
     Checkpoint,
     CheckpointSigner,
     new_checkpoint,
-    rfc3339,
 )
 from vaultpay.audit.errors import AuditWriteRejected
 from vaultpay.audit.model import (
@@ -37,6 +36,7 @@ from vaultpay.audit.model import (
     verify_chain,
 )
 from vaultpay.shared.errors import FieldError, Forbidden, ValidationFailed
+from vaultpay.shared.kernel import rfc3339
 
 ADMIN_ROLE = "admin"
 DEFAULT_LIMIT = 20

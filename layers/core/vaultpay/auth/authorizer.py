@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import re
-import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
 from vaultpay.auth.tokens import verify_access_token
+from vaultpay.shared import kernel
 from vaultpay.shared.errors import RateLimited, Unauthorized
 from vaultpay.shared.events import DomainEvent
+from vaultpay.shared.kernel import new_correlation_id
 from vaultpay.shared.ratelimit import CounterStore, RateLimiter, Window
 
 # Route prefixes that only some roles may call; every other protected route is open to every role.
@@ -91,7 +91,9 @@ class AuthorizerRequest:
         request_id = context.get("requestId")
         correlation_id = _single_header(event, "x-correlation-id")
         if correlation_id is None or not _CORRELATION_ID.fullmatch(correlation_id):
-            correlation_id = request_id if isinstance(request_id, str) and request_id else str(uuid.uuid4())
+            # API Gateway's request id also names the request in its own logs.
+            has_id = isinstance(request_id, str) and bool(request_id)
+            correlation_id = str(request_id) if has_id else new_correlation_id()
         device_id = _single_header(event, "x-device-id")
         if device_id is not None and not _DEVICE_ID.fullmatch(device_id):
             device_id = None
@@ -157,7 +159,7 @@ class Authorizer:
         issuer: str,
         audience: str,
         sessions: SessionRevocations | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = kernel.now,
         api_calls: Window = API_CALLS,
     ) -> None:
         self._keys = keys

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-import secrets
 import unicodedata
-import uuid
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from enum import StrEnum
+
+# rfc3339 is re-exported: the identity store writes its time stamps with it.
+from vaultpay.shared.kernel import parse_timestamp, random_id, secret_token
+from vaultpay.shared.kernel import rfc3339 as rfc3339
 
 # docs/api.md "Authentication and identity".
 CHALLENGE_TTL_S = 300
@@ -71,11 +72,6 @@ class UserStatus(StrEnum):
 class TokenStatus(StrEnum):
     ACTIVE = "active"
     RETIRED = "retired"
-
-
-def rfc3339(epoch_s: float) -> str:
-    """`2026-11-28T10:15:30.123Z`: the one time-stamp format of the API and the tables."""
-    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def canonical_email(email: str) -> str:
@@ -151,16 +147,16 @@ def is_challenge_id(value: object) -> bool:
 
 
 def new_user_id() -> str:
-    return "usr_" + uuid.uuid4().hex
+    return random_id("usr")
 
 
 def new_family_id() -> str:
-    return "fam_" + uuid.uuid4().hex
+    return random_id("fam")
 
 
 def new_challenge_id() -> str:
     # A challenge id is half a login (the password is proven): 256 random bits, never guessable.
-    return "chl_" + secrets.token_urlsafe(32)
+    return secret_token("chl", 32)
 
 
 def device_key(device_id: str) -> str:
@@ -257,7 +253,7 @@ class RefreshFamily:
     @property
     def opened_at(self) -> float:
         """When the login that opened it happened (Unix seconds)."""
-        return datetime.fromisoformat(self.created_at.replace("Z", "+00:00")).timestamp()
+        return parse_timestamp(self.created_at).timestamp()
 
     @property
     def ends_at(self) -> float:

@@ -67,6 +67,7 @@ from vaultpay.auth.tokens import (
     refresh_token_hash,
     refresh_token_lookup_key,
 )
+from vaultpay.shared import kernel
 from vaultpay.shared.errors import (
     BadRequest,
     ConcurrentModification,
@@ -364,7 +365,7 @@ class AuthService:
         issuer: str,
         audience: str,
         limits: RateLimits = RateLimits(),
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = kernel.now,
         totp_cipher: FieldEncryption | None = None,
     ) -> None:
         """`totp_cipher` seals the TOTP secrets under data keys of their own KMS encryption context, which

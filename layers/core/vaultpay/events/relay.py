@@ -6,11 +6,11 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Protocol
 
 from vaultpay.shared.errors import TransientError, VaultPayError
 from vaultpay.shared.events import DomainEvent
+from vaultpay.shared.kernel import parse_timestamp
 
 # Equal to vaultpay.shared.outbox.OUTBOX_KIND (a unit test keeps them equal). Not imported from there: that
 # module loads PynamoDB and botocore, ~180 ms of cold start that the relay never uses.
@@ -58,7 +58,7 @@ def outbox_event(record: Mapping[str, Any]) -> DomainEvent | None:
     if not _EVENT_TYPE.match(values["type"]):
         raise PoisonRecord("outbox item has an invalid event type", field="type", event_id=event_id)
     try:
-        datetime.fromisoformat(values["time"].replace("Z", "+00:00"))
+        parse_timestamp(values["time"])
     except ValueError:
         raise PoisonRecord("outbox item time is not RFC 3339", field="time", event_id=event_id) from None
     try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from vaultpay.events.relay import (
@@ -23,6 +22,7 @@ from vaultpay.events.relay import (
     to_message,
 )
 from vaultpay.shared.events import DomainEvent
+from vaultpay.shared.kernel import rfc3339
 
 # What the relay has not marked in two minutes, it is not going to. With the schedule (every two minutes,
 # template.yaml) an item published but never marked is published again at most four minutes after its
@@ -49,11 +49,6 @@ class SweepOutcome:
     poison: int = 0
     marked: int = 0
     mark_failed: int = 0
-
-
-def rfc3339(epoch_s: float) -> str:
-    """The outbox's time format (DomainEvent.time): UTC, milliseconds, "Z"; sorts as text."""
-    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def item_event(item: Mapping[str, Any]) -> DomainEvent | None:

@@ -1,10 +1,10 @@
 """The fraud engine's pure model: what a transfer looks like to the rules, what a rule says, what is decided.
 
-Nothing here reads or writes anything, and only the standard library is imported. The fraud service gathers
-a `FraudContext` (the transfer, the authorizer's device id, the user's known devices, velocity counts and
-amount history from the fraud tables), the rules each return a `RuleResult` or nothing, and
-`FraudDecision.combine` merges those into APPROVE / REVIEW / DECLINE with every contribution kept, so that
-each decision can be explained to an admin afterwards.
+Nothing here reads or writes anything, and only the standard library and the kernel are imported. The
+fraud service gathers a `FraudContext` (the transfer, the authorizer's device id, the user's known devices,
+velocity counts and amount history from the fraud tables), the rules each return a `RuleResult` or
+nothing, and `FraudDecision.combine` merges those into APPROVE / REVIEW / DECLINE with every contribution
+kept, so that each decision can be explained to an admin afterwards.
 """
 
 from __future__ import annotations
@@ -17,8 +17,11 @@ from enum import StrEnum
 from fractions import Fraction
 from typing import Any
 
+# MAX_AMOUNT is re-exported: the rules' configuration bounds its amounts with it.
+from vaultpay.shared.kernel import MAX_AMOUNT as MAX_AMOUNT
+from vaultpay.shared.kernel import is_amount
+
 MAX_SCORE = 100
-MAX_AMOUNT = 10**12  # docs/api.md: 1 <= amount <= 10^12 paise
 MAX_REASON_LENGTH = 200
 # The contribution recorded when a rule raised instead of answering (see `rules.evaluate`).
 RULE_ERROR = "RULE_ERROR"
@@ -57,7 +60,7 @@ def _require_non_negative(name: str, value: object) -> None:
 
 
 def _require_amount(value: object) -> None:
-    if not _is_int(value) or not 1 <= value <= MAX_AMOUNT:  # type: ignore[operator]
+    if not is_amount(value):
         raise ValueError(f"amount must be an integer number of minor units in 1..{MAX_AMOUNT}")
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -18,6 +17,7 @@ from vaultpay.fraud.errors import InvalidStepInput
 from vaultpay.fraud.model import MAX_AMOUNT, AmountHistory, FraudDecision, KnownDevice
 from vaultpay.shared.errors import FieldError
 from vaultpay.shared.events import DomainEvent
+from vaultpay.shared.kernel import epoch_seconds, is_amount
 
 EVENT_SOURCE = "/vaultpay/fraud"
 CHECK_REQUESTED = "vaultpay.fraud.check.requested"
@@ -38,18 +38,6 @@ class ReviewStatus(StrEnum):
     WAITING = "WAITING"  # the saga waits; the task token is stored
     DECIDED = "DECIDED"  # an admin decided; the saga was (or is being) resumed with the decision
     CLOSED = "CLOSED"  # the saga stopped waiting (timed out or ended) before a decision reached it
-
-
-def rfc3339(now: float) -> str:
-    return datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def epoch_seconds(timestamp: str) -> int:
-    """RFC 3339 (as the events carry it) to whole epoch seconds; ValueError when it is not one."""
-    parsed = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        raise ValueError("a time stamp needs a zone")
-    return int(parsed.timestamp())
 
 
 # ---- the saga's input --------------------------------------------------------------------------------------
@@ -81,7 +69,7 @@ def parse_saga_transfer(event: object) -> SagaTransfer:
         if not isinstance(value, str) or not _ID.fullmatch(value):
             errors.append(FieldError(name, "must be 1..128 printable ASCII characters"))
     amount = event.get("amount")
-    if isinstance(amount, bool) or not isinstance(amount, int) or not 1 <= amount <= MAX_AMOUNT:
+    if not is_amount(amount):
         errors.append(FieldError("amount", f"must be an integer in 1..{MAX_AMOUNT}"))
     currency = event.get("currency")
     if not isinstance(currency, str) or not _CURRENCY.fullmatch(currency):
@@ -415,7 +403,7 @@ def profile_event(envelope: object) -> ProfileEvent:
         return SecuritySignal(event_id, text("user_id"), kind, signal_at)
     if event_type == TRANSACTION_COMPLETED:
         amount = data.get("amount")
-        if isinstance(amount, bool) or not isinstance(amount, int) or not 1 <= amount <= MAX_AMOUNT:
+        if not is_amount(amount):
             raise MalformedEvent("data.amount is not an integer amount")
         return TransferCompleted(event_id, text("user_id"), text("destination_account_id"), amount)
     transfer_id = text("transfer_id")

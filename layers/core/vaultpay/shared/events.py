@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
+
+from vaultpay.shared.kernel import new_event_id, utc_now_rfc3339
 
 SPEC_VERSION = "1.0"
 TYPE_PREFIX = "vaultpay."
@@ -29,20 +28,6 @@ FORBIDDEN_DATA_KEYS = frozenset(
         "account_number",
     }
 )
-
-
-def new_event_id() -> str:
-    """A time-ordered, globally unique id (UUIDv7 layout): sortable, and JetStream's de-duplication key."""
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64 | 0b10 << 62
-    value |= rand & ((1 << 62) - 1)
-    text = f"{value:032x}"
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
-
-
-def utc_now_rfc3339() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _check_data(data: Any, path: str = "data") -> None:

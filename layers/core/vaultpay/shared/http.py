@@ -7,7 +7,6 @@ import binascii
 import json
 import re
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -21,17 +20,19 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidatorFunctionWrapHandler, WrapValidator
 
 from vaultpay.shared.errors import (
     BadRequest,
     DomainError,
     FieldError,
+    Forbidden,
     RateLimited,
     Unauthorized,
     ValidationFailed,
     VaultPayError,
 )
+from vaultpay.shared.kernel import new_correlation_id
 from vaultpay.shared.observability import bind_log_keys, get_logger
 from vaultpay.shared.strict_json import check_json_body
 
@@ -58,6 +59,7 @@ _MESSAGES = {
     "is_subclass_of": "has the wrong type",
 }
 _VALIDATOR_PREFIXES = ("Value error, ", "Assertion failed, ")
+_PRINCIPAL_FIELDS = ("user_id", "role", "device_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,20 @@ class RequestModel(BaseModel):
     """Base of every request body: unknown fields are rejected (422), and parsed bodies are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def in_contract_words(message: str) -> WrapValidator:
+    """A field's own validation (type, length, choices), answered with the contract's message for it
+    instead of pydantic's (`Annotated[Literal["A", "B"], in_contract_words("must be A or B")]`). The
+    field's JSON schema stays the one its type and constraints give."""
+
+    def validate(value: object, handler: ValidatorFunctionWrapHandler) -> object:
+        try:
+            return handler(value)
+        except ValidationError:
+            raise ValueError(message) from None
+
+    return WrapValidator(validate)
 
 
 class _VaultPayResolver(APIGatewayRestResolver):
@@ -104,6 +120,41 @@ class _VaultPayResolver(APIGatewayRestResolver):
         if refusal is not None:
             return ResponseBuilder(self.refuse(refusal), serializer=self._serializer)
         return super()._resolve()
+
+
+class _AdminResolver(_VaultPayResolver):
+    """A resolver whose every route is admin-only: any other caller is answered 403 before routing.
+
+    Powertools validates a route's body and query before any middleware or handler runs, so a role check
+    in the handler would tell a customer how their body is wrong (422) before refusing them. Here the role
+    is checked right after the authorizer's soft denies and before any body check: a caller who is not an
+    admin learns nothing about the route but that it is not theirs.
+    """
+
+    def _resolve(self) -> ResponseBuilder[Any]:
+        refusal = authorizer_refusal(self.current_event.raw_event) or admin_refusal(
+            self.current_event.raw_event
+        )
+        if refusal is not None:
+            return ResponseBuilder(self.refuse(refusal), serializer=self._serializer)
+        return super()._resolve()
+
+
+ADMIN_ROLE = "admin"
+
+
+def admin_refusal(event: Mapping[str, Any]) -> VaultPayError | None:
+    """401 when the authorizer named no caller, 403 `forbidden` when the caller is not an admin, else None.
+
+    The authorizer's /v1/admin rule refuses other roles already; this is each admin function's own lock,
+    so a route wired without that rule still shows and changes nothing.
+    """
+    context = _authorizer_context(event)
+    if not all(isinstance(context.get(name), str) and context.get(name) for name in _PRINCIPAL_FIELDS):
+        return Unauthorized("No authenticated caller.")
+    if context.get("role") != ADMIN_ROLE:
+        return Forbidden("Only an admin may do this.", code="forbidden")
+    return None
 
 
 class UnsupportedMediaType(DomainError):
@@ -198,7 +249,17 @@ def log_request(event: Mapping[str, Any], response: Mapping[str, Any], latency_m
 def make_resolver() -> APIGatewayRestResolver:
     """A REST API resolver with request validation on, every error as problem+json, a correlation id on
     every response and log line, and the authorizer's soft denies answered before any route runs."""
-    app = _VaultPayResolver(enable_validation=True)
+    return _configured(_VaultPayResolver(enable_validation=True))
+
+
+def make_admin_resolver() -> APIGatewayRestResolver:
+    """`make_resolver` for a function whose routes are all admin-only: a caller who is not an admin gets
+    403 `forbidden` (no caller at all, 401) before any route, body or query is looked at, so admin routes
+    take pydantic bodies and typed query parameters like customer routes."""
+    return _configured(_AdminResolver(enable_validation=True))
+
+
+def _configured(app: _VaultPayResolver) -> _VaultPayResolver:
     app.use([_correlation_middleware])
 
     # Each handler binds the correlation id first: request validation fails before any middleware has run,
@@ -336,7 +397,7 @@ def current_correlation_id(app: APIGatewayRestResolver) -> str:
         # API Gateway's request id also names the request in its access and execution logs; a hand-made
         # event (a test, a direct invoke) may have none.
         request_id = (event.raw_event.get("requestContext") or {}).get("requestId")
-        correlation_id = request_id if isinstance(request_id, str) and request_id else str(uuid.uuid4())
+        correlation_id = request_id if isinstance(request_id, str) and request_id else new_correlation_id()
     app.context[_CONTEXT_KEY] = correlation_id
     bind_log_keys(correlation_id=correlation_id)
     return correlation_id
@@ -350,7 +411,7 @@ def principal(app: APIGatewayRestResolver) -> Principal:
     if refusal is not None:
         # The resolver answers these before routing; this only guards a resolver built some other way.
         raise refusal
-    fields = {name: context.get(name) for name in ("user_id", "role", "device_id")}
+    fields = {name: context.get(name) for name in _PRINCIPAL_FIELDS}
     if not all(isinstance(value, str) and value for value in fields.values()):
         raise Unauthorized("No authenticated caller.")
     given = context.get("correlation_id")

@@ -8,9 +8,7 @@ planned on, or `Unchanged` when the op had already happened, so every op is idem
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -18,14 +16,13 @@ from typing import Any
 
 from vaultpay.shared.errors import FieldError
 from vaultpay.shared.events import DomainEvent
+from vaultpay.shared.kernel import derived_id, is_id
 from vaultpay.transfers.errors import InvalidStepInput, TransferFinal
 
 SOURCE = "/vaultpay/transfers"
 ID_PREFIX = "tr_"
 MAX_DESCRIPTION = 140
 MAX_NOTE = 500
-_TRANSFER_ID = re.compile(r"tr_[0-9a-f]{32}")
-_ACCOUNT_ID = re.compile(r"acc_[0-9a-f]{32}")
 
 
 class TransferStatus(StrEnum):
@@ -109,15 +106,15 @@ def transfer_id_for(request_scope: str) -> str:
     A retry that got past the idempotency record (expired, lost) names the same transfer, and the execution
     named after it cannot run twice.
     """
-    return ID_PREFIX + hashlib.sha256(request_scope.encode("utf-8")).hexdigest()[:32]
+    return derived_id("tr", request_scope)
 
 
 def is_transfer_id(value: object) -> bool:
-    return isinstance(value, str) and bool(_TRANSFER_ID.fullmatch(value))
+    return is_id(value, "tr")
 
 
 def is_account_id(value: object) -> bool:
-    return isinstance(value, str) and bool(_ACCOUNT_ID.fullmatch(value))
+    return is_id(value, "acc")
 
 
 def description_problem(description: str | None) -> str | None:

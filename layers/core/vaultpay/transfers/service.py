@@ -10,10 +10,15 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from vaultpay.shared import kernel
 from vaultpay.shared.errors import ConcurrentModification, FieldError, ValidationFailed
+
+# The amount limits are re-exported: the create route's body model states them.
+from vaultpay.shared.kernel import MAX_AMOUNT as MAX_AMOUNT
+from vaultpay.shared.kernel import MIN_AMOUNT as MIN_AMOUNT
+from vaultpay.shared.kernel import is_amount, rfc3339
 from vaultpay.shared.observability import bind_log_keys, get_logger
 from vaultpay.shared.ratelimit import RateLimiter, Window
 from vaultpay.transfers.errors import AccountNotFound, TransferNotFound
@@ -33,8 +38,6 @@ from vaultpay.transfers.model import (
     transfer_id_for,
 )
 
-MIN_AMOUNT = 1
-MAX_AMOUNT = 10**12  # docs/api.md: 1 <= amount <= 10^12 minor units
 # Per user: generous for a person, a wall for a script draining an account in small pieces.
 CREATE_WINDOW = Window(limit=60, period_s=60)
 RATE_LIMIT_SCOPE = "transfers"
@@ -77,10 +80,6 @@ class SagaStarter(Protocol):
         ...
 
 
-def rfc3339(now: float) -> str:
-    return datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 class TransfersService:
     def __init__(
         self,
@@ -90,7 +89,7 @@ class TransfersService:
         saga: SagaStarter,
         currencies: frozenset[str],
         limiter: RateLimiter | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = kernel.now,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         from vaultpay.transfers.store import StaleTransfer, TransferExists
@@ -173,7 +172,7 @@ class TransfersService:
 
     def _validate(self, amount: int, currency: str, description: str | None) -> None:
         problems: list[FieldError] = []
-        if isinstance(amount, bool) or not isinstance(amount, int) or not MIN_AMOUNT <= amount <= MAX_AMOUNT:
+        if not is_amount(amount):
             problems.append(FieldError("amount", f"must be an integer between {MIN_AMOUNT} and {MAX_AMOUNT}"))
         problem = description_problem(description)
         if problem:
