@@ -1,0 +1,108 @@
+"""The shared DynamoDB plumbing of the stores: attribute values, the table helper and the cursor codec.
+
+Which store uses what (the low-level client through `Table`, or PynamoDB models) and why: docs/persistence.md.
+
+- attribute values (here): exact integers in and out, strings, the outbox item as attribute values;
+- `table`: `Table` (get, update, query pages, batch reads, conditional puts, transactions with per-item
+  cancellation reasons and jittered retry), `Backoff`, and the one translation of AWS error codes;
+- `cursor`: the one cursor codec of the paged lists.
+
+Importing this package costs the standard library only: no botocore, no PynamoDB.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from vaultpay.shared.dynamo.cursor import (
+    InvalidCursor,
+    decode_cursor,
+    decode_position,
+    encode_cursor,
+    encode_position,
+    position,
+)
+from vaultpay.shared.dynamo.table import (
+    CONFIGURATION_CODES,
+    RETRYABLE_REASONS,
+    TRANSIENT_CODES,
+    Backoff,
+    Cancellation,
+    ConditionFailed,
+    Table,
+    cancellation_reasons,
+    commit_with_retry,
+    error_code,
+    translate,
+)
+from vaultpay.shared.events import DomainEvent
+from vaultpay.shared.outbox import outbox_attributes
+
+__all__ = [
+    "CONFIGURATION_CODES",
+    "RETRYABLE_REASONS",
+    "TRANSIENT_CODES",
+    "Backoff",
+    "Cancellation",
+    "ConditionFailed",
+    "InvalidCursor",
+    "Table",
+    "cancellation_reasons",
+    "commit_with_retry",
+    "decode_cursor",
+    "decode_position",
+    "encode_cursor",
+    "encode_position",
+    "error_code",
+    "int_attr",
+    "n",
+    "outbox_item",
+    "position",
+    "s",
+    "str_attr",
+    "translate",
+]
+
+
+def s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def n(value: int) -> dict[str, str]:
+    """An exact integer; anything else (a bool, a float) is a bug, refused before it is stored."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"a stored number must be an int, not {type(value).__name__}")
+    return {"N": str(value)}
+
+
+def int_attr(item: Mapping[str, Any], name: str, default: int | None = None) -> int:
+    """An exact integer attribute: a number that is not integral is corruption, never rounded."""
+    if name not in item and default is not None:
+        return default
+    try:
+        number = Decimal(item[name]["N"])
+    except (InvalidOperation, KeyError):
+        raise ValueError(f"{name} is not a number") from None
+    if number != number.to_integral_value():
+        raise ValueError(f"{name} is not an integer")
+    return int(number)
+
+
+def str_attr(item: Mapping[str, Any], name: str) -> str | None:
+    value = item.get(name)
+    return value["S"] if isinstance(value, Mapping) and "S" in value else None
+
+
+def outbox_item(event: DomainEvent) -> dict[str, Any]:
+    """The shared outbox item (vaultpay.shared.outbox) as DynamoDB attribute values."""
+    values: dict[str, Any] = {}
+    for name, value in outbox_attributes(event).items():
+        if isinstance(value, bool):
+            values[name] = {"BOOL": value}
+        elif isinstance(value, int):
+            values[name] = n(value)
+        else:
+            values[name] = s(str(value))
+    return values
