@@ -91,8 +91,10 @@ def int_attr(item: Mapping[str, Any], name: str, default: int | None = None) -> 
 
 
 def str_attr(item: Mapping[str, Any], name: str) -> str | None:
+    """A string attribute, or None when it is absent or not a string."""
     value = item.get(name)
-    return value["S"] if isinstance(value, Mapping) and "S" in value else None
+    text = value.get("S") if isinstance(value, Mapping) else None
+    return text if isinstance(text, str) else None
 
 
 def outbox_item(event: DomainEvent) -> dict[str, Any]:
