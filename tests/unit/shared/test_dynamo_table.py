@@ -316,6 +316,51 @@ def test_a_full_page_hands_back_where_it_stopped_and_a_short_page_does_not() -> 
     }
 
 
+def test_an_index_page_resumes_only_inside_the_callers_own_partition() -> None:
+    # Given a cursor whose position names an account, handed back by a caller who owns another list
+    client = FakeClient(query=[{"Items": [{"n": 1}], "LastEvaluatedKey": {"created_sk": ddb.s("t2#acc_2")}}])
+    cursor = ddb.encode_cursor({"c": "t1#acc_1", "owner_id": "someone-else"})
+
+    # When the next page is read
+    items, next_cursor = ddb.Table(client, TABLE).index_page(
+        {"IndexName": "ByOwner"},
+        partition={"owner_id": ddb.s("me")},
+        cursor=cursor,
+        cursor_name="c",
+        item_key=lambda account_id: {"pk": ddb.s(f"ACCOUNT#{account_id}"), "sk": ddb.s("ACCOUNT")},
+        limit=1,
+    )
+
+    # Then the start key is rebuilt around the caller's own partition, whatever else the cursor holds
+    assert client.calls[0][1]["ExclusiveStartKey"] == {
+        "owner_id": {"S": "me"},
+        "created_sk": {"S": "t1#acc_1"},
+        "pk": {"S": "ACCOUNT#acc_1"},
+        "sk": {"S": "ACCOUNT"},
+    }
+    assert items == [{"n": 1}]
+    assert next_cursor == ddb.encode_position("c", "t2#acc_2")
+
+
+def test_an_index_page_refuses_a_position_its_list_does_not_hold() -> None:
+    def transfer_key(transfer_id: str) -> dict[str, Any]:
+        if not transfer_id.startswith("tr_"):
+            raise ddb.InvalidCursor()
+        return {"pk": ddb.s(f"TRANSFER#{transfer_id}"), "sk": ddb.s("TRANSFER")}
+
+    client = FakeClient(query=[])
+    with pytest.raises(ddb.InvalidCursor):
+        ddb.Table(client, TABLE).index_page(
+            {},
+            partition={"source_account_id": ddb.s("acc_1")},
+            cursor=ddb.encode_position("t", "t1#acc_other"),
+            cursor_name="t",
+            item_key=transfer_key,
+            limit=10,
+        )
+    assert client.calls == []
+
+
 def test_a_batch_read_asks_again_for_unprocessed_keys_and_gives_up_after_its_attempts() -> None:
     key = {"pk": ddb.s("a"), "sk": ddb.s("b")}
     unprocessed = {"UnprocessedKeys": {TABLE: {"Keys": [key]}}}

@@ -269,20 +269,20 @@ class DynamoLedgerStore:
             "KeyConditionExpression": "approval_queue = :q",
             "ExpressionAttributeValues": {":q": ddb.s(APPROVAL_QUEUE)},
         }
-        start = None
-        if cursor:
-            created_sk = ddb.decode_position(cursor, "p")
-            deposit_id = created_sk.rpartition("#")[2]
+
+        def deposit_key(deposit_id: str) -> dict[str, Any]:
             if not deposit_id.startswith("dep_"):
                 raise ddb.InvalidCursor()
-            start = {
-                "approval_queue": ddb.s(APPROVAL_QUEUE),
-                "created_sk": ddb.s(created_sk),
-                "pk": ddb.s(f"DEPOSIT#{deposit_id}"),
-                "sk": ddb.s("DEPOSIT"),
-            }
-        items, last = self._db.query_page(params, limit=limit, start=start)
-        next_cursor = ddb.encode_position("p", last["created_sk"]["S"]) if last else None
+            return {"pk": ddb.s(f"DEPOSIT#{deposit_id}"), "sk": ddb.s("DEPOSIT")}
+
+        items, next_cursor = self._db.index_page(
+            params,
+            partition={"approval_queue": ddb.s(APPROVAL_QUEUE)},
+            cursor=cursor,
+            cursor_name="p",
+            item_key=deposit_key,
+            limit=limit,
+        )
         return Page(items=[_deposit(item) for item in items], next_cursor=next_cursor)
 
     def account_id_by_number_index(self, number_index: str) -> str | None:
@@ -296,19 +296,15 @@ class DynamoLedgerStore:
             "KeyConditionExpression": "owner_id = :o",
             "ExpressionAttributeValues": {":o": ddb.s(owner_id)},
         }
-        start = None
-        if cursor:
-            created_sk = ddb.decode_position(cursor, "c")
-            account_id = created_sk.rpartition("#")[2]
-            # Rebuilt from the caller's own id: a cursor can only ever resume inside the caller's accounts.
-            start = {
-                "owner_id": ddb.s(owner_id),
-                "created_sk": ddb.s(created_sk),
-                "pk": ddb.s(f"ACCOUNT#{account_id}"),
-                "sk": ddb.s("ACCOUNT"),
-            }
-        items, last = self._db.query_page(params, limit=limit, start=start)
-        next_cursor = ddb.encode_position("c", last["created_sk"]["S"]) if last else None
+        # Resumed under the caller's own owner id: a cursor can only ever resume inside the caller's accounts.
+        items, next_cursor = self._db.index_page(
+            params,
+            partition={"owner_id": ddb.s(owner_id)},
+            cursor=cursor,
+            cursor_name="c",
+            item_key=lambda account_id: {"pk": ddb.s(f"ACCOUNT#{account_id}"), "sk": ddb.s("ACCOUNT")},
+            limit=limit,
+        )
         return Page(items=[_account(item) for item in items], next_cursor=next_cursor)
 
     def expired_holds(self, now_s: int, *, limit: int) -> list[Hold]:

@@ -97,6 +97,12 @@ def transfer_of(item: Mapping[str, Any]) -> Transfer:
     )
 
 
+def _transfer_key(transfer_id: str) -> dict[str, Any]:
+    if not transfer_id.startswith("tr_"):
+        raise ddb.InvalidCursor()
+    return {"pk": ddb.s(f"TRANSFER#{transfer_id}"), "sk": ddb.s("TRANSFER")}
+
+
 # ---- the store -------------------------------------------------------------------------------------------
 
 
@@ -120,21 +126,15 @@ class DynamoTransferStore:
             "ExpressionAttributeValues": {":source": ddb.s(source_account_id)},
             "ScanIndexForward": False,
         }
-        start = None
-        if cursor:
-            created_sk = ddb.decode_position(cursor, "t")
-            transfer_id = created_sk.rpartition("#")[2]
-            if not transfer_id.startswith("tr_"):
-                raise ddb.InvalidCursor()
-            # Rebuilt around the account asked for: a cursor can only resume inside that account's list.
-            start = {
-                "source_account_id": ddb.s(source_account_id),
-                "created_sk": ddb.s(created_sk),
-                "pk": ddb.s(f"TRANSFER#{transfer_id}"),
-                "sk": ddb.s("TRANSFER"),
-            }
-        items, last = self._db.query_page(params, limit=limit, start=start)
-        next_cursor = ddb.encode_position("t", last["created_sk"]["S"]) if last else None
+        # Resumed around the account asked for: a cursor can only resume inside that account's list.
+        items, next_cursor = self._db.index_page(
+            params,
+            partition={"source_account_id": ddb.s(source_account_id)},
+            cursor=cursor,
+            cursor_name="t",
+            item_key=_transfer_key,
+            limit=limit,
+        )
         return TransferPage(items=[transfer_of(item) for item in items], next_cursor=next_cursor)
 
     def create(self, transfer: Transfer, event: DomainEvent) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from vaultpay.shared.dynamo.cursor import decode_position, encode_position
 from vaultpay.shared.errors import ConcurrentModification, ConfigurationError, TransientError, VaultPayError
 
 # Error codes worth retrying: lost a race to another transaction, or throttled, or a blip on AWS's side.
@@ -250,6 +251,30 @@ class Table:
         items: list[dict[str, Any]] = response.get("Items", [])
         last: dict[str, Any] | None = response.get("LastEvaluatedKey")
         return items, (last if last and len(items) == limit else None)
+
+    def index_page(
+        self,
+        request: Mapping[str, Any],
+        *,
+        partition: Mapping[str, Any],
+        cursor: str | None,
+        cursor_name: str,
+        item_key: Callable[[str], Mapping[str, Any]],
+        limit: int,
+        sort_key: str = "created_sk",
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of a sparse index sorted by `<time>#<id>` (`sort_key`), and the cursor of the next.
+
+        The start key is rebuilt from `partition` (the index's hash key and the caller's own value) and
+        `item_key(position)` (the base table key of the item the position names; it raises InvalidCursor
+        when the id is not one of that list's), never read from the cursor: a cursor can only ever resume
+        inside the list the caller asked for."""
+        start = None
+        if cursor:
+            after = decode_position(cursor, cursor_name)
+            start = {**partition, sort_key: {"S": after}, **item_key(after.rpartition("#")[2])}
+        items, last = self.query_page(request, limit=limit, start=start)
+        return items, (encode_position(cursor_name, last[sort_key]["S"]) if last else None)
 
     def batch_get(
         self, keys: Sequence[Mapping[str, Any]], *, projection: Sequence[str] | None = None
