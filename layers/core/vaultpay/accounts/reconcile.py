@@ -41,7 +41,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from decimal import Decimal, InvalidOperation
 from typing import Any, cast
 
 from vaultpay.shared import dynamo as ddb
@@ -236,13 +235,10 @@ class _Reconciler:
             self.flag(owner, "missing_attribute", f"{what}: no number attribute {name!r}")
             return None
         try:
-            exact = Decimal(raw)
-        except InvalidOperation:
-            exact = Decimal("NaN")
-        if not exact.is_finite() or exact != exact.to_integral_value():
+            return ddb.exact_int(raw, name)
+        except ValueError:
             self.flag(owner, "non_integer_number", f"{what}: {name} is {raw!r}, not an integer")
             return None
-        return int(exact)
 
     # ---- one item ----
     def add(self, item: Mapping[str, Any]) -> None:

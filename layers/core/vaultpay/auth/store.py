@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar, cast
 
 from pynamodb.attributes import Attribute, BooleanAttribute, UnicodeAttribute
@@ -73,18 +72,10 @@ class IntegerAttribute(Attribute[int]):
     attr_type = NUMBER
 
     def serialize(self, value: Any) -> str:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{self.attr_name} must be an int, not {type(value).__name__}")
-        return str(value)
+        return ddb.number_text(value, self.attr_name)
 
     def deserialize(self, value: str) -> int:
-        try:
-            number = Decimal(value)
-        except InvalidOperation:
-            raise ValueError(f"{self.attr_name} is not a number") from None
-        if number != number.to_integral_value():
-            raise ValueError(f"{self.attr_name} is not an integer")
-        return int(number)
+        return ddb.exact_int(value, self.attr_name)
 
 
 class _Item(Model):

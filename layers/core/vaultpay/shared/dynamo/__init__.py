@@ -56,8 +56,10 @@ __all__ = [
     "encode_cursor",
     "encode_position",
     "error_code",
+    "exact_int",
     "int_attr",
     "n",
+    "number_text",
     "outbox_item",
     "position",
     "s",
@@ -72,22 +74,35 @@ def s(value: str) -> dict[str, str]:
 
 def n(value: int) -> dict[str, str]:
     """An exact integer; anything else (a bool, a float) is a bug, refused before it is stored."""
+    return {"N": number_text(value, "a stored number")}
+
+
+def number_text(value: int, name: str) -> str:
+    """The wire text of an exact integer (the low-level items and PynamoDB's integer attribute alike)."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"a stored number must be an int, not {type(value).__name__}")
-    return {"N": str(value)}
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    return str(value)
 
 
-def int_attr(item: Mapping[str, Any], name: str, default: int | None = None) -> int:
-    """An exact integer attribute: a number that is not integral is corruption, never rounded."""
-    if name not in item and default is not None:
-        return default
+def exact_int(text: object, name: str) -> int:
+    """A DynamoDB number's text as an int: a number that is not integral is corruption, never rounded."""
     try:
-        number = Decimal(item[name]["N"])
-    except (InvalidOperation, KeyError):
+        number = Decimal(text)  # type: ignore[arg-type]  # anything else is refused just below
+    except (InvalidOperation, TypeError, ValueError):
         raise ValueError(f"{name} is not a number") from None
+    if not number.is_finite():
+        raise ValueError(f"{name} is not a number")
     if number != number.to_integral_value():
         raise ValueError(f"{name} is not an integer")
     return int(number)
+
+
+def int_attr(item: Mapping[str, Any], name: str, default: int | None = None) -> int:
+    """An exact integer attribute (see exact_int); `default` when it is absent, if one is given."""
+    if name not in item and default is not None:
+        return default
+    value = item.get(name)
+    return exact_int(value.get("N") if isinstance(value, Mapping) else None, name)
 
 
 def str_attr(item: Mapping[str, Any], name: str) -> str | None:
