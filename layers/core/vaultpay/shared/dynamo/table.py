@@ -188,14 +188,13 @@ class Table:
         name: str,
         *,
         sleep: Callable[[float], None] = time.sleep,
-        transaction_backoff: Backoff = TRANSACTION_BACKOFF,
         rejected: Callable[[str], VaultPayError] | None = None,
     ) -> None:
         """`rejected` makes the error a write that DynamoDB refuses as invalid (ValidationException) raises;
         by default it is a ConfigurationError, like a refused read (then the code or schema is wrong)."""
         self.client = client
         self.name = name
-        self._transactions = replace(transaction_backoff, sleep=sleep)
+        self._transactions = replace(TRANSACTION_BACKOFF, sleep=sleep)
         self._batches = replace(BATCH_BACKOFF, sleep=sleep)
         self._rejected = rejected
 
