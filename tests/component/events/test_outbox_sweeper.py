@@ -18,7 +18,7 @@ from support.tables import create_table
 from vaultpay.events.jetstream_config import apply_jetstream_config
 from vaultpay.events.sweeper import rfc3339
 from vaultpay.shared.events import DomainEvent
-from vaultpay.shared.outbox import outbox_item
+from vaultpay.shared.outbox_model import outbox_item
 
 pytestmark = pytest.mark.component
 TABLE = "vaultpay-sweeper-test"

@@ -21,7 +21,8 @@ from vaultpay.events.relay import (
 from vaultpay.events.sweeper import Sweeper, rfc3339
 from vaultpay.shared.errors import TransientError
 from vaultpay.shared.events import DomainEvent
-from vaultpay.shared.outbox import PENDING, outbox_attributes, outbox_item
+from vaultpay.shared.outbox import PENDING, outbox_attributes
+from vaultpay.shared.outbox_model import outbox_item
 
 pytestmark = pytest.mark.unit
 NOW = 1_795_860_930.0

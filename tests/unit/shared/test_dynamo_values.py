@@ -45,3 +45,9 @@ def test_cancellation_reasons_are_read_in_item_order() -> None:
     assert dynamo.error_code(error) == "TransactionCanceledException"
     assert dynamo.cancellation_reasons(error) == [None, "ConditionalCheckFailed", None]
     assert dynamo.error_code(ValueError("no response")) is None
+
+
+@pytest.mark.parametrize("text", ["Infinity", "NaN", "-Infinity", None])
+def test_a_number_that_is_not_finite_or_absent_is_refused_as_not_a_number(text: str | None) -> None:
+    with pytest.raises(ValueError, match="not a number"):
+        dynamo.exact_int(text, "amount")

@@ -7,7 +7,8 @@ import json
 import pytest
 
 from vaultpay.shared.events import DomainEvent, new_event_id
-from vaultpay.shared.outbox import OUTBOX_KIND, STREAM_FILTER_PATTERN, outbox_attributes, outbox_item
+from vaultpay.shared.outbox import OUTBOX_KIND, STREAM_FILTER_PATTERN, outbox_attributes
+from vaultpay.shared.outbox_model import outbox_item
 
 pytestmark = pytest.mark.unit
 

@@ -41,8 +41,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from decimal import Decimal, InvalidOperation
 from typing import Any, cast
+
+from vaultpay.shared import dynamo as ddb
 
 # The attributes reconciliation reads: a scan projected on these moves less data and never reads an
 # account number (encrypted or not), its blind index or an owner id.
@@ -221,9 +222,9 @@ class _Reconciler:
 
     # ---- reading attributes ----
     def text(self, item: Mapping[str, Any], name: str, owner: str, what: str) -> str | None:
-        value = item.get(name)
-        if isinstance(value, Mapping) and isinstance(value.get("S"), str):
-            return str(value["S"])
+        value = ddb.str_attr(item, name)
+        if value is not None:
+            return value
         self.flag(owner, "missing_attribute", f"{what}: no string attribute {name!r}")
         return None
 
@@ -234,19 +235,16 @@ class _Reconciler:
             self.flag(owner, "missing_attribute", f"{what}: no number attribute {name!r}")
             return None
         try:
-            exact = Decimal(raw)
-        except InvalidOperation:
-            exact = Decimal("NaN")
-        if not exact.is_finite() or exact != exact.to_integral_value():
+            return ddb.exact_int(raw, name)
+        except ValueError:
             self.flag(owner, "non_integer_number", f"{what}: {name} is {raw!r}, not an integer")
             return None
-        return int(exact)
 
     # ---- one item ----
     def add(self, item: Mapping[str, Any]) -> None:
-        pk = _string(item, "pk") or ""
-        sk = _string(item, "sk") or ""
-        kind = _string(item, "kind")
+        pk = ddb.str_attr(item, "pk") or ""
+        sk = ddb.str_attr(item, "sk") or ""
+        kind = ddb.str_attr(item, "kind")
         owner = pk[len(ACCOUNT_PREFIX) :] if pk.startswith(ACCOUNT_PREFIX) else ""
         if kind in _IGNORED_KINDS:
             return
@@ -311,7 +309,7 @@ class _Reconciler:
             return
         if entry_kind is not None and entry_kind != "DEBIT":
             self.flag(owner, "unexpected_entry_kind", f"entry {sk}: a settlement shard only takes DEBIT")
-        deposit_id = _string(item, "deposit_id")
+        deposit_id = ddb.str_attr(item, "deposit_id")
         if deposit_id != match.group(1):
             self.flag(owner, "entry_key_mismatch", f"entry {sk}: deposit_id {deposit_id!r} is not the key's")
         self.deposits[match.group(1)].debits.append((owner, amount))
@@ -343,10 +341,10 @@ class _Reconciler:
             postings.last_seq = seq
             postings.last_balance_after = balance_after
             postings.last_available_after = available_after
-        deposit_id = _string(item, "deposit_id")
+        deposit_id = ddb.str_attr(item, "deposit_id")
         if deposit_id is not None and entry_kind == "CREDIT":
             self.deposits[deposit_id].credits.append((owner, amount))
-        transfer_id = _string(item, "transfer_id")
+        transfer_id = ddb.str_attr(item, "transfer_id")
         if transfer_id is not None:
             trail = self.transfers[transfer_id]
             if entry_kind is None or amount is None:
@@ -366,7 +364,7 @@ class _Reconciler:
         amount = self.number(item, "amount", owner, what)
         trail = self.transfers[transfer_id]
         trail.seen, trail.account_id, trail.amount, trail.status = True, owner, amount, status
-        trail.destination = _string(item, "destination_account_id")
+        trail.destination = ddb.str_attr(item, "destination_account_id")
         if _SETTLEMENT_ID.fullmatch(owner):
             self.flag(owner, "hold_on_settlement", f"{what}: a settlement shard holds nothing")
         postings = self.postings[owner]
@@ -398,8 +396,8 @@ class _Reconciler:
         trail.account_id = self.text(item, "account_id", "", what)
         trail.amount = self.number(item, "amount", trail.account_id or "", what)
         trail.currency = self.text(item, "currency", trail.account_id or "", what)
-        trail.shard = _string(item, "settlement_shard")
-        trail.booked = (_string(item, "status") or "BOOKED") == "BOOKED"
+        trail.shard = ddb.str_attr(item, "settlement_shard")
+        trail.booked = (ddb.str_attr(item, "status") or "BOOKED") == "BOOKED"
 
     # ---- after the last item ----
     def report(self) -> ReconcileReport:
@@ -580,13 +578,6 @@ class _Reconciler:
             if -shard != deposited:
                 detail = f"{currency}: -sum(settlement shards) is not sum(deposits)"
                 self.flag("", "settlement_ne_deposits", detail, deposited, -shard)
-
-
-def _string(item: Mapping[str, Any], name: str) -> str | None:
-    value = item.get(name)
-    if isinstance(value, Mapping) and isinstance(value.get("S"), str):
-        return str(value["S"])
-    return None
 
 
 def _postings(postings: Iterable[Posting]) -> str:

@@ -3,22 +3,16 @@
 The ledger talks to DynamoDB through the low-level client rather than PynamoDB models: every movement is one
 hand-built `TransactWriteItems` whose conditions are the whole point (the version read, `available >= amount`,
 the hold's status), whose cancellation reasons must be read item by item, and whose consumed capacity the
-benchmarks report (PynamoDB's TransactWrite discards the response).
+benchmarks report (PynamoDB's TransactWrite discards the response). docs/persistence.md has the rule; the
+calls, retries and error translation are vaultpay.shared.dynamo's `Table`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import functools
-import json
-import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-
-from botocore.exceptions import BotoCoreError, ClientError
 
 from vaultpay.accounts.model import (
     OPEN_HOLD_SHARDS,
@@ -36,13 +30,7 @@ from vaultpay.accounts.model import (
     open_hold_shard,
 )
 from vaultpay.shared import dynamo as ddb
-from vaultpay.shared.errors import (
-    ConcurrentModification,
-    ConfigurationError,
-    FieldError,
-    TransientError,
-    ValidationFailed,
-)
+from vaultpay.shared.errors import ConcurrentModification, ConfigurationError
 from vaultpay.shared.events import DomainEvent
 
 BY_OWNER_INDEX = "ByOwner"
@@ -242,9 +230,8 @@ class DynamoLedgerStore:
     ) -> None:
         if not table_name:
             raise ConfigurationError("the accounts table name is not configured")
-        self._client = client
+        self._db = ddb.Table(client, table_name, sleep=sleep)
         self._table = table_name
-        self._sleep = sleep
         # Write units of the last committed transaction (ReturnConsumedCapacity), for metrics and benchmarks.
         self.last_write_units: float = 0.0
 
@@ -261,20 +248,7 @@ class DynamoLedgerStore:
             # The hold is keyed by the transfer alone: a transfer id reused with another account is seen.
             {"pk": ddb.s(f"HOLD#{transfer_id}"), "sk": ddb.s("HOLD")},
         ]
-        found: dict[str, Mapping[str, Any]] = {}
-        request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
-        for attempt in range(5):
-            response = self._call(
-                "BatchGetItem", functools.partial(self._client.batch_get_item, RequestItems=request)
-            )
-            for item in response.get("Responses", {}).get(self._table, []):
-                found[item["pk"]["S"]] = item
-            request = response.get("UnprocessedKeys") or {}
-            if not request:
-                break
-            self._sleep(random.uniform(0, 0.01 * 2**attempt))  # noqa: S311 - jitter, not security
-        else:
-            raise TransientError("DynamoDB left keys unprocessed")
+        found = {item["pk"]["S"]: item for item in self._db.batch_get(keys)}
         account_item = found.get(f"ACCOUNT#{account_id}")
         hold_item = found.get(f"HOLD#{transfer_id}")
         account = (
@@ -291,28 +265,25 @@ class DynamoLedgerStore:
     def pending_deposits(self, *, limit: int, cursor: str | None) -> Page:
         """Deposits waiting for a second admin, oldest first, from the sparse DepositApprovals index."""
         params: dict[str, Any] = {
-            "TableName": self._table,
             "IndexName": DEPOSIT_APPROVALS_INDEX,
             "KeyConditionExpression": "approval_queue = :q",
             "ExpressionAttributeValues": {":q": ddb.s(APPROVAL_QUEUE)},
-            "Limit": limit,
         }
-        if cursor:
-            created_sk = _decode_cursor(cursor, "p")
-            deposit_id = created_sk.rpartition("#")[2]
+
+        def deposit_key(deposit_id: str) -> dict[str, Any]:
             if not deposit_id.startswith("dep_"):
-                raise _invalid_cursor()
-            params["ExclusiveStartKey"] = {
-                "approval_queue": ddb.s(APPROVAL_QUEUE),
-                "created_sk": ddb.s(created_sk),
-                "pk": ddb.s(f"DEPOSIT#{deposit_id}"),
-                "sk": ddb.s("DEPOSIT"),
-            }
-        response = self._call("Query", lambda: self._client.query(**params))
-        items = [_deposit(item) for item in response.get("Items", [])]
-        last = response.get("LastEvaluatedKey")
-        next_cursor = _encode_cursor("p", last["created_sk"]["S"]) if last and len(items) == limit else None
-        return Page(items=items, next_cursor=next_cursor)
+                raise ddb.InvalidCursor()
+            return {"pk": ddb.s(f"DEPOSIT#{deposit_id}"), "sk": ddb.s("DEPOSIT")}
+
+        items, next_cursor = self._db.index_page(
+            params,
+            partition={"approval_queue": ddb.s(APPROVAL_QUEUE)},
+            cursor=cursor,
+            cursor_name="p",
+            item_key=deposit_key,
+            limit=limit,
+        )
+        return Page(items=[_deposit(item) for item in items], next_cursor=next_cursor)
 
     def account_id_by_number_index(self, number_index: str) -> str | None:
         item = self._get(f"ACCTNUM#{number_index}", "ACCTNUM")
@@ -321,78 +292,59 @@ class DynamoLedgerStore:
     def list_accounts(self, owner_id: str, *, limit: int, cursor: str | None) -> Page:
         """The owner's accounts, oldest first, from the sparse ByOwner index (eventually consistent)."""
         params: dict[str, Any] = {
-            "TableName": self._table,
             "IndexName": BY_OWNER_INDEX,
             "KeyConditionExpression": "owner_id = :o",
             "ExpressionAttributeValues": {":o": ddb.s(owner_id)},
-            "Limit": limit,
         }
-        if cursor:
-            created_sk = _decode_cursor(cursor, "c")
-            account_id = created_sk.rpartition("#")[2]
-            # Rebuilt from the caller's own id: a cursor can only ever resume inside the caller's accounts.
-            params["ExclusiveStartKey"] = {
-                "owner_id": ddb.s(owner_id),
-                "created_sk": ddb.s(created_sk),
-                "pk": ddb.s(f"ACCOUNT#{account_id}"),
-                "sk": ddb.s("ACCOUNT"),
-            }
-        response = self._call("Query", lambda: self._client.query(**params))
-        items = [_account(item) for item in response.get("Items", [])]
-        last = response.get("LastEvaluatedKey")
-        next_cursor = _encode_cursor("c", last["created_sk"]["S"]) if last and len(items) == limit else None
-        return Page(items=items, next_cursor=next_cursor)
+        # Resumed under the caller's own owner id: a cursor can only ever resume inside the caller's accounts.
+        items, next_cursor = self._db.index_page(
+            params,
+            partition={"owner_id": ddb.s(owner_id)},
+            cursor=cursor,
+            cursor_name="c",
+            item_key=lambda account_id: {"pk": ddb.s(f"ACCOUNT#{account_id}"), "sk": ddb.s("ACCOUNT")},
+            limit=limit,
+        )
+        return Page(items=[_account(item) for item in items], next_cursor=next_cursor)
 
     def expired_holds(self, now_s: int, *, limit: int) -> list[Hold]:
         """HELD holds whose expiry has passed, oldest expiry first, from every OpenHolds partition."""
         found: list[Hold] = []
         for shard in range(OPEN_HOLD_SHARDS):
-            params: dict[str, Any] = {
-                "TableName": self._table,
-                "IndexName": OPEN_HOLDS_INDEX,
-                "KeyConditionExpression": "open_hold_shard = :shard AND hold_expires_at < :now",
-                "ExpressionAttributeValues": {":shard": ddb.s(f"open-holds-{shard}"), ":now": ddb.n(now_s)},
-                "Limit": limit,
-            }
-            response = self._query(params)
+            response = self._db.query(
+                IndexName=OPEN_HOLDS_INDEX,
+                KeyConditionExpression="open_hold_shard = :shard AND hold_expires_at < :now",
+                ExpressionAttributeValues={":shard": ddb.s(f"open-holds-{shard}"), ":now": ddb.n(now_s)},
+                Limit=limit,
+            )
             found.extend(_hold(item) for item in response.get("Items", []))
         return sorted(found, key=lambda hold: hold.hold_expires_at)[:limit]
-
-    def _query(self, params: dict[str, Any]) -> Any:
-        return self._call("Query", lambda: self._client.query(**params))
 
     def list_entries(self, account_id: str, *, limit: int, cursor: str | None) -> Page:
         """An account's statement, newest first (strongly consistent)."""
         params: dict[str, Any] = {
-            "TableName": self._table,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :entry)",
             "ExpressionAttributeValues": {":pk": ddb.s(f"ACCOUNT#{account_id}"), ":entry": ddb.s("ENTRY#")},
             "ScanIndexForward": False,
             "ConsistentRead": True,
-            "Limit": limit,
         }
+        start = None
         if cursor:
-            seq = _decode_cursor(cursor, "s")
+            seq = ddb.decode_position(cursor, "s")
             if not seq.isdigit() or len(seq) != 12:
-                raise _invalid_cursor()
-            params["ExclusiveStartKey"] = {"pk": ddb.s(f"ACCOUNT#{account_id}"), "sk": ddb.s(f"ENTRY#{seq}")}
-        response = self._call("Query", lambda: self._client.query(**params))
-        items = [_entry(item) for item in response.get("Items", [])]
-        last = response.get("LastEvaluatedKey")
-        next_cursor = (
-            _encode_cursor("s", last["sk"]["S"].removeprefix("ENTRY#"))
-            if last and len(items) == limit
-            else None
-        )
-        return Page(items=items, next_cursor=next_cursor)
+                raise ddb.InvalidCursor()
+            start = {"pk": ddb.s(f"ACCOUNT#{account_id}"), "sk": ddb.s(f"ENTRY#{seq}")}
+        items, last = self._db.query_page(params, limit=limit, start=start)
+        next_cursor = ddb.encode_position("s", last["sk"]["S"].removeprefix("ENTRY#")) if last else None
+        return Page(items=[_entry(item) for item in items], next_cursor=next_cursor)
 
     # ---- writes ---------------------------------------------------------------------------------------
 
     def create_account(self, account: Account, event: DomainEvent) -> None:
         """The account, its number claim and its event, together; NumberTaken if the number is in use."""
         items = [
-            self._put(_account_item(account)),
-            self._put(
+            self._db.put_new(_account_item(account)),
+            self._db.put_new(
                 {
                     "pk": ddb.s(f"ACCTNUM#{account.number_index}"),
                     "sk": ddb.s("ACCTNUM"),
@@ -400,7 +352,7 @@ class DynamoLedgerStore:
                     "account_id": ddb.s(account.account_id),
                 }
             ),
-            self._put(ddb.outbox_item(event)),
+            self._db.put_new(ddb.outbox_item(event)),
         ]
         failed = self._transact(items)
         if failed:
@@ -413,23 +365,13 @@ class DynamoLedgerStore:
         items: list[dict[str, Any]] = []
         for change in movement.accounts:
             items.append(self._account_update(change))
-            items.append(self._put(_entry_item(change.entry)))
+            items.append(self._db.put_new(_entry_item(change.entry)))
         if movement.hold is not None:
             hold = movement.hold
             if hold.expected is None:
-                items.append(self._put(_hold_item(hold.after)))
+                items.append(self._db.put_new(_hold_item(hold.after)))
             else:
-                items.append(
-                    {
-                        "Put": {
-                            "TableName": self._table,
-                            "Item": _hold_item(hold.after),
-                            "ConditionExpression": "#status = :expected",
-                            "ExpressionAttributeNames": {"#status": "status"},
-                            "ExpressionAttributeValues": {":expected": ddb.s(hold.expected.value)},
-                        }
-                    }
-                )
+                items.append(self._status_put(_hold_item(hold.after), hold.expected.value))
         if movement.settlement is not None:
             posting = movement.settlement
             items.append(
@@ -454,7 +396,7 @@ class DynamoLedgerStore:
                 }
             )
             items.append(
-                self._put(
+                self._db.put_new(
                     {
                         "pk": ddb.s(f"ACCOUNT#{posting.shard}"),
                         "sk": ddb.s(f"ENTRY#D{posting.deposit_id}"),
@@ -468,22 +410,12 @@ class DynamoLedgerStore:
             )
         if movement.deposit is not None:
             if movement.deposit_expected is None:
-                items.append(self._put(_deposit_item(movement.deposit)))
+                items.append(self._db.put_new(_deposit_item(movement.deposit)))
             else:
                 items.append(
-                    {
-                        "Put": {
-                            "TableName": self._table,
-                            "Item": _deposit_item(movement.deposit),
-                            "ConditionExpression": "#status = :expected",
-                            "ExpressionAttributeNames": {"#status": "status"},
-                            "ExpressionAttributeValues": {
-                                ":expected": ddb.s(movement.deposit_expected.value)
-                            },
-                        }
-                    }
+                    self._status_put(_deposit_item(movement.deposit), movement.deposit_expected.value)
                 )
-        items.extend(self._put(ddb.outbox_item(event)) for event in movement.events)
+        items.extend(self._db.put_new(ddb.outbox_item(event)) for event in movement.events)
         if self._transact(items):
             raise StaleRead("the ledger moved since it was read")
 
@@ -512,87 +444,22 @@ class DynamoLedgerStore:
             }
         }
 
-    def _put(self, item: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "Put": {"TableName": self._table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}
-        }
+    def _status_put(self, item: dict[str, Any], expected: str) -> dict[str, Any]:
+        # Replaces a hold or deposit only from the status it was read in: a concurrent settle, release or
+        # decision fails this item's condition and the movement is planned again.
+        return self._db.put_if(
+            item, "#status = :expected", names={"#status": "status"}, values={":expected": ddb.s(expected)}
+        )
 
     def _get(self, pk: str, sk: str) -> Mapping[str, Any] | None:
-        response = self._call(
-            "GetItem",
-            lambda: self._client.get_item(
-                TableName=self._table, Key={"pk": ddb.s(pk), "sk": ddb.s(sk)}, ConsistentRead=True
-            ),
-        )
-        item: Mapping[str, Any] | None = response.get("Item")
-        return item
+        return self._db.get({"pk": ddb.s(pk), "sk": ddb.s(sk)})
 
     def _transact(self, items: list[dict[str, Any]]) -> set[int]:
-        """Commits `items`; returns the positions whose conditions failed (empty: committed).
+        """Commits `items`; returns the positions whose conditions failed (empty: committed)."""
+        return set(self._db.transact(items, on_commit=self._count_units, ReturnConsumedCapacity="TOTAL"))
 
-        Losing to a concurrent transaction (TransactionConflict) or throttling is retried here with full
-        jitter; a failed condition is an answer, returned to the caller to re-read and decide.
-        """
-        for attempt in range(TRANSACTION_ATTEMPTS):
-            try:
-                response = self._client.transact_write_items(
-                    TransactItems=items, ReturnConsumedCapacity="TOTAL"
-                )
-            except (BotoCoreError, ClientError) as exc:
-                code, reasons = ddb.error_code(exc), ddb.cancellation_reasons(exc)
-                failed = {i for i, reason in enumerate(reasons) if reason == "ConditionalCheckFailed"}
-                if failed:
-                    return failed
-                retryable = code in ddb.TRANSIENT_CODES or any(
-                    reason in ddb.RETRYABLE_REASONS for reason in reasons
-                )
-                if code is None:
-                    raise TransientError(f"DynamoDB could not be reached: {type(exc).__name__}") from exc
-                if code in ddb.CONFIGURATION_CODES:
-                    raise ConfigurationError(f"DynamoDB refused the ledger transaction: {code}") from exc
-                if not retryable:
-                    raise TransientError(f"DynamoDB failed: {code}") from exc
-                if attempt + 1 == TRANSACTION_ATTEMPTS:
-                    raise ConcurrentModification("the transaction kept losing to concurrent writes") from exc
-                self._sleep(random.uniform(0, TRANSACTION_BACKOFF_S * 2**attempt))  # noqa: S311 - jitter
-                continue
-            self.last_write_units = sum(
-                float(c.get("WriteCapacityUnits") or c.get("CapacityUnits") or 0)
-                for c in response.get("ConsumedCapacity") or []
-            )
-            return set()
-        raise ConcurrentModification("the transaction kept losing to concurrent writes")
-
-    def _call(self, operation: str, call: Callable[[], Any]) -> Any:
-        try:
-            return call()
-        except (BotoCoreError, ClientError) as exc:
-            code = ddb.error_code(exc)
-            if code in ddb.CONFIGURATION_CODES:
-                raise ConfigurationError(f"DynamoDB refused {operation}: {code}") from exc
-            raise TransientError(f"DynamoDB {operation} failed: {code or type(exc).__name__}") from exc
-
-
-TRANSACTION_ATTEMPTS = 4
-TRANSACTION_BACKOFF_S = 0.02
-
-
-def _encode_cursor(key: str, value: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps({key: value}).encode("utf-8")).decode("ascii").rstrip("=")
-
-
-def _decode_cursor(cursor: str, key: str) -> str:
-    try:
-        document = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        value = document.get(key) if isinstance(document, dict) else None
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        value = None
-    if not isinstance(value, str) or not 1 <= len(value) <= 200:
-        raise _invalid_cursor()
-    return value
-
-
-def _invalid_cursor() -> ValidationFailed:
-    return ValidationFailed(
-        "The cursor is not valid.", code="invalid_cursor", errors=[FieldError("cursor", "is not valid")]
-    )
+    def _count_units(self, response: Mapping[str, Any]) -> None:
+        self.last_write_units = sum(
+            float(c.get("WriteCapacityUnits") or c.get("CapacityUnits") or 0)
+            for c in response.get("ConsumedCapacity") or []
+        )

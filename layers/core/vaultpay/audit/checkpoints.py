@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+from vaultpay.shared.dynamo import error_code
 from vaultpay.shared.errors import ConfigurationError, TransientError
 from vaultpay.shared.kms_ecdsa import key_id_of, kms_public_key, kms_sign, verify_ecdsa
 
@@ -186,7 +187,7 @@ class S3CheckpointStore:
                 IfNoneMatch="*",
             )
         except Exception as exc:
-            code = _code(exc)
+            code = error_code(exc)
             if code in ("PreconditionFailed", "ConditionalRequestConflict"):
                 return False
             raise _translate("PutObject", exc) from exc
@@ -250,16 +251,8 @@ def new_checkpoint(signer: CheckpointSigner, seq: int, head_hash: str, at: str) 
     return Checkpoint(seq=seq, hash=head_hash, at=at, key_id=signer.key_id(), signature=encoded)
 
 
-def _code(exc: BaseException) -> str | None:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        code = response.get("Error", {}).get("Code")
-        return str(code) if code else None
-    return None
-
-
 def _translate(operation: str, exc: BaseException) -> Exception:
-    code = _code(exc)
+    code = error_code(exc)
     if code in ("AccessDenied", "NoSuchBucket", "InvalidBucketName", "InvalidRequest"):
         return ConfigurationError(f"S3 refused {operation} on the checkpoint bucket: {code}")
     return TransientError(f"S3 {operation} failed: {code or type(exc).__name__}")

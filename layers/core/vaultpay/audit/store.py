@@ -50,7 +50,8 @@ from vaultpay.audit.model import (
     canonical_json,
     loads_strict,
 )
-from vaultpay.shared.errors import ConcurrentModification, ConfigurationError, TransientError, VaultPayError
+from vaultpay.shared.dynamo import Table
+from vaultpay.shared.errors import ConcurrentModification
 
 CHAIN_PK = "CHAIN"
 MARKER_SK = "EVENT"
@@ -68,9 +69,6 @@ _MAX_APPEND_ATTEMPTS = 30
 # the caller gets a cursor to go on with (a page may then hold fewer than `limit` records).
 _MAX_QUERY_CALLS = 5
 _FILTERED_QUERY_PAGE = 100
-_CONFIGURATION_CODES = frozenset(
-    {"ResourceNotFoundException", "AccessDeniedException", "UnrecognizedClientException"}
-)
 
 
 def record_sk(seq: int) -> str:
@@ -128,7 +126,9 @@ class DynamoDBAuditStore:
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
     ) -> None:
-        self._client = client
+        # A write DynamoDB refuses as invalid is about its items (AuditWriteRejected); botocore has retried
+        # throttling already, and a lost race is retried by re-reading the head, not by the helper.
+        self._db = Table(client, table_name, rejected=AuditWriteRejected)
         self._table = table_name
         self._sleep = sleep
         self._jitter = jitter
@@ -141,9 +141,7 @@ class DynamoDBAuditStore:
 
     def head(self) -> ChainHead:
         """The newest record, read with strong consistency (a stale head would only cost a retry)."""
-        response = self._call(
-            "query",
-            TableName=self._table,
+        response = self._db.query(
             KeyConditionExpression="pk = :pk",
             ExpressionAttributeValues={":pk": {"S": CHAIN_PK}},
             ScanIndexForward=False,
@@ -210,7 +208,7 @@ class DynamoDBAuditStore:
                 outcomes.extend(AppendOutcome.appended(r) for r in records)
                 return outcomes
             # Items are [record 1, marker 1, record 2, marker 2, ...] and reasons follow their order.
-            codes = [str(reason.get("Code") or "None") for reason in reasons]
+            codes = reasons
             duplicates = {
                 records[index // 2].audit_id
                 for index, code in enumerate(codes)
@@ -231,7 +229,7 @@ class DynamoDBAuditStore:
                 self._sleep(self._jitter() * min(0.2, 0.002 * 2**attempt))
         return outcomes
 
-    def _transact(self, records: Sequence[AuditRecord]) -> list[dict[str, Any]] | None:
+    def _transact(self, records: Sequence[AuditRecord]) -> Sequence[str | None] | None:
         """Writes the records and their markers in one transaction; None on success, else the reasons."""
         items: list[dict[str, Any]] = []
         for record in records:
@@ -246,24 +244,19 @@ class DynamoDBAuditStore:
                         }
                     }
                 )
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            self._client.transact_write_items(TransactItems=items)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code == "TransactionCanceledException":
-                given: Any = exc.response.get("CancellationReasons")
-                reasons: list[dict[str, Any]] = [dict(r) for r in given] if isinstance(given, list) else []
-                if len(reasons) != len(items):
-                    reasons = [{"Code": "Unknown"}] * len(items)
-                if any(r.get("Code") == "ValidationError" for r in reasons):
-                    raise AuditWriteRejected(f"DynamoDB rejected an audit item: {code}") from exc
-                return reasons
-            raise _translate(exc, self._table, writing=True) from exc
-        except BotoCoreError as exc:
-            raise TransientError("DynamoDB is unreachable") from exc
-        return None
+        cancellation = self._db.transact_once(items)
+        if cancellation is None:
+            return None
+        if cancellation.code != "TransactionCanceledException":
+            raise self._db.cancelled(cancellation) from cancellation.cause
+        reasons = (
+            cancellation.reasons if len(cancellation.reasons) == len(items) else ("Unknown",) * len(items)
+        )
+        if "ValidationError" in reasons:
+            raise AuditWriteRejected(
+                f"DynamoDB rejected an audit item: {cancellation.code}"
+            ) from cancellation.cause
+        return reasons
 
     # ---- reads ---------------------------------------------------------------------------------------
 
@@ -271,13 +264,12 @@ class DynamoDBAuditStore:
         """Every record in seq order, page by page. Strongly consistent: verify must not mistake a replica
         that lags for a broken chain."""
         request: dict[str, Any] = {
-            "TableName": self._table,
             "KeyConditionExpression": "pk = :pk",
             "ExpressionAttributeValues": {":pk": {"S": CHAIN_PK}},
             "ConsistentRead": True,
         }
         while True:
-            response = self._call("query", **request)
+            response = self._db.query(**request)
             for item in response.get("Items") or []:
                 yield record_from_item(item)
             last = response.get("LastEvaluatedKey")
@@ -315,7 +307,6 @@ class DynamoDBAuditStore:
             values[f":f{number}"] = {"S": value}
             filters.append(f"#f{number} = :f{number}")
         request: dict[str, Any] = {
-            "TableName": self._table,
             "IndexName": index,
             "KeyConditionExpression": condition,
             "ExpressionAttributeNames": names,
@@ -336,7 +327,7 @@ class DynamoDBAuditStore:
         for call in range(1, _MAX_QUERY_CALLS + 1):
             # Unfiltered, ask for one more than the page needs: that one says whether a next page exists.
             request["Limit"] = _FILTERED_QUERY_PAGE if filters else limit + 1 - len(collected)
-            response = self._call("query", **request)
+            response = self._db.query(**request)
             for item in response.get("Items") or []:
                 record = record_from_item(item)
                 # A malformed item is skipped here and reported by verify, which is where it belongs.
@@ -352,16 +343,6 @@ class DynamoDBAuditStore:
                 return RecordPage(collected, _position_of(last))
             request["ExclusiveStartKey"] = last
         return RecordPage(collected, None)  # unreachable: the loop returns on its last call
-
-    def _call(self, operation: str, **request: Any) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            return getattr(self._client, operation)(**request)
-        except ClientError as exc:
-            raise _translate(exc, self._table, writing=False) from exc
-        except BotoCoreError as exc:
-            raise TransientError("DynamoDB is unreachable") from exc
 
 
 # ---- items -------------------------------------------------------------------------------------------
@@ -441,16 +422,3 @@ def _residual_filters(query: AuditFilter, hash_name: str) -> list[tuple[str, str
 def _position_of(key: dict[str, Any]) -> QueryPosition:
     occurred_at, _, seq = str(key["at"]["S"]).rpartition("#")
     return QueryPosition(occurred_at, int(seq))
-
-
-def _translate(exc: Any, table: str, *, writing: bool) -> VaultPayError:
-    code = str(exc.response.get("Error", {}).get("Code", ""))
-    if code in _CONFIGURATION_CODES:
-        return ConfigurationError(f"audit table {table} cannot be used: {code}")
-    if code == "ValidationException":
-        # A refused write is about its items; a refused read is about this code or the table's schema.
-        if writing:
-            return AuditWriteRejected(f"DynamoDB rejected an append to {table}: {code}")
-        return ConfigurationError(f"DynamoDB rejected a read of {table}: {code}")
-    # Throttling, TransactionConflict, InternalServerError... botocore has retried already.
-    return TransientError(f"DynamoDB failed: {code}")

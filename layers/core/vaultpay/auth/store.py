@@ -1,19 +1,19 @@
-"""The auth table through PynamoDB: users, email claims, challenges, token families, devices, outbox."""
+"""The auth table through PynamoDB: users, email claims, challenges, token families, devices, outbox.
+
+PynamoDB fits here (docs/persistence.md): single items read and written whole, one simple query, and
+transactions whose conditions read well as model expressions. The retries, the AWS error codes and the
+cursor codec are vaultpay.shared.dynamo's, as every other store's.
+"""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
-import json
 import math
-import random
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar, cast
 
 from pynamodb.attributes import Attribute, BooleanAttribute, UnicodeAttribute
@@ -49,16 +49,10 @@ from vaultpay.auth.service import (
     TotpStepAlreadyUsed,
     UserNotFound,
 )
-from vaultpay.shared.errors import (
-    ConcurrentModification,
-    ConfigurationError,
-    FieldError,
-    TransientError,
-    ValidationFailed,
-    VaultPayError,
-)
+from vaultpay.shared import dynamo as ddb
+from vaultpay.shared.errors import ConcurrentModification, ConfigurationError, VaultPayError
 from vaultpay.shared.events import DomainEvent
-from vaultpay.shared.outbox import OutboxItem, outbox_item, outbox_model
+from vaultpay.shared.outbox_model import OutboxItem, outbox_item, outbox_model
 
 # A request waits on these: fail over to the client's retry rather than hold the Lambda for half a minute
 # (PynamoDB's defaults are 15 s to connect and 30 s to read).
@@ -66,29 +60,7 @@ CONNECT_TIMEOUT_S = 2
 READ_TIMEOUT_S = 3
 MAX_RETRY_ATTEMPTS = 3
 # Transactions that lose to a concurrent transaction on the same items are retried with full jitter.
-TRANSACTION_ATTEMPTS = 4
-TRANSACTION_BACKOFF_S = 0.025
-
-_RETRYABLE_REASONS = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
-_TRANSIENT_CODES = frozenset(
-    {
-        "TransactionConflictException",
-        "TransactionInProgressException",
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "ServiceUnavailable",
-    }
-)
-_CONFIGURATION_CODES = frozenset(
-    {
-        "ResourceNotFoundException",
-        "AccessDeniedException",
-        "UnrecognizedClientException",
-        "ValidationException",
-    }
-)
+TRANSACTION_BACKOFF = ddb.Backoff(attempts=4, base_s=0.025)
 _DEVICE_SK = re.compile(r"DEVICE#[0-9a-f]{64}")
 
 _M = TypeVar("_M", bound=Model)
@@ -100,18 +72,10 @@ class IntegerAttribute(Attribute[int]):
     attr_type = NUMBER
 
     def serialize(self, value: Any) -> str:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{self.attr_name} must be an int, not {type(value).__name__}")
-        return str(value)
+        return ddb.number_text(value, self.attr_name)
 
     def deserialize(self, value: str) -> int:
-        try:
-            number = Decimal(value)
-        except InvalidOperation:
-            raise ValueError(f"{self.attr_name} is not a number") from None
-        if number != number.to_integral_value():
-            raise ValueError(f"{self.attr_name} is not an integer")
-        return int(number)
+        return ddb.exact_int(value, self.attr_name)
 
 
 class _Item(Model):
@@ -303,7 +267,7 @@ class DynamoAuthStore:
         if not table_name:
             raise ConfigurationError("the auth table name is not configured")
         self._table_name = table_name
-        self._sleep = sleep
+        self._backoff = replace(TRANSACTION_BACKOFF, sleep=sleep)
 
     @property
     def _m(self) -> _Models:
@@ -447,7 +411,7 @@ class DynamoAuthStore:
             )
             items = [_device(user_id, item) for item in results]
             last = results.last_evaluated_key
-        next_cursor = _encode_cursor(last["sk"]["S"]) if last and len(items) == limit else None
+        next_cursor = ddb.encode_position("sk", last["sk"]["S"]) if last and len(items) == limit else None
         return DevicePage(items=items, next_cursor=next_cursor)
 
     # ---- completing a login ---------------------------------------------------------------------------
@@ -612,30 +576,30 @@ class DynamoAuthStore:
 
         A failed condition is never retried: it is an answer, raised as _ConditionsFailed by item name.
         """
-        for attempt in range(TRANSACTION_ATTEMPTS):
+        names: list[str] = []
+
+        def attempt_once() -> ddb.Cancellation | None:
             try:
                 # PynamoDB commits when the block ends without an exception.
                 with TransactWrite(connection=self._m.connection) as write:
                     tx = _Transaction(write)
                     build(tx)
-                return
             except TransactWriteError as exc:
-                reasons = exc.cancellation_reasons
-                failed = frozenset(
-                    name
-                    for name, reason in zip(tx.names, reasons, strict=False)
-                    if reason is not None and reason.code == "ConditionalCheckFailed"
+                names[:] = tx.names
+                reasons = tuple(
+                    None if reason is None or reason.code in (None, "None") else reason.code
+                    for reason in exc.cancellation_reasons
                 )
-                if failed:
-                    raise _ConditionsFailed(failed) from exc
-                retryable = exc.cause_response_code in _TRANSIENT_CODES or any(
-                    reason is not None and reason.code in _RETRYABLE_REASONS for reason in reasons
-                )
-                if not retryable:
-                    raise _error_of(exc) from exc
-                if attempt + 1 == TRANSACTION_ATTEMPTS:
-                    raise ConcurrentModification("the transaction kept losing to concurrent writes") from exc
-                self._sleep(random.uniform(0, TRANSACTION_BACKOFF_S * 2**attempt))  # noqa: S311 - jitter
+                return ddb.Cancellation(exc.cause_response_code, reasons, exc)
+            return None
+
+        failed = ddb.commit_with_retry(attempt_once, backoff=self._backoff, error=_cancelled)
+        if failed:
+            raise _ConditionsFailed(frozenset(names[i] for i in failed if i < len(names)))
+
+
+def _cancelled(cancellation: ddb.Cancellation) -> VaultPayError:
+    return ddb.translate(cancellation.code, "TransactWriteItems", "the auth table", cause=cancellation.cause)
 
 
 @contextmanager
@@ -650,12 +614,7 @@ def _translated() -> Iterator[None]:
 
 
 def _error_of(exc: PynamoDBException) -> VaultPayError:
-    code = exc.cause_response_code or ""
-    if code == "ConditionalCheckFailedException":
-        return ConcurrentModification("a conditional write found the item changed")
-    if code in _CONFIGURATION_CODES:
-        return ConfigurationError(f"DynamoDB refused the auth table operation: {code}")
-    return TransientError(f"DynamoDB failed: {code or type(exc).__name__}")
+    return ddb.translate(exc.cause_response_code, "a call", "the auth table", cause=exc)
 
 
 def _user_attributes(user: User) -> dict[str, Any]:
@@ -728,19 +687,9 @@ def _token_item(m: _Models, token: RefreshToken) -> TokenItem:
     )
 
 
-def _encode_cursor(sk: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"sk": sk}).encode("utf-8")).decode("ascii").rstrip("=")
-
-
 def _cursor_sk(cursor: str) -> str:
     """The sort key a cursor resumes after; only ever a device key under the caller's own partition."""
-    try:
-        document = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        sk = document["sk"] if isinstance(document, dict) else None
-    except (binascii.Error, ValueError, KeyError, UnicodeDecodeError):
-        sk = None
-    if not isinstance(sk, str) or not _DEVICE_SK.fullmatch(sk):
-        raise ValidationFailed(
-            "The cursor is not valid.", code="invalid_cursor", errors=[FieldError("cursor", "is not valid")]
-        )
+    sk = ddb.decode_position(cursor, "sk")
+    if not _DEVICE_SK.fullmatch(sk):
+        raise ddb.InvalidCursor()
     return sk

@@ -13,20 +13,16 @@ Layout (every item has string keys `pk`, `sk` and a `kind`):
     OUTBOX#<event_id> / OUTBOX            vaultpay.shared.outbox
 
 Amounts and history sums are DynamoDB numbers read back as exact integers (38 digits: the sum of squares of
-a million transfers of 10^12 paise fits), never floats.
+a million transfers of 10^12 paise fits), never floats. The calls, retries and error translation are
+vaultpay.shared.dynamo's `Table` (docs/persistence.md).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-
-from botocore.exceptions import BotoCoreError, ClientError
 
 from vaultpay.fraud.model import AmountHistory, Decision, FraudDecision, KnownDevice
 from vaultpay.fraud.records import (
@@ -42,13 +38,7 @@ from vaultpay.fraud.records import (
 )
 from vaultpay.fraud.service import DecisionExists, DecisionPage, ReviewChanged
 from vaultpay.shared import dynamo as ddb
-from vaultpay.shared.errors import (
-    ConcurrentModification,
-    ConfigurationError,
-    FieldError,
-    TransientError,
-    ValidationFailed,
-)
+from vaultpay.shared.errors import ConcurrentModification, ConfigurationError
 from vaultpay.shared.events import DomainEvent
 
 ALERTS_INDEX = "Alerts"
@@ -56,8 +46,6 @@ ALERTS_INDEX = "Alerts"
 PROCESSED_MARKER_TTL_S = 35 * 24 * 3600
 # Devices per user read for one evaluation; a user with more is an anomaly the rules see as "not known".
 MAX_DEVICES = 200
-TRANSACTION_ATTEMPTS = 4
-TRANSACTION_BACKOFF_S = 0.02
 # What the alerts route may read of a review: everything but the task token.
 _REVIEW_VIEW = ("transfer_id", "user_id", "status", "created_at", "correlation_id", "decision", "reviewer",
                 "note", "decided_at", "resumed")  # fmt: skip
@@ -139,10 +127,9 @@ class DynamoFraudStore:
     ) -> None:
         if not table_name:
             raise ConfigurationError("the fraud table name is not configured")
-        self._client = client
+        self._db = ddb.Table(client, table_name, sleep=sleep)
         self._table = table_name
         self._clock = clock
-        self._sleep = sleep
 
     # ---- decisions ------------------------------------------------------------------------------------
 
@@ -151,8 +138,8 @@ class DynamoFraudStore:
         return _decision(item) if item is not None else None
 
     def save_decision(self, record: DecisionRecord) -> None:
-        items = [self._put_new(_decision_item(record))]
-        items.extend(self._put_new(ddb.outbox_item(event)) for event in record.events())
+        items = [self._db.put_new(_decision_item(record))]
+        items.extend(self._db.put_new(ddb.outbox_item(event)) for event in record.events())
         if self._transact(items):
             raise DecisionExists(record.transfer_id)
 
@@ -164,7 +151,7 @@ class DynamoFraudStore:
             {"pk": pk, "sk": ddb.s("PROFILE")},
             {"pk": pk, "sk": ddb.s(f"PAYEE#{destination_account_id}")},
         ]
-        found = self._batch_get(keys, projection=None)
+        found = {(item["sk"]["S"], item["pk"]["S"]): item for item in self._db.batch_get(keys)}
         profile = found.get(("PROFILE", f"PROFILE#{user_id}"))
         history = AmountHistory()
         if profile is not None:
@@ -185,14 +172,13 @@ class DynamoFraudStore:
     def _devices(self, user_id: str) -> frozenset[KnownDevice]:
         devices: list[KnownDevice] = []
         params: dict[str, Any] = {
-            "TableName": self._table,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :device)",
             "ExpressionAttributeValues": {":pk": ddb.s(f"PROFILE#{user_id}"), ":device": ddb.s("DEVICE#")},
             "ProjectionExpression": "sk, first_seen_at, trusted",
             "ConsistentRead": True,
         }
         while len(devices) < MAX_DEVICES:
-            response = self._call("Query", lambda: self._client.query(**params))
+            response = self._db.query(**params)
             for item in response.get("Items", []):
                 devices.append(
                     KnownDevice(
@@ -210,7 +196,7 @@ class DynamoFraudStore:
     def apply_profile_event(self, event: ProfileEvent) -> bool:
         if isinstance(event, TransferEnded):
             return self._close(event.transfer_id, ReviewStatus.WAITING)
-        marker = self._put_new(
+        marker = self._db.put_new(
             {
                 "pk": ddb.s(f"EVENT#{event.event_id}"),
                 "sk": ddb.s("EVENT"),
@@ -323,24 +309,19 @@ class DynamoFraudStore:
             update += ", destination_account_id = if_not_exists(destination_account_id, :dst)"
             values[":dst"] = ddb.s(review.destination_account_id)
         try:
-            response = self._client.update_item(
-                TableName=self._table,
-                Key={"pk": ddb.s(f"REVIEW#{review.transfer_id}"), "sk": ddb.s("REVIEW")},
+            response = self._db.update(
+                {"pk": ddb.s(f"REVIEW#{review.transfer_id}"), "sk": ddb.s("REVIEW")},
                 UpdateExpression=update,
                 ConditionExpression="attribute_not_exists(pk) OR #status = :waiting",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=values,
                 ReturnValues="ALL_NEW",
             )
-        except ClientError as exc:
-            if ddb.error_code(exc) != "ConditionalCheckFailedException":
-                raise self._translate("UpdateItem", exc) from exc
+        except ddb.ConditionFailed:
             current = self.get_review(review.transfer_id)
             if current is None:
                 raise ConcurrentModification("the review changed while it was being stored") from None
             return current
-        except BotoCoreError as exc:
-            raise self._translate("UpdateItem", exc) from exc
         return _review(response["Attributes"])
 
     def get_review(self, transfer_id: str) -> Review | None:
@@ -349,15 +330,14 @@ class DynamoFraudStore:
 
     def record_event(self, event: DomainEvent) -> None:
         """An event that changes no record (a refused decision), through the outbox like every other."""
-        self._transact([self._put_new(ddb.outbox_item(event))])
+        self._db.transact([self._db.put_new(ddb.outbox_item(event))])
 
     def claim_review(
         self, transfer_id: str, *, decision: str, reviewer: str, note: str, decided_at: str
     ) -> Review:
         try:
-            response = self._client.update_item(
-                TableName=self._table,
-                Key={"pk": ddb.s(f"REVIEW#{transfer_id}"), "sk": ddb.s("REVIEW")},
+            response = self._db.update(
+                {"pk": ddb.s(f"REVIEW#{transfer_id}"), "sk": ddb.s("REVIEW")},
                 UpdateExpression=(
                     "SET #status = :decided, decision = :decision, reviewer = :reviewer, #note = :note, "
                     "decided_at = :at, updated_at = :at"
@@ -374,12 +354,8 @@ class DynamoFraudStore:
                 },
                 ReturnValues="ALL_NEW",
             )
-        except ClientError as exc:
-            if ddb.error_code(exc) == "ConditionalCheckFailedException":
-                raise ReviewChanged(transfer_id) from None
-            raise self._translate("UpdateItem", exc) from exc
-        except BotoCoreError as exc:
-            raise self._translate("UpdateItem", exc) from exc
+        except ddb.ConditionFailed:
+            raise ReviewChanged(transfer_id) from None
         return _review(response["Attributes"])
 
     def confirm_review(self, review: Review) -> None:
@@ -402,16 +378,15 @@ class DynamoFraudStore:
             }
         }
         # Confirmed already (a concurrent repeat of the same decision): nothing more to write.
-        self._transact([update, self._put_new(ddb.outbox_item(review.decided_event()))])
+        self._transact([update, self._db.put_new(ddb.outbox_item(review.decided_event()))])
 
     def close_review(self, transfer_id: str, *, expected: ReviewStatus) -> None:
         self._close(transfer_id, expected)
 
     def _close(self, transfer_id: str, expected: ReviewStatus) -> bool:
         try:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"pk": ddb.s(f"REVIEW#{transfer_id}"), "sk": ddb.s("REVIEW")},
+            self._db.update(
+                {"pk": ddb.s(f"REVIEW#{transfer_id}"), "sk": ddb.s("REVIEW")},
                 UpdateExpression="SET #status = :closed REMOVE task_token",
                 ConditionExpression="#status = :expected",
                 ExpressionAttributeNames={"#status": "status"},
@@ -420,20 +395,16 @@ class DynamoFraudStore:
                     ":expected": ddb.s(expected.value),
                 },
             )
-        except ClientError as exc:
-            if ddb.error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise self._translate("UpdateItem", exc) from exc
-        except BotoCoreError as exc:
-            raise self._translate("UpdateItem", exc) from exc
+        except ddb.ConditionFailed:
+            return False
         return True
 
     def get_reviews(self, transfer_ids: Sequence[str]) -> dict[str, Review]:
         if not transfer_ids:
             return {}
         keys = [{"pk": ddb.s(f"REVIEW#{tid}"), "sk": ddb.s("REVIEW")} for tid in dict.fromkeys(transfer_ids)]
-        found = self._batch_get(keys, projection=_REVIEW_VIEW)
-        return {item["transfer_id"]["S"]: _review(item) for item in found.values()}
+        found = self._db.batch_get(keys, projection=_REVIEW_VIEW)
+        return {item["transfer_id"]["S"]: _review(item) for item in found}
 
     # ---- alerts ---------------------------------------------------------------------------------------
 
@@ -443,13 +414,12 @@ class DynamoFraudStore:
         scope = decision or "ALL"
         partitions = [decision] if decision else [Decision.REVIEW.value, Decision.DECLINE.value]
         if cursor:
-            positions = _decode_cursor(cursor, scope, partitions)
+            positions = _decode_alerts_cursor(cursor, scope, partitions)
         else:
             positions = {partition: None for partition in partitions}
         fetched: dict[str, tuple[list[Mapping[str, Any]], bool]] = {}
         for partition, start in positions.items():
             params: dict[str, Any] = {
-                "TableName": self._table,
                 "IndexName": ALERTS_INDEX,
                 "KeyConditionExpression": "alert_decision = :d",
                 "ExpressionAttributeValues": {":d": ddb.s(partition)},
@@ -464,7 +434,7 @@ class DynamoFraudStore:
                     "alert_decision": ddb.s(partition),
                     "alert_sk": ddb.s(start),
                 }
-            response = self._query(params)
+            response = self._db.query(**params)
             fetched[partition] = (response.get("Items", []), bool(response.get("LastEvaluatedKey")))
         merged = sorted(
             (
@@ -482,120 +452,31 @@ class DynamoFraudStore:
                 following[partition] = taken[-1] if taken else positions[partition]
         return DecisionPage(
             items=[_decision(item) for _, _, item in merged],
-            next_cursor=_encode_cursor(scope, following) if following else None,
+            next_cursor=ddb.encode_cursor({"q": scope, "p": following}) if following else None,
         )
-
-    # ---- plumbing -------------------------------------------------------------------------------------
-
-    def _put_new(self, item: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "Put": {"TableName": self._table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}
-        }
 
     def _get(self, pk: str, sk: str) -> Mapping[str, Any] | None:
-        response = self._call(
-            "GetItem",
-            lambda: self._client.get_item(
-                TableName=self._table, Key={"pk": ddb.s(pk), "sk": ddb.s(sk)}, ConsistentRead=True
-            ),
-        )
-        item: Mapping[str, Any] | None = response.get("Item")
-        return item
+        return self._db.get({"pk": ddb.s(pk), "sk": ddb.s(sk)})
 
-    def _batch_get(
-        self, keys: list[dict[str, Any]], *, projection: Sequence[str] | None
-    ) -> dict[tuple[str, str], Mapping[str, Any]]:
-        """Items by (sk, pk), read consistently; unprocessed keys are retried with jitter."""
-        request: dict[str, Any] = {"Keys": keys, "ConsistentRead": True}
-        if projection is not None:
-            names = {f"#a{i}": name for i, name in enumerate(projection)}
-            request["ProjectionExpression"] = ", ".join(["pk", "sk", *names])
-            request["ExpressionAttributeNames"] = names
-        pending: dict[str, Any] = {self._table: request}
-        found: dict[tuple[str, str], Mapping[str, Any]] = {}
-        for attempt in range(5):
-            response = self._batch_get_once(pending)
-            for item in response.get("Responses", {}).get(self._table, []):
-                found[(item["sk"]["S"], item["pk"]["S"])] = item
-            pending = response.get("UnprocessedKeys") or {}
-            if not pending:
-                return found
-            self._sleep(random.uniform(0, 0.01 * 2**attempt))  # noqa: S311 - jitter, not security
-        raise TransientError("DynamoDB left keys unprocessed")
-
-    def _query(self, params: dict[str, Any]) -> Any:
-        return self._call("Query", lambda: self._client.query(**params))
-
-    def _batch_get_once(self, request: dict[str, Any]) -> Any:
-        return self._call("BatchGetItem", lambda: self._client.batch_get_item(RequestItems=request))
-
-    def _transact(self, items: list[dict[str, Any]]) -> set[int]:
-        """Commits `items`; returns the positions whose conditions failed (empty: committed)."""
-        for attempt in range(TRANSACTION_ATTEMPTS):
-            try:
-                self._client.transact_write_items(TransactItems=items)
-            except (BotoCoreError, ClientError) as exc:
-                code, reasons = ddb.error_code(exc), ddb.cancellation_reasons(exc)
-                failed = {i for i, reason in enumerate(reasons) if reason == "ConditionalCheckFailed"}
-                if failed:
-                    return failed
-                retryable = code in ddb.TRANSIENT_CODES or any(
-                    reason in ddb.RETRYABLE_REASONS for reason in reasons
-                )
-                if code is None or not retryable:
-                    raise self._translate("TransactWriteItems", exc) from exc
-                if attempt + 1 == TRANSACTION_ATTEMPTS:
-                    raise ConcurrentModification("the transaction kept losing to concurrent writes") from exc
-                self._sleep(random.uniform(0, TRANSACTION_BACKOFF_S * 2**attempt))  # noqa: S311 - jitter
-                continue
-            return set()
-        raise ConcurrentModification("the transaction kept losing to concurrent writes")
-
-    def _call(self, operation: str, call: Callable[[], Any]) -> Any:
-        try:
-            return call()
-        except (BotoCoreError, ClientError) as exc:
-            raise self._translate(operation, exc) from exc
-
-    @staticmethod
-    def _translate(operation: str, exc: Exception) -> Exception:
-        code = ddb.error_code(exc)
-        if code in ddb.CONFIGURATION_CODES:
-            return ConfigurationError(f"DynamoDB refused {operation} on the fraud table: {code}")
-        return TransientError(f"DynamoDB {operation} on the fraud table failed: {code or type(exc).__name__}")
+    def _transact(self, items: list[dict[str, Any]]) -> frozenset[int]:
+        return self._db.transact(items)
 
 
 # A cursor names the query it continues ("REVIEW", "DECLINE" or "ALL") and where each partition stopped.
 
 
-def _encode_cursor(scope: str, positions: Mapping[str, str | None]) -> str:
-    document = {"q": scope, "p": dict(positions)}
-    return base64.urlsafe_b64encode(json.dumps(document).encode("utf-8")).decode("ascii").rstrip("=")
-
-
-def _decode_cursor(cursor: str, scope: str, partitions: Sequence[str]) -> dict[str, str | None]:
-    try:
-        document = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise _invalid_cursor() from None
-    positions = document.get("p") if isinstance(document, dict) else None
-    if not isinstance(document, dict) or document.get("q") != scope or not isinstance(positions, dict):
-        raise _invalid_cursor()
+def _decode_alerts_cursor(cursor: str, scope: str, partitions: Sequence[str]) -> dict[str, str | None]:
+    document = ddb.decode_cursor(cursor)
+    positions = document.get("p")
+    if document.get("q") != scope or not isinstance(positions, dict):
+        raise ddb.InvalidCursor()
     out: dict[str, str | None] = {}
     for partition, start in positions.items():
         if partition not in partitions:
-            raise _invalid_cursor()
-        if start is not None and (
-            not isinstance(start, str) or not 1 <= len(start) <= 200 or "#tr_" not in start
-        ):
-            raise _invalid_cursor()
+            raise ddb.InvalidCursor()
+        if start is not None and "#tr_" not in ddb.position(start):
+            raise ddb.InvalidCursor()
         out[partition] = start
     if not out:
-        raise _invalid_cursor()
+        raise ddb.InvalidCursor()
     return out
-
-
-def _invalid_cursor() -> ValidationFailed:
-    return ValidationFailed(
-        "The cursor is not valid.", code="invalid_cursor", errors=[FieldError("cursor", "is not valid")]
-    )

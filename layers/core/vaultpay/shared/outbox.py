@@ -1,18 +1,15 @@
 """The transactional outbox: an event is an item in its own domain table, written in the change's transaction.
 
 Every domain table has string keys `pk` and `sk` and a stream; the relay's event filter passes only items
-whose `kind` is "outbox" (INSERTs), so nothing else in the table reaches JetStream.
+whose `kind` is "outbox" (INSERTs), so nothing else in the table reaches JetStream. The item's one shape is
+`outbox_attributes`; the low-level writers take it as attribute values (vaultpay.shared.dynamo.outbox_item),
+the PynamoDB ones as a model (vaultpay.shared.outbox_model), so neither pays for the other's imports.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import time
 from typing import Any
-
-from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute
-from pynamodb.models import Model
 
 from vaultpay.shared.events import DomainEvent
 
@@ -29,70 +26,8 @@ PENDING = "1"
 PENDING_INDEX = "OutboxPending"  # partition key `pending` (S), sort key `time` (S); template.yaml
 
 
-class OutboxItem(Model):
-    """An outbox row. Bind it to a table with `outbox_model(table_name)`."""
-
-    class Meta:
-        abstract = True
-
-    pk = UnicodeAttribute(hash_key=True)  # "OUTBOX#<event id>"
-    sk = UnicodeAttribute(range_key=True)  # "OUTBOX"
-    kind = UnicodeAttribute(default=OUTBOX_KIND)
-    event_id = UnicodeAttribute()
-    type = UnicodeAttribute()
-    source = UnicodeAttribute()
-    subject = UnicodeAttribute()
-    time = UnicodeAttribute()
-    correlation_id = UnicodeAttribute()
-    actor = UnicodeAttribute(null=True)
-    data = UnicodeAttribute()  # JSON text: DynamoDB numbers would come back as Decimals or floats
-    published = BooleanAttribute(default=False)
-    # PENDING until the relay marks the item published (which removes it): the OutboxPending index's key.
-    pending = UnicodeAttribute(null=True)
-    expires_at = NumberAttribute()  # the table's TTL attribute
-
-    def to_event(self) -> DomainEvent:
-        return DomainEvent(
-            id=self.event_id,
-            type=self.type,
-            source=self.source,
-            subject=self.subject,
-            time=self.time,
-            correlation_id=self.correlation_id,
-            actor=self.actor,
-            data=json.loads(self.data),
-        )
-
-
-@functools.cache
-def outbox_model(table_name: str) -> type[OutboxItem]:
-    """The outbox model bound to one domain table (resolved at first use, never at import)."""
-    meta = type("Meta", (), {"table_name": table_name})
-    return type(f"OutboxItem_{abs(hash(table_name))}", (OutboxItem,), {"Meta": meta})
-
-
-def outbox_item(table_name: str, event: DomainEvent, *, now: float | None = None) -> OutboxItem:
-    """The item to save in the same TransactWrite as the change that caused `event`."""
-    model = outbox_model(table_name)
-    return model(
-        pk=f"OUTBOX#{event.id}",
-        sk="OUTBOX",
-        event_id=event.id,
-        type=event.type,
-        source=event.source,
-        subject=event.subject,
-        time=event.time,
-        correlation_id=event.correlation_id,
-        actor=event.actor,
-        data=event.data_json(),
-        published=False,
-        pending=PENDING,
-        expires_at=int((now if now is not None else time.time()) + OUTBOX_RETENTION_S),
-    )
-
-
 def outbox_attributes(event: DomainEvent, *, now: float | None = None) -> dict[str, Any]:
-    """The same item as a plain attribute map, for writers that use the low-level client."""
+    """The outbox item of `event` as a plain attribute map (actor left out when there is none)."""
     return {
         "pk": f"OUTBOX#{event.id}",
         "sk": "OUTBOX",

@@ -2,29 +2,19 @@
 
 Low-level DynamoDB client, as the ledger's store: every change is one `TransactWriteItems` holding the
 transfer (conditioned on the status and version it was planned on) and its outbox events, and a failed
-condition must be told apart from a lost race, which only the per-item cancellation reasons can do.
+condition must be told apart from a lost race, which only the per-item cancellation reasons can do
+(docs/persistence.md; the calls, retries and error translation are vaultpay.shared.dynamo's `Table`).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import random
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from vaultpay.shared import dynamo as ddb
-from vaultpay.shared.errors import (
-    ConcurrentModification,
-    ConfigurationError,
-    FieldError,
-    TransientError,
-    ValidationFailed,
-)
+from vaultpay.shared.errors import ConcurrentModification, ConfigurationError
 from vaultpay.shared.events import DomainEvent
 from vaultpay.transfers.model import (
     Transfer,
@@ -35,8 +25,6 @@ from vaultpay.transfers.model import (
 )
 
 BY_SOURCE_INDEX = "BySource"
-TRANSACTION_ATTEMPTS = 4
-TRANSACTION_BACKOFF_S = 0.02
 
 
 class TransferExists(Exception):
@@ -109,6 +97,12 @@ def transfer_of(item: Mapping[str, Any]) -> Transfer:
     )
 
 
+def _transfer_key(transfer_id: str) -> dict[str, Any]:
+    if not transfer_id.startswith("tr_"):
+        raise ddb.InvalidCursor()
+    return {"pk": ddb.s(f"TRANSFER#{transfer_id}"), "sk": ddb.s("TRANSFER")}
+
+
 # ---- the store -------------------------------------------------------------------------------------------
 
 
@@ -118,53 +112,36 @@ class DynamoTransferStore:
     def __init__(self, client: Any, table_name: str, *, sleep: Callable[[float], None] = time.sleep) -> None:
         if not table_name:
             raise ConfigurationError("the transfers table name is not configured")
-        self._client = client
-        self._table = table_name
-        self._sleep = sleep
+        self._db = ddb.Table(client, table_name, sleep=sleep)
 
     def get(self, transfer_id: str) -> Transfer | None:
-        response = self._call(
-            "GetItem",
-            lambda: self._client.get_item(
-                TableName=self._table,
-                Key={"pk": ddb.s(f"TRANSFER#{transfer_id}"), "sk": ddb.s("TRANSFER")},
-                ConsistentRead=True,
-            ),
-        )
-        item = response.get("Item")
+        item = self._db.get({"pk": ddb.s(f"TRANSFER#{transfer_id}"), "sk": ddb.s("TRANSFER")})
         return transfer_of(item) if item is not None and ddb.str_attr(item, "kind") == "transfer" else None
 
     def list_by_source(self, source_account_id: str, *, limit: int, cursor: str | None) -> TransferPage:
         """Transfers sent from an account, newest first, from the BySource index (eventually consistent)."""
         params: dict[str, Any] = {
-            "TableName": self._table,
             "IndexName": BY_SOURCE_INDEX,
             "KeyConditionExpression": "source_account_id = :source",
             "ExpressionAttributeValues": {":source": ddb.s(source_account_id)},
             "ScanIndexForward": False,
-            "Limit": limit,
         }
-        if cursor:
-            created_sk = _decode_cursor(cursor)
-            transfer_id = created_sk.rpartition("#")[2]
-            if not transfer_id.startswith("tr_"):
-                raise _invalid_cursor()
-            # Rebuilt around the account asked for: a cursor can only resume inside that account's list.
-            params["ExclusiveStartKey"] = {
-                "source_account_id": ddb.s(source_account_id),
-                "created_sk": ddb.s(created_sk),
-                "pk": ddb.s(f"TRANSFER#{transfer_id}"),
-                "sk": ddb.s("TRANSFER"),
-            }
-        response = self._call("Query", lambda: self._client.query(**params))
-        items = [transfer_of(item) for item in response.get("Items", [])]
-        last = response.get("LastEvaluatedKey")
-        next_cursor = _encode_cursor(last["created_sk"]["S"]) if last and len(items) == limit else None
-        return TransferPage(items=items, next_cursor=next_cursor)
+        # Resumed around the account asked for: a cursor can only resume inside that account's list.
+        items, next_cursor = self._db.index_page(
+            params,
+            partition={"source_account_id": ddb.s(source_account_id)},
+            cursor=cursor,
+            cursor_name="t",
+            item_key=_transfer_key,
+            limit=limit,
+        )
+        return TransferPage(items=[transfer_of(item) for item in items], next_cursor=next_cursor)
 
     def create(self, transfer: Transfer, event: DomainEvent) -> None:
         """The PENDING transfer and its `initiated` event together; TransferExists if the id is taken."""
-        failed = self._transact([self._put(transfer_item(transfer)), self._put(ddb.outbox_item(event))])
+        failed = self._db.transact(
+            [self._db.put_new(transfer_item(transfer)), self._db.put_new(ddb.outbox_item(event))]
+        )
         if failed:
             if 0 in failed:
                 raise TransferExists(transfer.transfer_id)
@@ -180,82 +157,17 @@ class DynamoTransferStore:
     ) -> None:
         """The changed transfer and its events, if it still has the status and version read (else stale)."""
         items = [
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": transfer_item(transfer),
-                    "ConditionExpression": "kind = :transfer AND #status = :status AND version = :version",
-                    "ExpressionAttributeNames": {"#status": "status"},
-                    "ExpressionAttributeValues": {
-                        ":transfer": ddb.s("transfer"),
-                        ":status": ddb.s(expected_status.value),
-                        ":version": ddb.n(expected_version),
-                    },
-                }
-            },
-            *(self._put(ddb.outbox_item(event)) for event in events),
+            self._db.put_if(
+                transfer_item(transfer),
+                "kind = :transfer AND #status = :status AND version = :version",
+                names={"#status": "status"},
+                values={
+                    ":transfer": ddb.s("transfer"),
+                    ":status": ddb.s(expected_status.value),
+                    ":version": ddb.n(expected_version),
+                },
+            ),
+            *(self._db.put_new(ddb.outbox_item(event)) for event in events),
         ]
-        if self._transact(items):
+        if self._db.transact(items):
             raise StaleTransfer(transfer.transfer_id)
-
-    # ---- plumbing -------------------------------------------------------------------------------------
-
-    def _put(self, item: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "Put": {"TableName": self._table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}
-        }
-
-    def _transact(self, items: list[dict[str, Any]]) -> set[int]:
-        """Commits `items`; returns the positions whose conditions failed (empty: committed)."""
-        for attempt in range(TRANSACTION_ATTEMPTS):
-            try:
-                self._client.transact_write_items(TransactItems=items)
-            except (BotoCoreError, ClientError) as exc:
-                code, reasons = ddb.error_code(exc), ddb.cancellation_reasons(exc)
-                failed = {i for i, reason in enumerate(reasons) if reason == "ConditionalCheckFailed"}
-                if failed:
-                    return failed
-                if code is None:
-                    raise TransientError(f"DynamoDB could not be reached: {type(exc).__name__}") from exc
-                if code in ddb.CONFIGURATION_CODES:
-                    raise ConfigurationError(f"DynamoDB refused the transfer transaction: {code}") from exc
-                retryable = code in ddb.TRANSIENT_CODES or any(r in ddb.RETRYABLE_REASONS for r in reasons)
-                if not retryable:
-                    raise TransientError(f"DynamoDB failed: {code}") from exc
-                if attempt + 1 == TRANSACTION_ATTEMPTS:
-                    raise ConcurrentModification("the transaction kept losing to concurrent writes") from exc
-                self._sleep(random.uniform(0, TRANSACTION_BACKOFF_S * 2**attempt))  # noqa: S311 - jitter
-                continue
-            return set()
-        raise ConcurrentModification("the transaction kept losing to concurrent writes")
-
-    def _call(self, operation: str, call: Callable[[], Any]) -> Any:
-        try:
-            return call()
-        except (BotoCoreError, ClientError) as exc:
-            code = ddb.error_code(exc)
-            if code in ddb.CONFIGURATION_CODES:
-                raise ConfigurationError(f"DynamoDB refused {operation}: {code}") from exc
-            raise TransientError(f"DynamoDB {operation} failed: {code or type(exc).__name__}") from exc
-
-
-def _encode_cursor(created_sk: str) -> str:
-    raw = json.dumps({"t": created_sk}).encode("utf-8")
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> str:
-    try:
-        document = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        value = document.get("t") if isinstance(document, dict) else None
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        value = None
-    if not isinstance(value, str) or not 1 <= len(value) <= 200:
-        raise _invalid_cursor()
-    return value
-
-
-def _invalid_cursor() -> ValidationFailed:
-    return ValidationFailed(
-        "The cursor is not valid.", code="invalid_cursor", errors=[FieldError("cursor", "is not valid")]
-    )
