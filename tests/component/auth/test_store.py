@@ -17,7 +17,6 @@ from vaultpay.auth.model import (
     Role,
     TokenStatus,
     User,
-    rfc3339,
 )
 from vaultpay.auth.service import (
     ChallengeNotOpen,
@@ -31,6 +30,7 @@ from vaultpay.auth.service import (
 from vaultpay.auth.store import DynamoAuthStore, IntegerAttribute
 from vaultpay.shared.errors import ConcurrentModification, ValidationFailed
 from vaultpay.shared.events import DomainEvent
+from vaultpay.shared.kernel import rfc3339
 
 pytestmark = pytest.mark.component
 

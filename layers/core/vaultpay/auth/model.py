@@ -9,8 +9,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 # rfc3339 is re-exported: the identity store writes its time stamps with it.
-from vaultpay.shared.kernel import parse_timestamp, random_id, secret_token
-from vaultpay.shared.kernel import rfc3339 as rfc3339
+from vaultpay.shared.kernel import parse_timestamp, random_id, rfc3339, secret_token
 
 # docs/api.md "Authentication and identity".
 CHALLENGE_TTL_S = 300

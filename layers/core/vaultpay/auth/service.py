@@ -58,7 +58,6 @@ from vaultpay.auth.model import (
     is_user_id,
     new_user_id,
     registration_problems,
-    rfc3339,
 )
 from vaultpay.auth.tokens import (
     TokenSigner,
@@ -81,6 +80,7 @@ from vaultpay.shared.errors import (
 )
 from vaultpay.shared.events import DomainEvent
 from vaultpay.shared.fieldcrypt import mask_phone
+from vaultpay.shared.kernel import rfc3339
 from vaultpay.shared.observability import get_logger
 from vaultpay.shared.ratelimit import RateLimiter, Window
 

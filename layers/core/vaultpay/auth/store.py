@@ -36,7 +36,6 @@ from vaultpay.auth.model import (
     User,
     UserStatus,
     device_key,
-    rfc3339,
 )
 from vaultpay.auth.service import (
     ChallengeNotOpen,
@@ -52,6 +51,7 @@ from vaultpay.auth.service import (
 from vaultpay.shared import dynamo as ddb
 from vaultpay.shared.errors import ConcurrentModification, ConfigurationError, VaultPayError
 from vaultpay.shared.events import DomainEvent
+from vaultpay.shared.kernel import rfc3339
 from vaultpay.shared.outbox_model import OutboxItem, outbox_item, outbox_model
 
 # A request waits on these: fail over to the client's retry rather than hold the Lambda for half a minute

@@ -16,9 +16,7 @@ from vaultpay.shared import kernel
 from vaultpay.shared.errors import ConcurrentModification, FieldError, ValidationFailed
 
 # The amount limits are re-exported: the create route's body model states them.
-from vaultpay.shared.kernel import MAX_AMOUNT as MAX_AMOUNT
-from vaultpay.shared.kernel import MIN_AMOUNT as MIN_AMOUNT
-from vaultpay.shared.kernel import is_amount, rfc3339
+from vaultpay.shared.kernel import MAX_AMOUNT, MIN_AMOUNT, is_amount, rfc3339
 from vaultpay.shared.observability import bind_log_keys, get_logger
 from vaultpay.shared.ratelimit import RateLimiter, Window
 from vaultpay.transfers.errors import AccountNotFound, TransferNotFound
