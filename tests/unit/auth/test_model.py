@@ -22,8 +22,8 @@ from vaultpay.auth.model import (
     new_challenge_id,
     registration_problems,
 )
-from vaultpay.shared.fieldcrypt import normalise_email
 from vaultpay.shared.kernel import rfc3339
+from vaultpay.shared.pii import normalise_email
 
 pytestmark = pytest.mark.unit
 

@@ -17,7 +17,8 @@ from vaultpay.accounts.model import (
     HoldStatus,
     Movement,
 )
-from vaultpay.accounts.store import NumberTaken, Page, StaleRead
+from vaultpay.accounts.ports import NumberTaken, StaleRead
+from vaultpay.accounts.store import Page
 from vaultpay.shared.events import DomainEvent
 
 

@@ -29,6 +29,7 @@ from vaultpay.accounts.model import (
     Movement,
     open_hold_shard,
 )
+from vaultpay.accounts.ports import NumberTaken, StaleRead
 from vaultpay.shared import dynamo as ddb
 from vaultpay.shared.errors import ConcurrentModification, ConfigurationError
 from vaultpay.shared.events import DomainEvent
@@ -38,14 +39,6 @@ OPEN_HOLDS_INDEX = "OpenHolds"
 DEPOSIT_APPROVALS_INDEX = "DepositApprovals"
 # Only a PENDING_APPROVAL deposit carries `approval_queue` (this value), which puts it in the sparse index.
 APPROVAL_QUEUE = "PENDING_APPROVAL"
-
-
-class StaleRead(Exception):
-    """What a movement was planned on changed before it committed: re-read and plan again."""
-
-
-class NumberTaken(Exception):
-    """The generated account number's blind index is already claimed (draw another number)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,15 @@ from pynamodb.expressions.update import Action
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
+from vaultpay.auth.errors import (
+    ChallengeNotOpen,
+    DeviceRecordChanged,
+    EmailAlreadyRegistered,
+    FamilyRevoked,
+    RefreshTokenNotActive,
+    TotpStepAlreadyUsed,
+    UserNotFound,
+)
 from vaultpay.auth.model import (
     MAX_WRONG_CODES,
     Challenge,
@@ -37,17 +46,7 @@ from vaultpay.auth.model import (
     UserStatus,
     device_key,
 )
-from vaultpay.auth.service import (
-    ChallengeNotOpen,
-    DevicePage,
-    DeviceRecordChanged,
-    EmailAlreadyRegistered,
-    FamilyRevoked,
-    LoginCompletion,
-    RefreshTokenNotActive,
-    TotpStepAlreadyUsed,
-    UserNotFound,
-)
+from vaultpay.auth.ports import DevicePage, LoginCompletion
 from vaultpay.shared import dynamo as ddb
 from vaultpay.shared.errors import ConcurrentModification, ConfigurationError, VaultPayError
 from vaultpay.shared.events import DomainEvent
