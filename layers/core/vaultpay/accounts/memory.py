@@ -17,8 +17,7 @@ from vaultpay.accounts.model import (
     HoldStatus,
     Movement,
 )
-from vaultpay.accounts.ports import NumberTaken, StaleRead
-from vaultpay.accounts.store import Page
+from vaultpay.accounts.ports import NumberTaken, Page, StaleRead
 from vaultpay.shared.events import DomainEvent
 
 

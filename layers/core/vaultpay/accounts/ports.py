@@ -8,6 +8,7 @@ wired in vaultpay.bootstrap.accounts.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from vaultpay.accounts.model import (
@@ -59,3 +60,9 @@ class StaleRead(Exception):
 
 class NumberTaken(Exception):
     """The generated account number's blind index is already claimed (draw another number)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[Any]
+    next_cursor: str | None
