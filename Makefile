@@ -40,13 +40,15 @@ lint: code-lint
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/sam validate --lint --region us-east-1
 
-# The code half of `make lint`: ruff and mypy (the template half, cfn-lint and sam validate, takes ~30 s).
+# The code half of `make lint`: ruff, mypy and the import contracts ([tool.importlinter] in pyproject.toml);
+# the template half, cfn-lint and sam validate, takes ~30 s.
 # mypy checks the core layer, every function (each app.py by its path: pyproject.toml's [tool.mypy]), the
 # local cloud and the CLI, in one run.
 code-lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy layers/core/vaultpay functions infra/localcloud/src/localcloud infra/vaultpay_cli
+	$(BIN)/lint-imports --no-cache
 
 # The edit loop's fast tier, under a minute on 2 cores: ruff, mypy and the unit tests on every core
 # (pytest-xdist). No template validation, no emulator: `make test` runs everything.

@@ -195,7 +195,7 @@ def checkpoint(
 
 
 def _start(given: str) -> tuple[int | None, datetime | None]:
-    from vaultpay.audit.model import parse_rfc3339
+    from vaultpay.shared.kernel import parse_rfc3339
 
     if given.isascii() and given.isdigit() and int(given) >= 1:
         return int(given), None

@@ -21,12 +21,8 @@ import pytest
 from moto import mock_aws
 from support.tables import create_table
 
-from vaultpay.audit.checkpoints import (
-    KmsCheckpointKeys,
-    KmsCheckpointSigner,
-    S3CheckpointStore,
-    check_checkpoints,
-)
+from vaultpay.audit.adapters import KmsCheckpointKeys, KmsCheckpointSigner, S3CheckpointStore
+from vaultpay.audit.checkpoints import check_checkpoints
 from vaultpay.audit.model import GENESIS_HASH, AuditEntry, build_chain
 from vaultpay.audit.service import AuditService
 from vaultpay.audit.store import DynamoDBAuditStore, record_item, record_sk

@@ -13,11 +13,12 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import AfterValidator, Field, StrictInt
 
-from vaultpay.accounts.model import MAX_AMOUNT, MIN_AMOUNT, DepositStatus
+from vaultpay.accounts.model import DepositStatus
 from vaultpay.bootstrap.accounts import accounts_service
 from vaultpay.shared.errors import FieldError, ValidationFailed
 from vaultpay.shared.http import RequestModel, api_handler, make_admin_resolver, principal
 from vaultpay.shared.idempotency import Outcome, idempotency_key, idempotency_scope, idempotent_response
+from vaultpay.shared.kernel import MAX_AMOUNT, MIN_AMOUNT
 from vaultpay.shared.observability import bind_log_keys, get_tracer
 from vaultpay.shared.openapi import problems, success
 

@@ -10,10 +10,10 @@ from pydantic import AfterValidator, Field, StrictInt
 from vaultpay.bootstrap.transfers import transfers_service
 from vaultpay.shared.http import RequestModel, api_handler, make_resolver, principal
 from vaultpay.shared.idempotency import Outcome, idempotency_key, idempotency_scope, idempotent_response
+from vaultpay.shared.kernel import MAX_AMOUNT, MIN_AMOUNT
 from vaultpay.shared.observability import get_tracer
 from vaultpay.shared.openapi import problems, success
 from vaultpay.transfers.model import MAX_DESCRIPTION
-from vaultpay.transfers.service import MAX_AMOUNT, MIN_AMOUNT
 
 tracer = get_tracer()
 app = make_resolver()

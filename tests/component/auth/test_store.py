@@ -8,6 +8,14 @@ from typing import Any
 
 import pytest
 
+from vaultpay.auth.errors import (
+    ChallengeNotOpen,
+    DeviceRecordChanged,
+    EmailAlreadyRegistered,
+    FamilyRevoked,
+    RefreshTokenNotActive,
+    TotpStepAlreadyUsed,
+)
 from vaultpay.auth.model import (
     LOGIN_SUCCEEDED,
     Challenge,
@@ -17,20 +25,12 @@ from vaultpay.auth.model import (
     Role,
     TokenStatus,
     User,
-    rfc3339,
 )
-from vaultpay.auth.service import (
-    ChallengeNotOpen,
-    DeviceRecordChanged,
-    EmailAlreadyRegistered,
-    FamilyRevoked,
-    LoginCompletion,
-    RefreshTokenNotActive,
-    TotpStepAlreadyUsed,
-)
+from vaultpay.auth.ports import LoginCompletion
 from vaultpay.auth.store import DynamoAuthStore, IntegerAttribute
 from vaultpay.shared.errors import ConcurrentModification, ValidationFailed
 from vaultpay.shared.events import DomainEvent
+from vaultpay.shared.kernel import rfc3339
 
 pytestmark = pytest.mark.component
 

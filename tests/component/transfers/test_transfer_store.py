@@ -11,7 +11,8 @@ from support.tables import create_table
 
 from vaultpay.shared.errors import ValidationFailed
 from vaultpay.transfers.model import Parties, new_transfer, parse_status_event, plan_status
-from vaultpay.transfers.store import DynamoTransferStore, StaleTransfer, TransferExists
+from vaultpay.transfers.ports import StaleTransfer, TransferExists
+from vaultpay.transfers.store import DynamoTransferStore
 
 pytestmark = pytest.mark.component
 

@@ -29,8 +29,8 @@ from vaultpay.accounts.model import (
     new_account_number,
     settlement_shard,
 )
+from vaultpay.accounts.ports import StaleRead
 from vaultpay.accounts.service import AccountsService
-from vaultpay.accounts.store import StaleRead
 from vaultpay.shared.errors import ConcurrentModification, ValidationFailed
 
 pytestmark = pytest.mark.unit

@@ -21,9 +21,9 @@ from vaultpay.auth.model import (
     is_device_id,
     new_challenge_id,
     registration_problems,
-    rfc3339,
 )
-from vaultpay.shared.fieldcrypt import normalise_email
+from vaultpay.shared.kernel import rfc3339
+from vaultpay.shared.pii import normalise_email
 
 pytestmark = pytest.mark.unit
 

@@ -14,6 +14,15 @@ from typing import Any
 import pyotp
 import pytest
 
+from vaultpay.auth.errors import (
+    ChallengeNotOpen,
+    DeviceRecordChanged,
+    EmailAlreadyRegistered,
+    FamilyRevoked,
+    RefreshTokenNotActive,
+    TotpStepAlreadyUsed,
+    UserNotFound,
+)
 from vaultpay.auth.model import (
     DEVICE_MISMATCH,
     LOGIN_FAILED,
@@ -30,22 +39,8 @@ from vaultpay.auth.model import (
     User,
     UserStatus,
 )
-from vaultpay.auth.service import (
-    AuthService,
-    ChallengeNotOpen,
-    DevicePage,
-    DeviceRecordChanged,
-    EmailAlreadyRegistered,
-    FamilyRevoked,
-    LoginCompletion,
-    NewUser,
-    RefreshTokenNotActive,
-    TokenPair,
-    TotpStepAlreadyUsed,
-    UserNotFound,
-    device_id_from_event,
-    source_ip_from_event,
-)
+from vaultpay.auth.ports import DevicePage, LoginCompletion
+from vaultpay.auth.service import AuthService, NewUser, TokenPair, device_id_from_event, source_ip_from_event
 from vaultpay.auth.tokens import (
     SigningKeySet,
     generate_signing_key_document,

@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from vaultpay.fraud.config import DEFAULT_CONFIG, FraudConfig, load_fraud_config
 from vaultpay.fraud.model import (
-    MAX_AMOUNT,
     RULE_ERROR,
     AmountHistory,
     Decision,
@@ -35,6 +34,7 @@ from vaultpay.fraud.rules import (
     Velocity,
     evaluate,
 )
+from vaultpay.shared.kernel import MAX_AMOUNT
 
 pytestmark = pytest.mark.unit
 

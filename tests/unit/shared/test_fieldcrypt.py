@@ -21,10 +21,8 @@ from vaultpay.shared.fieldcrypt import (
     DecryptionFailed,
     FieldCipher,
     KmsKeyProvider,
-    mask_phone,
-    normalise_email,
-    normalise_phone,
 )
+from vaultpay.shared.pii import mask_phone, normalise_email, normalise_phone
 
 pytestmark = pytest.mark.unit
 

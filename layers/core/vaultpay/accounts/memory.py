@@ -17,7 +17,7 @@ from vaultpay.accounts.model import (
     HoldStatus,
     Movement,
 )
-from vaultpay.accounts.store import NumberTaken, Page, StaleRead
+from vaultpay.accounts.ports import NumberTaken, Page, StaleRead
 from vaultpay.shared.events import DomainEvent
 
 

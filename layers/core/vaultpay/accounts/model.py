@@ -31,9 +31,7 @@ from vaultpay.shared.errors import FieldError
 from vaultpay.shared.events import DomainEvent
 
 # The amount limits are re-exported: the deposit route's body model states them.
-from vaultpay.shared.kernel import MAX_AMOUNT as MAX_AMOUNT
-from vaultpay.shared.kernel import MIN_AMOUNT as MIN_AMOUNT
-from vaultpay.shared.kernel import Money, derived_id, is_amount, is_id, ordered_id
+from vaultpay.shared.kernel import MAX_AMOUNT, MIN_AMOUNT, Money, derived_id, is_amount, is_id, ordered_id
 
 SOURCE = "/vaultpay/accounts"
 # The bank's side of every deposit is split over this many settlement items, so that no single DynamoDB item

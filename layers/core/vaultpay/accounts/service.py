@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn
 
 from vaultpay.accounts.errors import AccountNotFound, DepositNotFound, HoldNotOpen
 from vaultpay.accounts.model import (
@@ -22,11 +22,9 @@ from vaultpay.accounts.model import (
     AccountType,
     AccountView,
     Balance,
-    Deposit,
     DepositStatus,
     DepositView,
     Done,
-    Hold,
     Movement,
     StatementPage,
     StepRequest,
@@ -46,9 +44,10 @@ from vaultpay.accounts.model import (
     plan_reserve,
     plan_settle,
 )
+from vaultpay.accounts.ports import Cipher, Index, LedgerStore, NumberTaken, StaleRead
 from vaultpay.shared import kernel
 from vaultpay.shared.errors import ConcurrentModification, FieldError, FourEyesRequired, ValidationFailed
-from vaultpay.shared.events import DomainEvent, four_eyes_refused_event
+from vaultpay.shared.events import four_eyes_refused_event
 from vaultpay.shared.kernel import rfc3339
 from vaultpay.shared.observability import bind_log_keys, get_logger
 
@@ -61,46 +60,12 @@ NUMBER_ATTEMPTS = 5
 NUMBER_CONTEXT_FIELD = "account_number"
 
 
-class LedgerStore(Protocol):
-    def get_account(self, account_id: str) -> Account | None: ...
-
-    def get_account_and_hold(
-        self, account_id: str, transfer_id: str
-    ) -> tuple[Account | None, Hold | None]: ...
-
-    def account_id_by_number_index(self, number_index: str) -> str | None: ...
-
-    def list_accounts(self, owner_id: str, *, limit: int, cursor: str | None) -> Any: ...
-
-    def list_entries(self, account_id: str, *, limit: int, cursor: str | None) -> Any: ...
-
-    def create_account(self, account: Account, event: DomainEvent) -> None: ...
-
-    def commit(self, movement: Movement) -> None: ...
-
-    def get_deposit(self, deposit_id: str) -> Deposit | None: ...
-
-    def pending_deposits(self, *, limit: int, cursor: str | None) -> Any: ...
-
-    def expired_holds(self, now_s: int, *, limit: int) -> list[Hold]: ...
-
-
 class _Refused(Exception):
     """A four-eyes rule refused the operation: recorded as an event, then answered 403."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-class Cipher(Protocol):
-    def encrypt(self, plaintext: str, *, context: Mapping[str, str]) -> str: ...
-
-    def decrypt(self, blob: str, *, context: Mapping[str, str]) -> str: ...
-
-
-class Index(Protocol):
-    def of(self, kind: str, value: str) -> str: ...
 
 
 _FOUR_EYES_DETAIL = {
@@ -141,7 +106,6 @@ class AccountsService:
         deposit_approval_threshold: int | None = None,
     ) -> None:
         """`deposit_approval_threshold`: a deposit above it waits for a second admin (None: never)."""
-        from vaultpay.accounts.store import NumberTaken, StaleRead
 
         self._store = store
         self._cipher = cipher

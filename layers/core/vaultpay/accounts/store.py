@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from vaultpay.accounts.model import (
@@ -29,6 +28,7 @@ from vaultpay.accounts.model import (
     Movement,
     open_hold_shard,
 )
+from vaultpay.accounts.ports import NumberTaken, Page, StaleRead
 from vaultpay.shared import dynamo as ddb
 from vaultpay.shared.errors import ConcurrentModification, ConfigurationError
 from vaultpay.shared.events import DomainEvent
@@ -38,20 +38,6 @@ OPEN_HOLDS_INDEX = "OpenHolds"
 DEPOSIT_APPROVALS_INDEX = "DepositApprovals"
 # Only a PENDING_APPROVAL deposit carries `approval_queue` (this value), which puts it in the sparse index.
 APPROVAL_QUEUE = "PENDING_APPROVAL"
-
-
-class StaleRead(Exception):
-    """What a movement was planned on changed before it committed: re-read and plan again."""
-
-
-class NumberTaken(Exception):
-    """The generated account number's blind index is already claimed (draw another number)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    items: list[Any]
-    next_cursor: str | None
 
 
 # ---- attribute values ------------------------------------------------------------------------------------

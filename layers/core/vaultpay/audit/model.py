@@ -31,8 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # parse_rfc3339 is re-exported: the operator CLI reads its time filters with it.
-from vaultpay.shared.kernel import format_timestamp
-from vaultpay.shared.kernel import parse_rfc3339 as parse_rfc3339
+from vaultpay.shared.kernel import format_timestamp, parse_rfc3339
 from vaultpay.shared.strict_json import strict_loads
 
 GENESIS_HASH = "0" * 64

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from vaultpay.audit.checkpoints import (
-    CheckedCheckpoint,
-    Checkpoint,
-    CheckpointSigner,
-    new_checkpoint,
-)
+from vaultpay.audit.checkpoints import CheckedCheckpoint, Checkpoint, new_checkpoint
 from vaultpay.audit.errors import AuditWriteRejected
 from vaultpay.audit.model import (
     REASON_CHECKPOINT_INVALID,
@@ -25,9 +20,7 @@ from vaultpay.audit.model import (
     ChainAnchor,
     ChainHead,
     InvalidEvent,
-    MalformedRecord,
     QueryPosition,
-    RecordPage,
     VerifyResult,
     canonical_json,
     entry_from_cloudevent,
@@ -35,6 +28,7 @@ from vaultpay.audit.model import (
     normalize_timestamp,
     verify_chain,
 )
+from vaultpay.audit.ports import AuditStore, CheckpointSigner, CheckpointWriter
 from vaultpay.shared.errors import FieldError, Forbidden, ValidationFailed
 from vaultpay.shared.kernel import rfc3339
 
@@ -44,18 +38,6 @@ MAX_LIMIT = 100
 MAX_FILTER_LENGTH = 128
 _CURSOR_VERSION = 1
 MAX_CURSOR_LENGTH = 512
-
-
-class AuditStore(Protocol):
-    """The port the service needs; vaultpay.audit.store.DynamoDBAuditStore is the real one."""
-
-    def head(self) -> ChainHead: ...
-
-    def append(self, entries: Sequence[AuditEntry]) -> list[AppendOutcome]: ...
-
-    def records(self) -> Iterator[AuditRecord | MalformedRecord]: ...
-
-    def query(self, query: AuditFilter, *, limit: int, after: QueryPosition | None = None) -> RecordPage: ...
 
 
 class InvalidAuditEvent(ValidationFailed):
@@ -93,10 +75,6 @@ class AuditPage:
 
     def to_body(self) -> dict[str, Any]:
         return {"items": [record.to_dict() for record in self.items], "next_cursor": self.next_cursor}
-
-
-class CheckpointWriter(Protocol):
-    def put(self, checkpoint: Checkpoint) -> bool: ...
 
 
 class AuditService:

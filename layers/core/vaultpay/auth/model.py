@@ -9,8 +9,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 # rfc3339 is re-exported: the identity store writes its time stamps with it.
-from vaultpay.shared.kernel import parse_timestamp, random_id, secret_token
-from vaultpay.shared.kernel import rfc3339 as rfc3339
+from vaultpay.shared.kernel import parse_timestamp, random_id, rfc3339, secret_token
 
 # docs/api.md "Authentication and identity".
 CHALLENGE_TTL_S = 300
@@ -36,7 +35,7 @@ DEVICE_MISMATCH = "vaultpay.auth.device.mismatch"
 USER_DISABLED = "vaultpay.auth.user.disabled"
 USER_ENABLED = "vaultpay.auth.user.enabled"
 
-# The same rule as fieldcrypt.normalise_phone, repeated here because the model imports nothing of ours.
+# The same rule as vaultpay.shared.pii.normalise_phone, repeated: the model imports only the kernel.
 _E164 = re.compile(r"\+[1-9][0-9]{7,14}")
 # Deliberately plain: one @, no spaces or controls, a dotted domain of LDH labels. Whether the mailbox
 # exists is not knowable here; what matters is that the same address always normalises the same way.

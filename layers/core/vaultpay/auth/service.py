@@ -25,11 +25,20 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn
 
 from vaultpay.auth import totp
+from vaultpay.auth.errors import (
+    ChallengeNotOpen,
+    DeviceRecordChanged,
+    EmailAlreadyRegistered,
+    FamilyRevoked,
+    RefreshTokenNotActive,
+    TotpStepAlreadyUsed,
+    UserNotFound,
+)
 from vaultpay.auth.model import (
     ACCESS_TOKEN_TTL_S,
     CHALLENGE_TTL_S,
@@ -58,7 +67,14 @@ from vaultpay.auth.model import (
     is_user_id,
     new_user_id,
     registration_problems,
-    rfc3339,
+)
+from vaultpay.auth.ports import (
+    AuthStore,
+    DevicePage,
+    FieldEncryption,
+    Indexer,
+    LoginCompletion,
+    PasswordHasher,
 )
 from vaultpay.auth.tokens import (
     TokenSigner,
@@ -70,18 +86,17 @@ from vaultpay.auth.tokens import (
 from vaultpay.shared import kernel
 from vaultpay.shared.errors import (
     BadRequest,
-    ConcurrentModification,
     Conflict,
     FieldError,
     Forbidden,
-    NotFound,
     RateLimited,
     Unauthorized,
     ValidationFailed,
 )
 from vaultpay.shared.events import DomainEvent
-from vaultpay.shared.fieldcrypt import mask_phone
+from vaultpay.shared.kernel import rfc3339
 from vaultpay.shared.observability import get_logger
+from vaultpay.shared.pii import mask_phone
 from vaultpay.shared.ratelimit import RateLimiter, Window
 
 TOKEN_TYPE = "Bearer"  # noqa: S105 - the OAuth token_type, not a secret
@@ -115,154 +130,6 @@ class RateLimits:
     challenges_user: Window = CHALLENGES_PER_USER
     register_ip: Window = REGISTRATIONS_PER_IP
     register_global: Window = REGISTRATIONS_GLOBAL
-
-
-# ---- errors of the conditional writes: the store raises these, the use cases decide what they mean -------
-
-
-class WriteConflict(ConcurrentModification):
-    """A conditional write found the state changed since it was read."""
-
-
-class EmailAlreadyRegistered(WriteConflict):
-    """The email's blind index was claimed by another registration."""
-
-
-class ChallengeNotOpen(WriteConflict):
-    """The challenge was used, exhausted, expired or rebound meanwhile."""
-
-
-class TotpStepAlreadyUsed(WriteConflict):
-    """Another verification already accepted this (or a later) TOTP step for the user."""
-
-
-class DeviceRecordChanged(WriteConflict):
-    """The device record appeared or vanished since it was read; read it again."""
-
-
-class RefreshTokenNotActive(WriteConflict):
-    """The refresh token was retired (or expired) since it was read: another refresh won."""
-
-
-class FamilyRevoked(WriteConflict):
-    """The token family was revoked (or is gone) since it was read."""
-
-
-class UserNotFound(NotFound):
-    """No user has this id (an admin operation named one)."""
-
-    code = "user_not_found"
-
-
-# ---- ports -----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class LoginCompletion:
-    """Everything a successful MFA verification commits at once."""
-
-    challenge: Challenge
-    user_id: str
-    totp_step: int
-    device: Device
-    device_is_new: bool
-    family: RefreshFamily
-    token: RefreshToken
-    event: DomainEvent
-    now: float
-
-
-@dataclass(frozen=True, slots=True)
-class DevicePage:
-    items: Sequence[Device]
-    next_cursor: str | None
-
-
-class AuthStore(Protocol):
-    """The auth table. Every method that writes more than one item writes them in one transaction."""
-
-    def email_registered(self, email_index: str) -> bool: ...
-
-    def create_user(self, user: User, event: DomainEvent) -> None:
-        """Profile, email claim and event; EmailAlreadyRegistered if the email index is claimed."""
-        ...
-
-    def find_user_by_email(self, email_index: str) -> User | None:
-        """The user holding the email; costs the same reads whether or not there is one."""
-        ...
-
-    def get_user(self, user_id: str) -> User | None: ...
-
-    def update_password_hash(self, user_id: str, password_hash: str) -> None: ...
-
-    def add_challenge(self, challenge: Challenge) -> None: ...
-
-    def get_challenge(self, challenge_id: str) -> Challenge | None: ...
-
-    def record_wrong_code(self, challenge_id: str, event: DomainEvent) -> None:
-        """One more wrong code on the challenge, and its event."""
-        ...
-
-    def get_device(self, user_id: str, device_id: str) -> Device | None: ...
-
-    def list_devices(self, user_id: str, *, limit: int, cursor: str | None) -> DevicePage: ...
-
-    def complete_login(self, completion: LoginCompletion) -> None:
-        """Consumes the challenge, records the TOTP step, the device, the family, the token and the event.
-
-        ChallengeNotOpen, TotpStepAlreadyUsed or DeviceRecordChanged when a condition no longer holds.
-        """
-        ...
-
-    def get_refresh_token(self, token_hash: str) -> RefreshToken | None: ...
-
-    def get_family(self, family_id: str) -> RefreshFamily | None: ...
-
-    def rotate_refresh_token(self, old: RefreshToken, new: RefreshToken, *, now: float) -> None:
-        """Retires `old`, stores `new` and extends the family to `new`'s expiry.
-
-        RefreshTokenNotActive if `old` is no longer active, FamilyRevoked if the family is.
-        """
-        ...
-
-    def revoke_family(self, family_id: str, *, reason: str, now: float, event: DomainEvent | None) -> None:
-        """Marks the family revoked (idempotent) and writes `event`, if any, in the same transaction."""
-        ...
-
-    def record_event(self, event: DomainEvent) -> None: ...
-
-    def set_user_status(
-        self, user_id: str, status: UserStatus, *, sessions_ended_at: int | None, event: DomainEvent
-    ) -> None:
-        """The user's status, the end of their sessions so far when given, and the event, in one commit;
-        UserNotFound when there is no such user."""
-        ...
-
-
-class FieldEncryption(Protocol):
-    """vaultpay.shared.fieldcrypt.FieldCipher."""
-
-    def encrypt(self, plaintext: str, *, context: Mapping[str, str]) -> str: ...
-
-    def decrypt(self, blob: str, *, context: Mapping[str, str]) -> str: ...
-
-
-class Indexer(Protocol):
-    """vaultpay.shared.fieldcrypt.BlindIndex."""
-
-    def of(self, kind: str, value: str) -> str: ...
-
-
-class PasswordHasher(Protocol):
-    """The vaultpay.shared.passwords module."""
-
-    def hash_password(self, password: str) -> str: ...
-
-    def verify_password(self, stored: str, password: str) -> bool: ...
-
-    def needs_rehash(self, stored: str) -> bool: ...
-
-    def verify_against_dummy(self, password: str) -> bool: ...
 
 
 # ---- commands and results ---------------------------------------------------------------------------------

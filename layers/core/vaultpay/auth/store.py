@@ -25,6 +25,15 @@ from pynamodb.expressions.update import Action
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
+from vaultpay.auth.errors import (
+    ChallengeNotOpen,
+    DeviceRecordChanged,
+    EmailAlreadyRegistered,
+    FamilyRevoked,
+    RefreshTokenNotActive,
+    TotpStepAlreadyUsed,
+    UserNotFound,
+)
 from vaultpay.auth.model import (
     MAX_WRONG_CODES,
     Challenge,
@@ -36,22 +45,12 @@ from vaultpay.auth.model import (
     User,
     UserStatus,
     device_key,
-    rfc3339,
 )
-from vaultpay.auth.service import (
-    ChallengeNotOpen,
-    DevicePage,
-    DeviceRecordChanged,
-    EmailAlreadyRegistered,
-    FamilyRevoked,
-    LoginCompletion,
-    RefreshTokenNotActive,
-    TotpStepAlreadyUsed,
-    UserNotFound,
-)
+from vaultpay.auth.ports import DevicePage, LoginCompletion
 from vaultpay.shared import dynamo as ddb
 from vaultpay.shared.errors import ConcurrentModification, ConfigurationError, VaultPayError
 from vaultpay.shared.events import DomainEvent
+from vaultpay.shared.kernel import rfc3339
 from vaultpay.shared.outbox_model import OutboxItem, outbox_item, outbox_model
 
 # A request waits on these: fail over to the client's retry rather than hold the Lambda for half a minute

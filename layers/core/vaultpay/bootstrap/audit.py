@@ -9,7 +9,8 @@ from vaultpay.shared.lazy import cached
 from vaultpay.shared.observability import get_logger
 
 if TYPE_CHECKING:
-    from vaultpay.audit.checkpoints import CheckedCheckpoint, Checkpoint, KmsCheckpointKeys
+    from vaultpay.audit.adapters import KmsCheckpointKeys
+    from vaultpay.audit.checkpoints import CheckedCheckpoint, Checkpoint
     from vaultpay.audit.consumer import ConsumeReport
     from vaultpay.audit.model import VerifyResult
     from vaultpay.audit.service import AuditService
@@ -74,7 +75,8 @@ def consume_pending(remaining_ms: Callable[[], int]) -> ConsumeReport:
 
 def checked_checkpoints() -> list[CheckedCheckpoint]:
     """Every stored checkpoint with its signature checked ([] when no bucket is configured)."""
-    from vaultpay.audit.checkpoints import S3CheckpointStore, check_checkpoints
+    from vaultpay.audit.adapters import S3CheckpointStore
+    from vaultpay.audit.checkpoints import check_checkpoints
     from vaultpay.bootstrap.settings import checkpoint_settings
 
     settings = checkpoint_settings()
@@ -86,7 +88,7 @@ def checked_checkpoints() -> list[CheckedCheckpoint]:
 
 @cached
 def _trusted_keys(kms: object, key_ids: tuple[str, ...]) -> KmsCheckpointKeys:
-    from vaultpay.audit.checkpoints import KmsCheckpointKeys
+    from vaultpay.audit.adapters import KmsCheckpointKeys
 
     return KmsCheckpointKeys(kms, key_ids)
 
@@ -101,7 +103,7 @@ def verify_and_checkpoint(*, sign: bool) -> tuple[VerifyResult, Checkpoint | Non
     sign its head and store it as the next checkpoint."""
     import time
 
-    from vaultpay.audit.checkpoints import KmsCheckpointSigner, S3CheckpointStore
+    from vaultpay.audit.adapters import KmsCheckpointSigner, S3CheckpointStore
     from vaultpay.bootstrap.settings import checkpoint_settings
 
     result = verify_with_checkpoints()

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from vaultpay.fraud.config import DEFAULT_CONFIG, FraudConfig, InvalidFraudConfig, load_fraud_config
-from vaultpay.fraud.service import TaskClosed
+from vaultpay.fraud.ports import TaskClosed
 from vaultpay.shared.errors import ConfigurationError, TransientError
 from vaultpay.shared.observability import get_logger
 

@@ -23,8 +23,9 @@ from pydantic import (
     model_validator,
 )
 
-from vaultpay.fraud.model import MAX_AMOUNT, MAX_SCORE
+from vaultpay.fraud.model import MAX_SCORE
 from vaultpay.shared.errors import ConfigurationError, FieldError
+from vaultpay.shared.kernel import MAX_AMOUNT
 
 Score = Annotated[int, Field(ge=0, le=MAX_SCORE)]
 Threshold = Annotated[int, Field(ge=1, le=MAX_SCORE)]

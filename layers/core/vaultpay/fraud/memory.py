@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vaultpay.fraud.model import AmountHistory, Decision, KnownDevice
+from vaultpay.fraud.ports import DecisionExists, DecisionPage, ReviewChanged, TaskClosed
 from vaultpay.fraud.records import (
     DecisionRecord,
     DeviceSeen,
@@ -19,7 +20,6 @@ from vaultpay.fraud.records import (
     TransferCompleted,
     TransferEnded,
 )
-from vaultpay.fraud.service import DecisionExists, DecisionPage, ReviewChanged, TaskClosed
 from vaultpay.shared.errors import TransientError
 from vaultpay.shared.events import DomainEvent
 

@@ -18,8 +18,7 @@ from fractions import Fraction
 from typing import Any
 
 # MAX_AMOUNT is re-exported: the rules' configuration bounds its amounts with it.
-from vaultpay.shared.kernel import MAX_AMOUNT as MAX_AMOUNT
-from vaultpay.shared.kernel import is_amount
+from vaultpay.shared.kernel import MAX_AMOUNT, is_amount
 
 MAX_SCORE = 100
 MAX_REASON_LENGTH = 200

@@ -14,10 +14,10 @@ from enum import StrEnum
 from typing import Any
 
 from vaultpay.fraud.errors import InvalidStepInput
-from vaultpay.fraud.model import MAX_AMOUNT, AmountHistory, FraudDecision, KnownDevice
+from vaultpay.fraud.model import AmountHistory, FraudDecision, KnownDevice
 from vaultpay.shared.errors import FieldError
 from vaultpay.shared.events import DomainEvent
-from vaultpay.shared.kernel import epoch_seconds, is_amount
+from vaultpay.shared.kernel import MAX_AMOUNT, epoch_seconds, is_amount
 
 EVENT_SOURCE = "/vaultpay/fraud"
 CHECK_REQUESTED = "vaultpay.fraud.check.requested"

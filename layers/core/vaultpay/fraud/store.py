@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from vaultpay.fraud.model import AmountHistory, Decision, FraudDecision, KnownDevice
+from vaultpay.fraud.ports import DecisionExists, DecisionPage, ReviewChanged
 from vaultpay.fraud.records import (
     DecisionRecord,
     DeviceSeen,
@@ -36,7 +37,6 @@ from vaultpay.fraud.records import (
     TransferCompleted,
     TransferEnded,
 )
-from vaultpay.fraud.service import DecisionExists, DecisionPage, ReviewChanged
 from vaultpay.shared import dynamo as ddb
 from vaultpay.shared.errors import ConcurrentModification, ConfigurationError
 from vaultpay.shared.events import DomainEvent

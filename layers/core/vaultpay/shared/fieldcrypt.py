@@ -23,6 +23,7 @@ from vaultpay.shared.errors import (
     TransientError,
     ValidationFailed,
 )
+from vaultpay.shared.pii import normalise_email, normalise_phone
 
 FORMAT_VERSION = "fc1"
 NONCE_BYTES = 12  # 96-bit GCM nonce, random per message
@@ -48,17 +49,7 @@ DEFAULT_TTL_S = 300.0
 DEFAULT_MAX_CACHED_KEYS = 256
 
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
-_E164 = re.compile(r"\+[1-9][0-9]{7,14}")
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
-
-# E.164 country calling codes are prefix-free: 1 and 7 are the only one-digit codes, these are the
-# two-digit ones (ITU-T E.164 list), and every other code has three digits.
-_TWO_DIGIT_COUNTRY_CODES = frozenset(
-    (  # noqa: SIM905 - the ITU list, kept readable as two lines rather than forty-four
-        "20 27 30 31 32 33 34 36 39 40 41 43 44 45 46 47 48 49 51 52 53 54 55 56 57 58 "
-        "60 61 62 63 64 65 66 81 82 84 86 90 91 92 93 94 95 98"
-    ).split()
-)
 
 
 class DecryptionFailed(InfrastructureError):
@@ -290,36 +281,6 @@ class BlindIndex:
         # Kinds match [a-z0-9_]+, so the NUL separators make the encoding unambiguous.
         message = b"vaultpay-blind-index/v1\x00" + kind.encode("ascii") + b"\x00" + encoded
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()
-
-
-def normalise_email(email: str) -> str:
-    """The canonical form under which an email is unique: surrounding space removed, lower case."""
-    return email.strip().lower()
-
-
-def normalise_phone(phone: str) -> str:
-    """The phone number in E.164 (`+919876543210`); anything else is a ValidationFailed."""
-    candidate = phone.strip() if isinstance(phone, str) else ""
-    if not _E164.fullmatch(candidate):
-        # The value itself is PII: it is never repeated in the error.
-        raise ValidationFailed(
-            "phone must be in E.164 format",
-            errors=[FieldError("phone", "must be in E.164 format, e.g. +919876543210")],
-        )
-    return candidate
-
-
-def mask_phone(phone: str) -> str:
-    """`+919876543210` → `+91******3210`: the country code and the last four digits stay visible."""
-    digits = normalise_phone(phone)[1:]
-    if digits[0] in "17":
-        country_len = 1
-    elif digits[:2] in _TWO_DIGIT_COUNTRY_CODES:
-        country_len = 2
-    else:
-        country_len = 3
-    national = digits[country_len:]
-    return "+" + digits[:country_len] + "*" * (len(national) - 4) + national[-4:]
 
 
 _NORMALISERS: Mapping[str, Callable[[str], str]] = {"email": normalise_email, "phone": normalise_phone}

@@ -68,19 +68,6 @@ def kms_public_key(client: Any, key_id: str) -> EllipticCurvePublicKey:
     return key
 
 
-def verify_ecdsa(public_key: EllipticCurvePublicKey, signature: bytes, message: bytes) -> bool:
-    """Whether `signature` (DER) is the key's ECDSA-SHA256 signature of `message`."""
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    try:
-        public_key.verify(signature, message, ec.ECDSA(hashes.SHA256()))
-    except (InvalidSignature, ValueError):
-        return False
-    return True
-
-
 def kms_call(operation: str, key_id: str, call: Callable[[], Any]) -> Any:
     """`call`, with KMS's refusals as ConfigurationError and its failures as TransientError."""
     from botocore.exceptions import BotoCoreError, ClientError

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from vaultpay.shared.events import DomainEvent
 from vaultpay.transfers.model import Transfer, TransferPage, TransferStatus
-from vaultpay.transfers.store import StaleTransfer, TransferExists
+from vaultpay.transfers.ports import StaleTransfer, TransferExists
 
 
 @dataclass

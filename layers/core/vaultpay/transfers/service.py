@@ -10,24 +10,20 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from vaultpay.shared import kernel
 from vaultpay.shared.errors import ConcurrentModification, FieldError, ValidationFailed
 
 # The amount limits are re-exported: the create route's body model states them.
-from vaultpay.shared.kernel import MAX_AMOUNT as MAX_AMOUNT
-from vaultpay.shared.kernel import MIN_AMOUNT as MIN_AMOUNT
-from vaultpay.shared.kernel import is_amount, rfc3339
+from vaultpay.shared.kernel import MAX_AMOUNT, MIN_AMOUNT, is_amount, rfc3339
 from vaultpay.shared.observability import bind_log_keys, get_logger
 from vaultpay.shared.ratelimit import RateLimiter, Window
 from vaultpay.transfers.errors import AccountNotFound, TransferNotFound
 from vaultpay.transfers.model import (
     Op,
-    Parties,
     Transfer,
     TransferPage,
-    TransferStatus,
     Unchanged,
     description_problem,
     is_account_id,
@@ -37,47 +33,13 @@ from vaultpay.transfers.model import (
     plan_status,
     transfer_id_for,
 )
+from vaultpay.transfers.ports import PartyResolver, SagaStarter, StaleTransfer, TransferExists, TransferStore
 
 # Per user: generous for a person, a wall for a script draining an account in small pieces.
 CREATE_WINDOW = Window(limit=60, period_s=60)
 RATE_LIMIT_SCOPE = "transfers"
 STATUS_ATTEMPTS = 8
 STATUS_BACKOFF_S = 0.01
-
-
-class TransferStore(Protocol):
-    def get(self, transfer_id: str) -> Transfer | None: ...
-
-    def list_by_source(self, source_account_id: str, *, limit: int, cursor: str | None) -> TransferPage: ...
-
-    def create(self, transfer: Transfer, event: Any) -> None: ...
-
-    def save(
-        self,
-        transfer: Transfer,
-        *,
-        expected_status: TransferStatus,
-        expected_version: int,
-        events: tuple[Any, ...],
-    ) -> None: ...
-
-
-class PartyResolver(Protocol):
-    """The accounts domain's answer about a transfer's parties (docs/transfers-contract.md)."""
-
-    def resolve(
-        self, *, owner_id: str, source_account_id: str, destination_account_number: str, currency: str
-    ) -> Parties:
-        """Both parties, or the party error (AccountNotFound, DestinationNotFound, SameAccount, ...)."""
-        ...
-
-    def owns(self, *, owner_id: str, account_id: str) -> bool: ...
-
-
-class SagaStarter(Protocol):
-    def start(self, name: str, saga_input: Mapping[str, Any]) -> bool:
-        """Starts the execution `name`; False when it already exists (a repeat), never a second run."""
-        ...
 
 
 class TransfersService:
@@ -92,7 +54,6 @@ class TransfersService:
         clock: Callable[[], float] = kernel.now,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        from vaultpay.transfers.store import StaleTransfer, TransferExists
 
         self._store = store
         self._parties = parties

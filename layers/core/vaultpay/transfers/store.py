@@ -23,16 +23,9 @@ from vaultpay.transfers.model import (
     steps_from_json,
     steps_json,
 )
+from vaultpay.transfers.ports import StaleTransfer, TransferExists
 
 BY_SOURCE_INDEX = "BySource"
-
-
-class TransferExists(Exception):
-    """A transfer with this id is already stored (a repeat of the same POST, or a race with it)."""
-
-
-class StaleTransfer(Exception):
-    """The transfer changed since it was read: re-read and plan again."""
 
 
 # ---- attribute values ------------------------------------------------------------------------------------
