@@ -158,6 +158,20 @@ def test_a_custom_validator_in_a_mixin_reports_under_the_variable_name() -> None
     assert Port.load({}).port == 8080
 
 
+def _in_a_fresh_interpreter(code: str, without: tuple[str, ...] = ()) -> str:
+    """The output of `code` run by a new interpreter on this tree's core layer, without `without` set."""
+    env = {k: v for k, v in os.environ.items() if k not in (*without, "PYTHONPATH")}
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT / "layers" / "core")],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
 def test_settings_are_validated_at_first_use_not_at_import() -> None:
     # Given a fresh interpreter and an environment without AUDIT_TABLE or NATS_URL
     code = (
@@ -169,17 +183,8 @@ def test_settings_are_validated_at_first_use_not_at_import() -> None:
         "except Exception as exc:\n"
         "    print(type(exc).__name__, exc)\n"
     )
-    env = {k: v for k, v in os.environ.items() if k not in ("AUDIT_TABLE", "NATS_URL", "PYTHONPATH")}
     # When the composition root's modules are imported, and then a builder is called
-    done = subprocess.run(
-        [sys.executable, "-c", code, str(ROOT / "layers" / "core")],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    imported, failure = done.stdout.strip().splitlines()
+    imported, failure = _in_a_fresh_interpreter(code, without=("AUDIT_TABLE", "NATS_URL")).splitlines()
     # Then importing read nothing (not even pydantic), and the first use failed naming the variable
     assert imported == "[]"
     assert failure == "ConfigurationError invalid settings: AUDIT_TABLE is not set"
@@ -207,18 +212,10 @@ def test_no_function_imports_pydantic_to_read_its_settings() -> None:
         "IdempotencyTable.load(os.environ)\n"
         "print(len(read), 'pydantic' in sys.modules)\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     # When every family's settings are read
-    done = subprocess.run(
-        [sys.executable, "-c", code, str(ROOT / "layers" / "core")],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    output = _in_a_fresh_interpreter(code)
     # Then all eleven were read and none of them loaded pydantic
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["11", "False"]
+    assert output.split() == ["11", "False"]
 
 
 def test_an_integer_that_is_not_one_is_refused_without_repeating_it() -> None:
