@@ -1,15 +1,14 @@
 """Each function family's settings model, composed from the resource mixins of vaultpay.shared.settings.
 
-Imported by the builders at first use, never by a handler at import: pydantic is a third of a small
-function's cold start, paid here only by an invocation that needs a setting.
+Imported by the builders at first use, never by a handler at import: a function that never needs a setting
+never reads one.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import TYPE_CHECKING, TypeVar
-
-from pydantic import Field, PrivateAttr, model_validator
 
 from vaultpay.shared.errors import ConfigurationError
 from vaultpay.shared.lazy import cached
@@ -26,11 +25,17 @@ from vaultpay.shared.settings import (
     OutboxTables,
     PiiKey,
     RateLimitTable,
+    Stage,
     StageName,
     TokenClaims,
     TokenKeys,
     TransfersTable,
     Version,
+    env,
+    integer,
+    number,
+    stage_name,
+    validator,
 )
 
 if TYPE_CHECKING:
@@ -39,29 +44,26 @@ if TYPE_CHECKING:
 _S = TypeVar("_S", bound=EnvSettings)
 
 
-class NatsServer(EnvSettings):
+class NatsServer(Stage):
     """NATS_URL (one URL, or several comma-separated for a cluster), NATS_CREDENTIALS_SECRET_ARN (the
     function's own NATS user) and NATS_TLS_CA, checked by vaultpay.events.jetstream's rules (which refuse a
     loopback or plain-text server outside the local stage) when the model is read."""
 
-    nats_url: str = Field(alias="NATS_URL")
-    stage: StageName = Field(alias="STAGE", default="local")
-    nats_credentials_secret_arn: str | None = Field(alias="NATS_CREDENTIALS_SECRET_ARN", default=None)
-    nats_tls_ca: str | None = Field(alias="NATS_TLS_CA", default=None, repr=False)
-    _nats: NatsSettings = PrivateAttr()
+    nats_url: str = env("NATS_URL")
+    nats_credentials_secret_arn: str | None = env("NATS_CREDENTIALS_SECRET_ARN", default=None)
+    nats_tls_ca: str | None = env("NATS_TLS_CA", default=None, secret=True)
 
-    @model_validator(mode="after")
-    def _nats_rules(self) -> NatsServer:
+    @validator
+    def _nats_rules(self) -> None:
+        # Read now, so a model that loads is one whose NATS servers are usable; the rules raise
+        # ConfigurationError naming the variable and never echo a URL (it may hold a password).
+        self.nats  # noqa: B018
+
+    @functools.cached_property
+    def nats(self) -> NatsSettings:
         from vaultpay.events.jetstream import NatsSettings
 
-        # ConfigurationError, not ValueError: pydantic lets it through with its message, which names the
-        # variable and never echoes a URL (it may hold a password).
-        self._nats = NatsSettings.from_environ(self.nats_environ)
-        return self
-
-    @property
-    def nats(self) -> NatsSettings:
-        return self._nats
+        return NatsSettings.from_environ(self.nats_environ)
 
     @property
     def nats_environ(self) -> dict[str, str]:
@@ -80,7 +82,8 @@ class NatsServer(EnvSettings):
 class HealthSettings(Version, NatsServer):
     """GET /v1/health: the deployed version and the NATS servers to reach."""
 
-    stage: StageName = Field(alias="STAGE")  # required here: the health report is a deployment's own
+    # Required here: the health report is a deployment's own.
+    stage: StageName = env("STAGE", parse=stage_name)
 
 
 class AuthSettings(AuthTable, RateLimitTable, PiiKey, BlindIndexSecret, TokenKeys, TokenClaims):
@@ -91,15 +94,14 @@ class AuthorizerSettings(AuthTable, RateLimitTable, TokenKeys, TokenClaims):
     """The authorizer: every protected request waits for it, so everything it needs is checked at once."""
 
     # How long a "this session is still live" answer is reused (identity contract: a logout within 60 s).
-    session_check_ttl_s: float = Field(alias="SESSION_CHECK_TTL_S", default=30.0)
+    session_check_ttl_s: float = env("SESSION_CHECK_TTL_S", default=30.0, parse=number)
 
-    @model_validator(mode="after")
-    def _complete(self) -> AuthorizerSettings:
+    @validator
+    def _complete(self) -> None:
         names = ("auth_table", "rate_limit_table", "token_signing_key_id", "token_issuer", "token_audience")
         missing = [self.variable(name) for name in names if getattr(self, name) is None]
         if missing:
             raise ConfigurationError("invalid settings: " + "; ".join(f"{m} is not set" for m in missing))
-        return self
 
 
 DEFAULT_DEPOSIT_APPROVAL_THRESHOLD = 10_000_000  # paise: 1 lakh rupees
@@ -109,8 +111,8 @@ class AccountsSettings(AccountsTable, AccountNumberKeys, Currencies):
     """The accounts functions (docs/accounts-contract.md)."""
 
     # A deposit above this many minor units waits for a second admin (template DepositApprovalThreshold).
-    deposit_approval_threshold: int = Field(
-        alias="DEPOSIT_APPROVAL_THRESHOLD", default=DEFAULT_DEPOSIT_APPROVAL_THRESHOLD, ge=0
+    deposit_approval_threshold: int = env(
+        "DEPOSIT_APPROVAL_THRESHOLD", default=DEFAULT_DEPOSIT_APPROVAL_THRESHOLD, parse=integer(minimum=0)
     )
 
 
@@ -121,15 +123,15 @@ class ReconcileSettings(AccountsTable):
 class TransfersSettings(TransfersTable, RateLimitTable, Currencies):
     """The transfers functions (docs/transfers-contract.md); GET needs only the table."""
 
-    resolve_parties_function: str | None = Field(alias="RESOLVE_PARTIES_FUNCTION", default=None)
-    transfer_state_machine_arn: str | None = Field(alias="TRANSFER_STATE_MACHINE_ARN", default=None)
+    resolve_parties_function: str | None = env("RESOLVE_PARTIES_FUNCTION", default=None)
+    transfer_state_machine_arn: str | None = env("TRANSFER_STATE_MACHINE_ARN", default=None)
 
 
 class FraudSettings(FraudTables, AccountsTable):
     """The fraud functions: the saga step, the review routes and the consumer each use some of these."""
 
-    fraud_config_parameter: str | None = Field(alias="FRAUD_CONFIG_PARAMETER", default=None)
-    transfer_status_function: str | None = Field(alias="TRANSFER_STATUS_FUNCTION", default=None)
+    fraud_config_parameter: str | None = env("FRAUD_CONFIG_PARAMETER", default=None)
+    transfer_status_function: str | None = env("TRANSFER_STATUS_FUNCTION", default=None)
 
 
 class AuditSettings(AuditTable):
@@ -140,18 +142,17 @@ class CheckpointSettings(EnvSettings):
     """Where audit checkpoints live and which keys sign and verify them. No bucket: none configured (a
     verify then checks the chain alone, and says so with `checkpoints_checked: 0`)."""
 
-    checkpoint_bucket: str | None = Field(alias="AUDIT_CHECKPOINT_BUCKET", default=None)
-    checkpoint_key_id: str | None = Field(alias="AUDIT_CHECKPOINT_KEY_ID", default=None)
-    checkpoint_verify_key_ids: str = Field(alias="AUDIT_CHECKPOINT_VERIFY_KEY_IDS", default="")
-    checkpoint_retention_days: int = Field(
-        alias="AUDIT_CHECKPOINT_RETENTION_DAYS", default=365, ge=1, le=36500
+    checkpoint_bucket: str | None = env("AUDIT_CHECKPOINT_BUCKET", default=None)
+    checkpoint_key_id: str | None = env("AUDIT_CHECKPOINT_KEY_ID", default=None)
+    checkpoint_verify_key_ids: str = env("AUDIT_CHECKPOINT_VERIFY_KEY_IDS", default="")
+    checkpoint_retention_days: int = env(
+        "AUDIT_CHECKPOINT_RETENTION_DAYS", default=365, parse=integer(minimum=1, maximum=36500)
     )
 
-    @model_validator(mode="after")
-    def _key_with_bucket(self) -> CheckpointSettings:
+    @validator
+    def _key_with_bucket(self) -> None:
         if self.checkpoint_bucket:
             self.require("checkpoint_key_id")
-        return self
 
     @property
     def verify_key_ids(self) -> tuple[str, ...]:
