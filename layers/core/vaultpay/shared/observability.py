@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -117,6 +117,24 @@ def bind_step_log_keys(event: object) -> None:
         transfer_id=loggable("transfer_id"),
         account_id=loggable("source_account_id"),
     )
+
+
+def saga_step_handler(step: Callable[[Any], dict[str, Any]]) -> Callable[[Any, Any], dict[str, Any]]:
+    """A saga step's Lambda entry point: `handler = saga_step_handler(lambda event: svc().reserve(event))`.
+
+    The state machine calls it with its JSON input, which `step` validates. Its ids are bound to the log
+    keys; the input itself is never logged (it may hold a task token) nor the answer traced. Errors
+    propagate: their class name is the Lambda errorType the state machine's Retry/Catch match on."""
+
+    def handler(event: Any, context: Any) -> dict[str, Any]:
+        bind_step_log_keys(event)
+        return step(event)
+
+    traced = get_tracer().capture_lambda_handler(capture_response=False)(handler)
+    logged: Callable[[Any, Any], dict[str, Any]] = get_logger().inject_lambda_context(
+        clear_state=True, log_event=False
+    )(traced)
+    return logged
 
 
 def publish_lag(consumer: str, *, pending: int, ack_pending: int, redelivered: int) -> None:
