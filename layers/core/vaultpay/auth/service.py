@@ -27,7 +27,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypedDict
 
 from vaultpay.auth import totp
 from vaultpay.auth.errors import (
@@ -215,6 +215,25 @@ def source_ip_from_event(event: Mapping[str, Any]) -> str:
     identity = (event.get("requestContext") or {}).get("identity") or {}
     source_ip = identity.get("sourceIp")
     return source_ip if isinstance(source_ip, str) and source_ip else "unknown"
+
+
+class RequestOrigin(TypedDict):
+    """Where a public auth request comes from: the keyword arguments of every use case that opens, uses or
+    ends a session (login, verify_mfa, refresh, logout), which bind it to a device and log its address."""
+
+    device_id: str
+    source_ip: str
+    correlation_id: str
+
+
+def request_origin(event: Mapping[str, Any], *, correlation_id: str) -> RequestOrigin:
+    """The request's device (`device_id_from_event`'s rule: BadRequest when it has none), address and
+    correlation id, for a public auth route's handler: `service.logout(token, **request_origin(...))`."""
+    return RequestOrigin(
+        device_id=device_id_from_event(event),
+        source_ip=source_ip_from_event(event),
+        correlation_id=correlation_id,
+    )
 
 
 class AuthService:
