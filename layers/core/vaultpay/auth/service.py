@@ -486,17 +486,7 @@ class AuthService:
         family = RefreshFamily.open(user_id=user.user_id, device_id=device_id, now=now)
         # Signed before the commit, so that nothing can fail between consuming the challenge and
         # answering; a commit that fails discards the token unseen.
-        access_token, _ = issue_access_token(
-            self._signer,
-            user_id=user.user_id,
-            role=user.role.value,
-            device_id=device_id,
-            issuer=self._issuer,
-            audience=self._audience,
-            now=now,
-            ttl_s=ACCESS_TOKEN_TTL_S,
-            session_id=family.family_id,
-        )
+        access_token = self._access_token(user, device_id=device_id, session_id=family.family_id, now=now)
         refresh_token = new_refresh_token()
         token = RefreshToken.issue(token_hash=refresh_token_hash(refresh_token), family=family, now=now)
         for attempt in range(_DEVICE_RACE_ATTEMPTS):
@@ -546,12 +536,7 @@ class AuthService:
                 time.sleep(random.uniform(0, 0.02 * 2**attempt))  # noqa: S311 - jitter, not a secret
         self._limiter.release(code_attempt)
         get_logger().info("login succeeded", extra={"user_id": user.user_id, "new_device": known is None})
-        return TokenPair(
-            access_token=access_token,
-            refresh_token=refresh_token,
-            expires_in=ACCESS_TOKEN_TTL_S,
-            refresh_expires_in=REFRESH_TOKEN_TTL_S,
-        )
+        return _token_pair(access_token, refresh_token)
 
     def _wrong_code(self, challenge: Challenge, *, source_ip: str, correlation_id: str) -> NoReturn:
         event = DomainEvent(
@@ -643,16 +628,8 @@ class AuthService:
         # A disabled user refreshes nothing, and a session opened before their sessions were ended stays so.
         if user is None or user.status is UserStatus.DISABLED or user.session_ended(family.opened_at):
             raise _invalid_refresh_token()
-        access_token, _ = issue_access_token(
-            self._signer,
-            user_id=user.user_id,
-            role=user.role.value,
-            device_id=record.device_id,
-            issuer=self._issuer,
-            audience=self._audience,
-            now=now,
-            ttl_s=ACCESS_TOKEN_TTL_S,
-            session_id=record.family_id,
+        access_token = self._access_token(
+            user, device_id=record.device_id, session_id=record.family_id, now=now
         )
         new_token = new_refresh_token()
         successor = RefreshToken.issue(token_hash=refresh_token_hash(new_token), family=family, now=now)
@@ -669,12 +646,7 @@ class AuthService:
         get_logger().info(
             "refresh token rotated", extra={"user_id": user.user_id, "family_id": family.family_id}
         )
-        return TokenPair(
-            access_token=access_token,
-            refresh_token=new_token,
-            expires_in=ACCESS_TOKEN_TTL_S,
-            refresh_expires_in=REFRESH_TOKEN_TTL_S,
-        )
+        return _token_pair(access_token, new_token)
 
     def logout(self, refresh_token: str, *, device_id: str, source_ip: str, correlation_id: str) -> None:
         """Revokes the token's family; an already revoked family is fine (logout is idempotent)."""
@@ -690,6 +662,21 @@ class AuthService:
         )
         self._store.revoke_family(record.family_id, reason="logout", now=now, event=None)
         get_logger().info("logged out", extra={"user_id": record.user_id, "family_id": record.family_id})
+
+    def _access_token(self, user: User, *, device_id: str, session_id: str, now: float) -> str:
+        """The user's access token for one session (its refresh family), bound to its device."""
+        token, _ = issue_access_token(
+            self._signer,
+            user_id=user.user_id,
+            role=user.role.value,
+            device_id=device_id,
+            issuer=self._issuer,
+            audience=self._audience,
+            now=now,
+            ttl_s=ACCESS_TOKEN_TTL_S,
+            session_id=session_id,
+        )
+        return token
 
     def _presented_token(self, refresh_token: str, *, now: float) -> RefreshToken:
         try:
@@ -783,6 +770,15 @@ class AuthService:
 
     def devices(self, user_id: str, *, limit: int = 20, cursor: str | None = None) -> DevicePage:
         return self._store.list_devices(user_id, limit=limit, cursor=cursor)
+
+
+def _token_pair(access_token: str, refresh_token: str) -> TokenPair:
+    return TokenPair(
+        access_token=access_token,
+        refresh_token=refresh_token,
+        expires_in=ACCESS_TOKEN_TTL_S,
+        refresh_expires_in=REFRESH_TOKEN_TTL_S,
+    )
 
 
 def _device_mismatch(
