@@ -137,6 +137,38 @@ def saga_step_handler(step: Callable[[Any], dict[str, Any]]) -> Callable[[Any, A
     return logged
 
 
+def scheduled_handler(
+    run: Callable[[Any], dict[str, Any]],
+    *,
+    counts: Mapping[str, str] | None = None,
+    finished: str | None = None,
+) -> Callable[[Any, Any], dict[str, Any]]:
+    """A scheduled function's Lambda entry point: `handler = scheduled_handler(lambda context: ...)`.
+
+    The scheduled event carries nothing a run needs, so `run` gets only the Lambda context (its remaining
+    time). Its answer is the run's report: each `counts` entry (metric name: report key) goes out as a Count
+    metric, and the report is logged under the `finished` message. The event is never logged nor the
+    answer traced; the metrics are flushed even when the run fails."""
+
+    def handler(event: Any, context: Any) -> dict[str, Any]:
+        report = run(context)
+        if counts:
+            from aws_lambda_powertools.metrics import MetricUnit
+
+            for name, key in counts.items():
+                get_metrics().add_metric(name=name, unit=MetricUnit.Count, value=report[key])
+        if finished is not None:
+            get_logger().info(finished, extra=report)
+        return report
+
+    measured = get_metrics().log_metrics(handler)
+    traced = get_tracer().capture_lambda_handler(capture_response=False)(measured)
+    logged: Callable[[Any, Any], dict[str, Any]] = get_logger().inject_lambda_context(clear_state=True)(
+        traced
+    )
+    return logged
+
+
 def publish_lag(consumer: str, *, pending: int, ack_pending: int, redelivered: int) -> None:
     """A JetStream consumer's backlog (`ConsumerPending`, `ConsumerAckPending`, `ConsumerRedelivered`), one
     metric each with the `consumer` dimension, apart from the function's other metrics (whose dimensions must
