@@ -16,7 +16,7 @@ from vaultpay.shared.http import (
     token_response,
 )
 from vaultpay.shared.observability import get_tracer
-from vaultpay.shared.openapi import problems, success
+from vaultpay.shared.openapi import TOKEN_PAIR_EXAMPLE, problems, success
 
 tracer = get_tracer()
 app = make_resolver()
@@ -32,13 +32,7 @@ class RefreshRequest(RequestModel):
         **success(
             200,
             "A new token pair; the refresh token sent is retired.",
-            {
-                "access_token": "eyJhbGciOiJFUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJ1c3JfMSJ9.c2ln",
-                "refresh_token": "rt_Zk9wQ2x4bE5hV1V3",
-                "token_type": "Bearer",
-                "expires_in": 900,
-                "refresh_expires_in": 604800,
-            },
+            TOKEN_PAIR_EXAMPLE,
         ),
         **problems(
             401,
