@@ -357,6 +357,45 @@ def _grants(role: dict[str, Any]) -> dict[str, set[str]]:
     return grants
 
 
+def _assert_built_from_its_folder(sam: dict[str, Any], logical_id: str, folder: str) -> None:
+    """The function's code is `folder` (functions/<domain>/<name>): app.handler, built by its Makefile."""
+    resource = sam["Resources"][logical_id]
+    assert resource["Type"] == "AWS::Serverless::Function", logical_id
+    assert resource["Metadata"] == {"BuildMethod": "makefile"}, logical_id
+    assert resource["Properties"]["CodeUri"] == f"{folder}/", logical_id
+    assert resource["Properties"]["Handler"] == "app.handler", logical_id
+    assert f"build-{logical_id}:" in (ROOT / folder / "Makefile").read_text(), logical_id
+    assert (ROOT / folder / "app.py").is_file(), logical_id
+
+
+def _assert_granted_exactly(cfn: dict[str, Any], grants: dict[str, dict[str, set[str]]]) -> None:
+    roles = _roles_by_function(cfn)
+    for function, expected in grants.items():
+        assert _grants(roles[function]) == expected, function
+
+
+def _outbox_paths(table: str) -> dict[str, dict[str, set[str]]]:
+    """What the relay and the sweeper hold on `table` beyond its outbox items: its stream and its index."""
+    return {
+        "RelayFunction": {
+            json.dumps({"Fn::Sub": f"${{{table}.Arn}}/stream/*"}): {
+                "dynamodb:DescribeStream",
+                "dynamodb:GetRecords",
+                "dynamodb:GetShardIterator",
+                "dynamodb:ListStreams",
+            }
+        },
+        "OutboxSweeperFunction": {
+            json.dumps({"Fn::Sub": f"${{{table}.Arn}}/index/OutboxPending"}): {"dynamodb:Query"}
+        },
+    }
+
+
+def _names_one_of(resources: set[str], resource_key: str) -> bool:
+    """Whether a `_grants` key is one of `resources`, its index or its stream (!Sub "${X.Arn}/...")."""
+    return resource_key in resources or any(f"${{{r}." in resource_key for r in resources)
+
+
 def test_every_identity_function_exists_with_its_contract_code_location(sam: dict[str, Any]) -> None:
     directories = {
         "RegisterFunction": "register",
@@ -373,17 +412,11 @@ def test_every_identity_function_exists_with_its_contract_code_location(sam: dic
     }
     assert set(directories) == set(IDENTITY_GRANTS)
     for logical_id, directory in directories.items():
-        resource = sam["Resources"][logical_id]
-        assert resource["Type"] == "AWS::Serverless::Function", logical_id
-        assert resource["Metadata"] == {"BuildMethod": "makefile"}, logical_id
-        assert resource["Properties"]["CodeUri"] == f"functions/auth/{directory}/", logical_id
-        assert resource["Properties"]["Handler"] == "app.handler", logical_id
+        _assert_built_from_its_folder(sam, logical_id, f"functions/auth/{directory}")
 
 
 def test_each_identity_function_is_granted_exactly_its_own_resources_and_actions(cfn: dict[str, Any]) -> None:
-    roles = _roles_by_function(cfn)
-    for function, expected in IDENTITY_GRANTS.items():
-        assert _grants(roles[function]) == expected, function
+    _assert_granted_exactly(cfn, IDENTITY_GRANTS)
 
 
 # The event path's grants on the domain tables: outbox items only (the LeadingKeys condition below).
@@ -815,49 +848,23 @@ ACCOUNTS_ENVIRONMENT = {
 }
 
 
-def _names_an_accounts_resource(resource_key: str) -> bool:
-    """Whether a `_grants` key is an accounts resource, its index or its stream (!Sub "${X.Arn}/...")."""
-    return resource_key in ACCOUNTS_RESOURCES or any(f"${{{r}." in resource_key for r in ACCOUNTS_RESOURCES)
-
-
 def test_every_accounts_function_exists_with_its_contract_code_location(sam: dict[str, Any]) -> None:
     assert set(ACCOUNTS_DIRECTORIES) == set(ACCOUNTS_ROUTES) | SAGA_STEPS | SCHEDULED | INTERNAL
     assert set(ACCOUNTS_DIRECTORIES) <= set(ACCOUNTS_GRANTS)
     for logical_id, directory in ACCOUNTS_DIRECTORIES.items():
-        resource = sam["Resources"][logical_id]
-        assert resource["Type"] == "AWS::Serverless::Function", logical_id
-        assert resource["Metadata"] == {"BuildMethod": "makefile"}, logical_id
-        assert resource["Properties"]["CodeUri"] == f"functions/accounts/{directory}/", logical_id
-        assert resource["Properties"]["Handler"] == "app.handler", logical_id
-        makefile = (ROOT / "functions" / "accounts" / directory / "Makefile").read_text()
-        assert f"build-{logical_id}:" in makefile, logical_id
-        assert (ROOT / "functions" / "accounts" / directory / "app.py").is_file(), logical_id
+        _assert_built_from_its_folder(sam, logical_id, f"functions/accounts/{directory}")
 
 
 def test_each_accounts_function_is_granted_exactly_its_own_resources_and_actions(cfn: dict[str, Any]) -> None:
-    roles = _roles_by_function(cfn)
-    for function, expected in ACCOUNTS_GRANTS.items():
-        assert _grants(roles[function]) == expected, function
+    _assert_granted_exactly(cfn, ACCOUNTS_GRANTS)
 
 
 def test_no_function_outside_accounts_touches_an_accounts_resource(cfn: dict[str, Any]) -> None:
-    outbox_paths = {
-        "RelayFunction": {
-            json.dumps({"Fn::Sub": "${AccountsTable.Arn}/stream/*"}): {
-                "dynamodb:DescribeStream",
-                "dynamodb:GetRecords",
-                "dynamodb:GetShardIterator",
-                "dynamodb:ListStreams",
-            }
-        },
-        "OutboxSweeperFunction": {
-            json.dumps({"Fn::Sub": "${AccountsTable.Arn}/index/OutboxPending"}): {"dynamodb:Query"}
-        },
-    }
+    outbox_paths = _outbox_paths("AccountsTable")
     for function, role in _roles_by_function(cfn).items():
         if function in ACCOUNTS_GRANTS:
             continue
-        touched = {k: v for k, v in _grants(role).items() if _names_an_accounts_resource(k)}
+        touched = {k: v for k, v in _grants(role).items() if _names_one_of(ACCOUNTS_RESOURCES, k)}
         if function in outbox_paths:
             # Outbox items only: the UpdateItem is held to OUTBOX#* keys (tested above).
             expected = {"AccountsTable": EVENTS_GRANTS[function]["AccountsTable"], **outbox_paths[function]}
@@ -1117,22 +1124,13 @@ TRANSFERS_ENVIRONMENT = {
 def test_every_transfers_function_exists_with_its_contract_code_location(sam: dict[str, Any]) -> None:
     assert set(TRANSFERS_DIRECTORIES) == set(TRANSFERS_GRANTS)
     for logical_id, directory in TRANSFERS_DIRECTORIES.items():
-        resource = sam["Resources"][logical_id]
-        assert resource["Type"] == "AWS::Serverless::Function", logical_id
-        assert resource["Metadata"] == {"BuildMethod": "makefile"}, logical_id
-        assert resource["Properties"]["CodeUri"] == f"functions/transfers/{directory}/", logical_id
-        assert resource["Properties"]["Handler"] == "app.handler", logical_id
-        makefile = (ROOT / "functions" / "transfers" / directory / "Makefile").read_text()
-        assert f"build-{logical_id}:" in makefile, logical_id
-        assert (ROOT / "functions" / "transfers" / directory / "app.py").is_file(), logical_id
+        _assert_built_from_its_folder(sam, logical_id, f"functions/transfers/{directory}")
 
 
 def test_each_transfers_function_is_granted_exactly_its_own_resources_and_actions(
     cfn: dict[str, Any],
 ) -> None:
-    roles = _roles_by_function(cfn)
-    for function, expected in TRANSFERS_GRANTS.items():
-        assert _grants(roles[function]) == expected, function
+    _assert_granted_exactly(cfn, TRANSFERS_GRANTS)
 
 
 def test_transfer_counters_are_the_transfer_scope_only(cfn: dict[str, Any]) -> None:
@@ -1146,27 +1144,11 @@ def test_transfer_counters_are_the_transfer_scope_only(cfn: dict[str, Any]) -> N
 
 
 def test_no_function_outside_transfers_touches_a_transfers_resource(cfn: dict[str, Any]) -> None:
-    outbox_paths = {
-        "RelayFunction": {
-            json.dumps({"Fn::Sub": "${TransfersTable.Arn}/stream/*"}): {
-                "dynamodb:DescribeStream",
-                "dynamodb:GetRecords",
-                "dynamodb:GetShardIterator",
-                "dynamodb:ListStreams",
-            }
-        },
-        "OutboxSweeperFunction": {
-            json.dumps({"Fn::Sub": "${TransfersTable.Arn}/index/OutboxPending"}): {"dynamodb:Query"}
-        },
-    }
+    outbox_paths = _outbox_paths("TransfersTable")
     for function, role in _roles_by_function(cfn).items():
         if function in TRANSFERS_GRANTS:
             continue
-        touched = {
-            k: v
-            for k, v in _grants(role).items()
-            if k in TRANSFERS_RESOURCES or any(f"${{{r}." in k for r in TRANSFERS_RESOURCES)
-        }
+        touched = {k: v for k, v in _grants(role).items() if _names_one_of(TRANSFERS_RESOURCES, k)}
         if function in outbox_paths:
             expected = {"TransfersTable": EVENTS_GRANTS[function]["TransfersTable"], **outbox_paths[function]}
             assert touched == expected, function
@@ -1179,7 +1161,7 @@ def test_transfers_functions_touch_no_identity_or_accounts_resource(cfn: dict[st
     for function in TRANSFERS_GRANTS:
         granted = set(_grants(roles[function]))
         assert not granted & IDENTITY_RESOURCES, function
-        assert not [key for key in granted if _names_an_accounts_resource(key)], function
+        assert not [key for key in granted if _names_one_of(ACCOUNTS_RESOURCES, key)], function
 
 
 def test_transfers_routes_reach_their_functions_through_the_authorizer(
@@ -1298,19 +1280,11 @@ FRAUD_RESOURCES = {"FraudTable", "FraudCountersTable"}
 def test_every_fraud_function_exists_with_its_contract_code_location(sam: dict[str, Any]) -> None:
     assert set(FRAUD_DIRECTORIES) == set(FRAUD_GRANTS)
     for logical_id, directory in FRAUD_DIRECTORIES.items():
-        resource = sam["Resources"][logical_id]
-        assert resource["Type"] == "AWS::Serverless::Function", logical_id
-        assert resource["Metadata"] == {"BuildMethod": "makefile"}, logical_id
-        assert resource["Properties"]["CodeUri"] == f"functions/fraud/{directory}/", logical_id
-        assert resource["Properties"]["Handler"] == "app.handler", logical_id
-        makefile = (ROOT / "functions" / "fraud" / directory / "Makefile").read_text()
-        assert f"build-{logical_id}:" in makefile, logical_id
+        _assert_built_from_its_folder(sam, logical_id, f"functions/fraud/{directory}")
 
 
 def test_each_fraud_function_is_granted_exactly_its_own_resources_and_actions(cfn: dict[str, Any]) -> None:
-    roles = _roles_by_function(cfn)
-    for function, expected in FRAUD_GRANTS.items():
-        assert _grants(roles[function]) == expected, function
+    _assert_granted_exactly(cfn, FRAUD_GRANTS)
 
 
 def test_no_function_outside_fraud_touches_a_fraud_resource_but_the_outbox_path(cfn: dict[str, Any]) -> None:
@@ -1319,9 +1293,7 @@ def test_no_function_outside_fraud_touches_a_fraud_resource_but_the_outbox_path(
         if function in FRAUD_GRANTS or function in outbox_only:
             continue
         touched = {
-            k: v
-            for k, v in _grants(role).items()
-            if k in FRAUD_RESOURCES or any(f"${{{r}." in k for r in FRAUD_RESOURCES) or "fraud/config" in k
+            k: v for k, v in _grants(role).items() if _names_one_of(FRAUD_RESOURCES, k) or "fraud/config" in k
         }
         assert touched == {}, function
 
@@ -1477,10 +1449,8 @@ AUDIT_CHECKPOINT_GRANTS = {
 def test_only_the_checkpoint_function_signs_and_no_function_may_delete_a_checkpoint(
     cfn: dict[str, Any],
 ) -> None:
-    roles = _roles_by_function(cfn)
-    for function, expected in AUDIT_CHECKPOINT_GRANTS.items():
-        assert _grants(roles[function]) == expected, function
-    for function, role in roles.items():
+    _assert_granted_exactly(cfn, AUDIT_CHECKPOINT_GRANTS)
+    for function, role in _roles_by_function(cfn).items():
         if function in AUDIT_CHECKPOINT_GRANTS:
             continue
         touched = {k for k in _grants(role) if "AuditCheckpoint" in k}
