@@ -655,20 +655,39 @@ def test_functions_with_their_own_composition_are_told_only_of_resources_they_ma
                 assert _resource_id(value) in granted, (function, name)
 
 
+def _keys(definition: dict[str, Any]) -> list[tuple[str, str]]:
+    """A table's or an index's KeySchema as (attribute, HASH or RANGE) pairs."""
+    return [(k["AttributeName"], k["KeyType"]) for k in definition["KeySchema"]]
+
+
+def _indexes(props: dict[str, Any]) -> dict[str, tuple[list[tuple[str, str]], dict[str, Any]]]:
+    """A table's global secondary indexes: name -> (keys, projection)."""
+    indexes = props["GlobalSecondaryIndexes"]
+    return {index["IndexName"]: (_keys(index), index["Projection"]) for index in indexes}
+
+
+# What every domain table with an outbox sets exactly as the accounts table does.
+TABLE_SETTINGS_AS_ACCOUNTS = (
+    "TimeToLiveSpecification",
+    "StreamSpecification",
+    "PointInTimeRecoverySpecification",
+    "SSESpecification",
+    "BillingMode",
+    "DeletionProtectionEnabled",
+)
+
+
 def test_the_identity_tables_match_the_contract(sam: dict[str, Any]) -> None:
     auth = sam["Resources"]["AuthTable"]
     props = auth["Properties"]
-    assert [(k["AttributeName"], k["KeyType"]) for k in props["KeySchema"]] == [
-        ("pk", "HASH"),
-        ("sk", "RANGE"),
-    ]
+    assert _keys(props) == [("pk", "HASH"), ("sk", "RANGE")]
     assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert props["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
     assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     # Users' data survives a stack deletion or a replacement
     assert auth["DeletionPolicy"] == auth["UpdateReplacePolicy"] == "Retain"
     limits = sam["Resources"]["AuthRateLimitTable"]["Properties"]
-    assert [(k["AttributeName"], k["KeyType"]) for k in limits["KeySchema"]] == [("pk", "HASH")]
+    assert _keys(limits) == [("pk", "HASH")]
     assert limits["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert "StreamSpecification" not in limits
 
@@ -957,17 +976,8 @@ def test_accounts_functions_get_the_contracts_environment(sam: dict[str, Any]) -
 def test_the_accounts_tables_match_the_contract(sam: dict[str, Any]) -> None:
     table = sam["Resources"]["AccountsTable"]
     props = table["Properties"]
-    assert [(k["AttributeName"], k["KeyType"]) for k in props["KeySchema"]] == [
-        ("pk", "HASH"),
-        ("sk", "RANGE"),
-    ]
-    indexes = {
-        index["IndexName"]: (
-            [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]],
-            index["Projection"],
-        )
-        for index in props["GlobalSecondaryIndexes"]
-    }
+    assert _keys(props) == [("pk", "HASH"), ("sk", "RANGE")]
+    indexes = _indexes(props)
     assert indexes == {
         "OutboxPending": ([("pending", "HASH"), ("time", "RANGE")], {"ProjectionType": "ALL"}),
         "ByOwner": ([("owner_id", "HASH"), ("created_sk", "RANGE")], {"ProjectionType": "ALL"}),
@@ -1014,7 +1024,7 @@ def test_the_accounts_tables_match_the_contract(sam: dict[str, Any]) -> None:
     assert set(indexes) == {BY_OWNER_INDEX, PENDING_INDEX, OPEN_HOLDS_INDEX, DEPOSIT_APPROVALS_INDEX}
 
     records = sam["Resources"]["AccountsIdempotencyTable"]["Properties"]
-    assert [(k["AttributeName"], k["KeyType"]) for k in records["KeySchema"]] == [("id", "HASH")]
+    assert _keys(records) == [("id", "HASH")]
     assert records["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
     assert records["SSESpecification"] == {"SSEEnabled": True}
     assert "StreamSpecification" not in records
@@ -1164,18 +1174,26 @@ def test_transfers_functions_touch_no_identity_or_accounts_resource(cfn: dict[st
         assert not [key for key in granted if _names_one_of(ACCOUNTS_RESOURCES, key)], function
 
 
-def test_transfers_routes_reach_their_functions_through_the_authorizer(
-    cfn: dict[str, Any], sam: dict[str, Any]
+def _assert_routed_through_the_authorizer(
+    cfn: dict[str, Any], sam: dict[str, Any], routes: dict[str, tuple[str, str]]
 ) -> None:
+    """Each function's (method, path) integrates it behind the API's one authorizer (the default, never
+    NONE)."""
     body = cfn["Resources"]["VaultPayApi"]["Properties"]["Body"]
     (authorizer,) = body["securityDefinitions"]
-    for function, (method, path) in TRANSFERS_ROUTES.items():
+    for function, (method, path) in routes.items():
         operation = body["paths"][path][method.lower()]
         assert f"{function}.Arn" in json.dumps(operation["x-amazon-apigateway-integration"]["uri"]), function
         assert operation["security"] == [{authorizer: []}], function
         props = sam["Resources"][function]["Properties"]
         (event,) = props["Events"].values()
-        assert "Auth" not in event["Properties"], function  # the default authorizer, never NONE
+        assert "Auth" not in event["Properties"], function
+
+
+def test_transfers_routes_reach_their_functions_through_the_authorizer(
+    cfn: dict[str, Any], sam: dict[str, Any]
+) -> None:
+    _assert_routed_through_the_authorizer(cfn, sam, TRANSFERS_ROUTES)
     status = sam["Resources"]["TransferStatusFunction"]["Properties"]
     assert "Events" not in status
 
@@ -1192,17 +1210,8 @@ def test_the_transfers_tables_match_the_contract(sam: dict[str, Any]) -> None:
     table = sam["Resources"]["TransfersTable"]
     props = table["Properties"]
     accounts = sam["Resources"]["AccountsTable"]["Properties"]
-    assert [(k["AttributeName"], k["KeyType"]) for k in props["KeySchema"]] == [
-        ("pk", "HASH"),
-        ("sk", "RANGE"),
-    ]
-    indexes = {
-        index["IndexName"]: (
-            [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]],
-            index["Projection"],
-        )
-        for index in props["GlobalSecondaryIndexes"]
-    }
+    assert _keys(props) == [("pk", "HASH"), ("sk", "RANGE")]
+    indexes = _indexes(props)
     assert indexes == {
         PENDING_INDEX: ([("pending", "HASH"), ("time", "RANGE")], {"ProjectionType": "ALL"}),
         BY_SOURCE_INDEX: (
@@ -1211,14 +1220,7 @@ def test_the_transfers_tables_match_the_contract(sam: dict[str, Any]) -> None:
         ),
     }
     # The outbox's TTL, stream, backups, encryption and protection exactly as the accounts table's.
-    for name in (
-        "TimeToLiveSpecification",
-        "StreamSpecification",
-        "PointInTimeRecoverySpecification",
-        "SSESpecification",
-        "BillingMode",
-        "DeletionProtectionEnabled",
-    ):
+    for name in TABLE_SETTINGS_AS_ACCOUNTS:
         assert props[name] == accounts[name], name
     assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
     records = sam["Resources"]["TransfersIdempotencyTable"]["Properties"]
@@ -1301,15 +1303,7 @@ def test_no_function_outside_fraud_touches_a_fraud_resource_but_the_outbox_path(
 def test_fraud_admin_routes_reach_their_functions_through_the_authorizer(
     cfn: dict[str, Any], sam: dict[str, Any]
 ) -> None:
-    body = cfn["Resources"]["VaultPayApi"]["Properties"]["Body"]
-    (authorizer,) = body["securityDefinitions"]
-    for function, (method, path) in FRAUD_ROUTES.items():
-        operation = body["paths"][path][method.lower()]
-        assert f"{function}.Arn" in json.dumps(operation["x-amazon-apigateway-integration"]["uri"]), function
-        assert operation["security"] == [{authorizer: []}], function
-        props = sam["Resources"][function]["Properties"]
-        (event,) = props["Events"].values()
-        assert "Auth" not in event["Properties"], function
+    _assert_routed_through_the_authorizer(cfn, sam, FRAUD_ROUTES)
     for step in ("EvaluateFraudFunction", "AwaitReviewFunction"):
         assert "Events" not in sam["Resources"][step]["Properties"], step
 
@@ -1321,26 +1315,13 @@ def test_the_fraud_tables_match_the_contract(sam: dict[str, Any]) -> None:
     table = sam["Resources"]["FraudTable"]
     props = table["Properties"]
     accounts = sam["Resources"]["AccountsTable"]["Properties"]
-    assert [(k["AttributeName"], k["KeyType"]) for k in props["KeySchema"]] == [
-        ("pk", "HASH"),
-        ("sk", "RANGE"),
-    ]
-    indexes = {
-        index["IndexName"]: [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]]
-        for index in props["GlobalSecondaryIndexes"]
-    }
+    assert _keys(props) == [("pk", "HASH"), ("sk", "RANGE")]
+    indexes = {name: keys for name, (keys, _) in _indexes(props).items()}
     assert indexes == {
         PENDING_INDEX: [("pending", "HASH"), ("time", "RANGE")],
         ALERTS_INDEX: [("alert_decision", "HASH"), ("alert_sk", "RANGE")],
     }
-    for name in (
-        "TimeToLiveSpecification",
-        "StreamSpecification",
-        "PointInTimeRecoverySpecification",
-        "SSESpecification",
-        "BillingMode",
-        "DeletionProtectionEnabled",
-    ):
+    for name in TABLE_SETTINGS_AS_ACCOUNTS:
         assert props[name] == accounts[name], name
     assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
     counters = sam["Resources"]["FraudCountersTable"]["Properties"]
