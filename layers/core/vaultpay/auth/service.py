@@ -611,15 +611,8 @@ class AuthService:
     ) -> TokenPair:
         """A new pair for an active refresh token presented from its own device; the old one retires."""
         now = self._clock()
-        record = self._presented_token(refresh_token, now=now)
-        self._guard(
-            record,
-            device_id=device_id,
-            source_ip=source_ip,
-            correlation_id=correlation_id,
-            now=now,
-            resource="/v1/auth/refresh",
-        )
+        origin = RequestOrigin(device_id=device_id, source_ip=source_ip, correlation_id=correlation_id)
+        record = self._presented_token(refresh_token, origin, resource="/v1/auth/refresh", now=now)
         self._limiter.hit("refresh", record.family_id, self._limits.refresh, now=now)
         family = self._store.get_family(record.family_id)
         if family is None or not family.usable(now):
@@ -638,9 +631,7 @@ class AuthService:
         except RefreshTokenNotActive:
             # Two refreshes with one token: at most one can be its owner. Whichever lost the race is
             # handled as theft, which also ends the winner's new token (the owner signs in again).
-            self._reuse_detected(
-                record, device_id=device_id, source_ip=source_ip, correlation_id=correlation_id, now=now
-            )
+            self._reuse_detected(record, origin, now=now)
         except FamilyRevoked:
             raise _invalid_refresh_token() from None
         get_logger().info(
@@ -651,15 +642,8 @@ class AuthService:
     def logout(self, refresh_token: str, *, device_id: str, source_ip: str, correlation_id: str) -> None:
         """Revokes the token's family; an already revoked family is fine (logout is idempotent)."""
         now = self._clock()
-        record = self._presented_token(refresh_token, now=now)
-        self._guard(
-            record,
-            device_id=device_id,
-            source_ip=source_ip,
-            correlation_id=correlation_id,
-            now=now,
-            resource="/v1/auth/logout",
-        )
+        origin = RequestOrigin(device_id=device_id, source_ip=source_ip, correlation_id=correlation_id)
+        record = self._presented_token(refresh_token, origin, resource="/v1/auth/logout", now=now)
         self._store.revoke_family(record.family_id, reason="logout", now=now, event=None)
         get_logger().info("logged out", extra={"user_id": record.user_id, "family_id": record.family_id})
 
@@ -678,7 +662,11 @@ class AuthService:
         )
         return token
 
-    def _presented_token(self, refresh_token: str, *, now: float) -> RefreshToken:
+    def _presented_token(
+        self, refresh_token: str, origin: RequestOrigin, *, resource: str, now: float
+    ) -> RefreshToken:
+        """The presented token's record, past the theft checks. They come before any rate limit, so that an
+        attacker cannot spend the owner's budget first."""
         try:
             token_hash = refresh_token_lookup_key(refresh_token)
         except Unauthorized:
@@ -687,23 +675,9 @@ class AuthService:
         # An expired token is refused like an unknown one: TTL deletes it at some point anyway.
         if record is None or record.expired(now):
             raise _invalid_refresh_token()
-        return record
-
-    def _guard(
-        self,
-        record: RefreshToken,
-        *,
-        device_id: str,
-        source_ip: str,
-        correlation_id: str,
-        now: float,
-        resource: str,
-    ) -> None:
-        """Theft checks, before any rate limit so that an attacker cannot spend the owner's budget first."""
         if record.status is TokenStatus.RETIRED:
-            self._reuse_detected(
-                record, device_id=device_id, source_ip=source_ip, correlation_id=correlation_id, now=now
-            )
+            self._reuse_detected(record, origin, now=now)
+        device_id = origin["device_id"]
         if device_id != record.device_id:
             # A refresh token lives for days: one presented from another device is treated as stolen, and
             # its family ends now rather than when the thief finds out the device id.
@@ -712,8 +686,8 @@ class AuthService:
                 expected=record.device_id,
                 presented=device_id,
                 resource=resource,
-                source_ip=source_ip,
-                correlation_id=correlation_id,
+                source_ip=origin["source_ip"],
+                correlation_id=origin["correlation_id"],
             )
             self._store.revoke_family(record.family_id, reason="device_mismatch", now=now, event=event)
             get_logger().warning(
@@ -721,22 +695,21 @@ class AuthService:
                 extra={"user_id": record.user_id, "family_id": record.family_id},
             )
             raise _device_mismatch_error()
+        return record
 
-    def _reuse_detected(
-        self, record: RefreshToken, *, device_id: str, source_ip: str, correlation_id: str, now: float
-    ) -> NoReturn:
+    def _reuse_detected(self, record: RefreshToken, origin: RequestOrigin, *, now: float) -> NoReturn:
         event = DomainEvent(
             type=TOKEN_REUSE_DETECTED,
             source=EVENT_SOURCE,
             subject=record.user_id,
             actor=None,
-            correlation_id=correlation_id,
+            correlation_id=origin["correlation_id"],
             data={
                 "user_id": record.user_id,
                 "family_id": record.family_id,
                 "token_device_id": record.device_id,
-                "presented_device_id": device_id,
-                "source_ip": source_ip,
+                "presented_device_id": origin["device_id"],
+                "source_ip": origin["source_ip"],
             },
         )
         self._store.revoke_family(record.family_id, reason="reuse", now=now, event=event)
