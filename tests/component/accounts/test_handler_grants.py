@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from support.handlers import load_handler
 from support.iam import Action, ActionRecorder
+from support.lambda_context import FakeLambdaContext
 from support.tables import create_table
 
 pytestmark = pytest.mark.component
@@ -38,14 +39,7 @@ DIRECTORIES = {
 }
 
 
-class Context:
-    function_name = "vaultpay-test-AccountsFunction"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:vaultpay-test-AccountsFunction"
-    aws_request_id = "2f1d9c6e-0000-4000-8000-00000000c0c0"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 10_000
+LAMBDA_CONTEXT = FakeLambdaContext("vaultpay-test-AccountsFunction", remaining_ms=10_000)
 
 
 def _reset_caches() -> None:
@@ -156,7 +150,7 @@ def _http(directory: str, *, body: Any = None, user: str | None = None, **change
                 deposit_id = path.split("/")[4]
                 event["resource"] = path.replace(deposit_id, "{deposit_id}")
                 event["pathParameters"] = {"deposit_id": deposit_id}
-    response = _handler(directory).handler(event, Context())
+    response = _handler(directory).handler(event, LAMBDA_CONTEXT)
     return {"status": response["statusCode"], "body": json.loads(response["body"] or "null")}
 
 
@@ -166,7 +160,7 @@ def test_each_accounts_function_uses_exactly_the_actions_its_policy_grants(recor
         recorder.current = directory
         try:
             if directory in ("reserve", "settle", "release"):
-                return _handler(directory).handler(args[0], Context())
+                return _handler(directory).handler(args[0], LAMBDA_CONTEXT)
             return _http(directory, **kwargs)
         finally:
             recorder.current = None
