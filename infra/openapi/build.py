@@ -38,7 +38,7 @@ DEVICE = "deviceId"
 # Powertools' own 422 body and its parts: VaultPay answers validation errors with the Problem schema.
 POWERTOOLS_SCHEMAS = frozenset({"HTTPValidationError", "ValidationError", "ResponseValidationError"})
 # A handler that reads the device id itself (the public auth routes, which have no authorizer to do it).
-READS_DEVICE_ID = re.compile(r"\bdevice_id_from_event\b")
+READS_DEVICE_ID = re.compile(r"\b(device_id_from_event|request_origin)\b")
 # The Powertools default summary ("GET /v1/me") is replaced by the template's description of the function.
 DESCRIPTION_PREFIX = re.compile(r"^(GET|PUT|POST|DELETE|PATCH|HEAD|OPTIONS)\b.*? - ")
 

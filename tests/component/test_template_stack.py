@@ -357,6 +357,45 @@ def _grants(role: dict[str, Any]) -> dict[str, set[str]]:
     return grants
 
 
+def _assert_built_from_its_folder(sam: dict[str, Any], logical_id: str, folder: str) -> None:
+    """The function's code is `folder` (functions/<domain>/<name>): app.handler, built by its Makefile."""
+    resource = sam["Resources"][logical_id]
+    assert resource["Type"] == "AWS::Serverless::Function", logical_id
+    assert resource["Metadata"] == {"BuildMethod": "makefile"}, logical_id
+    assert resource["Properties"]["CodeUri"] == f"{folder}/", logical_id
+    assert resource["Properties"]["Handler"] == "app.handler", logical_id
+    assert f"build-{logical_id}:" in (ROOT / folder / "Makefile").read_text(), logical_id
+    assert (ROOT / folder / "app.py").is_file(), logical_id
+
+
+def _assert_granted_exactly(cfn: dict[str, Any], grants: dict[str, dict[str, set[str]]]) -> None:
+    roles = _roles_by_function(cfn)
+    for function, expected in grants.items():
+        assert _grants(roles[function]) == expected, function
+
+
+def _outbox_paths(table: str) -> dict[str, dict[str, set[str]]]:
+    """What the relay and the sweeper hold on `table` beyond its outbox items: its stream and its index."""
+    return {
+        "RelayFunction": {
+            json.dumps({"Fn::Sub": f"${{{table}.Arn}}/stream/*"}): {
+                "dynamodb:DescribeStream",
+                "dynamodb:GetRecords",
+                "dynamodb:GetShardIterator",
+                "dynamodb:ListStreams",
+            }
+        },
+        "OutboxSweeperFunction": {
+            json.dumps({"Fn::Sub": f"${{{table}.Arn}}/index/OutboxPending"}): {"dynamodb:Query"}
+        },
+    }
+
+
+def _names_one_of(resources: set[str], resource_key: str) -> bool:
+    """Whether a `_grants` key is one of `resources`, its index or its stream (!Sub "${X.Arn}/...")."""
+    return resource_key in resources or any(f"${{{r}." in resource_key for r in resources)
+
+
 def test_every_identity_function_exists_with_its_contract_code_location(sam: dict[str, Any]) -> None:
     directories = {
         "RegisterFunction": "register",
@@ -373,17 +412,11 @@ def test_every_identity_function_exists_with_its_contract_code_location(sam: dic
     }
     assert set(directories) == set(IDENTITY_GRANTS)
     for logical_id, directory in directories.items():
-        resource = sam["Resources"][logical_id]
-        assert resource["Type"] == "AWS::Serverless::Function", logical_id
-        assert resource["Metadata"] == {"BuildMethod": "makefile"}, logical_id
-        assert resource["Properties"]["CodeUri"] == f"functions/auth/{directory}/", logical_id
-        assert resource["Properties"]["Handler"] == "app.handler", logical_id
+        _assert_built_from_its_folder(sam, logical_id, f"functions/auth/{directory}")
 
 
 def test_each_identity_function_is_granted_exactly_its_own_resources_and_actions(cfn: dict[str, Any]) -> None:
-    roles = _roles_by_function(cfn)
-    for function, expected in IDENTITY_GRANTS.items():
-        assert _grants(roles[function]) == expected, function
+    _assert_granted_exactly(cfn, IDENTITY_GRANTS)
 
 
 # The event path's grants on the domain tables: outbox items only (the LeadingKeys condition below).
@@ -622,20 +655,39 @@ def test_functions_with_their_own_composition_are_told_only_of_resources_they_ma
                 assert _resource_id(value) in granted, (function, name)
 
 
+def _keys(definition: dict[str, Any]) -> list[tuple[str, str]]:
+    """A table's or an index's KeySchema as (attribute, HASH or RANGE) pairs."""
+    return [(k["AttributeName"], k["KeyType"]) for k in definition["KeySchema"]]
+
+
+def _indexes(props: dict[str, Any]) -> dict[str, tuple[list[tuple[str, str]], dict[str, Any]]]:
+    """A table's global secondary indexes: name -> (keys, projection)."""
+    indexes = props["GlobalSecondaryIndexes"]
+    return {index["IndexName"]: (_keys(index), index["Projection"]) for index in indexes}
+
+
+# What every domain table with an outbox sets exactly as the accounts table does.
+TABLE_SETTINGS_AS_ACCOUNTS = (
+    "TimeToLiveSpecification",
+    "StreamSpecification",
+    "PointInTimeRecoverySpecification",
+    "SSESpecification",
+    "BillingMode",
+    "DeletionProtectionEnabled",
+)
+
+
 def test_the_identity_tables_match_the_contract(sam: dict[str, Any]) -> None:
     auth = sam["Resources"]["AuthTable"]
     props = auth["Properties"]
-    assert [(k["AttributeName"], k["KeyType"]) for k in props["KeySchema"]] == [
-        ("pk", "HASH"),
-        ("sk", "RANGE"),
-    ]
+    assert _keys(props) == [("pk", "HASH"), ("sk", "RANGE")]
     assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert props["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
     assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     # Users' data survives a stack deletion or a replacement
     assert auth["DeletionPolicy"] == auth["UpdateReplacePolicy"] == "Retain"
     limits = sam["Resources"]["AuthRateLimitTable"]["Properties"]
-    assert [(k["AttributeName"], k["KeyType"]) for k in limits["KeySchema"]] == [("pk", "HASH")]
+    assert _keys(limits) == [("pk", "HASH")]
     assert limits["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert "StreamSpecification" not in limits
 
@@ -815,49 +867,23 @@ ACCOUNTS_ENVIRONMENT = {
 }
 
 
-def _names_an_accounts_resource(resource_key: str) -> bool:
-    """Whether a `_grants` key is an accounts resource, its index or its stream (!Sub "${X.Arn}/...")."""
-    return resource_key in ACCOUNTS_RESOURCES or any(f"${{{r}." in resource_key for r in ACCOUNTS_RESOURCES)
-
-
 def test_every_accounts_function_exists_with_its_contract_code_location(sam: dict[str, Any]) -> None:
     assert set(ACCOUNTS_DIRECTORIES) == set(ACCOUNTS_ROUTES) | SAGA_STEPS | SCHEDULED | INTERNAL
     assert set(ACCOUNTS_DIRECTORIES) <= set(ACCOUNTS_GRANTS)
     for logical_id, directory in ACCOUNTS_DIRECTORIES.items():
-        resource = sam["Resources"][logical_id]
-        assert resource["Type"] == "AWS::Serverless::Function", logical_id
-        assert resource["Metadata"] == {"BuildMethod": "makefile"}, logical_id
-        assert resource["Properties"]["CodeUri"] == f"functions/accounts/{directory}/", logical_id
-        assert resource["Properties"]["Handler"] == "app.handler", logical_id
-        makefile = (ROOT / "functions" / "accounts" / directory / "Makefile").read_text()
-        assert f"build-{logical_id}:" in makefile, logical_id
-        assert (ROOT / "functions" / "accounts" / directory / "app.py").is_file(), logical_id
+        _assert_built_from_its_folder(sam, logical_id, f"functions/accounts/{directory}")
 
 
 def test_each_accounts_function_is_granted_exactly_its_own_resources_and_actions(cfn: dict[str, Any]) -> None:
-    roles = _roles_by_function(cfn)
-    for function, expected in ACCOUNTS_GRANTS.items():
-        assert _grants(roles[function]) == expected, function
+    _assert_granted_exactly(cfn, ACCOUNTS_GRANTS)
 
 
 def test_no_function_outside_accounts_touches_an_accounts_resource(cfn: dict[str, Any]) -> None:
-    outbox_paths = {
-        "RelayFunction": {
-            json.dumps({"Fn::Sub": "${AccountsTable.Arn}/stream/*"}): {
-                "dynamodb:DescribeStream",
-                "dynamodb:GetRecords",
-                "dynamodb:GetShardIterator",
-                "dynamodb:ListStreams",
-            }
-        },
-        "OutboxSweeperFunction": {
-            json.dumps({"Fn::Sub": "${AccountsTable.Arn}/index/OutboxPending"}): {"dynamodb:Query"}
-        },
-    }
+    outbox_paths = _outbox_paths("AccountsTable")
     for function, role in _roles_by_function(cfn).items():
         if function in ACCOUNTS_GRANTS:
             continue
-        touched = {k: v for k, v in _grants(role).items() if _names_an_accounts_resource(k)}
+        touched = {k: v for k, v in _grants(role).items() if _names_one_of(ACCOUNTS_RESOURCES, k)}
         if function in outbox_paths:
             # Outbox items only: the UpdateItem is held to OUTBOX#* keys (tested above).
             expected = {"AccountsTable": EVENTS_GRANTS[function]["AccountsTable"], **outbox_paths[function]}
@@ -950,17 +976,8 @@ def test_accounts_functions_get_the_contracts_environment(sam: dict[str, Any]) -
 def test_the_accounts_tables_match_the_contract(sam: dict[str, Any]) -> None:
     table = sam["Resources"]["AccountsTable"]
     props = table["Properties"]
-    assert [(k["AttributeName"], k["KeyType"]) for k in props["KeySchema"]] == [
-        ("pk", "HASH"),
-        ("sk", "RANGE"),
-    ]
-    indexes = {
-        index["IndexName"]: (
-            [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]],
-            index["Projection"],
-        )
-        for index in props["GlobalSecondaryIndexes"]
-    }
+    assert _keys(props) == [("pk", "HASH"), ("sk", "RANGE")]
+    indexes = _indexes(props)
     assert indexes == {
         "OutboxPending": ([("pending", "HASH"), ("time", "RANGE")], {"ProjectionType": "ALL"}),
         "ByOwner": ([("owner_id", "HASH"), ("created_sk", "RANGE")], {"ProjectionType": "ALL"}),
@@ -1007,7 +1024,7 @@ def test_the_accounts_tables_match_the_contract(sam: dict[str, Any]) -> None:
     assert set(indexes) == {BY_OWNER_INDEX, PENDING_INDEX, OPEN_HOLDS_INDEX, DEPOSIT_APPROVALS_INDEX}
 
     records = sam["Resources"]["AccountsIdempotencyTable"]["Properties"]
-    assert [(k["AttributeName"], k["KeyType"]) for k in records["KeySchema"]] == [("id", "HASH")]
+    assert _keys(records) == [("id", "HASH")]
     assert records["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
     assert records["SSESpecification"] == {"SSEEnabled": True}
     assert "StreamSpecification" not in records
@@ -1117,22 +1134,13 @@ TRANSFERS_ENVIRONMENT = {
 def test_every_transfers_function_exists_with_its_contract_code_location(sam: dict[str, Any]) -> None:
     assert set(TRANSFERS_DIRECTORIES) == set(TRANSFERS_GRANTS)
     for logical_id, directory in TRANSFERS_DIRECTORIES.items():
-        resource = sam["Resources"][logical_id]
-        assert resource["Type"] == "AWS::Serverless::Function", logical_id
-        assert resource["Metadata"] == {"BuildMethod": "makefile"}, logical_id
-        assert resource["Properties"]["CodeUri"] == f"functions/transfers/{directory}/", logical_id
-        assert resource["Properties"]["Handler"] == "app.handler", logical_id
-        makefile = (ROOT / "functions" / "transfers" / directory / "Makefile").read_text()
-        assert f"build-{logical_id}:" in makefile, logical_id
-        assert (ROOT / "functions" / "transfers" / directory / "app.py").is_file(), logical_id
+        _assert_built_from_its_folder(sam, logical_id, f"functions/transfers/{directory}")
 
 
 def test_each_transfers_function_is_granted_exactly_its_own_resources_and_actions(
     cfn: dict[str, Any],
 ) -> None:
-    roles = _roles_by_function(cfn)
-    for function, expected in TRANSFERS_GRANTS.items():
-        assert _grants(roles[function]) == expected, function
+    _assert_granted_exactly(cfn, TRANSFERS_GRANTS)
 
 
 def test_transfer_counters_are_the_transfer_scope_only(cfn: dict[str, Any]) -> None:
@@ -1146,27 +1154,11 @@ def test_transfer_counters_are_the_transfer_scope_only(cfn: dict[str, Any]) -> N
 
 
 def test_no_function_outside_transfers_touches_a_transfers_resource(cfn: dict[str, Any]) -> None:
-    outbox_paths = {
-        "RelayFunction": {
-            json.dumps({"Fn::Sub": "${TransfersTable.Arn}/stream/*"}): {
-                "dynamodb:DescribeStream",
-                "dynamodb:GetRecords",
-                "dynamodb:GetShardIterator",
-                "dynamodb:ListStreams",
-            }
-        },
-        "OutboxSweeperFunction": {
-            json.dumps({"Fn::Sub": "${TransfersTable.Arn}/index/OutboxPending"}): {"dynamodb:Query"}
-        },
-    }
+    outbox_paths = _outbox_paths("TransfersTable")
     for function, role in _roles_by_function(cfn).items():
         if function in TRANSFERS_GRANTS:
             continue
-        touched = {
-            k: v
-            for k, v in _grants(role).items()
-            if k in TRANSFERS_RESOURCES or any(f"${{{r}." in k for r in TRANSFERS_RESOURCES)
-        }
+        touched = {k: v for k, v in _grants(role).items() if _names_one_of(TRANSFERS_RESOURCES, k)}
         if function in outbox_paths:
             expected = {"TransfersTable": EVENTS_GRANTS[function]["TransfersTable"], **outbox_paths[function]}
             assert touched == expected, function
@@ -1179,21 +1171,29 @@ def test_transfers_functions_touch_no_identity_or_accounts_resource(cfn: dict[st
     for function in TRANSFERS_GRANTS:
         granted = set(_grants(roles[function]))
         assert not granted & IDENTITY_RESOURCES, function
-        assert not [key for key in granted if _names_an_accounts_resource(key)], function
+        assert not [key for key in granted if _names_one_of(ACCOUNTS_RESOURCES, key)], function
 
 
-def test_transfers_routes_reach_their_functions_through_the_authorizer(
-    cfn: dict[str, Any], sam: dict[str, Any]
+def _assert_routed_through_the_authorizer(
+    cfn: dict[str, Any], sam: dict[str, Any], routes: dict[str, tuple[str, str]]
 ) -> None:
+    """Each function's (method, path) integrates it behind the API's one authorizer (the default, never
+    NONE)."""
     body = cfn["Resources"]["VaultPayApi"]["Properties"]["Body"]
     (authorizer,) = body["securityDefinitions"]
-    for function, (method, path) in TRANSFERS_ROUTES.items():
+    for function, (method, path) in routes.items():
         operation = body["paths"][path][method.lower()]
         assert f"{function}.Arn" in json.dumps(operation["x-amazon-apigateway-integration"]["uri"]), function
         assert operation["security"] == [{authorizer: []}], function
         props = sam["Resources"][function]["Properties"]
         (event,) = props["Events"].values()
-        assert "Auth" not in event["Properties"], function  # the default authorizer, never NONE
+        assert "Auth" not in event["Properties"], function
+
+
+def test_transfers_routes_reach_their_functions_through_the_authorizer(
+    cfn: dict[str, Any], sam: dict[str, Any]
+) -> None:
+    _assert_routed_through_the_authorizer(cfn, sam, TRANSFERS_ROUTES)
     status = sam["Resources"]["TransferStatusFunction"]["Properties"]
     assert "Events" not in status
 
@@ -1210,17 +1210,8 @@ def test_the_transfers_tables_match_the_contract(sam: dict[str, Any]) -> None:
     table = sam["Resources"]["TransfersTable"]
     props = table["Properties"]
     accounts = sam["Resources"]["AccountsTable"]["Properties"]
-    assert [(k["AttributeName"], k["KeyType"]) for k in props["KeySchema"]] == [
-        ("pk", "HASH"),
-        ("sk", "RANGE"),
-    ]
-    indexes = {
-        index["IndexName"]: (
-            [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]],
-            index["Projection"],
-        )
-        for index in props["GlobalSecondaryIndexes"]
-    }
+    assert _keys(props) == [("pk", "HASH"), ("sk", "RANGE")]
+    indexes = _indexes(props)
     assert indexes == {
         PENDING_INDEX: ([("pending", "HASH"), ("time", "RANGE")], {"ProjectionType": "ALL"}),
         BY_SOURCE_INDEX: (
@@ -1229,14 +1220,7 @@ def test_the_transfers_tables_match_the_contract(sam: dict[str, Any]) -> None:
         ),
     }
     # The outbox's TTL, stream, backups, encryption and protection exactly as the accounts table's.
-    for name in (
-        "TimeToLiveSpecification",
-        "StreamSpecification",
-        "PointInTimeRecoverySpecification",
-        "SSESpecification",
-        "BillingMode",
-        "DeletionProtectionEnabled",
-    ):
+    for name in TABLE_SETTINGS_AS_ACCOUNTS:
         assert props[name] == accounts[name], name
     assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
     records = sam["Resources"]["TransfersIdempotencyTable"]["Properties"]
@@ -1298,19 +1282,11 @@ FRAUD_RESOURCES = {"FraudTable", "FraudCountersTable"}
 def test_every_fraud_function_exists_with_its_contract_code_location(sam: dict[str, Any]) -> None:
     assert set(FRAUD_DIRECTORIES) == set(FRAUD_GRANTS)
     for logical_id, directory in FRAUD_DIRECTORIES.items():
-        resource = sam["Resources"][logical_id]
-        assert resource["Type"] == "AWS::Serverless::Function", logical_id
-        assert resource["Metadata"] == {"BuildMethod": "makefile"}, logical_id
-        assert resource["Properties"]["CodeUri"] == f"functions/fraud/{directory}/", logical_id
-        assert resource["Properties"]["Handler"] == "app.handler", logical_id
-        makefile = (ROOT / "functions" / "fraud" / directory / "Makefile").read_text()
-        assert f"build-{logical_id}:" in makefile, logical_id
+        _assert_built_from_its_folder(sam, logical_id, f"functions/fraud/{directory}")
 
 
 def test_each_fraud_function_is_granted_exactly_its_own_resources_and_actions(cfn: dict[str, Any]) -> None:
-    roles = _roles_by_function(cfn)
-    for function, expected in FRAUD_GRANTS.items():
-        assert _grants(roles[function]) == expected, function
+    _assert_granted_exactly(cfn, FRAUD_GRANTS)
 
 
 def test_no_function_outside_fraud_touches_a_fraud_resource_but_the_outbox_path(cfn: dict[str, Any]) -> None:
@@ -1319,9 +1295,7 @@ def test_no_function_outside_fraud_touches_a_fraud_resource_but_the_outbox_path(
         if function in FRAUD_GRANTS or function in outbox_only:
             continue
         touched = {
-            k: v
-            for k, v in _grants(role).items()
-            if k in FRAUD_RESOURCES or any(f"${{{r}." in k for r in FRAUD_RESOURCES) or "fraud/config" in k
+            k: v for k, v in _grants(role).items() if _names_one_of(FRAUD_RESOURCES, k) or "fraud/config" in k
         }
         assert touched == {}, function
 
@@ -1329,15 +1303,7 @@ def test_no_function_outside_fraud_touches_a_fraud_resource_but_the_outbox_path(
 def test_fraud_admin_routes_reach_their_functions_through_the_authorizer(
     cfn: dict[str, Any], sam: dict[str, Any]
 ) -> None:
-    body = cfn["Resources"]["VaultPayApi"]["Properties"]["Body"]
-    (authorizer,) = body["securityDefinitions"]
-    for function, (method, path) in FRAUD_ROUTES.items():
-        operation = body["paths"][path][method.lower()]
-        assert f"{function}.Arn" in json.dumps(operation["x-amazon-apigateway-integration"]["uri"]), function
-        assert operation["security"] == [{authorizer: []}], function
-        props = sam["Resources"][function]["Properties"]
-        (event,) = props["Events"].values()
-        assert "Auth" not in event["Properties"], function
+    _assert_routed_through_the_authorizer(cfn, sam, FRAUD_ROUTES)
     for step in ("EvaluateFraudFunction", "AwaitReviewFunction"):
         assert "Events" not in sam["Resources"][step]["Properties"], step
 
@@ -1349,26 +1315,13 @@ def test_the_fraud_tables_match_the_contract(sam: dict[str, Any]) -> None:
     table = sam["Resources"]["FraudTable"]
     props = table["Properties"]
     accounts = sam["Resources"]["AccountsTable"]["Properties"]
-    assert [(k["AttributeName"], k["KeyType"]) for k in props["KeySchema"]] == [
-        ("pk", "HASH"),
-        ("sk", "RANGE"),
-    ]
-    indexes = {
-        index["IndexName"]: [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]]
-        for index in props["GlobalSecondaryIndexes"]
-    }
+    assert _keys(props) == [("pk", "HASH"), ("sk", "RANGE")]
+    indexes = {name: keys for name, (keys, _) in _indexes(props).items()}
     assert indexes == {
         PENDING_INDEX: [("pending", "HASH"), ("time", "RANGE")],
         ALERTS_INDEX: [("alert_decision", "HASH"), ("alert_sk", "RANGE")],
     }
-    for name in (
-        "TimeToLiveSpecification",
-        "StreamSpecification",
-        "PointInTimeRecoverySpecification",
-        "SSESpecification",
-        "BillingMode",
-        "DeletionProtectionEnabled",
-    ):
+    for name in TABLE_SETTINGS_AS_ACCOUNTS:
         assert props[name] == accounts[name], name
     assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
     counters = sam["Resources"]["FraudCountersTable"]["Properties"]
@@ -1477,10 +1430,8 @@ AUDIT_CHECKPOINT_GRANTS = {
 def test_only_the_checkpoint_function_signs_and_no_function_may_delete_a_checkpoint(
     cfn: dict[str, Any],
 ) -> None:
-    roles = _roles_by_function(cfn)
-    for function, expected in AUDIT_CHECKPOINT_GRANTS.items():
-        assert _grants(roles[function]) == expected, function
-    for function, role in roles.items():
+    _assert_granted_exactly(cfn, AUDIT_CHECKPOINT_GRANTS)
+    for function, role in _roles_by_function(cfn).items():
         if function in AUDIT_CHECKPOINT_GRANTS:
             continue
         touched = {k for k in _grants(role) if "AuditCheckpoint" in k}

@@ -6,12 +6,11 @@ authorizer re-reads a session after 2 s (`SessionCheckSeconds=2`; 30 by default,
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from support.bank import PASSWORD, assert_problem, signed_in_customer_with_tokens
+from support.bank import PASSWORD, assert_problem, refused_within, signed_in_customer_with_tokens
 
 pytestmark = pytest.mark.e2e
 
@@ -23,24 +22,13 @@ def _session(api: Callable[..., Any]) -> tuple[Any, dict[str, Any]]:
     return signed_in_customer_with_tokens(api, device_id="session-phone")
 
 
-def _refused_within(client: Any, seconds: float) -> Any:
-    """GET /v1/me until it stops answering 200; the refusal."""
-    deadline = time.monotonic() + seconds
-    while True:
-        reply = client.get("/v1/me")
-        if reply.status != 200:
-            return reply
-        assert time.monotonic() < deadline, "the access token still works after its session ended"
-        time.sleep(0.25)
-
-
 def test_after_a_logout_the_sessions_access_token_is_token_revoked(api: Callable[..., Any]) -> None:
     client, tokens = _session(api)
     assert client.get("/v1/me").status == 200
     # When the customer signs out
     assert client.post("/v1/auth/logout", {"refresh_token": tokens["refresh_token"]}).status == 204
     # Then the access token, still 15 minutes from its expiry, ends within the authorizer's check interval
-    refused = _refused_within(client, SESSION_CHECK_S + 5)
+    refused = refused_within(client, SESSION_CHECK_S + 5)
     assert_problem(refused, 401, "token_revoked")
 
 
@@ -54,7 +42,7 @@ def test_a_reused_refresh_token_ends_the_access_tokens_of_its_session(api: Calla
     reused = client.post("/v1/auth/refresh", {"refresh_token": first["refresh_token"]}, token=None)
     assert_problem(reused, 401, "refresh_token_reused")
     # Then even the newest access token of that session stops working
-    assert_problem(_refused_within(client, SESSION_CHECK_S + 5), 401, "token_revoked")
+    assert_problem(refused_within(client, SESSION_CHECK_S + 5), 401, "token_revoked")
 
 
 def test_a_disabled_user_is_signed_out_everywhere_and_cannot_sign_in_until_enabled(
@@ -67,7 +55,7 @@ def test_a_disabled_user_is_signed_out_everywhere_and_cannot_sign_in_until_enabl
     disabled = admin.post(f"/v1/admin/users/{user_id}/disable", {"reason": "card reported stolen"})
     assert (disabled.status, disabled.body) == (200, {"user_id": user_id, "status": "DISABLED"})
     # Then the user's access token ends, and the right password is 403 user_disabled
-    assert_problem(_refused_within(client, SESSION_CHECK_S + 5), 401, "token_revoked")
+    assert_problem(refused_within(client, SESSION_CHECK_S + 5), 401, "token_revoked")
     login = api(device_id="session-phone").post(
         "/v1/auth/login", {"email": email, "password": PASSWORD}, token=None
     )

@@ -23,7 +23,8 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from support.accounts import Clock, FakeCipher, FakeIndex, dynamodb_client
+from support.accounts import FakeCipher, FakeIndex, dynamodb_client
+from support.clocks import TickingClock
 from support.tables import create_table
 
 from vaultpay.accounts.errors import HoldNotFound, HoldNotOpen, InsufficientFunds, StepConflict
@@ -99,7 +100,7 @@ class LedgerMachine(RuleBasedStateMachine):
             cipher=FakeCipher(),
             index=FakeIndex(),
             currencies=frozenset({"INR"}),
-            clock=Clock(),
+            clock=TickingClock(),
             sleep=lambda _s: None,
         )
         self.accounts = [

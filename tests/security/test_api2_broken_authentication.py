@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -17,23 +16,12 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from support.bank import assert_problem, signed_in_customer, signed_in_customer_with_tokens
+from support.bank import assert_problem, refused_within, signed_in_customer, signed_in_customer_with_tokens
 
 pytestmark = pytest.mark.e2e
 
 # The test cloud's authorizer re-reads a session every 2 s (tests/conftest.py: SessionCheckSeconds=2).
 SESSION_CHECK_S = 2
-
-
-def _refused_within(client: Any, seconds: float) -> Any:
-    """GET /v1/me until it stops answering 200; the refusal."""
-    deadline = time.monotonic() + seconds
-    while True:
-        reply = client.get("/v1/me")
-        if reply.status != 200:
-            return reply
-        assert time.monotonic() < deadline, "the access token still works after its session ended"
-        time.sleep(0.2)
 
 
 def test_a_stolen_refresh_token_used_from_another_device_is_refused_and_ends_the_session(
@@ -49,7 +37,7 @@ def test_a_stolen_refresh_token_used_from_another_device_is_refused_and_ends_the
     assert "access_token" not in stolen.body
     again = victim.post("/v1/auth/refresh", {"refresh_token": tokens["refresh_token"]}, token=None)
     assert_problem(again, 401)
-    assert_problem(_refused_within(victim, SESSION_CHECK_S + 5), 401, "token_revoked")
+    assert_problem(refused_within(victim, SESSION_CHECK_S + 5, poll_s=0.2), 401, "token_revoked")
 
 
 def test_a_refresh_token_is_no_access_token_and_an_access_token_no_refresh_token(

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import itertools
 from collections.abc import Mapping
 from typing import Any
 
+from support.clocks import TickingClock
 from vaultpay.accounts.memory import MemoryLedgerStore
 from vaultpay.accounts.service import AccountsService
 
@@ -29,15 +29,6 @@ class FakeIndex:
         return hashlib.sha256(f"{kind}\0{value}".encode()).hexdigest()
 
 
-class Clock:
-    def __init__(self, start: float = 1_795_000_000.0) -> None:
-        self._ticks = itertools.count()
-        self._start = start
-
-    def __call__(self) -> float:
-        return self._start + next(self._ticks) * 0.001
-
-
 def make_service(
     store: object | None = None, *, deposit_approval_threshold: int | None = None
 ) -> tuple[AccountsService, MemoryLedgerStore]:
@@ -47,7 +38,7 @@ def make_service(
         cipher=FakeCipher(),
         index=FakeIndex(),
         currencies=frozenset({"INR"}),
-        clock=Clock(),
+        clock=TickingClock(),
         sleep=lambda _s: None,
         deposit_approval_threshold=deposit_approval_threshold,
     )

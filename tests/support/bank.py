@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -53,6 +54,18 @@ def signed_in_customer_with_tokens(
     assert tokens.status == 200, tokens.body
     client.token = tokens.body["access_token"]
     return client, dict(tokens.body)
+
+
+def refused_within(client: Any, seconds: float, *, poll_s: float = 0.25) -> Any:
+    """GET /v1/me until it stops answering 200 (an ended session reaches the authorizer within its session
+    check interval); the refusal."""
+    deadline = time.monotonic() + seconds
+    while True:
+        reply = client.get("/v1/me")
+        if reply.status != 200:
+            return reply
+        assert time.monotonic() < deadline, "the access token still works after its session ended"
+        time.sleep(poll_s)
 
 
 def create_admin(local_cloud: Any) -> tuple[str, str]:

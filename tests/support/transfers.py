@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from support.clocks import TickingClock
 from vaultpay.shared.ratelimit import FakeCounterStore, RateLimiter
 from vaultpay.transfers.adapters import party_error
 from vaultpay.transfers.memory import MemoryTransferStore
@@ -69,15 +69,6 @@ class Saga:
         return True
 
 
-class Clock:
-    def __init__(self, start: float = 1_795_000_000.0) -> None:
-        self._ticks = itertools.count()
-        self._start = start
-
-    def __call__(self) -> float:
-        return self._start + next(self._ticks) * 0.001
-
-
 def make_transfers_service(
     *, resolver: AccountsResolver | None = None, limit_store: FakeCounterStore | None = None
 ) -> tuple[TransfersService, MemoryTransferStore, Saga]:
@@ -88,7 +79,7 @@ def make_transfers_service(
         saga=saga,
         currencies=frozenset({"INR"}),
         limiter=RateLimiter(limit_store or FakeCounterStore()),
-        clock=Clock(),
+        clock=TickingClock(),
         sleep=lambda _s: None,
     )
     return service, store, saga

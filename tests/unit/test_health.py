@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from nats.js.api import StreamInfo
 from support.handlers import load_handler
+from support.lambda_context import FakeLambdaContext
 from support.logs import RecordingLog
 
 from vaultpay.ops.checks import NatsCheck, event_bus_report
@@ -156,12 +157,7 @@ def test_duplicate_check_names_are_refused() -> None:
 # ---- the Lambda handler ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class FakeLambdaContext:
-    function_name: str = "vaultpay-local-HealthFunction"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:vaultpay-local-HealthFunction"
-    aws_request_id: str = "2f1d9c6e-0000-4000-8000-000000000000"
+LAMBDA_CONTEXT = FakeLambdaContext("vaultpay-local-HealthFunction")
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +177,7 @@ def test_handler_answers_200_with_the_report_and_the_callers_correlation_id(
     checks: list[DependencyCheck] = [*_three()[:2], ReportingCheck("nats", EVENT_BUS)]
     monkeypatch.setattr(health_app, "health_service", lambda: _service(*checks))
     # When API Gateway sends the sample GET /v1/health event
-    response = health_app.handler(health_event, FakeLambdaContext())
+    response = health_app.handler(health_event, LAMBDA_CONTEXT)
     # Then the answer is 200 JSON with the report, never cached, carrying the caller's correlation id
     assert response["statusCode"] == 200
     body = json.loads(response["body"])
@@ -197,7 +193,7 @@ def test_handler_answers_503_when_a_dependency_fails(
     health_app: ModuleType, health_event: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(health_app, "health_service", lambda: _service(*_three(dynamodb=_refuses)))
-    response = health_app.handler(health_event, FakeLambdaContext())
+    response = health_app.handler(health_event, LAMBDA_CONTEXT)
     assert response["statusCode"] == 503
     body = json.loads(response["body"])
     assert body["status"] == "degraded"
@@ -466,6 +462,6 @@ def test_the_documented_schema_accepts_every_body_the_handler_sends_and_its_own_
     ]
     for service in services:
         monkeypatch.setattr(health_app, "health_service", lambda service=service: service)
-        body = json.loads(health_app.handler(health_event, FakeLambdaContext())["body"])
+        body = json.loads(health_app.handler(health_event, LAMBDA_CONTEXT)["body"])
         validator.validate(body)
         assert set(body) <= set(health_app.HEALTH_REPORT["properties"]), body

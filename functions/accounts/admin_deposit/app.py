@@ -9,14 +9,14 @@ POST /v1/admin/deposits/{deposit_id}/approve or /reject is a second admin's deci
 # through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import AfterValidator, Field, StrictInt
 
 from vaultpay.accounts.model import DepositStatus
 from vaultpay.bootstrap.accounts import accounts_service
 from vaultpay.shared.errors import FieldError, ValidationFailed
-from vaultpay.shared.http import RequestModel, api_handler, make_admin_resolver, principal
+from vaultpay.shared.http import RequestModel, api_handler, make_admin_resolver, no_store_json, principal
 from vaultpay.shared.idempotency import Outcome, idempotency_key, idempotency_scope, idempotent_response
 from vaultpay.shared.kernel import MAX_AMOUNT, MIN_AMOUNT
 from vaultpay.shared.observability import bind_log_keys, get_tracer
@@ -144,7 +144,7 @@ def pending_deposits(
             errors=[FieldError("status", "must be PENDING_APPROVAL")],
         )
     views, next_cursor = accounts_service().pending_deposits(limit=limit, cursor=cursor)
-    return _json(200, {"items": [view.to_json() for view in views], "next_cursor": next_cursor})
+    return no_store_json({"items": [view.to_json() for view in views], "next_cursor": next_cursor})
 
 
 _DECIDED = {
@@ -189,16 +189,7 @@ def _decide(deposit_id: str, body: DepositDecision, *, approve: bool) -> Respons
         reason=body.reason,
         correlation_id=caller.correlation_id,
     )
-    return _json(200, view.to_json())
-
-
-def _json(status_code: int, body: dict[str, Any]) -> Response[dict[str, Any]]:
-    return Response(
-        status_code=status_code,
-        content_type=content_types.APPLICATION_JSON,
-        body=body,
-        headers={"Cache-Control": "no-store"},
-    )
+    return no_store_json(view.to_json())
 
 
 handler = api_handler(app)

@@ -4,10 +4,10 @@
 # through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
 from typing import Any
 
-from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler import Response
 
 from vaultpay.bootstrap.accounts import accounts_service
-from vaultpay.shared.http import api_handler, make_resolver, principal
+from vaultpay.shared.http import api_handler, make_resolver, no_store_json, principal
 from vaultpay.shared.observability import get_tracer
 from vaultpay.shared.openapi import success
 
@@ -38,12 +38,7 @@ def get_account(account_id: str) -> Response[dict[str, Any]]:
     # Malformed, someone else's or missing: the service answers all three with the same 404, so an id
     # reveals nothing about other users' accounts.
     view = accounts_service().get_account(caller.user_id, account_id)
-    return Response(
-        status_code=200,
-        content_type=content_types.APPLICATION_JSON,
-        body=view.to_json(),
-        headers={"Cache-Control": "no-store"},
-    )
+    return no_store_json(view.to_json())
 
 
 # The response holds the full account number: it is never logged or traced.

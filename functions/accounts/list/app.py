@@ -4,11 +4,11 @@
 # through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from vaultpay.bootstrap.accounts import accounts_service
-from vaultpay.shared.http import api_handler, make_resolver, principal
+from vaultpay.shared.http import api_handler, make_resolver, no_store_json, principal
 from vaultpay.shared.observability import get_tracer
 from vaultpay.shared.openapi import problems, success
 
@@ -47,12 +47,7 @@ def list_accounts(
 ) -> Response[dict[str, Any]]:
     # Whose accounts comes only from the authorizer's context; a cursor is resumed inside them only.
     page = accounts_service().list_accounts(principal(app).user_id, limit=limit, cursor=cursor)
-    return Response(
-        status_code=200,
-        content_type=content_types.APPLICATION_JSON,
-        body=page.to_json(),
-        headers={"Cache-Control": "no-store"},
-    )
+    return no_store_json(page.to_json())
 
 
 handler = api_handler(app)

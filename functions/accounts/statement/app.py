@@ -4,11 +4,11 @@
 # through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from vaultpay.bootstrap.accounts import accounts_service
-from vaultpay.shared.http import api_handler, make_resolver, principal
+from vaultpay.shared.http import api_handler, make_resolver, no_store_json, principal
 from vaultpay.shared.observability import get_tracer
 from vaultpay.shared.openapi import problems, success
 
@@ -50,12 +50,7 @@ def statement(
     # Malformed, someone else's or missing: the service answers all three with the same 404, so an id
     # reveals nothing about other users' accounts.
     page = accounts_service().statement(caller.user_id, account_id, limit=limit, cursor=cursor)
-    return Response(
-        status_code=200,
-        content_type=content_types.APPLICATION_JSON,
-        body=page.to_json(),
-        headers={"Cache-Control": "no-store"},
-    )
+    return no_store_json(page.to_json())
 
 
 handler = api_handler(app)

@@ -4,13 +4,13 @@
 # through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from vaultpay.audit.service import DEFAULT_LIMIT, MAX_LIMIT, AuditQueryRequest, require_admin
 from vaultpay.bootstrap.audit import audit_service
-from vaultpay.shared.http import make_admin_resolver, principal
+from vaultpay.shared.http import make_admin_resolver, no_store_json, principal
 from vaultpay.shared.observability import get_logger, get_tracer
 from vaultpay.shared.openapi import success
 
@@ -74,12 +74,7 @@ def list_audit_records(
             cursor=cursor,
         )
     )
-    return Response(
-        status_code=200,
-        content_type=content_types.APPLICATION_JSON,
-        body=page.to_body(),
-        headers={"Cache-Control": "no-store"},
-    )
+    return no_store_json(page.to_body())
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -2,13 +2,13 @@
 
 from typing import Any
 
-from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from vaultpay.audit.service import require_admin
 from vaultpay.bootstrap.audit import verify_with_checkpoints
-from vaultpay.shared.http import make_admin_resolver, principal
+from vaultpay.shared.http import make_admin_resolver, no_store_json, principal
 from vaultpay.shared.observability import get_logger, get_metrics, get_tracer
 from vaultpay.shared.openapi import success
 
@@ -46,12 +46,7 @@ def verify_audit_chain() -> Response[dict[str, Any]]:
         bad = result.first_bad_record.to_dict() if result.first_bad_record else {}
         logger.error("audit chain broken", extra={"first_bad_record": bad})
         metrics.add_metric(name="AuditChainBroken", unit=MetricUnit.Count, value=1)
-    return Response(
-        status_code=200,
-        content_type=content_types.APPLICATION_JSON,
-        body=result.to_dict(),
-        headers={"Cache-Control": "no-store"},
-    )
+    return no_store_json(result.to_dict())
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -4,11 +4,11 @@
 # through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler import Response
 from pydantic import Field
 
 from vaultpay.bootstrap.auth import auth_service
-from vaultpay.shared.http import RequestModel, api_handler, make_admin_resolver, principal
+from vaultpay.shared.http import RequestModel, api_handler, make_admin_resolver, no_store_json, principal
 from vaultpay.shared.observability import get_tracer
 from vaultpay.shared.openapi import problems, success
 
@@ -24,12 +24,7 @@ class StatusChange(RequestModel):
 
 
 def _answer(user_id: str, status: str) -> Response[dict[str, Any]]:
-    return Response(
-        status_code=200,
-        content_type=content_types.APPLICATION_JSON,
-        body={"user_id": user_id, "status": status},
-        headers={"Cache-Control": "no-store"},
-    )
+    return no_store_json({"user_id": user_id, "status": status})
 
 
 _NOT_FOUND = problems(404, {"user_not_found": "No user has this id."})

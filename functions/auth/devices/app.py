@@ -4,11 +4,11 @@
 # through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from vaultpay.bootstrap.auth import auth_service
-from vaultpay.shared.http import api_handler, make_resolver, principal
+from vaultpay.shared.http import api_handler, make_resolver, no_store_json, principal
 from vaultpay.shared.observability import get_tracer
 from vaultpay.shared.openapi import success
 
@@ -40,10 +40,8 @@ def devices(
     cursor: Annotated[str | None, Query(min_length=1, max_length=512)] = None,
 ) -> Response[dict[str, Any]]:
     page = auth_service().devices(principal(app).user_id, limit=limit, cursor=cursor)
-    return Response(
-        status_code=200,
-        content_type=content_types.APPLICATION_JSON,
-        body={
+    return no_store_json(
+        {
             "items": [
                 {
                     "device_id": device.device_id,
@@ -54,8 +52,7 @@ def devices(
                 for device in page.items
             ],
             "next_cursor": page.next_cursor,
-        },
-        headers={"Cache-Control": "no-store"},
+        }
     )
 
 

@@ -4,11 +4,17 @@
 # through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler import Response
 from pydantic import Field
 
 from vaultpay.bootstrap.auth import auth_service
-from vaultpay.shared.http import RequestModel, api_handler, current_correlation_id, make_resolver
+from vaultpay.shared.http import (
+    RequestModel,
+    api_handler,
+    current_correlation_id,
+    make_resolver,
+    no_store_json,
+)
 from vaultpay.shared.observability import get_tracer
 from vaultpay.shared.openapi import problems, success
 
@@ -37,25 +43,19 @@ class LoginRequest(RequestModel):
 )
 @tracer.capture_method(capture_response=False)
 def login(body: LoginRequest) -> Response[dict[str, Any]]:
-    from vaultpay.auth.service import device_id_from_event, source_ip_from_event
+    from vaultpay.auth.service import request_origin
 
-    event = app.current_event.raw_event
     challenge = auth_service().login(
         body.email,
         body.password,
-        device_id=device_id_from_event(event),
-        source_ip=source_ip_from_event(event),
-        correlation_id=current_correlation_id(app),
+        **request_origin(app.current_event.raw_event, correlation_id=current_correlation_id(app)),
     )
-    return Response(
-        status_code=200,
-        content_type=content_types.APPLICATION_JSON,
-        body={
+    return no_store_json(
+        {
             "mfa_required": True,
             "challenge_id": challenge.challenge_id,
             "expires_in": challenge.expires_in,
-        },
-        headers={"Cache-Control": "no-store"},
+        }
     )
 
 

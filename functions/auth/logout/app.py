@@ -35,14 +35,11 @@ class LogoutRequest(RequestModel):
 )
 @tracer.capture_method(capture_response=False)
 def logout(body: LogoutRequest) -> Response[None]:
-    from vaultpay.auth.service import device_id_from_event, source_ip_from_event
+    from vaultpay.auth.service import request_origin
 
-    event = app.current_event.raw_event
     auth_service().logout(
         body.refresh_token,
-        device_id=device_id_from_event(event),
-        source_ip=source_ip_from_event(event),
-        correlation_id=current_correlation_id(app),
+        **request_origin(app.current_event.raw_event, correlation_id=current_correlation_id(app)),
     )
     return Response(status_code=204, body=None, headers={"Cache-Control": "no-store"})
 

@@ -4,10 +4,10 @@
 # through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
 from typing import Any
 
-from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler import Response
 
 from vaultpay.bootstrap.auth import auth_service
-from vaultpay.shared.http import api_handler, make_resolver, principal
+from vaultpay.shared.http import api_handler, make_resolver, no_store_json, principal
 from vaultpay.shared.observability import get_tracer
 from vaultpay.shared.openapi import success
 
@@ -34,18 +34,15 @@ app = make_resolver()
 def me() -> Response[dict[str, Any]]:
     # Whose profile comes only from the authorizer's context, never from the request.
     profile = auth_service().profile(principal(app).user_id)
-    return Response(
-        status_code=200,
-        content_type=content_types.APPLICATION_JSON,
-        body={
+    return no_store_json(
+        {
             "user_id": profile.user_id,
             "email": profile.email,
             "full_name": profile.full_name,
             "phone_masked": profile.phone_masked,
             "role": profile.role.value,
             "created_at": profile.created_at,
-        },
-        headers={"Cache-Control": "no-store"},
+        }
     )
 
 

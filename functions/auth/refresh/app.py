@@ -4,13 +4,19 @@
 # through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler import Response
 from pydantic import Field
 
 from vaultpay.bootstrap.auth import auth_service
-from vaultpay.shared.http import RequestModel, api_handler, current_correlation_id, make_resolver
+from vaultpay.shared.http import (
+    RequestModel,
+    api_handler,
+    current_correlation_id,
+    make_resolver,
+    token_response,
+)
 from vaultpay.shared.observability import get_tracer
-from vaultpay.shared.openapi import problems, success
+from vaultpay.shared.openapi import TOKEN_PAIR_EXAMPLE, problems, success
 
 tracer = get_tracer()
 app = make_resolver()
@@ -26,13 +32,7 @@ class RefreshRequest(RequestModel):
         **success(
             200,
             "A new token pair; the refresh token sent is retired.",
-            {
-                "access_token": "eyJhbGciOiJFUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJ1c3JfMSJ9.c2ln",
-                "refresh_token": "rt_Zk9wQ2x4bE5hV1V3",
-                "token_type": "Bearer",
-                "expires_in": 900,
-                "refresh_expires_in": 604800,
-            },
+            TOKEN_PAIR_EXAMPLE,
         ),
         **problems(
             401,
@@ -47,22 +47,13 @@ class RefreshRequest(RequestModel):
 )
 @tracer.capture_method(capture_response=False)
 def refresh(body: RefreshRequest) -> Response[dict[str, Any]]:
-    from vaultpay.auth.service import device_id_from_event, source_ip_from_event
+    from vaultpay.auth.service import request_origin
 
-    event = app.current_event.raw_event
     pair = auth_service().refresh(
         body.refresh_token,
-        device_id=device_id_from_event(event),
-        source_ip=source_ip_from_event(event),
-        correlation_id=current_correlation_id(app),
+        **request_origin(app.current_event.raw_event, correlation_id=current_correlation_id(app)),
     )
-    return Response(
-        status_code=200,
-        content_type=content_types.APPLICATION_JSON,
-        body=pair.body(),
-        # RFC 6749 §5.1: responses carrying tokens are never cached.
-        headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
-    )
+    return token_response(pair.body())
 
 
 # Neither the event nor the response (both hold refresh tokens) is logged or traced.

@@ -4,7 +4,7 @@
 # through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler import Response
 from pydantic import AfterValidator, Field
 
 from vaultpay.auth.model import (
@@ -15,7 +15,13 @@ from vaultpay.auth.model import (
     phone_problem,
 )
 from vaultpay.bootstrap.auth import auth_service
-from vaultpay.shared.http import RequestModel, api_handler, current_correlation_id, make_resolver
+from vaultpay.shared.http import (
+    RequestModel,
+    api_handler,
+    current_correlation_id,
+    make_resolver,
+    no_store_json,
+)
 from vaultpay.shared.observability import get_tracer
 from vaultpay.shared.openapi import problems, success
 
@@ -81,16 +87,14 @@ def register(body: RegisterRequest) -> Response[dict[str, Any]]:
         correlation_id=current_correlation_id(app),
         source_ip=source_ip_from_event(app.current_event.raw_event),
     )
-    return Response(
-        status_code=201,
-        content_type=content_types.APPLICATION_JSON,
-        body={
+    # The TOTP secret is shown once: no cache along the way may keep a copy.
+    return no_store_json(
+        {
             "user_id": enrolment.user_id,
             "email": enrolment.email,
             "mfa": {"type": "totp", "secret": enrolment.totp_secret, "otpauth_uri": enrolment.otpauth_uri},
         },
-        # The TOTP secret is shown once: no cache along the way may keep a copy.
-        headers={"Cache-Control": "no-store"},
+        status_code=201,
     )
 
 

@@ -4,12 +4,12 @@
 # through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from vaultpay.bootstrap.fraud import review_service
 from vaultpay.fraud.service import DEFAULT_LIMIT, MAX_LIMIT
-from vaultpay.shared.http import api_handler, make_admin_resolver, principal
+from vaultpay.shared.http import api_handler, make_admin_resolver, no_store_json, principal
 from vaultpay.shared.observability import get_tracer
 from vaultpay.shared.openapi import problems, success
 
@@ -66,12 +66,7 @@ def list_alerts(
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> Response[dict[str, Any]]:
     page = review_service().alerts(role=principal(app).role, decision=decision, limit=limit, cursor=cursor)
-    return Response(
-        status_code=200,
-        content_type=content_types.APPLICATION_JSON,
-        body=page.to_json(),
-        headers={"Cache-Control": "no-store"},
-    )
+    return no_store_json(page.to_json())
 
 
 handler = api_handler(app)

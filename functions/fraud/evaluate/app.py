@@ -1,22 +1,7 @@
 """Saga step EvaluateFraudFunction: APPROVE, REVIEW or DECLINE, with the rules that fired."""
 
-# No `from __future__ import annotations` in handlers (see functions/ops/health/app.py).
-from typing import Any
-
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from vaultpay.bootstrap.fraud import fraud_engine
-from vaultpay.shared.observability import bind_step_log_keys, get_logger, get_tracer
+from vaultpay.shared.observability import saga_step_handler
 
-logger = get_logger()
-tracer = get_tracer()
-
-
-# Called by the transfer state machine with the saga state; answers `$.fraud`. Errors propagate: their class
-# name is the Lambda errorType the state machine's Retry/Catch match on (an invalid rule configuration
-# fails the step loudly rather than approve anything).
-@logger.inject_lambda_context(clear_state=True, log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
-def handler(event: Any, context: LambdaContext) -> dict[str, Any]:
-    bind_step_log_keys(event)
-    return fraud_engine().evaluate(event)
+# Answers `$.fraud`. An invalid rule configuration fails the step loudly rather than approve anything.
+handler = saga_step_handler(lambda event: fraud_engine().evaluate(event))

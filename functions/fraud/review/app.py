@@ -4,11 +4,18 @@
 # through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
 from typing import Annotated, Any, Literal
 
-from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler import Response
 from pydantic import AfterValidator, ConfigDict, Field, StrictStr
 
 from vaultpay.bootstrap.fraud import deciding_review_service
-from vaultpay.shared.http import RequestModel, api_handler, in_contract_words, make_admin_resolver, principal
+from vaultpay.shared.http import (
+    RequestModel,
+    api_handler,
+    in_contract_words,
+    make_admin_resolver,
+    no_store_json,
+    principal,
+)
 from vaultpay.shared.observability import get_tracer
 from vaultpay.shared.openapi import problems, success
 
@@ -83,12 +90,7 @@ def decide_review(transfer_id: str, body: ReviewDecision) -> Response[dict[str, 
         note=body.note,
         correlation_id=caller.correlation_id,
     )
-    return Response(
-        status_code=200,
-        content_type=content_types.APPLICATION_JSON,
-        body=view,
-        headers={"Cache-Control": "no-store"},
-    )
+    return no_store_json(view)
 
 
 handler = api_handler(app)

@@ -5,11 +5,11 @@ on the JetStream cluster, with how many replicas current? (no auth)"""
 # through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
 from typing import Any
 
-from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from vaultpay.bootstrap.ops import health_service
-from vaultpay.shared.http import make_resolver
+from vaultpay.shared.http import make_resolver, no_store_json
 from vaultpay.shared.observability import get_logger, get_tracer
 from vaultpay.shared.openapi import success
 
@@ -117,13 +117,8 @@ HEALTH_REPORT: dict[str, Any] = {
 @tracer.capture_method
 def get_health() -> Response[dict[str, Any]]:
     report = health_service().run()
-    return Response(
-        status_code=report.http_status,
-        content_type=content_types.APPLICATION_JSON,
-        body=report.to_body(),
-        # A cached "ok" would hide an outage from whoever is asking.
-        headers={"Cache-Control": "no-store"},
-    )
+    # A cached "ok" would hide an outage from whoever is asking.
+    return no_store_json(report.to_body(), status_code=report.http_status)
 
 
 @logger.inject_lambda_context(clear_state=True)

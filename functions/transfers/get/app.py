@@ -4,10 +4,10 @@
 # through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
 from typing import Any
 
-from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler import Response
 
 from vaultpay.bootstrap.transfers import transfers_service
-from vaultpay.shared.http import api_handler, make_resolver, principal
+from vaultpay.shared.http import api_handler, make_resolver, no_store_json, principal
 from vaultpay.shared.observability import get_tracer
 from vaultpay.shared.openapi import problems, success
 
@@ -49,12 +49,7 @@ def get_transfer(transfer_id: str) -> Response[dict[str, Any]]:
     caller = principal(app)
     # Malformed, someone else's or missing: the same 404, so an id reveals nothing about other users.
     view = transfers_service().get(caller.user_id, transfer_id)
-    return Response(
-        status_code=200,
-        content_type=content_types.APPLICATION_JSON,
-        body=view,
-        headers={"Cache-Control": "no-store"},
-    )
+    return no_store_json(view)
 
 
 handler = api_handler(app)

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 from support.handlers import load_handler
+from support.iam import Action, ActionRecorder
+from support.lambda_context import FakeLambdaContext
 from support.tables import create_table
 
 pytestmark = pytest.mark.component
@@ -25,7 +27,6 @@ pytestmark = pytest.mark.component
 ROOT = Path(__file__).resolve().parents[3]
 ACCOUNTS_TABLE = "vaultpay-test-accounts"
 IDEMPOTENCY_TABLE = "vaultpay-test-accounts-idempotency"
-Action = tuple[str, str]  # (IAM action, resource label)
 DIRECTORIES = {
     "create": "CreateAccountFunction",
     "list": "ListAccountsFunction",
@@ -38,14 +39,7 @@ DIRECTORIES = {
 }
 
 
-class Context:
-    function_name = "vaultpay-test-AccountsFunction"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:vaultpay-test-AccountsFunction"
-    aws_request_id = "2f1d9c6e-0000-4000-8000-00000000c0c0"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 10_000
+LAMBDA_CONTEXT = FakeLambdaContext("vaultpay-test-AccountsFunction", remaining_ms=10_000)
 
 
 def _reset_caches() -> None:
@@ -54,48 +48,9 @@ def _reset_caches() -> None:
     bootstrap.reset()
 
 
-class Recorder:
-    """Wraps botocore's one entry point for API calls; `current` attributes calls to a function."""
-
-    def __init__(self) -> None:
-        self.labels: dict[str, str] = {}
-        self.actions: dict[str, set[Action]] = {}
-        self.current: str | None = None
-
-    def record(self, service: str, operation: str, params: dict[str, Any]) -> None:
-        if self.current is None:
-            return
-        seen = self.actions.setdefault(self.current, set())
-        if operation == "TransactWriteItems":
-            # Authorised per item, as the Put / Update / Delete / ConditionCheck it holds.
-            for item in params["TransactItems"]:
-                [(kind, body)] = item.items()
-                action = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem"}.get(
-                    kind, "ConditionCheckItem"
-                )
-                seen.add((f"dynamodb:{action}", self.label(body["TableName"])))
-            return
-        if operation == "BatchGetItem":
-            seen.update((f"dynamodb:{operation}", self.label(table)) for table in params["RequestItems"])
-            return
-        resource = params.get("TableName") or params.get("SecretId") or params.get("KeyId") or "*"
-        label = self.label(str(resource))
-        if params.get("IndexName"):
-            label += f"/index/{params['IndexName']}"
-        seen.add((f"{service}:{operation}", label))
-
-    def label(self, resource: str) -> str:
-        # Longest first: the idempotency table's name starts with the accounts table's.
-        for value in sorted(self.labels, key=len, reverse=True):
-            if value in resource:
-                return self.labels[value]
-        return resource
-
-
 @pytest.fixture
-def recorder(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
+def recorder(monkeypatch: pytest.MonkeyPatch) -> Iterator[ActionRecorder]:
     import boto3
-    from botocore.client import BaseClient
     from moto import mock_aws
 
     for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")]:
@@ -115,7 +70,7 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
     }.items():
         monkeypatch.setenv(name, value)
     _reset_caches()
-    recorder = Recorder()
+    recorder = ActionRecorder()
     with mock_aws():
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
         create_table(dynamodb, "AccountsTable", ACCOUNTS_TABLE)
@@ -132,13 +87,7 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
             key_id: "AccountNumberKey",
             secret["ARN"]: "AccountNumberIndexSecret",
         }
-        real = BaseClient._make_api_call
-
-        def recording(self: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
-            recorder.record(self.meta.service_model.service_name, operation_name, api_params)
-            return real(self, operation_name, api_params)
-
-        monkeypatch.setattr(BaseClient, "_make_api_call", recording)
+        recorder.install(monkeypatch)
         yield recorder
     _reset_caches()
 
@@ -201,17 +150,17 @@ def _http(directory: str, *, body: Any = None, user: str | None = None, **change
                 deposit_id = path.split("/")[4]
                 event["resource"] = path.replace(deposit_id, "{deposit_id}")
                 event["pathParameters"] = {"deposit_id": deposit_id}
-    response = _handler(directory).handler(event, Context())
+    response = _handler(directory).handler(event, LAMBDA_CONTEXT)
     return {"status": response["statusCode"], "body": json.loads(response["body"] or "null")}
 
 
-def test_each_accounts_function_uses_exactly_the_actions_its_policy_grants(recorder: Recorder) -> None:
+def test_each_accounts_function_uses_exactly_the_actions_its_policy_grants(recorder: ActionRecorder) -> None:
     def call(directory: str, *args: Any, **kwargs: Any) -> Any:
         _reset_caches()  # each function cold: nothing cached from another function's run
         recorder.current = directory
         try:
             if directory in ("reserve", "settle", "release"):
-                return _handler(directory).handler(args[0], Context())
+                return _handler(directory).handler(args[0], LAMBDA_CONTEXT)
             return _http(directory, **kwargs)
         finally:
             recorder.current = None

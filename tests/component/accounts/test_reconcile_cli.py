@@ -18,8 +18,10 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from support.accounts import Clock, FakeCipher, FakeIndex, dynamodb_client
+from support.accounts import FakeCipher, FakeIndex, dynamodb_client
+from support.clocks import TickingClock
 from support.handlers import load_handler
+from support.lambda_context import FakeLambdaContext
 from support.tables import create_table
 from typer.testing import CliRunner
 
@@ -53,7 +55,7 @@ class LedgerTable:
             cipher=FakeCipher(),
             index=FakeIndex(),
             currencies=frozenset({"INR"}),
-            clock=Clock(),
+            clock=TickingClock(),
             sleep=lambda _s: None,
         )
         asha = service.open_account("usr_asha", "SAVINGS", "INR", "corr-1")
@@ -223,19 +225,9 @@ def test_reconcile_without_table_refuses_to_guess_between_several(
 # ---- the scheduled handler -----------------------------------------------------------------------------
 
 
-class LambdaContext:
-    function_name = "vaultpay-test-ReconcileLedgerFunction"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = (
-        "arn:aws:lambda:us-east-1:123456789012:function:vaultpay-test-ReconcileLedgerFunction"
-    )
-    aws_request_id = "00000000-0000-4000-8000-00000000beef"
-    log_group_name = "/aws/lambda/vaultpay-test-ReconcileLedgerFunction"
-    log_stream_name = "test"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 300_000
+LAMBDA_CONTEXT = FakeLambdaContext(
+    "vaultpay-test-ReconcileLedgerFunction", remaining_ms=300_000, memory_limit_in_mb=1024
+)
 
 
 class CurrentStdout:
@@ -303,7 +295,7 @@ def test_handler_reconciles_the_table_and_emits_zero_violations(
     monkeypatch.setattr(aws, "aws_client", recorded_client)
     capsys.readouterr()
 
-    body = reconcile_app.handler(schedule_event(), LambdaContext())
+    body = reconcile_app.handler(schedule_event(), LAMBDA_CONTEXT)
 
     assert body["ok"] is True
     assert (body["accounts_checked"], body["violation_count"], body["total_deposits"]) == (2, 0, 70_000)
@@ -328,7 +320,7 @@ def test_handler_counts_and_logs_each_violation_without_personal_data(
     ledger_table.set_number(f"ACCOUNT#{ledger_table.asha}", "ACCOUNT", "ledger", 38_001)
     capsys.readouterr()
 
-    body = reconcile_app.handler(schedule_event(), LambdaContext())
+    body = reconcile_app.handler(schedule_event(), LAMBDA_CONTEXT)
 
     assert body["ok"] is False
     checks = {v["check"] for v in body["violations"]}
@@ -367,4 +359,4 @@ def test_handler_fails_loudly_without_its_table(
     monkeypatch.delenv("ACCOUNTS_TABLE")
 
     with pytest.raises(ConfigurationError, match="ACCOUNTS_TABLE"):
-        reconcile_app.handler(schedule_event(), LambdaContext())
+        reconcile_app.handler(schedule_event(), LAMBDA_CONTEXT)

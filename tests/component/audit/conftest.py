@@ -12,6 +12,7 @@ import boto3
 import nats
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
+from support.lambda_context import FakeLambdaContext
 from support.tables import create_table
 
 from localcloud import services
@@ -128,19 +129,4 @@ def reset_audit_caches() -> None:
     bootstrap.reset()
 
 
-class LambdaContext:
-    """The parts of the Lambda context the handlers and Powertools read."""
-
-    function_name = "vaultpay-test-audit"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:vaultpay-test-audit"
-    aws_request_id = "00000000-0000-4000-8000-000000000000"
-    log_group_name = "/aws/lambda/vaultpay-test-audit"
-    log_stream_name = "test"
-
-    def __init__(self, remaining_ms: int = 60_000) -> None:
-        self.remaining_ms = remaining_ms
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
+LAMBDA_CONTEXT = FakeLambdaContext("vaultpay-test-audit", remaining_ms=60_000)

@@ -18,7 +18,7 @@ from support.tables import create_table
 from vaultpay.audit.model import AuditEntry
 from vaultpay.audit.store import DynamoDBAuditStore, record_sk
 
-from .conftest import LambdaContext, reset_audit_caches
+from .conftest import LAMBDA_CONTEXT, reset_audit_caches
 
 pytestmark = pytest.mark.component
 EVENTS = Path(__file__).resolve().parents[3] / "events" / "audit"
@@ -99,7 +99,7 @@ def request(
 
 
 def call(app: ModuleType, event: dict[str, Any]) -> tuple[int, str, dict[str, Any]]:
-    response = app.handler(event, LambdaContext())
+    response = app.handler(event, LAMBDA_CONTEXT)
     headers = {k.lower(): v for k, v in (response.get("multiValueHeaders") or {}).items()}
     content_type = (headers.get("content-type") or [""])[0]
     return int(response["statusCode"]), content_type, json.loads(response["body"])

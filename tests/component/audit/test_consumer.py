@@ -23,9 +23,9 @@ from .conftest import (
     ACK_WAIT_S,
     ADVISORY,
     DLQ_STREAM,
+    LAMBDA_CONTEXT,
     MAX_DELIVER,
     AuditTable,
-    LambdaContext,
     Nats,
     publish,
     reset_audit_caches,
@@ -98,7 +98,7 @@ def test_consume_appends_every_event_and_acks_it(
     publish_events(nats_endpoint.url, events)
 
     # When the scheduled function runs
-    report = consume_app.handler({"source": "aws.events"}, LambdaContext())
+    report = consume_app.handler({"source": "aws.events"}, LAMBDA_CONTEXT)
 
     # Then it reports the consumer's backlog after the run as metrics the lag alarm watches
     assert report["lag"] == {"pending": 0, "ack_pending": 0, "redelivered": 0}
@@ -133,14 +133,14 @@ def test_a_crash_between_the_write_and_the_ack_yields_one_record_after_redeliver
 
     monkeypatch.setattr(service, "append_entries", write_then_crash)
     with pytest.raises(RuntimeError):
-        consume_app.handler({}, LambdaContext())
+        consume_app.handler({}, LAMBDA_CONTEXT)
     assert len(records(audit_table)) == 5
     assert run(_consumer_state(nats_endpoint.url))[1] == 5  # delivered, unacked
 
     # When the next run gets the same messages again after ack_wait
     monkeypatch.setattr(service, "append_entries", write)
     time.sleep(ACK_WAIT_S + 0.5)
-    report = consume_app.handler({}, LambdaContext())
+    report = consume_app.handler({}, LAMBDA_CONTEXT)
 
     # Then they are recognised as recorded, acked, and each event still has exactly one record
     assert (report["appended"], report["duplicates"]) == (0, 5)
@@ -184,7 +184,7 @@ def test_a_poison_message_ends_in_the_dead_letter_stream_after_max_deliver(
             ],
         )
         # When the function runs (in a thread: it drives its own event loop)
-        report = await asyncio.to_thread(consume_app.handler, {}, LambdaContext())
+        report = await asyncio.to_thread(consume_app.handler, {}, LAMBDA_CONTEXT)
         return await watcher, sequences, report
 
     advisories, sequences, report = run(scenario())
@@ -215,7 +215,7 @@ def test_one_nats_connection_serves_every_warm_invocation(
 
     for n in range(3):
         publish_events(nats_endpoint.url, [event(n)])
-        consume_app.handler({}, LambdaContext())
+        consume_app.handler({}, LAMBDA_CONTEXT)
         assert jetstream()._client is not None
 
     with urllib.request.urlopen(f"{nats_endpoint.monitor}/connz", timeout=5) as response:
@@ -234,7 +234,7 @@ def test_an_unreachable_table_spends_no_delivery(
 
     # When the function runs, it fails...
     with pytest.raises(ConfigurationError):
-        consume_app.handler({}, LambdaContext())
+        consume_app.handler({}, LAMBDA_CONTEXT)
 
     # ...before fetching: both messages are still pending, none delivered
     assert run(_consumer_state(nats_endpoint.url)) == (2, 0)
@@ -251,4 +251,4 @@ def test_a_missing_jetstream_consumer_is_a_configuration_error(
     run(drop_consumer())
 
     with pytest.raises(ConfigurationError, match=DURABLE):
-        consume_app.handler({}, LambdaContext())
+        consume_app.handler({}, LAMBDA_CONTEXT)

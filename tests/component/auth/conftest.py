@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from support.handlers import load_handler
+from support.lambda_context import FakeLambdaContext
 from support.tables import create_table
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -109,11 +110,7 @@ def cloud(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> It
     _reset_caches()
 
 
-class FakeLambdaContext:
-    function_name = "vaultpay-test-AuthFunction"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:vaultpay-test-AuthFunction"
-    aws_request_id = "2f1d9c6e-0000-4000-8000-00000000a0a0"
+LAMBDA_CONTEXT = FakeLambdaContext("vaultpay-test-AuthFunction")
 
 
 @pytest.fixture(scope="session")
@@ -135,7 +132,7 @@ def sample_event() -> Callable[[str], dict[str, Any]]:
 
 @pytest.fixture
 def lambda_context() -> FakeLambdaContext:
-    return FakeLambdaContext()
+    return LAMBDA_CONTEXT
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from support.handlers import load_handler
+from support.lambda_context import FakeLambdaContext
 from support.tables import create_table
 
 from vaultpay import bootstrap
@@ -28,14 +29,7 @@ USER = "usr_01JD3F6Q"
 DEVICE = "device-4f1c2a"
 
 
-@dataclass(frozen=True)
-class FakeLambdaContext:
-    function_name: str = "vaultpay-local-AuthorizerFunction"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = (
-        "arn:aws:lambda:us-east-1:000000000000:function:vaultpay-local-AuthorizerFunction"
-    )
-    aws_request_id: str = "2f1d9c6e-0000-4000-8000-000000000002"
+LAMBDA_CONTEXT = FakeLambdaContext("vaultpay-local-AuthorizerFunction")
 
 
 @dataclass
@@ -125,7 +119,7 @@ def test_a_valid_request_is_allowed_and_counted_in_the_rate_limit_table(
     app: ModuleType, stack: Stack
 ) -> None:
     event = _event(Authorization=f"Bearer {_token(stack.keys)}")
-    response = app.handler(event, FakeLambdaContext())
+    response = app.handler(event, LAMBDA_CONTEXT)
     assert response["principalId"] == USER
     (statement,) = response["policyDocument"]["Statement"]
     assert (statement["Effect"], statement["Resource"]) == ("Allow", event["methodArn"])
@@ -143,7 +137,7 @@ def test_an_unauthenticated_request_fails_with_exactly_unauthorized(
 ) -> None:
     # API Gateway turns this exact message, and only it, into the 401 gateway response
     with pytest.raises(Exception, match=r"^Unauthorized$") as caught:
-        app.handler(_event(Authorization=authorization), FakeLambdaContext())
+        app.handler(_event(Authorization=authorization), LAMBDA_CONTEXT)
     assert type(caught.value) is Exception
     assert caught.value.__cause__ is None
     assert _items(stack, stack.rate_limit_table) == []
@@ -151,7 +145,7 @@ def test_an_unauthenticated_request_fails_with_exactly_unauthorized(
 
 def test_a_device_mismatch_writes_the_outbox_event_into_the_auth_table(app: ModuleType, stack: Stack) -> None:
     event = _event(Authorization=f"Bearer {_token(stack.keys)}", X_Device_Id="attacker-phone")
-    response = app.handler(event, FakeLambdaContext())
+    response = app.handler(event, LAMBDA_CONTEXT)
     assert response["context"]["auth_error"] == "device_mismatch"
     (item,) = [i for i in _items(stack, stack.auth_table) if i["pk"]["S"] != f"USER#{USER}"]
     assert item["pk"]["S"].startswith("OUTBOX#")
@@ -168,7 +162,7 @@ def test_a_device_mismatch_writes_the_outbox_event_into_the_auth_table(app: Modu
 
 def test_a_customer_on_an_admin_route_is_denied(app: ModuleType, stack: Stack) -> None:
     event = _event("authorizer_admin_deposit.json", Authorization=f"Bearer {_token(stack.keys)}")
-    response = app.handler(event, FakeLambdaContext())
+    response = app.handler(event, LAMBDA_CONTEXT)
     assert response["policyDocument"]["Statement"][0]["Effect"] == "Deny"
     assert response["context"]["code"] == "forbidden"
 
@@ -177,7 +171,7 @@ def test_an_admin_is_allowed_on_an_admin_route(app: ModuleType, stack: Stack) ->
     event = _event(
         "authorizer_admin_deposit.json", Authorization=f"Bearer {_token(stack.keys, role='admin')}"
     )
-    response = app.handler(event, FakeLambdaContext())
+    response = app.handler(event, LAMBDA_CONTEXT)
     assert response["policyDocument"]["Statement"][0]["Effect"] == "Allow"
 
 
@@ -189,7 +183,7 @@ def test_an_unreadable_verification_key_fails_closed_and_never_as_unauthorized(
     monkeypatch.setenv("TOKEN_SIGNING_KEY_ID", missing)
     bootstrap.reset()
     with pytest.raises(Exception, match="KMS refused GetPublicKey") as caught:
-        app.handler(_event(Authorization=f"Bearer {_token(stack.keys)}"), FakeLambdaContext())
+        app.handler(_event(Authorization=f"Bearer {_token(stack.keys)}"), LAMBDA_CONTEXT)
     assert str(caught.value) != "Unauthorized"
 
 
@@ -199,7 +193,7 @@ def test_a_missing_setting_names_the_variable(
     monkeypatch.delenv("RATE_LIMIT_TABLE")
     bootstrap.reset()
     with pytest.raises(Exception, match="RATE_LIMIT_TABLE is not set"):
-        app.handler(_event(Authorization=f"Bearer {_token(stack.keys)}"), FakeLambdaContext())
+        app.handler(_event(Authorization=f"Bearer {_token(stack.keys)}"), LAMBDA_CONTEXT)
 
 
 def test_the_public_key_is_read_from_kms_once_per_container(
@@ -218,7 +212,7 @@ def test_the_public_key_is_read_from_kms_once_per_container(
     token = f"Bearer {_token(stack.keys)}"
     calls.clear()
     for _ in range(5):
-        app.handler(_event(Authorization=token), FakeLambdaContext())
+        app.handler(_event(Authorization=token), LAMBDA_CONTEXT)
     assert calls.count("GetPublicKey") == 1
     assert "Sign" not in calls  # a verifier never signs
 
@@ -232,13 +226,13 @@ def test_a_token_of_a_verify_only_key_passes_during_a_rotation(
     bootstrap.reset()
     # Then tokens of both keys are accepted, each picked by its kid
     for signer in (stack.keys, KmsTokenSigner(stack.kms, second)):
-        response = app.handler(_event(Authorization=f"Bearer {_token(signer)}"), FakeLambdaContext())
+        response = app.handler(_event(Authorization=f"Bearer {_token(signer)}"), LAMBDA_CONTEXT)
         assert response["policyDocument"]["Statement"][0]["Effect"] == "Allow"
     # And a key nobody listed is refused
     stranger = stack.kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
     with pytest.raises(Exception, match=r"^Unauthorized$"):
         app.handler(
-            _event(Authorization=f"Bearer {_token(KmsTokenSigner(stack.kms, stranger))}"), FakeLambdaContext()
+            _event(Authorization=f"Bearer {_token(KmsTokenSigner(stack.kms, stranger))}"), LAMBDA_CONTEXT
         )
 
 
@@ -247,9 +241,9 @@ def test_neither_the_token_nor_the_device_mismatch_leaks_a_token_into_the_log(
 ) -> None:
     token = _token(stack.keys)
     with caplog.at_level(logging.DEBUG):
-        app.handler(_event(Authorization=f"Bearer {token}", X_Device_Id="other"), FakeLambdaContext())
+        app.handler(_event(Authorization=f"Bearer {token}", X_Device_Id="other"), LAMBDA_CONTEXT)
         with pytest.raises(Exception, match=r"^Unauthorized$"):
-            app.handler(_event(Authorization=f"Bearer {token}x"), FakeLambdaContext())
+            app.handler(_event(Authorization=f"Bearer {token}x"), LAMBDA_CONTEXT)
     # Every attribute of every record, as a JSON formatter would write it
     logged = json.dumps([record.__dict__ for record in caplog.records], default=str)
     assert "request soft-denied" in logged
@@ -282,9 +276,9 @@ def test_a_token_of_a_disabled_user_or_a_signed_out_session_is_token_revoked(
             TableName=table,
             Item={"pk": {"S": f"FAMILY#{family}"}, "sk": {"S": "FAMILY"}, "revoked": {"BOOL": revoked}},
         )
-    live = app.handler(_event(Authorization=f"Bearer {token('fam_live')}"), FakeLambdaContext())
+    live = app.handler(_event(Authorization=f"Bearer {token('fam_live')}"), LAMBDA_CONTEXT)
     assert live["context"]["auth_error"] == ""
-    out = app.handler(_event(Authorization=f"Bearer {token('fam_out')}"), FakeLambdaContext())
+    out = app.handler(_event(Authorization=f"Bearer {token('fam_out')}"), LAMBDA_CONTEXT)
     assert out["context"]["auth_error"] == "token_revoked"
     # A disabled user's live session ends too (a new container: nothing cached)
     stack.dynamodb.update_item(
@@ -295,5 +289,5 @@ def test_a_token_of_a_disabled_user_or_a_signed_out_session_is_token_revoked(
         ExpressionAttributeValues={":d": {"S": "DISABLED"}},
     )
     bootstrap.reset()
-    disabled = app.handler(_event(Authorization=f"Bearer {token('fam_live')}"), FakeLambdaContext())
+    disabled = app.handler(_event(Authorization=f"Bearer {token('fam_live')}"), LAMBDA_CONTEXT)
     assert disabled["context"]["auth_error"] == "token_revoked"

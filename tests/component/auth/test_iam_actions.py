@@ -9,11 +9,11 @@ from typing import Any
 
 import pyotp
 import pytest
+from support.iam import Action, ActionRecorder
 
 pytestmark = pytest.mark.component
 
 PASSWORD = "correct horse battery staple"
-Action = tuple[str, str]  # (IAM action, resource label)
 
 # What the template must grant, per function; a test below fails if a function needs more or less.
 # TransactWriteItems is authorised per item, as the PutItem / UpdateItem it contains.
@@ -70,38 +70,9 @@ EXPECTED: dict[str, set[Action]] = {
 }
 
 
-class Recorder:
-    """Wraps botocore's one entry point for API calls; `recording(name)` attributes calls to a function."""
-
-    def __init__(self, labels: dict[str, str]) -> None:
-        self.labels = labels
-        self.actions: dict[str, set[Action]] = {}
-        self.current: str | None = None
-
-    def record(self, service: str, operation: str, params: dict[str, Any]) -> None:
-        if self.current is None:
-            return
-        seen = self.actions.setdefault(self.current, set())
-        if operation == "TransactWriteItems":
-            for item in params["TransactItems"]:
-                [(kind, body)] = item.items()
-                action = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem"}.get(
-                    kind, "ConditionCheckItem"
-                )
-                seen.add((f"dynamodb:{action}", self.label(body["TableName"])))
-            return
-        resource = params.get("TableName") or params.get("SecretId") or params.get("KeyId") or "*"
-        seen.add((f"{service}:{operation}", self.label(str(resource))))
-
-    def label(self, resource: str) -> str:
-        return next((label for value, label in self.labels.items() if value in resource), resource)
-
-
 @pytest.fixture
-def recorder(cloud: Any, monkeypatch: pytest.MonkeyPatch) -> Recorder:
-    from botocore.client import BaseClient
-
-    recorder = Recorder(
+def recorder(cloud: Any, monkeypatch: pytest.MonkeyPatch) -> ActionRecorder:
+    recorder = ActionRecorder(
         {
             "vaultpay-test-auth-rate-limits": "AuthRateLimitTable",
             "vaultpay-test-auth": "AuthTable",
@@ -110,18 +81,12 @@ def recorder(cloud: Any, monkeypatch: pytest.MonkeyPatch) -> Recorder:
             cloud.blind_index_secret_arn: "BlindIndexKeySecret",
         }
     )
-    real = BaseClient._make_api_call
-
-    def recording(self: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
-        recorder.record(self.meta.service_model.service_name, operation_name, api_params)
-        return real(self, operation_name, api_params)
-
-    monkeypatch.setattr(BaseClient, "_make_api_call", recording)
+    recorder.install(monkeypatch)
     return recorder
 
 
 def test_each_function_uses_exactly_the_actions_its_policy_grants(
-    recorder: Recorder,
+    recorder: ActionRecorder,
     function: Callable[[str], ModuleType],
     sample_event: Callable[[str], dict[str, Any]],
     lambda_context: Any,

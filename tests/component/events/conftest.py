@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
@@ -13,6 +12,7 @@ from typing import Any, TypeVar
 import pytest
 from boto3.dynamodb.types import TypeSerializer
 from support.handlers import load_handler
+from support.lambda_context import FakeLambdaContext
 
 from localcloud.services import ManagedProcess, free_port, nats_server
 from vaultpay.shared.events import DomainEvent
@@ -76,7 +76,7 @@ class Kit:
 
     record = staticmethod(lambda event, seq: outbox_record(event, seq))
     event = staticmethod(lambda event_type, n: domain_event(event_type, n))
-    context = staticmethod(lambda: FakeLambdaContext())
+    context = staticmethod(lambda: LAMBDA_CONTEXT)
 
 
 @pytest.fixture(scope="module")
@@ -140,15 +140,7 @@ def domain_event(event_type: str, n: int) -> DomainEvent:
     )
 
 
-@dataclass(frozen=True)
-class FakeLambdaContext:
-    function_name: str = "vaultpay-test-RelayFunction"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:vaultpay-test-RelayFunction"
-    aws_request_id: str = "5d3e1f2a-0000-4000-8000-000000000000"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+LAMBDA_CONTEXT = FakeLambdaContext("vaultpay-test-RelayFunction", remaining_ms=30_000)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import nats
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 from support.handlers import load_handler
+from support.lambda_context import FakeLambdaContext
 from support.tables import create_table
 
 from localcloud import services
@@ -30,17 +31,7 @@ ROOT = Path(__file__).resolve().parents[3]
 USER = "usr_dave"
 
 
-class Context:
-    function_name = "vaultpay-test-FraudConsumeFunction"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:vaultpay-test-FraudConsumeFunction"
-    aws_request_id = "00000000-0000-4000-8000-00000000c0de"
-    log_group_name = "/aws/lambda/vaultpay-test-FraudConsumeFunction"
-    log_stream_name = "test"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 50_000
+LAMBDA_CONTEXT = FakeLambdaContext("vaultpay-test-FraudConsumeFunction", remaining_ms=50_000)
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +168,7 @@ def test_logins_and_completed_transfers_reach_the_profile_once_and_everything_is
     messages.append(("vaultpay.transaction.completed", b"\xff not json", "poison"))
     asyncio.run(publish(nats_url, messages))
     # When the scheduled function runs
-    report = app.handler({"source": "aws.events"}, Context())
+    report = app.handler({"source": "aws.events"}, LAMBDA_CONTEXT)
     # Then each event was applied once, in integers
     profile = store.get_profile(USER, "acc_dst")
     assert profile.history == AmountHistory.of([250_000, 10**12])

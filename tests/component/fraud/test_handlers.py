@@ -19,6 +19,7 @@ import pytest
 from support.apigw import proxy_event
 from support.fraud import fraud_config_document
 from support.handlers import load_handler
+from support.lambda_context import FakeLambdaContext
 from support.tables import create_table
 
 from localcloud import services
@@ -35,17 +36,7 @@ AWAIT_FUNCTION = "vaultpay-test-AwaitReviewFunction"
 PROBLEM_JSON = "application/problem+json"
 
 
-class Context:
-    function_name = "vaultpay-test-fraud"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 512
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:vaultpay-test-fraud"
-    aws_request_id = "00000000-0000-4000-8000-00000000f4a0"
-    log_group_name = "/aws/lambda/vaultpay-test-fraud"
-    log_stream_name = "test"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+LAMBDA_CONTEXT = FakeLambdaContext("vaultpay-test-fraud", remaining_ms=30_000)
 
 
 def load(relative: str) -> ModuleType:
@@ -76,7 +67,7 @@ class Edge:
                     -1
                 ]
                 if name.endswith("AwaitReviewFunction"):
-                    body = edge.await_handler(payload, Context())
+                    body = edge.await_handler(payload, LAMBDA_CONTEXT)
                 elif name == STATUS_FUNCTION:
                     edge.views.append(payload)
                     body = {"transfer_id": payload["transfer_id"], "status": "IN_REVIEW", "fraud": None}
@@ -252,7 +243,7 @@ def start_review_execution(
 
 
 def call(module: ModuleType, event: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, Any]]:
-    response = module.handler(event, Context())
+    response = module.handler(event, LAMBDA_CONTEXT)
     headers = {
         k: v[0] if isinstance(v, list) else v for k, v in (response.get("multiValueHeaders") or {}).items()
     }
@@ -286,9 +277,9 @@ def test_the_template_parameter_configures_the_engine_and_a_missing_one_falls_ba
 ) -> None:
     evaluate = load("evaluate")
     set_config(cloud, fraud_config_document())
-    with_parameter = evaluate.handler(saga_state(tid(), REVIEW_AMOUNT), Context())
+    with_parameter = evaluate.handler(saga_state(tid(), REVIEW_AMOUNT), LAMBDA_CONTEXT)
     set_config(cloud, None)
-    without = evaluate.handler(saga_state(tid(), REVIEW_AMOUNT), Context())
+    without = evaluate.handler(saga_state(tid(), REVIEW_AMOUNT), LAMBDA_CONTEXT)
     assert with_parameter["decision"] == without["decision"] == "REVIEW"
     assert set(with_parameter["reasons"]) == {"HIGH_AMOUNT", "NEW_DEVICE", "BEHAVIORAL_ANOMALY"}
     assert set(with_parameter) == {"decision", "score", "reasons", "rules", "decided_at"}
@@ -299,7 +290,7 @@ def test_a_stage_config_changes_the_decision(cloud: dict[str, Any]) -> None:
     document["rules"]["DEVICE_MISMATCH"]["enabled"] = False
     document["rules"]["NEW_DEVICE"]["enabled"] = False
     set_config(cloud, json.dumps(document))
-    result = load("evaluate").handler(saga_state(tid()), Context())
+    result = load("evaluate").handler(saga_state(tid()), LAMBDA_CONTEXT)
     assert (result["decision"], result["reasons"]) == ("APPROVE", [])
 
 
@@ -310,7 +301,7 @@ def test_an_invalid_config_fails_the_step_loudly_and_decides_nothing(
     set_config(cloud, document)
     transfer_id = tid()
     with pytest.raises(InvalidFraudConfig):
-        load("evaluate").handler(saga_state(transfer_id), Context())
+        load("evaluate").handler(saga_state(transfer_id), LAMBDA_CONTEXT)
     stored = cloud["dynamodb"].get_item(
         TableName=cloud["env"]["FRAUD_TABLE"],
         Key={"pk": {"S": f"DECISION#{transfer_id}"}, "sk": {"S": "DECISION"}},
@@ -329,7 +320,7 @@ def test_an_admin_decision_resumes_the_waiting_execution_and_answers_the_transfe
     # Given a transfer the engine sent to review, and an execution waiting on AwaitReview
     set_config(cloud, fraud_config_document())
     transfer_id = tid()
-    fraud = load("evaluate").handler(saga_state(transfer_id, REVIEW_AMOUNT), Context())
+    fraud = load("evaluate").handler(saga_state(transfer_id, REVIEW_AMOUNT), LAMBDA_CONTEXT)
     assert fraud["decision"] == "REVIEW"
     execution = start_review_execution(cloud, transfer_id, fraud, timeout_s=120)
     waiting = wait_for(lambda: review_item(cloud, transfer_id))
@@ -380,7 +371,7 @@ def test_an_admin_decision_resumes_the_waiting_execution_and_answers_the_transfe
 def test_a_decision_after_the_review_timed_out_is_review_closed(cloud: dict[str, Any]) -> None:
     set_config(cloud, fraud_config_document())
     transfer_id = tid()
-    fraud = load("evaluate").handler(saga_state(transfer_id, REVIEW_AMOUNT), Context())
+    fraud = load("evaluate").handler(saga_state(transfer_id, REVIEW_AMOUNT), LAMBDA_CONTEXT)
     assert fraud["decision"] == "REVIEW"
     execution = start_review_execution(cloud, transfer_id, fraud, timeout_s=1)
     wait_for(lambda: review_item(cloud, transfer_id))
@@ -414,7 +405,7 @@ def test_an_admin_cannot_decide_the_review_of_a_transfer_from_or_to_their_own_ac
         TableName=cloud["env"]["ACCOUNTS_TABLE"],
         Item={"pk": {"S": f"ACCOUNT#{destination}"}, "sk": {"S": "ACCOUNT"}, "owner_id": {"S": owner}},
     )
-    fraud = load("evaluate").handler(saga_state(transfer_id, REVIEW_AMOUNT), Context())
+    fraud = load("evaluate").handler(saga_state(transfer_id, REVIEW_AMOUNT), LAMBDA_CONTEXT)
     execution = start_review_execution(
         cloud, transfer_id, fraud, timeout_s=120, destination_account_id=destination
     )

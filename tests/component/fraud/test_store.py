@@ -9,6 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
+from support.clocks import ManualClock
 from support.tables import create_table
 
 from vaultpay.fraud.config import DEFAULT_CONFIG
@@ -44,14 +45,6 @@ def client(endpoint: str) -> Any:
         aws_access_key_id="test",
         aws_secret_access_key="test",
     )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = real_now()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -95,7 +88,7 @@ def test_a_decision_is_stored_once_with_its_two_outbox_events_and_a_repeat_count
     # Given the engine on the real tables
     store = DynamoFraudStore(tables["client"], tables["fraud"])
     counters = DynamoDBCounterStore(tables["client"], tables["counters"])
-    clock = Clock()
+    clock = ManualClock(real_now())
     engine = FraudEngine(store=store, counters=counters, config=lambda: DEFAULT_CONFIG, clock=clock)
     # When a transfer in HIGH_AMOUNT's review band is evaluated twice
     first = engine.evaluate(state(1, REVIEW_AMOUNT))
@@ -122,7 +115,7 @@ def test_a_decision_is_stored_once_with_its_two_outbox_events_and_a_repeat_count
 
 
 def test_profile_events_build_the_profile_once_in_exact_integers(tables: dict[str, Any]) -> None:
-    store = DynamoFraudStore(tables["client"], tables["fraud"], clock=Clock())
+    store = DynamoFraudStore(tables["client"], tables["fraud"], clock=ManualClock(real_now()))
     profiles = ProfileService(store)
     big = 10**12
     assert profiles.apply(DeviceSeen("ev-1", USER, "phone-1", 1_700_000_000)) is True
@@ -143,7 +136,7 @@ def test_profile_events_build_the_profile_once_in_exact_integers(tables: dict[st
 def test_the_newest_security_signal_is_kept_whatever_order_the_events_arrive_in(
     tables: dict[str, Any],
 ) -> None:
-    store = DynamoFraudStore(tables["client"], tables["fraud"], clock=Clock())
+    store = DynamoFraudStore(tables["client"], tables["fraud"], clock=ManualClock(real_now()))
     profiles = ProfileService(store)
     assert store.get_profile(USER, "acc_dst").security_signal_at is None
     assert profiles.apply(SecuritySignal("ev-s2", USER, "device_mismatch", 1_800_000_000)) is True
@@ -160,10 +153,12 @@ def test_reviews_wait_get_decided_once_and_never_show_their_token(tables: dict[s
     # Given a REVIEW decision whose saga waits with a token (replaced once by a retried invoke)
     store = DynamoFraudStore(tables["client"], tables["fraud"])
     counters = DynamoDBCounterStore(tables["client"], tables["counters"])
-    engine = FraudEngine(store=store, counters=counters, config=lambda: DEFAULT_CONFIG, clock=Clock())
+    engine = FraudEngine(
+        store=store, counters=counters, config=lambda: DEFAULT_CONFIG, clock=ManualClock(real_now())
+    )
     assert engine.evaluate(state(1, REVIEW_AMOUNT))["decision"] == "REVIEW"
     tasks, views = FakeTasks(open={TOKEN}), FakeTransferViews()
-    reviews = ReviewService(store=store, tasks=tasks, transfers=views, clock=Clock())
+    reviews = ReviewService(store=store, tasks=tasks, transfers=views, clock=ManualClock(real_now()))
     waiting = {"transfer_id": tid(1), "correlation_id": "corr-1", "user_id": USER, "task_token": "old"}
     reviews.await_review(waiting)
     reviews.await_review({**waiting, "task_token": TOKEN})
@@ -202,7 +197,7 @@ def test_reviews_wait_get_decided_once_and_never_show_their_token(tables: dict[s
 
 def test_a_transfer_that_ended_closes_its_waiting_review(tables: dict[str, Any]) -> None:
     store = DynamoFraudStore(tables["client"], tables["fraud"])
-    reviews = ReviewService(store=store, clock=Clock())
+    reviews = ReviewService(store=store, clock=ManualClock(real_now()))
     reviews.await_review({"transfer_id": tid(2), "correlation_id": "c", "user_id": USER, "task_token": TOKEN})
     assert ProfileService(store).apply(TransferEnded("ev-end", tid(2))) is True
     assert ProfileService(store).apply(TransferEnded("ev-end", tid(2))) is False
@@ -214,7 +209,7 @@ def test_alerts_page_newest_first_across_both_decisions_and_by_decision(tables: 
     # Given alerts (REVIEW and DECLINE interleaved) and approvals in between
     store = DynamoFraudStore(tables["client"], tables["fraud"])
     counters = DynamoDBCounterStore(tables["client"], tables["counters"])
-    clock = Clock()
+    clock = ManualClock(real_now())
     engine = FraudEngine(store=store, counters=counters, config=lambda: DEFAULT_CONFIG, clock=clock)
     high = DEFAULT_CONFIG.rules.HIGH_AMOUNT
     # A month-old device and a known payee: only the amount decides.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -12,17 +11,13 @@ from typing import Any
 import pytest
 from support.apigw import proxy_event
 from support.handlers import load_handler
+from support.lambda_context import FakeLambdaContext
 
 pytestmark = pytest.mark.component
 ROOT = Path(__file__).resolve().parents[3]
 
 
-@dataclass(frozen=True)
-class FakeLambdaContext:
-    function_name: str = "vaultpay-local-DocsFunction"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:vaultpay-local-DocsFunction"
-    aws_request_id: str = "2f1d9c6e-0000-4000-8000-000000000001"
+LAMBDA_CONTEXT = FakeLambdaContext("vaultpay-local-DocsFunction")
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +28,7 @@ def docs_app() -> ModuleType:
 def _get(docs_app: ModuleType, path: str) -> dict[str, Any]:
     event = proxy_event("GET", path, user_id="")
     event["requestContext"]["authorizer"] = None  # a public route: API Gateway runs no authorizer
-    response: dict[str, Any] = docs_app.handler(event, FakeLambdaContext())
+    response: dict[str, Any] = docs_app.handler(event, LAMBDA_CONTEXT)
     return response
 
 

@@ -7,10 +7,12 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import boto3
 import pytest
+from support.lambda_context import FakeLambdaContext
 from support.tables import create_table
 
 from vaultpay.shared.errors import Conflict, ValidationFailed, VaultPayError
@@ -27,21 +29,7 @@ from vaultpay.shared.idempotency import (
 pytestmark = pytest.mark.component
 
 
-class Context:
-    """A Lambda context with `remaining_ms` left, for Powertools' in-progress expiry."""
-
-    function_name = "vaultpay-test-CreateAccountFunction"
-    memory_limit_in_mb = 512
-    invoked_function_arn = (
-        "arn:aws:lambda:us-east-1:000000000000:function:vaultpay-test-CreateAccountFunction"
-    )
-    aws_request_id = "2f1d9c6e-0000-4000-8000-00000000b0b0"
-
-    def __init__(self, remaining_ms: int = 10_000) -> None:
-        self.remaining_ms = remaining_ms
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
+LAMBDA_CONTEXT = FakeLambdaContext("vaultpay-test-CreateAccountFunction", remaining_ms=10_000)
 
 
 class Crash(BaseException):
@@ -92,7 +80,7 @@ def _scope(user: str = "usr_1", key: str | None = None, route: str = "/v1/accoun
 def _run(
     store: Any, scope: str, body: dict[str, Any], operation: Callable[[], Outcome], **kw: Any
 ) -> Outcome:
-    kw.setdefault("lambda_context", Context())
+    kw.setdefault("lambda_context", LAMBDA_CONTEXT)
     return run_idempotent(scope=scope, payload=body, operation=operation, persistence=store, **kw)
 
 
@@ -218,7 +206,7 @@ def test_a_request_that_died_mid_way_does_not_block_its_retry_beyond_its_timeout
         raise Crash
 
     with pytest.raises(Crash):
-        _run(store, scope, body, crash, lambda_context=Context(remaining_ms=1))
+        _run(store, scope, body, crash, lambda_context=replace(LAMBDA_CONTEXT, remaining_ms=1))
     time.sleep(0.05)
     # When the client retries after that invocation would have timed out
     operation = Counter()
@@ -333,15 +321,15 @@ def test_a_replay_over_http_has_the_first_status_and_body_and_the_replayed_heade
     operation = Counter()
     app = _app(operation)
     headers = {IDEMPOTENCY_HEADER: f"k-{uuid.uuid4().hex}"}
-    first = app.resolve(_event({"type": "a"}, headers), Context())
-    again = app.resolve(_event({"type": "a"}, headers), Context())
+    first = app.resolve(_event({"type": "a"}, headers), LAMBDA_CONTEXT)
+    again = app.resolve(_event({"type": "a"}, headers), LAMBDA_CONTEXT)
     assert first["statusCode"] == again["statusCode"] == 201
     assert json.loads(first["body"]) == json.loads(again["body"])
     assert _header(first, REPLAYED_HEADER) is None
     assert _header(again, REPLAYED_HEADER) == "true"
     assert _header(again, "Cache-Control") == "no-store"
     assert operation.runs == 1
-    reused = app.resolve(_event({"type": "b"}, headers), Context())
+    reused = app.resolve(_event({"type": "b"}, headers), LAMBDA_CONTEXT)
     assert reused["statusCode"] == 422
     assert json.loads(reused["body"])["code"] == "idempotency_key_reused"
 
@@ -355,7 +343,7 @@ def test_a_missing_or_malformed_key_is_400_and_runs_nothing(
     resolver_env: None, headers: dict[str, str]
 ) -> None:
     operation = Counter()
-    response = _app(operation).resolve(_event({"type": "a"}, headers), Context())
+    response = _app(operation).resolve(_event({"type": "a"}, headers), LAMBDA_CONTEXT)
     problem = json.loads(response["body"])
     assert (response["statusCode"], problem["code"]) == (400, "idempotency_key_required")
     assert "Idempotency-Key" in problem["detail"]

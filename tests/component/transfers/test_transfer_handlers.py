@@ -17,6 +17,7 @@ import pytest
 from support.accounts import dynamodb_client
 from support.apigw import proxy_event
 from support.handlers import load_handler
+from support.lambda_context import FakeLambdaContext
 from support.tables import create_table
 
 pytestmark = pytest.mark.component
@@ -24,16 +25,7 @@ pytestmark = pytest.mark.component
 REGION = "us-east-1"
 
 
-class Context:
-    function_name = "vaultpay-test-CreateTransferFunction"
-    memory_limit_in_mb = 512
-    invoked_function_arn = (
-        "arn:aws:lambda:us-east-1:000000000000:function:vaultpay-test-CreateTransferFunction"
-    )
-    aws_request_id = "2f1d9c6e-0000-4000-8000-00000000d0d0"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 10_000
+LAMBDA_CONTEXT = FakeLambdaContext("vaultpay-test-CreateTransferFunction", remaining_ms=10_000)
 
 
 @functools.cache
@@ -56,7 +48,7 @@ class _LambdaEdge(BaseHTTPRequestHandler):
         name = self.path.split("/functions/", 1)[1].split("/", 1)[0]
         self.invoked.append(name)
         payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        answer = _function("accounts", "resolve").handler(payload, Context())
+        answer = _function("accounts", "resolve").handler(payload, LAMBDA_CONTEXT)
         body = json.dumps(answer).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -160,7 +152,7 @@ def _post(user: str, body: dict[str, Any], key: str | None = None, correlation_i
     if correlation_id:
         # The authorizer hands the request's correlation id on in its context.
         event["requestContext"]["authorizer"]["correlation_id"] = correlation_id
-    return _function("transfers", "create").handler(event, Context())
+    return _function("transfers", "create").handler(event, LAMBDA_CONTEXT)
 
 
 def _get(user: str, transfer_id: str) -> Any:
@@ -171,12 +163,12 @@ def _get(user: str, transfer_id: str) -> Any:
         resource="/v1/transfers/{transfer_id}",
         path_parameters={"transfer_id": transfer_id},
     )
-    return _function("transfers", "get").handler(event, Context())
+    return _function("transfers", "get").handler(event, LAMBDA_CONTEXT)
 
 
 def _list(user: str, **query: str) -> Any:
     event = proxy_event("GET", "/v1/transfers", user_id=user, query=query)
-    return _function("transfers", "list").handler(event, Context())
+    return _function("transfers", "list").handler(event, LAMBDA_CONTEXT)
 
 
 def _body(response: dict[str, Any]) -> Any:
@@ -258,7 +250,7 @@ def test_the_parties_accounts_refuse_come_back_as_their_api_codes(cloud: dict[st
 
 def test_a_post_without_an_idempotency_key_is_refused(cloud: dict[str, Any]) -> None:
     event = proxy_event("POST", "/v1/transfers", user_id=cloud["owner"], body=_transfer(cloud))
-    response = _function("transfers", "create").handler(event, Context())
+    response = _function("transfers", "create").handler(event, LAMBDA_CONTEXT)
     assert (response["statusCode"], _body(response)["code"]) == (400, "idempotency_key_required")
 
 
@@ -294,17 +286,17 @@ def test_the_status_step_records_ops_and_raises_flat_saga_errors(cloud: dict[str
     status = _function("transfers", "status").handler
     transfer_id = _body(_post(cloud["owner"], _transfer(cloud)))["transfer_id"]
     state = {"transfer_id": transfer_id, "correlation_id": "c", "amount": 25_000}
-    assert status({"op": "processing", "state": state}, Context())["status"] == "PROCESSING"
+    assert status({"op": "processing", "state": state}, LAMBDA_CONTEXT)["status"] == "PROCESSING"
     assert (
-        status({"op": "decline", "state": {**state, "failure_reason": "insufficient_funds"}}, Context())[
+        status({"op": "decline", "state": {**state, "failure_reason": "insufficient_funds"}}, LAMBDA_CONTEXT)[
             "failure_reason"
         ]
         == "insufficient_funds"
     )
-    assert status({"op": "view", "transfer_id": transfer_id}, Context())["status"] == "DECLINED"
+    assert status({"op": "view", "transfer_id": transfer_id}, LAMBDA_CONTEXT)["status"] == "DECLINED"
     with pytest.raises(TransferFinal):
-        status({"op": "complete", "state": state}, Context())
+        status({"op": "complete", "state": state}, LAMBDA_CONTEXT)
     with pytest.raises(TransferNotFound):
-        status({"op": "processing", "state": {"transfer_id": "tr_" + "0" * 32}}, Context())
+        status({"op": "processing", "state": {"transfer_id": "tr_" + "0" * 32}}, LAMBDA_CONTEXT)
     with pytest.raises(InvalidStepInput):
-        status({"op": "processing", "state": {}}, Context())
+        status({"op": "processing", "state": {}}, LAMBDA_CONTEXT)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pyotp
 import pytest
+from support.clocks import ManualClock
 
 from vaultpay.auth.errors import (
     ChallengeNotOpen,
@@ -272,20 +273,12 @@ class FakePasswords:
 
 
 @dataclass
-class Clock:
-    now: float = NOW
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
 class World:
     service: AuthService
     store: InMemoryAuthStore
     passwords: FakePasswords
     counters: FakeCounterStore
-    clock: Clock
+    clock: ManualClock
     keys: SigningKeySet
 
 
@@ -299,7 +292,7 @@ def world(key_document: str) -> World:
     store = InMemoryAuthStore()
     passwords = FakePasswords()
     counters = FakeCounterStore()
-    clock = Clock()
+    clock = ManualClock(NOW)
     service = AuthService(
         store=store,
         cipher=FakeCipher(),

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from support.clocks import ManualClock
 
 from vaultpay.fraud.config import DEFAULT_CONFIG, FraudConfig, InvalidFraudConfig, load_fraud_config
 from vaultpay.fraud.consumer import consume
@@ -71,26 +72,18 @@ def saga_state(n: int = 1, **overrides: Any) -> dict[str, Any]:
 
 
 @dataclass
-class Clock:
-    now: float = NOW
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
 class Engine:
     engine: FraudEngine
     store: MemoryFraudStore
     counters: FakeCounterStore
-    clock: Clock
+    clock: ManualClock
     configs: list[FraudConfig] = field(default_factory=list)
 
 
 def make_engine(
     *, config: Callable[[], FraudConfig] | None = None, rules: Mapping[str, Any] = DEFAULT_RULES
 ) -> Engine:
-    store, counters, clock = MemoryFraudStore(), FakeCounterStore(), Clock()
+    store, counters, clock = MemoryFraudStore(), FakeCounterStore(), ManualClock(NOW)
     engine = FraudEngine(
         store=store, counters=counters, config=config or (lambda: DEFAULT_CONFIG), rules=rules, clock=clock
     )
@@ -301,7 +294,8 @@ def review_input(n: int = 1, token: str = TOKEN) -> dict[str, Any]:
 
 def make_reviews() -> tuple[ReviewService, MemoryFraudStore, FakeTasks, FakeTransferViews]:
     store, tasks, views = MemoryFraudStore(), FakeTasks(), FakeTransferViews()
-    return ReviewService(store=store, tasks=tasks, transfers=views, clock=Clock()), store, tasks, views
+    service = ReviewService(store=store, tasks=tasks, transfers=views, clock=ManualClock(NOW))
+    return service, store, tasks, views
 
 
 def test_await_review_stores_the_token_and_answers_without_it() -> None:
@@ -498,7 +492,7 @@ def test_alerts_list_non_approved_decisions_newest_first_with_reviews_and_no_tok
     for n, amount in amounts.items():
         t.clock.now = NOW + n
         t.engine.evaluate(saga_state(n, amount=amount))
-    service = ReviewService(store=t.store, clock=Clock())
+    service = ReviewService(store=t.store, clock=ManualClock(NOW))
     service.await_review(review_input(2))
     # When an admin lists them
     page = service.alerts(role="admin", decision=None, limit=None, cursor=None).to_json()

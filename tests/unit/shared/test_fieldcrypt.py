@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
+from support.clocks import ManualClock
 
 from vaultpay.shared.errors import ConfigurationError, TransientError, ValidationFailed
 from vaultpay.shared.fieldcrypt import (
@@ -51,14 +52,6 @@ class FakeKeyProvider:
         if entry is None or key_id != self.key_id or entry[1] != dict(context):
             raise DecryptionFailed("fake provider: unknown data key")
         return entry[0]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _b64decode(part: str) -> bytes:
@@ -182,7 +175,7 @@ def test_a_data_key_is_reused_for_at_most_reuse_limit_encryptions() -> None:
 
 
 def test_a_data_key_is_used_for_at_most_ttl_seconds() -> None:
-    provider, clock = FakeKeyProvider(), Clock()
+    provider, clock = FakeKeyProvider(), ManualClock(1000.0)
     cipher = FieldCipher(provider, ttl_s=60, clock=clock)
     cipher.encrypt("a", context=PHONE_CONTEXT)
     clock.now += 59
@@ -194,7 +187,7 @@ def test_a_data_key_is_used_for_at_most_ttl_seconds() -> None:
 
 
 def test_a_decrypted_data_key_is_forgotten_after_ttl_seconds() -> None:
-    provider, clock = FakeKeyProvider(), Clock()
+    provider, clock = FakeKeyProvider(), ManualClock(1000.0)
     blob = FieldCipher(provider).encrypt("a", context=PHONE_CONTEXT)
     reader = FieldCipher(provider, ttl_s=60, clock=clock)
     reader.decrypt(blob, context=PHONE_CONTEXT)

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+from support.apigw import request_event
 
 from vaultpay.shared.errors import (
     Conflict,
@@ -71,27 +72,7 @@ def _event(
     method: str, path: str, *, body: Any = None, headers: dict[str, str] | None = None
 ) -> dict[str, Any]:
     headers = {"Content-Type": "application/json", **(headers or {})}
-    return {
-        "resource": path,
-        "path": path,
-        "httpMethod": method,
-        "headers": headers,
-        "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "pathParameters": None,
-        "stageVariables": None,
-        "requestContext": {
-            "requestId": REQUEST_ID,
-            "stage": "local",
-            "resourcePath": path,
-            "httpMethod": method,
-            "path": f"/local{path}",
-            "identity": {"sourceIp": "127.0.0.1"},
-        },
-        "body": body if body is None or isinstance(body, str) else json.dumps(body),
-        "isBase64Encoded": False,
-    }
+    return request_event(method, path, headers=headers, body=body, request_id=REQUEST_ID)
 
 
 def _call(event: dict[str, Any]) -> tuple[int, dict[str, list[str]], dict[str, Any]]:

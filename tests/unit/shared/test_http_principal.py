@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+from support.apigw import request_event
 
 from vaultpay.auth import authorizer as authorizer_module
 from vaultpay.shared import http
@@ -74,30 +75,9 @@ def _event(
     headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     headers = {"Content-Type": "application/json", **(headers or {})}
-    context: dict[str, Any] = {
-        "requestId": REQUEST_ID,
-        "stage": "local",
-        "resourcePath": path,
-        "httpMethod": method,
-        "path": f"/local{path}",
-        "identity": {"sourceIp": "127.0.0.1"},
-    }
-    if authorizer is not None:
-        context["authorizer"] = authorizer
-    return {
-        "resource": path,
-        "path": path,
-        "httpMethod": method,
-        "headers": headers,
-        "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
-        "pathParameters": None,
-        "stageVariables": None,
-        "requestContext": context,
-        "body": body if body is None or isinstance(body, str) else json.dumps(body),
-        "isBase64Encoded": False,
-    }
+    return request_event(
+        method, path, headers=headers, body=body, authorizer=authorizer, request_id=REQUEST_ID
+    )
 
 
 def _call(

@@ -27,7 +27,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypedDict
 
 from vaultpay.auth import totp
 from vaultpay.auth.errors import (
@@ -215,6 +215,25 @@ def source_ip_from_event(event: Mapping[str, Any]) -> str:
     identity = (event.get("requestContext") or {}).get("identity") or {}
     source_ip = identity.get("sourceIp")
     return source_ip if isinstance(source_ip, str) and source_ip else "unknown"
+
+
+class RequestOrigin(TypedDict):
+    """Where a public auth request comes from: the keyword arguments of every use case that opens, uses or
+    ends a session (login, verify_mfa, refresh, logout), which bind it to a device and log its address."""
+
+    device_id: str
+    source_ip: str
+    correlation_id: str
+
+
+def request_origin(event: Mapping[str, Any], *, correlation_id: str) -> RequestOrigin:
+    """The request's device (`device_id_from_event`'s rule: BadRequest when it has none), address and
+    correlation id, for a public auth route's handler: `service.logout(token, **request_origin(...))`."""
+    return RequestOrigin(
+        device_id=device_id_from_event(event),
+        source_ip=source_ip_from_event(event),
+        correlation_id=correlation_id,
+    )
 
 
 class AuthService:
@@ -467,17 +486,7 @@ class AuthService:
         family = RefreshFamily.open(user_id=user.user_id, device_id=device_id, now=now)
         # Signed before the commit, so that nothing can fail between consuming the challenge and
         # answering; a commit that fails discards the token unseen.
-        access_token, _ = issue_access_token(
-            self._signer,
-            user_id=user.user_id,
-            role=user.role.value,
-            device_id=device_id,
-            issuer=self._issuer,
-            audience=self._audience,
-            now=now,
-            ttl_s=ACCESS_TOKEN_TTL_S,
-            session_id=family.family_id,
-        )
+        access_token = self._access_token(user, device_id=device_id, session_id=family.family_id, now=now)
         refresh_token = new_refresh_token()
         token = RefreshToken.issue(token_hash=refresh_token_hash(refresh_token), family=family, now=now)
         for attempt in range(_DEVICE_RACE_ATTEMPTS):
@@ -527,12 +536,7 @@ class AuthService:
                 time.sleep(random.uniform(0, 0.02 * 2**attempt))  # noqa: S311 - jitter, not a secret
         self._limiter.release(code_attempt)
         get_logger().info("login succeeded", extra={"user_id": user.user_id, "new_device": known is None})
-        return TokenPair(
-            access_token=access_token,
-            refresh_token=refresh_token,
-            expires_in=ACCESS_TOKEN_TTL_S,
-            refresh_expires_in=REFRESH_TOKEN_TTL_S,
-        )
+        return _token_pair(access_token, refresh_token)
 
     def _wrong_code(self, challenge: Challenge, *, source_ip: str, correlation_id: str) -> NoReturn:
         event = DomainEvent(
@@ -607,15 +611,8 @@ class AuthService:
     ) -> TokenPair:
         """A new pair for an active refresh token presented from its own device; the old one retires."""
         now = self._clock()
-        record = self._presented_token(refresh_token, now=now)
-        self._guard(
-            record,
-            device_id=device_id,
-            source_ip=source_ip,
-            correlation_id=correlation_id,
-            now=now,
-            resource="/v1/auth/refresh",
-        )
+        origin = RequestOrigin(device_id=device_id, source_ip=source_ip, correlation_id=correlation_id)
+        record = self._presented_token(refresh_token, origin, resource="/v1/auth/refresh", now=now)
         self._limiter.hit("refresh", record.family_id, self._limits.refresh, now=now)
         family = self._store.get_family(record.family_id)
         if family is None or not family.usable(now):
@@ -624,16 +621,8 @@ class AuthService:
         # A disabled user refreshes nothing, and a session opened before their sessions were ended stays so.
         if user is None or user.status is UserStatus.DISABLED or user.session_ended(family.opened_at):
             raise _invalid_refresh_token()
-        access_token, _ = issue_access_token(
-            self._signer,
-            user_id=user.user_id,
-            role=user.role.value,
-            device_id=record.device_id,
-            issuer=self._issuer,
-            audience=self._audience,
-            now=now,
-            ttl_s=ACCESS_TOKEN_TTL_S,
-            session_id=record.family_id,
+        access_token = self._access_token(
+            user, device_id=record.device_id, session_id=record.family_id, now=now
         )
         new_token = new_refresh_token()
         successor = RefreshToken.issue(token_hash=refresh_token_hash(new_token), family=family, now=now)
@@ -642,37 +631,42 @@ class AuthService:
         except RefreshTokenNotActive:
             # Two refreshes with one token: at most one can be its owner. Whichever lost the race is
             # handled as theft, which also ends the winner's new token (the owner signs in again).
-            self._reuse_detected(
-                record, device_id=device_id, source_ip=source_ip, correlation_id=correlation_id, now=now
-            )
+            self._reuse_detected(record, origin, now=now)
         except FamilyRevoked:
             raise _invalid_refresh_token() from None
         get_logger().info(
             "refresh token rotated", extra={"user_id": user.user_id, "family_id": family.family_id}
         )
-        return TokenPair(
-            access_token=access_token,
-            refresh_token=new_token,
-            expires_in=ACCESS_TOKEN_TTL_S,
-            refresh_expires_in=REFRESH_TOKEN_TTL_S,
-        )
+        return _token_pair(access_token, new_token)
 
     def logout(self, refresh_token: str, *, device_id: str, source_ip: str, correlation_id: str) -> None:
         """Revokes the token's family; an already revoked family is fine (logout is idempotent)."""
         now = self._clock()
-        record = self._presented_token(refresh_token, now=now)
-        self._guard(
-            record,
-            device_id=device_id,
-            source_ip=source_ip,
-            correlation_id=correlation_id,
-            now=now,
-            resource="/v1/auth/logout",
-        )
+        origin = RequestOrigin(device_id=device_id, source_ip=source_ip, correlation_id=correlation_id)
+        record = self._presented_token(refresh_token, origin, resource="/v1/auth/logout", now=now)
         self._store.revoke_family(record.family_id, reason="logout", now=now, event=None)
         get_logger().info("logged out", extra={"user_id": record.user_id, "family_id": record.family_id})
 
-    def _presented_token(self, refresh_token: str, *, now: float) -> RefreshToken:
+    def _access_token(self, user: User, *, device_id: str, session_id: str, now: float) -> str:
+        """The user's access token for one session (its refresh family), bound to its device."""
+        token, _ = issue_access_token(
+            self._signer,
+            user_id=user.user_id,
+            role=user.role.value,
+            device_id=device_id,
+            issuer=self._issuer,
+            audience=self._audience,
+            now=now,
+            ttl_s=ACCESS_TOKEN_TTL_S,
+            session_id=session_id,
+        )
+        return token
+
+    def _presented_token(
+        self, refresh_token: str, origin: RequestOrigin, *, resource: str, now: float
+    ) -> RefreshToken:
+        """The presented token's record, past the theft checks. They come before any rate limit, so that an
+        attacker cannot spend the owner's budget first."""
         try:
             token_hash = refresh_token_lookup_key(refresh_token)
         except Unauthorized:
@@ -681,23 +675,9 @@ class AuthService:
         # An expired token is refused like an unknown one: TTL deletes it at some point anyway.
         if record is None or record.expired(now):
             raise _invalid_refresh_token()
-        return record
-
-    def _guard(
-        self,
-        record: RefreshToken,
-        *,
-        device_id: str,
-        source_ip: str,
-        correlation_id: str,
-        now: float,
-        resource: str,
-    ) -> None:
-        """Theft checks, before any rate limit so that an attacker cannot spend the owner's budget first."""
         if record.status is TokenStatus.RETIRED:
-            self._reuse_detected(
-                record, device_id=device_id, source_ip=source_ip, correlation_id=correlation_id, now=now
-            )
+            self._reuse_detected(record, origin, now=now)
+        device_id = origin["device_id"]
         if device_id != record.device_id:
             # A refresh token lives for days: one presented from another device is treated as stolen, and
             # its family ends now rather than when the thief finds out the device id.
@@ -706,8 +686,8 @@ class AuthService:
                 expected=record.device_id,
                 presented=device_id,
                 resource=resource,
-                source_ip=source_ip,
-                correlation_id=correlation_id,
+                source_ip=origin["source_ip"],
+                correlation_id=origin["correlation_id"],
             )
             self._store.revoke_family(record.family_id, reason="device_mismatch", now=now, event=event)
             get_logger().warning(
@@ -715,22 +695,21 @@ class AuthService:
                 extra={"user_id": record.user_id, "family_id": record.family_id},
             )
             raise _device_mismatch_error()
+        return record
 
-    def _reuse_detected(
-        self, record: RefreshToken, *, device_id: str, source_ip: str, correlation_id: str, now: float
-    ) -> NoReturn:
+    def _reuse_detected(self, record: RefreshToken, origin: RequestOrigin, *, now: float) -> NoReturn:
         event = DomainEvent(
             type=TOKEN_REUSE_DETECTED,
             source=EVENT_SOURCE,
             subject=record.user_id,
             actor=None,
-            correlation_id=correlation_id,
+            correlation_id=origin["correlation_id"],
             data={
                 "user_id": record.user_id,
                 "family_id": record.family_id,
                 "token_device_id": record.device_id,
-                "presented_device_id": device_id,
-                "source_ip": source_ip,
+                "presented_device_id": origin["device_id"],
+                "source_ip": origin["source_ip"],
             },
         )
         self._store.revoke_family(record.family_id, reason="reuse", now=now, event=event)
@@ -764,6 +743,15 @@ class AuthService:
 
     def devices(self, user_id: str, *, limit: int = 20, cursor: str | None = None) -> DevicePage:
         return self._store.list_devices(user_id, limit=limit, cursor=cursor)
+
+
+def _token_pair(access_token: str, refresh_token: str) -> TokenPair:
+    return TokenPair(
+        access_token=access_token,
+        refresh_token=refresh_token,
+        expires_in=ACCESS_TOKEN_TTL_S,
+        refresh_expires_in=REFRESH_TOKEN_TTL_S,
+    )
 
 
 def _device_mismatch(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import ResponseBuilder
 from aws_lambda_powertools.event_handler.exceptions import ServiceError
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
@@ -380,6 +380,28 @@ def problem(
         # Powertools serializes only application/json bodies itself.
         body=json.dumps(body, separators=(",", ":"), ensure_ascii=False),
         headers={**(headers or {}), CORRELATION_HEADER: correlation_id},
+    )
+
+
+def no_store_json(body: Any, *, status_code: int = 200) -> Response[Any]:
+    """A JSON answer that no cache keeps: every route's answer is the caller's own (a balance, a profile, a
+    page of someone's history) or an admin's view, so none may be served to anyone else from a cache."""
+    return Response(
+        status_code=status_code,
+        content_type=content_types.APPLICATION_JSON,
+        body=body,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def token_response(body: dict[str, Any]) -> Response[dict[str, Any]]:
+    """200 with an access and a refresh token. RFC 6749 §5.1: responses carrying tokens are never cached
+    (`Pragma` for the HTTP/1.0 caches that ignore `Cache-Control`)."""
+    return Response(
+        status_code=200,
+        content_type=content_types.APPLICATION_JSON,
+        body=body,
+        headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
     )
 
 

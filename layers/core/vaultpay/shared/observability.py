@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -117,6 +117,56 @@ def bind_step_log_keys(event: object) -> None:
         transfer_id=loggable("transfer_id"),
         account_id=loggable("source_account_id"),
     )
+
+
+def saga_step_handler(step: Callable[[Any], dict[str, Any]]) -> Callable[[Any, Any], dict[str, Any]]:
+    """A saga step's Lambda entry point: `handler = saga_step_handler(lambda event: svc().reserve(event))`.
+
+    The state machine calls it with its JSON input, which `step` validates. Its ids are bound to the log
+    keys; the input itself is never logged (it may hold a task token) nor the answer traced. Errors
+    propagate: their class name is the Lambda errorType the state machine's Retry/Catch match on."""
+
+    def handler(event: Any, context: Any) -> dict[str, Any]:
+        bind_step_log_keys(event)
+        return step(event)
+
+    traced = get_tracer().capture_lambda_handler(capture_response=False)(handler)
+    logged: Callable[[Any, Any], dict[str, Any]] = get_logger().inject_lambda_context(
+        clear_state=True, log_event=False
+    )(traced)
+    return logged
+
+
+def scheduled_handler(
+    run: Callable[[Any], dict[str, Any]],
+    *,
+    counts: Mapping[str, str] | None = None,
+    finished: str | None = None,
+) -> Callable[[Any, Any], dict[str, Any]]:
+    """A scheduled function's Lambda entry point: `handler = scheduled_handler(lambda context: ...)`.
+
+    The scheduled event carries nothing a run needs, so `run` gets only the Lambda context (its remaining
+    time). Its answer is the run's report: each `counts` entry (metric name: report key) goes out as a Count
+    metric, and the report is logged under the `finished` message. The event is never logged nor the
+    answer traced; the metrics are flushed even when the run fails."""
+
+    def handler(event: Any, context: Any) -> dict[str, Any]:
+        report = run(context)
+        if counts:
+            from aws_lambda_powertools.metrics import MetricUnit
+
+            for name, key in counts.items():
+                get_metrics().add_metric(name=name, unit=MetricUnit.Count, value=report[key])
+        if finished is not None:
+            get_logger().info(finished, extra=report)
+        return report
+
+    measured = get_metrics().log_metrics(handler)
+    traced = get_tracer().capture_lambda_handler(capture_response=False)(measured)
+    logged: Callable[[Any, Any], dict[str, Any]] = get_logger().inject_lambda_context(clear_state=True)(
+        traced
+    )
+    return logged
 
 
 def publish_lag(consumer: str, *, pending: int, ack_pending: int, redelivered: int) -> None:

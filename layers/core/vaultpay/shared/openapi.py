@@ -78,6 +78,16 @@ PROBLEM_SCHEMA_BODY: dict[str, Any] = {
 }
 
 
+# The token answer of MFA verify and refresh (vaultpay.auth.service.TokenPair.body, docs/api.md).
+TOKEN_PAIR_EXAMPLE = {
+    "access_token": "eyJhbGciOiJFUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJ1c3JfMSJ9.c2ln",
+    "refresh_token": "rt_Zk9wQ2x4bE5hV1V3",
+    "token_type": "Bearer",
+    "expires_in": 900,
+    "refresh_expires_in": 604800,
+}
+
+
 def problem_example(status: int, code: str, detail: str, *, field: str | None = None) -> dict[str, Any]:
     """An OpenAPI Example object holding the problem document VaultPay sends for `code`."""
     value: dict[str, Any] = {
