@@ -17,7 +17,7 @@ from support.handlers import load_handler
 from support.tables import create_table
 
 from vaultpay import bootstrap
-from vaultpay.auth.kms_keys import KmsTokenSigner
+from vaultpay.auth.adapters import KmsTokenSigner
 from vaultpay.auth.tokens import TokenSigner, issue_access_token
 
 pytestmark = pytest.mark.component
