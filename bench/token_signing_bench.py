@@ -2,7 +2,7 @@
 
 Both paths issue the same token (vaultpay.auth.tokens.issue_access_token) in the same run: the old one with
 a P-256 key held by the function (what the signing-key secret gave every verifier too), the new one with
-`kms:Sign` on an ECC_NIST_P256 key (vaultpay.auth.kms_keys.KmsTokenSigner) through moto's KMS on loopback,
+`kms:Sign` on an ECC_NIST_P256 key (vaultpay.auth.adapters.KmsTokenSigner) through moto's KMS on loopback,
 as the local cloud runs it. Also timed: a verifier's first `kms:GetPublicKey` (once per container).
 On AWS, KMS Sign is a network call inside the region; read the moto figure as the local cost, not AWS's.
 
@@ -24,7 +24,7 @@ from localcloud_bench import endpoint_client, percentile, timed
 from runinfo import heading, publish
 
 from localcloud import services
-from vaultpay.auth.kms_keys import KmsPublicKeys, KmsTokenSigner
+from vaultpay.auth.adapters import KmsPublicKeys, KmsTokenSigner
 from vaultpay.auth.tokens import SigningKeySet, TokenSigner, generate_signing_key_document, issue_access_token
 
 

@@ -18,7 +18,7 @@ from support.lambda_context import FakeLambdaContext
 from support.tables import create_table
 
 from vaultpay import bootstrap
-from vaultpay.auth.kms_keys import KmsTokenSigner
+from vaultpay.auth.adapters import KmsTokenSigner
 from vaultpay.auth.tokens import TokenSigner, issue_access_token
 
 pytestmark = pytest.mark.component

@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from vaultpay.auth.kms_keys import KmsPublicKeys, KmsTokenSigner, kid_of, parse_key_ids
+from vaultpay.auth.adapters import KmsPublicKeys, KmsTokenSigner, kid_of, parse_key_ids
 from vaultpay.auth.tokens import issue_access_token, verify_access_token
 from vaultpay.shared.errors import ConfigurationError, TransientError, Unauthorized
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from vaultpay.audit.checkpoints import MAX_OBJECT_BYTES, PREFIX, Checkpoint
+from vaultpay.shared import kernel
 from vaultpay.shared.dynamo import error_code
 from vaultpay.shared.errors import ConfigurationError, TransientError
 from vaultpay.shared.kms_ecdsa import key_id_of, kms_public_key, kms_sign
@@ -69,12 +70,11 @@ class S3CheckpointStore:
     ) -> None:
         if not bucket:
             raise ConfigurationError("invalid settings: AUDIT_CHECKPOINT_BUCKET is not set")
-        import time
 
         self._s3 = s3
         self._bucket = bucket
         self._retention_days = retention_days
-        self._clock = clock or time.time
+        self._clock = clock or kernel.now
 
     def put(self, checkpoint: Checkpoint) -> bool:
         """Stores the checkpoint; False when one of this seq is already stored (it stands, unchanged)."""

@@ -71,7 +71,7 @@ class AccessClaims:
 
 
 class TokenSigner(Protocol):
-    """What signs access tokens: a KMS key in production (vaultpay.auth.kms_keys), a key set in tests."""
+    """What signs access tokens: a KMS key in production (vaultpay.auth.adapters), a key set in tests."""
 
     def signing_kid(self) -> str:
         """The `kid` the signature verifies under."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from vaultpay.shared import kernel
 from vaultpay.shared.lazy import cached
 from vaultpay.shared.observability import get_logger
 
@@ -101,7 +102,6 @@ def verify_with_checkpoints() -> VerifyResult:
 def verify_and_checkpoint(*, sign: bool) -> tuple[VerifyResult, Checkpoint | None]:
     """The scheduled run: verify the chain through its checkpoints, then (when it verified, and `sign`)
     sign its head and store it as the next checkpoint."""
-    import time
 
     from vaultpay.audit.adapters import KmsCheckpointSigner, S3CheckpointStore
     from vaultpay.bootstrap.settings import checkpoint_settings
@@ -117,6 +117,6 @@ def verify_and_checkpoint(*, sign: bool) -> tuple[VerifyResult, Checkpoint | Non
         KmsCheckpointSigner(_client("kms"), settings.require("checkpoint_key_id")),
         store,
         result,
-        now=time.time(),
+        now=kernel.now(),
     )
     return result, point

@@ -8,7 +8,7 @@ from vaultpay.bootstrap.secrets import secret_cache
 from vaultpay.shared.lazy import LazyProxy, cached
 
 if TYPE_CHECKING:
-    from vaultpay.auth.kms_keys import KmsPublicKeys
+    from vaultpay.auth.adapters import KmsPublicKeys
     from vaultpay.auth.service import AuthService
     from vaultpay.auth.tokens import TokenSigner
 
@@ -27,7 +27,7 @@ def _client(service: str) -> LazyProxy:
 
 def token_signer() -> TokenSigner:
     """`kms:Sign` with the access-token key (TOKEN_SIGNING_KEY_ID): the private key never leaves KMS."""
-    from vaultpay.auth.kms_keys import KmsTokenSigner
+    from vaultpay.auth.adapters import KmsTokenSigner
     from vaultpay.bootstrap.settings import auth_settings
 
     return KmsTokenSigner(_client("kms"), auth_settings().require("token_signing_key_id"))
@@ -36,7 +36,7 @@ def token_signer() -> TokenSigner:
 @cached
 def token_public_keys() -> KmsPublicKeys:
     """The verification keys (signing + verify-only), public halves from `kms:GetPublicKey`, and the JWKS."""
-    from vaultpay.auth.kms_keys import KmsPublicKeys
+    from vaultpay.auth.adapters import KmsPublicKeys
     from vaultpay.bootstrap.settings import auth_settings
 
     settings = auth_settings()

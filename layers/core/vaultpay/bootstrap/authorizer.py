@@ -18,8 +18,7 @@ _AWS_ATTEMPTS = 2
 @cached
 def authorizer() -> Authorizer:
     """The process's authorizer, built on first use and reused by a warm Lambda."""
-    from vaultpay.auth.adapters import DynamoDBOutboxWriter, DynamoDBSessionRevocations
-    from vaultpay.auth.kms_keys import KmsPublicKeys
+    from vaultpay.auth.adapters import DynamoDBOutboxWriter, DynamoDBSessionRevocations, KmsPublicKeys
     from vaultpay.bootstrap.settings import authorizer_settings
     from vaultpay.shared.aws import aws_client
     from vaultpay.shared.ratelimit_store import DynamoDBCounterStore

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from vaultpay.shared import kernel
 from vaultpay.shared.observability import get_logger
 
 # Marking published is best effort (the sweeper covers a miss), so it never waits long.
@@ -31,7 +32,7 @@ class DynamoDbMarker:
     have removed it; a put would bring it back). The client is made at first use, so importing the relay
     loads no boto3."""
 
-    def __init__(self, client: Any = None, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, client: Any = None, *, clock: Callable[[], float] = kernel.now) -> None:
         self._client = client
         self._clock = clock
 

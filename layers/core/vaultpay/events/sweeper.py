@@ -7,7 +7,6 @@ Re-publishing is safe: the event keeps its id, so JetStream de-duplicates it wit
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -21,6 +20,7 @@ from vaultpay.events.relay import (
     outbox_event,
     to_message,
 )
+from vaultpay.shared import kernel
 from vaultpay.shared.events import DomainEvent
 from vaultpay.shared.kernel import rfc3339
 
@@ -62,7 +62,7 @@ class Sweeper:
         store: PendingStore,
         publisher: Publisher,
         marker: Marker | None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = kernel.now,
         *,
         log: Any = None,
     ) -> None:

@@ -38,6 +38,7 @@ from vaultpay.fraud.records import (
     TransferEnded,
 )
 from vaultpay.shared import dynamo as ddb
+from vaultpay.shared import kernel
 from vaultpay.shared.errors import ConcurrentModification, ConfigurationError
 from vaultpay.shared.events import DomainEvent
 
@@ -122,7 +123,7 @@ class DynamoFraudStore:
         client: Any,
         table_name: str,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = kernel.now,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if not table_name:

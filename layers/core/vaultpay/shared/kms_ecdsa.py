@@ -1,6 +1,6 @@
 """ECDSA P-256 with KMS asymmetric keys: `kms:Sign` on raw messages, public keys read once per container.
 
-Shared by the access tokens (vaultpay.auth.kms_keys) and the audit checkpoints (vaultpay.audit.checkpoints).
+Shared by the access tokens (vaultpay.auth.adapters) and the audit checkpoints (vaultpay.audit.checkpoints).
 `MessageType=RAW` with `ECDSA_SHA_256`: KMS hashes the message itself (moto's DIGEST mode hashes a digest
 again, so RAW is also what behaves the same locally). The private key never leaves KMS.
 """

@@ -8,9 +8,9 @@ the PynamoDB ones as a model (vaultpay.shared.outbox_model), so neither pays for
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
+from vaultpay.shared import kernel
 from vaultpay.shared.events import DomainEvent
 
 OUTBOX_KIND = "outbox"
@@ -42,5 +42,5 @@ def outbox_attributes(event: DomainEvent, *, now: float | None = None) -> dict[s
         "data": event.data_json(),
         "published": False,
         "pending": PENDING,  # present only until the relay marks the item published
-        "expires_at": int((now if now is not None else time.time()) + OUTBOX_RETENTION_S),
+        "expires_at": int((now if now is not None else kernel.now()) + OUTBOX_RETENTION_S),
     }
