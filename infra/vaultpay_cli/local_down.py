@@ -33,6 +33,21 @@ def _running(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z"
 
 
+def _started_at(pid: int) -> float | None:
+    """When `pid` started (epoch seconds), from /proc; None where there is no /proc to ask."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        boot = next(
+            float(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime")
+        )
+    except (OSError, StopIteration, IndexError, ValueError):
+        return None
+    # Field 22 of stat (the 20th after the command name) is the start time in clock ticks after boot.
+    return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
 def stop_local_cloud(state_dir: Path, timeout_s: float) -> tuple[int, bool]:
     """Send SIGTERM to the local cloud running in `state_dir` and wait up to `timeout_s` for it to exit.
     Returns its pid and whether it exited; raises LookupError when none runs there."""
@@ -40,6 +55,11 @@ def stop_local_cloud(state_dir: Path, timeout_s: float) -> tuple[int, bool]:
     if state is None:
         raise LookupError(str(state_dir))
     pid = int(state["pid"])
+    started = _started_at(pid)
+    # A cloud that died without removing its state file leaves a pid the system may give to another process:
+    # one that started after the cloud last wrote its state is not the cloud (btime has a second's grain).
+    if started is not None and started > float(state["started_at"]) + 2:
+        raise LookupError(str(state_dir))
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

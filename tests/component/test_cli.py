@@ -138,6 +138,31 @@ def test_down_exits_non_zero_when_no_cloud_is_running(tmp_path: Path) -> None:
     assert "nothing to stop" in done.stderr
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="process start times come from /proc")
+def test_down_leaves_alone_a_process_that_took_a_dead_clouds_pid(tmp_path: Path) -> None:
+    import time
+
+    # Given a state file left by a cloud that died an hour ago, whose pid now belongs to another process
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        state = {"pid": other.pid, "started_at": time.time() - 3600, "endpoints": {}, "functions": {}}
+        (tmp_path / "state.json").write_text(json.dumps(state))
+        # When the operator runs `local down`
+        done = subprocess.run(
+            [sys.executable, "-m", "vaultpay_cli.main", "local", "down", "--state-dir", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        # Then nothing is stopped: the process is not the cloud
+        assert done.returncode == 1
+        assert "nothing to stop" in done.stderr
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait(10)
+
+
 def test_admin_create_user_makes_an_admin_who_can_reach_admin_routes(local_cloud: Any) -> None:
     import urllib.request
     import uuid
