@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := install
-.PHONY: install run test check lint code-lint fmt unit component e2e build validate clean bench soak demo
+.PHONY: help install run test check lint code-lint fmt unit component e2e build validate clean bench soak demo
 
 # The ops console's browser test drives Debian's chromium (never a browser downloaded by playwright).
 CHROMIUM := /usr/bin/chromium
@@ -15,7 +15,11 @@ CHROMIUM := /usr/bin/chromium
 CONSOLE := infra/ops_console
 CONSOLE_STAMP := $(CONSOLE)/node_modules/.installed
 
-install: $(STAMP) $(CONSOLE_STAMP)
+install: $(STAMP) $(CONSOLE_STAMP) ## The default goal: .venv and the ops console's libraries, from the pins
+
+# Every public target is a line `target: prerequisites ## what it does`; `make help` prints those lines.
+help: ## List the public targets with what each does
+	@awk -F':[^#]*## ' '/^[a-z0-9][a-z0-9-]*:[^=]*## /{printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 # The venv is (re)built when the pins change; nothing has to be installed by hand first. The local cloud is a
 # package of its own (infra/localcloud), installed editable beside the product.
@@ -33,18 +37,20 @@ $(CONSOLE_STAMP): $(CONSOLE)/package.json $(CONSOLE)/package-lock.json
 	@touch $(CONSOLE_STAMP)
 
 # RUN_ARGS passes options to `vaultpay local up` (`make run RUN_ARGS=--fresh` deletes the saved state first).
-run: install
+run: install ## Start the local cloud and the API on http://127.0.0.1:3000 (RUN_ARGS=--fresh starts empty)
 	$(BIN)/vaultpay local up $(RUN_ARGS)
 
-lint: code-lint
+lint: code-lint validate ## The gate's static half: code-lint, then validate
+
+# The template half of `make lint`, ~30 s (the code half is code-lint).
+validate: install ## The template half of lint: cfn-lint and sam validate --lint on template.yaml
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/sam validate --lint --region us-east-1
 
-# The code half of `make lint`: ruff, mypy and the import contracts ([tool.importlinter] in pyproject.toml);
-# the template half, cfn-lint and sam validate, takes ~30 s.
+# The code half of `make lint`: ruff, mypy and the import contracts ([tool.importlinter] in pyproject.toml).
 # mypy checks the core layer, every function (each app.py by its path: pyproject.toml's [tool.mypy]), the
 # local cloud and the CLI, in one run.
-code-lint: install
+code-lint: install ## The code half of lint: ruff check and format, mypy, import-linter contracts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy layers/core/vaultpay functions infra/localcloud/src/localcloud infra/vaultpay_cli
@@ -52,58 +58,58 @@ code-lint: install
 
 # The edit loop's fast tier, under a minute on 2 cores: ruff, mypy and the unit tests on every core
 # (pytest-xdist). No template validation, no emulator: `make test` runs everything.
-check: code-lint
+check: code-lint ## The edit loop's fast tier: code-lint, then the unit tests on every core
 	$(BIN)/pytest -m unit -q -n auto
 
-fmt: install
+fmt: install ## Format the code and apply ruff's safe fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-build: install
+build: install ## sam build (cached, parallel) into .aws-sam/build
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/sam build --cached --parallel
 
 # The OpenAPI document (infra/openapi/openapi.json) is generated from the handlers and committed: rebuild it
 # after changing a route (a test fails while it is stale).
 .PHONY: openapi
-openapi: install
+openapi: install ## Regenerate infra/openapi/openapi.json from the handlers
 	$(BIN)/python -m infra.openapi.build
 
-unit: install
+unit: install ## The unit tests
 	$(BIN)/pytest -m unit -q
 
-component: install
+component: install ## The component tests
 	$(BIN)/pytest -m component -q
 
-e2e: install
+e2e: install ## The end-to-end tests
 	$(BIN)/pytest -m e2e -q
 
 # Two runs, one partition of the tests: everything but the unit tests (component and end-to-end, which share
 # one local cloud per session, so one process), then the unit tests spread over every core (no I/O).
-test: lint browser
+test: lint browser ## Everything: lint, then the component and e2e tests, then the unit tests
 	$(BIN)/pytest -q -m "not unit" --durations=20
 	$(BIN)/pytest -q -m unit -n auto
 
 .PHONY: browser
-browser:
+browser: ## Install Debian's chromium for the ops console's browser test when missing
 	@test -x $(CHROMIUM) || { \
 		echo "$(CHROMIUM) is missing: installing Debian's chromium" >&2; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 # A guided tour against a running `make run` (another terminal); DEMO_ARGS passes options (--api, --edge...).
-demo: install
+demo: install ## The guided tour against a running make run (DEMO_ARGS passes options)
 	$(BIN)/vaultpay demo $(DEMO_ARGS)
 
 # Long measurements stay out of `make test`; each writes its figures to a file under bench/.
 # The bank test at scale (tests/support/bank_run.py): hundreds of concurrent transfers under faults.
-soak: install
+soak: install ## The bank test at scale; figures in bench/bank-results.md
 	VAULTPAY_BANK_SCALE=soak VAULTPAY_BANK_REPORT=bench/bank-results.md \
 		$(BIN)/pytest -q -s --timeout=3600 tests/e2e/test_bank.py
 
 # bench/results.py ends the run: it gathers the figures into bench/RESULTS.md and fails if a results file it
 # needs was not written by this run (BENCH_STARTED: when make read this file, i.e. when `make bench` began).
 bench: BENCH_STARTED := $(shell date +%s)
-bench: install
+bench: install ## Every benchmark (about 21 min on 2 cores); figures gathered in bench/RESULTS.md
 	$(BIN)/python bench/localcloud_bench.py --out bench/localcloud-results.md
 	$(BIN)/python bench/identity_bench.py --out bench/identity-results.md
 	$(BIN)/python bench/audit_bench.py --out bench/audit-results.md
@@ -119,5 +125,5 @@ bench: install
 	$(BIN)/python bench/session_check_bench.py --out bench/session-check-results.md
 	$(BIN)/python bench/results.py --since $(BENCH_STARTED) --strict
 
-clean:
+clean: ## Delete build and tool caches (.aws-sam, .pytest_cache, .mypy_cache, .ruff_cache)
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -15,6 +15,7 @@ import typer
 
 from vaultpay_cli.context import StateDir, lambda_client, local_state, repo_root, state_dir_or_default
 from vaultpay_cli.demo import demo_app
+from vaultpay_cli.local_down import local_down_app
 from vaultpay_cli.ops_audit import ops_audit_app
 from vaultpay_cli.ops_events import ops_events_app
 from vaultpay_cli.ops_ledger import ops_ledger_app
@@ -26,6 +27,7 @@ local_app = typer.Typer(
     help="The local cloud: the whole stack on this machine, no Docker.", no_args_is_help=True
 )
 app.add_typer(local_app, name="local")
+local_app.add_typer(local_down_app)  # merges `local down`
 admin_app = typer.Typer(help="Operator commands that change what users can do.", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
 app.add_typer(demo_app)  # merges `demo` (make demo)
@@ -36,6 +38,26 @@ ops_app.add_typer(ops_events_app)  # merges `ops events ...` and `ops dlq ...`
 ops_app.add_typer(ops_ledger_app)  # merges `ops reconcile`
 ops_app.add_typer(ops_saga_app)  # merges `ops executions` and `ops execution <transfer_id>`
 ops_app.add_typer(ops_logs_app)  # merges `ops logs <Function>` and `ops metrics`
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        # The package's own constant, not importlib.metadata: an editable install's metadata keeps the version
+        # of its last `pip install`, and vaultpay/__init__.py imports nothing.
+        from vaultpay import __version__
+
+        typer.echo(f"vaultpay {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root_options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", callback=_print_version, is_eager=True),
+    ] = False,
+) -> None:
+    """VaultPay developer and operator commands."""
 
 
 def _parameter_overrides(pairs: list[str]) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""The `vaultpay` command against a running local cloud: `invoke` (Docker-free sam local invoke), `status`."""
+"""The `vaultpay` command against a running local cloud: `invoke` (Docker-free sam local invoke), `status`,
+`down`, `--version`."""
 
 from __future__ import annotations
 
@@ -85,6 +86,81 @@ def test_status_says_so_when_no_cloud_is_running(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert "not running" in done.stdout
+
+
+def test_version_prints_the_projects_version() -> None:
+    import tomllib
+
+    done = subprocess.run(
+        [sys.executable, "-m", "vaultpay_cli.main", "--version"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert done.stdout == f"vaultpay {version}\n"
+
+
+def test_down_stops_a_running_local_cloud_and_waits_for_it_to_exit(tmp_path: Path) -> None:
+    from support.cloud import CloudProcess
+
+    # Given a `vaultpay local up` of its own (the local cloud's small test template: ready in seconds)
+    cloud = CloudProcess(
+        tmp_path / "state", "--in-memory", "--template", str(ROOT / "tests/fixtures/localcloud/template.yaml")
+    )
+    state = cloud.start(timeout_s=60)
+    try:
+        # When the operator runs `local down` against its state dir
+        done = subprocess.run(
+            [sys.executable, "-m", "vaultpay_cli.main", "local", "down", "--state-dir", str(cloud.state_dir)],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+        # Then it says what it stopped, the process has exited cleanly and its state file is gone
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"Stopped the local cloud (pid {state['pid']}" in done.stdout
+        assert cloud.proc is not None and cloud.proc.wait(10) == 0, cloud.log_tail()
+        assert not (cloud.state_dir / "state.json").exists()
+        assert "Stopped." in cloud.log_tail()
+    finally:
+        cloud.kill()
+
+
+def test_down_exits_non_zero_when_no_cloud_is_running(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "vaultpay_cli.main", "local", "down", "--state-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "No local cloud is running" in done.stderr
+    assert "nothing to stop" in done.stderr
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="process start times come from /proc")
+def test_down_leaves_alone_a_process_that_took_a_dead_clouds_pid(tmp_path: Path) -> None:
+    import time
+
+    # Given a state file left by a cloud that died an hour ago, whose pid now belongs to another process
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        state = {"pid": other.pid, "started_at": time.time() - 3600, "endpoints": {}, "functions": {}}
+        (tmp_path / "state.json").write_text(json.dumps(state))
+        # When the operator runs `local down`
+        done = subprocess.run(
+            [sys.executable, "-m", "vaultpay_cli.main", "local", "down", "--state-dir", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        # Then nothing is stopped: the process is not the cloud
+        assert done.returncode == 1
+        assert "nothing to stop" in done.stderr
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait(10)
 
 
 def test_admin_create_user_makes_an_admin_who_can_reach_admin_routes(local_cloud: Any) -> None:

@@ -2,4 +2,4 @@
 
 # Kept equal to [project].version in pyproject.toml (a component test checks it): inside a Lambda layer the
 # package is plain files, with no installed metadata to read the version from.
-__version__ = "0.1.0"
+__version__ = "0.2.0"
