@@ -24,10 +24,13 @@ class FraudResult(ResponseModel):
     reasons: list[str]
 
 
-class Transfer(ResponseModel):
-    """A transfer as its owner sees it: the destination only masked. `fraud` is null until it was scored,
-    `failure_reason` until it ends DECLINED or FAILED."""
+class ScoredFraudResult(FraudResult):
+    """The fraud result with its score, as admins and the saga see it."""
 
+    score: int = Field(ge=0, le=100, description="0..100; the thresholds map it to the decision.")
+
+
+class _TransferFields(ResponseModel):
     transfer_id: str
     status: Status
     source_account_id: str
@@ -35,7 +38,6 @@ class Transfer(ResponseModel):
     amount: Amount
     currency: Currency
     description: str | None
-    fraud: FraudResult | None
     failure_reason: (
         Literal[
             "insufficient_funds",
@@ -51,6 +53,19 @@ class Transfer(ResponseModel):
     created_at: Timestamp
     updated_at: Timestamp
     steps: list[TransferStep]
+
+
+class Transfer(_TransferFields):
+    """A transfer as its owner sees it: the destination only masked. `fraud` is null until it was scored,
+    `failure_reason` until it ends DECLINED or FAILED."""
+
+    fraud: FraudResult | None
+
+
+class ScoredTransfer(_TransferFields):
+    """A transfer as admins see it: `Transfer` with the fraud score."""
+
+    fraud: ScoredFraudResult | None
 
 
 class TransferPage(ResponseModel):
