@@ -244,7 +244,10 @@ def test_every_success_example_is_valid_against_its_schema(document: dict[str, A
     from jsonschema import Draft202012Validator
 
     for where, media in _success_bodies(document):
-        validator = Draft202012Validator({**media["schema"], "components": document["components"]})
+        validator = Draft202012Validator(
+            {**media["schema"], "components": document["components"]},
+            format_checker=Draft202012Validator.FORMAT_CHECKER,
+        )
         examples = media.get("examples", {})
         assert examples or _resolved(document, media["schema"]).get("type") == "null", where
         for name, example in examples.items():

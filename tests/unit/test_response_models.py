@@ -46,7 +46,9 @@ def valid(model: type[ResponseModel], body: dict[str, Any]) -> None:
     null is left out rather than sent as null), and to the model itself, strictly."""
     from jsonschema import Draft202012Validator
 
-    validator = Draft202012Validator(model.model_json_schema())
+    validator = Draft202012Validator(
+        model.model_json_schema(), format_checker=Draft202012Validator.FORMAT_CHECKER
+    )
     errors = [f"{list(error.absolute_path)}: {error.message}" for error in validator.iter_errors(body)]
     if errors:
         raise ValueError(f"{model.__name__}: {errors}")
@@ -186,3 +188,54 @@ def test_audit_records_and_both_verdicts_of_the_chain_are_documented() -> None:
 
 def test_the_token_pair_is_a_token_pair() -> None:
     valid(TokenPairModel, TokenPair("a.b.c", "rt_1", expires_in=900, refresh_expires_in=604800).body())
+
+
+def _enum(model: type[ResponseModel], *path: str) -> set[str]:
+    """The `enum` of a property of `model`'s JSON Schema, following `$ref`s, `anyOf` and array items."""
+    schema = model.model_json_schema()
+    node: dict[str, Any] = schema
+    for name in path:
+        node = node["properties"][name]
+        while True:
+            if "$ref" in node:
+                node = schema["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+            elif "anyOf" in node:
+                node = next(branch for branch in node["anyOf"] if branch != {"type": "null"})
+            elif node.get("type") == "array":
+                node = node["items"]
+            else:
+                break
+    return set(node["enum"])
+
+
+def test_the_enums_of_the_response_models_are_the_domains_own() -> None:
+    from vaultpay.accounts.model import AccountStatus
+    from vaultpay.audit import model as audit_model
+    from vaultpay.auth.model import Role, UserStatus
+    from vaultpay.fraud.service import ALERT_DECISIONS
+    from vaultpay.transfers.model import FAILURE_REASONS
+
+    statement, admin_deposit = load_handler("accounts/statement"), load_handler("accounts/admin_deposit")
+    me, admin_users = load_handler("auth/me"), load_handler("auth/admin_users")
+    alerts, verify = load_handler("fraud/alerts"), load_handler("audit/verify")
+    values = {
+        (AccountModel, "type"): {t.value for t in AccountType},
+        (AccountModel, "status"): {s.value for s in AccountStatus},
+        (statement.StatementEntry, "kind"): {k.value for k in EntryKind},
+        (admin_deposit.Deposit, "status"): {s.value for s in DepositStatus},
+        (TransferModel, "status"): {s.value for s in TransferStatus},
+        (TransferModel, "steps", "status"): {s.value for s in TransferStatus},
+        (TransferModel, "failure_reason"): set(FAILURE_REASONS),
+        (TransferModel, "fraud", "decision"): {d.value for d in Decision},
+        (alerts.FraudAlert, "decision"): set(ALERT_DECISIONS),
+        (alerts.FraudAlert, "review", "status"): {s.value for s in ReviewStatus},
+        (me.Profile, "role"): {r.value for r in Role},
+        (admin_users.UserStatus, "status"): {s.value for s in UserStatus},
+        (verify.BadRecord, "reason"): {
+            value for name, value in vars(audit_model).items() if name.startswith("REASON_")
+        },
+    }
+    for (model, *path), expected in values.items():
+        assert isinstance(model, type) and issubclass(model, ResponseModel)
+        names = [str(name) for name in path]
+        assert _enum(model, *names) == expected, (model.__name__, names)

@@ -96,7 +96,12 @@ class ResponseModel(BaseModel):
 # Field types every domain's response models share (docs/api.md: conventions).
 Currency = Annotated[str, Field(pattern="^[A-Z]{3}$", description="ISO 4217 code.", examples=["INR"])]
 Timestamp = Annotated[
-    str, Field(description="RFC 3339, UTC, with `Z`.", examples=["2026-11-28T10:15:30.123Z"])
+    str,
+    Field(
+        description="RFC 3339, UTC, with `Z`.",
+        examples=["2026-11-28T10:15:30.123Z"],
+        json_schema_extra={"format": "date-time"},
+    ),
 ]
 Amount = Annotated[int, Field(ge=MIN_AMOUNT, le=MAX_AMOUNT, description="Minor units (paise for INR).")]
 NextCursor = Annotated[

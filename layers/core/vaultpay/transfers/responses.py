@@ -6,7 +6,17 @@ from pydantic import Field
 
 from vaultpay.shared.openapi import Amount, Currency, NextCursor, ResponseModel, Timestamp
 
+# The model's enums, spelled out for the schema (tests/unit/test_response_models.py keeps them equal).
 Status = Literal["PENDING", "PROCESSING", "IN_REVIEW", "COMPLETED", "DECLINED", "FAILED"]
+FailureReason = Literal[
+    "insufficient_funds",
+    "fraud_declined",
+    "review_declined",
+    "review_timeout",
+    "account_not_active",
+    "currency_mismatch",
+    "step_failed",
+]
 
 
 class TransferStep(ResponseModel):
@@ -38,18 +48,7 @@ class _TransferFields(ResponseModel):
     amount: Amount
     currency: Currency
     description: str | None
-    failure_reason: (
-        Literal[
-            "insufficient_funds",
-            "fraud_declined",
-            "review_declined",
-            "review_timeout",
-            "account_not_active",
-            "currency_mismatch",
-            "step_failed",
-        ]
-        | None
-    )
+    failure_reason: FailureReason | None
     created_at: Timestamp
     updated_at: Timestamp
     steps: list[TransferStep]
