@@ -239,3 +239,31 @@ def test_the_enums_of_the_response_models_are_the_domains_own() -> None:
         assert isinstance(model, type) and issubclass(model, ResponseModel)
         names = [str(name) for name in path]
         assert _enum(model, *names) == expected, (model.__name__, names)
+
+
+def test_a_success_body_without_a_model_or_schema_is_refused_at_declaration() -> None:
+    from vaultpay.shared.openapi import success
+
+    with pytest.raises(TypeError, match="200"):
+        success(200, "Something.", {"any": "thing"})
+
+
+def test_a_success_body_refers_to_its_model_which_the_builder_is_told_of() -> None:
+    from vaultpay.shared.openapi import declared_response_models, forget_response_models, success
+
+    # Given no model declared yet
+    forget_response_models()
+    # When a route declares its success body with a model
+    declared = success(200, "The pair.", {"token_type": "Bearer"}, model=TokenPairModel)
+    # Then the document refers to its component schema, and the builder learns of the model
+    media: dict[str, Any] = dict(declared[200]["content"]["application/json"])
+    assert media["schema"] == {"$ref": "#/components/schemas/TokenPair"}
+    assert declared_response_models() == {"TokenPair": TokenPairModel}
+    forget_response_models()
+    assert declared_response_models() == {}
+
+
+def test_a_204_declares_no_body() -> None:
+    from vaultpay.shared.openapi import success
+
+    assert success(204, "Signed out.") == {204: {"description": "Signed out."}}

@@ -174,8 +174,11 @@ def success(
         if model is not None:
             _declared_models[model.__name__] = model
             body_schema: dict[str, Any] = {"$ref": SCHEMA_REF_TEMPLATE.format(model=model.__name__)}
+        elif schema is not None:
+            body_schema = dict(schema)
         else:
-            body_schema = dict(schema) if schema is not None else {"type": "object"}
+            # A bare object is no contract: no client can be generated from it, no answer checked against it.
+            raise TypeError(f"the {status} response's body needs a model (or a schema) to describe it")
         response["content"] = {
             "application/json": {"schema": body_schema, "examples": {"example": {"value": example}}}
         }
