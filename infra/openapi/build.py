@@ -490,9 +490,31 @@ def _components() -> dict[str, Any]:
     }
 
 
+def response_model_schemas(models: Mapping[str, Any]) -> dict[str, Any]:
+    """The component schemas of the response models a handler declared through `success(model=...)`, the
+    models they nest included (pydantic's `$defs`, referenced as components like the models themselves)."""
+    from pydantic.json_schema import GenerateJsonSchema
+
+    from vaultpay.shared.openapi import SCHEMA_REF_TEMPLATE
+
+    class WithoutDefaults(GenerateJsonSchema):
+        # A response has no defaults: an optional key is absent, and a `"default": null` would read as one.
+        def default_schema(self, schema: Any) -> Any:
+            return self.generate_inner(schema["schema"])
+
+    found: dict[str, Any] = {}
+    for name, model in models.items():
+        schema = model.model_json_schema(ref_template=SCHEMA_REF_TEMPLATE, schema_generator=WithoutDefaults)
+        for nested_name, nested in schema.pop("$defs", {}).items():
+            found[nested_name] = nested
+        found[name] = schema
+    return found
+
+
 def build_document(template_path: Path = TEMPLATE) -> dict[str, Any]:
     """The merged OpenAPI 3.1 document of every route of VaultPayApi in the template."""
     import vaultpay
+    from vaultpay.shared.openapi import declared_response_models, forget_response_models
 
     functions = http_functions(load_template(template_path), template_path.parent)
     components = _components()
@@ -500,15 +522,18 @@ def build_document(template_path: Path = TEMPLATE) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     tags: set[str] = set()
     for function in functions:
+        forget_response_models()
         module = load_handler(function)
         try:
             resolver = resolver_of(function, module)
             fragment = json.loads(
                 resolver.get_openapi_json_schema(title="VaultPay", openapi_version=OPENAPI_VERSION)
             )
-            renames = merge_schemas(
-                schemas, fragment.get("components", {}).get("schemas", {}), function.domain
-            )
+            fragment_schemas = {
+                **fragment.get("components", {}).get("schemas", {}),
+                **response_model_schemas(declared_response_models()),
+            }
+            renames = merge_schemas(schemas, fragment_schemas, function.domain)
             fragment_paths = _rewrite_refs(fragment.get("paths", {}), renames)
             for route in function.routes:
                 idempotent = uses_idempotency_key(function, module, route)

@@ -206,3 +206,50 @@ def test_a_template_route_without_a_handler_route_fails_the_build(build: ModuleT
     # When the document is built, then the build names the route instead of leaving it out
     with pytest.raises(build.BuildError, match="GET /v1/me/not-served"):
         build.build_document(template)
+
+
+def _success_bodies(document: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(where, media type object) for every 2xx JSON response of the document."""
+    return [
+        (f"{method.upper()} {path} {status}", media)
+        for path, ops in document["paths"].items()
+        for method, op in ops.items()
+        for status, response in op["responses"].items()
+        if status.startswith("2")
+        for content_type, media in response.get("content", {}).items()
+        if content_type == "application/json"
+    ]
+
+
+def _resolved(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        schema = document["components"]["schemas"][schema["$ref"].removeprefix("#/components/schemas/")]
+    return schema
+
+
+def test_every_json_success_response_has_a_schema_with_properties(document: dict[str, Any]) -> None:
+    # Given every 2xx JSON answer of the API, then none is a bare object a client cannot be generated from
+    bodies = _success_bodies(document)
+    assert bodies
+    for where, media in bodies:
+        schema = _resolved(document, media["schema"])
+        if schema.get("type") == "null":
+            continue  # a 204's empty body, as Powertools declares it
+        assert schema.get("type") == "object", where
+        assert schema.get("properties"), f"{where}: a bare object without properties"
+        assert schema.get("required"), f"{where}: no required field"
+
+
+def test_every_success_example_is_valid_against_its_schema(document: dict[str, Any]) -> None:
+    from jsonschema import Draft202012Validator
+
+    for where, media in _success_bodies(document):
+        validator = Draft202012Validator(
+            {**media["schema"], "components": document["components"]},
+            format_checker=Draft202012Validator.FORMAT_CHECKER,
+        )
+        examples = media.get("examples", {})
+        assert examples or _resolved(document, media["schema"]).get("type") == "null", where
+        for name, example in examples.items():
+            errors = [e.message for e in validator.iter_errors(example["value"])]
+            assert not errors, f"{where} example {name}: {errors}"

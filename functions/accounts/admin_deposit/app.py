@@ -7,20 +7,22 @@ POST /v1/admin/deposits/{deposit_id}/approve or /reject is a second admin's deci
 
 # No `from __future__ import annotations` in handlers: Powertools validation reads the route's annotations
 # through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import AfterValidator, Field, StrictInt
+from pydantic.json_schema import SkipJsonSchema
 
 from vaultpay.accounts.model import DepositStatus
+from vaultpay.accounts.responses import Balance
 from vaultpay.bootstrap.accounts import accounts_service
 from vaultpay.shared.errors import FieldError, ValidationFailed
 from vaultpay.shared.http import RequestModel, api_handler, make_admin_resolver, no_store_json, principal
 from vaultpay.shared.idempotency import Outcome, idempotency_key, idempotency_scope, idempotent_response
 from vaultpay.shared.kernel import MAX_AMOUNT, MIN_AMOUNT
 from vaultpay.shared.observability import bind_log_keys, get_tracer
-from vaultpay.shared.openapi import problems, success
+from vaultpay.shared.openapi import Amount, Currency, NextCursor, ResponseModel, Timestamp, problems, success
 
 tracer = get_tracer()
 # Admin-only: a caller who is not an admin is answered 403 before any body or query is validated.
@@ -56,6 +58,31 @@ class DepositDecision(RequestModel):
     )
 
 
+class Deposit(ResponseModel):
+    """A deposit as admins see it (docs/accounts-contract.md "HTTP"): `balance` only once it is BOOKED,
+    `decided_by` and `decided_at` only once a second admin decided it."""
+
+    deposit_id: str
+    status: Literal["PENDING_APPROVAL", "BOOKED", "REJECTED"]
+    account_id: str
+    amount: Amount
+    currency: Currency
+    reference: str
+    created_at: Timestamp
+    # SkipJsonSchema[None]: these keys are left out, never sent as null.
+    balance: Balance | SkipJsonSchema[None] = Field(default=None, description="The account's, after booking.")
+    requested_by: str | SkipJsonSchema[None] = Field(default=None, description="The admin who asked for it.")
+    decided_by: str | SkipJsonSchema[None] = Field(default=None, description="The second admin.")
+    decided_at: Timestamp | SkipJsonSchema[None] = None
+
+
+class DepositPage(ResponseModel):
+    """A page of deposits, oldest first."""
+
+    items: list[Deposit]
+    next_cursor: NextCursor
+
+
 _BOOKED_EXAMPLE = {
     "deposit_id": "dep_4f6a0b1c2d3e4f5a6b7c8d9e0f1a2b3c",
     "status": "BOOKED",
@@ -71,6 +98,10 @@ _PENDING_EXAMPLE = {key: value for key, value in _BOOKED_EXAMPLE.items() if key 
     "status": "PENDING_APPROVAL",
     "amount": 25000000,
 }
+_DECISION = {"decided_by": "usr_2a3b4c5d6e7f8a9b0c1d2e3f4a5b6c7d", "decided_at": "2026-11-28T11:02:04.512Z"}
+_DECIDED_EXAMPLE = (
+    _BOOKED_EXAMPLE | {"amount": 25000000, "balance": {"ledger": 25125050, "available": 25100000}} | _DECISION
+)
 _FOUR_EYES = problems(
     403,
     {
@@ -83,12 +114,15 @@ _FOUR_EYES = problems(
 @app.post(
     "/v1/admin/deposits",
     responses={
-        **success(201, "The deposit, booked against the bank's settlement account.", _BOOKED_EXAMPLE),
+        **success(
+            201, "The deposit, booked against the bank's settlement account.", _BOOKED_EXAMPLE, model=Deposit
+        ),
         **success(
             202,
             "The amount is above the approval threshold: the deposit waits, moving no money, until a "
             "second admin approves or rejects it.",
             _PENDING_EXAMPLE,
+            model=Deposit,
         ),
         **_FOUR_EYES,
         **problems(404, {"not_found": "No such account."}),
@@ -128,6 +162,7 @@ def deposit(body: DepositRequest) -> Response[str]:
             200,
             "A page of the deposits waiting for a second admin, oldest first.",
             {"items": [_PENDING_EXAMPLE], "next_cursor": None},
+            model=DepositPage,
         ),
         **problems(422, {"invalid_cursor": "The cursor is not valid."}),
     },
@@ -157,7 +192,7 @@ _DECIDED = {
 @app.post(
     "/v1/admin/deposits/<deposit_id>/approve",
     responses={
-        **success(200, "The deposit, now BOOKED: the money has moved.", _BOOKED_EXAMPLE),
+        **success(200, "The deposit, now BOOKED: the money has moved.", _DECIDED_EXAMPLE, model=Deposit),
         **_DECIDED,
     },
 )
@@ -170,7 +205,10 @@ def approve(deposit_id: str, body: DepositDecision) -> Response[dict[str, Any]]:
     "/v1/admin/deposits/<deposit_id>/reject",
     responses={
         **success(
-            200, "The deposit, now REJECTED: no money moved.", _PENDING_EXAMPLE | {"status": "REJECTED"}
+            200,
+            "The deposit, now REJECTED: no money moved.",
+            _PENDING_EXAMPLE | _DECISION | {"status": "REJECTED"},
+            model=Deposit,
         ),
         **_DECIDED,
     },

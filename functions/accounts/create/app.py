@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from aws_lambda_powertools.event_handler import Response
 from pydantic import Field
 
+from vaultpay.accounts.responses import Account
 from vaultpay.bootstrap.accounts import accounts_service
 from vaultpay.shared.http import RequestModel, api_handler, make_resolver, principal
 from vaultpay.shared.idempotency import Outcome, idempotent_response
@@ -42,6 +43,7 @@ class OpenAccountRequest(RequestModel):
                 "balance": {"ledger": 125050, "available": 100000},
                 "created_at": "2026-11-28T10:15:30.123Z",
             },
+            model=Account,
         ),
         **problems(422, {"currency_not_supported": "This currency is not enabled."}),
     },

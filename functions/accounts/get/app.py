@@ -6,6 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
 
+from vaultpay.accounts.responses import Account
 from vaultpay.bootstrap.accounts import accounts_service
 from vaultpay.shared.http import api_handler, make_resolver, no_store_json, principal
 from vaultpay.shared.observability import get_tracer
@@ -30,6 +31,7 @@ app = make_resolver()
             "balance": {"ledger": 125050, "available": 100000},
             "created_at": "2026-11-28T10:15:30.123Z",
         },
+        model=Account,
     ),
 )
 @tracer.capture_method(capture_response=False)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
+from vaultpay.accounts.responses import AccountPage
 from vaultpay.bootstrap.accounts import accounts_service
 from vaultpay.shared.http import api_handler, make_resolver, no_store_json, principal
 from vaultpay.shared.observability import get_tracer
@@ -36,6 +37,7 @@ app = make_resolver()
                 ],
                 "next_cursor": None,
             },
+            model=AccountPage,
         ),
         **problems(422, {"invalid_cursor": "The cursor is not valid."}),
     },

@@ -7,17 +7,43 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import Field
 
 from vaultpay.audit.service import DEFAULT_LIMIT, MAX_LIMIT, AuditQueryRequest, require_admin
 from vaultpay.bootstrap.audit import audit_service
 from vaultpay.shared.http import make_admin_resolver, no_store_json, principal
 from vaultpay.shared.observability import get_logger, get_tracer
-from vaultpay.shared.openapi import success
+from vaultpay.shared.openapi import NextCursor, ResponseModel, Timestamp, success
 
 logger = get_logger()
 tracer = get_tracer()
 # Admin-only: a caller who is not an admin is answered 403 before any query is looked at.
 app = make_admin_resolver()
+
+
+Hash = Annotated[str, Field(pattern="^[0-9a-f]{64}$", description="SHA-256, lower-case hex.")]
+
+
+class AuditRecord(ResponseModel):
+    """One link of the chain: `hash` covers the record without it, `prev_hash` is the link before it."""
+
+    audit_id: str
+    seq: int = Field(ge=1)
+    occurred_at: Timestamp
+    type: str = Field(examples=["vaultpay.account.deposited"])
+    actor: str = Field(description="The user id that caused it, or `system`.")
+    correlation_id: str
+    subject: str
+    data: dict[str, Any] = Field(description="The event's data, as the event carried it.")
+    prev_hash: Hash
+    hash: Hash
+
+
+class AuditPage(ResponseModel):
+    """A page of audit records, newest first."""
+
+    items: list[AuditRecord]
+    next_cursor: NextCursor
 
 
 # Every parameter arrives as an unconstrained string and is validated by the service, whose messages
@@ -38,12 +64,13 @@ app = make_admin_resolver()
                     "correlation_id": "3f2b8c1e-5a4d-4c7b-9e0f-1a2b3c4d5e6f",
                     "subject": "acc_5b0f0c7e9d2a4c61b3e8f7a6d5c4b3a2",
                     "data": {"amount": 500000},
-                    "prev_hash": "9f86d081884c7d65",
-                    "hash": "60303ae22b998861",
+                    "prev_hash": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                    "hash": "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752",
                 }
             ],
             "next_cursor": None,
         },
+        model=AuditPage,
     ),
 )
 @tracer.capture_method(capture_response=False)

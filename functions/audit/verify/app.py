@@ -1,22 +1,55 @@
 """GET /v1/admin/audit/verify: recomputes the whole audit hash chain and reports where it breaks (admin)."""
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import Field
+from pydantic.json_schema import SkipJsonSchema
 
 from vaultpay.audit.service import require_admin
 from vaultpay.bootstrap.audit import verify_with_checkpoints
 from vaultpay.shared.http import make_admin_resolver, no_store_json, principal
 from vaultpay.shared.observability import get_logger, get_metrics, get_tracer
-from vaultpay.shared.openapi import success
+from vaultpay.shared.openapi import ResponseModel, success
 
 logger = get_logger()
 tracer = get_tracer()
 metrics = get_metrics()
 # Admin-only: a caller who is not an admin is answered 403 before the route runs.
 app = make_admin_resolver()
+
+
+Hash = Annotated[str, Field(pattern="^[0-9a-f]{64}$", description="SHA-256, lower-case hex.")]
+
+
+class BadRecord(ResponseModel):
+    """Where the chain first breaks, and why (`seq` and `audit_id` are null where no record could be read)."""
+
+    seq: int | None
+    audit_id: str | None
+    reason: Literal[
+        "unexpected_seq",
+        "broken_link",
+        "hash_mismatch",
+        "malformed",
+        "anchor_mismatch",
+        "truncated",
+        "checkpoint_invalid",
+    ]
+    detail: str
+
+
+class ChainVerdict(ResponseModel):
+    """The chain's verdict: `head_hash` is the last record that verified (64 zeros when none did)."""
+
+    ok: bool
+    records_checked: int = Field(ge=0)
+    head_hash: Hash
+    head_seq: int = Field(ge=0)
+    checkpoints_checked: int = Field(ge=0)
+    first_bad_record: BadRecord | SkipJsonSchema[None] = Field(default=None, description="Only when not ok.")
 
 
 @app.get(
@@ -32,6 +65,7 @@ app = make_admin_resolver()
             "head_seq": 1042,
             "checkpoints_checked": 12,
         },
+        model=ChainVerdict,
     ),
 )
 @tracer.capture_method

@@ -2,7 +2,7 @@
 
 # No `from __future__ import annotations` in handlers: Powertools validation reads the route's annotations
 # through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import Response
 from pydantic import Field
@@ -10,11 +10,18 @@ from pydantic import Field
 from vaultpay.bootstrap.auth import auth_service
 from vaultpay.shared.http import RequestModel, api_handler, make_admin_resolver, no_store_json, principal
 from vaultpay.shared.observability import get_tracer
-from vaultpay.shared.openapi import problems, success
+from vaultpay.shared.openapi import ResponseModel, problems, success
 
 tracer = get_tracer()
 # Admin-only: a caller who is not an admin is answered 403 before any body is validated.
 app = make_admin_resolver()
+
+
+class UserStatus(ResponseModel):
+    """The user's status after the change."""
+
+    user_id: str
+    status: Literal["ACTIVE", "DISABLED"]
 
 
 class StatusChange(RequestModel):
@@ -38,6 +45,7 @@ _NOT_FOUND = problems(404, {"user_not_found": "No user has this id."})
             "The user is DISABLED: their login is refused (403 user_disabled), their refresh tokens are "
             "dead and their access tokens end within the authorizer's session check (401 token_revoked).",
             {"user_id": "usr_8c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f", "status": "DISABLED"},
+            model=UserStatus,
         ),
         **_NOT_FOUND,
     },
@@ -54,6 +62,7 @@ def disable(user_id: str, body: StatusChange) -> Response[dict[str, Any]]:
             200,
             "The user is ACTIVE again and may sign in; sessions ended while disabled stay ended.",
             {"user_id": "usr_8c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f", "status": "ACTIVE"},
+            model=UserStatus,
         ),
         **_NOT_FOUND,
     },

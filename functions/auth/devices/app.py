@@ -10,10 +10,26 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from vaultpay.bootstrap.auth import auth_service
 from vaultpay.shared.http import api_handler, make_resolver, no_store_json, principal
 from vaultpay.shared.observability import get_tracer
-from vaultpay.shared.openapi import success
+from vaultpay.shared.openapi import NextCursor, ResponseModel, Timestamp, success
 
 tracer = get_tracer()
 app = make_resolver()
+
+
+class Device(ResponseModel):
+    """A device the caller has signed in from."""
+
+    device_id: str
+    first_seen_at: Timestamp
+    last_seen_at: Timestamp
+    trusted: bool
+
+
+class DevicePage(ResponseModel):
+    """A page of the caller's devices."""
+
+    items: list[Device]
+    next_cursor: NextCursor
 
 
 @app.get(
@@ -32,6 +48,7 @@ app = make_resolver()
             ],
             "next_cursor": None,
         },
+        model=DevicePage,
     ),
 )
 @tracer.capture_method(capture_response=False)

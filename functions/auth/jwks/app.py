@@ -2,19 +2,38 @@
 
 # No `from __future__ import annotations` in handlers: Powertools validation reads the route's annotations
 # through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
-from typing import Any
+from typing import Any, Literal
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import Field
 
 from vaultpay.bootstrap.auth import token_public_keys
 from vaultpay.shared.http import make_resolver
 from vaultpay.shared.observability import get_logger, get_tracer
-from vaultpay.shared.openapi import success
+from vaultpay.shared.openapi import ResponseModel, success
 
 logger = get_logger()
 tracer = get_tracer()
 app = make_resolver()
+
+
+class SigningKey(ResponseModel):
+    """A public P-256 key that verifies access tokens (RFC 7517, RFC 7518 section 6.2)."""
+
+    kty: Literal["EC"]
+    crv: Literal["P-256"]
+    x: str = Field(pattern="^[A-Za-z0-9_-]{43}$")
+    y: str = Field(pattern="^[A-Za-z0-9_-]{43}$")
+    kid: str
+    alg: Literal["ES256"]
+    use: Literal["sig"]
+
+
+class KeySet(ResponseModel):
+    """Every key that may have signed a live access token."""
+
+    keys: list[SigningKey]
 
 
 @app.get(
@@ -35,6 +54,7 @@ app = make_resolver()
                 }
             ]
         },
+        model=KeySet,
     ),
 )
 @tracer.capture_method

@@ -2,7 +2,7 @@
 
 # No `from __future__ import annotations` in handlers: Powertools validation reads the route's annotations
 # through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import Response
 from pydantic import Field
@@ -16,10 +16,18 @@ from vaultpay.shared.http import (
     no_store_json,
 )
 from vaultpay.shared.observability import get_tracer
-from vaultpay.shared.openapi import problems, success
+from vaultpay.shared.openapi import ResponseModel, problems, success
 
 tracer = get_tracer()
 app = make_resolver()
+
+
+class LoginChallenge(ResponseModel):
+    """The MFA challenge a right password earns: answer it at `POST /v1/auth/mfa/verify`."""
+
+    mfa_required: Literal[True]
+    challenge_id: str
+    expires_in: int = Field(ge=1, description="Seconds the challenge is valid.")
 
 
 class LoginRequest(RequestModel):
@@ -36,6 +44,7 @@ class LoginRequest(RequestModel):
             200,
             "The password is right: an MFA challenge bound to this device, valid 300 s.",
             {"mfa_required": True, "challenge_id": "chl_2a9f4c1b", "expires_in": 300},
+            model=LoginChallenge,
         ),
         **problems(401, {"invalid_credentials": "The email or password is not correct."}),
         **problems(429, {"rate_limited": "Too many failed logins for this account or address."}),

@@ -2,17 +2,28 @@
 
 # No `from __future__ import annotations` in handlers: Powertools validation reads the route's annotations
 # through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
-from typing import Any
+from typing import Any, Literal
 
 from aws_lambda_powertools.event_handler import Response
 
 from vaultpay.bootstrap.auth import auth_service
 from vaultpay.shared.http import api_handler, make_resolver, no_store_json, principal
 from vaultpay.shared.observability import get_tracer
-from vaultpay.shared.openapi import success
+from vaultpay.shared.openapi import ResponseModel, Timestamp, success
 
 tracer = get_tracer()
 app = make_resolver()
+
+
+class Profile(ResponseModel):
+    """The caller's profile; the phone number only masked."""
+
+    user_id: str
+    email: str
+    full_name: str
+    phone_masked: str
+    role: Literal["customer", "admin"]
+    created_at: Timestamp
 
 
 @app.get(
@@ -28,6 +39,7 @@ app = make_resolver()
             "role": "customer",
             "created_at": "2026-11-28T10:15:30.123Z",
         },
+        model=Profile,
     ),
 )
 @tracer.capture_method(capture_response=False)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import Response
 from pydantic import Field
 
+from vaultpay.auth.responses import TokenPair
 from vaultpay.bootstrap.auth import auth_service
 from vaultpay.shared.http import (
     RequestModel,
@@ -35,6 +36,7 @@ class VerifyRequest(RequestModel):
             200,
             "The code is right: an access token and a refresh token.",
             TOKEN_PAIR_EXAMPLE,
+            model=TokenPair,
         ),
         **problems(
             401,

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import Response
 from pydantic import Field
 
+from vaultpay.auth.responses import TokenPair
 from vaultpay.bootstrap.auth import auth_service
 from vaultpay.shared.http import (
     RequestModel,
@@ -33,6 +34,7 @@ class RefreshRequest(RequestModel):
             200,
             "A new token pair; the refresh token sent is retired.",
             TOKEN_PAIR_EXAMPLE,
+            model=TokenPair,
         ),
         **problems(
             401,

@@ -2,7 +2,7 @@
 
 # No `from __future__ import annotations` in handlers: Powertools validation reads the route's annotations
 # through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import Response
 from pydantic import AfterValidator, Field
@@ -23,10 +23,26 @@ from vaultpay.shared.http import (
     no_store_json,
 )
 from vaultpay.shared.observability import get_tracer
-from vaultpay.shared.openapi import problems, success
+from vaultpay.shared.openapi import ResponseModel, problems, success
 
 tracer = get_tracer()
 app = make_resolver()
+
+
+class TotpEnrolment(ResponseModel):
+    """The TOTP secret, shown only this once, and its `otpauth://` URI for an authenticator app."""
+
+    type: Literal["totp"]
+    secret: str = Field(pattern="^[A-Z2-7]+=*$", description="Base32.")
+    otpauth_uri: str = Field(pattern="^otpauth://totp/")
+
+
+class Registration(ResponseModel):
+    """The new customer and their MFA enrolment."""
+
+    user_id: str
+    email: str
+    mfa: TotpEnrolment
 
 
 def _email(value: str) -> str:
@@ -74,6 +90,7 @@ class RegisterRequest(RequestModel):
                     "otpauth_uri": "otpauth://totp/VaultPay:asha%40example.com?secret=JBSWY3DPEHPK3PXP&issuer=VaultPay",
                 },
             },
+            model=Registration,
         ),
         **problems(409, {"email_taken": "This email address is already registered."}),
     },

@@ -2,20 +2,65 @@
 
 # No `from __future__ import annotations` in handlers: Powertools validation reads the route's annotations
 # through the tracer's wrapper, whose globals are not this module's, so string annotations stay unresolved.
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
+from pydantic import Field
 
 from vaultpay.bootstrap.fraud import review_service
+from vaultpay.fraud.model import MAX_SCORE
 from vaultpay.fraud.service import DEFAULT_LIMIT, MAX_LIMIT
 from vaultpay.shared.http import api_handler, make_admin_resolver, no_store_json, principal
 from vaultpay.shared.observability import get_tracer
-from vaultpay.shared.openapi import problems, success
+from vaultpay.shared.openapi import Amount, Currency, NextCursor, ResponseModel, Timestamp, problems, success
 
 tracer = get_tracer()
 # Admin-only: a caller who is not an admin is answered 403 before any query is looked at.
 app = make_admin_resolver()
+
+Score = Annotated[int, Field(ge=0, le=MAX_SCORE)]
+
+
+class RuleContribution(ResponseModel):
+    """One rule that fired: its score and a short reason (never PII or an account number)."""
+
+    rule: str = Field(pattern="^[A-Z][A-Z0-9_]*$")
+    score: Score
+    reason: str
+
+
+class Review(ResponseModel):
+    """The manual review of a REVIEW decision: WAITING for an admin, DECIDED, or CLOSED when the saga stopped
+    waiting first."""
+
+    status: Literal["WAITING", "DECIDED", "CLOSED"]
+    decision: Literal["APPROVE", "DECLINE"] | None
+    reviewer: str | None
+    note: str | None
+    decided_at: Timestamp | None
+
+
+class FraudAlert(ResponseModel):
+    """A fraud decision other than APPROVE, with its review (null for a DECLINE, which has none)."""
+
+    transfer_id: str
+    user_id: str
+    decision: Literal["REVIEW", "DECLINE"]
+    score: Score
+    reasons: list[str]
+    rules: list[RuleContribution]
+    amount: Amount
+    currency: Currency
+    review: Review | None
+    created_at: Timestamp
+
+
+class FraudAlertPage(ResponseModel):
+    """A page of fraud alerts, newest first."""
+
+    items: list[FraudAlert]
+    next_cursor: NextCursor
 
 
 # Every parameter arrives as an unconstrained string and is validated by the service, whose messages
@@ -55,6 +100,7 @@ app = make_admin_resolver()
                 ],
                 "next_cursor": None,
             },
+            model=FraudAlertPage,
         ),
         **problems(422, {"invalid_cursor": "The cursor is not valid."}),
     },

@@ -18,6 +18,7 @@ from vaultpay.shared.http import (
 )
 from vaultpay.shared.observability import get_tracer
 from vaultpay.shared.openapi import problems, success
+from vaultpay.transfers.responses import ScoredTransfer
 
 tracer = get_tracer()
 # Admin-only: a caller who is not an admin is answered 403 before the body is even parsed.
@@ -66,8 +67,9 @@ class ReviewDecision(RequestModel):
                 "failure_reason": None,
                 "created_at": "2026-11-28T10:15:30.123Z",
                 "updated_at": "2026-11-28T10:20:00.000Z",
-                "steps": [{"name": "in_review", "status": "done", "at": "2026-11-28T10:15:31.000Z"}],
+                "steps": [{"name": "in_review", "status": "IN_REVIEW", "at": "2026-11-28T10:15:31.000Z"}],
             },
+            model=ScoredTransfer,
         ),
         **problems(404, {"review_not_found": "No review is waiting for this transfer."}),
         **problems(

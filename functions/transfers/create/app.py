@@ -14,6 +14,7 @@ from vaultpay.shared.kernel import MAX_AMOUNT, MIN_AMOUNT
 from vaultpay.shared.observability import get_tracer
 from vaultpay.shared.openapi import problems, success
 from vaultpay.transfers.model import MAX_DESCRIPTION
+from vaultpay.transfers.responses import Transfer
 
 tracer = get_tracer()
 app = make_resolver()
@@ -61,7 +62,12 @@ EXAMPLE = {
 @app.post(
     ROUTE,
     responses={
-        **success(202, "The transfer, accepted: its saga runs; GET it to follow its status.", EXAMPLE),
+        **success(
+            202,
+            "The transfer, accepted: its saga runs; GET it to follow its status.",
+            EXAMPLE,
+            model=Transfer,
+        ),
         **problems(404, {"account_not_found": "The source account does not exist or is not yours."}),
         **problems(409, {"account_not_active": "The source or the destination account may not move money."}),
         **problems(

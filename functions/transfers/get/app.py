@@ -10,6 +10,7 @@ from vaultpay.bootstrap.transfers import transfers_service
 from vaultpay.shared.http import api_handler, make_resolver, no_store_json, principal
 from vaultpay.shared.observability import get_tracer
 from vaultpay.shared.openapi import problems, success
+from vaultpay.transfers.responses import Transfer
 
 tracer = get_tracer()
 app = make_resolver()
@@ -40,6 +41,7 @@ app = make_resolver()
                     {"name": "completed", "status": "COMPLETED", "at": "2026-11-28T12:00:02.000Z"},
                 ],
             },
+            model=Transfer,
         ),
         **problems(404, {"transfer_not_found": "No such transfer."}),
     },

@@ -11,6 +11,7 @@ from vaultpay.bootstrap.transfers import transfers_service
 from vaultpay.shared.http import api_handler, make_resolver, no_store_json, principal
 from vaultpay.shared.observability import get_tracer
 from vaultpay.shared.openapi import problems, success
+from vaultpay.transfers.responses import TransferPage
 
 tracer = get_tracer()
 app = make_resolver()
@@ -44,6 +45,7 @@ app = make_resolver()
                 ],
                 "next_cursor": None,
             },
+            model=TransferPage,
         ),
         **problems(404, {"account_not_found": "The account does not exist or is not yours."}),
         **problems(422, {"invalid_cursor": "The cursor is not valid."}),

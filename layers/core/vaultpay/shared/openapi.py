@@ -2,15 +2,19 @@
 
 Handlers pass these to their route decorator's `responses=`; infra/openapi/build.py merges every function's
 schema into one document and adds the errors every route of a kind can return (authorizer, body, key...).
-Plain dicts from the standard library only: building them costs nothing at a cold start. They are typed as
-powertools' OpenAPIResponse (what `responses=` takes), imported for the type checker alone.
+Plain dicts, typed as powertools' OpenAPIResponse (what `responses=` takes, imported for the type checker
+alone). A success body's schema comes from a `ResponseModel`: its class is only declared at import (pydantic
+builds nothing until asked, `defer_build`), and the builder alone turns it into JSON Schema, so a response
+model costs a cold start next to nothing and is never used to validate at run time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from vaultpay.shared.errors import (
     BadRequest,
@@ -23,6 +27,7 @@ from vaultpay.shared.errors import (
     ValidationFailed,
 )
 from vaultpay.shared.http import PROBLEM_JSON, PROBLEM_TYPE_BASE
+from vaultpay.shared.kernel import MAX_AMOUNT, MIN_AMOUNT
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse, OpenAPIResponseHeader
@@ -78,6 +83,45 @@ PROBLEM_SCHEMA_BODY: dict[str, Any] = {
 }
 
 
+SCHEMA_REF_TEMPLATE = "#/components/schemas/{model}"
+
+
+class ResponseModel(BaseModel):
+    """The documented shape of a success body. Handlers keep answering with their views' `to_json()`; the
+    model only describes it, so it forbids unknown fields (a test validates real bodies against it)."""
+
+    model_config = ConfigDict(defer_build=True, extra="forbid")
+
+
+# Field types every domain's response models share (docs/api.md: conventions).
+Currency = Annotated[str, Field(pattern="^[A-Z]{3}$", description="ISO 4217 code.", examples=["INR"])]
+Timestamp = Annotated[
+    str,
+    Field(
+        description="RFC 3339, UTC, with `Z`.",
+        examples=["2026-11-28T10:15:30.123Z"],
+        json_schema_extra={"format": "date-time"},
+    ),
+]
+Amount = Annotated[int, Field(ge=MIN_AMOUNT, le=MAX_AMOUNT, description="Minor units (paise for INR).")]
+NextCursor = Annotated[
+    str | None, Field(description="Pass as `cursor` for the next page; null on the last page.")
+]
+
+
+# The models `success()` has been given since the last `forget_response_models()`, by component name, for
+# infra/openapi/build.py to render into components/schemas.
+_declared_models: dict[str, type[ResponseModel]] = {}
+
+
+def declared_response_models() -> dict[str, type[ResponseModel]]:
+    return dict(_declared_models)
+
+
+def forget_response_models() -> None:
+    _declared_models.clear()
+
+
 # The token answer of MFA verify and refresh (vaultpay.auth.service.TokenPair.body, docs/api.md).
 TOKEN_PAIR_EXAMPLE = {
     "access_token": "eyJhbGciOiJFUzI1NiIsImtpZCI6ImsxIn0.eyJzdWIiOiJ1c3JfMSJ9.c2ln",
@@ -120,13 +164,21 @@ def success(
     example: Any = None,
     *,
     headers: dict[str, OpenAPIResponseHeader] | None = None,
+    model: type[ResponseModel] | None = None,
     schema: Mapping[str, Any] | None = None,
 ) -> dict[int, OpenAPIResponse]:
-    """`responses=` entry for a route's success answer, with an example body (none for a 204). `schema`
-    describes the body where a route has no model to generate it from (any object otherwise)."""
+    """`responses=` entry for a route's success answer, with an example body (none for a 204). The body is
+    described by `model` (a `$ref` to its component schema) or, where a route has no model, by `schema`."""
     response: OpenAPIResponse = {"description": description}
     if example is not None:
-        body_schema = dict(schema) if schema is not None else {"type": "object"}
+        if model is not None:
+            _declared_models[model.__name__] = model
+            body_schema: dict[str, Any] = {"$ref": SCHEMA_REF_TEMPLATE.format(model=model.__name__)}
+        elif schema is not None:
+            body_schema = dict(schema)
+        else:
+            # A bare object is no contract: no client can be generated from it, no answer checked against it.
+            raise TypeError(f"the {status} response's body needs a model (or a schema) to describe it")
         response["content"] = {
             "application/json": {"schema": body_schema, "examples": {"example": {"value": example}}}
         }
