@@ -83,7 +83,7 @@ HEALTH_REPORT: dict[str, Any] = {
             "Every dependency answered.",
             {
                 "status": "ok",
-                "version": "0.1.0",
+                "version": "0.2.0",
                 "checks": {"dynamodb": "ok", "stepfunctions": "ok", "nats": "ok"},
                 "event_bus": {
                     "stream": "VAULTPAY",
@@ -100,7 +100,7 @@ HEALTH_REPORT: dict[str, Any] = {
             "A dependency did not answer, or the event stream has no leader (why is logged, not shown).",
             {
                 "status": "degraded",
-                "version": "0.1.0",
+                "version": "0.2.0",
                 "checks": {"dynamodb": "ok", "stepfunctions": "ok", "nats": "error"},
                 "event_bus": {
                     "stream": "VAULTPAY",
