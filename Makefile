@@ -49,11 +49,11 @@ validate: install ## The template half of lint: cfn-lint and sam validate --lint
 
 # The code half of `make lint`: ruff, mypy and the import contracts ([tool.importlinter] in pyproject.toml).
 # mypy checks the core layer, every function (each app.py by its path: pyproject.toml's [tool.mypy]), the
-# local cloud and the CLI, in one run.
+# local cloud, the CLI and the OpenAPI builder, in one run.
 code-lint: install ## The code half of lint: ruff check and format, mypy, import-linter contracts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy layers/core/vaultpay functions infra/localcloud/src/localcloud infra/vaultpay_cli
+	$(BIN)/mypy layers/core/vaultpay functions infra/localcloud/src/localcloud infra/vaultpay_cli infra/openapi
 	$(BIN)/lint-imports --no-cache
 
 # The edit loop's fast tier, under a minute on 2 cores: ruff, mypy and the unit tests on every core

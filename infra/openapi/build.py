@@ -285,7 +285,8 @@ def add_problem(
     operation: dict[str, Any], status: int, code: str, detail: str, *, field: str | None = None
 ) -> None:
     """Documents that the operation may answer `status` with the problem `code` (merged with any other)."""
-    from vaultpay.shared.openapi import PROBLEM_JSON, PROBLEM_REF, problem_example
+    from vaultpay.shared.http import PROBLEM_JSON
+    from vaultpay.shared.openapi import PROBLEM_REF, problem_example
 
     response = _response(operation, status, "")
     content = response.setdefault("content", {})
@@ -312,9 +313,9 @@ def enrich_operation(
 ) -> dict[str, Any]:
     """Adds what docs/api.md says of every route of this kind to one operation of a handler's schema."""
     from vaultpay.auth.authorizer import ROLE_RULES
-    from vaultpay.shared.http import CORRELATION_HEADER
+    from vaultpay.shared.http import CORRELATION_HEADER, PROBLEM_JSON
     from vaultpay.shared.idempotency import REPLAYED_HEADER
-    from vaultpay.shared.openapi import PROBLEM_JSON, PROBLEM_REF
+    from vaultpay.shared.openapi import PROBLEM_REF
 
     op = copy.deepcopy(operation)
     method, path = route.method.upper(), route.path
