@@ -19,7 +19,8 @@ StageName = Literal["local", "dev", "prod"]
 
 _V = TypeVar("_V", bound=Callable[[Any], None])
 _REQUIRED: Any = object()
-_VALIDATORS: set[Callable[[Any], None]] = set()
+# The mark `@validator` leaves on a method: the class collects its checks by it, no registry to keep.
+_CHECK_MARK = "__settings_check__"
 
 
 class _Env:
@@ -50,7 +51,7 @@ def env(
 def validator(method: _V) -> _V:
     """Marks a method that checks a model once its fields are read; every model composing its class runs
     it. It raises ConfigurationError naming the variable, never quoting a value."""
-    _VALIDATORS.add(method)
+    setattr(method, _CHECK_MARK, True)
     return method
 
 
@@ -114,7 +115,7 @@ class EnvSettings:
             for name, member in vars(klass).items():
                 if isinstance(member, _Env):
                     fields[name] = member
-                elif callable(member) and member in _VALIDATORS:
+                elif callable(member) and getattr(member, _CHECK_MARK, False):
                     validators[name] = member
         cls._fields = fields
         cls._validators = tuple(validators.values())
