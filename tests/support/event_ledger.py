@@ -17,14 +17,13 @@ so the stream and the chain hold more than the outbox tables: the proof is relat
 that exist once the run has settled, and duplicates are looked for among every id.
 
 How long an outbox item lives: no code deletes one (only the rescue of a given-up relay batch and the sweeper
-change one, setting and clearing `pending`); DynamoDB TTL removes it OUTBOX_RETENTION_S (7 days) after it was written, published or not,
-since `expires_at` is set when it is written. The test cloud is in memory and new for each session, so no
-item can expire during a run. On a long-lived cloud an expired item drops out of the comparison: it is
-never counted lost, and one that expired unpublished (an outage of over a week) is beyond what this proof
-can see. The stream keeps messages for 30 days, longer than the outbox keeps items, so the message of an
-item still there is still there too, unless `max_bytes` discarded it, which the ledger reports as lost:
-it could no longer be replayed.
-"""
+change one, setting and clearing `pending`); DynamoDB TTL removes it OUTBOX_RETENTION_S (7 days) after it was
+written, published or not, since `expires_at` is set when it is written. The test cloud is in memory and new
+for each session, so no item can expire during a run. On a long-lived cloud an expired item drops out of the
+comparison: it is never counted lost, and one that expired unpublished (an outage of over a week) is beyond
+what this proof can see. The stream keeps messages for 30 days, longer than the outbox keeps items, so the
+message of an item still there is still there too, unless `max_bytes` discarded it, which the ledger reports
+as lost: it could no longer be replayed."""
 
 from __future__ import annotations
 
