@@ -9,9 +9,9 @@ same TLS, to the same servers, so each topology's figures are measured against i
 topologies run one after the other, each on servers of its own (the first is stopped before the next
 starts), and the relay's process-wide caches (connection, credentials, relay) are reset between them.
 
-The relay also marks each event it published on its outbox table (vaultpay.events.adapters' DynamoDbMarker,
-BatchWriteItem): here a table of DynamoDB Local (in memory), seeded with the batches' outbox items before
-each timed pass, so the handler does what it does on AWS.
+The relay writes nothing back to the outbox (what it could not publish, the sweeper's rescue finds through
+the mappings' on-failure queue: vaultpay.events.rescue), so the handler's work is parse, publish and report,
+as on AWS.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ CONFIG = ROOT / "infra" / "nats" / "jetstream.json"
 TOPOLOGIES = {"single": 1, "cluster": 3}
 # The figures of each topology, in the table's order: key in the JSON -> what the row measures.
 PATHS = {
-    "relay_handler": "Relay handler (Powertools BatchProcessor, publish_async + PubAcks per batch)",
+    "relay_handler": "Relay handler (publish_async + PubAcks per batch, partial batch response)",
     "relay_core": "Relay core alone (Relay.relay on the process loop: no Powertools, no metrics)",
     "relay_handler_duplicates": "Relay handler, the same batches re-delivered (all JetStream duplicates)",
     "raw_publish_async_per_batch": "Raw nats-py publish_async, PubAcks awaited per batch of the same size",
@@ -110,45 +110,17 @@ def make_batches(batches: int, size: int, tag: str) -> list[dict[str, Any]]:
     return out
 
 
-def outbox_table(port: int) -> Any:
-    """The relay's outbox table ("bench", from the records' eventSourceARN) in DynamoDB Local; the relay's
-    marker finds it through AWS_ENDPOINT_URL_DYNAMODB, as a function finds the local cloud's."""
-    os.environ.update(
-        AWS_ENDPOINT_URL_DYNAMODB=f"http://127.0.0.1:{port}",
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_ACCESS_KEY_ID="test",
-        AWS_SECRET_ACCESS_KEY="test",  # noqa: S106 - DynamoDB Local accepts any
-    )
-    import boto3
-
-    ddb = boto3.client("dynamodb")
-    ddb.create_table(
-        TableName="bench",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    return ddb
-
-
-def seed(ddb: Any, batches: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Writes the batches' outbox items (untimed), as the domain's transactions would have."""
-    items = [record["dynamodb"]["NewImage"] for batch in batches for record in batch["Records"]]
-    for start in range(0, len(items), 25):
-        chunk = [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
-        ddb.batch_write_item(RequestItems={"bench": chunk})
-    return batches
-
-
 def secrets_manager(port: int) -> Any:
     """moto's Secrets Manager, where the relay reads its NATS credentials: its client finds it through
     AWS_ENDPOINT_URL_SECRETS_MANAGER (botocore's name for it: the service id "Secrets Manager", not
     "secretsmanager"), set before the relay's first use of it (vaultpay.shared.aws caches the client)."""
     endpoint = f"http://127.0.0.1:{port}"
-    os.environ["AWS_ENDPOINT_URL_SECRETS_MANAGER"] = endpoint
+    os.environ.update(
+        AWS_ENDPOINT_URL_SECRETS_MANAGER=endpoint,
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ACCESS_KEY_ID="test",
+        AWS_SECRET_ACCESS_KEY="test",  # noqa: S106 - moto accepts any
+    )
     import boto3
 
     return boto3.client("secretsmanager", endpoint_url=endpoint)
@@ -192,7 +164,7 @@ def node_of(cluster: NatsCluster, port: int | None) -> str:
 def reset_relay() -> None:
     """Forget the relay's warm-Lambda state, as a new Lambda environment would start: closes its NATS
     connection (on the process loop it was opened on) and resets the composition root (vaultpay.bootstrap:
-    the settings, the connection with its credentials, the relay, the marker, the sweeper, the boto3
+    the settings, the connection with its credentials, the relay, the sweeper, the boto3
     clients), so the next invocation reads NATS_URL, NATS_TLS_CA and the credentials secret again. The
     process loop and the imported modules are kept."""
     from vaultpay import bootstrap
@@ -334,7 +306,7 @@ class Measured:
 
 
 def measure(
-    name: str, size: int, state_dir: Path, app: ModuleType, ddb: Any, sm: Any, args: argparse.Namespace
+    name: str, size: int, state_dir: Path, app: ModuleType, sm: Any, args: argparse.Namespace
 ) -> Measured:
     """Every path on one topology: its servers started, the relay pointed at them (a fresh warm state), the
     rounds, the servers stopped."""
@@ -354,7 +326,7 @@ def measure(
         # Cold: makes its boto3 clients, reads the secret, opens the TLS connection as the relay user (the
         # first topology's also imports nats-py, once per process).
         began = time.perf_counter()
-        response = app.handler(seed(ddb, make_batches(1, 1, f"{name}-cold"))[0], Context())
+        response = app.handler(make_batches(1, 1, f"{name}-cold")[0], Context())
         out.first_call_ms = (time.perf_counter() - began) * 1000
         if response["batchItemFailures"]:
             raise SystemExit(f"{name}: the relay's first invocation failed (see its log above)")
@@ -378,12 +350,12 @@ def measure(
         # Untimed: one pass of the handler and one of raw publish_async, so that the timed rounds of every
         # topology find DynamoDB Local's JIT, the new stream and the client paths warm (without it the first
         # topology's relay rounds paid for warming DynamoDB Local up).
-        through_handler(app.handler, seed(ddb, batches("warm-h")))
+        through_handler(app.handler, batches("warm-h"))
         asyncio.run(raw_publish_async(urls, options, payloads(batches("warm-a")), True))
         for r in range(args.rounds):
-            handled = seed(ddb, batches(f"h{r}"))
+            handled = batches(f"h{r}")
             out.rates["relay_handler"].append(through_handler(app.handler, handled))
-            core_batches = seed(ddb, batches(f"c{r}"))
+            core_batches = batches(f"c{r}")
             began = time.perf_counter()
             for batch in core_batches:
                 if run_blocking(relay().relay(batch["Records"])).failures:
@@ -435,15 +407,11 @@ def main() -> None:
     logging.getLogger("asyncio").addFilter(lambda record: "eof_received" not in record.getMessage())
     measured: dict[str, Measured] = {}
     with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp:
-        dynamodb_port, moto_port = services.free_port(), services.free_port()
-        dynamodb = services.dynamodb_local(dynamodb_port, Path(tmp))
+        moto_port = services.free_port()
         moto = services.moto_server(moto_port, moto_port, Path(tmp))
-        dynamodb.start()
         moto.start()
         try:
-            dynamodb.wait_ready()
             moto.wait_ready()
-            ddb = outbox_table(dynamodb_port)
             sm = secrets_manager(moto_port)
             os.environ.update(
                 POWERTOOLS_SERVICE_NAME="relay",
@@ -455,9 +423,8 @@ def main() -> None:
             )
             app = load_handler()
             for name in topologies:
-                measured[name] = measure(name, TOPOLOGIES[name], Path(tmp) / name, app, ddb, sm, args)
+                measured[name] = measure(name, TOPOLOGIES[name], Path(tmp) / name, app, sm, args)
         finally:
-            dynamodb.stop()
             moto.stop()
     import_ms, tracer_ms = import_time_ms()
     envelope_bytes = len(payloads(make_batches(1, 1, "x"))[0][0][1])
@@ -509,8 +476,8 @@ def main() -> None:
         "only, file storage, infra/nats/jetstream.json applied; the cluster's nodes route over mutual TLS "
         "and its streams have 3 replicas). The relay handler reads its NATS user from a Secrets Manager "
         "secret (moto) and logs in as the relay user over TLS; the raw paths log in as the same user over "
-        "the same TLS. The relay marks each published event on an outbox table of DynamoDB Local (in memory, "
-        "BatchWriteItem), seeded before each timed pass; the raw paths publish only. All nodes share this "
+        "the same TLS. The relay writes nothing back to the outbox (no per-event mark: the sweeper's rescue "
+        "finds what a mapping gave up on). All nodes share this "
         "machine's CPUs with the bench.",
         f"Workload: {args.batches} batches x {args.batch_size} outbox INSERT records ({n} events, "
         f"~{envelope_bytes} B CloudEvent each), {args.rounds} rounds; events/s, median (min to max) of the "

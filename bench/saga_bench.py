@@ -75,8 +75,8 @@ PRICE_SOURCES = [
     "first 333 million a month)",
 ]
 
-# The only plain (non-transactional) writes to the three streamed tables: the relay's "mark published"
-# (vaultpay.events.adapters, UpdateItem on OUTBOX items) and the review record (vaultpay.fraud.store,
+# The only plain (non-transactional) writes to the three streamed tables: the rescue's and the sweeper's
+# marks on OUTBOX items (failure path only: the relay writes nothing) and the review record (vaultpay.fraud.store,
 # UpdateItem on REVIEW#...). Every other write there is a TransactWriteItems (accounts, transfers and fraud
 # stores, the fraud consumer).
 PLAIN_WRITE_PREFIXES = ("REVIEW#",)
@@ -497,7 +497,7 @@ def classify(record: dict[str, Any]) -> tuple[str, bool]:
     pk, sk = key_of(record)
     kind = next(iter(image.get("kind", {}).values()), "") or sk.split("#", 1)[0].lower()
     if kind == "outbox" and record["eventName"] == "MODIFY":
-        return "outbox item marked published (relay, UpdateItem)", True
+        return "outbox item marked (rescue or sweeper, failure path)", True
     if pk.startswith(PLAIN_WRITE_PREFIXES):
         return f"{kind} (UpdateItem)", True
     verb = {"INSERT": "put", "MODIFY": "update", "REMOVE": "delete"}[record["eventName"]]

@@ -84,7 +84,8 @@ def test_a_committed_change_reaches_the_audit_log_with_its_correlation_id(
     assert verify.body["ok"] is True
     assert verify.body["records_checked"] >= 1
 
-    # And the relay marked the outbox item published, so the sweeper will leave it alone.
+    # And the outbox item is as it was written: the relay wrote nothing back (no mark), and it is not pending,
+    # so the sweeper leaves it alone.
     dynamodb = local_cloud.client("dynamodb")
     table = next(t for t in dynamodb.list_tables()["TableNames"] if t.endswith("AuthTable"))
     item = dynamodb.get_item(
@@ -94,5 +95,5 @@ def test_a_committed_change_reaches_the_audit_log_with_its_correlation_id(
         for i in dynamodb.scan(TableName=table)["Items"]
         if i.get("kind", {}).get("S") == "outbox" and i["subject"]["S"] == registered.body["user_id"]
     )
-    assert item["published"] == {"BOOL": True}
+    assert "published" not in item
     assert "pending" not in item

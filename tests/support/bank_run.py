@@ -4,9 +4,11 @@ must balance. A Jepsen-style check of the saga: `make test` runs a short one, `m
 Workload: customers with funded accounts send transfers to each other through the HTTP API, concurrently;
 some are re-sent with the same Idempotency-Key, some exceed the balance, some are large enough for a review
 (an admin decides some, the rest time out). Faults come from the local cloud (localcloud.faults): a transient
-error on the first attempt of every saga step, a saga Lambda killed after its write and before its answer, a
-duplicated stream delivery, NATS stopped for a while, and later the VAULTPAY stream's leader killed (SIGKILL)
-and restarted on its store (the tests' NATS is a three-node cluster).
+error on the first attempt of every saga step, a settlement that fails for good for a share of the transfers
+(so the compensation path, CompensateReleaseFunds then FAILED, runs under load), a saga Lambda killed after
+its write and before its answer, a duplicated stream delivery, NATS stopped for a while, and later the
+VAULTPAY stream's leader killed (SIGKILL) and restarted on its store (the tests' NATS is a three-node
+cluster).
 
 After everything settles, it checks what a bank must guarantee: every transfer in exactly one terminal state
 (and one execution each); total money unchanged; no available balance ever below zero (every statement line);
@@ -49,6 +51,9 @@ SAGA_STEPS = [
     "SettleTransferFunction",
     "ReleaseFundsFunction",
 ]
+# Not a name any ASL Retry treats as final: the settle step's States.ALL retries run out, then its Catch
+# compensates (the handler never runs, so no money moved).
+SETTLE_FAILS_FOR_GOOD = "SettlementUnavailable"
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,8 @@ class Scale:
     node_down_s: float
     settle_timeout_s: float
     drain_timeout_s: float  # how long the event path may take to drain once every transfer is terminal
+    # The share of transfers whose settlement fails on every attempt: they must end FAILED, holds released.
+    settle_failure_ratio: float
 
 
 SHORT = Scale(
@@ -79,18 +86,20 @@ SHORT = Scale(
     node_down_s=12,
     settle_timeout_s=240,
     drain_timeout_s=60,
+    settle_failure_ratio=0.08,
 )
 SOAK = Scale(
     customers=24,
-    transfers=400,
+    transfers=1000,
     threads=16,
     duplicate_ratio=0.1,
     crash_probability=0.1,
     nats_down_s=20,
     kill_leader_after_s=30,
     node_down_s=20,
-    settle_timeout_s=900,
+    settle_timeout_s=1800,
     drain_timeout_s=900,
+    settle_failure_ratio=0.05,
 )
 
 
@@ -265,10 +274,19 @@ class BankRun:
         return self._check(finals, submitted_s, settled_s, counters, events)
 
     def _fault_plan(self) -> dict[str, Any]:
-        """localcloud.faults: every saga step fails its first attempt; some are killed after their write."""
+        """localcloud.faults: every saga step fails its first attempt; some settlements fail for good; some
+        steps are killed after their write."""
         return {
             "seed": self.random.randrange(2**31),
-            "lambda_errors": [{"functions": SAGA_STEPS, "error_type": "TransientError", "attempts": 1}],
+            "lambda_errors": [
+                {
+                    "functions": ["SettleTransferFunction"],
+                    "error_type": SETTLE_FAILS_FOR_GOOD,
+                    "attempts": 100,
+                    "probability": self.scale.settle_failure_ratio,
+                },
+                {"functions": SAGA_STEPS, "error_type": "TransientError", "attempts": 1},
+            ],
             "lambda_crashes": [
                 {
                     "functions": SAGA_STEPS,
@@ -344,6 +362,13 @@ class BankRun:
                 problems.append(f"a transfer was refused: {unexpected[:2]}")
             if not sent.transfer_ids:
                 problems.append(f"a transfer was never accepted: {sent.refused[:2]}")
+        failed = [t for t in finals.values() if t["status"] == "FAILED"]
+        if not failed:
+            problems.append("no transfer ended FAILED: the compensation path never ran under load")
+        if any(t.get("failure_reason") != "step_failed" for t in failed):
+            problems.append(
+                f"a FAILED transfer gives another reason: {[t.get('failure_reason') for t in failed]}"
+            )
         problems += self._check_executions(finals)
         problems += self._check_accounts()
         reconcile = self._reconcile()
@@ -372,6 +397,10 @@ class BankRun:
             "duplicate posts": sum(1 for s in self.sent if len(s.transfer_ids) + len(s.refused) > 1),
             "POSTs retried after a 503": self.retried_503,
             "statuses": dict(statuses),
+            "failed (settlement failed for good, compensated)": len(failed),
+            "reviewed": sum(
+                1 for t in finals.values() if any(s.get("status") == "IN_REVIEW" for s in t["steps"])
+            ),
             "admin decisions": dict(self.decisions),
             "submit s": round(submitted_s, 1),
             "all terminal after s": round(settled_s, 1),

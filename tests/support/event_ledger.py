@@ -16,15 +16,14 @@ The cloud is shared with the other e2e tests, and gateway request logs reach the
 so the stream and the chain hold more than the outbox tables: the proof is relative to the outbox items
 that exist once the run has settled, and duplicates are looked for among every id.
 
-How long an outbox item lives: no code deletes one (the relay's mark rewrites it with `published` true and
-no `pending`); DynamoDB TTL removes it OUTBOX_RETENTION_S (7 days) after it was written, published or not,
-since `expires_at` is set when it is written. The test cloud is in memory and new for each session, so no
-item can expire during a run. On a long-lived cloud an expired item drops out of the comparison: it is
-never counted lost, and one that expired unpublished (an outage of over a week) is beyond what this proof
-can see. The stream keeps messages for 30 days, longer than the outbox keeps items, so the message of an
-item still there is still there too, unless `max_bytes` discarded it, which the ledger reports as lost:
-it could no longer be replayed.
-"""
+How long an outbox item lives: no code deletes one (only the rescue of a given-up relay batch and the sweeper
+change one, setting and clearing `pending`); DynamoDB TTL removes it OUTBOX_RETENTION_S (7 days) after it was
+written, published or not, since `expires_at` is set when it is written. The test cloud is in memory and new
+for each session, so no item can expire during a run. On a long-lived cloud an expired item drops out of the
+comparison: it is never counted lost, and one that expired unpublished (an outage of over a week) is beyond
+what this proof can see. The stream keeps messages for 30 days, longer than the outbox keeps items, so the
+message of an item still there is still there too, unless `max_bytes` discarded it, which the ledger reports
+as lost: it could no longer be replayed."""
 
 from __future__ import annotations
 
@@ -121,7 +120,7 @@ class EventPath:
     comparison: Comparison
     consumers: dict[str, ConsumerLag]
     dead_letters: list[str]  # "<consumer> gave up on <event id> (<reason>)"
-    unmarked: int  # outbox items the relay has not marked published yet (the sweeper's work)
+    unmarked: int  # outbox items still pending: left by the rescue for the sweeper to re-publish
     without_msg_id: int  # stream messages with no Nats-Msg-Id header at all
     waited_s: float = 0.0  # from the first read to this one's end
     drained: bool = False
@@ -130,7 +129,7 @@ class EventPath:
         c = self.comparison
         return {
             "outbox items": c.outbox,
-            "outbox items not yet marked published": self.unmarked,
+            "outbox items still pending (the sweeper's work)": self.unmarked,
             "stream messages": c.stream_messages + self.without_msg_id,
             "stream messages of outbox items": c.in_stream,
             "audit records": c.audit_records,
@@ -250,7 +249,7 @@ class EventLedger:
     # ---- DynamoDB -----------------------------------------------------------------------------------
 
     def _outbox(self) -> tuple[list[str], int]:
-        """Every outbox item's event id, all tables scanned at once; and how many are still unmarked."""
+        """Every outbox item's event id, all tables scanned at once; and how many are still pending."""
         with ThreadPoolExecutor(len(self._tables)) as pool:
             scans = list(pool.map(self._scan_outbox, self._tables))
         ids = [event_id for scan in scans for event_id, _ in scan]

@@ -1,10 +1,19 @@
-"""Outbox sweeper: every five minutes, re-publishes outbox items the relay has not marked published."""
+"""Outbox sweeper: every two minutes, rescues the relay batches its stream mappings gave up on, then
+re-publishes the outbox items left pending."""
 
 from dataclasses import asdict
+from typing import Any
 
-from vaultpay.bootstrap.events import sweep_outbox
+from vaultpay.bootstrap.events import rescue_failed_batches, sweep_outbox
 from vaultpay.shared.observability import scheduled_handler
 
+
+def _run(context: Any) -> dict[str, Any]:
+    # The rescue first: what it cannot publish it marks pending, and the sweep then finds it.
+    rescued = rescue_failed_batches()
+    return {**asdict(sweep_outbox()), "rescue": asdict(rescued) if rescued is not None else None}
+
+
 # Sweeps the tables in OUTBOX_TABLES. A run that could not publish everything is not an error: the next run
-# (five minutes on) goes on.
-handler = scheduled_handler(lambda context: asdict(sweep_outbox()))
+# (two minutes on) goes on.
+handler = scheduled_handler(_run)

@@ -157,8 +157,6 @@ def relay_app(nats: NatsServer) -> Iterator[ModuleType]:
         env.setenv("POWERTOOLS_METRICS_NAMESPACE", "VaultPay")
         env.setenv("POWERTOOLS_TRACE_DISABLED", "true")
         bootstrap.reset()
-        # These tables are not on AWS: marking items published is covered by the sweeper's tests.
-        env.setattr(events, "outbox_marker", lambda: None)
         try:
             yield load_handler("events/relay")
         finally:

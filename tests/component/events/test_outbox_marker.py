@@ -1,4 +1,5 @@
-"""The relay's DynamoDB marker against moto: every published outbox item written back as published."""
+"""The sweeper's DynamoDB marker against moto: every re-published outbox item written back as published.
+(The relay marks nothing; the sweeper marks the items the rescue of a given-up batch left pending.)"""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from support.tables import create_table
 
 from vaultpay.events.adapters import DynamoDbMarker
 from vaultpay.shared.events import DomainEvent
-from vaultpay.shared.outbox import outbox_attributes
+from vaultpay.shared.outbox import PENDING, outbox_attributes
 
 pytestmark = pytest.mark.component
 TABLE = "vaultpay-marker-test"
@@ -32,7 +33,8 @@ def dynamodb(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 
 def _images(client: Any, count: int, *, now: float = NOW) -> list[dict[str, Any]]:
-    """`count` outbox items as written (pending), saved, and returned as the stream's NewImage."""
+    """`count` outbox items as the rescue leaves them (pending), saved, and returned as the sweeper reads
+    them."""
     serializer = TypeSerializer()
     images = []
     for i in range(count):
@@ -46,6 +48,7 @@ def _images(client: Any, count: int, *, now: float = NOW) -> list[dict[str, Any]
             data={"account_id": f"acc_{i:03d}"},
         )
         image = {k: serializer.serialize(v) for k, v in outbox_attributes(event, now=now).items()}
+        image["pending"] = {"S": PENDING}
         client.put_item(TableName=TABLE, Item=image)
         images.append(image)
     return images

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -190,3 +191,112 @@ async def test_events_written_while_nats_is_down_are_published_once_when_it_retu
     assert stats["records_given_up"] == 0 and stats["dlq_messages"] == 0
     assert function.invocations >= 2
     assert await asyncio.to_thread(kit.count, subject) == 10
+
+
+async def test_a_batch_given_up_in_a_long_outage_is_rescued_from_the_stream_and_published_once(
+    pipeline: tuple[DomainTable, StreamPoller, InProcessRelay, Any, str],
+    kit: Any,
+    dynamodb_endpoint: str,
+    moto_endpoint: str,
+) -> None:
+    """Nothing marks what the relay published; what its mapping gave up on is found through the on-failure
+    queue and the stream, and ends in JetStream once, pending in between while NATS is still down."""
+    from vaultpay.bootstrap import events
+    from vaultpay.events.adapters import (
+        DynamoDbPendingMarker,
+        DynamoDbPendingStore,
+        DynamoDbStreamReader,
+        SqsFailureQueue,
+    )
+    from vaultpay.events.jetstream import run_blocking
+    from vaultpay.events.nats_publisher import JetStreamPublisher
+    from vaultpay.events.rescue import Rescuer
+    from vaultpay.events.sweeper import Sweeper
+
+    table, poller, _, sqs, queue_url = pipeline
+    subject = "vaultpay.test.pipeline.rescue"
+    log = logging.getLogger("rescue-test")
+    publisher = JetStreamPublisher(events.nats_connection())
+    dynamodb = _client("dynamodb", dynamodb_endpoint)
+    rescuer = Rescuer(
+        SqsFailureQueue(queue_url, sqs),
+        DynamoDbStreamReader(_client("dynamodbstreams", dynamodb_endpoint)),
+        publisher,
+        DynamoDbPendingMarker(dynamodb),
+        tables=[table.name],
+        log=log,
+    )
+    written = [kit.event(subject, n) for n in range(6)]
+    await asyncio.to_thread(kit.server.stop)
+    try:
+        # Given NATS stays down longer than the mapping's retries, which give the batch up
+        for event in written:
+            await table.write_outbox(event)
+        await _eventually(lambda: poller.stats()["records_given_up"] == 6)
+        # An ordinary outbox item is never pending: no write marked anything
+        items = await asyncio.to_thread(_outbox_items, dynamodb, table.name)
+        assert len(items) == 6 and not any("pending" in item or "published" in item for item in items)
+        # When the rescue runs while NATS is still down, it leaves every event of the batch pending
+        down = await asyncio.to_thread(run_blocking, rescuer.rescue())
+        # (the writes may reach the mapping in more than one batch, each given up on its own)
+        assert (down.events, down.published, down.marked_pending) == (6, 0, 6)
+        assert down.rescued == down.batches >= 1
+    finally:
+        await asyncio.to_thread(kit.server.start)
+    pending = await asyncio.to_thread(_outbox_items, dynamodb, table.name)
+    assert sorted(item["event_id"]["S"] for item in pending if "pending" in item) == sorted(
+        e.id for e in written
+    )
+    # And once NATS is back, the sweep publishes each exactly once and clears the marks
+    sweeper = Sweeper(DynamoDbPendingStore(dynamodb), publisher, None, lambda: time.time() + 600, log=log)
+    swept = await asyncio.to_thread(run_blocking, sweeper.sweep([table.name]))
+    assert (swept.found, swept.published) == (6, 6)
+    assert await asyncio.to_thread(kit.count, subject) == 6
+    # The queue is empty: the rescue deleted the message it had handled
+    left = await asyncio.to_thread(sqs.receive_message, QueueUrl=queue_url, WaitTimeSeconds=0)
+    assert left.get("Messages", []) == []
+
+
+async def test_a_given_up_batch_is_published_by_the_rescue_itself_when_nats_is_back(
+    pipeline: tuple[DomainTable, StreamPoller, InProcessRelay, Any, str],
+    kit: Any,
+    dynamodb_endpoint: str,
+) -> None:
+    from vaultpay.bootstrap import events
+    from vaultpay.events.adapters import DynamoDbPendingMarker, DynamoDbStreamReader, SqsFailureQueue
+    from vaultpay.events.jetstream import run_blocking
+    from vaultpay.events.nats_publisher import JetStreamPublisher
+    from vaultpay.events.rescue import Rescuer
+
+    table, poller, _, sqs, queue_url = pipeline
+    subject = "vaultpay.test.pipeline.rescued"
+    dynamodb = _client("dynamodb", dynamodb_endpoint)
+    await asyncio.to_thread(kit.server.stop)
+    try:
+        for n in range(4):
+            await table.write_outbox(kit.event(subject, n))
+        await _eventually(lambda: poller.stats()["records_given_up"] == 4)
+    finally:
+        await asyncio.to_thread(kit.server.start)
+    rescuer = Rescuer(
+        SqsFailureQueue(queue_url, sqs),
+        DynamoDbStreamReader(_client("dynamodbstreams", dynamodb_endpoint)),
+        JetStreamPublisher(events.nats_connection()),
+        DynamoDbPendingMarker(dynamodb),
+        tables=[table.name],
+        log=logging.getLogger("rescue-test"),
+    )
+    outcome = await asyncio.to_thread(run_blocking, rescuer.rescue())
+    assert (outcome.events, outcome.published, outcome.marked_pending) == (4, 4, 0)
+    assert outcome.rescued == outcome.batches >= 1
+    assert await asyncio.to_thread(kit.count, subject) == 4
+    # Rescuing again finds nothing: the message is gone
+    again = await asyncio.to_thread(run_blocking, rescuer.rescue())
+    assert again.batches == 0
+    items = await asyncio.to_thread(_outbox_items, dynamodb, table.name)
+    assert not any("pending" in item for item in items)
+
+
+def _outbox_items(client: Any, table: str) -> list[dict[str, Any]]:
+    items = client.scan(TableName=table, ConsistentRead=True)["Items"]
+    return [item for item in items if item.get("kind") == {"S": "outbox"}]

@@ -1,5 +1,5 @@
-"""The outbox sweeper and the relay's "mark published", with fakes: nothing pending is lost, nothing
-published comes back, and a failed mark never fails a record."""
+"""The outbox sweeper, with fakes: nothing pending is lost, nothing published comes back; and the relay
+writes nothing back to the outbox (an ordinary item is never pending)."""
 
 from __future__ import annotations
 
@@ -52,8 +52,11 @@ class FakeTable:
         self.items: dict[str, dict[str, Any]] = {}
         self.marked_calls: list[tuple[str, list[str]]] = []
 
-    def put(self, event: DomainEvent) -> None:
+    def put(self, event: DomainEvent, *, pending: bool = True) -> None:
+        """An outbox item; pending as the rescue of a given-up relay batch leaves it."""
         self.items[event.id] = _image(event)
+        if pending:
+            self.items[event.id]["pending"] = {"S": PENDING}
 
     async def pending(self, table: str, *, before: str, limit: int) -> Sequence[Mapping[str, Any]]:
         hits = [
@@ -114,14 +117,17 @@ def table() -> FakeTable:
     return FakeTable()
 
 
-def test_the_outbox_item_carries_the_pending_marker_in_both_shapes() -> None:
+def test_an_outbox_item_is_written_without_the_pending_marker_in_both_shapes() -> None:
+    # Only the rescue marks an item pending: an ordinary write costs the sparse index nothing
     event = _event(1, NOW)
-    assert outbox_attributes(event)["pending"] == PENDING == "1"
-    assert outbox_item("AuthTable", event).pending == PENDING
+    assert "pending" not in outbox_attributes(event) and "published" not in outbox_attributes(event)
+    item = outbox_item("AuthTable", event)
+    assert item.pending is None and item.published is None
+    assert "pending" not in item.serialize()
 
 
 def test_old_pending_items_are_republished_and_marked_and_fresh_ones_are_left(table: FakeTable) -> None:
-    # Given an item left behind ten minutes ago and one written a minute ago
+    # Given an item left behind ten minutes ago and one marked pending a minute ago
     old, fresh = _event(1, NOW - 600), _event(2, NOW - 60)
     table.put(old)
     table.put(fresh)
@@ -164,8 +170,8 @@ def test_what_could_not_be_published_stays_pending_for_the_next_sweep(table: Fak
     assert (outcome.published, outcome.marked) == (1, 1)
 
 
-def test_an_event_the_relay_already_published_is_deduplicated_and_marked(table: FakeTable) -> None:
-    # The relay published it, but its mark failed: the sweeper's publish is a JetStream duplicate
+def test_an_event_already_published_is_deduplicated_and_marked(table: FakeTable) -> None:
+    # A sweep published it, but its mark failed: the next sweep's publish is a JetStream duplicate
     event = _event(1, NOW - 600)
     table.put(event)
     publisher = FakePublisher()
@@ -175,7 +181,7 @@ def test_an_event_the_relay_already_published_is_deduplicated_and_marked(table: 
     assert publisher.stored == [event.id]
 
 
-# ---- the relay marks what it published ----------------------------------------------------------------
+# ---- the relay writes nothing back --------------------------------------------------------------------
 
 
 def _record(event: DomainEvent, seq: int) -> dict[str, Any]:
@@ -197,45 +203,22 @@ def test_the_table_name_comes_from_the_stream_arn() -> None:
     assert table_name(None) is None
 
 
-def test_the_relay_marks_the_published_events_including_duplicates(table: FakeTable) -> None:
+def test_the_relay_publishes_a_batch_and_reports_only_what_failed() -> None:
     first, second = _event(1, NOW), _event(2, NOW)
     publisher = FakePublisher()
     publisher.stored.append(second.id)  # already out: a re-delivered batch
-    relay = Relay(publisher, log=Log(), marker=table)
-    outcome = asyncio.run(relay.relay([_record(first, 1), _record(second, 2)]))
-    assert table.marked_calls == [("vaultpay-auth", [first.id, second.id])]
-    assert (outcome.published, outcome.duplicates, outcome.marked, outcome.mark_failed) == (1, 1, 2, 0)
-    assert outcome.failures == {}
-
-
-def test_events_not_published_are_not_marked(table: FakeTable) -> None:
-    publisher = FakePublisher()
+    outcome = asyncio.run(Relay(publisher, log=Log()).relay([_record(first, 1), _record(second, 2)]))
+    assert (outcome.published, outcome.duplicates, outcome.failures) == (1, 1, {})
+    assert publisher.stored == [second.id, first.id]
     publisher.down = True
-    outcome = asyncio.run(Relay(publisher, log=Log(), marker=table).relay([_record(_event(1, NOW), 1)]))
-    assert table.marked_calls == []
-    assert outcome.failed == 1 and list(outcome.failures) == ["1"]
-
-
-class BrokenMarker:
-    async def mark_published(self, table: str, items: Sequence[Mapping[str, Any]]) -> int:
-        raise TransientError("dynamodb throttled")
-
-
-def test_a_marker_failure_never_fails_the_record() -> None:
-    log = Log()
-    relay = Relay(FakePublisher(), log=log, marker=BrokenMarker())
-    outcome = asyncio.run(relay.relay([_record(_event(1, NOW), 1), _record(_event(2, NOW), 2)]))
-    assert outcome.failures == {}
-    assert (outcome.published, outcome.marked, outcome.mark_failed) == (2, 0, 2)
-    assert any("not marked published" in line for line in log.warnings)
-    for seq in ("1", "2"):
-        outcome.check({"dynamodb": {"SequenceNumber": seq}})  # raises for nothing
+    outcome = asyncio.run(Relay(publisher, log=Log()).relay([_record(_event(3, NOW), 3)]))
+    assert outcome.failed == 1 and list(outcome.failures) == ["3"]
 
 
 def test_a_published_but_unmarked_item_is_swept_again_inside_the_duplicate_window() -> None:
-    """The sweeper re-publishes an item at most (older-than + its schedule's period) after its event's time;
-    JetStream drops the copy only inside its de-duplication window, so that sum must stay below it, or the
-    stream would hold the event twice."""
+    """A sweep that published an item but failed to mark it re-publishes it on the next run, at most
+    (older-than + its schedule's period) later; JetStream drops the copy only inside its de-duplication
+    window, so that sum must stay below it, or the stream would hold the event twice."""
     import json
     import re
     from pathlib import Path

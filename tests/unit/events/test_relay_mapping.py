@@ -315,16 +315,17 @@ def test_the_same_batch_twice_is_published_once_and_counted_as_duplicates() -> N
     assert again.duplicates == 3 and again.published == 0 and again.failures == {}
 
 
-def test_the_outcome_raises_for_a_failed_record_and_not_for_the_others() -> None:
+def test_the_partial_batch_response_names_exactly_the_failed_records_lowest_first() -> None:
     publisher, log = FakePublisher(refuse=["vaultpay.transaction.completed"]), RecordingLog()
-    good, bad = (
-        _outbox_record(_event(), "1"),
-        _outbox_record(_event(type="vaultpay.transaction.completed"), "2"),
-    )
-    outcome = _relay([good, bad], publisher, log)
-    outcome.check(good)
-    with pytest.raises(TransientError, match="was not published"):
-        outcome.check(bad)
+    records = [
+        _outbox_record(_event(), "7"),
+        _outbox_record(_event(type="vaultpay.transaction.completed"), "12"),
+        _outbox_record(_event(), "13"),
+        _outbox_record(_event(type="vaultpay.transaction.completed"), "9"),
+    ]
+    outcome = _relay(records, publisher, log)
+    assert outcome.batch_item_failures() == [{"itemIdentifier": "9"}, {"itemIdentifier": "12"}]
+    assert _relay([_outbox_record(_event(), "1")], publisher, log).batch_item_failures() == []
 
 
 def test_sequence_numbers_are_read_from_raw_records_and_powertools_records() -> None:

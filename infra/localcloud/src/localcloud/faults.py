@@ -47,12 +47,15 @@ class FaultPlanError(ValueError):
 # ---- the plan --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class LambdaErrorRule:
-    """The first `attempts` invocations of each distinct payload fail with `error_type`, without running."""
+    """The first `attempts` invocations of a distinct payload fail with `error_type`, without running: every
+    payload, or each one with `probability` (decided once, when the payload is first seen, from the seed).
+    With attempts above the caller's retries the step fails for good (a saga's compensation path)."""
 
     functions: tuple[str, ...]  # names or logical ids, shell-style patterns allowed ("*Funds*")
     error_type: str
     error_message: str = DEFAULT_ERROR_MESSAGE
     attempts: int = 1
+    probability: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,7 @@ class FaultPlan:
                     "error_type": r.error_type,
                     "error_message": r.error_message,
                     "attempts": r.attempts,
+                    "probability": r.probability,
                 }
                 for r in self.lambda_errors
             ],
@@ -177,7 +181,10 @@ def parse_plan(raw: Any) -> FaultPlan:
     for i, rule in enumerate(_rules(plan, "lambda_errors")):
         where = f"lambda_errors[{i}]"
         fields = _object(
-            rule, where, ("functions", "error_type", "error_message", "attempts"), ("functions", "error_type")
+            rule,
+            where,
+            ("functions", "error_type", "error_message", "attempts", "probability"),
+            ("functions", "error_type"),
         )
         attempts = fields.get("attempts", 1)
         if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= MAX_ATTEMPTS:
@@ -197,6 +204,7 @@ def parse_plan(raw: Any) -> FaultPlan:
                     fields.get("error_message", DEFAULT_ERROR_MESSAGE), f"{where}.error_message", limit=4096
                 ),
                 attempts=attempts,
+                probability=_probability(fields.get("probability", 1.0), f"{where}.probability"),
             )
         )
     crashes = []
@@ -248,9 +256,10 @@ def parse_plan(raw: Any) -> FaultPlan:
 # ---- resolving a plan against what is deployed -------------------------------------------------------------
 @dataclass(frozen=True)
 class FunctionFaults:
-    """The rules that apply to one deployed function: the first of each kind, in plan order."""
+    """The rules that apply to one deployed function: every error rule in plan order (a payload gets the
+    first of those chosen for it that still has attempts left), and the first crash rule."""
 
-    error: LambdaErrorRule | None
+    errors: tuple[LambdaErrorRule, ...]
     crash: LambdaCrashRule | None
 
 
@@ -279,20 +288,21 @@ def resolve(
 ) -> tuple[dict[str, FunctionFaults], dict[str, StreamDuplicateRule]]:
     """The rules for each deployed function (by physical name); a pattern that matches none is an error."""
     deployed = list(functions.values())
-    errors: dict[str, LambdaErrorRule] = {}
+    errors: dict[str, list[LambdaErrorRule]] = {}
     crashes: dict[str, LambdaCrashRule] = {}
     for i, error_rule in enumerate(plan.lambda_errors):
         for spec in _matched(
             error_rule.functions, f"lambda_errors[{i}].functions", deployed, "deployed function"
         ):
-            errors.setdefault(spec.name, error_rule)
+            errors.setdefault(spec.name, []).append(error_rule)
     for i, crash_rule in enumerate(plan.lambda_crashes):
         for spec in _matched(
             crash_rule.functions, f"lambda_crashes[{i}].functions", deployed, "deployed function"
         ):
             crashes.setdefault(spec.name, crash_rule)
     lambda_rules = {
-        name: FunctionFaults(error=errors.get(name), crash=crashes.get(name)) for name in {*errors, *crashes}
+        name: FunctionFaults(errors=tuple(errors.get(name, ())), crash=crashes.get(name))
+        for name in {*errors, *crashes}
     }
     consumers = [spec for spec in deployed if spec.name in stream_functions]
     duplicates: dict[str, StreamDuplicateRule] = {}
@@ -338,7 +348,8 @@ class FaultInjector:
         self._stream_rules: dict[str, StreamDuplicateRule] = {}
         # Fault choices need to be reproducible from the seed, not unpredictable.
         self._random = random.Random()  # noqa: S311
-        # (function, sha256 of the payload) -> [invocations, runs of the handler]
+        # (function, sha256 of the payload) -> [invocations, runs of the handler, then one 0/1 per error
+        # rule of the function: whether that rule was chosen for this payload]
         self._seen: OrderedDict[tuple[str, bytes], list[int]] = OrderedDict()
         self.counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
         self.by_function: dict[str, dict[str, int]] = {kind: {} for kind in PER_FUNCTION}
@@ -379,13 +390,17 @@ class FaultInjector:
         key = (function, hashlib.sha256(payload).digest())
         seen = self._seen.get(key)
         if seen is None:
-            seen = self._seen[key] = [0, 0]
+            chosen = [
+                int(r.probability >= 1.0 or self._random.random() < r.probability) for r in rules.errors
+            ]
+            seen = self._seen[key] = [0, 0, *chosen]
             if len(self._seen) > MAX_REMEMBERED_PAYLOADS:
                 self._seen.popitem(last=False)
         seen[0] += 1
-        if rules.error is not None and seen[0] <= rules.error.attempts:
-            self.count("lambda_errors", function)
-            return LambdaFault(error_type=rules.error.error_type, error_message=rules.error.error_message)
+        for rule, chosen_for_it in zip(rules.errors, seen[2:], strict=True):
+            if chosen_for_it and seen[0] <= rule.attempts:
+                self.count("lambda_errors", function)
+                return LambdaFault(error_type=rule.error_type, error_message=rule.error_message)
         seen[1] += 1
         crash = rules.crash
         if crash is None or (crash.first_attempt_only and seen[1] > 1):

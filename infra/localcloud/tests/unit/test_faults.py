@@ -88,7 +88,13 @@ def test_an_empty_plan_is_valid_and_injects_nothing() -> None:
 def test_a_plan_reads_back_as_the_json_it_came_from() -> None:
     raw = {
         "lambda_errors": [
-            {"functions": ["A"], "error_type": "TransientError", "error_message": "m", "attempts": 2}
+            {
+                "functions": ["A"],
+                "error_type": "TransientError",
+                "error_message": "m",
+                "attempts": 2,
+                "probability": 0.5,
+            }
         ],
         "lambda_crashes": [{"functions": ["B"], "probability": 0.5, "first_attempt_only": False}],
         "stream_duplicates": [{"functions": ["C"], "probability": 0.1}],
@@ -110,6 +116,10 @@ def test_a_plan_reads_back_as_the_json_it_came_from() -> None:
         ({"lambda_errors": [{"functions": [""], "error_type": "E"}]}, "must hold non-empty strings"),
         ({"lambda_errors": [{"functions": ["A"], "error_type": ""}]}, "lambda_errors[0].error_type must be"),
         ({"lambda_errors": [{"functions": ["A"], "error_type": "Bad Name"}]}, "without spaces"),
+        (
+            {"lambda_errors": [{"functions": ["A"], "error_type": "E", "probability": 1.5}]},
+            "lambda_errors[0].probability",
+        ),
         ({"lambda_errors": [{"functions": ["A"], "error_type": "E", "attempts": 0}]}, "attempts must be"),
         ({"lambda_errors": [{"functions": ["A"], "error_type": "E", "attempts": True}]}, "attempts must be"),
         (
@@ -192,6 +202,40 @@ def test_the_first_attempts_of_each_payload_fail_and_later_ones_run() -> None:
     assert injector.lambda_fault(RESERVE, b'{"id": 2}') is not None
     assert injector.counters["lambda_errors"] == 3
     assert injector.by_function["lambda_errors"] == {RESERVE: 3}
+
+
+def test_a_rule_with_a_probability_fails_some_payloads_for_good_and_leaves_the_others_to_the_next_rule() -> (
+    None
+):
+    """A saga step that fails for good for a share of the transfers (the compensation path under load),
+    beside a rule that fails every payload's first attempt."""
+    injector = an_injector()
+    plan = {
+        "seed": 42,
+        "lambda_errors": [
+            {
+                "functions": ["ReserveFundsFunction"],
+                "error_type": "Broken",
+                "attempts": 100,
+                "probability": 0.2,
+            },
+            {"functions": ["ReserveFundsFunction"], "error_type": "TransientError", "attempts": 1},
+        ],
+    }
+    injector.set_plan(parse_plan(plan))
+
+    def errors(payload: bytes, tries: int) -> list[str]:
+        faults = [injector.lambda_fault(RESERVE, payload) for _ in range(tries)]
+        return [f.error_type if f is not None else "ran" for f in faults]
+
+    outcomes = [errors(b'{"id": %d}' % n, 5) for n in range(500)]
+    broken = [o for o in outcomes if o == ["Broken"] * 5]
+    transient = [o for o in outcomes if o == ["TransientError", "ran", "ran", "ran", "ran"]]
+    # Every payload is one or the other, about a fifth broken for good, and the choice is the seed's
+    assert len(broken) + len(transient) == 500
+    assert 70 <= len(broken) <= 130
+    injector.set_plan(parse_plan(plan))
+    assert [errors(b'{"id": %d}' % n, 5) for n in range(500)] == outcomes
 
 
 def test_a_crash_applies_to_the_first_run_after_the_injected_errors() -> None:

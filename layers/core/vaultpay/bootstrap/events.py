@@ -1,4 +1,5 @@
-"""The relay's and the outbox sweeper's composition, built once per warm Lambda: NATS, publisher, marker."""
+"""The relay's and the outbox sweeper's composition, built once per warm Lambda: NATS, publisher, and the
+sweeper's rescue, pending store and marker."""
 
 from __future__ import annotations
 
@@ -7,21 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 from vaultpay.events.jetstream import run_blocking
 from vaultpay.events.nats_publisher import JetStreamPublisher
-from vaultpay.events.relay import BatchOutcome, Marker, Relay
+from vaultpay.events.relay import BatchOutcome, Relay
 from vaultpay.shared.lazy import cached
 from vaultpay.shared.observability import get_logger, get_metrics
 
 if TYPE_CHECKING:
     from vaultpay.events.jetstream import NatsConnection
+    from vaultpay.events.rescue import RescueOutcome, Rescuer
     from vaultpay.events.sweeper import Sweeper, SweepOutcome
-
-
-@cached
-def outbox_marker() -> Marker | None:
-    """The process's marker (None turns marking off, e.g. in tests without DynamoDB)."""
-    from vaultpay.events.adapters import DynamoDbMarker
-
-    return DynamoDbMarker()
 
 
 @cached
@@ -36,7 +30,7 @@ def nats_connection() -> NatsConnection:
 
 @cached
 def relay() -> Relay:
-    return Relay(JetStreamPublisher(nats_connection()), log=get_logger(), marker=outbox_marker())
+    return Relay(JetStreamPublisher(nats_connection()), log=get_logger())
 
 
 def relay_request_logs(delivery: Mapping[str, Any]) -> int:
@@ -62,8 +56,6 @@ def relay_records(records: Sequence[Mapping[str, Any]]) -> BatchOutcome:
     metrics.add_metric(name="EventsDeduplicated", unit=MetricUnit.Count, value=outcome.duplicates)
     metrics.add_metric(name="EventsNotPublished", unit=MetricUnit.Count, value=outcome.failed)
     metrics.add_metric(name="PoisonRecordsRejected", unit=MetricUnit.Count, value=outcome.poison)
-    metrics.add_metric(name="OutboxItemsMarked", unit=MetricUnit.Count, value=outcome.marked)
-    metrics.add_metric(name="OutboxMarksFailed", unit=MetricUnit.Count, value=outcome.mark_failed)
     return outcome
 
 
@@ -78,6 +70,44 @@ def sweeper() -> Sweeper:
     return Sweeper(
         DynamoDbPendingStore(), JetStreamPublisher(nats_connection()), DynamoDbMarker(), log=get_logger()
     )
+
+
+@cached
+def rescuer() -> Rescuer | None:
+    """The sweeper's rescue of given-up relay batches; None when no on-failure queue is configured."""
+    from vaultpay.bootstrap.settings import relay_settings
+    from vaultpay.events.adapters import DynamoDbPendingMarker, DynamoDbStreamReader, SqsFailureQueue
+    from vaultpay.events.rescue import Rescuer
+
+    settings = relay_settings()
+    if not settings.relay_failures_queue_url:
+        return None
+    return Rescuer(
+        SqsFailureQueue(settings.relay_failures_queue_url),
+        DynamoDbStreamReader(),
+        JetStreamPublisher(nats_connection()),
+        DynamoDbPendingMarker(),
+        tables=settings.outbox_table_names,
+        log=get_logger(),
+    )
+
+
+def rescue_failed_batches() -> RescueOutcome | None:
+    """Reads the given-up relay batches back from their streams (before the sweep, which re-publishes
+    what the rescue had to leave pending), with the outcome as metrics."""
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    rescue = rescuer()
+    if rescue is None:
+        return None
+    outcome = run_blocking(rescue.rescue())
+    metrics = get_metrics()
+    metrics.add_metric(name="RelayBatchesRescued", unit=MetricUnit.Count, value=outcome.rescued)
+    metrics.add_metric(name="RelayBatchesGone", unit=MetricUnit.Count, value=outcome.gone)
+    metrics.add_metric(name="RelayBatchesUnreadable", unit=MetricUnit.Count, value=outcome.unreadable)
+    metrics.add_metric(name="RescuedEventsPublished", unit=MetricUnit.Count, value=outcome.published)
+    metrics.add_metric(name="RescuedEventsLeftPending", unit=MetricUnit.Count, value=outcome.marked_pending)
+    return outcome
 
 
 def sweep_outbox(tables: Sequence[str] | None = None) -> SweepOutcome:

@@ -144,3 +144,134 @@ class DynamoDbPendingStore:
             if not start:
                 break
         return items[:limit]
+
+
+# ---- the rescue's adapters (vaultpay.events.rescue) ---------------------------------------------------
+
+# GetRecords pages in a row that return nothing before a read of an open shard is called incomplete: a
+# DynamoDB stream may return empty pages before the records behind them.
+_EMPTY_PAGES = 10
+_GONE_CODES = frozenset(
+    {"TrimmedDataAccessException", "ResourceNotFoundException", "ExpiredIteratorException"}
+)
+
+
+class SqsFailureQueue:
+    """The rescue's FailureQueue: the relay mappings' on-failure queue, on worker threads."""
+
+    def __init__(self, queue_url: str, client: Any = None) -> None:
+        self._url = queue_url
+        self._client = client
+
+    def _sqs(self) -> Any:
+        if self._client is None:
+            from vaultpay.shared.aws import aws_client
+
+            self._client = aws_client("sqs")
+        return self._client
+
+    async def receive(self, max_messages: int) -> list[Any]:
+        from vaultpay.events.rescue import QueueMessage
+
+        def call() -> list[QueueMessage]:
+            # Long enough for a run to handle what it took; a message it leaves comes back after that.
+            response = self._sqs().receive_message(
+                QueueUrl=self._url, MaxNumberOfMessages=max_messages, WaitTimeSeconds=0, VisibilityTimeout=120
+            )
+            return [
+                QueueMessage(receipt=m["ReceiptHandle"], message_id=m["MessageId"], body=m["Body"])
+                for m in response.get("Messages", [])
+            ]
+
+        return await asyncio.to_thread(call)
+
+    async def delete(self, message: Any) -> None:
+        await asyncio.to_thread(self._sqs().delete_message, QueueUrl=self._url, ReceiptHandle=message.receipt)
+
+
+class DynamoDbStreamReader:
+    """The rescue's StreamReader: GetShardIterator at the batch's first sequence number, then GetRecords
+    until its last one (sequence numbers compare as integers)."""
+
+    def __init__(self, client: Any = None) -> None:
+        self._client = client
+
+    async def records(self, batch: Any) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self._read, batch)
+
+    def _read(self, batch: Any) -> list[dict[str, Any]]:
+        from botocore.exceptions import ClientError
+
+        from vaultpay.events.rescue import IncompleteRead, RecordsGone
+
+        if self._client is None:
+            from vaultpay.shared.aws import aws_client
+
+            self._client = aws_client("dynamodbstreams")
+        end = int(batch.end)
+        records: list[dict[str, Any]] = []
+        try:
+            iterator = self._client.get_shard_iterator(
+                StreamArn=batch.stream_arn,
+                ShardId=batch.shard_id,
+                ShardIteratorType="AT_SEQUENCE_NUMBER",
+                SequenceNumber=batch.start,
+            ).get("ShardIterator")
+            empty = 0
+            while iterator and empty < _EMPTY_PAGES:
+                page = self._client.get_records(ShardIterator=iterator, Limit=1000)
+                empty = 0 if page.get("Records") else empty + 1
+                for record in page.get("Records", []):
+                    sequence = int(record["dynamodb"]["SequenceNumber"])
+                    if sequence > end:
+                        return records
+                    records.append(record)
+                    if sequence == end:
+                        return records
+                iterator = page.get("NextShardIterator")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _GONE_CODES:
+                raise RecordsGone("the stream no longer holds the batch") from exc
+            raise
+        if iterator:  # an open shard that has not shown the batch's end yet
+            raise IncompleteRead("the stream did not return the whole batch")
+        return records  # the shard is closed: these are all it holds of the batch
+
+
+class DynamoDbPendingMarker:
+    """The rescue's PendingMarker: one conditional UpdateItem per item (the rescue path only, never the
+    relay's), so an item TTL already removed is not brought back."""
+
+    def __init__(self, client: Any = None) -> None:
+        self._client = client
+
+    async def mark_pending(self, table: str, items: Sequence[Mapping[str, Any]]) -> int:
+        return await asyncio.to_thread(self._mark, table, list(items))
+
+    def _mark(self, table: str, items: list[Mapping[str, Any]]) -> int:
+        from botocore.exceptions import ClientError
+
+        from vaultpay.shared.outbox import PENDING
+
+        if self._client is None:
+            from vaultpay.shared.aws import aws_client
+
+            self._client = aws_client("dynamodb")
+        failed = 0
+        for item in items:
+            try:
+                self._client.update_item(
+                    TableName=table,
+                    Key={"pk": item["pk"], "sk": item["sk"]},
+                    UpdateExpression="SET pending = :p",
+                    ConditionExpression="attribute_exists(pk)",
+                    ExpressionAttributeValues={":p": {"S": PENDING}},
+                )
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    failed += 1
+                    get_logger().warning(
+                        "outbox item not marked pending",
+                        extra={"table": table, "error": exc.response.get("Error", {}).get("Code")},
+                    )
+        return failed

@@ -143,49 +143,13 @@ def to_message(event: DomainEvent) -> OutboundMessage:
     )
 
 
-# ---- the marker port ---------------------------------------------------------------------------------
-
-
-class Marker(Protocol):
-    """Marks outbox items published (the item with `published` true and no `pending`), so the sweeper
-    leaves them alone. `items` are the outbox items as published, DynamoDB attribute maps (the stream's
-    NewImage, the sweeper's query). Best effort: returns how many could not be marked (an item past its
-    expiry is not a failure); may also raise, which the caller counts as every item not marked."""
-
-    async def mark_published(self, table: str, items: Sequence[Mapping[str, Any]]) -> int: ...
-
-
 def table_name(event_source_arn: object) -> str | None:
-    """The table a stream record came from, parsed from its eventSourceARN; None if it is not one."""
+    """The table a stream record (or a stream batch) came from, parsed from its stream ARN; None if it
+    is not one."""
     if not isinstance(event_source_arn, str):
         return None
     match = _STREAM_ARN.match(event_source_arn)
     return match.group(1) if match else None
-
-
-async def mark_published(
-    marker: Marker | None, table: str, items: Sequence[Mapping[str, Any]], log: Any
-) -> int:
-    """Marks what was published, never raising: the events are out already, and an item left unmarked
-    is only re-published by the sweeper (JetStream de-duplicates it, consumers are idempotent).
-    Returns how many items were not marked."""
-    if marker is None or not items:
-        return 0
-    try:
-        failed = await marker.mark_published(table, items)
-    except Exception as exc:
-        failed = len(items)
-        log.warning(
-            "outbox items not marked published; the sweeper will re-publish them",
-            extra={"table": table, "events": len(items), "error": type(exc).__name__},
-        )
-        return failed
-    if failed:
-        log.warning(
-            "outbox items not marked published; the sweeper will re-publish them",
-            extra={"table": table, "events": len(items), "failed": failed},
-        )
-    return failed
 
 
 # ---- the service -------------------------------------------------------------------------------------
@@ -205,14 +169,12 @@ class BatchOutcome:
     ignored: int = 0  # not an outbox INSERT
     poison: int = 0
     failed: int = 0
-    marked: int = 0  # outbox items marked published (their pending marker removed)
-    mark_failed: int = 0  # published but not marked: the sweeper re-publishes them, de-duplicated
 
-    def check(self, record: Any) -> None:
-        """The BatchProcessor's record handler: raises for a record whose event did not make it."""
-        failure = self.failures.get(sequence_number(record))
-        if failure is not None:
-            raise failure
+    def batch_item_failures(self) -> list[dict[str, str]]:
+        """Lambda's partial batch response: the failed records' sequence numbers, lowest first (the
+        mapping retries from the lowest; every record after it comes again, published or not)."""
+        ordered = sorted(self.failures, key=lambda key: int(key) if key.isdigit() else -1)
+        return [{"itemIdentifier": key} for key in ordered]
 
 
 def sequence_number(record: Any) -> str:
@@ -236,14 +198,13 @@ async def publish_events(publisher: Publisher, events: Sequence[DomainEvent]) ->
 class Relay:
     """Publishes the outbox events of a stream batch, all at once, and says which records failed."""
 
-    def __init__(self, publisher: Publisher, *, log: Any, marker: Marker | None = None) -> None:
+    def __init__(self, publisher: Publisher, *, log: Any) -> None:
         self._publisher = publisher
         self._log = log
-        self._marker = marker
 
     async def relay(self, records: Sequence[Mapping[str, Any]]) -> BatchOutcome:
         outcome = BatchOutcome()
-        batch: list[tuple[str, DomainEvent, str | None, Mapping[str, Any]]] = []
+        batch: list[tuple[str, DomainEvent]] = []
         for record in records:
             key = sequence_number(record)
             try:
@@ -266,21 +227,17 @@ class Relay:
             if event is None:
                 outcome.ignored += 1
                 continue
-            batch.append(
-                (key, event, table_name(record.get("eventSourceARN")), record["dynamodb"]["NewImage"])
-            )
-        to_mark: dict[str | None, list[Mapping[str, Any]]] = {}
+            batch.append((key, event))
         if batch:
             # Every record after a failed one is retried by Lambda anyway, but publishing the whole batch
             # means the good records around a poison one are out now, not only after its retries end.
-            results = await self._publisher.publish([to_message(event) for _, event, _, _ in batch])
-            for (key, event, table, image), result in zip(batch, results, strict=True):
+            results = await self._publisher.publish([to_message(event) for _, event in batch])
+            for (key, event), result in zip(batch, results, strict=True):
                 if isinstance(result, Published):
                     if result.duplicate:
                         outcome.duplicates += 1
                     else:
                         outcome.published += 1
-                    to_mark.setdefault(table, []).append(image)
                     continue
                 outcome.failed += 1
                 outcome.failures[key] = NotPublished(f"event {event.id} was not published: {result}")
@@ -294,15 +251,6 @@ class Relay:
                         "error": type(result).__name__,
                     },
                 )
-        if self._marker is not None:
-            for table, images in to_mark.items():
-                if table is None:
-                    outcome.mark_failed += len(images)
-                    self._log.warning("stream record names no table: outbox items not marked published")
-                    continue
-                failed = await mark_published(self._marker, table, images, self._log)
-                outcome.mark_failed += failed
-                outcome.marked += len(images) - failed
         self._log.info(
             "outbox batch relayed",
             extra={
@@ -312,8 +260,6 @@ class Relay:
                 "ignored": outcome.ignored,
                 "poison": outcome.poison,
                 "failed": outcome.failed,
-                "marked": outcome.marked,
-                "mark_failed": outcome.mark_failed,
             },
         )
         return outcome

@@ -1,5 +1,9 @@
-"""The outbox sweeper: re-publishes outbox items the relay never marked published (an outage longer than
-the stream mapping's retries), found through the sparse OutboxPending index, and marks them published.
+"""The outbox sweeper: re-publishes the outbox items a long outage left behind, found through the sparse
+OutboxPending index, and marks them published.
+
+An item is pending only when the relay's stream mapping gave up on it (an outage longer than its retries):
+the rescue (vaultpay.events.rescue) reads such batches back from the stream and marks what it could not
+publish itself. The relay marks nothing: what it publishes was never pending.
 
 Re-publishing is safe: the event keeps its id, so JetStream de-duplicates it within its window
 (`Nats-Msg-Id`), and every consumer is idempotent on the event id beyond it.
@@ -11,26 +15,55 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from vaultpay.events.relay import (
-    Marker,
-    PoisonRecord,
-    Published,
-    Publisher,
-    mark_published,
-    outbox_event,
-    to_message,
-)
+from vaultpay.events.relay import PoisonRecord, Published, Publisher, outbox_event, to_message
 from vaultpay.shared import kernel
 from vaultpay.shared.events import DomainEvent
 from vaultpay.shared.kernel import rfc3339
 
-# What the relay has not marked in two minutes, it is not going to. With the schedule (every two minutes,
-# template.yaml) an item published but never marked is published again at most four minutes after its
-# event's time: inside JetStream's five-minute de-duplication window (infra/nats/jetstream.json), so the
-# stream still holds it once (tests/unit/events/test_outbox_sweeper.py keeps the three in step).
+# Items younger than this are left to the rescue that marked them (it may still be publishing). With the
+# schedule (every two minutes, template.yaml), an item re-published after a sweep that published it but
+# failed to mark it goes out again at most four minutes later: inside JetStream's five-minute
+# de-duplication window (infra/nats/jetstream.json), so the stream still holds it once
+# (tests/unit/events/test_outbox_sweeper.py keeps the three in step).
 DEFAULT_OLDER_THAN_S = 120.0
 DEFAULT_MAX_ITEMS = 500  # per table and run: a run stays well inside its timeout; the next one goes on
 PUBLISH_CHUNK = 100
+
+
+# ---- the ports ---------------------------------------------------------------------------------------
+
+
+class Marker(Protocol):
+    """Marks outbox items published (the item with `published` true and no `pending`), so the next sweep
+    leaves them alone. `items` are the outbox items as published, DynamoDB attribute maps (the sweeper's
+    query). Best effort: returns how many could not be marked (an item past its expiry is not a failure);
+    may also raise, which the caller counts as every item not marked."""
+
+    async def mark_published(self, table: str, items: Sequence[Mapping[str, Any]]) -> int: ...
+
+
+async def mark_published(
+    marker: Marker | None, table: str, items: Sequence[Mapping[str, Any]], log: Any
+) -> int:
+    """Marks what was published, never raising: the events are out already, and an item left unmarked
+    is only re-published by the next sweep (JetStream de-duplicates it, consumers are idempotent).
+    Returns how many items were not marked."""
+    if marker is None or not items:
+        return 0
+    try:
+        failed = await marker.mark_published(table, items)
+    except Exception as exc:
+        log.warning(
+            "outbox items not marked published; the next sweep re-publishes them",
+            extra={"table": table, "events": len(items), "error": type(exc).__name__},
+        )
+        return len(items)
+    if failed:
+        log.warning(
+            "outbox items not marked published; the next sweep re-publishes them",
+            extra={"table": table, "events": len(items), "failed": failed},
+        )
+    return failed
 
 
 class PendingStore(Protocol):

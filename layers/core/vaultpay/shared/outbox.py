@@ -14,14 +14,16 @@ from vaultpay.shared import kernel
 from vaultpay.shared.events import DomainEvent
 
 OUTBOX_KIND = "outbox"
-# Kept long enough for the relay's sweeper to re-publish anything a long outage left behind; the relay
-# marks items published, and TTL removes them afterwards.
+# Kept long enough for the sweeper to re-publish anything a long outage left behind; TTL removes them
+# afterwards. Nothing marks an item the relay published: it is written once and never changed.
 OUTBOX_RETENTION_S = 7 * 24 * 3600
 # The Lambda event filter the relay's stream mapping uses (template.yaml), kept here beside the item shape.
 STREAM_FILTER_PATTERN = {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"kind": {"S": [OUTBOX_KIND]}}}}
-# The sparse "not yet published" marker: `pending` = "1" is present only until the relay (or the sweeper)
-# marks the item published, which removes it. The sparse GSI below holds exactly the unpublished items,
-# sorted by event time, so the sweeper finds what a long outage left behind without scanning the table.
+# The sparse "not yet published" marker: an item is written without it; the rescue of a given-up relay
+# batch (vaultpay.events.rescue) sets `pending` = "1" on what it could not publish, and the sweeper removes
+# it once published. The sparse GSI below holds exactly those items, sorted by event time, so the sweeper
+# finds what a long outage left behind without scanning the table, and an ordinary write costs the index
+# nothing.
 PENDING = "1"
 PENDING_INDEX = "OutboxPending"  # partition key `pending` (S), sort key `time` (S); template.yaml
 
@@ -40,7 +42,5 @@ def outbox_attributes(event: DomainEvent, *, now: float | None = None) -> dict[s
         "correlation_id": event.correlation_id,
         **({"actor": event.actor} if event.actor is not None else {}),
         "data": event.data_json(),
-        "published": False,
-        "pending": PENDING,  # present only until the relay marks the item published
         "expires_at": int((now if now is not None else kernel.now()) + OUTBOX_RETENTION_S),
     }

@@ -33,8 +33,9 @@ class OutboxItem(Model):
     correlation_id = UnicodeAttribute()
     actor = UnicodeAttribute(null=True)
     data = UnicodeAttribute()  # JSON text: DynamoDB numbers would come back as Decimals or floats
-    published = BooleanAttribute(default=False)
-    # PENDING until the relay marks the item published (which removes it): the OutboxPending index's key.
+    # Set by the sweeper on an item it re-published (and on items written before the relay stopped marking).
+    published = BooleanAttribute(null=True)
+    # PENDING while a rescued item waits for the sweeper (vaultpay.events.rescue): OutboxPending's key.
     pending = UnicodeAttribute(null=True)
     expires_at = NumberAttribute()  # the table's TTL attribute
 

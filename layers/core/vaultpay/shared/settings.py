@@ -257,6 +257,8 @@ class IdempotencyTable(EnvSettings):
 class OutboxTables(EnvSettings):
     # The domain tables (comma-separated) whose outbox items the sweeper owns; none: nothing to sweep.
     outbox_tables: str = env("OUTBOX_TABLES", default="")
+    # The relay mappings' on-failure queue, which the sweeper's rescue drains; none: no rescue.
+    relay_failures_queue_url: str = env("RELAY_FAILURES_QUEUE_URL", default="")
 
     @property
     def outbox_table_names(self) -> list[str]:
