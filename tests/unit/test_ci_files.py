@@ -118,3 +118,11 @@ def test_pre_commit_file_checks_come_pinned_from_the_package_index() -> None:
         if hook["language"] == "python":
             assert all(re.fullmatch(r"[\w.-]+==[\w.]+", dep) for dep in hook["additional_dependencies"]), hook
     assert {"check-yaml", "check-json", "check-toml"} <= set(_hooks())
+
+
+def test_pre_commit_checks_the_compose_file_and_the_workflow_against_their_schemas() -> None:
+    hooks = _hooks()
+    assert hooks["check-compose-spec"]["entry"].endswith("--builtin-schema vendor.compose-spec")
+    assert re.search(hooks["check-compose-spec"]["files"], "docker-compose.yml")
+    assert hooks["check-github-workflows"]["entry"].endswith("--builtin-schema vendor.github-workflows")
+    assert re.search(hooks["check-github-workflows"]["files"], str(WORKFLOW.relative_to(ROOT)))

@@ -1,10 +1,11 @@
 """The LocalStack path for Docker users: docker-compose.yml, samconfig.toml's local deploy settings, `make
 localstack-deploy` and the NATS node's config (infra/localstack/prepare.py).
 
-There is no Docker here, so nothing is started: the compose file is checked against the Compose
-specification's top-level and service keys and for what this stack needs (pinned images, loopback ports,
-health checks, the Lambda containers on the NATS node's network), the samconfig settings through tomllib,
-the make target through `make -n`.
+There is no Docker here, so nothing is started. The compose file is validated against the Compose
+specification's JSON schema by the pre-commit hook `check-compose-spec` (check-jsonschema, which cannot join
+.venv); here it is checked for its keys and for what this stack needs (pinned images, loopback ports, health
+checks, the Lambda containers on the NATS node's network), the samconfig settings through tomllib, the make
+target through `make -n`.
 """
 
 from __future__ import annotations
