@@ -86,7 +86,10 @@ def _triggers() -> dict[str, set[str]]:
     triggers: dict[str, set[str]] = defaultdict(set)
     for logical_id, props in functions.items():
         for event in (props.get("Events") or {}).values():
-            kind = {"Api": "api", "Schedule": "schedule", "SQS": "sqs", "DynamoDB": "dynamodb"}[event["Type"]]
+            # A trigger type without a shape here is named as it is, so the sample check below names it.
+            kind = {"Api": "api", "Schedule": "schedule", "SQS": "sqs", "DynamoDB": "dynamodb"}.get(
+                event["Type"], event["Type"]
+            )
             triggers[logical_id].add(kind)
     for resource in _template()["Resources"].values():
         props = resource.get("Properties", {})
