@@ -8,6 +8,7 @@ STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := install
 .PHONY: help install run test check lint code-lint fmt unit component e2e build validate clean bench soak demo
+.PHONY: localstack-deploy
 
 # The ops console's browser test drives Debian's chromium (never a browser downloaded by playwright).
 CHROMIUM := /usr/bin/chromium
@@ -67,6 +68,15 @@ fmt: install ## Format the code and apply ruff's safe fixes
 
 build: install ## sam build (cached, parallel) into .aws-sam/build
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/sam build --cached --parallel
+
+# LocalStack instead of the local cloud, for Docker users (README.md, "Using LocalStack instead"): the NATS
+# node's users, LocalStack and NATS up and healthy (docker-compose.yml), sam build, samlocal deploy with
+# samconfig.toml's local settings, then each role's NATS login into its secret and the JetStream streams.
+localstack-deploy: build ## Deploy the stack into LocalStack beside a NATS node (Docker, LOCALSTACK_AUTH_TOKEN)
+	$(BIN)/python infra/localstack/prepare.py nats-config
+	docker compose up --detach --wait
+	DISABLE_DEPRECATION_NOTICE=1 $(BIN)/samlocal deploy --config-env local
+	$(BIN)/python infra/localstack/prepare.py wire
 
 # The OpenAPI document (infra/openapi/openapi.json) is generated from the handlers and committed: rebuild it
 # after changing a route (a test fails while it is stale).

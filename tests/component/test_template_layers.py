@@ -53,6 +53,56 @@ def test_every_layer_pin_matches_the_dev_lock() -> None:
             assert lock.get(name) == version, f"{filename}: {name}=={version}, dev.lock has {lock.get(name)}"
 
 
+def _lock_entries() -> list[tuple[str, list[str], list[str]]]:
+    """requirements.lock as (requirement, hashes, wheel file names of the comment above it), in file order."""
+    entries = []
+    wheels: list[str] = []
+    text = (DEPS / "requirements.lock").read_text().replace("\\\n", " ")
+    for line in text.splitlines():
+        if line.startswith("# ") and line.endswith(".whl"):
+            wheels.append(line[2:])
+        elif line.strip() and not line.startswith("#"):
+            requirement, *options = line.split()
+            hashes = [option.removeprefix("--hash=sha256:") for option in options]
+            assert all(option.startswith("--hash=sha256:") for option in options), line
+            entries.append((requirement, hashes, wheels))
+            wheels = []
+    return entries
+
+
+def test_the_deps_layer_lock_pins_every_package_with_the_hashes_of_its_wheels() -> None:
+    # Given the lock the layer build installs
+    entries = _lock_entries()
+    # Then it pins exactly what requirements.txt and constraints.txt pin (a pin changed without `make lock`
+    # shows here), extras included
+    pinned = {}
+    for filename in ("requirements.txt", "constraints.txt"):
+        for raw in (DEPS / filename).read_text().splitlines():
+            line = raw.split("#", 1)[0].strip()
+            if line:
+                pinned[_name(line)] = line
+    assert {_name(requirement): requirement for requirement, _, _ in entries} == pinned
+    for requirement, hashes, wheels in entries:
+        # And every line is pinned exactly, with one sha256 per wheel named above it
+        assert re.fullmatch(r"[A-Za-z0-9._-]+(\[[a-z0-9,]+\])?==[A-Za-z0-9.+!]+", requirement), requirement
+        assert hashes, f"{requirement}: no hash"
+        assert all(re.fullmatch(r"[0-9a-f]{64}", digest) for digest in hashes), requirement
+        assert len(hashes) == len(wheels) == len(set(hashes)), requirement
+        name, version = _name(requirement), requirement.split("==", 1)[1]
+        for wheel in wheels:
+            assert _name(wheel.split("-")[0]) == name and wheel.split("-")[1] == version, (requirement, wheel)
+        # And both platforms the pins run on have a wheel: Lambda's arm64 and the x86_64 machines
+        for arch in ("aarch64", "x86_64"):
+            assert any(wheel.endswith("-none-any.whl") or arch in wheel for wheel in wheels), requirement
+
+
+def test_the_deps_layer_build_installs_only_the_lock_and_requires_its_hashes() -> None:
+    makefile = (DEPS / "Makefile").read_text()
+    recipe = makefile.split("build-DepsLayer:", 1)[1].split("\n\n", 1)[0]
+    assert "--require-hashes --requirement requirements.lock" in recipe
+    assert "requirements.txt" not in recipe and "constraints.txt" not in recipe
+
+
 def test_the_core_package_version_is_the_project_version() -> None:
     import vaultpay
 

@@ -129,16 +129,6 @@ class NatsSecurity:
     ) -> Path:
         """nats-server's config: TLS-only clients on loopback, JetStream, the users and their permissions;
         with `cluster`, the routes to the other nodes (mutual TLS) and one config file per node."""
-        users = []
-        for role, password in self.passwords().items():
-            user: dict[str, Any] = {"user": role, "password": password}
-            allowed = PERMISSIONS[role]
-            if allowed is not None:
-                user["permissions"] = {
-                    direction: {"allow": subjects} if subjects else {"deny": [">"]}
-                    for direction, subjects in allowed.items()
-                }
-            users.append(user)
         # nats-server reads JSON as its config syntax (a superset of JSON).
         config = {
             "server_name": name,
@@ -146,7 +136,7 @@ class NatsSecurity:
             "http": f"127.0.0.1:{monitor_port}",
             "jetstream": {"store_dir": str(store_dir)},
             "tls": {"cert_file": str(self.cert_file), "key_file": str(self.key_file), "timeout": 2},
-            "authorization": {"users": users},
+            "authorization": {"users": authorization_users(self.passwords())},
         }
         path = self.config_file
         if cluster is not None:
@@ -180,6 +170,22 @@ class NatsSecurity:
     def secret_value(self, role: str) -> str:
         """What the role's Secrets Manager secret holds (vaultpay.events.jetstream.parse_credentials)."""
         return json.dumps({"user": role, "password": self.passwords()[role]})
+
+
+def authorization_users(passwords: dict[str, str]) -> list[dict[str, Any]]:
+    """nats-server's `authorization.users`: each role's user and password, with its subjects (PERMISSIONS).
+    Also the users of the NATS node beside LocalStack (infra/localstack/prepare.py)."""
+    users = []
+    for role, password in passwords.items():
+        user: dict[str, Any] = {"user": role, "password": password}
+        allowed = PERMISSIONS[role]
+        if allowed is not None:
+            user["permissions"] = {
+                direction: {"allow": subjects} if subjects else {"deny": [">"]}
+                for direction, subjects in allowed.items()
+            }
+        users.append(user)
+    return users
 
 
 def make_certificates(
