@@ -40,7 +40,7 @@ class PreflightError(ValueError):
 
 @dataclass(frozen=True)
 class Problem:
-    """One reason the stage would not deploy: what it concerns (a parameter, the stage, the region) and why."""
+    """Why a stage would not deploy: what it concerns (a parameter, the stage, the region) and the reason."""
 
     subject: str
     reason: str
@@ -49,7 +49,9 @@ class Problem:
         return f"{self.subject}: {self.reason}"
 
 
-def check(stage: str, template: Mapping[str, Any], samconfig: Mapping[str, Any], samconfig_path: Path) -> list[Problem]:
+def check(
+    stage: str, template: Mapping[str, Any], samconfig: Mapping[str, Any], samconfig_path: Path
+) -> list[Problem]:
     """Every problem of deploying `stage`; an empty list means CloudFormation will accept its parameters."""
     deployable = sorted(name for name, env in samconfig.items() if isinstance(env, dict) and "deploy" in env)
     if stage not in deployable:
@@ -72,7 +74,9 @@ def check(stage: str, template: Mapping[str, Any], samconfig: Mapping[str, Any],
         elif "Default" in spec:
             values[name] = str(spec["Default"])
         else:
-            problems.append(Problem(name, f"required (no default) and not set in [{stage}] parameter_overrides"))
+            problems.append(
+                Problem(name, f"required (no default) and not set in [{stage}] parameter_overrides")
+            )
     for name, value in values.items():
         problems.extend(Problem(name, reason) for reason in _constraint_failures(value, declared[name]))
     flagged = {problem.subject for problem in problems}
@@ -116,7 +120,7 @@ def _constraint_failures(value: str, spec: Mapping[str, Any]) -> list[str]:
 def _rule_failures(
     name: str, rule: Mapping[str, Any], values: Mapping[str, str], flagged: set[str]
 ) -> list[Problem]:
-    """A Rule as CloudFormation evaluates it before a deploy; a parameter already refused is not named twice."""
+    """A Rule as CloudFormation evaluates it first; a parameter refused already is not named again."""
     if "RuleCondition" in rule and not _evaluate(rule["RuleCondition"], values):
         return []
     failures = []
@@ -189,8 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
-    stack = _setting(samconfig[args.stage], "stack_name")
-    print(f"preflight: {args.stage} is ready to deploy (stack {stack}, region {_setting(samconfig[args.stage], 'region')})")
+    stack, region = (_setting(samconfig[args.stage], key) for key in ("stack_name", "region"))
+    print(f"preflight: {args.stage} is ready to deploy (stack {stack}, region {region})")
     return 0
 
 

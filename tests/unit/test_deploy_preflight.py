@@ -39,7 +39,8 @@ Rules:
   NatsIsTheClusterOutsideLocal:
     RuleCondition: !Not [!Equals [!Ref Stage, local]]
     Assertions:
-      - Assert: !Not [!Contains [[nats://127.0.0.1:4222, tls://REPLACE-WITH-THE-NATS-CLUSTER:4222], !Ref NatsUrls]]
+      - Assert: !Not
+          - !Contains [[nats://127.0.0.1:4222, tls://REPLACE-WITH-THE-NATS-CLUSTER:4222], !Ref NatsUrls]
         AssertDescription: NatsUrls must be the NATS cluster's URLs on dev and prod.
 Resources: {}
 """
@@ -97,7 +98,9 @@ def test_a_required_parameter_that_no_override_sets_is_named(preflight: ModuleTy
 def test_a_placeholder_value_is_refused_once_although_a_rule_refuses_it_too(
     preflight: ModuleType, tmp_path: Path
 ) -> None:
-    overrides = "Stage=dev NatsUrls=tls://REPLACE-WITH-THE-NATS-CLUSTER:4222 OperatorRoleArn=arn:aws:iam::1:role/ops"
+    overrides = (
+        "Stage=dev NatsUrls=tls://REPLACE-WITH-THE-NATS-CLUSTER:4222 OperatorRoleArn=arn:aws:iam::1:role/ops"
+    )
     assert problems_of(preflight, tmp_path, samconfig(overrides)) == [
         "NatsUrls: placeholder value 'tls://REPLACE-WITH-THE-NATS-CLUSTER:4222': set the real value in "
         "samconfig.toml"
@@ -165,7 +168,10 @@ def test_main_says_ready_and_exits_0(
     (tmp_path / "samconfig.toml").write_text(samconfig(READY))
     argv = ["--stage", "dev", "--template", str(tmp_path / "template.yaml")]
     assert preflight.main([*argv, "--samconfig", str(tmp_path / "samconfig.toml")]) == 0
-    assert capsys.readouterr().out == "preflight: dev is ready to deploy (stack vaultpay-dev, region ap-south-1)\n"
+    assert (
+        capsys.readouterr().out
+        == "preflight: dev is ready to deploy (stack vaultpay-dev, region ap-south-1)\n"
+    )
 
 
 def test_a_rule_the_preflight_cannot_evaluate_fails_loudly(preflight: ModuleType) -> None:
