@@ -112,6 +112,29 @@ def test_each_function_behind_the_api_has_a_deployment_group_that_rolls_back_on_
         assert at_once["Fn::Sub"][1] == {"ConfigName": "AllAtOnce"}, name
 
 
+def test_codedeploy_may_move_only_this_stacks_live_aliases(cfn: dict[str, Any]) -> None:
+    # Not SAM's default role with AWSCodeDeployRoleForLambda (UpdateAlias on every function of the account).
+    assert "CodeDeployServiceRole" not in cfn["Resources"]
+    for name, group in _of_type(cfn, "AWS::CodeDeploy::DeploymentGroup").items():
+        assert group["Properties"]["ServiceRoleArn"] == {"Fn::GetAtt": ["CodeDeployRole", "Arn"]}, name
+    role = cfn["Resources"]["CodeDeployRole"]["Properties"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "codedeploy.amazonaws.com"}
+    assert "ManagedPolicyArns" not in role
+    (policy,) = role["Policies"]
+    aliases, alarms = policy["PolicyDocument"]["Statement"]
+    assert set(aliases["Action"]) == {
+        "lambda:GetAlias",
+        "lambda:UpdateAlias",
+        "lambda:GetProvisionedConcurrencyConfig",
+    }
+    assert aliases["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:"
+        "${AWS::StackName}-*:live"
+    }
+    assert (alarms["Action"], alarms["Resource"]) == ("cloudwatch:DescribeAlarms", "*")
+
+
 def test_api_gateway_invokes_every_route_and_the_authorizer_through_the_live_alias(
     cfn: dict[str, Any], sam: dict[str, Any]
 ) -> None:
