@@ -49,16 +49,15 @@ class Problem:
         return f"{self.subject}: {self.reason}"
 
 
-def check(
-    stage: str, template: Mapping[str, Any], samconfig: Mapping[str, Any], samconfig_path: Path
-) -> list[Problem]:
+def check(stage: str, template: Mapping[str, Any], samconfig_path: Path) -> list[Problem]:
     """Every problem of deploying `stage`; an empty list means CloudFormation will accept its parameters."""
+    samconfig = tomllib.loads(samconfig_path.read_text())
     deployable = sorted(name for name, env in samconfig.items() if isinstance(env, dict) and "deploy" in env)
     if stage not in deployable:
         known = ", ".join(deployable) or "none"
         return [Problem("STAGE", f"unknown stage {stage!r}: samconfig.toml deploys {known}")]
     problems: list[Problem] = []
-    region = _setting(samconfig[stage], "region")
+    region = setting(samconfig_path, stage, "region")
     if region not in INDIAN_REGIONS:
         problems.append(
             Problem("region", f"{region or 'none'} is outside India; deploy to {' or '.join(INDIAN_REGIONS)}")
@@ -85,8 +84,9 @@ def check(
     return problems
 
 
-def _setting(environment: Mapping[str, Any], key: str) -> str:
-    """A samconfig setting as `sam deploy` reads it: the deploy section's, else the global one's."""
+def setting(samconfig_path: Path, stage: str, key: str) -> str:
+    """A setting of `stage` as `sam deploy` reads samconfig.toml: the deploy section's, else global's."""
+    environment = tomllib.loads(samconfig_path.read_text()).get(stage, {})
     for command in ("deploy", "global"):
         value = environment.get(command, {}).get("parameters", {}).get(key)
         if value is not None:
@@ -186,14 +186,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--template", type=Path, default=ROOT / "template.yaml")
     parser.add_argument("--samconfig", type=Path, default=ROOT / "samconfig.toml")
     args = parser.parse_args(argv)
-    samconfig = tomllib.loads(args.samconfig.read_text())
-    problems = check(args.stage, load_template(args.template), samconfig, args.samconfig)
+    problems = check(args.stage, load_template(args.template), args.samconfig)
     if problems:
         print(f"preflight: {args.stage or '(no stage)'} cannot be deployed:", file=sys.stderr)
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
-    stack, region = (_setting(samconfig[args.stage], key) for key in ("stack_name", "region"))
+    stack, region = (setting(args.samconfig, args.stage, key) for key in ("stack_name", "region"))
     print(f"preflight: {args.stage} is ready to deploy (stack {stack}, region {region})")
     return 0
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import textwrap
-import tomllib
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -77,8 +76,7 @@ def problems_of(preflight: ModuleType, tmp_path: Path, config: str, stage: str =
     template_path, config_path = tmp_path / "template.yaml", tmp_path / "samconfig.toml"
     template_path.write_text(TEMPLATE)
     config_path.write_text(config)
-    template = preflight.load_template(template_path)
-    found = preflight.check(stage, template, tomllib.loads(config), config_path)
+    found = preflight.check(stage, preflight.load_template(template_path), config_path)
     return [str(problem) for problem in found]
 
 
@@ -174,15 +172,11 @@ def test_main_says_ready_and_exits_0(
     )
 
 
-def test_a_rule_the_preflight_cannot_evaluate_fails_loudly(preflight: ModuleType) -> None:
+def test_a_rule_the_preflight_cannot_evaluate_fails_loudly(preflight: ModuleType, tmp_path: Path) -> None:
     rule: dict[str, Any] = {"Assertions": [{"Assert": {"Fn::ValueOfAll": ["AWS::EC2::VPC::Id", "Tags"]}}]}
+    (tmp_path / "samconfig.toml").write_text(samconfig(READY))
     with pytest.raises(preflight.PreflightError, match="Fn::ValueOfAll"):
-        preflight.check(
-            "dev",
-            {"Parameters": {}, "Rules": {"R": rule}},
-            {"dev": {"global": {"parameters": {"region": "ap-south-1"}}, "deploy": {}}},
-            Path("/nonexistent/samconfig.toml"),
-        )
+        preflight.check("dev", {"Parameters": {}, "Rules": {"R": rule}}, tmp_path / "samconfig.toml")
 
 
 def test_the_repositorys_dev_and_prod_wait_only_for_the_nats_cluster(preflight: ModuleType) -> None:
@@ -191,6 +185,6 @@ def test_the_repositorys_dev_and_prod_wait_only_for_the_nats_cluster(preflight: 
     config_path = ROOT / "samconfig.toml"
     template = preflight.load_template(ROOT / "template.yaml")
     for stage in ("dev", "prod"):
-        found = preflight.check(stage, template, tomllib.loads(config_path.read_text()), config_path)
+        found = preflight.check(stage, template, config_path)
         assert [problem.subject for problem in found] == ["NatsUrls"], stage
         assert "placeholder" in found[0].reason, stage
