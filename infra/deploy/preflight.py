@@ -3,7 +3,8 @@
 `make deploy STAGE=dev|prod` runs it first. It reads samconfig.toml's [STAGE] settings and template.yaml's
 Parameters and Rules, and names every problem at once (a sam deploy names one, after the build and upload):
 
-- an unknown stage (one without a [STAGE.deploy.parameters] section: `local` is the local cloud's);
+- a stage samconfig.toml does not deploy (one without a [STAGE.deploy.parameters] section: `local` is the
+  local cloud's);
 - a required parameter (no Default) that the stage's parameter_overrides do not set;
 - a placeholder value (REPLACE-WITH-...), an override of a parameter the template does not declare, a value
   outside the parameter's AllowedValues, AllowedPattern or bounds;
@@ -55,7 +56,7 @@ def check(stage: str, template: Mapping[str, Any], samconfig_path: Path) -> list
     deployable = sorted(name for name, env in samconfig.items() if isinstance(env, dict) and "deploy" in env)
     if stage not in deployable:
         known = ", ".join(deployable) or "none"
-        return [Problem("STAGE", f"unknown stage {stage!r}: samconfig.toml deploys {known}")]
+        return [Problem("STAGE", f"{stage!r} is not a stage samconfig.toml deploys ({known})")]
     problems: list[Problem] = []
     region = setting(samconfig_path, stage, "region")
     if region not in INDIAN_REGIONS:

@@ -137,7 +137,7 @@ def test_a_stage_samconfig_does_not_deploy_is_refused_with_the_ones_it_does(
     preflight: ModuleType, tmp_path: Path, stage: str
 ) -> None:
     assert problems_of(preflight, tmp_path, samconfig(READY), stage) == [
-        f"STAGE: unknown stage {stage!r}: samconfig.toml deploys dev, prod"
+        f"STAGE: {stage!r} is not a stage samconfig.toml deploys (dev, prod)"
     ]
 
 
