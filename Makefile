@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := install
-.PHONY: help install run test check lint code-lint fmt unit component e2e build validate clean bench soak demo
+.PHONY: help install run test check lint code-lint fmt unit component e2e build validate clean bench soak demo deploy
 .PHONY: localstack-deploy
 
 # The ops console's browser test drives Debian's chromium (never a browser downloaded by playwright).
@@ -54,7 +54,8 @@ validate: install ## The template half of lint: cfn-lint and sam validate --lint
 code-lint: install ## The code half of lint: ruff check and format, mypy, import-linter contracts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy layers/core/vaultpay functions infra/localcloud/src/localcloud infra/vaultpay_cli infra/openapi
+	$(BIN)/mypy layers/core/vaultpay functions infra/localcloud/src/localcloud infra/vaultpay_cli infra/openapi \
+		infra/deploy
 	$(BIN)/lint-imports --no-cache
 
 # The edit loop's fast tier, under a minute on 2 cores: ruff, mypy and the unit tests on every core
@@ -77,6 +78,15 @@ localstack-deploy: build ## Deploy the stack into LocalStack beside a NATS node 
 	docker compose up --detach --wait
 	DISABLE_DEPRECATION_NOTICE=1 $(BIN)/samlocal deploy --config-env local
 	$(BIN)/python infra/localstack/prepare.py wire
+
+# The one way to deploy (docs/deployment.md). The preflight reads samconfig.toml's [STAGE] and the template and
+# refuses, naming each, what CloudFormation would refuse after the build and upload: an unknown stage, a
+# required parameter left unset, a placeholder, a value a template Rule refuses, a region outside India. Then
+# the stage's own build and deploy settings; on prod, sam deploy shows the change set and asks first.
+deploy: install ## Preflight, sam build and sam deploy of STAGE=dev|prod (docs/deployment.md)
+	$(BIN)/python infra/deploy/preflight.py --stage "$(STAGE)"
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/sam build --config-env "$(STAGE)"
+	$(BIN)/sam deploy --config-env "$(STAGE)"
 
 # The OpenAPI document (infra/openapi/openapi.json) is generated from the handlers and committed: rebuild it
 # after changing a route (a test fails while it is stale).

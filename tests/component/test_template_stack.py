@@ -154,7 +154,8 @@ def test_the_health_function_may_only_list_tables_and_state_machines(cfn: dict[s
 def test_get_v1_health_reaches_the_health_function_without_auth(cfn: dict[str, Any]) -> None:
     body = cfn["Resources"]["VaultPayApi"]["Properties"]["Body"]
     operation = body["paths"]["/v1/health"]["get"]
-    assert "HealthFunction.Arn" in json.dumps(operation["x-amazon-apigateway-integration"]["uri"])
+    # Through its `live` alias, which CodeDeploy moves on a deploy (tests/component/test_template_deploy.py).
+    assert "${HealthFunctionAliaslive}" in json.dumps(operation["x-amazon-apigateway-integration"]["uri"])
     # With a default authorizer, SAM marks a public route with the pseudo-scheme NONE.
     assert operation.get("security") in (None, [], [{"NONE": []}])
 
@@ -963,7 +964,7 @@ def test_accounts_routes_reach_their_functions_through_the_authorizer(cfn: dict[
         for method, path in routes:
             operation = body["paths"][path][method.lower()]
             integration = json.dumps(operation["x-amazon-apigateway-integration"]["uri"])
-            assert f"{function}.Arn" in integration, function
+            assert f"${{{function}Aliaslive}}" in integration, function
             assert operation["security"] == [{authorizer: []}], function
 
 
@@ -1210,7 +1211,8 @@ def _assert_routed_through_the_authorizer(
     (authorizer,) = body["securityDefinitions"]
     for function, (method, path) in routes.items():
         operation = body["paths"][path][method.lower()]
-        assert f"{function}.Arn" in json.dumps(operation["x-amazon-apigateway-integration"]["uri"]), function
+        integration = json.dumps(operation["x-amazon-apigateway-integration"]["uri"])
+        assert f"${{{function}Aliaslive}}" in integration, function
         assert operation["security"] == [{authorizer: []}], function
         props = sam["Resources"][function]["Properties"]
         (event,) = props["Events"].values()
@@ -1584,9 +1586,10 @@ def test_every_function_logs_to_a_group_of_its_own_named_after_it(sam: dict[str,
         assert sam["Resources"][group]["Properties"]["RetentionInDays"] == {
             "Fn::FindInMap": ["StageConfig", {"Ref": "Stage"}, "FunctionLogRetentionDays"]
         }, function
-    # No group is shared, and none is left over (the state machine's is the only other one).
+    # No group is shared, and none is left over (the state machine's and the API's access log are the others).
     groups = set(_of_type(sam, "AWS::Logs::LogGroup"))
-    assert groups == {f"{function}LogGroup" for function in functions} | {"TransferStateMachineLogGroup"}
+    others = {"TransferStateMachineLogGroup", "ApiAccessLogGroup"}
+    assert groups == {f"{function}LogGroup" for function in functions} | others
     for stage, config in sam["Mappings"]["StageConfig"].items():
         assert config["FunctionLogRetentionDays"] in RETENTION_DAYS, stage
     assert sam["Mappings"]["StageConfig"]["prod"]["FunctionLogRetentionDays"] >= 366

@@ -33,11 +33,15 @@ from localcloud.spec import (
 from localcloud.template import Resolver, TemplateError, Translated, local_id
 
 ClientFactory = Callable[[str], Any]
+# Every published version of a local function is its one deployed code, so each is version 1.
+LOCAL_VERSION = "1"
 
 # Resource types the local cloud creates or serves itself.
 PROVISIONED = frozenset(
     {
         "AWS::Lambda::Function",
+        "AWS::Lambda::Version",
+        "AWS::Lambda::Alias",
         "AWS::Lambda::LayerVersion",
         "AWS::Lambda::EventSourceMapping",
         "AWS::IAM::Role",
@@ -55,6 +59,7 @@ PROVISIONED = frozenset(
         "AWS::SecretsManager::Secret",
         "AWS::SSM::Parameter",
         "AWS::S3::Bucket",
+        "AWS::SNS::Topic",
     }
 )
 # Types that only grant or wire things the local cloud does not enforce: accepted, nothing to create.
@@ -65,6 +70,7 @@ LOCAL_NOOP = frozenset(
         "AWS::ApiGateway::Account",
         "AWS::Lambda::LayerVersionPermission",
         "AWS::IAM::ManagedPolicy",
+        "AWS::SNS::TopicPolicy",
     }
 )
 # Types that exist only on AWS (operations tooling); the local cloud skips them and says so.
@@ -77,9 +83,12 @@ CLOUD_ONLY = frozenset(
         "AWS::ApiGateway::ApiKey",
         "AWS::ApiGateway::BasePathMapping",
         "AWS::ApiGateway::DomainName",
-        "AWS::CodeDeploy::Application",
+        "AWS::CodeDeploy::Application",  # gradual deployments: locally every alias runs the one code
         "AWS::CodeDeploy::DeploymentGroup",
         "AWS::EC2::VPCEndpoint",  # networking: loopback needs none
+        "AWS::SNS::Subscription",  # e-mail, SMS, HTTPS: delivered outside this machine
+        "AWS::WAFv2::WebACL",  # the edge's firewall: the local API answers loopback only
+        "AWS::WAFv2::WebACLAssociation",
     }
 )
 SUPPORTED = PROVISIONED | LOCAL_NOOP | CLOUD_ONLY
@@ -165,6 +174,12 @@ class Provisioner:
         for dep in _as_list(resource.get("DependsOn")):
             self._provision(dep)
         rtype = resource["Type"]
+        if rtype in CLOUD_ONLY:
+            # Not resolved either: their properties may name attributes only AWS has (a web ACL's ARN).
+            self.skipped.append((logical_id, rtype))
+            self._attrs[logical_id] = {}
+            self._in_progress.discard(logical_id)
+            return
         props = self.resolver.resolve(resource.get("Properties", {}))
         handler: Callable[[str, dict[str, Any]], dict[str, Any]] | None
         if rtype == CUSTOM_RESOURCE or rtype.startswith("Custom::"):
@@ -177,8 +192,6 @@ class Provisioner:
                 attrs = handler(logical_id, props) or {}
             except (BotoCoreError, ClientError) as exc:
                 raise TemplateError(f"{logical_id} ({rtype}) could not be created locally: {exc}") from exc
-        elif rtype in CLOUD_ONLY:
-            self.skipped.append((logical_id, rtype))
         self._attrs[logical_id] = attrs
         self._in_progress.discard(logical_id)
         if "Ref" in attrs:
@@ -271,6 +284,16 @@ class Provisioner:
         if self.on_function is not None:
             self.on_function(spec)
         return quick
+
+    # A version and an alias are names for the one code the runtime deployed: an invoke of `name:live`, of
+    # `name:1` or of their ARNs runs the function, and its context shows the qualified ARN, as on AWS.
+    def _create_Lambda_Version(self, logical_id: str, props: dict[str, Any]) -> dict[str, Any]:
+        arn = f"{function_arn(function_name_from(str(props['FunctionName'])))}:{LOCAL_VERSION}"
+        return {"Ref": arn, "Version": LOCAL_VERSION, "FunctionArn": arn}
+
+    def _create_Lambda_Alias(self, logical_id: str, props: dict[str, Any]) -> dict[str, Any]:
+        arn = f"{function_arn(function_name_from(str(props['FunctionName'])))}:{props['Name']}"
+        return {"Ref": arn, "AliasArn": arn}
 
     def _create_IAM_Role(self, logical_id: str, props: dict[str, Any]) -> dict[str, Any]:
         quick = self._deterministic(logical_id) or {}
@@ -519,6 +542,14 @@ class Provisioner:
             "RegionalDomainName": f"{name}.s3.{REGION}.amazonaws.com",
         }
 
+    def _create_SNS_Topic(self, logical_id: str, props: dict[str, Any]) -> dict[str, Any]:
+        """A topic on moto's SNS (alarms have no local action, but a tool may subscribe a queue to it)."""
+        sns = self.clients("sns")
+        name = str(props.get("TopicName") or f"{self.stack}-{logical_id}"[:256])
+        attributes = {key: str(props[key]) for key in ("DisplayName", "KmsMasterKeyId") if key in props}
+        arn = str(sns.create_topic(Name=name, Attributes=attributes)["TopicArn"])  # the same ARN on a restart
+        return {"Ref": arn, "TopicArn": arn, "TopicName": name}
+
     def _create_SSM_Parameter(self, logical_id: str, props: dict[str, Any]) -> dict[str, Any]:
         name = props.get("Name") or f"{self.stack}-{logical_id}"
         ssm, value = self.clients("ssm"), str(props["Value"])
@@ -663,10 +694,15 @@ def _parameter_exists(ssm: Any, name: str) -> bool:
 
 
 def _integration_function(uri: str) -> str | None:
-    """The function name inside an apigateway ...:lambda:path/2015-03-31/functions/<arn>/invocations URI."""
+    """The function inside an apigateway ...:lambda:path/2015-03-31/functions/<arn>/invocations URI: its name,
+    with the qualifier (`name:live`) when the integration invokes an alias or a version, as it does on AWS."""
     if "/functions/" not in uri or not uri.endswith("/invocations"):
         return None
-    return function_name_from(uri.split("/functions/", 1)[1][: -len("/invocations")])
+    arn = uri.split("/functions/", 1)[1][: -len("/invocations")]
+    parts = arn.split(":")  # arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]
+    qualifier = parts[7] if arn.startswith("arn:") and len(parts) > 7 else ""
+    name = function_name_from(arn)
+    return f"{name}:{qualifier}" if qualifier else name
 
 
 def _env_text(value: Any) -> str:

@@ -88,8 +88,10 @@ def translate(sam: dict[str, Any], base_dir: Path, parameters: Mapping[str, str]
     from samtranslator.parser.parser import Parser
     from samtranslator.translator.translator import Translator
 
-    # The translator's metrics object warns at garbage collection about metrics nobody publishes.
+    # The translator's metrics object warns at garbage collection about metrics nobody publishes, and its
+    # feature toggles warn, once per DeploymentPreference, that no toggle configuration exists offline.
     logging.getLogger("samtranslator.metrics.metrics").setLevel(logging.ERROR)
+    logging.getLogger("samtranslator.feature_toggle.feature_toggle").setLevel(logging.ERROR)
     sam = copy.deepcopy(sam)
     code_dirs: dict[str, Path] = {}
     globals_fn = sam.get("Globals", {}).get("Function", {})
