@@ -50,12 +50,13 @@ validate: install ## The template half of lint: cfn-lint and sam validate --lint
 
 # The code half of `make lint`: ruff, mypy and the import contracts ([tool.importlinter] in pyproject.toml).
 # mypy checks the core layer, every function (each app.py by its path: pyproject.toml's [tool.mypy]), the
-# local cloud, the CLI and the OpenAPI builder, in one run.
+# local cloud, the CLI, the OpenAPI builder, the deploy preflight and the LocalStack wiring, in one run
+# (.pre-commit-config.yaml runs the same list; tests/unit/test_ci_files.py keeps them equal).
+MYPY_PATHS := layers/core/vaultpay functions infra/localcloud/src/localcloud infra/vaultpay_cli infra/openapi infra/deploy infra/localstack
 code-lint: install ## The code half of lint: ruff check and format, mypy, import-linter contracts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy layers/core/vaultpay functions infra/localcloud/src/localcloud infra/vaultpay_cli infra/openapi \
-		infra/deploy
+	$(BIN)/mypy $(MYPY_PATHS)
 	$(BIN)/lint-imports --no-cache
 
 # The edit loop's fast tier, under a minute on 2 cores: ruff, mypy and the unit tests on every core

@@ -101,10 +101,11 @@ def _hooks() -> dict[str, dict[str, Any]]:
 def test_pre_commit_runs_the_venv_ruff_and_mypy_as_make_code_lint_does() -> None:
     hooks = _hooks()
     makefile = (ROOT / "Makefile").read_text()
-    mypy_line = re.search(r"^\t\$\(BIN\)/(mypy .+)$", makefile, re.MULTILINE)
-    assert mypy_line
+    assert re.search(r"^\t\$\(BIN\)/mypy \$\(MYPY_PATHS\)$", makefile, re.MULTILINE)
+    paths = re.search(r"^MYPY_PATHS := (.+)$", makefile, re.MULTILINE)
+    assert paths
     # Then mypy checks the very paths code-lint checks, whole (not file by file), with .venv's mypy
-    assert hooks["mypy"]["entry"] == f".venv/bin/{mypy_line[1]}"
+    assert hooks["mypy"]["entry"] == f".venv/bin/mypy {paths[1]}"
     assert hooks["mypy"]["pass_filenames"] is False
     assert hooks["ruff-check"]["entry"].startswith(".venv/bin/ruff check")
     assert hooks["ruff-format"]["entry"].startswith(".venv/bin/ruff format")
