@@ -23,7 +23,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -426,16 +427,20 @@ def write_stamp(project: Project, digest: str, seconds: float) -> None:
 
 
 def ensure_built(project: Project, say: Any = print) -> bool:
-    """Builds what is stale: sam build, then each foreign layer's host-platform install. True if it built."""
-    worked = False
+    """Builds what is stale: sam build and each foreign layer's host-platform install, side by side (they
+    share no file, and both mostly wait on unpacking wheels). True if it built anything."""
+    jobs: list[Callable[[], None]] = []
     built = build_freshness(project)
     if not built.fresh:
+        digest = source_digest(project)  # before the build: an edit during it must leave the build stale
+
+        def build() -> None:
+            seconds = sam_build(project)
+            write_stamp(project, digest, seconds)
+            say(f"sam build: done in {seconds:.1f} s")
+
         say(f"sam build: {built.reason}; building (cached, parallel)")
-        digest = source_digest(project)  # before: an edit during the build must leave it stale
-        seconds = sam_build(project)
-        write_stamp(project, digest, seconds)
-        say(f"sam build: done in {seconds:.1f} s")
-        worked = True
+        jobs.append(build)
     for layer in project.foreign_layers():
         interpreter = find_python(layer.runtime)
         if interpreter is None:
@@ -443,11 +448,17 @@ def ensure_built(project: Project, say: Any = print) -> bool:
             continue
         deps = deps_freshness(project, layer, interpreter)
         if not deps.fresh:
+
+            def install(layer: Resource = layer, interpreter: Interpreter = interpreter) -> None:
+                seconds = install_host_deps(project, layer, interpreter)
+                say(f"{layer.logical_id}: installed in {seconds:.1f} s ({project.local_deps(layer)})")
+
             say(f"{layer.logical_id}: {deps.reason}; installing it with Python {interpreter.version}")
-            seconds = install_host_deps(project, layer, interpreter)
-            say(f"{layer.logical_id}: installed in {seconds:.1f} s ({project.local_deps(layer)})")
-            worked = True
-    return worked
+            jobs.append(install)
+    with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
+        for future in [pool.submit(job) for job in jobs]:
+            future.result()  # the first failure is raised, after every job has ended
+    return bool(jobs)
 
 
 # ---- what the local cloud runs ----------------------------------------------------------------------------
