@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import sys
 from pathlib import Path
 from typing import Any
@@ -201,3 +202,16 @@ def test_the_watcher_sees_an_edit_a_new_file_and_a_deletion_but_not_caches(tmp_p
     (tmp_path / "__pycache__" / "app.cpython-313.pyc").write_bytes(b"\x00")
 
     assert changed_files(before, snapshot(tmp_path)) == ["app.py", "new.py", "old.py"]
+
+
+def test_the_worker_bootstrap_imports_only_the_standard_library() -> None:
+    # A built function's worker runs on an interpreter without site-packages: the bootstrap needs none
+    tree = ast.parse(WORKER_FILE.read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {
+        node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level
+    }
+    roots = {name.split(".")[0] for name in imported} - {"__future__"}
+    assert roots and roots <= sys.stdlib_module_names, roots - sys.stdlib_module_names
