@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := install
-.PHONY: help install run test check lint code-lint fmt unit component e2e build validate clean bench soak demo deploy
+.PHONY: help install run test check lint code-lint fmt unit component e2e build built validate clean bench soak demo deploy
 .PHONY: localstack-deploy
 
 # The ops console's browser test drives Debian's chromium (never a browser downloaded by playwright).
@@ -37,8 +37,9 @@ $(CONSOLE_STAMP): $(CONSOLE)/package.json $(CONSOLE)/package-lock.json
 	cd $(CONSOLE) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $(CONSOLE_STAMP)
 
-# RUN_ARGS passes options to `vaultpay local up` (`make run RUN_ARGS=--fresh` deletes the saved state first).
-run: install ## Start the local cloud and the API on http://127.0.0.1:3000 (RUN_ARGS=--fresh starts empty)
+# RUN_ARGS passes options to `vaultpay local up` (`make run RUN_ARGS=--fresh` deletes the saved state first;
+# RUN_ARGS=--watch reloads a function when its code or a layer changes).
+run: install built ## Start the local cloud and the API on http://127.0.0.1:3000 (RUN_ARGS=--fresh starts empty)
 	$(BIN)/vaultpay local up $(RUN_ARGS)
 
 lint: code-lint validate ## The gate's static half: code-lint, then validate
@@ -89,6 +90,12 @@ deploy: install ## Preflight, sam build and sam deploy of STAGE=dev|prod (docs/d
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/sam build --config-env "$(STAGE)"
 	$(BIN)/sam deploy --config-env "$(STAGE)"
 
+# The local cloud runs what sam build builds (infra/localcloud/README.md), so `run` and `test` build first when
+# template.yaml, functions/ or layers/ changed since the last build (a content hash; the check alone takes
+# about 0.5 s), and install the deps layer's pins for this machine when they changed.
+built: install ## sam build (cached, parallel) and this machine's deps, only when the sources changed
+	$(BIN)/python -m localcloud.build
+
 # The OpenAPI document (infra/openapi/openapi.json) is generated from the handlers and committed: rebuild it
 # after changing a route (a test fails while it is stale).
 .PHONY: openapi
@@ -106,7 +113,7 @@ e2e: install ## The end-to-end tests
 
 # Two runs, one partition of the tests: everything but the unit tests (component and end-to-end, which share
 # one local cloud per session, so one process), then the unit tests spread over every core (no I/O).
-test: lint browser ## Everything: lint, then the component and e2e tests, then the unit tests
+test: lint browser built ## Everything: lint, then the component and e2e tests, then the unit tests
 	$(BIN)/pytest -q -m "not unit" --durations=20
 	$(BIN)/pytest -q -m unit -n auto
 

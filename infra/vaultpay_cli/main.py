@@ -103,6 +103,21 @@ def local_up(
         typer.Option("--parameter", "-p", help="Template parameter Name=Value over samconfig's (repeatable)"),
     ] = None,
     state_dir: StateDir = None,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="Hot reload: a changed function or layer is rebuilt and its warm workers retire, so the "
+            "next request runs the new code (no restart)",
+        ),
+    ] = False,
+    code: Annotated[
+        str,
+        typer.Option(
+            help="What the functions run: auto (sam build's output on the template's Python when fresh and "
+            "installed, else the source tree with a warning), build (insist), source (the venv's Python)",
+        ),
+    ] = "auto",
 ) -> None:
     """Start the local cloud in the foreground; Ctrl-C stops everything it started."""
     from rich.console import Console
@@ -113,6 +128,8 @@ def local_up(
     from vaultpay_cli.localcloud_plugin import VaultPayPlugin
 
     console = Console(stderr=True)
+    if code not in ("auto", "build", "source"):
+        raise typer.BadParameter(f"{code!r} is not auto, build or source", param_hint="--code")
     root = repo_root()
     templates = [t.resolve() for t in (template or [root / "template.yaml"])]
     config = CloudConfig(
@@ -129,6 +146,8 @@ def local_up(
         time_scale=time_scale,
         nats_duplicate_window_s=nats_duplicate_window,
         parameter_overrides=_parameter_overrides(parameter or []),
+        code=code,
+        watch=watch,
     )
 
     def report(piece: str, url: str, state: str) -> None:

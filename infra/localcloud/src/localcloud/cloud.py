@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
+import logging
 import os
 import shutil
 import time
@@ -23,6 +25,8 @@ from localcloud.plugins import NatsReady, Plugin, Reporter
 from localcloud.services import LocalCloudError, ManagedProcess
 from localcloud.spec import REGION, Deployment, FunctionSpec, InvokeResult
 from localcloud.stored_state import InconsistentState, StoredState
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -51,6 +55,12 @@ class CloudConfig:
     nats_duplicate_window_s: float | None = None
     # How long a stop waits for Step Functions executions in flight to end before saving the state.
     drain_timeout_s: float = 30.0
+    # What the functions run (localcloud.build): "auto" is `sam build`'s output on the template's runtime when
+    # it is fresh and that Python is here, else the source tree with a warning; "build" insists; "source"
+    # runs the source tree on this process's Python (the venv's packages in place of the deps layer).
+    code: str = "auto"
+    # Hot reload (localcloud.watch): a changed function or layer retires the workers running the old code.
+    watch: bool = False
 
 
 @dataclass
@@ -84,6 +94,8 @@ class LocalCloud:
         self._scheduler: Any = None
         self._stopped = asyncio.Event()
         self._functions: dict[str, FunctionSpec] = {}
+        self._code_plans: list[Any] = []  # localcloud.build.CodePlan of each template, in deployment order
+        self._watcher: Any = None
         self._subscriptions: Any = None
         self.faults = FaultInjector(self.functions, self._stream_functions)
         self._fault_controller: Any = None
@@ -124,6 +136,8 @@ class LocalCloud:
                 )
             await self._start_event_sources()
             await self._start_apis()
+            if cfg.watch:
+                await self._start_watcher()
         except BaseException:
             await self.stop()
             raise
@@ -138,6 +152,10 @@ class LocalCloud:
                     await runner.cleanup()
             with contextlib.suppress(Exception):
                 await self._drain_executions(self.config.drain_timeout_s)
+        if self._watcher is not None:
+            with contextlib.suppress(Exception):
+                await self._watcher.stop()
+            self._watcher = None
         if self._fault_controller is not None:
             with contextlib.suppress(Exception):
                 await self._fault_controller.close()
@@ -430,9 +448,13 @@ class LocalCloud:
         params.update({k: v for k, v in cfg.parameter_overrides.items() if k in declared})
         stack = "vaultpay-local" if not self.stacks else f"vaultpay-local-{template.parent.name}"
         translated = await asyncio.to_thread(translate, sam, base, params)
+        plan = await asyncio.to_thread(self._plan_code, template, sam, translated.code_dirs)
+        translated.code_dirs.update(plan.dirs)  # the provisioner reads each function's folder from here
         loop = asyncio.get_running_loop()
 
         def deploy_function(spec: FunctionSpec) -> None:
+            if plan.built:
+                spec = dataclasses.replace(spec, interpreter=plan.interpreter(spec.runtime))
             # Provisioning runs in a thread; the runtime belongs to the event loop.
             self._functions[spec.name] = spec
             future = asyncio.run_coroutine_threadsafe(self._redeploy_functions(), loop)
@@ -466,6 +488,22 @@ class LocalCloud:
         for logical_id, rtype in provisioner.skipped:
             self.report(f"  {logical_id}", rtype, "cloud-only, skipped locally")
 
+    def _plan_code(self, template: Path, sam: dict[str, Any], source_dirs: dict[str, Path]) -> Any:
+        """Where this template's functions run from (localcloud.build.plan_code), said in the report."""
+        from localcloud.build import BuildError, plan_code, read_project
+
+        try:
+            plan = plan_code(read_project(template, sam), source_dirs, self.config.code)
+        except BuildError as exc:
+            raise LocalCloudError(str(exc)) from exc
+        where = plan.project.build_dir if plan.built else template.parent
+        shown = where.relative_to(self.config.root) if where.is_relative_to(self.config.root) else where
+        self.report("Lambda code", str(shown), plan.note)
+        if plan.warning:
+            log.warning("%s: functions run from the source tree: %s", template, plan.note)
+        self._code_plans.append(plan)
+        return plan
+
     def _give_nats_users_their_passwords(self, stack: str) -> None:
         """Each role's NATS user and password into the stack's secret of that role (template.yaml's
         `Nats*Credentials`), where the functions read them, as on AWS (localcloud.nats_security)."""
@@ -486,6 +524,22 @@ class LocalCloud:
 
     async def _redeploy_functions(self) -> None:
         self._runtime.set_functions(dict(self._functions))
+
+    async def reload_functions(self, names: set[str]) -> None:
+        """A new revision of each named function: its warm workers retire, the next invoke runs new code."""
+        for name in names:
+            spec = self._functions.get(name)
+            if spec is not None:
+                self._functions[name] = dataclasses.replace(spec, revision=spec.revision + 1)
+        await self._redeploy_functions()
+
+    async def _start_watcher(self) -> None:
+        from localcloud.watch import CodeWatcher
+
+        self._watcher = CodeWatcher(self._code_plans, self.functions, self.reload_functions, self.report)
+        await self._watcher.start()
+        folders = len({w.resource.source for w in self._watcher.watched})
+        self.report("Hot reload", "--watch", f"watching {folders} function and layer folders")
 
     def functions(self) -> dict[str, FunctionSpec]:
         return dict(self._functions)
@@ -565,10 +619,26 @@ class LocalCloud:
                 "restored": self.restored,
             },
             "lambda": runtime_stats,
+            "code": self.code_report(),
             "streams": [p.stats() for p in self._pollers],
             "log_subscriptions": self._subscriptions.stats() if self._subscriptions is not None else {},
             **detail,
         }
+
+    def code_report(self) -> list[dict[str, Any]]:
+        """What each template's functions run (localcloud.build.plan_code), and the hot reloads so far."""
+        reloads = self._watcher.reloads if self._watcher is not None else None
+        return [
+            {
+                "template": str(plan.project.template),
+                "built": plan.built,
+                "pythons": sorted({i.version for i in plan.interpreters.values()}),
+                "note": plan.note,
+                "watch": self._watcher is not None,
+                "reloads": reloads,
+            }
+            for plan in self._code_plans
+        ]
 
     def endpoints(self) -> dict[str, Any]:
         p = self.ports
@@ -598,6 +668,7 @@ class LocalCloud:
                 name: {"logical_id": spec.logical_id, "log_group": spec.log_group_name}
                 for name, spec in self.functions().items()
             },
+            "code": self.code_report(),
         }
         path = self.config.state_dir / "state.json"
         tmp = path.with_suffix(".tmp")

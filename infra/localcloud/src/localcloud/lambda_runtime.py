@@ -18,7 +18,7 @@ import sys
 import time
 import uuid
 from collections import deque
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from typing import Any
 from localcloud.faults import FaultInjector, LambdaFault
 from localcloud.lambda_worker import FRAME, decode_header, encode_frame, make_error
 from localcloud.logs import LogShipper, log_stream_name
-from localcloud.spec import REGION, FunctionNotFound, FunctionSpec, InvokeResult, function_arn
+from localcloud.spec import REGION, FunctionNotFound, FunctionSpec, Interpreter, InvokeResult, function_arn
 from localcloud.spec import function_name_from as spec_function_name_from
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,8 @@ INHERITED_ENV = ("PATH", "HOME", "TMPDIR", "SYSTEMROOT")
 MAX_LINE_BYTES = 256 * 1024
 # How long to wait for the tail of a dead or finished worker's output before writing END.
 OUTPUT_GRACE_S = 1.0
+# The worker's bootstrap, run by path on an isolated interpreter (which cannot import the localcloud package).
+WORKER_FILE = Path(__file__).resolve().parent / "lambda_worker.py"
 SIGNAL_NAMES = {
     signal.SIGKILL: "killed",
     signal.SIGTERM: "terminated",
@@ -143,6 +145,18 @@ def worker_environment(
         }
     )
     return env
+
+
+def worker_command(interpreter: Interpreter | None, default_python: str) -> list[str]:
+    """The command line of a worker process, without the channel's file descriptor."""
+    if interpreter is None:
+        return [default_python, "-m", "localcloud.lambda_worker"]
+    if interpreter.isolated:
+        # -I: no PYTHON* variables, user site or script directory on sys.path; -S: no site-packages, so only
+        # the code and its layers provide packages, as on AWS; -B: no bytecode written into the build output
+        # (AWS mounts /var/task and /opt read-only; the layers ship theirs).
+        return [interpreter.executable, "-I", "-S", "-B", str(WORKER_FILE)]
+    return [interpreter.executable, "-m", "localcloud.lambda_worker"]
 
 
 def report_line(
@@ -313,15 +327,13 @@ class _Worker:
             self._markers_seen = self._markers_expected
 
     # ---- lifecycle ------------------------------------------------------------------------------------
-    async def start(self, python: str, env: Mapping[str, str], timeout_s: float) -> _Reply:
+    async def start(self, command: Sequence[str], env: Mapping[str, str], timeout_s: float) -> _Reply:
         loop = asyncio.get_running_loop()
         parent_sock, child_sock = socket.socketpair()
         try:
             self.transport, _ = await loop.subprocess_exec(
                 lambda: _WorkerProtocol(self),
-                python,
-                "-m",
-                "localcloud.lambda_worker",
+                *command,
                 str(child_sock.fileno()),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -821,10 +833,12 @@ class LambdaRuntime:
     async def _start(self, worker: _Worker) -> tuple[float, _Reply | None]:
         """Starts a worker and imports the handler: the init duration, and the failure if init failed."""
         spec = worker.spec
-        worker.emit(f"INIT_START Runtime Version: {spec.runtime}.local (Python {sys.version.split()[0]})")
+        version = spec.interpreter.version if spec.interpreter is not None else sys.version.split()[0]
+        worker.emit(f"INIT_START Runtime Version: {spec.runtime}.local (Python {version})")
         env = worker_environment(spec, self.base_env, worker.stream, os.environ)
+        command = worker_command(spec.interpreter, self.python)
         began = time.perf_counter()
-        reply = await worker.start(self.python, env, max(INIT_LIMIT_S, float(spec.timeout_s)))
+        reply = await worker.start(command, env, max(INIT_LIMIT_S, float(spec.timeout_s)))
         init_ms = (time.perf_counter() - began) * 1000
         if reply.kind == "ready":
             if reply.rss_mb is not None:

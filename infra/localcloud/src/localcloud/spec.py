@@ -27,6 +27,18 @@ def function_name_from(name_or_arn: str) -> str:
 
 
 @dataclass(frozen=True)
+class Interpreter:
+    """The Python a function's workers run on."""
+
+    executable: str
+    version: str  # "3.13.0"
+    # True: the worker sees only the standard library, its code and its layers (a function from `sam build`'s
+    # output on the template's runtime); False: the interpreter's own site-packages too (the source tree,
+    # whose third-party packages come from the venv).
+    isolated: bool
+
+
+@dataclass(frozen=True)
 class FunctionSpec:
     logical_id: str
     name: str  # physical name: FunctionName, or "<stack>-<LogicalId>"
@@ -39,6 +51,10 @@ class FunctionSpec:
     environment: dict[str, str]  # Globals + the function's own, every intrinsic resolved
     reserved_concurrency: int | None = None
     log_group: str = ""  # "/aws/lambda/<name>" when empty
+    interpreter: Interpreter | None = None  # None: the runtime's own Python, site-packages included
+    # Bumped when the code changes under a running cloud (localcloud.watch): a different spec retires the
+    # function's warm workers, so the next invoke imports the new code.
+    revision: int = 0
 
     @property
     def arn(self) -> str:
