@@ -19,7 +19,8 @@ from typing import Annotated, Any
 
 import typer
 
-from vaultpay_cli.context import StateDir, local_state, repo_root
+from vaultpay_cli.context import StateDir, fail, local_state, repo_root
+from vaultpay_cli.target import Yes, is_loopback
 
 ops_events_app = typer.Typer(help="Operate the event backbone (NATS JetStream).", no_args_is_help=True)
 events_app = typer.Typer(help="The VAULTPAY event stream.", no_args_is_help=True)
@@ -66,6 +67,21 @@ def resolve_nats(nats_url: str | None, state_dir: Path | None) -> tuple[str, dic
     return str(url), operator_options(endpoints)
 
 
+def confirm_nats_write(url: str, action: str, *, yes: bool) -> None:
+    """Print where the write goes on stderr; off this machine, ask first (or take --yes), and without a
+    terminal to ask on refuse, as vaultpay_cli.target does for AWS."""
+    import sys
+
+    local = all(is_loopback(node) for node in url.split(","))
+    typer.echo(f"target: NATS {url}" + (" (this machine)" if local else ""), err=True)
+    if local or yes:
+        return
+    if not sys.stdin.isatty():
+        raise fail(f"Refusing to {action} on NATS {url} without confirmation: pass --yes to write there.", 2)
+    if not typer.confirm(f"{action[0].upper()}{action[1:]} on NATS {url}?", default=False, err=True):
+        raise fail("Nothing done.", 1)
+
+
 async def _connect(url: str, creds: Path | None) -> Any:
     from vaultpay.events.jetstream import open_connection, server_list
 
@@ -84,6 +100,18 @@ async def _connect(url: str, creds: Path | None) -> Any:
 
 
 # ---- events tail ---------------------------------------------------------------------------------------
+
+
+def format_event_json(data: bytes, subject: str) -> str:
+    """One JSON object per event (JSON Lines, for a stream): the same fields as the line, never the data."""
+    try:
+        envelope = json.loads(data)
+    except ValueError:
+        envelope = None
+    if not isinstance(envelope, dict):
+        return json.dumps({"subject": subject, "cloudevent": False})
+    fields = ("id", "time", "type", "subject", "correlationid")
+    return json.dumps({"stream_subject": subject, **{key: envelope.get(key) for key in fields}})
 
 
 def format_event_line(data: bytes, subject: str) -> str:
@@ -109,6 +137,7 @@ async def tail_events(
     emit: Callable[[str], None] = typer.echo,
     stop: asyncio.Event | None = None,
     creds: Path | None = None,
+    render: Callable[[bytes, str], str] = format_event_line,
 ) -> int:
     """Follows the stream with an ordered ephemeral consumer (no state left on the server, gaps
     re-requested by the client) until `stop` is set or `limit` events were printed; returns the count."""
@@ -133,7 +162,7 @@ async def tail_events(
                     msg = await sub.next_msg(timeout=0.25)
                 except TimeoutError:
                     continue  # nats-py's TimeoutError is one too: look at `stop` again
-                emit(format_event_line(msg.data, msg.subject))
+                emit(render(msg.data, msg.subject))
                 printed += 1
         finally:
             with contextlib.suppress(Exception):
@@ -153,6 +182,9 @@ def events_tail(
         bool, typer.Option("--from-start", help="Replay the stream from its first message")
     ] = False,
     limit: Annotated[int | None, typer.Option("--limit", help="Stop after this many events")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per line (JSON Lines) instead of text")
+    ] = False,
     nats_url: NatsUrl = None,
     creds: Creds = None,
     state_dir: StateDir = None,
@@ -166,7 +198,10 @@ def events_tail(
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, stop.set)
-        await tail_events(url, subject=event_type, from_start=from_start, limit=limit, stop=stop, creds=creds)
+        render = format_event_json if as_json else format_event_line
+        await tail_events(
+            url, subject=event_type, from_start=from_start, limit=limit, stop=stop, creds=creds, render=render
+        )
 
     asyncio.run(main())
 
@@ -179,6 +214,7 @@ def events_apply_config(
     ] = None,
     nats_url: NatsUrl = None,
     creds: Creds = None,
+    yes: Yes = False,
     state_dir: StateDir = None,
 ) -> None:
     """Create or update the streams and consumers of the JetStream configuration (the deploy step)."""
@@ -186,6 +222,7 @@ def events_apply_config(
 
     url = resolve_nats_url(nats_url, state_dir)
     path = config or repo_root() / "infra" / "nats" / "jetstream.json"
+    confirm_nats_write(url, f"apply {path.name}", yes=yes)
     options: dict[str, Any] = {"user_credentials": str(creds)} if creds else dict(_LOCAL_LOGINS.get(url, {}))
     try:
         done = asyncio.run(apply_jetstream_config(url, path, nodes=_LOCAL_NODES.get(url), **options))
@@ -262,6 +299,7 @@ def dlq_replay(
     dlq_id: Annotated[int, typer.Argument(help="The dead letter's id (first column of `dlq list`)")],
     nats_url: NatsUrl = None,
     creds: Creds = None,
+    yes: Yes = False,
     state_dir: StateDir = None,
 ) -> None:
     """Publish the dead letter's event again for its consumers, then remove the dead letter."""
@@ -269,6 +307,7 @@ def dlq_replay(
     from vaultpay.shared.errors import Conflict, NotFound
 
     url = resolve_nats_url(nats_url, state_dir)
+    confirm_nats_write(url, f"replay dead letter {dlq_id}", yes=yes)
     try:
         replayed = asyncio.run(_with_jetstream(url, creds, lambda js: replay_dead_letter(js, dlq_id)))
     except (NotFound, Conflict) as exc:
