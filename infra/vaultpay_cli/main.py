@@ -192,8 +192,9 @@ def local_status(
         print(json.dumps(live, indent=2))
         return
     table = Table(title=f"VaultPay local cloud (pid {live['pid']})")
-    table.add_column("piece")
-    table.add_column("endpoint")
+    # Endpoints and names are copied from here: on a narrow terminal they fold whole, never cut with "…".
+    table.add_column("piece", overflow="fold")
+    table.add_column("endpoint", overflow="fold")
     table.add_column("state")
     endpoints = live["endpoints"]
     node_urls = {node.get("key"): node["url"] for node in (live.get("nats") or {}).get("nodes", [])}
@@ -209,7 +210,7 @@ def local_status(
         console.print(_nats_table(nats))
     functions = Table(title="Lambda functions")
     for column in ("function", "warm", "busy", "invocations", "cold starts"):
-        functions.add_column(column)
+        functions.add_column(column, overflow="fold")
     for name, stats in sorted(live.get("lambda", {}).items()):
         functions.add_row(
             name,
@@ -231,7 +232,7 @@ def _nats_table(nats: dict[str, Any]) -> Any:
     )
     table = Table(title=title)
     for column in ("node", "url", "state", "stream"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     replicas = {r["name"]: r for r in nats.get("replica_detail", [])}
     for node in nats.get("nodes", []):
         if node["name"] == leader:

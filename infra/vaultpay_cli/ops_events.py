@@ -276,10 +276,9 @@ def dlq_list(
     from rich.table import Table
 
     table = Table(title=f"Dead letters ({len(letters)})")
-    # What an operator copies (the id) or reads first never wraps; the rest folds on a narrow terminal.
-    for column in ("id", "consumer", "stream seq", "type"):
-        table.add_column(column, no_wrap=True)
-    for column in ("deliveries", "reason", "time"):
+    # What an operator copies (the id) never wraps nor is cut; the rest folds whole on a narrow terminal.
+    table.add_column("id", no_wrap=True, min_width=max((len(str(x.dlq_seq)) for x in letters), default=2))
+    for column in ("consumer", "stream seq", "type", "deliveries", "reason", "time"):
         table.add_column(column, overflow="fold")
     for letter in letters:
         table.add_row(

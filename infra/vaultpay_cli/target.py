@@ -67,8 +67,9 @@ def client_config(service: str) -> Any:
     from botocore.config import Config
 
     if service == "lambda":
-        no_retry = {"mode": "standard", "total_max_attempts": 1}
-        return Config(connect_timeout=5, read_timeout=905, retries=no_retry)
+        return Config(
+            connect_timeout=5, read_timeout=905, retries={"mode": "standard", "total_max_attempts": 1}
+        )
     return Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 3})
 
 

@@ -1,5 +1,5 @@
 """The `vaultpay` command against a running local cloud: `invoke` (Docker-free sam local invoke), `status`,
-`down`, `--version`."""
+`down`, `--version`, `admin create-user`, `smoke`, `local env-vars`."""
 
 from __future__ import annotations
 
@@ -16,8 +16,13 @@ pytestmark = pytest.mark.component
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# What would send a command somewhere else than the running local cloud (vaultpay_cli.target's rule).
+TARGET_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_REGION", "VAULTPAY_STACK")
+
+
 def _vaultpay(cloud: Any, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "VAULTPAY_STATE_DIR": str(cloud.state_dir)}
+    env = {k: v for k, v in os.environ.items() if k not in TARGET_VARIABLES}
+    env["VAULTPAY_STATE_DIR"] = str(cloud.state_dir)
     return subprocess.run(
         [sys.executable, "-m", "vaultpay_cli.main", *args],
         capture_output=True,
@@ -231,3 +236,60 @@ def test_ops_audit_checkpoint_signs_the_head_and_verify_checks_every_checkpoint(
     assert verify.returncode == 0, verify.stdout + verify.stderr
     verified = json.loads(verify.stdout)
     assert verified["ok"] is True and verified["checkpoints_checked"] >= 1, verified
+
+
+def test_smoke_passes_every_step_against_the_running_stack(local_cloud: Any) -> None:
+    done = _vaultpay(local_cloud, "smoke", "--api", local_cloud.api)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split()[1] for line in lines[:4]] == ["health", "register", "login", "read"]
+    assert all(line.startswith("ok") for line in lines[:4]), done.stdout
+    assert "passed (4 steps)" in done.stdout
+
+
+def test_smoke_json_is_one_document_naming_each_step(local_cloud: Any) -> None:
+    done = _vaultpay(local_cloud, "smoke", "--api", local_cloud.api, "--json")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["ok"] is True and report["failed_step"] is None
+    assert [step["step"] for step in report["steps"]] == ["health", "register", "login", "read"]
+
+
+def test_local_env_vars_writes_a_sam_env_vars_file_of_every_function(
+    local_cloud: Any, tmp_path: Path
+) -> None:
+    # When the developer writes the file for SAM's containers
+    done = _vaultpay(local_cloud, "local", "env-vars")
+    assert done.returncode == 0, done.stderr
+    env = json.loads(done.stdout)
+
+    # Then every function of the running cloud has its resolved environment under its logical id
+    logical_ids = {info["logical_id"] for info in local_cloud.state["functions"].values()}
+    assert set(env) == logical_ids
+    edge_port = local_cloud.edge.rsplit(":", 1)[1]
+    health = env["HealthFunction"]
+    assert health["AWS_ENDPOINT_URL"] == f"http://host.docker.internal:{edge_port}"
+    # And every URL naming this machine points at the host as a container sees it, NATS nodes included
+    nats_ports = [url.rsplit(":", 1)[1] for url in local_cloud.nats]
+    assert health["NATS_URL"].split(",") == [f"tls://host.docker.internal:{port}" for port in nats_ports]
+    assert not any(
+        "127.0.0.1" in value or "localhost" in value for fn in env.values() for value in fn.values()
+    )
+    assert health["POWERTOOLS_SERVICE_NAME"]  # the template's own variables, resolved
+    # And --out / --host write the same document with another host
+    out = tmp_path / "env.json"
+    written = _vaultpay(local_cloud, "local", "env-vars", "--out", str(out), "--host", "172.17.0.1")
+    assert written.returncode == 0, written.stderr
+    assert (
+        json.loads(out.read_text())["HealthFunction"]["AWS_ENDPOINT_URL"] == f"http://172.17.0.1:{edge_port}"
+    )
+
+
+def test_commands_name_their_target_on_stderr(local_cloud: Any) -> None:
+    done = _vaultpay(local_cloud, "ops", "audit", "verify", "--json")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stderr.startswith(f"target: local cloud at {local_cloud.edge}")
+    json.loads(done.stdout)  # stdout stays the one JSON document
