@@ -50,16 +50,23 @@ def worker_variables(edge_url: str) -> dict[str, str]:
 
 
 def env_vars_document(
-    state: dict[str, Any], configurations: list[dict[str, Any]], host: str
+    state: dict[str, Any], configurations: list[dict[str, Any]], host: str, stack: str | None = None
 ) -> dict[str, Any]:
-    """{"<LogicalId>": {VAR: value, ...}, ...} for every function the state file names, by logical id."""
-    logical_ids = {name: str(info["logical_id"]) for name, info in (state.get("functions") or {}).items()}
+    """{"<LogicalId>": {VAR: value, ...}, ...} for every function the state file names (of `stack` only,
+    when given: the local cloud names functions `<stack>-<LogicalId>`)."""
+    logical_ids = {
+        name: str(info["logical_id"])
+        for name, info in (state.get("functions") or {}).items()
+        if stack is None or name == f"{stack}-{info['logical_id']}"
+    }
     common = worker_variables(str(state["endpoints"]["edge"]))
     document: dict[str, Any] = {}
     for configuration in configurations:
         logical_id = logical_ids.get(str(configuration["FunctionName"]))
         if logical_id is None:
-            continue  # deployed after the state file was written: it has no logical id to key it by yet
+            continue  # another stack's, or deployed after the state file was written
+        if logical_id in document:
+            raise fail(f"Two stacks deploy a {logical_id}: pick one with --stack.", 2)
         variables = {**common, **((configuration.get("Environment") or {}).get("Variables") or {})}
         document[logical_id] = {
             key: container_view(str(value), host) for key, value in sorted(variables.items())
@@ -78,6 +85,9 @@ def local_env_vars(
             "--host", help="This machine as a container sees it (Linux without Docker Desktop: 172.17.0.1)"
         ),
     ] = DEFAULT_HOST,
+    stack: Annotated[
+        str | None, typer.Option("--stack", help="Only this stack's functions (when several are deployed)")
+    ] = None,
     state_dir: StateDir = None,
 ) -> None:
     """Write a `sam local invoke --env-vars` file: every function's environment in the running local cloud."""
@@ -89,7 +99,7 @@ def local_env_vars(
     with aws_errors(f"list the functions of the local cloud at {edge}"):
         for page in local_client("lambda", edge).get_paginator("list_functions").paginate():
             configurations.extend(page["Functions"])
-    document = env_vars_document(state, configurations, host)
+    document = env_vars_document(state, configurations, host, stack)
     text = json.dumps(document, indent=2) + "\n"
     if out is None:
         typer.echo(text, nl=False)

@@ -19,8 +19,8 @@ from typing import Annotated, Any
 
 import typer
 
-from vaultpay_cli.context import StateDir, fail, local_state, repo_root
-from vaultpay_cli.target import Yes, is_loopback
+from vaultpay_cli.context import StateDir, local_state, repo_root
+from vaultpay_cli.target import Yes, confirm_write_to, is_loopback
 
 ops_events_app = typer.Typer(help="Operate the event backbone (NATS JetStream).", no_args_is_help=True)
 events_app = typer.Typer(help="The VAULTPAY event stream.", no_args_is_help=True)
@@ -68,18 +68,11 @@ def resolve_nats(nats_url: str | None, state_dir: Path | None) -> tuple[str, dic
 
 
 def confirm_nats_write(url: str, action: str, *, yes: bool) -> None:
-    """Print where the write goes on stderr; off this machine, ask first (or take --yes), and without a
-    terminal to ask on refuse, as vaultpay_cli.target does for AWS."""
-    import sys
-
+    """A write to NATS is confirmed as one to AWS: asked for (or --yes) when a node is off this machine."""
     local = all(is_loopback(node) for node in url.split(","))
-    typer.echo(f"target: NATS {url}" + (" (this machine)" if local else ""), err=True)
-    if local or yes:
-        return
-    if not sys.stdin.isatty():
-        raise fail(f"Refusing to {action} on NATS {url} without confirmation: pass --yes to write there.", 2)
-    if not typer.confirm(f"{action[0].upper()}{action[1:]} on NATS {url}?", default=False, err=True):
-        raise fail("Nothing done.", 1)
+    confirm_write_to(
+        f"NATS {url}" + (" (this machine)" if local else ""), local=local, action=action, yes=yes
+    )
 
 
 async def _connect(url: str, creds: Path | None) -> Any:

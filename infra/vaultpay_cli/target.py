@@ -37,6 +37,7 @@ __all__ = [
     "Target",
     "Yes",
     "client_config",
+    "confirm_write_to",
     "is_loopback",
     "local_client",
     "local_resource",
@@ -187,24 +188,8 @@ class Target:
         typer.echo(f"target: {self.describe()}", err=True)
 
     def confirm_write(self, action: str, *, yes: bool) -> None:
-        """Announce the target; before a write to anything off this machine, ask (or take --yes). Without a
-        terminal to ask on and without --yes, refuse: a script must say it means it."""
-        self.announce()
-        if self.is_local:
-            return
-        if yes:
-            typer.echo(f"{action[0].upper()}{action[1:]}: confirmed by --yes.", err=True)
-            return
-        if not sys.stdin.isatty():
-            raise fail(
-                f"Refusing to {action} on {self.describe()} without confirmation: no terminal to ask on. "
-                "Pass --yes to write there.",
-                2,
-            )
-        if not typer.confirm(
-            f"{action[0].upper()}{action[1:]} on {self.describe()}?", default=False, err=True
-        ):
-            raise fail("Nothing done.", 1)
+        """Announce the target and confirm a write there (confirm_write_to)."""
+        confirm_write_to(self.describe(), local=self.is_local, action=action, yes=yes)
 
     # ---- its resources ---------------------------------------------------------------------------------
     def stack_resources(self) -> dict[str, str]:
@@ -258,6 +243,26 @@ class Target:
         """Whether a resource found by name belongs to --stack (always, without one): CloudFormation and the
         local cloud both name resources `<stack>-<LogicalId>[-<suffix>]`."""
         return not self.stack or physical_name.startswith(f"{self.stack}-")
+
+
+def confirm_write_to(where: str, *, local: bool, action: str, yes: bool) -> None:
+    """Print `target: <where>` on stderr; before a write to anything off this machine, ask (or take --yes).
+    Without a terminal to ask on and without --yes, refuse: a script must say it means it. The NATS commands
+    (ops dlq replay, ops events apply-config) confirm through here too."""
+    typer.echo(f"target: {where}", err=True)
+    if local:
+        return
+    if yes:
+        typer.echo(f"{action[0].upper()}{action[1:]}: confirmed by --yes.", err=True)
+        return
+    if not sys.stdin.isatty():
+        raise fail(
+            f"Refusing to {action} on {where} without confirmation: no terminal to ask on. "
+            "Pass --yes to write there.",
+            2,
+        )
+    if not typer.confirm(f"{action[0].upper()}{action[1:]} on {where}?", default=False, err=True):
+        raise fail("Nothing done.", 1)
 
 
 def named_after(physical_name: str, logical_id: str) -> bool:

@@ -260,14 +260,19 @@ def test_smoke_json_is_one_document_naming_each_step(local_cloud: Any) -> None:
 def test_local_env_vars_writes_a_sam_env_vars_file_of_every_function(
     local_cloud: Any, tmp_path: Path
 ) -> None:
-    # When the developer writes the file for SAM's containers
-    done = _vaultpay(local_cloud, "local", "env-vars")
+    # Given the test cloud runs two templates, both with an AuthorizerFunction
+    stack = local_cloud.function_name("HealthFunction").removesuffix("-HealthFunction")
+    both = _vaultpay(local_cloud, "local", "env-vars")
+    assert both.returncode == 2 and "--stack" in both.stderr
+    # When the developer writes the file of the project's stack for SAM's containers
+    done = _vaultpay(local_cloud, "local", "env-vars", "--stack", stack)
     assert done.returncode == 0, done.stderr
     env = json.loads(done.stdout)
 
-    # Then every function of the running cloud has its resolved environment under its logical id
-    logical_ids = {info["logical_id"] for info in local_cloud.state["functions"].values()}
-    assert set(env) == logical_ids
+    # Then every function of the stack has its resolved environment under its logical id
+    functions = local_cloud.state["functions"]
+    mine = {info["logical_id"] for name, info in functions.items() if name == f"{stack}-{info['logical_id']}"}
+    assert set(env) == mine and "CreateAdminFunction" in mine
     edge_port = local_cloud.edge.rsplit(":", 1)[1]
     health = env["HealthFunction"]
     assert health["AWS_ENDPOINT_URL"] == f"http://host.docker.internal:{edge_port}"
@@ -280,7 +285,9 @@ def test_local_env_vars_writes_a_sam_env_vars_file_of_every_function(
     assert health["POWERTOOLS_SERVICE_NAME"]  # the template's own variables, resolved
     # And --out / --host write the same document with another host
     out = tmp_path / "env.json"
-    written = _vaultpay(local_cloud, "local", "env-vars", "--out", str(out), "--host", "172.17.0.1")
+    written = _vaultpay(
+        local_cloud, "local", "env-vars", "--stack", stack, "--out", str(out), "--host", "172.17.0.1"
+    )
     assert written.returncode == 0, written.stderr
     assert (
         json.loads(out.read_text())["HealthFunction"]["AWS_ENDPOINT_URL"] == f"http://172.17.0.1:{edge_port}"

@@ -216,3 +216,15 @@ def test_resources_are_named_after_their_logical_ids() -> None:
     assert targets.named_after("vaultpay-CreateAdminFunction", "CreateAdminFunction")
     assert targets.named_after("vaultpay-dev-CreateAdminFunction-AbC123", "CreateAdminFunction")
     assert not targets.named_after("vaultpay-CreateAdminFunctionLogGroup", "CreateAdminFunction")
+
+
+def test_a_nats_write_off_this_machine_is_refused_without_yes_before_connecting() -> None:
+    from typer.testing import CliRunner
+
+    from vaultpay_cli.main import app
+
+    done = CliRunner().invoke(app, ["ops", "dlq", "replay", "3", "--nats-url", "tls://nats.example:4222"])
+
+    assert done.exit_code == 2
+    assert done.stderr.startswith("target: NATS tls://nats.example:4222\n")
+    assert "Refusing to replay dead letter 3 on NATS tls://nats.example:4222" in done.stderr
