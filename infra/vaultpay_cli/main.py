@@ -315,8 +315,7 @@ def invoke(
     yes: Yes = False,
     state_dir: StateDir = None,
 ) -> None:
-    """Invoke a function: in the running local cloud the Docker-free `sam local invoke`; elsewhere (it may
-    write) only after confirmation."""
+    """Invoke a function: the Docker-free `sam local invoke`; off this machine, after confirmation."""
     target = resolve_target(
         profile=profile, region=region, endpoint_url=endpoint_url, stack=stack, state_dir=state_dir
     )
@@ -325,7 +324,7 @@ def invoke(
         for name, info in ((target.state or {}).get("functions") or {}).items()
         if target.in_stack(name)
     }
-    name = names.get(function) or (target.resource(function) if target.stack else None) or function
+    name = names.get(function) or target.stack_resources().get(function) or function
     if names and name not in names.values():
         typer.echo(f"No function {function!r}; deployed: {', '.join(sorted(names))}", err=True)
         raise typer.Exit(2)

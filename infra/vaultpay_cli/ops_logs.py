@@ -144,7 +144,8 @@ def function_logs(
         profile=profile, region=region, endpoint_url=endpoint_url, stack=stack, state_dir=state_dir
     )
     target.announce()
-    wanted = (target.resource(function) if target.stack else None) or function
+    wanted = target.resource(function) if target.kind == "local cloud" else None
+    wanted = wanted or target.stack_resources().get(function) or function
     name, group = resolve_function(target.client("lambda"), wanted)
     logs = target.client("logs")
     if group != f"/aws/lambda/{name}":

@@ -149,8 +149,7 @@ def smoke(
     ] = 30.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document of the steps")] = False,
 ) -> None:
-    """Check a deployed API: health, register, login with TOTP, one authorized read (exit 1 naming the step
-    that failed)."""
+    """Check a deployed API: health, register, TOTP login, one read; exit 1 naming the failed step."""
     results: list[StepResult] = []
 
     def emit(result: StepResult) -> None:

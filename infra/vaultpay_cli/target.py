@@ -176,7 +176,7 @@ class Target:
             where = f" (state {self.state_dir})" if self.state_dir else ""
             return f"local cloud at {self.endpoint_url}{where}{stack}"
         if self.kind == "endpoint":
-            region = self.region or os.environ.get("AWS_DEFAULT_REGION") or LOCAL_REGION
+            region = self.client("sts").meta.region_name
             return f"endpoint {self.endpoint_url} ({self.chosen_by}), region {region}{stack}"
         region = self.region or self.client("sts").meta.region_name
         account = f"account {self.account()}" if ask_account else "account (not asked)"
@@ -212,14 +212,21 @@ class Target:
         """The physical id of the stack's `logical_id`; None when no stack names it (the caller then finds
         it by its name, as the local cloud and `sam deploy` name resources after their logical ids)."""
         if self.kind == "local cloud":
-            for name, info in ((self.state or {}).get("functions") or {}).items():
-                if info.get("logical_id") == logical_id and self.in_stack(str(name)):
-                    return str(name)
-            return None
+            deployed = self.local_functions(logical_id)
+            return deployed[0] if len(deployed) == 1 else None  # two stacks' namesakes: never a guess
         found = self.stack_resources().get(logical_id)
         if self.stack and found is None:
             raise fail(f"Stack {self.stack} has no resource {logical_id}.", 2)
         return found
+
+    def local_functions(self, logical_id: str) -> list[str]:
+        """The local cloud's functions deployed as `logical_id` (in --stack, when given), from its state."""
+        functions = ((self.state or {}).get("functions") or {}).items()
+        return sorted(
+            str(name)
+            for name, info in functions
+            if info.get("logical_id") == logical_id and self.in_stack(name)
+        )
 
     def function_name(self, logical_id: str) -> str:
         """The deployed function `logical_id` names here: the stack's resource, the local cloud's state, else
@@ -228,7 +235,8 @@ class Target:
         if found:
             return found
         if self.kind == "local cloud":
-            raise fail(f"No {logical_id} is deployed in the local cloud; pass --function-name.", 2)
+            found = ", ".join(self.local_functions(logical_id)) or "none"
+            raise fail(f"Pass --stack or --function-name: the local cloud's {logical_id}: {found}.", 2)
         names: list[str] = []
         with aws_errors("list the functions"):
             for page in self.client("lambda").get_paginator("list_functions").paginate():
@@ -318,4 +326,6 @@ def _endpoint(
     edge = (state or {}).get("endpoints", {}).get("edge")
     if edge and url.rstrip("/") == str(edge).rstrip("/"):
         return Target("local cloud", chosen_by, str(edge), region=LOCAL_REGION, state=state, **common)
+    # An emulator is deployed in some region like AWS: boto3's own fallback, AWS_DEFAULT_REGION, applies too.
+    region = region or os.environ.get("AWS_DEFAULT_REGION") or None
     return Target("endpoint", chosen_by, url, profile=profile, region=region, **common)

@@ -228,3 +228,20 @@ def test_a_nats_write_off_this_machine_is_refused_without_yes_before_connecting(
     assert done.exit_code == 2
     assert done.stderr.startswith("target: NATS tls://nats.example:4222\n")
     assert "Refusing to replay dead letter 3 on NATS tls://nats.example:4222" in done.stderr
+
+
+def test_two_local_stacks_namesakes_are_never_a_guess(tmp_path: Path) -> None:
+    running = _running_cloud(tmp_path / "running")
+    state = json.loads((running / "state.json").read_text())
+    state["functions"]["fixtures-HealthFunction"] = {"logical_id": "HealthFunction"}
+    (running / "state.json").write_text(json.dumps(state))
+
+    target = resolve_target(state_dir=running)
+
+    assert target.resource("HealthFunction") is None
+    with pytest.raises(typer.Exit) as ambiguous:
+        target.function_name("HealthFunction")
+    assert ambiguous.value.exit_code == 2
+    assert resolve_target(stack="fixtures", state_dir=running).function_name("HealthFunction") == (
+        "fixtures-HealthFunction"
+    )
