@@ -95,25 +95,28 @@ async def _connect(url: str, creds: Path | None) -> Any:
 # ---- events tail ---------------------------------------------------------------------------------------
 
 
-def format_event_json(data: bytes, subject: str) -> str:
-    """One JSON object per event (JSON Lines, for a stream): the same fields as the line, never the data."""
+def _envelope(data: bytes) -> dict[str, Any] | None:
+    """The CloudEvent envelope of a message, or None when it is not one."""
     try:
         envelope = json.loads(data)
     except ValueError:
-        envelope = None
-    if not isinstance(envelope, dict):
-        return json.dumps({"subject": subject, "cloudevent": False})
+        return None
+    return envelope if isinstance(envelope, dict) else None
+
+
+def format_event_json(data: bytes, subject: str) -> str:
+    """One JSON object per event (JSON Lines, for a stream): the same fields as the line, never the data."""
+    envelope = _envelope(data)
+    if envelope is None:
+        return json.dumps({"stream_subject": subject, "cloudevent": False})
     fields = ("id", "time", "type", "subject", "correlationid")
     return json.dumps({"stream_subject": subject, **{key: envelope.get(key) for key in fields}})
 
 
 def format_event_line(data: bytes, subject: str) -> str:
     """One line per event: time, type, subject, correlation id (never the data: it may be sensitive)."""
-    try:
-        envelope = json.loads(data)
-    except ValueError:
-        envelope = None
-    if not isinstance(envelope, dict):
+    envelope = _envelope(data)
+    if envelope is None:
         return f"{'-':<24}  {subject:<40}  (not a CloudEvent)"
     return (
         f"{envelope.get('time', '-'):<24}  {envelope.get('type', subject):<40}  "
