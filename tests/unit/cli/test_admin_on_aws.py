@@ -1,4 +1,4 @@
-"""`vaultpay admin create-user` against AWS (moto, in process): the function comes from the stack's resources,
+"""`vaultpay admin create-user` (and `invoke`) against AWS (moto, in process): the function comes from the stack's resources,
 the target line names the account, profile, region and stack, the write waits for --yes, and the new admin's
 event names the operator's IAM principal. The function's own behaviour is tested on the local cloud
 (tests/component/test_cli.py); here moto's Lambda answers what CreateAdminFunction answers."""
@@ -140,3 +140,15 @@ def test_create_user_on_aws_reports_the_functions_refusal_without_the_password(a
     assert done.exit_code == 1
     assert "Could not create the admin" in done.stderr and "email_taken" in done.stderr
     assert "long password" not in done.output
+
+
+def test_invoke_on_aws_finds_the_stacks_function_and_asks_before_running_it(aws: dict[str, Any]) -> None:
+    _queue_answer({"statusCode": 200, "body": "{}"})
+    args = ["invoke", "CreateAdminFunction", "--profile", "ops", "--stack", STACK]
+
+    refused = CliRunner().invoke(app, args)
+    done = CliRunner().invoke(app, [*args, "--yes"])
+
+    assert refused.exit_code == 2 and f"Refusing to invoke {aws['function']}" in refused.stderr
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout) == {"statusCode": 200, "body": "{}"}
