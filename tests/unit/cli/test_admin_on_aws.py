@@ -1,7 +1,7 @@
-"""`vaultpay admin create-user` (and `invoke`) against AWS (moto, in process): the function comes from the stack's resources,
-the target line names the account, profile, region and stack, the write waits for --yes, and the new admin's
-event names the operator's IAM principal. The function's own behaviour is tested on the local cloud
-(tests/component/test_cli.py); here moto's Lambda answers what CreateAdminFunction answers."""
+"""`vaultpay admin create-user` (and `invoke`) against AWS (moto, in process): the function comes from the
+stack's resources, the target line names the account, profile, region and stack, the write waits for --yes,
+and the new admin's event names the operator's IAM principal. The function's own behaviour is tested on the
+local cloud (tests/component/test_cli.py); here moto's Lambda answers what CreateAdminFunction answers."""
 
 from __future__ import annotations
 
@@ -152,3 +152,16 @@ def test_invoke_on_aws_finds_the_stacks_function_and_asks_before_running_it(aws:
     assert refused.exit_code == 2 and f"Refusing to invoke {aws['function']}" in refused.stderr
     assert done.exit_code == 0, done.output
     assert json.loads(done.stdout) == {"statusCode": 200, "body": "{}"}
+
+
+def test_the_operator_on_aws_is_the_iam_principal_and_locally_the_login_name(
+    aws: dict[str, Any], tmp_path: Path
+) -> None:
+    from vaultpay_cli.main import _operator_identity
+    from vaultpay_cli.target import resolve_target
+
+    on_aws = _operator_identity(resolve_target(profile="ops"))
+    local = _operator_identity(resolve_target(endpoint_url="http://127.0.0.1:4566", state_dir=tmp_path))
+
+    assert on_aws.startswith("arn:aws:") and f":{ACCOUNT}:" in on_aws
+    assert local.startswith("local:")
