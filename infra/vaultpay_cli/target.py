@@ -1,7 +1,7 @@
 """Where a `vaultpay` command that calls AWS goes: one rule for every command, the options that set it, the
 boto3 clients for it, and the confirmation a write to anything but this machine needs.
 
-The rule (README, "Choosing the target"), first match wins:
+The rule (README, "The CLI and its target"), first match wins:
 
 1. flags: `--endpoint-url` → that endpoint; `--profile` or `--region` → AWS;
 2. the environment: `AWS_ENDPOINT_URL` → that endpoint; `AWS_PROFILE` or `AWS_REGION` → AWS;
@@ -87,26 +87,21 @@ def is_loopback(url: str) -> bool:
 
 def local_client(service: str, endpoint_url: str, *, region: str = LOCAL_REGION, **kwargs: Any) -> Any:
     """A boto3 client for `service` on a LocalStack-compatible edge at `endpoint_url` (the local cloud's,
-    LocalStack, moto or DynamoDB Local), with the test credentials every emulator accepts.
-
-    localstack-client builds it. Its session reads the edge from AWS_ENDPOINT_URL when that is set, which
-    would send a client meant for one emulator to another (the tests set it for the functions they run): the
-    edge asked for is put back in every service's slot."""
-    from localstack_client.session import Session
-
-    session: Any = Session(
-        aws_access_key_id="test",
-        aws_secret_access_key="test",  # noqa: S106 - the emulators accept any credentials
-        region_name=region,
-        localstack_host=urlsplit(endpoint_url).netloc or None,
-    )
-    session._service_endpoint_mapping = dict.fromkeys(session._service_endpoint_mapping, endpoint_url)
+    LocalStack, moto or DynamoDB Local), with the test credentials every emulator accepts."""
     kwargs.setdefault("config", client_config(service))
-    return session.client(service, **kwargs)
+    return _edge_session(endpoint_url, region).client(service, **kwargs)
 
 
 def local_resource(service: str, endpoint_url: str, *, region: str = LOCAL_REGION) -> Any:
     """A boto3 resource on the edge at `endpoint_url`, made as `local_client` makes a client."""
+    return _edge_session(endpoint_url, region).resource(service)
+
+
+def _edge_session(endpoint_url: str, region: str) -> Any:
+    """localstack-client's session for the edge. It takes the edge from AWS_ENDPOINT_URL when that is set,
+    which would send a client meant for one emulator to another (the tests set it for the functions they
+    run), and its `localstack_host` is host:port without a scheme (an IPv6 host fails to parse): the edge
+    asked for, scheme and all, is put in every service's slot instead."""
     from localstack_client.session import Session
 
     session: Any = Session(
@@ -115,7 +110,7 @@ def local_resource(service: str, endpoint_url: str, *, region: str = LOCAL_REGIO
         region_name=region,
     )
     session._service_endpoint_mapping = dict.fromkeys(session._service_endpoint_mapping, endpoint_url)
-    return session.resource(service)
+    return session
 
 
 @dataclass
@@ -166,10 +161,11 @@ class Target:
         return self._account
 
     def caller_arn(self) -> str:
+        """Who the credentials belong to (the IAM principal's ARN), as the admin's event records it."""
         with aws_errors("ask STS who the credentials belong to"):
             return str(self.client("sts").get_caller_identity()["Arn"])
 
-    def describe(self, *, ask_account: bool = True) -> str:
+    def describe(self) -> str:
         """One line naming the target, as printed on stderr before a command reads or writes."""
         stack = f", stack {self.stack}" if self.stack else ""
         if self.kind == "local cloud":
@@ -179,9 +175,8 @@ class Target:
             region = self.client("sts").meta.region_name
             return f"endpoint {self.endpoint_url} ({self.chosen_by}), region {region}{stack}"
         region = self.region or self.client("sts").meta.region_name
-        account = f"account {self.account()}" if ask_account else "account (not asked)"
         profile = f", profile {self.profile}" if self.profile else ", default credentials"
-        return f"AWS {account}{profile}, region {region}{stack} ({self.chosen_by})"
+        return f"AWS account {self.account()}{profile}, region {region}{stack} ({self.chosen_by})"
 
     def announce(self) -> None:
         """Print the target on stderr, so stdout stays the command's table or JSON."""

@@ -245,3 +245,8 @@ def test_two_local_stacks_namesakes_are_never_a_guess(tmp_path: Path) -> None:
     assert resolve_target(stack="fixtures", state_dir=running).function_name("HealthFunction") == (
         "fixtures-HealthFunction"
     )
+
+
+def test_a_local_client_takes_an_https_or_ipv6_edge_as_given() -> None:
+    assert local_client("sqs", "https://127.0.0.1:4566").meta.endpoint_url == "https://127.0.0.1:4566"
+    assert local_client("sqs", "http://[::1]:4566").meta.endpoint_url == "http://[::1]:4566"
