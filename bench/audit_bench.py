@@ -15,7 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import boto3
 import nats
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
@@ -29,13 +28,11 @@ from vaultpay.shared.events import DomainEvent
 
 
 def client(endpoint: str) -> Any:
-    return boto3.session.Session().client(
-        "dynamodb",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",  # noqa: S106 - the emulator accepts any credentials
-    )
+    from botocore.config import Config
+
+    from vaultpay_cli.target import local_client
+
+    return local_client("dynamodb", endpoint, config=Config())
 
 
 def new_table(endpoint: str) -> str:

@@ -41,17 +41,12 @@ SAGA_ATTEMPTS = 6  # the ASL's transient retrier: 5 retries
 
 class Ledger:
     def __init__(self, state: dict[str, Any]) -> None:
-        import boto3
         from botocore.config import Config
 
-        self.lam = boto3.client(
-            "lambda",
-            endpoint_url=state["endpoints"]["edge"],
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",  # noqa: S106
-            config=Config(max_pool_connections=64, read_timeout=60, retries={"max_attempts": 0}),
-        )
+        from vaultpay_cli.target import local_client
+
+        config = Config(max_pool_connections=64, read_timeout=60, retries={"max_attempts": 0})
+        self.lam = local_client("lambda", state["endpoints"]["edge"], config=config)
         self.names = {v["logical_id"]: k for k, v in state["functions"].items()}
 
         self.retries = 0

@@ -84,16 +84,12 @@ def client(state: dict[str, Any], service: str) -> Any:
 
 
 def endpoint_client(service: str, endpoint_url: str) -> Any:
-    """A boto3 client for an emulator on loopback (any credentials pass)."""
-    import boto3
+    """A boto3 client for an emulator on loopback (any credentials pass), made as the CLI makes one."""
+    from botocore.config import Config
 
-    return boto3.client(
-        service,
-        endpoint_url=endpoint_url,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",  # noqa: S106
-    )
+    from vaultpay_cli.target import local_client
+
+    return local_client(service, endpoint_url, config=Config())
 
 
 def percentile(values: list[float], p: float) -> float:

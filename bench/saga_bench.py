@@ -141,17 +141,12 @@ def completed_events(endpoints: dict[str, Any]) -> int:
 
 def engine_ceiling(cloud: Cloud, executions: int, concurrency: int) -> dict[str, Any]:
     """SixTaskMachine executions to completion, `concurrency` at a time (closed loop, as the transfers)."""
-    import boto3
     from botocore.config import Config
 
-    sfn = boto3.client(
-        "stepfunctions",
-        endpoint_url=cloud.state["endpoints"]["edge"],
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",  # noqa: S106
-        config=Config(max_pool_connections=max(10, concurrency * 2)),
-    )
+    from vaultpay_cli.target import local_client
+
+    config = Config(max_pool_connections=max(10, concurrency * 2))
+    sfn = local_client("stepfunctions", cloud.state["endpoints"]["edge"], config=config)
     arn = next(
         m["stateMachineArn"]
         for m in sfn.list_state_machines()["stateMachines"]

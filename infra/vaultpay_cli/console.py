@@ -306,20 +306,9 @@ class OpsConsole:
 
     # ---- AWS clients ----------------------------------------------------------------------------------
     def _edge_client(self, service: str) -> Any:
-        import boto3
-        from botocore.config import Config
+        from vaultpay_cli.target import local_client
 
-        session: Any = boto3.session.Session()
-        return session.client(
-            service,
-            endpoint_url=self.source.edge_url,
-            region_name=REGION,
-            aws_access_key_id="test",
-            aws_secret_access_key="test",  # noqa: S106 - the emulators accept any credentials
-            config=Config(
-                connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 2}
-            ),
-        )
+        return local_client(service, self.source.edge_url, region=REGION)
 
     def client(self, service: str) -> Any:
         if service not in self._clients:

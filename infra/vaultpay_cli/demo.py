@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from vaultpay_cli.context import edge_client
+from vaultpay_cli.target import local_client
 
 demo_app = typer.Typer(help="A guided demo of VaultPay against a running `make run`.")
 
@@ -437,7 +437,7 @@ class Demo:
         """Lambda Invoke through boto3 on the edge, as the operator CLI does."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        client = edge_client("lambda", self.edge_url)
+        client = local_client("lambda", self.edge_url)
         try:
             response = client.invoke(FunctionName=name, Payload=json.dumps(payload).encode())
         except ClientError as exc:

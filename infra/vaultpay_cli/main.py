@@ -13,14 +13,17 @@ from typing import Annotated, Any
 
 import typer
 
-from vaultpay_cli.context import StateDir, lambda_client, local_state, repo_root, state_dir_or_default
+from vaultpay_cli.context import StateDir, aws_errors, local_state, repo_root, state_dir_or_default
 from vaultpay_cli.demo import demo_app
 from vaultpay_cli.local_down import local_down_app
+from vaultpay_cli.local_env import local_env_app
 from vaultpay_cli.ops_audit import ops_audit_app
 from vaultpay_cli.ops_events import ops_events_app
 from vaultpay_cli.ops_ledger import ops_ledger_app
 from vaultpay_cli.ops_logs import ops_logs_app
 from vaultpay_cli.ops_saga import ops_saga_app
+from vaultpay_cli.smoke import smoke_app
+from vaultpay_cli.target import EndpointUrl, Profile, Region, Stack, Target, Yes, resolve_target
 
 app = typer.Typer(help="VaultPay developer and operator commands.", no_args_is_help=True)
 local_app = typer.Typer(
@@ -28,9 +31,11 @@ local_app = typer.Typer(
 )
 app.add_typer(local_app, name="local")
 local_app.add_typer(local_down_app)  # merges `local down`
+local_app.add_typer(local_env_app)  # merges `local env-vars` (sam local invoke --env-vars)
 admin_app = typer.Typer(help="Operator commands that change what users can do.", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
 app.add_typer(demo_app)  # merges `demo` (make demo)
+app.add_typer(smoke_app)  # merges `smoke` (the post-deploy check)
 ops_app = typer.Typer(help="Operations: audit chain, events, dead letters.", no_args_is_help=True)
 app.add_typer(ops_app, name="ops")
 ops_app.add_typer(ops_audit_app, name="audit")
@@ -206,8 +211,9 @@ def local_status(
         print(json.dumps(live, indent=2))
         return
     table = Table(title=f"VaultPay local cloud (pid {live['pid']})")
-    table.add_column("piece")
-    table.add_column("endpoint")
+    # Endpoints and names are copied from here: on a narrow terminal they fold whole, never cut with "…".
+    table.add_column("piece", overflow="fold")
+    table.add_column("endpoint", overflow="fold")
     table.add_column("state")
     endpoints = live["endpoints"]
     node_urls = {node.get("key"): node["url"] for node in (live.get("nats") or {}).get("nodes", [])}
@@ -223,7 +229,7 @@ def local_status(
         console.print(_nats_table(nats))
     functions = Table(title="Lambda functions")
     for column in ("function", "warm", "busy", "invocations", "cold starts"):
-        functions.add_column(column)
+        functions.add_column(column, overflow="fold")
     for name, stats in sorted(live.get("lambda", {}).items()):
         functions.add_row(
             name,
@@ -245,7 +251,7 @@ def _nats_table(nats: dict[str, Any]) -> Any:
     )
     table = Table(title=title)
     for column in ("node", "url", "state", "stream"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     replicas = {r["name"]: r for r in nats.get("replica_detail", [])}
     for node in nats.get("nodes", []):
         if node["name"] == leader:
@@ -262,17 +268,15 @@ def _nats_table(nats: dict[str, Any]) -> Any:
     return table
 
 
-def _operator_identity(local: bool) -> str:
-    """Who runs this command, for the new admin's event: `local:<login name>` against the local cloud, else
-    the IAM principal's ARN (STS GetCallerIdentity)."""
-    if local:
+def _operator_identity(target: Target) -> str:
+    """Who runs this command, for the new admin's event: `local:<login name>` against this machine, else the
+    IAM principal's ARN (STS GetCallerIdentity)."""
+    if target.is_local:
         import getpass
 
         name = "".join(c for c in getpass.getuser() if "!" <= c <= "~") or "unknown"
         return f"local:{name}"[:128]
-    import boto3
-
-    return str(boto3.client("sts").get_caller_identity()["Arn"])[:128]
+    return target.caller_arn()[:128]
 
 
 @admin_app.command("create-user")
@@ -284,27 +288,34 @@ def admin_create_user(
         str | None, typer.Option(help="12..128 characters; prompted for (hidden) when left out")
     ] = None,
     function_name: Annotated[
-        str | None, typer.Option(help="CreateAdmin function name on AWS (default: the local cloud's)")
+        str | None,
+        typer.Option(help="CreateAdminFunction's name (default: the stack's, or the one deployed as such)"),
     ] = None,
+    profile: Profile = None,
+    region: Region = None,
+    endpoint_url: EndpointUrl = None,
+    stack: Stack = None,
+    yes: Yes = False,
     state_dir: StateDir = None,
 ) -> None:
     """Create an `admin` user (the only way to get one) and print its TOTP enrolment as JSON."""
+    target = resolve_target(
+        profile=profile, region=region, endpoint_url=endpoint_url, stack=stack, state_dir=state_dir
+    )
+    name = function_name or target.function_name("CreateAdminFunction")
+    target.confirm_write(f"create the admin {email} with {name}", yes=yes)
     if password is None:
         password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    client, functions = lambda_client(state_dir)
-    name = function_name or functions.get("CreateAdminFunction")
-    if not name:
-        typer.echo("No CreateAdminFunction is deployed; pass --function-name.", err=True)
-        raise typer.Exit(2)
     payload = {
         "email": email,
         "password": password,
         "full_name": full_name,
         "phone": phone,
-        "operator": _operator_identity(bool(functions)),
+        "operator": _operator_identity(target),
     }
-    response = client.invoke(FunctionName=name, Payload=json.dumps(payload).encode())
-    body = json.loads(response["Payload"].read() or b"null")
+    with aws_errors(f"invoke {name}"):
+        response = target.client("lambda").invoke(FunctionName=name, Payload=json.dumps(payload).encode())
+        body = json.loads(response["Payload"].read() or b"null")
     if response.get("FunctionError") or not isinstance(body, dict) or "user_id" not in body:
         # The function's error carries a code and a message meant for the operator, never the password.
         typer.echo(f"Could not create the admin: {json.dumps(body)}", err=True)
@@ -316,11 +327,23 @@ def admin_create_user(
 def invoke(
     function: Annotated[str, typer.Argument(help="Logical id (HealthFunction) or function name")],
     event: Annotated[Path | None, typer.Option("--event", "-e", help="Event JSON file (default: {})")] = None,
+    profile: Profile = None,
+    region: Region = None,
+    endpoint_url: EndpointUrl = None,
+    stack: Stack = None,
+    yes: Yes = False,
     state_dir: StateDir = None,
 ) -> None:
-    """Invoke a function in the running local cloud: the Docker-free `sam local invoke`."""
-    client, names = lambda_client(state_dir)
-    name = names.get(function, function)
+    """Invoke a function: the Docker-free `sam local invoke`; off this machine, after confirmation."""
+    target = resolve_target(
+        profile=profile, region=region, endpoint_url=endpoint_url, stack=stack, state_dir=state_dir
+    )
+    names = {
+        info["logical_id"]: name
+        for name, info in ((target.state or {}).get("functions") or {}).items()
+        if target.in_stack(name)
+    }
+    name = names.get(function) or target.stack_resources().get(function) or function
     if names and name not in names.values():
         typer.echo(f"No function {function!r}; deployed: {', '.join(sorted(names))}", err=True)
         raise typer.Exit(2)
@@ -330,9 +353,11 @@ def invoke(
     except ValueError as exc:
         typer.echo(f"{event} is not JSON: {exc}", err=True)
         raise typer.Exit(2) from exc
+    target.confirm_write(f"invoke {name}", yes=yes)
     typer.echo(f"Invoking {function} ({name})", err=True)
     began = time.monotonic()
-    response = client.invoke(FunctionName=name, Payload=payload, LogType="Tail")
+    with aws_errors(f"invoke {name}"):
+        response = target.client("lambda").invoke(FunctionName=name, Payload=payload, LogType="Tail")
     elapsed = (time.monotonic() - began) * 1000
     if response.get("LogResult"):
         sys.stderr.write(base64.b64decode(response["LogResult"]).decode(errors="replace"))

@@ -8,12 +8,12 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from vaultpay_cli.context import StateDir, dynamodb_client, lambda_client, local_state
+from vaultpay_cli.context import StateDir, aws_errors
+from vaultpay_cli.target import EndpointUrl, Profile, Region, Stack, Target, Yes, is_loopback, resolve_target
 
 if TYPE_CHECKING:
     from vaultpay.audit.model import AppendOutcome, AuditEntry
@@ -31,12 +31,17 @@ TABLE_SUFFIX = "AuditTable"
 READ_MODELS = {"audit": "audit", "audit-workers": "audit"}
 
 
-def _audit_table(client: Any, given: str | None) -> str:
+def _audit_table(client: Any, given: str | None, target: Target) -> str:
     if given:
         return given
+    from_stack = target.resource(TABLE_SUFFIX)
+    if from_stack:
+        return from_stack
     names: list[str] = []
     for page in client.get_paginator("list_tables").paginate():
-        names.extend(name for name in page["TableNames"] if name.endswith(TABLE_SUFFIX))
+        names.extend(
+            name for name in page["TableNames"] if name.endswith(TABLE_SUFFIX) and target.in_stack(name)
+        )
     if len(names) != 1:
         found = ", ".join(names) if names else "none"
         typer.echo(f"Pass --table: tables ending with {TABLE_SUFFIX}: {found}.", err=True)
@@ -52,29 +57,23 @@ def _fail(message: str) -> typer.Exit:
 FunctionOption = Annotated[
     str | None,
     typer.Option(
-        "--function-name", help="AuditCheckpointFunction's name on AWS (default: the local cloud's)"
+        "--function-name",
+        help="AuditCheckpointFunction's name (default: the stack's, or the one deployed as such)",
     ),
 ]
+CHECKPOINT_FUNCTION = "AuditCheckpointFunction"
 
 
-def _logical_function(state: dict[str, Any], logical_id: str) -> str | None:
-    for name, info in (state.get("functions") or {}).items():
-        if info.get("logical_id") == logical_id:
-            return str(name)
-    return None
+def _checkpoint_deployed(target: Target, given: str | None) -> str | None:
+    """The checkpoint function to ask, when it can be known without listing every function: --function-name,
+    the stack's, or the local cloud's."""
+    return given or target.resource(CHECKPOINT_FUNCTION)
 
 
-def _checkpoint_function(state_dir: Path | None, given: str | None) -> tuple[Any, str]:
-    client, functions = lambda_client(state_dir)
-    name = given or functions.get("AuditCheckpointFunction")
-    if not name:
-        raise _fail("No AuditCheckpointFunction is deployed here; pass --function-name.")
-    return client, name
-
-
-def _invoke_checkpoint(client: Any, name: str, payload: dict[str, Any]) -> dict[str, Any]:
-    response = client.invoke(FunctionName=name, Payload=json.dumps(payload).encode())
-    body = json.loads(response["Payload"].read() or b"null")
+def _invoke_checkpoint(target: Target, name: str, payload: dict[str, Any]) -> dict[str, Any]:
+    with aws_errors(f"invoke {name}"):
+        response = target.client("lambda").invoke(FunctionName=name, Payload=json.dumps(payload).encode())
+        body = json.loads(response["Payload"].read() or b"null")
     if response.get("FunctionError") or not isinstance(body, dict) or "verified" not in body:
         raise _fail(f"AuditCheckpointFunction failed: {json.dumps(body)[:2000]}")
     return body
@@ -118,6 +117,10 @@ def verify(
     ] = False,
     function_name: FunctionOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
+    profile: Profile = None,
+    region: Region = None,
+    endpoint_url: EndpointUrl = None,
+    stack: Stack = None,
     state_dir: StateDir = None,
 ) -> None:
     """Recompute the whole audit chain through its signed checkpoints; exit status 1 when it is broken."""
@@ -132,11 +135,17 @@ def verify(
         anchor = ChainAnchor.parse(expect_head) if expect_head else None
     except ValueError as exc:
         raise _fail(f"--expect-head: {exc}") from exc
-    state = local_state(state_dir)
-    deployed = function_name or (_logical_function(state, "AuditCheckpointFunction") if state else None)
-    if not table_only and anchor is None and table is None and deployed:
-        client, name = _checkpoint_function(state_dir, function_name)
-        verified = _invoke_checkpoint(client, name, {"verify_only": True})["verified"]
+    target = resolve_target(
+        profile=profile, region=region, endpoint_url=endpoint_url, stack=stack, state_dir=state_dir
+    )
+    target.announce()
+    deployed = (
+        None
+        if table_only or anchor is not None or table is not None
+        else _checkpoint_deployed(target, function_name)
+    )
+    if deployed:
+        verified = _invoke_checkpoint(target, deployed, {"verify_only": True})["verified"]
         if as_json:
             typer.echo(json.dumps(verified, indent=2))
         else:
@@ -145,8 +154,8 @@ def verify(
             raise typer.Exit(1)
         return
     try:
-        client = dynamodb_client(state)
-        name = _audit_table(client, table)
+        client = target.client("dynamodb")
+        name = _audit_table(client, table, target)
         began = time.monotonic()
         result = AuditService(DynamoDBAuditStore(client, name)).verify(anchor)
     except (VaultPayError, BotoCoreError) as exc:
@@ -176,11 +185,20 @@ def verify(
 def checkpoint(
     function_name: FunctionOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
+    profile: Profile = None,
+    region: Region = None,
+    endpoint_url: EndpointUrl = None,
+    stack: Stack = None,
+    yes: Yes = False,
     state_dir: StateDir = None,
 ) -> None:
     """Verify the chain now and, when it verifies, sign its head into a new checkpoint (as the schedule)."""
-    client, name = _checkpoint_function(state_dir, function_name)
-    body = _invoke_checkpoint(client, name, {})
+    target = resolve_target(
+        profile=profile, region=region, endpoint_url=endpoint_url, stack=stack, state_dir=state_dir
+    )
+    name = function_name or target.function_name(CHECKPOINT_FUNCTION)
+    target.confirm_write(f"sign a new audit checkpoint with {name}", yes=yes)
+    body = _invoke_checkpoint(target, name, {})
     if as_json:
         typer.echo(json.dumps(body, indent=2))
     else:
@@ -240,6 +258,10 @@ def replay(
     nats_url: Annotated[
         str | None, typer.Option("--nats-url", help="Default: the local cloud's, else NATS_URL")
     ] = None,
+    profile: Profile = None,
+    region: Region = None,
+    endpoint_url: EndpointUrl = None,
+    yes: Yes = False,
     state_dir: StateDir = None,
 ) -> None:
     """Rebuild a read model from VAULTPAY through an ephemeral consumer; safe to run again (idempotent)."""
@@ -252,13 +274,18 @@ def replay(
     if consumer not in READ_MODELS:
         raise _fail(f"--consumer must be one of: {', '.join(sorted(READ_MODELS))}")
     start_seq, start_time = _start(start)
-    state = local_state(state_dir)
+    target = resolve_target(profile=profile, region=region, endpoint_url=endpoint_url, state_dir=state_dir)
+    state = target.state
     url = nats_url or (state["endpoints"]["nats"] if state else os.environ.get("NATS_URL"))
     # The local cloud's NATS: TLS trusting its CA, as its operator user.
     login = operator_options(state["endpoints"]) if state and not nats_url else {}
     if not url:
         raise _fail("No NATS server: start the local cloud, or pass --nats-url (or set NATS_URL).")
-    client = dynamodb_client(state)
+    typer.echo(
+        f"source: NATS {url}" + ("" if is_loopback(url.split(",")[0]) else " (off this machine)"), err=True
+    )
+    target.confirm_write(f"write the {consumer} read model into {table}", yes=yes)
+    client = target.client("dynamodb")
     if create_table:
         _ensure_table(client, table)
     append = _read_model(consumer, client, table)

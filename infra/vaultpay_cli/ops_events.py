@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from vaultpay_cli.context import StateDir, local_state, repo_root
+from vaultpay_cli.target import Yes, confirm_write_to, is_loopback
 
 ops_events_app = typer.Typer(help="Operate the event backbone (NATS JetStream).", no_args_is_help=True)
 events_app = typer.Typer(help="The VAULTPAY event stream.", no_args_is_help=True)
@@ -66,6 +67,14 @@ def resolve_nats(nats_url: str | None, state_dir: Path | None) -> tuple[str, dic
     return str(url), operator_options(endpoints)
 
 
+def confirm_nats_write(url: str, action: str, *, yes: bool) -> None:
+    """A write to NATS is confirmed as one to AWS: asked for (or --yes) when a node is off this machine."""
+    local = all(is_loopback(node) for node in url.split(","))
+    confirm_write_to(
+        f"NATS {url}" + (" (this machine)" if local else ""), local=local, action=action, yes=yes
+    )
+
+
 async def _connect(url: str, creds: Path | None) -> Any:
     from vaultpay.events.jetstream import open_connection, server_list
 
@@ -86,13 +95,28 @@ async def _connect(url: str, creds: Path | None) -> Any:
 # ---- events tail ---------------------------------------------------------------------------------------
 
 
-def format_event_line(data: bytes, subject: str) -> str:
-    """One line per event: time, type, subject, correlation id (never the data: it may be sensitive)."""
+def _envelope(data: bytes) -> dict[str, Any] | None:
+    """The CloudEvent envelope of a message, or None when it is not one."""
     try:
         envelope = json.loads(data)
     except ValueError:
-        envelope = None
-    if not isinstance(envelope, dict):
+        return None
+    return envelope if isinstance(envelope, dict) else None
+
+
+def format_event_json(data: bytes, subject: str) -> str:
+    """One JSON object per event (JSON Lines, for a stream): the same fields as the line, never the data."""
+    envelope = _envelope(data)
+    if envelope is None:
+        return json.dumps({"stream_subject": subject, "cloudevent": False})
+    fields = ("id", "time", "type", "subject", "correlationid")
+    return json.dumps({"stream_subject": subject, **{key: envelope.get(key) for key in fields}})
+
+
+def format_event_line(data: bytes, subject: str) -> str:
+    """One line per event: time, type, subject, correlation id (never the data: it may be sensitive)."""
+    envelope = _envelope(data)
+    if envelope is None:
         return f"{'-':<24}  {subject:<40}  (not a CloudEvent)"
     return (
         f"{envelope.get('time', '-'):<24}  {envelope.get('type', subject):<40}  "
@@ -109,6 +133,7 @@ async def tail_events(
     emit: Callable[[str], None] = typer.echo,
     stop: asyncio.Event | None = None,
     creds: Path | None = None,
+    render: Callable[[bytes, str], str] = format_event_line,
 ) -> int:
     """Follows the stream with an ordered ephemeral consumer (no state left on the server, gaps
     re-requested by the client) until `stop` is set or `limit` events were printed; returns the count."""
@@ -133,7 +158,7 @@ async def tail_events(
                     msg = await sub.next_msg(timeout=0.25)
                 except TimeoutError:
                     continue  # nats-py's TimeoutError is one too: look at `stop` again
-                emit(format_event_line(msg.data, msg.subject))
+                emit(render(msg.data, msg.subject))
                 printed += 1
         finally:
             with contextlib.suppress(Exception):
@@ -153,6 +178,9 @@ def events_tail(
         bool, typer.Option("--from-start", help="Replay the stream from its first message")
     ] = False,
     limit: Annotated[int | None, typer.Option("--limit", help="Stop after this many events")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per line (JSON Lines) instead of text")
+    ] = False,
     nats_url: NatsUrl = None,
     creds: Creds = None,
     state_dir: StateDir = None,
@@ -166,7 +194,10 @@ def events_tail(
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(sig, stop.set)
-        await tail_events(url, subject=event_type, from_start=from_start, limit=limit, stop=stop, creds=creds)
+        render = format_event_json if as_json else format_event_line
+        await tail_events(
+            url, subject=event_type, from_start=from_start, limit=limit, stop=stop, creds=creds, render=render
+        )
 
     asyncio.run(main())
 
@@ -179,6 +210,7 @@ def events_apply_config(
     ] = None,
     nats_url: NatsUrl = None,
     creds: Creds = None,
+    yes: Yes = False,
     state_dir: StateDir = None,
 ) -> None:
     """Create or update the streams and consumers of the JetStream configuration (the deploy step)."""
@@ -186,6 +218,7 @@ def events_apply_config(
 
     url = resolve_nats_url(nats_url, state_dir)
     path = config or repo_root() / "infra" / "nats" / "jetstream.json"
+    confirm_nats_write(url, f"apply {path.name}", yes=yes)
     options: dict[str, Any] = {"user_credentials": str(creds)} if creds else dict(_LOCAL_LOGINS.get(url, {}))
     try:
         done = asyncio.run(apply_jetstream_config(url, path, nodes=_LOCAL_NODES.get(url), **options))
@@ -239,10 +272,9 @@ def dlq_list(
     from rich.table import Table
 
     table = Table(title=f"Dead letters ({len(letters)})")
-    # What an operator copies (the id) or reads first never wraps; the rest folds on a narrow terminal.
-    for column in ("id", "consumer", "stream seq", "type"):
-        table.add_column(column, no_wrap=True)
-    for column in ("deliveries", "reason", "time"):
+    # What an operator copies (the id) never wraps nor is cut; the rest folds whole on a narrow terminal.
+    table.add_column("id", no_wrap=True, min_width=max((len(str(x.dlq_seq)) for x in letters), default=2))
+    for column in ("consumer", "stream seq", "type", "deliveries", "reason", "time"):
         table.add_column(column, overflow="fold")
     for letter in letters:
         table.add_row(
@@ -262,6 +294,7 @@ def dlq_replay(
     dlq_id: Annotated[int, typer.Argument(help="The dead letter's id (first column of `dlq list`)")],
     nats_url: NatsUrl = None,
     creds: Creds = None,
+    yes: Yes = False,
     state_dir: StateDir = None,
 ) -> None:
     """Publish the dead letter's event again for its consumers, then remove the dead letter."""
@@ -269,6 +302,7 @@ def dlq_replay(
     from vaultpay.shared.errors import Conflict, NotFound
 
     url = resolve_nats_url(nats_url, state_dir)
+    confirm_nats_write(url, f"replay dead letter {dlq_id}", yes=yes)
     try:
         replayed = asyncio.run(_with_jetstream(url, creds, lambda js: replay_dead_letter(js, dlq_id)))
     except (NotFound, Conflict) as exc:

@@ -1,8 +1,8 @@
 """`vaultpay ops reconcile`: checks the double entry over every account; exit status 1 on a violation.
 
 The same check as the hourly ReconcileLedgerFunction (vaultpay.accounts.reconcile), run from an operator's
-machine: against the running local cloud (its state file names the edge), else boto3's own configuration
-(AWS, or the endpoint AWS_ENDPOINT_URL names). Exit status: 0 clean, 1 violations, 2 the table unreadable.
+machine, on the target vaultpay_cli.target resolves (the one rule of every command). Exit status: 0 clean,
+1 violations, 2 the table unreadable.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from vaultpay_cli.context import StateDir, dynamodb_client, local_state
+from vaultpay_cli.context import StateDir
+from vaultpay_cli.target import EndpointUrl, Profile, Region, Stack, Target, resolve_target
 
 if TYPE_CHECKING:
     from vaultpay.accounts.reconcile import ReconcileReport
@@ -34,13 +35,21 @@ def is_accounts_table(name: str) -> bool:
     return name == LOGICAL_ID or name.endswith(f"-{LOGICAL_ID}") or f"-{LOGICAL_ID}-" in name
 
 
-def accounts_table(client: Any, given: str | None) -> str:
-    """--table, else the one deployed AccountsTable the client can see; never a guess between several."""
+def accounts_table(client: Any, given: str | None, target: Target | None = None) -> str:
+    """--table, else the stack's AccountsTable, else the one deployed AccountsTable the client can see (in
+    --stack when given); never a guess between several."""
     if given:
         return given
+    from_stack = target.resource(LOGICAL_ID) if target is not None else None
+    if from_stack:
+        return from_stack
     names: list[str] = []
     for page in client.get_paginator("list_tables").paginate():
-        names.extend(name for name in page["TableNames"] if is_accounts_table(name))
+        names.extend(
+            name
+            for name in page["TableNames"]
+            if is_accounts_table(name) and (target is None or target.in_stack(name))
+        )
     if len(names) != 1:
         found = ", ".join(names) if names else "none"
         raise _unreadable(f"Pass --table: tables deployed as {LOGICAL_ID}: {found}.")
@@ -110,6 +119,10 @@ def reconcile_ledger(
         int, typer.Option("--segments", min=1, max=64, help="Parallel scan segments (threads)")
     ] = 4,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+    profile: Profile = None,
+    region: Region = None,
+    endpoint_url: EndpointUrl = None,
+    stack: Stack = None,
     state_dir: StateDir = None,
 ) -> None:
     """Check the ledger's double entry over every account (exit status 1 on any violation).
@@ -122,9 +135,13 @@ def reconcile_ledger(
 
     from vaultpay.accounts.reconcile import reconcile_table
 
+    target = resolve_target(
+        profile=profile, region=region, endpoint_url=endpoint_url, stack=stack, state_dir=state_dir
+    )
+    target.announce()
     try:
-        client = dynamodb_client(local_state(state_dir))
-        name = accounts_table(client, table)
+        client = target.client("dynamodb")
+        name = accounts_table(client, table, target)
         began = time.monotonic()
         report = reconcile_table(client, name, segments=segments)
     except (BotoCoreError, ClientError) as exc:

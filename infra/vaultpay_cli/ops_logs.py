@@ -9,6 +9,7 @@ plain-term filter patterns but ignores JSON ones (`{ $.level = "ERROR" }`), whic
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections import deque
@@ -18,9 +19,10 @@ from typing import Annotated, Any
 
 import typer
 
-from vaultpay_cli.context import StateDir, aws_client, aws_errors, error_code, fail, is_local, stderr_console
+from vaultpay_cli.context import StateDir, aws_errors, error_code, fail, stderr_console
 from vaultpay_cli.ops_history import format_time
 from vaultpay_cli.ops_metrics import ops_metrics_app
+from vaultpay_cli.target import EndpointUrl, Profile, Region, Stack, resolve_target
 
 ops_logs_app = typer.Typer(help="CloudWatch: function logs and key metrics.")
 ops_logs_app.add_typer(ops_metrics_app)  # merges `ops metrics`: main.py registers logs and metrics at once
@@ -91,6 +93,16 @@ def render_event(event: dict[str, Any]) -> Any:
     return line
 
 
+def event_json(event: dict[str, Any]) -> dict[str, Any]:
+    """One log event for --json: its time (UTC, as the table), stream and message, untouched."""
+    moment = datetime.fromtimestamp(event["timestamp"] / 1000, UTC)
+    return {
+        "time": format_time(moment),
+        "stream": event.get("logStreamName"),
+        "message": str(event.get("message", "")).rstrip("\n"),
+    }
+
+
 def _event_key(event: dict[str, Any]) -> str:
     # AWS gives every event an id; fall back to what identifies one where an emulator might not.
     return str(event.get("eventId") or (event.get("logStreamName"), event["timestamp"], event.get("message")))
@@ -113,6 +125,14 @@ def function_logs(
     since: Annotated[str, typer.Option("--since", help="How far back: 30s, 15m, 2h, 1d")] = "1h",
     limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most the last N lines")] = 100,
     interval: Annotated[float, typer.Option("--interval", min=0.2, help="Seconds between polls")] = 2.0,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="One JSON document of the lines (with --follow, one JSON object a line)"),
+    ] = False,
+    profile: Profile = None,
+    region: Region = None,
+    endpoint_url: EndpointUrl = None,
+    stack: Stack = None,
     state_dir: StateDir = None,
 ) -> None:
     """A function's recent log lines (FilterLogEvents on its log group), oldest first; --follow polls."""
@@ -120,11 +140,17 @@ def function_logs(
 
     window_s = parse_since(since)
     notes = stderr_console()
-    name, group = resolve_function(aws_client("lambda", state_dir), function)
-    logs = aws_client("logs", state_dir)
+    target = resolve_target(
+        profile=profile, region=region, endpoint_url=endpoint_url, stack=stack, state_dir=state_dir
+    )
+    target.announce()
+    wanted = target.resource(function) if target.kind == "local cloud" else None
+    wanted = wanted or target.stack_resources().get(function) or function
+    name, group = resolve_function(target.client("lambda"), wanted)
+    logs = target.client("logs")
     if group != f"/aws/lambda/{name}":
         notes.print(f"{name} logs to the shared group {group}: lines of other functions may show too.")
-    if pattern and pattern.lstrip().startswith("{") and is_local(state_dir):
+    if pattern and pattern.lstrip().startswith("{") and target.is_local:
         notes.print("Note: moto ignores JSON filter patterns: every event matches.")
     console = Console(highlight=False, soft_wrap=True)
     start_ms = int((time.time() - window_s) * 1000)
@@ -137,8 +163,15 @@ def function_logs(
                 recent.append(event)
         except logs.exceptions.ResourceNotFoundException:
             group_exists = False
-    for event in sorted(recent, key=lambda e: (e["timestamp"], e.get("ingestionTime", 0))):
-        console.print(render_event(event))
+    shown = sorted(recent, key=lambda e: (e["timestamp"], e.get("ingestionTime", 0)))
+    if as_json and not follow:
+        document = {"function": name, "log_group": group, "events": [event_json(e) for e in shown]}
+        typer.echo(json.dumps(document, indent=2))
+    for event in shown:
+        if as_json and follow:
+            typer.echo(json.dumps(event_json(event)))
+        elif not as_json:
+            console.print(render_event(event))
         seen.append(_event_key(event))
         start_ms = max(start_ms, int(event["timestamp"]))
     if not group_exists:
@@ -165,7 +198,10 @@ def function_logs(
                 if key in seen:
                     continue  # polls overlap by the last timestamp, so no line in that millisecond is lost
                 seen.append(key)
-                console.print(render_event(event))
+                if as_json:
+                    typer.echo(json.dumps(event_json(event)))
+                else:
+                    console.print(render_event(event))
                 start_ms = max(start_ms, int(event["timestamp"]))
     except KeyboardInterrupt:
         notes.print("Stopped.")

@@ -16,8 +16,9 @@ from typing import Annotated, Any
 
 import typer
 
-from vaultpay_cli.context import StateDir, aws_client, aws_errors, is_local, stderr_console
+from vaultpay_cli.context import StateDir, aws_errors, stderr_console
 from vaultpay_cli.ops_history import format_time
+from vaultpay_cli.target import EndpointUrl, Profile, Region, resolve_target
 
 ops_metrics_app = typer.Typer(help="CloudWatch metrics.")
 
@@ -84,6 +85,9 @@ def key_metrics(
         int, typer.Option("--max-metrics", min=1, help="Read statistics for at most this many metrics")
     ] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+    profile: Profile = None,
+    region: Region = None,
+    endpoint_url: EndpointUrl = None,
     state_dir: StateDir = None,
 ) -> None:
     """Key CloudWatch metrics and their sums over the last hours (ListMetrics + GetMetricStatistics)."""
@@ -92,7 +96,9 @@ def key_metrics(
     from rich.table import Table
 
     namespaces = namespace or list(DEFAULT_NAMESPACES)
-    cloudwatch = aws_client("cloudwatch", state_dir)
+    target = resolve_target(profile=profile, region=region, endpoint_url=endpoint_url, state_dir=state_dir)
+    target.announce()
+    cloudwatch = target.client("cloudwatch")
     seconds = period_for(hours * 3600, period)
     # The window ends at the next period boundary, so the current, partial period is read too.
     end = datetime.fromtimestamp(-(-time.time() // seconds) * seconds, UTC)
@@ -141,7 +147,7 @@ def key_metrics(
     console = Console(highlight=False)
     if not rows:
         console.print(f"No CloudWatch metrics in {', '.join(namespaces)} yet.")
-        if is_local(state_dir):
+        if target.is_local:
             console.print(
                 "On the local cloud that is expected: it ships the functions' EMF metric lines to CloudWatch "
                 "Logs without extracting them, and moto's Step Functions publishes no AWS/States metrics, so "

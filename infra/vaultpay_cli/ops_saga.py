@@ -1,9 +1,8 @@
 """`vaultpay ops executions` and `ops execution <transfer_id>`: the transfer saga's runs and their histories.
 
 Only AWS APIs are called (ListStateMachines, ListExecutions, DescribeExecution, GetExecutionHistory), so the
-commands work the same against AWS, LocalStack and the local cloud. Where they go: the endpoint
-AWS_ENDPOINT_URL names when it is set; else the running local cloud's edge (from its state file); else AWS
-(vaultpay_cli.context.aws_client, which `ops logs` and `ops metrics` use too).
+commands work the same against AWS, LocalStack and the local cloud; where they go is vaultpay_cli.target's
+rule (--endpoint-url/--profile/--region, the environment, the running local cloud, AWS), as for every command.
 """
 
 from __future__ import annotations
@@ -16,8 +15,9 @@ from typing import Annotated, Any
 
 import typer
 
-from vaultpay_cli.context import StateDir, aws_client, aws_errors, fail, stderr_console
+from vaultpay_cli.context import StateDir, aws_errors, fail, stderr_console
 from vaultpay_cli.ops_history import HistoryRow, describe_error, format_time, history_rows
+from vaultpay_cli.target import EndpointUrl, Profile, Region, Stack, resolve_target
 
 ops_saga_app = typer.Typer(help="The transfer saga: its executions and their histories.")
 
@@ -112,14 +112,22 @@ def list_executions(
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="Show at most this many")] = 20,
     state_machine: StateMachineOption = None,
     as_json: JsonOption = False,
+    profile: Profile = None,
+    region: Region = None,
+    endpoint_url: EndpointUrl = None,
+    stack: Stack = None,
     state_dir: StateDir = None,
 ) -> None:
     """Recent transfer executions, newest first: transfer id (= execution name), status, start, duration."""
     from rich.console import Console
     from rich.table import Table
 
-    sfn = aws_client("stepfunctions", state_dir)
-    machine = transfer_state_machine(sfn, state_machine)
+    target = resolve_target(
+        profile=profile, region=region, endpoint_url=endpoint_url, stack=stack, state_dir=state_dir
+    )
+    target.announce()
+    sfn = target.client("stepfunctions")
+    machine = transfer_state_machine(sfn, state_machine or target.resource("TransferStateMachine"))
     request: dict[str, Any] = {"stateMachineArn": machine, "PaginationConfig": {"MaxItems": limit}}
     if status is not None:
         request["statusFilter"] = status.value
@@ -149,10 +157,13 @@ def list_executions(
         console.print(f"No executions of {_machine_name(machine)}{which}.")
         return
     table = Table(title=f"Executions of {_machine_name(machine)}{which} (newest {len(executions)})")
-    table.add_column("transfer id", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("start (UTC)", no_wrap=True)
-    table.add_column("duration", justify="right", no_wrap=True)
+    # The transfer id is what an operator copies: never cut nor wrapped, whatever the terminal's width; the
+    # other columns fold to make room for it.
+    id_width = max(len(str(e["name"])) for e in executions)
+    table.add_column("transfer id", no_wrap=True, min_width=id_width)
+    table.add_column("status", overflow="fold")
+    table.add_column("start (UTC)", overflow="fold")
+    table.add_column("duration", justify="right", overflow="fold")
     for e in executions:
         running = e["status"] == "RUNNING"
         duration = format_duration(_run_time(e, now))
@@ -229,6 +240,10 @@ def show_execution(
     transfer_id: Annotated[str, typer.Argument(help="The transfer id (the execution's name), tr_…")],
     state_machine: StateMachineOption = None,
     as_json: JsonOption = False,
+    profile: Profile = None,
+    region: Region = None,
+    endpoint_url: EndpointUrl = None,
+    stack: Stack = None,
     state_dir: StateDir = None,
 ) -> None:
     """One execution's history as a table: state, event, time, duration, error; retries and failures marked.
@@ -237,8 +252,12 @@ def show_execution(
     """
     from rich.console import Console
 
-    sfn = aws_client("stepfunctions", state_dir)
-    machine = transfer_state_machine(sfn, state_machine)
+    target = resolve_target(
+        profile=profile, region=region, endpoint_url=endpoint_url, stack=stack, state_dir=state_dir
+    )
+    target.announce()
+    sfn = target.client("stepfunctions")
+    machine = transfer_state_machine(sfn, state_machine or target.resource("TransferStateMachine"))
     arn = execution_arn(machine, transfer_id)
     try:
         description = sfn.describe_execution(executionArn=arn)

@@ -1,5 +1,5 @@
 """The `vaultpay` command against a running local cloud: `invoke` (Docker-free sam local invoke), `status`,
-`down`, `--version`."""
+`down`, `--version`, `admin create-user`, `smoke`, `local env-vars`."""
 
 from __future__ import annotations
 
@@ -16,8 +16,13 @@ pytestmark = pytest.mark.component
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# What would send a command somewhere else than the running local cloud (vaultpay_cli.target's rule).
+TARGET_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_REGION", "VAULTPAY_STACK")
+
+
 def _vaultpay(cloud: Any, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "VAULTPAY_STATE_DIR": str(cloud.state_dir)}
+    env = {k: v for k, v in os.environ.items() if k not in TARGET_VARIABLES}
+    env["VAULTPAY_STATE_DIR"] = str(cloud.state_dir)
     return subprocess.run(
         [sys.executable, "-m", "vaultpay_cli.main", *args],
         capture_output=True,
@@ -216,6 +221,8 @@ def test_ops_commands_reach_the_running_clouds_nats_and_audit_table(local_cloud:
     verify = _vaultpay(local_cloud, "ops", "audit", "verify")
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "OK" in verify.stdout
+    # Each names its target on stderr first, so stdout stays the command's own output
+    assert verify.stderr.startswith(f"target: local cloud at {local_cloud.edge}")
 
 
 def test_ops_audit_checkpoint_signs_the_head_and_verify_checks_every_checkpoint(local_cloud: Any) -> None:
@@ -231,3 +238,59 @@ def test_ops_audit_checkpoint_signs_the_head_and_verify_checks_every_checkpoint(
     assert verify.returncode == 0, verify.stdout + verify.stderr
     verified = json.loads(verify.stdout)
     assert verified["ok"] is True and verified["checkpoints_checked"] >= 1, verified
+
+
+def test_smoke_passes_every_step_against_the_running_stack(local_cloud: Any) -> None:
+    done = _vaultpay(local_cloud, "smoke", "--api", local_cloud.api)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split()[1] for line in lines[:4]] == ["health", "register", "login", "read"]
+    assert all(line.startswith("ok") for line in lines[:4]), done.stdout
+    assert "passed (4 steps)" in done.stdout
+
+
+def test_smoke_json_is_one_document_naming_each_step(local_cloud: Any) -> None:
+    done = _vaultpay(local_cloud, "smoke", "--api", local_cloud.api, "--json")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["ok"] is True and report["failed_step"] is None
+    assert [step["step"] for step in report["steps"]] == ["health", "register", "login", "read"]
+
+
+def test_local_env_vars_writes_a_sam_env_vars_file_of_every_function(
+    local_cloud: Any, tmp_path: Path
+) -> None:
+    # Given the test cloud runs two templates, both with an AuthorizerFunction
+    stack = local_cloud.function_name("HealthFunction").removesuffix("-HealthFunction")
+    both = _vaultpay(local_cloud, "local", "env-vars")
+    assert both.returncode == 2 and "--stack" in both.stderr
+    # When the developer writes the file of the project's stack for SAM's containers
+    done = _vaultpay(local_cloud, "local", "env-vars", "--stack", stack)
+    assert done.returncode == 0, done.stderr
+    env = json.loads(done.stdout)
+
+    # Then every function of the stack has its resolved environment under its logical id
+    functions = local_cloud.state["functions"]
+    mine = {info["logical_id"] for name, info in functions.items() if name == f"{stack}-{info['logical_id']}"}
+    assert set(env) == mine and "CreateAdminFunction" in mine
+    edge_port = local_cloud.edge.rsplit(":", 1)[1]
+    health = env["HealthFunction"]
+    assert health["AWS_ENDPOINT_URL"] == f"http://host.docker.internal:{edge_port}"
+    # And every URL naming this machine points at the host as a container sees it, NATS nodes included
+    nats_ports = [url.rsplit(":", 1)[1] for url in local_cloud.nats]
+    assert health["NATS_URL"].split(",") == [f"tls://host.docker.internal:{port}" for port in nats_ports]
+    assert not any(
+        "127.0.0.1" in value or "localhost" in value for fn in env.values() for value in fn.values()
+    )
+    assert health["POWERTOOLS_SERVICE_NAME"]  # the template's own variables, resolved
+    # And --out / --host write the same document with another host
+    out = tmp_path / "env.json"
+    written = _vaultpay(
+        local_cloud, "local", "env-vars", "--stack", stack, "--out", str(out), "--host", "172.17.0.1"
+    )
+    assert written.returncode == 0, written.stderr
+    assert (
+        json.loads(out.read_text())["HealthFunction"]["AWS_ENDPOINT_URL"] == f"http://172.17.0.1:{edge_port}"
+    )

@@ -46,14 +46,9 @@ def make_service(
 
 
 def dynamodb_client(endpoint: str) -> Any:
-    import boto3
     from botocore.config import Config
 
-    return boto3.client(
-        "dynamodb",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=Config(max_pool_connections=64, retries={"mode": "standard", "max_attempts": 3}),
-    )
+    from vaultpay_cli.target import local_client
+
+    config = Config(max_pool_connections=64, retries={"mode": "standard", "max_attempts": 3})
+    return local_client("dynamodb", endpoint, config=config)

@@ -39,26 +39,18 @@ class RunningCloud:
         return NatsSecurity(self.state_dir).client_options(role)
 
     def client(self, service: str) -> Any:
-        import boto3
+        """A client on the edge, made as the CLI makes one (localstack-client); botocore's default retries
+        and timeouts, as a function's own client has."""
+        from botocore.config import Config
 
-        return boto3.client(
-            service,
-            endpoint_url=self.edge,
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-        )
+        from vaultpay_cli.target import local_client
+
+        return local_client(service, self.edge, config=Config())
 
     def resource(self, service: str) -> Any:
-        import boto3
+        from vaultpay_cli.target import local_resource
 
-        return boto3.resource(
-            service,
-            endpoint_url=self.edge,
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-        )
+        return local_resource(service, self.edge)
 
     def function_name(self, logical_id: str) -> str:
         for name, info in self.state["functions"].items():

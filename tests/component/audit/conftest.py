@@ -8,7 +8,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
 import nats
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
@@ -26,13 +25,11 @@ DLQ_STREAM = "VAULTPAY_DLQ_TEST"
 
 
 def dynamodb_client(endpoint: str) -> Any:
-    return boto3.session.Session().client(
-        "dynamodb",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
+    from botocore.config import Config
+
+    from vaultpay_cli.target import local_client
+
+    return local_client("dynamodb", endpoint, config=Config())
 
 
 @dataclass

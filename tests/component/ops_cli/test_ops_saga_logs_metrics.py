@@ -173,6 +173,28 @@ def test_executions_status_filter_and_json(aws_env: dict[str, str], saga_runs: S
     assert 0 < by_id[saga_runs.failed]["duration_s"] < 60
 
 
+def test_executions_prints_every_transfer_id_whole_on_an_80_column_terminal(
+    aws_env: dict[str, str], saga_runs: SagaRuns, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+
+    result = vaultpay("executions")
+
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
+    # An operator copies the id from the table: it is never cut with an ellipsis nor wrapped
+    assert saga_runs.completed in result.stdout and saga_runs.failed in result.stdout
+
+
+def test_logs_json_is_one_document_of_the_lines(aws_env: dict[str, str], saga_runs: SagaRuns) -> None:
+    result = vaultpay("logs", "TransferStatusFunction", "--filter", saga_runs.completed, "--json")
+
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["log_group"].endswith("TransferStatusFunction")
+    assert document["events"] and all(saga_runs.completed in e["message"] for e in document["events"])
+
+
 def test_executions_reads_the_running_cloud_from_its_state_file(
     local_cloud: Any, saga_runs: SagaRuns
 ) -> None:
