@@ -77,8 +77,8 @@ PRICE_SOURCES = [
 
 # The only plain (non-transactional) writes to the three streamed tables: the rescue's and the sweeper's
 # marks on OUTBOX items (failure path only: the relay writes nothing) and the review record
-# (vaultpay.fraud.store, UpdateItem on REVIEW#...). Every other write there is a TransactWriteItems (accounts, transfers and fraud
-# stores, the fraud consumer).
+# (vaultpay.fraud.store, UpdateItem on REVIEW#...). Every other write there is a TransactWriteItems
+# (accounts, transfers and fraud stores, the fraud consumer).
 PLAIN_WRITE_PREFIXES = ("REVIEW#",)
 
 
