@@ -135,7 +135,10 @@ def test_an_invalid_file_is_refused_before_any_connection(kit: Any, tmp_path: Pa
 def test_the_deploy_command_applies_the_file_and_prints_what_it_did(kit: Any, first_apply: list[str]) -> None:
     result = CliRunner().invoke(ops_events_app, ["events", "apply-config", "--nats-url", kit.server.url])
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines() == [
+    # The target first (on stderr, before the write), then what was applied
+    target, *applied = result.output.splitlines()
+    assert target == f"target: NATS {kit.server.url} (this machine)"
+    assert applied == [
         "stream VAULTPAY: unchanged" + ONE,
         "stream VAULTPAY_DLQ: unchanged" + ONE,
         "consumer VAULTPAY/audit-workers: unchanged" + ONE,
