@@ -34,8 +34,10 @@ def audit_store() -> DynamoDBAuditStore:
     from vaultpay.audit.store import DynamoDBAuditStore
     from vaultpay.bootstrap.settings import audit_settings
 
-    table = audit_settings().require("audit_table")
-    return DynamoDBAuditStore(_client("dynamodb"), table)
+    settings = audit_settings()
+    return DynamoDBAuditStore(
+        _client("dynamodb"), settings.require("audit_table"), chains=settings.audit_chains
+    )
 
 
 @cached
