@@ -158,6 +158,10 @@ class DynamoDBAuditStore:
         # The head of each chain this store last wrote or read. A warm writer usually still holds the true
         # head and saves a read per batch; when it does not, its conditional put fails and it reads again.
         self._heads: dict[int, ChainHead] = {}
+        # Set at the first lost race: another writer shares the chains, so a remembered head is likely
+        # stale (it moved when anyone else appended to that chain) and a failed transaction costs more
+        # than the read it would save. From then on each transaction reads its chain's head first.
+        self._contended = False
         self._layout_recorded = chains == 1
 
     @property
@@ -259,7 +263,7 @@ class DynamoDBAuditStore:
         attempt = 0
         while remaining:
             with self._lock:
-                head = self._heads.get(chain)
+                head = None if self._contended else self._heads.get(chain)
             if head is None:
                 head = self.head(chain)
             records = []
@@ -291,6 +295,7 @@ class DynamoDBAuditStore:
                     raise ConcurrentModification(f"could not append to {self._table} in {attempt} attempts")
                 with self._lock:
                     self._heads.pop(chain, None)
+                    self._contended = True
                 # Lost a race (or a TransactionConflict): back off a little, with jitter, so that the
                 # writers do not collide again in lock step.
                 self._sleep(self._jitter() * min(0.2, 0.002 * 2**attempt))
