@@ -92,7 +92,7 @@ def run(endpoint: str, chains: int, writers: int, events: int, batch: int) -> di
             barrier.wait()
             for start in range(0, len(mine), batch):
                 stores[index].append([entry(tag, n) for n in mine[start : start + batch]])
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread below
+        except BaseException as exc:  # re-raised in the main thread below
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(writers)]
@@ -119,7 +119,9 @@ def run(endpoint: str, chains: int, writers: int, events: int, batch: int) -> di
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--chains", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--writers", type=int, default=8, help="concurrent appenders (threads)")
     parser.add_argument("--events", type=int, default=1000, help="events per N")
@@ -146,12 +148,12 @@ def main() -> None:
     load = os.getloadavg()[0]
     lines = [
         *heading("Audit appends/s against the number of chains", "make bench (bench/audit_shard_bench.py)"),
-        f"DynamoDB Local (in memory) on loopback; {args.writers} concurrent appenders, each with its own store "
-        f"and boto3 client; {args.events:,} events per N, {args.batch} per append call (one transaction per "
-        f"chain touched); each log verified in full afterwards (every chain ok, one record per event). Load "
-        f"average (1 min) at the end: {load:.1f}.",
+        f"DynamoDB Local (in memory) on loopback; {args.writers} concurrent appenders, each with its "
+        f"own store and boto3 client; {args.events:,} events per N, {args.batch} per append call (one "
+        "transaction per chain touched); each log verified in full afterwards (every chain ok, one record "
+        f"per event). Load average (1 min) at the end: {load:.1f}.",
         "",
-        "| chains (N) | appends/s | × N=1 | lost races | records per chain | AWS ceiling (N × 500/s) |",
+        "| chains (N) | appends/s | vs N=1 | lost races | records per chain | AWS ceiling (N x 500/s) |",
         "|---|---|---|---|---|---|",
     ]
     for row in rows:
