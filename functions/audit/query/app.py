@@ -38,9 +38,8 @@ class AuditRecord(ResponseModel):
     data: dict[str, Any] = Field(description="The event's data, as the event carried it.")
     prev_hash: Hash
     hash: Hash
-    chain: int | SkipJsonSchema[None] = Field(
+    chain: Annotated[int, Field(ge=1)] | SkipJsonSchema[None] = Field(
         default=None,
-        ge=1,
         description="The record's chain, only when it is not chain 0; inside what `hash` covers.",
     )
 

@@ -39,8 +39,8 @@ class BadRecord(ResponseModel):
         "checkpoint_invalid",
     ]
     detail: str
-    chain: int | SkipJsonSchema[None] = Field(
-        default=None, ge=1, description="The chain it is in, only when it is not chain 0."
+    chain: Annotated[int, Field(ge=1)] | SkipJsonSchema[None] = Field(
+        default=None, description="The chain it is in, only when it is not chain 0."
     )
 
 
