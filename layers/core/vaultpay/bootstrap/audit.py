@@ -35,9 +35,9 @@ def audit_store() -> DynamoDBAuditStore:
     from vaultpay.bootstrap.settings import audit_settings
 
     settings = audit_settings()
-    return DynamoDBAuditStore(
-        _client("dynamodb"), settings.require("audit_table"), chains=settings.audit_chains
-    )
+    # The table first: a missing setting is reported as itself, before any client is built.
+    table = settings.require("audit_table")
+    return DynamoDBAuditStore(_client("dynamodb"), table, chains=settings.audit_chains)
 
 
 @cached
