@@ -3,6 +3,7 @@ grows as chain 0, concurrent writers over N chains, time pages merged across cha
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
@@ -203,3 +204,28 @@ def test_a_record_copied_into_another_chains_partition_is_caught(audit_table: Au
         )["Item"]["audit_id"]["S"]
         == victim.audit_id
     )
+
+
+def test_records_of_two_chains_at_the_same_time_and_seq_are_paged_one_by_one(audit_table: AuditTable) -> None:
+    # Given two records in chains 0 and 1 with the same time, seq and correlation id
+    from vaultpay.audit.model import chain_of
+
+    picks = [next(n for n in range(100) if chain_of(entry(n).audit_id, 2) == k) for k in (0, 1)]
+    same = [
+        dataclasses.replace(entry(n), occurred_at="2026-12-07T10:00:00.000Z", correlation_id="c")
+        for n in picks
+    ]
+    service = AuditService(store(audit_table, 2))
+    service.append_entries(same)
+
+    # When they are listed one a page, by time and by correlation id
+    for query in ({}, {"correlation_id": "c"}):
+        first = service.query(AuditQueryRequest(limit=1, **query))
+        second = service.query(AuditQueryRequest(limit=1, cursor=first.next_cursor, **query))
+
+        # Then each comes once, chain 1's first, and the cursor tells them apart
+        assert [(r.chain, r.seq) for r in first.items + second.items] == [(1, 1), (0, 1)], query
+        assert (
+            second.next_cursor is None
+            or not service.query(AuditQueryRequest(limit=1, cursor=second.next_cursor, **query)).items
+        )

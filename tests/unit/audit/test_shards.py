@@ -318,3 +318,22 @@ def test_pages_across_chains_list_every_record_once_newest_first() -> None:
         if cursor is None:
             break
     assert [(r.chain, r.seq) for r in seen] == [(r.chain, r.seq) for r in expected]
+
+
+def test_a_cursor_names_the_chain_of_the_record_it_ended_at() -> None:
+    # Given two records at the same millisecond with the same seq, in chains 0 and 1
+    store = InMemoryAuditStore(2)
+    first = next(n for n in range(100) if chain_of(f"evt-{n:05d}", 2) == 0)
+    second = next(n for n in range(100) if chain_of(f"evt-{n:05d}", 2) == 1)
+    same_time = [dataclasses.replace(entry(n), occurred_at=AT) for n in (first, second)]
+    service = AuditService(store)
+    service.append_entries(same_time)
+
+    # When they are listed one a page
+    page = service.query(AuditQueryRequest(limit=1))
+    rest = service.query(AuditQueryRequest(limit=1, cursor=page.next_cursor))
+
+    # Then chain 1's comes first (it sorts after chain 0's at the same time and seq) and the cursor goes on
+    # to chain 0's, which a cursor of (time, seq) alone could not tell from it
+    assert [(r.chain, r.seq) for r in page.items + rest.items] == [(1, 1), (0, 1)]
+    assert rest.next_cursor is None

@@ -12,6 +12,7 @@ from vaultpay.audit.checkpoints import CheckedCheckpoint, Checkpoint, checkpoint
 from vaultpay.audit.errors import AuditWriteRejected
 from vaultpay.audit.model import (
     GENESIS_HASH,
+    MAX_CHAINS,
     REASON_CHECKPOINT_INVALID,
     AppendOutcome,
     AuditEntry,
@@ -225,12 +226,15 @@ def _limit(given: int | str | None) -> int | None:
 
 def encode_cursor(position: QueryPosition, query: AuditFilter) -> str:
     """An opaque base64url token: where the page ended, bound to the filters it was made under."""
-    payload = {
+    payload: dict[str, Any] = {
         "v": _CURSOR_VERSION,
         "at": position.occurred_at,
         "seq": position.seq,
         "f": query.fingerprint(),
     }
+    # Only beyond chain 0, so that a cursor of a one-chain log reads as it did before the log had chains.
+    if position.chain:
+        payload["c"] = position.chain
     return base64.urlsafe_b64encode(canonical_json(payload)).decode("ascii").rstrip("=")
 
 
@@ -247,9 +251,11 @@ def decode_cursor(cursor: str, query: AuditFilter) -> QueryPosition:
         raise ValueError("unknown cursor version")
     if payload.get("f") != query.fingerprint():
         raise ValueError("cursor belongs to other filters")
-    at, seq = payload.get("at"), payload.get("seq")
+    at, seq, chain = payload.get("at"), payload.get("seq"), payload.get("c", 0)
     if not isinstance(at, str) or not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
         raise ValueError("cursor position is malformed")
+    if type(chain) is not int or not 0 <= chain < MAX_CHAINS:
+        raise ValueError("cursor chain is malformed")
     if normalize_timestamp(at) != at:
         raise ValueError("cursor time is not normalized")
-    return QueryPosition(at, seq)
+    return QueryPosition(at, seq, chain)
