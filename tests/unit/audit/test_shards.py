@@ -337,3 +337,30 @@ def test_a_cursor_names_the_chain_of_the_record_it_ended_at() -> None:
     # to chain 0's, which a cursor of (time, seq) alone could not tell from it
     assert [(r.chain, r.seq) for r in page.items + rest.items] == [(1, 1), (0, 1)]
     assert rest.next_cursor is None
+
+
+def test_a_checkpoint_signed_before_the_log_had_chains_still_pins_chain_0() -> None:
+    # Given a one-chain log with a format-1 checkpoint of its head
+    old_store, old_service = sharded(chains=1, events=6)
+    signer, bucket = LocalSigner(), Bucket()
+    old = old_service.checkpoint(signer, bucket, old_service.verify(), now=1.8e9)
+    assert old is not None and old.to_json()["format"] == FORMAT
+
+    # When the same table goes on as four chains and is checkpointed again
+    store = InMemoryAuditStore(4)
+    store.logs[0], store.markers = list(old_store.chain), set(old_store.markers)
+    service = AuditService(store)
+    service.append_entries([entry(n) for n in range(6, 30)])
+    new = service.checkpoint(
+        signer, bucket, service.verify(checkpoints=bucket.checked(signer)), now=1.8e9 + 60
+    )
+
+    # Then both checkpoints verify, the new one sorts after the old, and chain 0 still passes the old head
+    assert new is not None and new.to_json()["format"] == FORMAT_CHAINS and new.seq == 30
+    assert new.object_key > old.object_key
+    result = service.verify(checkpoints=bucket.checked(signer))
+    assert result.ok and result.checkpoints_checked == 2
+    # And a chain 0 rewritten behind the old checkpoint is caught by it
+    store.logs[0] = store.logs[0][:3]
+    bad = service.verify(checkpoints=bucket.checked(signer)).first_bad_record
+    assert bad is not None and (bad.chain, bad.reason) == (0, "truncated")
