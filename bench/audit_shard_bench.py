@@ -26,9 +26,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import boto3
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its sibling is a module
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its siblings are modules
+from audit_bench import CountingSleep, client
 from runinfo import ROOT, heading, publish
 
 from localcloud import services
@@ -41,16 +40,6 @@ from vaultpay.audit.store import DynamoDBAuditStore, table_definition
 AWS_APPENDS_PER_CHAIN = 500
 
 
-def client(endpoint: str) -> Any:
-    return boto3.session.Session().client(
-        "dynamodb",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="test",
-        aws_secret_access_key="test",  # noqa: S106 - the emulator accepts any credentials
-    )
-
-
 def entry(tag: str, n: int) -> AuditEntry:
     return AuditEntry(
         audit_id=f"evt-{tag}-{n:07d}",
@@ -61,19 +50,6 @@ def entry(tag: str, n: int) -> AuditEntry:
         subject=f"trf_{n}",
         data={"method": "POST", "path": "/v1/transfers", "status": 202},
     )
-
-
-class CountingSleep:
-    """The store's back-off hook: each call is one lost race (or a transaction conflict)."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self._lock = threading.Lock()
-
-    def __call__(self, seconds: float) -> None:
-        with self._lock:
-            self.calls += 1
-        time.sleep(seconds)
 
 
 def run(endpoint: str, chains: int, writers: int, events: int, batch: int) -> dict[str, Any]:
