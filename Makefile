@@ -142,6 +142,7 @@ bench: install ## Every benchmark (about 21 min on 2 cores); figures gathered in
 	$(BIN)/python bench/identity_bench.py --out bench/identity-results.md
 	$(BIN)/python bench/audit_bench.py --out bench/audit-results.md
 	$(BIN)/python bench/audit_lag_bench.py
+	$(BIN)/python bench/audit_shard_bench.py
 	$(BIN)/python bench/relay_bench.py
 	$(BIN)/python bench/ledger_bench.py --out bench/ledger-results.md
 	$(BIN)/python bench/saga_bench.py --out bench/saga-results.md

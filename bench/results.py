@@ -34,6 +34,7 @@ OTHER_RESULTS = [
     ("identity-results.md", "Identity: login, MFA verify, GET /v1/me"),
     ("audit-results.md", "Audit: append, verify, consumer"),
     ("audit-lag-results.md", "Audit lag: committed change to audit record"),
+    ("audit-shard-results.md", "Audit: appends/s against the number of chains"),
     ("ledger-results.md", "Ledger: reserve and settle, hot account vs many"),
     ("restart-results.md", "Local cloud restart: empty vs populated state, state dir size"),
     ("token-signing-results.md", "Access-token signing: kms:Sign vs a key in memory"),

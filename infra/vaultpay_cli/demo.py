@@ -785,7 +785,10 @@ class Demo:
             "or removing any record breaks every link after it.",
         ):
             sent = self.transfers[-1]
-            records = sorted(self.audit_records(sent.correlation_id), key=lambda r: int(r["seq"]))
+            # The log is several chains (AuditChains): a record's neighbours are those of its own chain.
+            records = sorted(
+                self.audit_records(sent.correlation_id), key=lambda r: (int(r.get("chain", 0)), int(r["seq"]))
+            )
             table = Table(title=f"audit records of {sent.correlation_id}", title_justify="left")
             for column in ("seq", "type", "subject", "prev_hash", "hash"):
                 table.add_column(column)
@@ -799,7 +802,11 @@ class Demo:
                 )
             self.console.print(table)
             # Where two of these records are neighbours in the chain, the link is visible: check it here.
-            pairs = [(one, two) for one, two in pairwise(records) if two["seq"] == one["seq"] + 1]
+            pairs = [
+                (one, two)
+                for one, two in pairwise(records)
+                if two["seq"] == one["seq"] + 1 and two.get("chain", 0) == one.get("chain", 0)
+            ]
             broken = [f"seq {two['seq']}" for one, two in pairs if two["prev_hash"] != one["hash"]]
             if broken:
                 raise DemoFailure(

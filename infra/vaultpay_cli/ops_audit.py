@@ -79,13 +79,22 @@ def _invoke_checkpoint(target: Target, name: str, payload: dict[str, Any]) -> di
     return body
 
 
+def _heads(verified: dict[str, Any]) -> list[str]:
+    """The head line(s) to print: one per chain when the log has several, each in --expect-head's form."""
+    chains = verified.get("chains") or []
+    if len(chains) <= 1:
+        return [f"Head: {verified.get('head_seq')}:{verified['head_hash']}"]
+    return [f"Head of chain {c['chain']}: {c['chain']}/{c['head_seq']}:{c['head_hash']}" for c in chains]
+
+
 def _report(verified: dict[str, Any], what: str) -> None:
     checkpoints = verified.get("checkpoints_checked", 0)
     if verified["ok"]:
         typer.echo(
             f"{what}: OK, {verified['records_checked']} records through {checkpoints} signed checkpoint(s)."
         )
-        typer.echo(f"Head: {verified.get('head_seq')}:{verified['head_hash']}")
+        for line in _heads(verified):
+            typer.echo(line)
         return
     typer.echo(f"{what}: BROKEN after {verified['records_checked']} records.", err=True)
     bad = verified.get("first_bad_record") or {}
@@ -103,8 +112,8 @@ def verify(
         str | None,
         typer.Option(
             "--expect-head",
-            help="<seq>:<hash> printed by an earlier verify: checks the chain against it too (with "
-            "--table-only, the only defence against deleted newest records or a rewritten chain)",
+            help="[<chain>/]<seq>:<hash> printed by an earlier verify: checks that chain against it too "
+            "(with --table-only, the only defence against deleted newest records or a rewritten chain)",
         ),
     ] = None,
     table_only: Annotated[
@@ -165,7 +174,8 @@ def verify(
         typer.echo(json.dumps({"table": name, **result.to_dict()}, indent=2))
     elif result.ok:
         typer.echo(f"Audit chain of {name}: OK, {result.records_checked} records in {elapsed:.2f} s.")
-        typer.echo(f"Head: {result.head_seq}:{result.head_hash}")
+        for line in _heads(result.to_dict()):
+            typer.echo(line)
         typer.echo(
             "The table alone cannot show deleted newest records or a rewritten chain: verify through "
             "the signed checkpoints (without --table/--table-only), or pass --expect-head."

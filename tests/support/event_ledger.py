@@ -196,7 +196,7 @@ class EventLedger:
         self._stream_ids: list[str] = []
         self._without_msg_id = 0
         self._audit_ids: list[str] = []
-        self._audit_after: dict[str, Any] | None = None  # the key of the last chain record read
+        self._audit_after: dict[str, dict[str, Any]] = {}  # per chain, the key of the last record read
 
     def settle(self, timeout_s: float) -> EventPath:
         """Waits, at most `timeout_s`, until every outbox item is in the stream and in the chain (or
@@ -273,22 +273,29 @@ class EventLedger:
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def _read_audit(self) -> None:
-        """The chain's records after the last one read (vaultpay.audit.store: pk CHAIN, sk SEQ#<seq>)."""
+        """Every chain's records after the last one read (vaultpay.audit.store: pk CHAIN or CHAIN#<k>, sk
+        SEQ#<seq>; the chains the table has had: chains_written)."""
+        from vaultpay.audit.store import DynamoDBAuditStore, chain_pk
+
+        for chain in range(DynamoDBAuditStore(self._dynamodb, self._audit_table).chains_written()):
+            self._read_chain(chain_pk(chain))
+
+    def _read_chain(self, pk: str) -> None:
         request: dict[str, Any] = {
             "TableName": self._audit_table,
             "KeyConditionExpression": "pk = :chain",
-            "ExpressionAttributeValues": {":chain": {"S": "CHAIN"}},
+            "ExpressionAttributeValues": {":chain": {"S": pk}},
             "ProjectionExpression": "pk, sk, audit_id",
             "ConsistentRead": True,
         }
         while True:
-            if self._audit_after is not None:
-                request["ExclusiveStartKey"] = self._audit_after
+            if pk in self._audit_after:
+                request["ExclusiveStartKey"] = self._audit_after[pk]
             page = self._dynamodb.query(**request)
             items = page.get("Items", [])
             self._audit_ids += [item["audit_id"]["S"] for item in items]
             if items:
-                self._audit_after = {"pk": items[-1]["pk"], "sk": items[-1]["sk"]}
+                self._audit_after[pk] = {"pk": items[-1]["pk"], "sk": items[-1]["sk"]}
             if not page.get("LastEvaluatedKey"):
                 return
 

@@ -8,6 +8,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
+from pydantic.json_schema import SkipJsonSchema
 
 from vaultpay.audit.service import DEFAULT_LIMIT, MAX_LIMIT, AuditQueryRequest, require_admin
 from vaultpay.bootstrap.audit import audit_service
@@ -37,6 +38,10 @@ class AuditRecord(ResponseModel):
     data: dict[str, Any] = Field(description="The event's data, as the event carried it.")
     prev_hash: Hash
     hash: Hash
+    chain: Annotated[int, Field(ge=1)] | SkipJsonSchema[None] = Field(
+        default=None,
+        description="The record's chain, only when it is not chain 0; inside what `hash` covers.",
+    )
 
 
 class AuditPage(ResponseModel):

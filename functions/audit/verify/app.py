@@ -39,10 +39,26 @@ class BadRecord(ResponseModel):
         "checkpoint_invalid",
     ]
     detail: str
+    chain: Annotated[int, Field(ge=1)] | SkipJsonSchema[None] = Field(
+        default=None, description="The chain it is in, only when it is not chain 0."
+    )
+
+
+class ChainFigures(ResponseModel):
+    """One chain's verdict: `head_seq`/`head_hash` are its last record that verified."""
+
+    chain: int = Field(ge=0)
+    ok: bool
+    records_checked: int = Field(ge=0)
+    head_seq: int = Field(ge=0)
+    head_hash: Hash
+    first_bad_record: BadRecord | SkipJsonSchema[None] = Field(default=None, description="Only when not ok.")
 
 
 class ChainVerdict(ResponseModel):
-    """The chain's verdict: `head_hash` is the last record that verified (64 zeros when none did)."""
+    """The log's verdict. With one chain, `head_seq`/`head_hash` are its last record that verified (64
+    zeros when none did); with several, `head_seq` counts the records of all chains and `head_hash` is one
+    hash over every chain's head (what a checkpoint signs), and `chains` gives each chain's own figures."""
 
     ok: bool
     records_checked: int = Field(ge=0)
@@ -50,6 +66,9 @@ class ChainVerdict(ResponseModel):
     head_seq: int = Field(ge=0)
     checkpoints_checked: int = Field(ge=0)
     first_bad_record: BadRecord | SkipJsonSchema[None] = Field(default=None, description="Only when not ok.")
+    chains: list[ChainFigures] | SkipJsonSchema[None] = Field(
+        default=None, description="Each chain's verdict, in chain order (the log's chains: AUDIT_CHAINS)."
+    )
 
 
 @app.get(
@@ -64,6 +83,15 @@ class ChainVerdict(ResponseModel):
             "head_hash": "60303ae22b998861e4c3d2b1a0f9e8d7c6b5a4938271605f4e3d2c1b0a998877",
             "head_seq": 1042,
             "checkpoints_checked": 12,
+            "chains": [
+                {
+                    "chain": 0,
+                    "ok": True,
+                    "records_checked": 1042,
+                    "head_seq": 1042,
+                    "head_hash": "60303ae22b998861e4c3d2b1a0f9e8d7c6b5a4938271605f4e3d2c1b0a998877",
+                }
+            ],
         },
         model=ChainVerdict,
     ),

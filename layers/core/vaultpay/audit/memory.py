@@ -15,23 +15,37 @@ from vaultpay.audit.model import (
     MalformedRecord,
     QueryPosition,
     RecordPage,
+    chain_of,
 )
 
 
 class InMemoryAuditStore:
-    """One chain in a list; appends are atomic per call, like one transaction per batch."""
+    """`chains` chains in lists (`chain` is chain 0's); appends are atomic per call, like one transaction."""
 
-    def __init__(self) -> None:
-        self.chain: list[AuditRecord | MalformedRecord] = []
+    def __init__(self, chains: int = 1) -> None:
+        self.logs: dict[int, list[AuditRecord | MalformedRecord]] = {k: [] for k in range(chains)}
         self.markers: set[str] = set()
+        self._chains = chains
         self._lock = threading.Lock()
 
-    def head(self) -> ChainHead:
-        with self._lock:
-            return self._head()
+    @property
+    def chain(self) -> list[AuditRecord | MalformedRecord]:
+        return self.logs[0]
 
-    def _head(self) -> ChainHead:
-        for item in reversed(self.chain):
+    @property
+    def chains(self) -> int:
+        return self._chains
+
+    def chains_written(self) -> int:
+        with self._lock:
+            return max(self._chains, max(self.logs) + 1)
+
+    def head(self, chain: int = 0) -> ChainHead:
+        with self._lock:
+            return self._head(chain)
+
+    def _head(self, chain: int) -> ChainHead:
+        for item in reversed(self.logs.get(chain, [])):
             if isinstance(item, AuditRecord):
                 return ChainHead(item.seq, item.hash)
         return ChainHead(0, GENESIS_HASH)
@@ -39,32 +53,43 @@ class InMemoryAuditStore:
     def append(self, entries: Sequence[AuditEntry]) -> list[AppendOutcome]:
         with self._lock:
             outcomes = []
-            head = self._head()
             for entry in entries:
                 if entry.audit_id in self.markers:
                     outcomes.append(AppendOutcome.duplicate_of(entry.audit_id))
                     continue
-                record = entry.chain(head.seq + 1, head.hash)
-                self.chain.append(record)
+                chain = chain_of(entry.audit_id, self._chains)
+                head = self._head(chain)
+                record = entry.chain(head.seq + 1, head.hash, chain)
+                self.logs.setdefault(chain, []).append(record)
                 self.markers.add(entry.audit_id)
-                head = ChainHead(record.seq, record.hash)
                 outcomes.append(AppendOutcome.appended(record))
             return outcomes
 
-    def records(self) -> Iterator[AuditRecord | MalformedRecord]:
+    def records(self, chain: int = 0) -> Iterator[AuditRecord | MalformedRecord]:
         with self._lock:
-            snapshot = list(self.chain)
+            snapshot = list(self.logs.get(chain, []))
         yield from snapshot
 
     def query(self, query: AuditFilter, *, limit: int, after: QueryPosition | None = None) -> RecordPage:
         with self._lock:
-            records = [r for r in self.chain if isinstance(r, AuditRecord) and _matches(r, query)]
-        records.sort(key=lambda r: (r.occurred_at, r.seq), reverse=True)
+            records = [
+                r
+                for log in self.logs.values()
+                for r in log
+                if isinstance(r, AuditRecord) and _matches(r, query)
+            ]
+        records.sort(key=_position, reverse=True)
         if after is not None:
-            records = [r for r in records if (r.occurred_at, r.seq) < (after.occurred_at, after.seq)]
+            records = [r for r in records if _position(r) < (after.occurred_at, after.seq, after.chain)]
         page = records[:limit]
         more = len(records) > limit
-        return RecordPage(page, QueryPosition(page[-1].occurred_at, page[-1].seq) if more else None)
+        position = QueryPosition(page[-1].occurred_at, page[-1].seq, page[-1].chain) if more else None
+        return RecordPage(page, position)
+
+
+def _position(record: AuditRecord) -> tuple[str, int, int]:
+    # The DynamoDB store's `at` order: time, then seq, then chain.
+    return (record.occurred_at, record.seq, record.chain)
 
 
 def _matches(record: AuditRecord, query: AuditFilter) -> bool:

@@ -16,9 +16,14 @@ with string keys, arrays, strings, integers, `true`, `false` and `null`:
 - `true`, `false`, `null` as themselves.
 
 A record's hash is `SHA-256(prev_hash + canonical_json(record without "hash"))` in lower-case hex, where
-`prev_hash` is ASCII hex and is also a member of the hashed object. The first record (seq 1) links to
-`GENESIS_HASH`, 64 zeros. This is the same output as Python's
+`prev_hash` is ASCII hex and is also a member of the hashed object. The first record (seq 1) of every chain
+links to `GENESIS_HASH`, 64 zeros. This is the same output as Python's
 `json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()` on such values.
+
+The log is N chains (N = AUDIT_CHAINS, 1 to MAX_CHAINS): an event's record goes to chain
+`chain_of(event id, N)`, and each chain has its own seq 1, 2, 3... and its own links. A record of chain 0
+has no `chain` member, so the chain written before the log was sharded is chain 0 unchanged; a record of
+chain k > 0 carries `"chain": k`, inside what its hash covers, so it cannot pass for another chain's.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ MAX_SAFE_INTEGER = 2**53 - 1
 # The canonical size of one event's data. DynamoDB items stop at 400 KB, and one transaction of appends
 # (vaultpay.audit.store) must stay under 4 MB; audit events are a few hundred bytes.
 MAX_DATA_BYTES = 64 * 1024
+# Every verify reads each chain in full, and a checkpoint signs one line per chain: a bound keeps both small.
+MAX_CHAINS = 64
 DEFAULT_ACTOR = "system"
 EVENT_TYPE_PREFIX = "vaultpay."
 
@@ -103,6 +110,20 @@ def normalize_timestamp(text: str) -> str:
     return format_timestamp(parse_rfc3339(text))
 
 
+# ---- chains ------------------------------------------------------------------------------------------
+
+
+def chain_of(audit_id: str, chains: int) -> int:
+    """The chain an event's record belongs to: a stable hash of the event id, mod the number of chains.
+
+    SHA-256 rather than hash(): the choice must be the same in every process and every Python version, so
+    that a redelivered event is looked for (and refused by its marker) wherever it was first written."""
+    if chains == 1:
+        return 0
+    digest = hashlib.sha256(audit_id.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % chains
+
+
 # ---- records -----------------------------------------------------------------------------------------
 
 
@@ -118,9 +139,9 @@ class AuditEntry:
     subject: str
     data: Mapping[str, Any] = field(default_factory=dict)
 
-    def chain(self, seq: int, prev_hash: str) -> AuditRecord:
-        """This entry as record `seq`, linked to the record before it."""
-        body = self._body(seq, prev_hash)
+    def chain(self, seq: int, prev_hash: str, in_chain: int = 0) -> AuditRecord:
+        """This entry as record `seq` of chain `in_chain`, linked to the record before it."""
+        body = self._body(seq, prev_hash, in_chain)
         return AuditRecord(
             audit_id=self.audit_id,
             seq=seq,
@@ -132,10 +153,11 @@ class AuditEntry:
             data=self.data,
             prev_hash=prev_hash,
             hash=record_hash(prev_hash, body),
+            chain=in_chain,
         )
 
-    def _body(self, seq: int, prev_hash: str) -> dict[str, Any]:
-        return {
+    def _body(self, seq: int, prev_hash: str, in_chain: int) -> dict[str, Any]:
+        body = {
             "audit_id": self.audit_id,
             "seq": seq,
             "occurred_at": self.occurred_at,
@@ -146,11 +168,14 @@ class AuditEntry:
             "data": self.data,
             "prev_hash": prev_hash,
         }
+        if in_chain:
+            body["chain"] = in_chain
+        return body
 
 
 @dataclass(frozen=True, slots=True)
 class AuditRecord:
-    """One link of the chain, exactly as docs/api.md shows it."""
+    """One link of a chain, exactly as docs/api.md shows it (`chain` only when it is not chain 0)."""
 
     audit_id: str
     seq: int
@@ -162,10 +187,11 @@ class AuditRecord:
     data: Mapping[str, Any]
     prev_hash: str
     hash: str
+    chain: int = 0
 
     def body(self) -> dict[str, Any]:
         """The record without `hash`: what the hash covers."""
-        return {
+        body = {
             "audit_id": self.audit_id,
             "seq": self.seq,
             "occurred_at": self.occurred_at,
@@ -176,6 +202,10 @@ class AuditRecord:
             "data": self.data,
             "prev_hash": self.prev_hash,
         }
+        # `!= 0`, not truthiness: any other value, even one that is falsy, must change the hash.
+        if self.chain != 0:
+            body["chain"] = self.chain
+        return body
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.body(), "data": dict(self.data), "hash": self.hash}
@@ -213,12 +243,12 @@ def record_hash(prev_hash: str, body: Mapping[str, Any]) -> str:
 
 
 def build_chain(
-    entries: Iterable[AuditEntry], *, start_seq: int = 1, prev_hash: str = GENESIS_HASH
+    entries: Iterable[AuditEntry], *, start_seq: int = 1, prev_hash: str = GENESIS_HASH, in_chain: int = 0
 ) -> list[AuditRecord]:
     """Entries chained one after another from a given head (by default, the genesis)."""
     records: list[AuditRecord] = []
     for offset, entry in enumerate(entries):
-        record = entry.chain(start_seq + offset, prev_hash)
+        record = entry.chain(start_seq + offset, prev_hash, in_chain)
         records.append(record)
         prev_hash = record.hash
     return records
@@ -230,6 +260,18 @@ class ChainHead:
 
     seq: int
     hash: str
+
+
+def log_head(heads: Mapping[int, ChainHead]) -> ChainHead:
+    """The whole log's head: its record count (the chains' seqs added up) and one hash over every chain's
+    head. While only chain 0 has records, that is chain 0's own head, as it was before the log had chains;
+    the checkpoint of a log is stored under this seq (vaultpay.audit.checkpoints)."""
+    written = {chain: head for chain, head in sorted(heads.items()) if head.seq > 0}
+    if set(written) <= {0}:
+        return written.get(0, ChainHead(0, GENESIS_HASH))
+    lines = [[chain, head.seq, head.hash] for chain, head in written.items()]
+    digest = hashlib.sha256(canonical_json(lines)).hexdigest()
+    return ChainHead(sum(head.seq for head in written.values()), digest)
 
 
 APPENDED = "appended"
@@ -333,14 +375,18 @@ class ChainAnchor:
     seq: int
     hash: str
     label: str = "the anchor"  # how a report names it: "the checkpoint of seq 42 signed at ..."
+    chain: int = 0
 
     @classmethod
     def parse(cls, text: str) -> ChainAnchor:
-        """`<seq>:<hash>`, as verify prints it."""
-        seq_text, _, hash_text = text.partition(":")
-        if not seq_text.isdigit() or int(seq_text) < 1 or _HEX64.fullmatch(hash_text) is None:
-            raise ValueError("an anchor is <seq>:<64 lower-case hex digits>")
-        return cls(int(seq_text), hash_text)
+        """`[<chain>/]<seq>:<hash>`, as verify prints it (no chain: chain 0)."""
+        chain_text, _, rest = text.rpartition("/")
+        seq_text, _, hash_text = rest.partition(":")
+        good_chain = not chain_text or (chain_text.isdigit() and int(chain_text) < MAX_CHAINS)
+        good_seq = seq_text.isdigit() and int(seq_text) >= 1
+        if not good_chain or not good_seq or _HEX64.fullmatch(hash_text) is None:
+            raise ValueError("an anchor is [<chain>/]<seq>:<64 lower-case hex digits>")
+        return cls(int(seq_text), hash_text, chain=int(chain_text or 0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,9 +397,19 @@ class BadRecord:
     audit_id: str | None
     reason: str
     detail: str
+    chain: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"seq": self.seq, "audit_id": self.audit_id, "reason": self.reason, "detail": self.detail}
+        body: dict[str, Any] = {
+            "seq": self.seq,
+            "audit_id": self.audit_id,
+            "reason": self.reason,
+            "detail": self.detail,
+        }
+        # Named only beyond chain 0, so a log of one chain reports exactly as it did before it had chains.
+        if self.chain:
+            body["chain"] = self.chain
+        return body
 
 
 REASON_UNEXPECTED_SEQ = "unexpected_seq"  # a gap, a repeat or a re-ordering
@@ -367,8 +423,11 @@ REASON_CHECKPOINT_INVALID = "checkpoint_invalid"  # a stored checkpoint is unrea
 
 @dataclass(frozen=True, slots=True)
 class VerifyResult:
-    """The verdict on a chain. `records_checked` counts records read, the bad one included; `head_hash`
-    is the hash of the last record that verified (the genesis hash when none did)."""
+    """The verdict on a chain, or on the whole log. `records_checked` counts records read, the bad one
+    included; `head_hash` is the hash of the last record that verified (the genesis hash when none did).
+
+    The log's verdict (combine_verdicts) holds one verdict per chain in `chains`; its head is the log's
+    (log_head), which is chain 0's own while chain 0 is the only chain with records."""
 
     ok: bool
     records_checked: int
@@ -376,6 +435,13 @@ class VerifyResult:
     first_bad_record: BadRecord | None = None
     head_seq: int = 0
     checkpoints_checked: int = 0
+    chain: int = 0
+    chains: tuple[VerifyResult, ...] = ()
+
+    def heads(self) -> dict[int, ChainHead]:
+        """Each chain's verified head (one chain: this verdict's own)."""
+        verdicts = self.chains or (self,)
+        return {v.chain: ChainHead(v.head_seq, v.head_hash) for v in verdicts}
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -387,7 +453,38 @@ class VerifyResult:
         }
         if self.first_bad_record is not None:
             body["first_bad_record"] = self.first_bad_record.to_dict()
+        if self.chains:
+            body["chains"] = [verdict.chain_dict() for verdict in self.chains]
         return body
+
+    def chain_dict(self) -> dict[str, Any]:
+        """One chain's figures, as the verify response lists them under `chains`."""
+        body: dict[str, Any] = {
+            "chain": self.chain,
+            "ok": self.ok,
+            "records_checked": self.records_checked,
+            "head_seq": self.head_seq,
+            "head_hash": self.head_hash,
+        }
+        if self.first_bad_record is not None:
+            body["first_bad_record"] = self.first_bad_record.to_dict()
+        return body
+
+
+def combine_verdicts(verdicts: Sequence[VerifyResult], *, checkpoints_checked: int) -> VerifyResult:
+    """The log's verdict from its chains' (in chain order): ok when every chain is, the first broken
+    chain's bad record, the records of all chains counted, and the log's head (log_head)."""
+    head = log_head({v.chain: ChainHead(v.head_seq, v.head_hash) for v in verdicts})
+    first_bad = next((v.first_bad_record for v in verdicts if v.first_bad_record is not None), None)
+    return VerifyResult(
+        ok=all(v.ok for v in verdicts),
+        records_checked=sum(v.records_checked for v in verdicts),
+        head_hash=head.hash,
+        first_bad_record=first_bad,
+        head_seq=head.seq,
+        checkpoints_checked=checkpoints_checked,
+        chains=tuple(verdicts),
+    )
 
 
 def verify_chain(
@@ -396,6 +493,7 @@ def verify_chain(
     anchor: ChainAnchor | None = None,
     anchors: Sequence[ChainAnchor] = (),
     invalid_checkpoint: BadRecord | None = None,
+    chain: int = 0,
 ) -> VerifyResult:
     """Checks records in seq order: seq 1, 2, 3... with no gap, each linked to the hash before it, each
     hash recomputed from its content. Stops at the first bad record. Any edit, deletion (except of the
@@ -405,7 +503,8 @@ def verify_chain(
     `anchors` (the signed checkpoints, and `anchor`, one given by hand) are heads known from outside the
     table: the chain must pass through each unchanged and reach the newest, so a rewrite-and-rehash or a
     truncation behind one is reported with the first anchor it breaks. `invalid_checkpoint` is a stored
-    checkpoint that did not verify: the verdict is then not ok whatever the chain holds."""
+    checkpoint that did not verify: the verdict is then not ok whatever the chain holds. `chain` names the
+    chain in the verdict and its bad record, and is what each record must say it belongs to."""
     pinned: dict[int, list[ChainAnchor]] = {}
     for known in [*anchors, *([anchor] if anchor is not None else [])]:
         pinned.setdefault(known.seq, []).append(known)
@@ -416,11 +515,11 @@ def verify_chain(
     count = len(anchors)
 
     def broken(seq: int | None, audit_id: str | None, reason: str, detail: str) -> VerifyResult:
-        bad = BadRecord(seq=seq, audit_id=audit_id, reason=reason, detail=detail)
-        return VerifyResult(False, checked, prev_hash, bad, prev_seq, count)
+        bad = BadRecord(seq=seq, audit_id=audit_id, reason=reason, detail=detail, chain=chain)
+        return VerifyResult(False, checked, prev_hash, bad, prev_seq, count, chain)
 
     if invalid_checkpoint is not None:
-        return VerifyResult(False, 0, prev_hash, invalid_checkpoint, 0, count)
+        return VerifyResult(False, 0, prev_hash, invalid_checkpoint, 0, count, chain)
     for record in records:
         checked += 1
         if isinstance(record, MalformedRecord):
@@ -445,6 +544,9 @@ def verify_chain(
         if computed != record.hash:
             detail = "hash does not match the content"
             return broken(record.seq, record.audit_id, REASON_HASH_MISMATCH, detail)
+        if record.chain != chain:
+            detail = f"the record says it belongs to chain {record.chain}"
+            return broken(record.seq, record.audit_id, REASON_MALFORMED, detail)
         for known in pinned.get(record.seq, ()):
             if record.hash != known.hash:
                 detail = f"hash differs from {known.label}"
@@ -454,7 +556,7 @@ def verify_chain(
         (known, *_) = pinned[newest]
         detail = f"the chain ends at seq {prev_seq}, before {known.label}"
         return broken(newest, None, REASON_TRUNCATED, detail)
-    return VerifyResult(True, checked, prev_hash, None, prev_seq, count)
+    return VerifyResult(True, checked, prev_hash, None, prev_seq, count, chain)
 
 
 # ---- queries -----------------------------------------------------------------------------------------
@@ -479,10 +581,11 @@ class AuditFilter:
 
 @dataclass(frozen=True, slots=True)
 class QueryPosition:
-    """Where a page of a query ended: the sort position of its last record (time, then seq)."""
+    """Where a page of a query ended: the sort position of its last record (time, then seq, then chain)."""
 
     occurred_at: str
     seq: int
+    chain: int = 0
 
 
 @dataclass(frozen=True, slots=True)

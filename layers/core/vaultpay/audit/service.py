@@ -8,9 +8,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from vaultpay.audit.checkpoints import CheckedCheckpoint, Checkpoint, new_checkpoint
+from vaultpay.audit.checkpoints import CheckedCheckpoint, Checkpoint, checkpoint_of_heads
 from vaultpay.audit.errors import AuditWriteRejected
 from vaultpay.audit.model import (
+    GENESIS_HASH,
+    MAX_CHAINS,
     REASON_CHECKPOINT_INVALID,
     AppendOutcome,
     AuditEntry,
@@ -23,6 +25,7 @@ from vaultpay.audit.model import (
     QueryPosition,
     VerifyResult,
     canonical_json,
+    combine_verdicts,
     entry_from_cloudevent,
     loads_strict,
     normalize_timestamp,
@@ -84,7 +87,7 @@ class AuditService:
         self._store = store
 
     def head(self) -> ChainHead:
-        """The newest record's seq and hash: also a cheap check that the table answers."""
+        """Chain 0's newest record's seq and hash: also a cheap check that the table answers."""
         return self._store.head()
 
     def append(self, envelope: Mapping[str, Any]) -> AppendOutcome:
@@ -117,9 +120,11 @@ class AuditService:
     def verify(
         self, anchor: ChainAnchor | None = None, *, checkpoints: Sequence[CheckedCheckpoint] = ()
     ) -> VerifyResult:
-        """Recomputes the whole chain from the genesis (see vaultpay.audit.model.verify_chain), through
-        every signed checkpoint: a checkpoint that does not verify makes the verdict not ok."""
-        anchors: list[ChainAnchor] = []
+        """Recomputes every chain from its genesis (see vaultpay.audit.model.verify_chain), each through
+        its heads in every signed checkpoint: a checkpoint that does not verify makes the verdict not ok.
+        The chains walked are every chain the store has had (chains_written) and every chain a checkpoint
+        names, so a chain cannot drop out of the verdict by lowering N or by deleting it whole."""
+        anchors: dict[int, list[ChainAnchor]] = {}
         invalid: BadRecord | None = None
         for checked in checkpoints:
             point = checked.checkpoint
@@ -132,17 +137,30 @@ class AuditService:
                 )
                 continue
             label = f"the checkpoint of seq {point.seq} signed at {point.at}"
-            anchors.append(ChainAnchor(point.seq, point.hash, label))
-        return verify_chain(self._store.records(), anchor=anchor, anchors=anchors, invalid_checkpoint=invalid)
+            for chain, seq, head_hash in point.chain_heads():
+                anchors.setdefault(chain, []).append(ChainAnchor(seq, head_hash, label, chain))
+        if anchor is not None:
+            anchors.setdefault(anchor.chain, []).append(anchor)
+        valid = sum(1 for checked in checkpoints if checked.signature_ok and checked.checkpoint is not None)
+        if invalid is not None:
+            # A forged or unreadable checkpoint is the verdict: the chains are not worth reading against it.
+            return VerifyResult(False, 0, GENESIS_HASH, invalid, 0, valid)
+        chains = range(max(self._store.chains_written(), max(anchors, default=0) + 1))
+        verdicts = [
+            verify_chain(self._store.records(chain), anchors=anchors.get(chain, ()), chain=chain)
+            for chain in chains
+        ]
+        return combine_verdicts(verdicts, checkpoints_checked=valid)
 
     def checkpoint(
         self, signer: CheckpointSigner, store: CheckpointWriter, verified: VerifyResult, *, now: float
     ) -> Checkpoint | None:
-        """Signs and stores the head `verified` reached. Never the head of a chain that did not verify (that
-        would sign a forgery); None for an empty chain, or when that head has a checkpoint already."""
+        """Signs and stores the heads `verified` reached, every chain's in one checkpoint. Never the head of
+        a log that did not verify (that would sign a forgery); None for an empty log, or when those heads
+        have a checkpoint already."""
         if not verified.ok or verified.head_seq == 0:
             return None
-        point = new_checkpoint(signer, verified.head_seq, verified.head_hash, rfc3339(now))
+        point = checkpoint_of_heads(signer, verified.heads(), rfc3339(now))
         return point if store.put(point) else None
 
     def query(self, request: AuditQueryRequest) -> AuditPage:
@@ -208,12 +226,15 @@ def _limit(given: int | str | None) -> int | None:
 
 def encode_cursor(position: QueryPosition, query: AuditFilter) -> str:
     """An opaque base64url token: where the page ended, bound to the filters it was made under."""
-    payload = {
+    payload: dict[str, Any] = {
         "v": _CURSOR_VERSION,
         "at": position.occurred_at,
         "seq": position.seq,
         "f": query.fingerprint(),
     }
+    # Only beyond chain 0, so that a cursor of a one-chain log reads as it did before the log had chains.
+    if position.chain:
+        payload["c"] = position.chain
     return base64.urlsafe_b64encode(canonical_json(payload)).decode("ascii").rstrip("=")
 
 
@@ -230,9 +251,11 @@ def decode_cursor(cursor: str, query: AuditFilter) -> QueryPosition:
         raise ValueError("unknown cursor version")
     if payload.get("f") != query.fingerprint():
         raise ValueError("cursor belongs to other filters")
-    at, seq = payload.get("at"), payload.get("seq")
+    at, seq, chain = payload.get("at"), payload.get("seq"), payload.get("c", 0)
     if not isinstance(at, str) or not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
         raise ValueError("cursor position is malformed")
+    if type(chain) is not int or not 0 <= chain < MAX_CHAINS:
+        raise ValueError("cursor chain is malformed")
     if normalize_timestamp(at) != at:
         raise ValueError("cursor time is not normalized")
-    return QueryPosition(at, seq)
+    return QueryPosition(at, seq, chain)

@@ -34,8 +34,10 @@ def audit_store() -> DynamoDBAuditStore:
     from vaultpay.audit.store import DynamoDBAuditStore
     from vaultpay.bootstrap.settings import audit_settings
 
-    table = audit_settings().require("audit_table")
-    return DynamoDBAuditStore(_client("dynamodb"), table)
+    settings = audit_settings()
+    # The table first: a missing setting is reported as itself, before any client is built.
+    table = settings.require("audit_table")
+    return DynamoDBAuditStore(_client("dynamodb"), table, chains=settings.audit_chains)
 
 
 @cached

@@ -135,7 +135,11 @@ class FraudSettings(FraudTables, AccountsTable):
 
 
 class AuditSettings(AuditTable):
-    """The audit functions' table."""
+    """The audit functions' table, and how many chains the log is spread over (vaultpay.audit.store; one
+    when unset: the single chain of a log written before it had chains)."""
+
+    # 64 is vaultpay.audit.model.MAX_CHAINS, kept literal so that reading settings imports no domain.
+    audit_chains: int = env("AUDIT_CHAINS", default=1, parse=integer(minimum=1, maximum=64))
 
 
 class CheckpointSettings(EnvSettings):
