@@ -522,8 +522,13 @@ class OpsConsole:
             None,
         )
         if checkpointer is not None:
-            answer = self.client("lambda").invoke(
-                FunctionName=checkpointer, Payload=json.dumps({"verify_only": True}).encode()
+            from vaultpay_cli.target import invoke_when_not_throttled
+
+            # Reserved concurrency 1: a scheduled checkpoint may be running; a verify waits its turn.
+            answer = invoke_when_not_throttled(
+                self.client("lambda"),
+                FunctionName=checkpointer,
+                Payload=json.dumps({"verify_only": True}).encode(),
             )
             verified = json.loads(answer["Payload"].read() or b"null")
             if answer.get("FunctionError") or not isinstance(verified, dict) or "verified" not in verified:

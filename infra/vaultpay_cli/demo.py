@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from vaultpay_cli.target import local_client
+from vaultpay_cli.target import invoke_when_not_throttled, local_client
 
 demo_app = typer.Typer(help="A guided demo of VaultPay against a running `make run`.")
 
@@ -439,7 +439,9 @@ class Demo:
 
         client = local_client("lambda", self.edge_url)
         try:
-            response = client.invoke(FunctionName=name, Payload=json.dumps(payload).encode())
+            response = invoke_when_not_throttled(
+                client, FunctionName=name, Payload=json.dumps(payload).encode()
+            )
         except ClientError as exc:
             raise DemoFailure(f"the Lambda invoke of {name} was refused: {exc}") from exc
         except BotoCoreError as exc:

@@ -23,7 +23,16 @@ from vaultpay_cli.ops_ledger import ops_ledger_app
 from vaultpay_cli.ops_logs import ops_logs_app
 from vaultpay_cli.ops_saga import ops_saga_app
 from vaultpay_cli.smoke import smoke_app
-from vaultpay_cli.target import EndpointUrl, Profile, Region, Stack, Target, Yes, resolve_target
+from vaultpay_cli.target import (
+    EndpointUrl,
+    Profile,
+    Region,
+    Stack,
+    Target,
+    Yes,
+    invoke_when_not_throttled,
+    resolve_target,
+)
 
 app = typer.Typer(help="VaultPay developer and operator commands.", no_args_is_help=True)
 local_app = typer.Typer(
@@ -314,7 +323,9 @@ def admin_create_user(
         "operator": _operator_identity(target),
     }
     with aws_errors(f"invoke {name}"):
-        response = target.client("lambda").invoke(FunctionName=name, Payload=json.dumps(payload).encode())
+        response = invoke_when_not_throttled(
+            target.client("lambda"), FunctionName=name, Payload=json.dumps(payload).encode()
+        )
         body = json.loads(response["Payload"].read() or b"null")
     if response.get("FunctionError") or not isinstance(body, dict) or "user_id" not in body:
         # The function's error carries a code and a message meant for the operator, never the password.
@@ -357,7 +368,9 @@ def invoke(
     typer.echo(f"Invoking {function} ({name})", err=True)
     began = time.monotonic()
     with aws_errors(f"invoke {name}"):
-        response = target.client("lambda").invoke(FunctionName=name, Payload=payload, LogType="Tail")
+        response = invoke_when_not_throttled(
+            target.client("lambda"), FunctionName=name, Payload=payload, LogType="Tail"
+        )
     elapsed = (time.monotonic() - began) * 1000
     if response.get("LogResult"):
         sys.stderr.write(base64.b64decode(response["LogResult"]).decode(errors="replace"))

@@ -13,7 +13,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from vaultpay_cli.context import StateDir, aws_errors
-from vaultpay_cli.target import EndpointUrl, Profile, Region, Stack, Target, Yes, is_loopback, resolve_target
+from vaultpay_cli.target import (
+    EndpointUrl,
+    Profile,
+    Region,
+    Stack,
+    Target,
+    Yes,
+    invoke_when_not_throttled,
+    is_loopback,
+    resolve_target,
+)
 
 if TYPE_CHECKING:
     from vaultpay.audit.model import AppendOutcome, AuditEntry
@@ -72,7 +82,9 @@ def _checkpoint_deployed(target: Target, given: str | None) -> str | None:
 
 def _invoke_checkpoint(target: Target, name: str, payload: dict[str, Any]) -> dict[str, Any]:
     with aws_errors(f"invoke {name}"):
-        response = target.client("lambda").invoke(FunctionName=name, Payload=json.dumps(payload).encode())
+        response = invoke_when_not_throttled(
+            target.client("lambda"), FunctionName=name, Payload=json.dumps(payload).encode()
+        )
         body = json.loads(response["Payload"].read() or b"null")
     if response.get("FunctionError") or not isinstance(body, dict) or "verified" not in body:
         raise _fail(f"AuditCheckpointFunction failed: {json.dumps(body)[:2000]}")

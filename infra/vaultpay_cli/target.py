@@ -74,6 +74,28 @@ def client_config(service: str) -> Any:
     return Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard", "max_attempts": 3})
 
 
+# A throttled invoke (TooManyRequestsException: reserved concurrency or the account's limit) never ran the
+# function, so it alone is safe to try again; every other failure of an invoke is the caller's to judge.
+THROTTLED_INVOKE_ATTEMPTS = 5
+
+
+def invoke_when_not_throttled(client: Any, **request: Any) -> Any:
+    """`client.invoke(**request)`, tried again with a growing pause while Lambda throttles it."""
+    import time
+
+    from botocore.exceptions import ClientError
+
+    for attempt in range(1, THROTTLED_INVOKE_ATTEMPTS + 1):
+        try:
+            return client.invoke(**request)
+        except ClientError as exc:
+            throttled = exc.response.get("Error", {}).get("Code") == "TooManyRequestsException"
+            if not throttled or attempt == THROTTLED_INVOKE_ATTEMPTS:
+                raise
+            time.sleep(0.5 * attempt)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
 def is_loopback(url: str) -> bool:
     """True when `url` names this machine (127.0.0.0/8, ::1, localhost): an emulator, not a cloud."""
     host = urlsplit(url if "://" in url else f"//{url}").hostname or ""

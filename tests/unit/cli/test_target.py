@@ -8,6 +8,7 @@ import io
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
@@ -250,3 +251,40 @@ def test_two_local_stacks_namesakes_are_never_a_guess(tmp_path: Path) -> None:
 def test_a_local_client_takes_an_https_or_ipv6_edge_as_given() -> None:
     assert local_client("sqs", "https://127.0.0.1:4566").meta.endpoint_url == "https://127.0.0.1:4566"
     assert local_client("sqs", "http://[::1]:4566").meta.endpoint_url == "http://[::1]:4566"
+
+
+def test_an_invoke_lambda_throttled_is_tried_again_and_no_other_failure_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A throttled invoke never ran the function (reserved concurrency: a scheduled checkpoint may be
+    running), so only it is safe to try again; any other error is the caller's to judge."""
+    from botocore.exceptions import ClientError
+
+    target = targets
+    monkeypatch.setattr("time.sleep", lambda seconds: None)
+
+    def error(code: str) -> ClientError:
+        return ClientError({"Error": {"Code": code, "Message": "m"}}, "Invoke")
+
+    class Lambda:
+        def __init__(self, *outcomes: Any) -> None:
+            self.outcomes, self.calls = list(outcomes), 0
+
+        def invoke(self, **request: Any) -> Any:
+            self.calls += 1
+            outcome = self.outcomes.pop(0)
+            if isinstance(outcome, Exception):
+                raise outcome
+            return outcome
+
+    throttled_twice = Lambda(error("TooManyRequestsException"), error("TooManyRequestsException"), {"ok": 1})
+    assert target.invoke_when_not_throttled(throttled_twice, FunctionName="f") == {"ok": 1}
+    assert throttled_twice.calls == 3
+    failed = Lambda(error("ServiceException"), {"ok": 1})
+    with pytest.raises(ClientError):
+        target.invoke_when_not_throttled(failed, FunctionName="f")
+    assert failed.calls == 1
+    always = Lambda(*[error("TooManyRequestsException")] * target.THROTTLED_INVOKE_ATTEMPTS)
+    with pytest.raises(ClientError):
+        target.invoke_when_not_throttled(always, FunctionName="f")
+    assert always.calls == target.THROTTLED_INVOKE_ATTEMPTS
