@@ -366,12 +366,7 @@ def install_host_deps(project: Project, layer: Resource, interpreter: Interprete
         # Console scripts name this machine's interpreter in their shebang; the layer drops them too.
         shutil.rmtree(scratch / "python" / "bin", ignore_errors=True)
         (scratch / "requirements.sha256").write_text(_requirements_digest(layer, interpreter) + "\n")
-        old = target.with_name(target.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if target.exists():
-            target.rename(old)
-        scratch.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
+        _swap_in(scratch, target, old=target.with_name(target.name + ".old"))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return time.monotonic() - began
@@ -417,15 +412,20 @@ def rebuild(project: Project, resource: Resource) -> float:
         if done.returncode != 0:
             output = (done.stdout + done.stderr)[-4000:]
             raise BuildError(f"make build-{resource.logical_id} failed:\n{output}")
-        old = target.with_name(f".{resource.logical_id}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if target.exists():
-            target.rename(old)
-        scratch.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
+        _swap_in(scratch, target, old=target.with_name(f".{resource.logical_id}.old"))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return time.monotonic() - began
+
+
+def _swap_in(scratch: Path, target: Path, *, old: Path) -> None:
+    """Puts a finished build in place of the last one, moving the last one aside first, so a reader never
+    sees a half-written folder and a failed build never removes a good one."""
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    scratch.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_stamp(project: Project, digest: str, seconds: float) -> None:
