@@ -9,18 +9,15 @@ from typing import Any
 
 import pytest
 from boto3.dynamodb.types import TypeSerializer
+from support.jetstream_fake import FakeJetStream
 
 from vaultpay.events.relay import (
-    MSG_ID_HEADER,
-    OutboundMessage,
-    Published,
-    PublishResult,
     Relay,
     table_name,
 )
-from vaultpay.events.sweeper import Sweeper, rfc3339
-from vaultpay.shared.errors import TransientError
+from vaultpay.events.sweeper import Sweeper
 from vaultpay.shared.events import DomainEvent
+from vaultpay.shared.kernel import rfc3339
 from vaultpay.shared.outbox import PENDING, outbox_attributes
 from vaultpay.shared.outbox_model import outbox_item
 
@@ -77,27 +74,6 @@ class FakeTable:
         return 0
 
 
-class FakePublisher:
-    """Acks everything (or fails everything while `down`); de-duplicates on Nats-Msg-Id like JetStream."""
-
-    def __init__(self) -> None:
-        self.down = False
-        self.stored: list[str] = []
-
-    async def publish(self, messages: Sequence[OutboundMessage]) -> Sequence[PublishResult]:
-        results: list[PublishResult] = []
-        for message in messages:
-            msg_id = message.headers[MSG_ID_HEADER]
-            if self.down:
-                results.append(TransientError("nats down"))
-            elif msg_id in self.stored:
-                results.append(Published("VAULTPAY", self.stored.index(msg_id) + 1, duplicate=True))
-            else:
-                self.stored.append(msg_id)
-                results.append(Published("VAULTPAY", len(self.stored), duplicate=False))
-        return results
-
-
 class Log:
     def __init__(self) -> None:
         self.warnings: list[str] = []
@@ -131,7 +107,7 @@ def test_old_pending_items_are_republished_and_marked_and_fresh_ones_are_left(ta
     old, fresh = _event(1, NOW - 600), _event(2, NOW - 60)
     table.put(old)
     table.put(fresh)
-    publisher = FakePublisher()
+    publisher = FakeJetStream()
     sweeper = Sweeper(table, publisher, table, lambda: NOW, log=Log())
     # When the sweeper runs with its five-minute cutoff
     outcome = asyncio.run(sweeper.sweep(["vaultpay-auth"]))
@@ -146,7 +122,7 @@ def test_old_pending_items_are_republished_and_marked_and_fresh_ones_are_left(ta
 def test_published_items_never_come_back(table: FakeTable) -> None:
     event = _event(1, NOW - 600)
     table.put(event)
-    publisher = FakePublisher()
+    publisher = FakeJetStream()
     sweeper = Sweeper(table, publisher, table, lambda: NOW)
     asyncio.run(sweeper.sweep(["t"]))
     # When it runs again, later
@@ -159,7 +135,7 @@ def test_published_items_never_come_back(table: FakeTable) -> None:
 def test_what_could_not_be_published_stays_pending_for_the_next_sweep(table: FakeTable) -> None:
     event = _event(1, NOW - 600)
     table.put(event)
-    publisher = FakePublisher()
+    publisher = FakeJetStream()
     publisher.down = True
     outcome = asyncio.run(Sweeper(table, publisher, table, lambda: NOW).sweep(["t"]))
     assert (outcome.failed, outcome.marked) == (1, 0)
@@ -174,7 +150,7 @@ def test_an_event_already_published_is_deduplicated_and_marked(table: FakeTable)
     # A sweep published it, but its mark failed: the next sweep's publish is a JetStream duplicate
     event = _event(1, NOW - 600)
     table.put(event)
-    publisher = FakePublisher()
+    publisher = FakeJetStream()
     publisher.stored.append(event.id)
     outcome = asyncio.run(Sweeper(table, publisher, table, lambda: NOW).sweep(["t"]))
     assert (outcome.published, outcome.duplicates, outcome.marked) == (0, 1, 1)
@@ -205,7 +181,7 @@ def test_the_table_name_comes_from_the_stream_arn() -> None:
 
 def test_the_relay_publishes_a_batch_and_reports_only_what_failed() -> None:
     first, second = _event(1, NOW), _event(2, NOW)
-    publisher = FakePublisher()
+    publisher = FakeJetStream()
     publisher.stored.append(second.id)  # already out: a re-delivered batch
     outcome = asyncio.run(Relay(publisher, log=Log()).relay([_record(first, 1), _record(second, 2)]))
     assert (outcome.published, outcome.duplicates, outcome.failures) == (1, 1, {})

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 from boto3.dynamodb.types import TypeSerializer
+from support.jetstream_fake import FakeJetStream
 
-from vaultpay.events.relay import MSG_ID_HEADER, OutboundMessage, Published, PublishResult
 from vaultpay.events.rescue import (
     FailedBatch,
     QueueMessage,
@@ -100,25 +100,6 @@ class Stream:
         ]
 
 
-class Publisher:
-    def __init__(self, *, down: bool = False, stored: Sequence[str] = ()) -> None:
-        self.down = down
-        self.stored = list(stored)
-
-    async def publish(self, messages: Sequence[OutboundMessage]) -> Sequence[PublishResult]:
-        results: list[PublishResult] = []
-        for message in messages:
-            msg_id = message.headers[MSG_ID_HEADER]
-            if self.down:
-                results.append(TransientError("nats down"))
-            elif msg_id in self.stored:
-                results.append(Published("VAULTPAY", self.stored.index(msg_id) + 1, duplicate=True))
-            else:
-                self.stored.append(msg_id)
-                results.append(Published("VAULTPAY", len(self.stored), duplicate=False))
-        return results
-
-
 class Marker:
     def __init__(self, *, failing: bool = False) -> None:
         self.pending: list[str] = []
@@ -146,7 +127,7 @@ class Log:
         self.lines.append(("error", message, extra or {}))
 
 
-def _rescuer(queue: Queue, stream: Stream, publisher: Publisher, marker: Marker, log: Log) -> Rescuer:
+def _rescuer(queue: Queue, stream: Stream, publisher: FakeJetStream, marker: Marker, log: Log) -> Rescuer:
     return Rescuer(queue, stream, publisher, marker, tables=[TABLE, "vaultpay-accounts"], log=log)
 
 
@@ -156,7 +137,7 @@ RECORDS = [_record(event, 100 + n) for n, event in enumerate(EVENTS)]
 
 def test_a_given_up_batch_is_published_from_the_stream_and_its_message_deleted() -> None:
     # Given the mapping gave up on records 101-103 while NATS was down; 101 had gone out before
-    queue, publisher, marker = Queue(_body(101, 103)), Publisher(stored=[EVENTS[1].id]), Marker()
+    queue, publisher, marker = Queue(_body(101, 103)), FakeJetStream(stored=[EVENTS[1].id]), Marker()
     outcome = asyncio.run(_rescuer(queue, Stream(RECORDS), publisher, marker, Log()).rescue())
     # Then exactly the batch's events are in the stream, once each, and the message is gone
     assert publisher.stored == [EVENTS[1].id, EVENTS[2].id, EVENTS[3].id]
@@ -166,7 +147,7 @@ def test_a_given_up_batch_is_published_from_the_stream_and_its_message_deleted()
 
 def test_what_cannot_be_published_now_is_left_pending_for_the_sweeper() -> None:
     queue, marker = Queue(_body(100, 104)), Marker()
-    outcome = asyncio.run(_rescuer(queue, Stream(RECORDS), Publisher(down=True), marker, Log()).rescue())
+    outcome = asyncio.run(_rescuer(queue, Stream(RECORDS), FakeJetStream(down=True), marker, Log()).rescue())
     assert marker.pending == [event.id for event in EVENTS]
     assert (outcome.marked_pending, outcome.rescued) == (5, 1) and queue.deleted == ["m0"]
 
@@ -175,7 +156,7 @@ def test_a_batch_neither_published_nor_marked_stays_in_the_queue() -> None:
     queue = Queue(_body(100, 104))
     log = Log()
     outcome = asyncio.run(
-        _rescuer(queue, Stream(RECORDS), Publisher(down=True), Marker(failing=True), log).rescue()
+        _rescuer(queue, Stream(RECORDS), FakeJetStream(down=True), Marker(failing=True), log).rescue()
     )
     assert queue.deleted == [] and (outcome.retried, outcome.rescued) == (1, 0)
     assert any(level == "warning" and "next run" in message for level, message, _ in log.lines)
@@ -183,13 +164,17 @@ def test_a_batch_neither_published_nor_marked_stays_in_the_queue() -> None:
 
 def test_a_stream_that_cannot_be_read_now_leaves_the_message_for_the_next_run() -> None:
     queue = Queue(_body(100, 104))
-    outcome = asyncio.run(_rescuer(queue, Stream(RECORDS, flaky=True), Publisher(), Marker(), Log()).rescue())
+    outcome = asyncio.run(
+        _rescuer(queue, Stream(RECORDS, flaky=True), FakeJetStream(), Marker(), Log()).rescue()
+    )
     assert queue.deleted == [] and outcome.retried == 1
 
 
 def test_a_batch_the_stream_no_longer_holds_is_an_error_and_is_not_retried_forever() -> None:
     queue, log = Queue(_body(100, 104)), Log()
-    outcome = asyncio.run(_rescuer(queue, Stream(RECORDS, gone=True), Publisher(), Marker(), log).rescue())
+    outcome = asyncio.run(
+        _rescuer(queue, Stream(RECORDS, gone=True), FakeJetStream(), Marker(), log).rescue()
+    )
     assert outcome.gone == 1 and queue.deleted == ["m0"]
     [(_, message, extra)] = [line for line in log.lines if line[0] == "error"]
     assert "no longer in the stream" in message
@@ -210,7 +195,7 @@ def test_a_batch_the_stream_no_longer_holds_is_an_error_and_is_not_retried_forev
 )
 def test_a_message_that_names_no_batch_of_an_owned_outbox_is_left_for_a_person(body: str) -> None:
     queue, log = Queue(body), Log()
-    outcome = asyncio.run(_rescuer(queue, Stream(RECORDS), Publisher(), Marker(), log).rescue())
+    outcome = asyncio.run(_rescuer(queue, Stream(RECORDS), FakeJetStream(), Marker(), log).rescue())
     assert outcome.unreadable == 1 and queue.deleted == []
     assert [level for level, _, _ in log.lines if level == "error"] == ["error"]
 
@@ -218,7 +203,7 @@ def test_a_message_that_names_no_batch_of_an_owned_outbox_is_left_for_a_person(b
 def test_a_poison_record_in_the_batch_is_not_published_and_the_rest_are() -> None:
     poison = _record(_event(9), 105)
     poison["dynamodb"]["NewImage"]["data"] = {"S": json.dumps({"password": "hunter2hunter2"})}
-    queue, publisher, log = Queue(_body(104, 105)), Publisher(), Log()
+    queue, publisher, log = Queue(_body(104, 105)), FakeJetStream(), Log()
     outcome = asyncio.run(_rescuer(queue, Stream([*RECORDS, poison]), publisher, Marker(), log).rescue())
     assert publisher.stored == [EVENTS[4].id] and outcome.poison == 1 and queue.deleted == ["m0"]
     assert "hunter2" not in json.dumps(log.lines)
@@ -227,7 +212,7 @@ def test_a_poison_record_in_the_batch_is_not_published_and_the_rest_are() -> Non
 def test_a_run_reads_at_most_its_share_of_the_queue() -> None:
     queue = Queue(*[_body(100 + n, 100 + n) for n in range(5)])
     outcome = asyncio.run(
-        _rescuer(queue, Stream(RECORDS), Publisher(), Marker(), Log()).rescue(max_batches=3)
+        _rescuer(queue, Stream(RECORDS), FakeJetStream(), Marker(), Log()).rescue(max_batches=3)
     )
     assert outcome.batches == 3 and len(queue.messages) == 2
 
