@@ -83,6 +83,11 @@ def test_a_committed_change_reaches_the_audit_log_with_its_correlation_id(
     assert verify.status == 200
     assert verify.body["ok"] is True
     assert verify.body["records_checked"] >= 1
+    # One verdict per chain, in chain order, which together make up the log's
+    chains = verify.body["chains"]
+    assert [c["chain"] for c in chains] == list(range(len(chains))) and len(chains) >= 1
+    assert all(c["ok"] for c in chains)
+    assert sum(c["records_checked"] for c in chains) == verify.body["records_checked"]
 
     # And the outbox item is as it was written: the relay wrote nothing back (no mark), and it is not pending,
     # so the sweeper leaves it alone.
