@@ -45,8 +45,8 @@ run: install built ## Start the local cloud and the API on http://127.0.0.1:3000
 lint: code-lint validate ## The gate's static half: code-lint, then validate
 
 # The template half of `make lint`, ~30 s (the code half is code-lint).
-validate: install ## The template half of lint: cfn-lint and sam validate --lint on template.yaml
-	$(BIN)/cfn-lint template.yaml
+validate: install ## The template half of lint: cfn-lint (both templates) and sam validate --lint
+	$(BIN)/cfn-lint template.yaml infra/nats/cluster.yaml
 	$(BIN)/sam validate --lint --region us-east-1
 
 # The code half of `make lint`: ruff, mypy and the import contracts ([tool.importlinter] in pyproject.toml).

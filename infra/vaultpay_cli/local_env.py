@@ -5,8 +5,8 @@ The file maps each function's logical id to its environment as the local cloud r
 ListFunctions: the template's variables with every intrinsic resolved), plus what the local cloud gives every
 worker (the endpoint, test credentials). Every URL naming this machine (127.0.0.1, localhost) is rewritten to
 the host as a container sees it, `host.docker.internal` by default: the edge, DynamoDB, the NATS nodes.
-SAM only overrides variables the template declares for the function: one the template does not name is
-ignored.
+SAM only overrides variables the template declares for the function (one the template does not name is
+ignored): the template declares AWS_ENDPOINT_URL on the local stage for this (LocalEndpointUrl).
 """
 
 from __future__ import annotations
@@ -82,7 +82,11 @@ def local_env_vars(
     host: Annotated[
         str,
         typer.Option(
-            "--host", help="This machine as a container sees it (Linux without Docker Desktop: 172.17.0.1)"
+            "--host",
+            help=(
+                "This machine as a container sees it (Linux without Docker Desktop: 127.0.0.1, with"
+                " `sam local invoke --docker-network host`)"
+            ),
         ),
     ] = DEFAULT_HOST,
     stack: Annotated[

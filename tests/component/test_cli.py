@@ -294,3 +294,44 @@ def test_local_env_vars_writes_a_sam_env_vars_file_of_every_function(
     assert (
         json.loads(out.read_text())["HealthFunction"]["AWS_ENDPOINT_URL"] == f"http://172.17.0.1:{edge_port}"
     )
+
+
+def test_sam_local_invoke_with_the_env_vars_file_sends_every_function_to_the_local_cloud(
+    local_cloud: Any,
+) -> None:
+    # Given the env-vars file of the project's stack
+    stack = local_cloud.function_name("HealthFunction").removesuffix("-HealthFunction")
+    done = _vaultpay(local_cloud, "local", "env-vars", "--stack", stack)
+    assert done.returncode == 0, done.stderr
+    env_vars = json.loads(done.stdout)
+
+    # When SAM CLI resolves each function's container environment from the template and that file, as
+    # `sam local invoke <Function> --env-vars env.json` does (it applies only variables the template declares)
+    from samcli.lib.providers.sam_function_provider import SamFunctionProvider
+    from samcli.lib.providers.sam_stack_provider import SamLocalStackProvider
+    from samcli.local.lambdafn.env_vars import EnvironmentVariables
+
+    stacks, _ = SamLocalStackProvider.get_stacks(str(ROOT / "template.yaml"), parameter_overrides={})
+    provider = SamFunctionProvider(stacks)
+    edge_port = local_cloud.edge.rsplit(":", 1)[1]
+    for logical_id, overrides in env_vars.items():
+        function = provider.get(logical_id)
+        assert function is not None, logical_id
+        declared = (function.environment or {}).get("Variables") or {}
+        resolved = EnvironmentVariables(
+            logical_id,
+            512,
+            10,
+            "app.handler",
+            variables=declared,
+            shell_env_values={},
+            override_values=overrides,
+        ).resolve()
+
+        # Then each reaches the local cloud's edge and NATS, never AWS
+        assert resolved["AWS_ENDPOINT_URL"] == f"http://host.docker.internal:{edge_port}", logical_id
+        assert (
+            resolved["NATS_URL"] == overrides["NATS_URL"] and "host.docker.internal" in resolved["NATS_URL"]
+        )
+        # And every variable the template declares has the local cloud's value (tables, ARNs, the CA)
+        assert {name: resolved[name] for name in declared} == {name: overrides[name] for name in declared}

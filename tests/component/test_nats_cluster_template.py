@@ -138,19 +138,6 @@ def _users_by_role(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
 # ---- the template --------------------------------------------------------------------------------------
 
 
-def test_cfn_lint_reports_nothing() -> None:
-    result = subprocess.run(
-        [str(BIN / "cfn-lint"), str(TEMPLATE.relative_to(ROOT))],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip() == "", result.stdout
-
-
 def test_the_node_script_and_each_user_data_are_valid_bash(
     resources: dict[str, Any], node_script: str
 ) -> None:

@@ -188,3 +188,20 @@ def test_the_repositorys_dev_and_prod_wait_only_for_the_nats_cluster(preflight: 
         found = preflight.check(stage, template, config_path)
         assert [problem.subject for problem in found] == ["NatsUrls"], stage
         assert "placeholder" in found[0].reason, stage
+
+
+def test_a_local_endpoint_on_dev_is_refused_by_the_repositorys_rule(preflight: ModuleType, tmp_path: Path) -> None:
+    # Given dev's settings with the cluster's URLs and, by mistake, the local stage's endpoint
+    config_path = tmp_path / "samconfig.toml"
+    config_path.write_text(
+        samconfig(
+            "Stage=dev NatsUrls=tls://nats-1.internal:4222 LocalEndpointUrl=http://127.0.0.1:4566",
+        )
+    )
+
+    # When the repository's template is checked
+    found = preflight.check("dev", preflight.load_template(ROOT / "template.yaml"), config_path)
+
+    # Then the rule that keeps AWS_ENDPOINT_URL off the cloud's functions refuses it
+    assert [problem.subject for problem in found] == ["LocalEndpointUrl"]
+    assert "LocalEndpointOnlyOnLocal" in found[0].reason

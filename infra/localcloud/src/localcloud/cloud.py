@@ -446,6 +446,9 @@ class LocalCloud:
         if "NatsCaCertificate" in declared:
             params["NatsCaCertificate"] = self.nats_security.ca_pem()
         params.update({k: v for k, v in cfg.parameter_overrides.items() if k in declared})
+        if "LocalEndpointUrl" in declared:
+            # The edge is the only AWS its workers may call (lambda_runtime.worker_environment keeps it too).
+            params["LocalEndpointUrl"] = self.edge_url
         stack = "vaultpay-local" if not self.stacks else f"vaultpay-local-{template.parent.name}"
         translated = await asyncio.to_thread(translate, sam, base, params)
         plan = await asyncio.to_thread(self._plan_code, template, sam, translated.code_dirs)

@@ -126,6 +126,9 @@ def worker_environment(
     env.update({"LANG": "C.UTF-8", "TZ": "UTC"})
     env.update(base_env)
     env.update(spec.environment)
+    if "AWS_ENDPOINT_URL" in base_env:
+        # The local cloud's own endpoint, whatever the template says: a worker never calls another AWS.
+        env["AWS_ENDPOINT_URL"] = base_env["AWS_ENDPOINT_URL"]
     region = base_env.get("AWS_REGION", REGION)
     # Reserved variables last: AWS does not let a template override them either.
     env.update(

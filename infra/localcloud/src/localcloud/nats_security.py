@@ -62,6 +62,9 @@ SECRETS = {
     "operator": "NatsOperatorCredentials",
 }
 _VALID_DAYS = 3650
+# The names a client may dial a local node by: this machine, and the host as a Docker container sees it
+# (`sam local invoke` with `vaultpay local env-vars`; Docker Desktop routes it to this machine's loopback).
+SERVER_NAMES = ("localhost", "host.docker.internal", "127.0.0.1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +96,14 @@ class NatsSecurity:
         """Makes what is missing (a first start, or a state dir from before TLS); `routes` for a cluster."""
         self.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)
-        if not (self.ca_file.exists() and self.cert_file.exists() and self.key_file.exists()):
+        if not (
+            self.ca_file.exists()
+            and self.cert_file.exists()
+            and self.key_file.exists()
+            and set(SERVER_NAMES) <= certificate_names(self.cert_file)
+        ):
+            # A first start, or certificates from before a name was added (a start deploys the functions
+            # again with the new CA, and every client reads it from this folder).
             make_certificates(
                 "VaultPay local NATS CA", self.ca_file, self.cert_file, self.key_file, client_auth=False
             )
@@ -191,7 +201,7 @@ def authorization_users(passwords: dict[str, str]) -> list[dict[str, Any]]:
 def make_certificates(
     ca_common_name: str, ca_file: Path, cert_file: Path, key_file: Path, *, client_auth: bool
 ) -> None:
-    """A CA and one certificate it signs for 127.0.0.1 / localhost (server auth; and client auth for a
+    """A CA and one certificate it signs for SERVER_NAMES (server auth; and client auth for a
     route, whose dialling end presents it). The CA's key is not kept: nothing else is ever signed.
 
     Both carry the key identifiers and constraints that strict verification asks for (Python 3.13's default
@@ -241,9 +251,7 @@ def make_certificates(
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=_VALID_DAYS))
         .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
+            x509.SubjectAlternativeName([_general_name(name) for name in SERVER_NAMES]),
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -261,6 +269,29 @@ def make_certificates(
     )
     _write_private(cert_file, leaf.public_bytes(pem).decode())
     _write_private(ca_file, ca.public_bytes(pem).decode())
+
+
+def _general_name(name: str) -> Any:
+    from cryptography import x509
+
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
+def certificate_names(cert_file: Path) -> set[str]:
+    """The DNS names and IP addresses a certificate is valid for (its subject alternative names)."""
+    from cryptography import x509
+
+    certificate = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    try:
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    dns: list[str] = names.get_values_for_type(x509.DNSName)
+    addresses = names.get_values_for_type(x509.IPAddress)
+    return set(dns) | {str(address) for address in addresses}
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -89,6 +89,17 @@ def test_the_worker_environment_is_minimal_plus_template_plus_reserved_variables
     assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == "us-east-1"
 
 
+def test_a_template_endpoint_never_takes_a_worker_away_from_the_local_cloud() -> None:
+    # Given a template that names another endpoint (LocalEndpointUrl, as set for SAM's container)
+    spec = a_spec(environment={"AWS_ENDPOINT_URL": "http://host.docker.internal:4566"})
+
+    # When
+    env = worker_environment(spec, {"AWS_ENDPOINT_URL": "http://127.0.0.1:4566"}, "stream-1", {})
+
+    # Then the worker calls the local cloud's edge
+    assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:4566"
+
+
 def test_the_report_line_has_init_duration_only_on_a_cold_start() -> None:
     warm = report_line("r-1", duration_ms=1.234, memory_mb=256, max_memory_mb=40)
     cold = report_line("r-1", duration_ms=1.234, memory_mb=256, max_memory_mb=40, init_ms=150.5)

@@ -89,3 +89,59 @@ def test_each_node_routes_to_every_node_over_mutual_tls_with_a_ca_of_their_own(t
     client_ca = x509.load_pem_x509_certificate(security.ca_file.read_bytes())
     assert route.issuer != client_ca.subject
     assert oct(security.route_key_file.stat().st_mode & 0o777) == "0o600"
+
+
+def test_the_server_certificate_names_the_host_as_a_container_sees_it_and_is_kept_across_starts(
+    tmp_path: Path,
+) -> None:
+    # Given a first start
+    from localcloud.nats_security import certificate_names
+
+    security = NatsSecurity(tmp_path)
+    security.ensure()
+    first = security.ca_pem()
+
+    # Then SAM's containers (Docker Desktop) may dial a node by host.docker.internal, and this machine by
+    # its loopback names
+    assert {"localhost", "127.0.0.1", "host.docker.internal"} <= certificate_names(security.cert_file)
+    # And a second start keeps the same CA (every client and function trusts it)
+    security.ensure()
+    assert security.ca_pem() == first
+
+
+def test_certificates_from_before_the_container_name_are_made_again(tmp_path: Path) -> None:
+    # Given a state folder whose server certificate names only localhost (as made before)
+    from cryptography import x509 as x509_
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from localcloud.nats_security import certificate_names
+
+    security = NatsSecurity(tmp_path)
+    security.ensure()
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509_.Name([x509_.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    import datetime
+
+    now = datetime.datetime.now(datetime.UTC)
+    old = (
+        x509_.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509_.SubjectAlternativeName([x509_.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    security.cert_file.write_bytes(old.public_bytes(serialization.Encoding.PEM))
+    before = security.ca_pem()
+
+    # When the local cloud starts again
+    security.ensure()
+
+    # Then it has a certificate with every name, from a new CA
+    assert "host.docker.internal" in certificate_names(security.cert_file)
+    assert security.ca_pem() != before
