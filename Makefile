@@ -30,7 +30,8 @@ $(STAMP): pyproject.toml infra/localcloud/pyproject.toml requirements/dev.lock
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq python3-venv && $(PY) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c requirements/dev.lock -e infra/localcloud -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c requirements/dev.lock uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c requirements/dev.lock -e infra/localcloud -e '.[dev]'
 	@touch $(STAMP)
 
 $(CONSOLE_STAMP): $(CONSOLE)/package.json $(CONSOLE)/package-lock.json
