@@ -55,10 +55,18 @@ COMPLETED_SUBJECT = "vaultpay.transaction.completed"
 STREAM = "VAULTPAY"
 TERMINAL = {"COMPLETED", "DECLINED", "FAILED", "IN_REVIEW"}  # IN_REVIEW: not terminal, but not APPROVE
 HAPPY_PATH_TASKS = 6
+# The review machine's states for an approved review (review.asl.json: ReviewWindow, AwaitReview,
+# ReviewDecided, Approved, ResumeTransfer): what a reviewed transfer adds in Standard transitions.
+REVIEW_TRANSITIONS = 5
+EXPRESS_MEMORY_GB = 64 / 1024  # one 64 MB step: the saga's definition and payload are far smaller
+LOG_EVENT_OVERHEAD = 26  # bytes CloudWatch Logs counts per event on top of its message
 
 # AWS list prices, us-east-1, as of 2026-11-28 (sources in PRICE_SOURCES; no free tier, first tiers).
 PRICES: dict[str, float] = {
     "sfn_per_transition": 0.025 / 1_000,  # Step Functions Standard, per state transition
+    "sfn_express_per_request": 1.00 / 1_000_000,  # Step Functions Express, per execution started
+    "sfn_express_per_gb_s": 0.00001667,  # Express duration, first tier (64 MB steps, 100 ms steps)
+    "logs_ingest_per_gb": 0.50,  # CloudWatch Logs ingestion (vended logs, first 10 TB a month)
     "lambda_per_request": 0.20 / 1_000_000,  # Lambda requests
     "lambda_per_gb_s_arm64": 0.0000133334,  # Lambda duration, arm64, first tier
     "ddb_per_wru": 0.625 / 1_000_000,  # DynamoDB on-demand write request unit (since 2024-11-01)
@@ -66,7 +74,10 @@ PRICES: dict[str, float] = {
 }
 PRICE_SOURCES = [
     "Step Functions: https://aws.amazon.com/step-functions/pricing/ (Standard, $0.025 per 1,000 state "
-    "transitions, US East (N. Virginia))",
+    "transitions; Express, $1.00 per million requests and $0.00001667 per GB-second for the first 1,000 "
+    "hours GB a month, billed in 100 ms steps and 64 MB memory steps; US East (N. Virginia))",
+    "CloudWatch Logs: https://aws.amazon.com/cloudwatch/pricing/ (vended logs, $0.50 per GB ingested, first "
+    "10 TB a month)",
     "Lambda: https://aws.amazon.com/lambda/pricing/ ($0.20 per 1M requests; Arm $0.0000133334 per GB-s, "
     "first 7.5 billion GB-s a month; init duration billed since 2025-08-01)",
     "DynamoDB: https://aws.amazon.com/dynamodb/pricing/on-demand/ ($0.625 per million write request units "
@@ -139,8 +150,11 @@ def completed_events(endpoints: dict[str, Any]) -> int:
 # ---- 1. the engine's ceiling -------------------------------------------------------------------------------
 
 
-def engine_ceiling(cloud: Cloud, executions: int, concurrency: int) -> dict[str, Any]:
-    """SixTaskMachine executions to completion, `concurrency` at a time (closed loop, as the transfers)."""
+def engine_ceiling(
+    cloud: Cloud, executions: int, concurrency: int, machine: str = "SixTaskMachine"
+) -> dict[str, Any]:
+    """`machine`'s executions to completion, `concurrency` at a time (closed loop, as the transfers):
+    SixTaskMachine (six no-op tasks), or SameDefinitionNoopMachine (the saga's definition, no-op tasks)."""
     from botocore.config import Config
 
     from vaultpay_cli.target import local_client
@@ -150,7 +164,7 @@ def engine_ceiling(cloud: Cloud, executions: int, concurrency: int) -> dict[str,
     arn = next(
         m["stateMachineArn"]
         for m in sfn.list_state_machines()["stateMachines"]
-        if m["name"].endswith("SixTaskMachine")
+        if m["name"].endswith(machine)
     )
 
     def run_one(_: int) -> tuple[str, float]:
@@ -311,12 +325,31 @@ def execution_counts(cloud: Cloud, transfer_ids: Iterable[str]) -> dict[str, Any
         if m["name"].endswith("-transfer")
     )
     prefix = arn.replace(":stateMachine:", ":execution:")
+    described = sfn.describe_state_machine(stateMachineArn=arn)
+    express = described.get("type") == "EXPRESS"
+    log_group = (
+        described["loggingConfiguration"]["destinations"][0]["cloudWatchLogsLogGroup"]["logGroupArn"]
+        .split(":log-group:", 1)[1]
+        .removesuffix(":*")
+    )
+    logs = cloud.client("logs")
     entered: list[int] = []
     scheduled: list[int] = []
+    billed_s: list[float] = []
+    log_bytes: list[int] = []
     by_function: Counter[str] = Counter()
     states: Counter[str] = Counter()
     ids = list(transfer_ids)
     for transfer_id in ids:
+        execution = sfn.describe_execution(executionArn=f"{prefix}:{transfer_id}")
+        seconds = (execution["stopDate"] - execution["startDate"]).total_seconds()
+        billed_s.append(math.ceil(seconds * 10) / 10)  # Express bills duration in 100 ms steps
+        pages = logs.get_paginator("filter_log_events").paginate(
+            logGroupName=log_group, filterPattern=f'"{transfer_id}"'
+        )
+        log_bytes.append(
+            sum(len(e["message"].encode()) + LOG_EVENT_OVERHEAD for page in pages for e in page["events"])
+        )
         events: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {"executionArn": f"{prefix}:{transfer_id}", "maxResults": 1000}
         while True:
@@ -339,6 +372,9 @@ def execution_counts(cloud: Cloud, transfer_ids: Iterable[str]) -> dict[str, Any
         "transitions": statistics.mean(entered),
         "transitions_range": (min(entered), max(entered)),
         "lambda_tasks": statistics.mean(scheduled),
+        "express": express,
+        "billed_s": statistics.mean(billed_s),
+        "log_bytes": statistics.mean(log_bytes),
         "by_function": {name: count / len(ids) for name, count in by_function.items()},
         "states": sorted(states, key=lambda s: -states[s]),
     }
@@ -707,6 +743,12 @@ def main() -> None:
     parser.add_argument("--amount", type=int, default=10 * RUPEE, help="paise, the same for every transfer")
     parser.add_argument("--poll", type=float, default=0.25, help="seconds between GETs of a transfer")
     parser.add_argument("--sample", type=int, default=20, help="executions whose history is read")
+    parser.add_argument(
+        "--review-share",
+        type=float,
+        default=0.01,
+        help="share of transfers sent to human review, for the cost of the Standard review machine",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "saga-results.md")
     args = parser.parse_args()
     if not 1 <= args.per_user <= 5:
@@ -738,6 +780,7 @@ def main() -> None:
                 cloud, list(zip(warm, warm[1:] + warm[:1], strict=True)), args.amount, args.threads, args.poll
             )
             ceiling = engine_ceiling(cloud, args.transfers, args.threads)
+            same = engine_ceiling(cloud, args.transfers, args.threads, "SameDefinitionNoopMachine")
             run = run_transfers(
                 cloud, plan(senders, payees, args.transfers), args.amount, args.threads, args.poll
             )
@@ -760,7 +803,17 @@ def main() -> None:
             stop_cloud(proc)
     load_after = os.getloadavg()
     text, figures = report(
-        args, startup, setup_s, ceiling, run, executions, lone, reports, cloud, (load_before, load_after)
+        args,
+        startup,
+        setup_s,
+        ceiling,
+        same,
+        run,
+        executions,
+        lone,
+        reports,
+        cloud,
+        (load_before, load_after),
     )
     args.out.write_text(text)
     write_figures(args.out, "saga", figures)  # bench/saga-results.json, read by bench/results.py
@@ -772,6 +825,7 @@ def report(
     startup: float,
     setup_s: float,
     ceiling: dict[str, Any],
+    same: dict[str, Any],
     run: dict[str, Any],
     executions: dict[str, Any],
     lone: dict[str, Any],
@@ -827,18 +881,65 @@ def report(
 
     wcu = sum(r.base + r.gsi for r in lone["rows"])
     transitions = executions["transitions"]
+    log_bytes = executions["log_bytes"]
+    logs_row = (
+        "CloudWatch Logs (the saga's execution log)",
+        f"{log_bytes:,.0f} bytes",
+        "$0.50 per GB",
+        log_bytes / 1e9 * PRICES["logs_ingest_per_gb"],
+    )
+    if executions["express"]:
+        express_gb_s = executions["billed_s"] * EXPRESS_MEMORY_GB
+        review_transitions = args.review_share * REVIEW_TRANSITIONS
+        machine_rows = [
+            (
+                "Step Functions Express requests",
+                "1 execution",
+                "$1.00 per 1M",
+                PRICES["sfn_express_per_request"],
+            ),
+            (
+                "Step Functions Express duration",
+                f"{executions['billed_s']:.1f} s at 64 MB = {express_gb_s:.4f} GB-s",
+                "$0.00001667 per GB-s",
+                express_gb_s * PRICES["sfn_express_per_gb_s"],
+            ),
+            (
+                "Step Functions Standard (reviews)",
+                f"{args.review_share:.1%} reviewed, {REVIEW_TRANSITIONS} transitions each",
+                "$0.025 per 1,000 transitions",
+                review_transitions * PRICES["sfn_per_transition"],
+            ),
+        ]
+    else:
+        machine_rows = [
+            (
+                "Step Functions Standard",
+                f"{transitions:.2f} state transitions",
+                "$0.025 per 1,000 transitions",
+                transitions * PRICES["sfn_per_transition"],
+            )
+        ]
     costs = [
+        *machine_rows,
+        logs_row,
         (
-            "Step Functions Standard",
-            f"{transitions:.2f} state transitions",
-            transitions * PRICES["sfn_per_transition"],
+            "Lambda requests",
+            f"{requests:.2f} invocations",
+            "$0.20 per 1M",
+            requests * PRICES["lambda_per_request"],
         ),
-        ("Lambda requests", f"{requests:.2f} invocations", requests * PRICES["lambda_per_request"]),
-        ("Lambda duration (arm64)", f"{gb_s:.4f} GB-s", gb_s * PRICES["lambda_per_gb_s_arm64"]),
-        ("DynamoDB on-demand writes", f"{wcu:g} WRU", wcu * PRICES["ddb_per_wru"]),
-        ("API Gateway REST", "1 request (the POST)", PRICES["apigw_rest_per_request"]),
+        (
+            "Lambda duration (arm64)",
+            f"{gb_s:.4f} GB-s",
+            "$0.0000133334 per GB-s",
+            gb_s * PRICES["lambda_per_gb_s_arm64"],
+        ),
+        ("DynamoDB on-demand writes", f"{wcu:g} WRU", "$0.625 per 1M WRU", wcu * PRICES["ddb_per_wru"]),
+        ("API Gateway REST", "1 request (the POST)", "$3.50 per 1M", PRICES["apigw_rest_per_request"]),
     ]
-    total = sum(c for _, _, c in costs)
+    total = sum(c for *_, c in costs)
+    step_functions = sum(c for item, *_, c in costs if item.startswith("Step Functions"))
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
     ).stdout.strip()
@@ -855,7 +956,8 @@ def report(
         "",
         "Command: `.venv/bin/python bench/saga_bench.py "
         f"--transfers {args.transfers} --threads {args.threads} "
-        f"--per-user {args.per_user} --amount {args.amount} --poll {args.poll} --sample {args.sample}`",
+        f"--per-user {args.per_user} --amount {args.amount} --poll {args.poll} --sample {args.sample} "
+        f"--review-share {args.review_share}`",
         "",
         f"One fresh local cloud (project template + bench/fixtures/template.yaml, ready in {startup:.1f} s); "
         f"{len(run['outcomes'])} transfers of {args.amount} paise, {args.threads} at a time (closed loop: a "
@@ -872,10 +974,16 @@ def report(
         f"{args.threads} at a time, to SUCCEEDED | {ceiling['per_second']:.2f} executions/s "
         f"({ceiling['succeeded']}/{ceiling['executions']} succeeded; p50 {ceiling['p50']:.2f} s, p99 "
         f"{ceiling['p99']:.2f} s start → SUCCEEDED, DescribeExecution every 50 ms) | — |",
+        f"| The saga's own definition (EXPRESS, its choices and retry blocks) with no-op tasks: "
+        f"SameDefinitionNoopMachine, {same['executions']} executions, {args.threads} at a time | "
+        f"{same['per_second']:.2f} executions/s ({same['succeeded']}/{same['executions']} succeeded; p50 "
+        f"{same['p50']:.2f} s, p99 {same['p99']:.2f} s) | {same['per_second'] / ceiling['per_second']:.2f}x "
+        "the six-task ceiling |",
         f"| Transfers, HTTP in → saga → event out: {n}/{len(run['outcomes'])} COMPLETED, {run['events']} "
         f"`{COMPLETED_SUBJECT}` events in JetStream | **{run['per_second']:.2f} transfers/s** "
         f"({run['seconds_events']:.1f} s from the first POST to the last event in {STREAM}) | "
-        f"**{run['per_second'] / ceiling['per_second']:.2f}x** the engine ceiling |",
+        f"**{run['per_second'] / same['per_second']:.2f}x** the same definition with no-op tasks; "
+        f"{run['per_second'] / ceiling['per_second']:.2f}x the six-task ceiling |",
         f"| Same, to the last COMPLETED seen over HTTP | {run['per_second_completed']:.2f} transfers/s "
         f"({run['seconds_completed']:.1f} s) | {run['per_second_completed'] / ceiling['per_second']:.2f}x |",
         f"| Time from POST to COMPLETED (GET every {args.poll} s) | p50 {run['p50']:.2f} s, p99 "
@@ -943,15 +1051,12 @@ def report(
         "",
         "| Item | Per transfer | Price | Per million transfers |",
         "|---|---|---|---|",
-        f"| {costs[0][0]} | {costs[0][1]} | $0.025 per 1,000 transitions | ${costs[0][2] * 1e6:,.2f} |",
-        f"| {costs[1][0]} | {costs[1][1]} | $0.20 per 1M requests | ${costs[1][2] * 1e6:,.2f} |",
-        f"| {costs[2][0]} | {costs[2][1]} | $0.0000133334 per GB-s | ${costs[2][2] * 1e6:,.2f} |",
-        f"| {costs[3][0]} | {costs[3][1]} | $0.625 per 1M WRU | ${costs[3][2] * 1e6:,.2f} |",
-        f"| {costs[4][0]} | {costs[4][1]} | $3.50 per 1M requests | ${costs[4][2] * 1e6:,.2f} |",
+        *[f"| {item} | {what} | {price} | ${cost * 1e6:,.2f} |" for item, what, price, cost in costs],
         f"| **Total** | | | **${total * 1e6:,.2f}** (${total:.6f} per transfer) |",
         "",
-        f"Step Functions is {costs[0][2] / total:.0%} of it. Not included: DynamoDB reads, storage, Streams "
-        "reads by Lambda (free), PITR; CloudWatch Logs and metrics; X-Ray; KMS and Secrets Manager calls; "
+        f"Step Functions is {step_functions / total:.0%} of it. Not included: DynamoDB reads, storage, "
+        "Streams reads by Lambda (free), PITR; the functions' own CloudWatch Logs and metrics; X-Ray; KMS "
+        "and Secrets Manager calls; "
         "the NATS JetStream hosts; data transfer; free tiers. Prices used (first tiers, no free tier; "
         "checked on 2026-11-28 against stored copies of these pages and documents quoting them, not live):",
         "",
@@ -960,9 +1065,10 @@ def report(
         "## Caveats",
         "",
         "- One 2-core machine shared with other work (load average above): the local figures (throughput, "
-        "latency, Lambda durations) are this emulator's on this machine, not AWS's. moto builds a boto3 "
-        "client per Task (docs/emulators.md), so the engine ceiling is the emulator's, and the ratio says "
-        "how much of it the real steps (Lambda work, DynamoDB Local, the API emulator, the polling) use.",
+        "latency, Lambda durations) are this emulator's on this machine, not AWS's: the engine ceilings "
+        "are moto's (docs/emulators.md; the local cloud keeps one parsed program per definition and one "
+        "boto3 client per service), and the ratios say how much of it the real steps (Lambda work, "
+        "DynamoDB Local, the API emulator, the polling) use.",
         "- Lambda GB-s come from durations measured here at the run's concurrency; on AWS each function has "
         "its own CPU share (512 MB ≈ 0.29 vCPU), so durations and that line will differ.",
         "- The relay's count is amortised over the run and includes its invocations for the API functions' "
@@ -990,8 +1096,22 @@ def report(
             "p99_s": ceiling["p99"],
         },
         "ratio_to_ceiling": run["per_second"] / ceiling["per_second"],
+        "same_definition_noop": {
+            "machine": "SameDefinitionNoopMachine (transfer.asl.json, no-op tasks)",
+            "executions": same["executions"],
+            "succeeded": same["succeeded"],
+            "per_s": same["per_second"],
+            "p50_s": same["p50"],
+            "p99_s": same["p99"],
+        },
+        "ratio_to_same_definition": run["per_second"] / same["per_second"],
         "per_transfer": {
             "state_transitions": transitions,
+            "standard_transitions": (
+                args.review_share * REVIEW_TRANSITIONS if executions["express"] else transitions
+            ),
+            "express_billed_s": executions["billed_s"] if executions["express"] else 0.0,
+            "execution_log_bytes": log_bytes,
             "lambda_tasks": executions["lambda_tasks"],
             "lambda_invocations": requests,
             "lambda_gb_s": gb_s,
@@ -1000,7 +1120,9 @@ def report(
             "dynamodb_wru_gsi": sum(r.gsi for r in lone["rows"]),
         },
         "cost_per_million_usd": {
-            "items": [{"item": item, "per_transfer": what, "usd": cost * 1e6} for item, what, cost in costs],
+            "items": [
+                {"item": item, "per_transfer": what, "usd": cost * 1e6} for item, what, _, cost in costs
+            ],
             "total": total * 1e6,
         },
         "prices": PRICES,

@@ -158,8 +158,11 @@ function showState(name) {
       `${s.attempts} attempt(s), ${s.retries} retr${s.retries === 1 ? "y" : "ies"}` +
       (s.failed ? " · FAILED" : s.running ? " · running" : "")
     : `${node.type || ""} · not taken by this execution`;
-  document.getElementById("state-input").textContent = s ? pretty(s.input) : "—";
-  document.getElementById("state-output").textContent = s ? pretty(s.output) : "—";
+  // An EXPRESS execution's log leaves its data out (template.yaml: IncludeExecutionData false).
+  const data = (value) => (!s ? "—" : value === null && state.execution.data_logged === false
+    ? "not logged: the saga's execution log leaves out the data (account ids, amounts)" : pretty(value));
+  document.getElementById("state-input").textContent = data(s && s.input);
+  document.getElementById("state-output").textContent = data(s && s.output);
   document.getElementById("state-errors").replaceChildren(...(s ? s.errors : []).map(
     (e) => el("p", { class: "error-text" }, `${e.time.slice(11)} ${e.event}: ${e.error}`)));
 }

@@ -332,13 +332,10 @@ class OpsConsole:
             raise ConsoleError(404, f"expected one state machine named *-transfer, found: {names}")
         return str(found[0]["stateMachineArn"])
 
-    def _executions(self, machine: str) -> list[dict[str, Any]]:
-        executions: list[dict[str, Any]] = []
-        paginator = self.client("stepfunctions").get_paginator("list_executions")
-        pages = paginator.paginate(stateMachineArn=machine, PaginationConfig={"MaxItems": MAX_EXECUTIONS})
-        for page in pages:
-            executions.extend(page["executions"])
-        return executions
+    def _history(self, machine: str) -> Any:
+        from vaultpay_cli.saga_history import SagaHistory
+
+        return SagaHistory(self.client("stepfunctions"), self.client("logs"), machine)
 
     # ---- the panels -----------------------------------------------------------------------------------
     def transfers(self, limit: int) -> dict[str, Any]:
@@ -371,10 +368,13 @@ class OpsConsole:
         ]
         transfers.sort(key=lambda t: str(t["created_at"]), reverse=True)
         machine = self.state_machine_arn()
-        executions = {str(e["name"]): e for e in self._executions(machine)}
+        # Oldest first, so that a reviewed transfer shows its latest execution (<transfer id>-<decision>).
+        executions: dict[str, str] = {}
+        for execution in reversed(self._history(machine).recent(MAX_EXECUTIONS)):
+            transfer_id = execution.name.split("-", 1)[0]
+            executions[transfer_id] = execution.status
         for transfer in transfers[:limit]:
-            execution = executions.get(str(transfer["transfer_id"]))
-            transfer["execution_status"] = execution["status"] if execution else None
+            transfer["execution_status"] = executions.get(str(transfer["transfer_id"]))
         return {
             "table": table,
             "state_machine": machine,
@@ -394,27 +394,28 @@ class OpsConsole:
 
     def execution(self, transfer_id: str) -> dict[str, Any]:
         from vaultpay_cli.ops_history import describe_error, format_time
+        from vaultpay_cli.saga_history import merged_events
 
-        sfn = self.client("stepfunctions")
         machine = self.state_machine_arn()
-        arn = machine.replace(":stateMachine:", ":execution:", 1) + ":" + transfer_id
-        try:
-            described = sfn.describe_execution(executionArn=arn)
-        except (sfn.exceptions.ExecutionDoesNotExist, sfn.exceptions.InvalidArn):
-            raise ConsoleError(404, f"no execution {transfer_id!r} of the transfer saga") from None
-        events: list[dict[str, Any]] = []
-        for page in sfn.get_paginator("get_execution_history").paginate(executionArn=arn):
-            events.extend(page["events"])
-        events.sort(key=lambda e: int(e["id"]))
-        path = execution_path(events)
-        error, cause = str(described.get("error") or ""), str(described.get("cause") or "")
+        history = self._history(machine)
+        executions = history.of_transfer(transfer_id)
+        if not executions:
+            raise ConsoleError(404, f"no execution {transfer_id!r} of the transfer saga")
+        first, last = executions[0], executions[-1]
+        path = execution_path(merged_events(executions))
+        described: dict[str, Any] = {}
+        if not history.express:
+            # A STANDARD machine keeps the execution's input and output; an EXPRESS one logs no data.
+            described = self.client("stepfunctions").describe_execution(executionArn=first.arn)
         return {
             "transfer_id": transfer_id,
-            "execution_arn": arn,
-            "status": described["status"],
-            "start": format_time(described["startDate"]),
-            "stop": format_time(described["stopDate"]) if described.get("stopDate") else None,
-            "error": describe_error(error, cause) if error or cause else None,
+            "execution_arn": first.arn,
+            "executions": [{"name": e.name, "status": e.status} for e in executions],
+            "data_logged": not history.express,
+            "status": last.status,
+            "start": format_time(first.start),
+            "stop": format_time(last.stop) if last.stop else None,
+            "error": describe_error(last.error, last.cause) if last.error or last.cause else None,
             "input": _json_or_text(described.get("input")),
             "output": _json_or_text(described.get("output")),
             **path,
@@ -545,7 +546,8 @@ class OpsConsole:
 
     def metrics(self) -> dict[str, Any]:
         samples = [*self._samples, Sample(time.time(), lambda_totals(self.source.status()))]
-        executions = self._executions(self.state_machine_arn())
+        recent = self._history(self.state_machine_arn()).recent(MAX_EXECUTIONS)
+        executions = [{"startDate": e.start, "status": e.status} for e in recent]
         return {
             "sample_interval_s": self.sample_interval_s,
             "lambda": sample_rates(samples),

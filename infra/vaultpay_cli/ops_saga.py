@@ -1,15 +1,17 @@
 """`vaultpay ops executions` and `ops execution <transfer_id>`: the transfer saga's runs and their histories.
 
-Only AWS APIs are called (ListStateMachines, ListExecutions, DescribeExecution, GetExecutionHistory), so the
-commands work the same against AWS, LocalStack and the local cloud; where they go is vaultpay_cli.target's
-rule (--endpoint-url/--profile/--region, the environment, the running local cloud, AWS), as for every command.
+Only AWS APIs are called, so the commands work the same against AWS, LocalStack and the local cloud: the
+saga's machine is EXPRESS, whose executions AWS keeps only in its CloudWatch Logs group (FilterLogEvents); a
+STANDARD machine (the review machine, `--state-machine`) is read with ListExecutions, DescribeExecution and
+GetExecutionHistory (vaultpay_cli.saga_history). Where they go is vaultpay_cli.target's rule
+(--endpoint-url/--profile/--region, the environment, the running local cloud, AWS), as for every command.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -17,6 +19,7 @@ import typer
 
 from vaultpay_cli.context import StateDir, aws_errors, fail, stderr_console
 from vaultpay_cli.ops_history import HistoryRow, describe_error, format_time, history_rows
+from vaultpay_cli.saga_history import Execution, SagaHistory, merged_events
 from vaultpay_cli.target import EndpointUrl, Profile, Region, Stack, resolve_target
 
 ops_saga_app = typer.Typer(help="The transfer saga: its executions and their histories.")
@@ -86,9 +89,17 @@ def transfer_state_machine(sfn: Any, given: str | None) -> str:
     return str(found[0]["stateMachineArn"])
 
 
-def execution_arn(state_machine_arn: str, name: str) -> str:
-    """Executions are named after the transfer id; their ARN follows from the state machine's."""
-    return state_machine_arn.replace(":stateMachine:", ":execution:", 1) + ":" + name
+def review_machine_arn(state_machine_arn: str) -> str:
+    """The review machine is the saga's name with -review (template.yaml names both)."""
+    return state_machine_arn + "-review"
+
+
+def _history(target: Any, sfn: Any, machine: str) -> SagaHistory:
+    with aws_errors(f"describe {_machine_name(machine)}"):
+        try:
+            return SagaHistory(sfn, target.client("logs"), machine)
+        except LookupError as exc:
+            raise fail(str(exc)) from None
 
 
 def _machine_name(arn: str) -> str:
@@ -98,9 +109,8 @@ def _machine_name(arn: str) -> str:
 # ---- ops executions ------------------------------------------------------------------------------------
 
 
-def _run_time(execution: dict[str, Any], now: datetime) -> float:
-    stop = execution.get("stopDate") or now
-    return float((stop - execution["startDate"]).total_seconds())
+def _run_time(execution: Execution, now: datetime) -> float:
+    return float(((execution.stop or now) - execution.start).total_seconds())
 
 
 @ops_saga_app.command("executions")
@@ -110,6 +120,12 @@ def list_executions(
         typer.Option("--status", case_sensitive=False, help="Only executions with this status"),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="Show at most this many")] = 20,
+    since: Annotated[
+        int | None,
+        typer.Option(
+            "--since", min=1, help="Minutes back to look (an EXPRESS machine's log: default 24 hours)"
+        ),
+    ] = None,
     state_machine: StateMachineOption = None,
     as_json: JsonOption = False,
     profile: Profile = None,
@@ -128,23 +144,19 @@ def list_executions(
     target.announce()
     sfn = target.client("stepfunctions")
     machine = transfer_state_machine(sfn, state_machine or target.resource("TransferStateMachine"))
-    request: dict[str, Any] = {"stateMachineArn": machine, "PaginationConfig": {"MaxItems": limit}}
-    if status is not None:
-        request["statusFilter"] = status.value
-    executions: list[dict[str, Any]] = []
+    history = _history(target, sfn, machine)
     name = _machine_name(machine)
+    since_at = datetime.now(UTC) - timedelta(minutes=since) if since else None
     with aws_errors(f"list the executions of {name}"), stderr_console().status(f"Listing {name}…"):
-        for page in sfn.get_paginator("list_executions").paginate(**request):
-            executions.extend(page["executions"])
-    executions = sorted(executions, key=lambda e: e["startDate"], reverse=True)[:limit]
+        executions = history.recent(limit, status.value if status else None, since_at)
     now = datetime.now(UTC)
     if as_json:
         rows = [
             {
-                "transfer_id": e["name"],
-                "status": e["status"],
-                "start": format_time(e["startDate"]),
-                "stop": format_time(e["stopDate"]) if e.get("stopDate") else None,
+                "transfer_id": e.name,
+                "status": e.status,
+                "start": format_time(e.start),
+                "stop": format_time(e.stop) if e.stop else None,
                 "duration_s": round(_run_time(e, now), 3),
             }
             for e in executions
@@ -159,18 +171,18 @@ def list_executions(
     table = Table(title=f"Executions of {_machine_name(machine)}{which} (newest {len(executions)})")
     # The transfer id is what an operator copies: never cut nor wrapped, whatever the terminal's width; the
     # other columns fold to make room for it.
-    id_width = max(len(str(e["name"])) for e in executions)
+    id_width = max(len(e.name) for e in executions)
     table.add_column("transfer id", no_wrap=True, min_width=id_width)
     table.add_column("status", overflow="fold")
     table.add_column("start (UTC)", overflow="fold")
     table.add_column("duration", justify="right", overflow="fold")
     for e in executions:
-        running = e["status"] == "RUNNING"
+        running = e.status == "RUNNING"
         duration = format_duration(_run_time(e, now))
         table.add_row(
-            e["name"],
-            f"[{STATUS_STYLE.get(e['status'], 'white')}]{e['status']}[/]",
-            format_time(e["startDate"]),
+            e.name,
+            f"[{STATUS_STYLE.get(e.status, 'white')}]{e.status}[/]",
+            format_time(e.start),
             f"{duration} so far" if running else duration,
         )
     console.print(table)
@@ -219,20 +231,33 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun if n == 1 else plural}"
 
 
-def _verdict(description: dict[str, Any], rows: list[HistoryRow]) -> str:
-    status = str(description["status"])
+def _verdict(execution: Execution, rows: list[HistoryRow]) -> str:
     retries = sum(1 for r in rows if r.retry)
     failed_tasks = sum(1 for r in rows if r.failed and not r.event.startswith("Execution"))
-    now = datetime.now(UTC)
-    took = format_duration(_run_time(description, now))
-    style = STATUS_STYLE.get(status, "white")
+    took = format_duration(_run_time(execution, datetime.now(UTC)))
+    style = STATUS_STYLE.get(execution.status, "white")
     counts = (
         f"{_count(len(rows), 'event')}, {_count(retries, 'retry')}, {_count(failed_tasks, 'failed attempt')}"
     )
-    line = f"Execution {description['name']}: [{style}]{status}[/] after {took} ({counts})."
-    if description.get("error") or description.get("cause"):
-        line += f"\n[red]{describe_error(description.get('error', ''), description.get('cause', ''))}[/]"
+    line = f"Execution {execution.name}: [{style}]{execution.status}[/] after {took} ({counts})."
+    if execution.error or execution.cause:
+        line += f"\n[red]{describe_error(execution.error, execution.cause)}[/]"
     return line
+
+
+def _review(sfn: Any, machine: str, transfer_id: str) -> dict[str, Any] | None:
+    """The transfer's review execution (STANDARD, named after it), when there is one."""
+    arn = review_machine_arn(machine).replace(":stateMachine:", ":execution:", 1) + ":" + transfer_id
+    try:
+        described = sfn.describe_execution(executionArn=arn)
+    except (sfn.exceptions.ExecutionDoesNotExist, sfn.exceptions.InvalidArn):
+        return None
+    return {
+        "execution_arn": arn,
+        "status": described["status"],
+        "start": format_time(described["startDate"]),
+        "stop": format_time(described["stopDate"]) if described.get("stopDate") else None,
+    }
 
 
 @ops_saga_app.command("execution")
@@ -246,47 +271,59 @@ def show_execution(
     stack: Stack = None,
     state_dir: StateDir = None,
 ) -> None:
-    """One execution's history as a table: state, event, time, duration, error; retries and failures marked.
+    """A transfer's saga as a table: state, event, time, duration, error; retries and failures marked.
 
-    Exit status 1 when there is no execution of that name.
+    A reviewed transfer has two saga executions (before and after the decision) and a review execution
+    between them. Exit status 1 when the transfer has no execution.
     """
     from rich.console import Console
 
+    if not transfer_id.replace("_", "").replace("-", "").isalnum():
+        raise fail(f"{transfer_id!r} is not an execution name (expected a transfer id, tr_…).")
     target = resolve_target(
         profile=profile, region=region, endpoint_url=endpoint_url, stack=stack, state_dir=state_dir
     )
     target.announce()
     sfn = target.client("stepfunctions")
     machine = transfer_state_machine(sfn, state_machine or target.resource("TransferStateMachine"))
-    arn = execution_arn(machine, transfer_id)
-    try:
-        description = sfn.describe_execution(executionArn=arn)
-    except sfn.exceptions.ExecutionDoesNotExist:
-        raise fail(f"No execution {transfer_id!r} of {_machine_name(machine)}.") from None
-    except sfn.exceptions.InvalidArn:
-        raise fail(f"{transfer_id!r} is not an execution name (expected a transfer id, tr_…).") from None
-    events: list[dict[str, Any]] = []
+    history = _history(target, sfn, machine)
     reading = f"the history of {transfer_id}"
     with aws_errors(f"read {reading}"), stderr_console().status(f"Reading {reading}…"):
-        for page in sfn.get_paginator("get_execution_history").paginate(executionArn=arn):
-            events.extend(page["events"])
-    events.sort(key=lambda e: int(e["id"]))
-    rows = history_rows(events)
+        executions = history.of_transfer(transfer_id)
+        review = _review(sfn, machine, transfer_id) if history.express else None
+    if not executions:
+        raise fail(f"No execution {transfer_id!r} of {_machine_name(machine)}.")
+    first, last = executions[0], executions[-1]
+    rows = history_rows(merged_events(executions))
     if as_json:
         body = {
             "transfer_id": transfer_id,
-            "execution_arn": arn,
-            "status": description["status"],
-            "start": format_time(description["startDate"]),
-            "stop": format_time(description["stopDate"]) if description.get("stopDate") else None,
-            "error": description.get("error"),
-            "cause": description.get("cause"),
+            "execution_arn": first.arn,
+            "status": last.status,
+            "start": format_time(first.start),
+            "stop": format_time(last.stop) if last.stop else None,
+            "error": last.error or None,
+            "cause": last.cause or None,
+            "executions": [
+                {
+                    "name": e.name,
+                    "execution_arn": e.arn,
+                    "status": e.status,
+                    "start": format_time(e.start),
+                    "stop": format_time(e.stop) if e.stop else None,
+                }
+                for e in executions
+            ],
+            "review": review,
             "events": [asdict(row) for row in rows],
         }
         typer.echo(json.dumps(body, indent=2))
         return
     console = Console(highlight=False)
-    started = format_time(description["startDate"])
-    title = f"Execution {transfer_id} of {_machine_name(machine)}, started {started}"
+    title = f"Execution {transfer_id} of {_machine_name(machine)}, started {format_time(first.start)}"
     console.print(_history_table(title, rows))
-    console.print(_verdict(description, rows))
+    for execution in executions:
+        console.print(_verdict(execution, history_rows(execution.events)))
+    if review is not None:
+        style = STATUS_STYLE.get(str(review["status"]), "white")
+        console.print(f"Review {transfer_id}: [{style}]{review['status']}[/] since {review['start']}.")

@@ -1264,10 +1264,11 @@ FRAUD_GRANTS: dict[str, dict[str, set[str]]] = {
         FRAUD_CONFIG_PARAMETER_ARN: {"ssm:GetParameter"},
     },
     "AwaitReviewFunction": {"FraudTable": {"dynamodb:GetItem", "dynamodb:UpdateItem"}},
-    # SendTaskSuccess only: a review never fails the saga's task, a decline is a successful decision.
+    # SendTaskSuccess only, to the review machine that waits: a review never fails the task, a decline is a
+    # successful decision.
     "FraudReviewFunction": {
         "FraudTable": {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"},
-        "TransferStateMachine": {"states:SendTaskSuccess"},
+        "TransferReviewStateMachine": {"states:SendTaskSuccess"},
         "TransferStatusFunction": {"lambda:InvokeFunction"},
         "AccountsTable": {"dynamodb:GetItem"},  # four eyes: the owner of an account, nothing else
     },
@@ -1384,6 +1385,7 @@ def test_the_operators_alarms_watch_what_the_issue_names(sam: dict[str, Any]) ->
     }
     assert {
         ("AWS/States", "ExecutionsFailed"),  # saga failures
+        ("AWS/States", "ExecutionsTimedOut"),  # an Express saga past its 5 minutes
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),  # DLQ depth
         ("VaultPay", "LedgerViolations"),  # reconcile violations
         ("AWS/Lambda", "Errors"),  # authorizer (and reconciliation) errors
@@ -1391,6 +1393,18 @@ def test_the_operators_alarms_watch_what_the_issue_names(sam: dict[str, Any]) ->
     } <= watched
     latency = sam["Resources"]["ApiLatencyP99Alarm"]["Properties"]
     assert latency["ExtendedStatistic"] == "p99"
+    # Both state machines are watched: the saga's failures and time-outs, the review's failures
+    machines = {
+        json.dumps(props["Dimensions"][0]["Value"])
+        for resource in sam["Resources"].values()
+        if resource["Type"] == "AWS::CloudWatch::Alarm"
+        for props in [resource["Properties"]]
+        if props["Namespace"] == "AWS/States"
+    }
+    assert machines == {
+        json.dumps({"Ref": "TransferStateMachine"}),
+        json.dumps({"Ref": "TransferReviewStateMachine"}),
+    }
 
 
 def test_the_dashboard_body_is_json_once_substituted(sam: dict[str, Any]) -> None:
@@ -1400,7 +1414,12 @@ def test_the_dashboard_body_is_json_once_substituted(sam: dict[str, Any]) -> Non
     titles = {w["properties"]["title"] for w in widgets}
     assert {"Transfer saga executions", "API latency (ms)", "Ledger and holds"} <= titles
     placeholders = set(re.findall(r"\$\{([\w:]+)\}", body))
-    assert set(names) == placeholders - {"AWS::Region", "Stage", "TransferStateMachine"}
+    assert set(names) == placeholders - {
+        "AWS::Region",
+        "Stage",
+        "TransferStateMachine",
+        "TransferReviewStateMachine",
+    }
 
 
 def test_the_unauthenticated_functions_touch_only_the_kinds_of_items_they_own(cfn: dict[str, Any]) -> None:
@@ -1572,9 +1591,9 @@ def test_every_function_logs_to_a_group_of_its_own_named_after_it(sam: dict[str,
         assert sam["Resources"][group]["Properties"]["RetentionInDays"] == {
             "Fn::FindInMap": ["StageConfig", {"Ref": "Stage"}, "FunctionLogRetentionDays"]
         }, function
-    # No group is shared, and none is left over (the state machine's and the API's access log are the others).
+    # No group is shared, and none is left over (the state machines' and the API's access log are the others).
     groups = set(_of_type(sam, "AWS::Logs::LogGroup"))
-    others = {"TransferStateMachineLogGroup", "ApiAccessLogGroup"}
+    others = {"TransferStateMachineLogGroup", "TransferReviewStateMachineLogGroup", "ApiAccessLogGroup"}
     assert groups == {f"{function}LogGroup" for function in functions} | others
     for stage, config in sam["Mappings"]["StageConfig"].items():
         assert config["FunctionLogRetentionDays"] in RETENTION_DAYS, stage

@@ -229,11 +229,13 @@ def test_the_ops_console_renders_every_panel_with_the_local_clouds_data(
     assert graph["failed"] == [] and graph["takenEdges"] >= 7, graph
     assert "SUCCEEDED" in page.inner_text("#execution-status")
 
-    # And clicking a state shows its input and output
+    # And clicking a state shows what the saga's log holds of it: its attempts, not its data (an EXPRESS
+    # execution logs no input or output: they hold account ids and amounts)
     _click_node(page, "ReserveFunds")
     page.wait_for_function("() => document.getElementById('state-name').textContent === 'ReserveFunds'")
-    assert console_data["completed"] in page.inner_text("#state-input")
-    assert "hold" in page.inner_text("#state-output")
+    assert "1 attempt(s)" in page.inner_text("#state-summary")
+    assert "not logged" in page.inner_text("#state-input")
+    assert console_data["completed"] not in page.inner_text("#state-detail")
 
     # When the transfer declined for insufficient funds is opened, its failed reservation is red
     rows["declined"].click()

@@ -151,7 +151,7 @@ def test_a_very_large_transfer_is_declined_by_the_fraud_engine(api: Callable[...
 
 @pytest.mark.parametrize(("decision", "status"), [("APPROVE", "COMPLETED"), ("DECLINE", "DECLINED")])
 def test_a_large_transfer_waits_for_an_admin_who_decides_it(
-    api: Callable[..., Any], admin: Any, decision: str, status: str
+    api: Callable[..., Any], admin: Any, local_cloud: Any, decision: str, status: str
 ) -> None:
     # Given a transfer large enough to be held for review
     sender, source = _funded(api, admin, REVIEW_AMOUNT)
@@ -191,6 +191,35 @@ def test_a_large_transfer_waits_for_an_admin_who_decides_it(
     # And a second decision is refused
     again = admin.post(f"/v1/admin/fraud/reviews/{transfer_id}", {"decision": decision, "note": "again"})
     assert_problem(again, 409)
+    # And the operator reads the whole saga from the Express machine's log: the execution that sent it to
+    # review, then the one the review machine (Standard, named after the transfer) started with the decision
+    _the_saga_reads_as_two_executions_around_a_review(local_cloud, transfer_id, decision)
+
+
+def _the_saga_reads_as_two_executions_around_a_review(cloud: Any, transfer_id: str, decision: str) -> None:
+    from vaultpay_cli.saga_history import SagaHistory
+
+    sfn = cloud.client("stepfunctions")
+    machines = {m["name"]: m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]}
+    [saga] = [arn for name, arn in machines.items() if name.endswith("-transfer")]
+    history = SagaHistory(sfn, cloud.client("logs"), saga)
+    assert history.express
+    deadline = time.monotonic() + 10  # the last events reach the log as the execution ends
+    while True:
+        executions = history.of_transfer(transfer_id)
+        if (len(executions) == 2 and executions[-1].status != "RUNNING") or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    resumed = f"{transfer_id}-{'approved' if decision == 'APPROVE' else 'declined'}"
+    assert [(e.name, e.status) for e in executions] == [(transfer_id, "SUCCEEDED"), (resumed, "SUCCEEDED")]
+    entered = [
+        e["loggedEventDetails"]["name"] for e in executions[0].events if e["type"].endswith("StateEntered")
+    ]
+    assert entered[-3:] == ["MarkInReview", "StartReview", "InReview"]
+    review = sfn.describe_execution(
+        executionArn=saga.replace(":stateMachine:", ":execution:") + f"-review:{transfer_id}"
+    )
+    assert review["status"] == "SUCCEEDED"
 
 
 def test_a_review_nobody_decides_declines_at_its_timeout(api: Callable[..., Any], admin: Any) -> None:

@@ -190,7 +190,9 @@ def test_the_repositorys_dev_and_prod_wait_only_for_the_nats_cluster(preflight: 
         assert "placeholder" in found[0].reason, stage
 
 
-def test_a_local_endpoint_on_dev_is_refused_by_the_repositorys_rule(preflight: ModuleType, tmp_path: Path) -> None:
+def test_a_local_endpoint_on_dev_is_refused_by_the_repositorys_rule(
+    preflight: ModuleType, tmp_path: Path
+) -> None:
     # Given dev's settings with the cluster's URLs and, by mistake, the local stage's endpoint
     config_path = tmp_path / "samconfig.toml"
     config_path.write_text(

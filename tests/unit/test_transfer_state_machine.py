@@ -1,4 +1,5 @@
-"""The transfer saga's ASL (infra/statemachines/transfer.asl.json) as a graph, with docs/design.md's rules."""
+"""The transfer saga's ASL (infra/statemachines: transfer.asl.json, EXPRESS, and review.asl.json, STANDARD)
+as graphs, with docs/design.md's rules."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
 ASL_PATH = ROOT / "infra" / "statemachines" / "transfer.asl.json"
+REVIEW_PATH = ROOT / "infra" / "statemachines" / "review.asl.json"
+# An Express execution stops at 5 minutes: one step's retries, with a compensation's, must fit well inside.
+EXPRESS_LIMIT_S = 300
 TRANSIENT = {"Lambda.ServiceException", "Lambda.TooManyRequestsException", "TransientError"}
 HAPPY_PATH = [
     "MarkProcessing",
@@ -31,6 +35,21 @@ def asl() -> dict[str, Any]:
     return dict(json.loads(ASL_PATH.read_text()))
 
 
+@pytest.fixture(scope="module")
+def review() -> dict[str, Any]:
+    return dict(json.loads(REVIEW_PATH.read_text()))
+
+
+def _retry_delay_s(state: dict[str, Any]) -> float:
+    """The longest a task's retriers may wait in all (each retrier counts its own attempts)."""
+    total = 0.0
+    for retrier in state.get("Retry", []):
+        interval, rate = retrier.get("IntervalSeconds", 1), retrier.get("BackoffRate", 2.0)
+        cap = retrier.get("MaxDelaySeconds", float("inf"))
+        total += sum(min(interval * rate**n, cap) for n in range(retrier.get("MaxAttempts", 3)))
+    return total
+
+
 def _targets(state: dict[str, Any]) -> set[str]:
     found = {state[k] for k in ("Next", "Default") if k in state}
     found |= {c["Next"] for c in state.get("Catch", [])}
@@ -45,9 +64,11 @@ def _max_attempts(state: dict[str, Any], error: str) -> int:
     return 0
 
 
-def test_every_state_is_reachable_and_every_transition_lands_on_a_state(asl: dict[str, Any]) -> None:
-    states = asl["States"]
-    seen, todo = set(), [asl["StartAt"]]
+@pytest.mark.parametrize("path", [ASL_PATH, REVIEW_PATH], ids=lambda p: p.name)
+def test_every_state_is_reachable_and_every_transition_lands_on_a_state(path: Path) -> None:
+    definition = json.loads(path.read_text())
+    states = definition["States"]
+    seen, todo = set(), [definition["StartAt"]]
     while todo:
         name = todo.pop()
         if name in seen:
@@ -63,11 +84,11 @@ def test_the_happy_path_is_the_designed_sequence(asl: dict[str, Any]) -> None:
     while states[name]["Type"] != "Succeed":
         if states[name]["Type"] == "Task":
             path.append(name)
-        name = (
-            next(c["Next"] for c in states[name]["Choices"] if c.get("StringEquals") == "APPROVE")
-            if states[name]["Type"] == "Choice"
-            else states[name]["Next"]
-        )
+        if states[name]["Type"] == "Choice":
+            approve = [c["Next"] for c in states[name]["Choices"] if c.get("StringEquals") == "APPROVE"]
+            name = approve[0] if approve else states[name]["Default"]  # Begin: a new transfer
+        else:
+            name = states[name]["Next"]
     assert path == HAPPY_PATH
 
 
@@ -85,7 +106,7 @@ def test_every_task_retries_transient_errors_with_jittered_backoff(asl: dict[str
 
 def test_domain_errors_are_never_retried(asl: dict[str, Any]) -> None:
     for name, state in asl["States"].items():
-        if state["Type"] == "Task" and name != "AwaitReview":
+        if state["Type"] == "Task" and name != "StartReview":
             first = state["Retry"][0]
             assert "InsufficientFunds" in first["ErrorEquals"] and first["MaxAttempts"] == 0, name
 
@@ -100,16 +121,30 @@ def test_compensations_retry_harder_than_forward_steps_and_end_in_an_alarm_state
     assert states["CompensationFailed"]["Type"] == "Fail"
 
 
-def test_every_failure_after_the_hold_runs_the_compensation(asl: dict[str, Any]) -> None:
+def test_every_failure_after_the_hold_runs_the_compensation(
+    asl: dict[str, Any], review: dict[str, Any]
+) -> None:
     states = asl["States"]
-    for name in ("CheckFraud", "MarkApproved", "SettleTransfer", "MarkInReview", "AwaitReview"):
+    for name in ("CheckFraud", "MarkApproved", "SettleTransfer", "MarkInReview", "StartReview"):
         catch_all = next(c for c in states[name]["Catch"] if "States.ALL" in c["ErrorEquals"])
         assert catch_all["Next"] == "CompensateReleaseFunds", name
+    # A review that fails comes back to the saga as `failed`, which compensates too
+    failed = next(c for c in review["States"]["AwaitReview"]["Catch"] if "States.ALL" in c["ErrorEquals"])
+    assert review["States"][failed["Next"]]["Result"] == "failed"
+    resume = {c["StringEquals"]: c["Next"] for c in states["ResumeAfterReview"]["Choices"]}
+    assert resume["failed"] == "CompensateReleaseFunds"
     # Even a failed reserve may have held (a crash after its write): it is released before FAILED
     reserve_catch = next(c for c in states["ReserveFunds"]["Catch"] if "States.ALL" in c["ErrorEquals"])
     assert reserve_catch["Next"] == "CompensateReleaseFunds"
     assert states["CompensateReleaseFunds"]["Next"] == "MarkFailed"
     assert states["MarkFailed"]["Next"] == "Failed" and states["Failed"]["Type"] == "Fail"
+
+
+def test_every_task_s_retries_fit_an_express_execution_with_a_compensation(asl: dict[str, Any]) -> None:
+    states = asl["States"]
+    forward = max(_retry_delay_s(states[name]) for name in HAPPY_PATH)
+    compensation = _retry_delay_s(states["CompensateReleaseFunds"]) + _retry_delay_s(states["MarkFailed"])
+    assert forward + compensation < EXPRESS_LIMIT_S * 0.8, (forward, compensation)
 
 
 def test_a_hold_that_already_settled_completes_instead_of_failing(asl: dict[str, Any]) -> None:
@@ -135,13 +170,47 @@ def test_declines_release_the_hold_before_the_status(asl: dict[str, Any]) -> Non
     assert states["MarkDeclined"]["Parameters"]["op"] == "decline"
 
 
-def test_the_review_waits_for_a_task_token_and_its_timeout_declines(asl: dict[str, Any]) -> None:
-    wait = asl["States"]["AwaitReview"]
+def test_the_review_waits_for_a_task_token_and_its_timeout_declines(
+    asl: dict[str, Any], review: dict[str, Any]
+) -> None:
+    wait = review["States"]["AwaitReview"]
     assert wait["Resource"] == "arn:aws:states:::lambda:invoke.waitForTaskToken"
     assert wait["Parameters"]["Payload"]["task_token.$"] == "$$.Task.Token"
     assert "TimeoutSecondsPath" in wait
     timeout = next(c for c in wait["Catch"] if c["ErrorEquals"] == ["States.Timeout"])
-    assert timeout["Next"] == "ReviewTimedOut"
+    assert review["States"][timeout["Next"]]["Result"] == "timed_out"
+    resume = {c["StringEquals"]: c["Next"] for c in asl["States"]["ResumeAfterReview"]["Choices"]}
+    assert resume == {
+        "approved": "MarkApproved",
+        "declined": "ReviewDeclined",
+        "timed_out": "ReviewTimedOut",
+        "failed": "CompensateReleaseFunds",
+    }
+
+
+def test_the_saga_hands_a_review_to_the_standard_machine_and_is_started_again_with_its_decision(
+    asl: dict[str, Any], review: dict[str, Any]
+) -> None:
+    states = asl["States"]
+    # The Express saga starts the review named after the transfer (a second start is refused, and ends well)
+    start = states["StartReview"]
+    assert start["Resource"] == "arn:aws:states:::states:startExecution"
+    assert start["Parameters"]["Name.$"] == "$.transfer_id"
+    assert start["Parameters"]["Input"]["saga.$"] == "$"
+    already = next(
+        c for c in start["Catch"] if c["ErrorEquals"] == ["StepFunctions.ExecutionAlreadyExistsException"]
+    )
+    assert states[already["Next"]]["Type"] == "Succeed"
+    # A new transfer begins at MarkProcessing; one whose input carries `saga` comes back from its review
+    begin = states[asl["StartAt"]]
+    assert begin["Default"] == "MarkProcessing"
+    assert states[begin["Choices"][0]["Next"]]["InputPath"] == "$.saga"
+    # Every decision of the review machine starts the saga again, named <transfer id>-<decision>
+    resume = review["States"]["ResumeTransfer"]
+    assert resume["Resource"] == "arn:aws:states:::states:startExecution"
+    assert resume["Parameters"]["Name.$"] == "States.Format('{}-{}', $.saga.transfer_id, $.saga.resume)"
+    for decision in ("Approved", "Declined", "TimedOut", "ReviewFailed"):
+        assert review["States"][decision]["Next"] == "ResumeTransfer", decision
 
 
 def test_every_placeholder_has_a_substitution_in_the_template_and_no_substitution_is_unused() -> None:
@@ -152,6 +221,13 @@ def test_every_placeholder_has_a_substitution_in_the_template_and_no_substitutio
     template = yaml.load((ROOT / "template.yaml").read_text(), Loader=Loader)  # noqa: S506 - SafeLoader subclass
     machine = template["Resources"]["TransferStateMachine"]["Properties"]
     assert machine["DefinitionUri"] == "infra/statemachines/transfer.asl.json"
-    assert machine["Type"] == "STANDARD"
+    assert machine["Type"] == "EXPRESS"
+    # Express has no history API: every event is logged, without the data (account ids, amounts)
+    assert machine["Logging"]["Level"] == "ALL" and machine["Logging"]["IncludeExecutionData"] is False
     placeholders = set(re.findall(r"\$\{(\w+)\}", ASL_PATH.read_text()))
     assert placeholders == set(machine["DefinitionSubstitutions"])
+    waiting = template["Resources"]["TransferReviewStateMachine"]["Properties"]
+    assert waiting["DefinitionUri"] == "infra/statemachines/review.asl.json"
+    assert waiting["Type"] == "STANDARD"
+    placeholders = set(re.findall(r"\$\{(\w+)\}", REVIEW_PATH.read_text()))
+    assert placeholders == set(waiting["DefinitionSubstitutions"])

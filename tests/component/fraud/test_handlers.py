@@ -199,8 +199,8 @@ def wait_for(predicate: Any, timeout_s: float = 30.0) -> Any:
 
 
 def _contract_await_review_payload() -> dict[str, Any]:
-    """The AwaitReview payload of the transfer state machine itself (infra/statemachines)."""
-    definition = json.loads((ROOT / "infra" / "statemachines" / "transfer.asl.json").read_text())
+    """The AwaitReview payload of the review state machine itself (infra/statemachines)."""
+    definition = json.loads((ROOT / "infra" / "statemachines" / "review.asl.json").read_text())
     return dict(definition["States"]["AwaitReview"]["Parameters"]["Payload"])
 
 
@@ -212,7 +212,8 @@ def start_review_execution(
     *,
     destination_account_id: str = DESTINATION,
 ) -> str:
-    """A state machine holding only the contract's AwaitReview state, started for `transfer_id`."""
+    """A state machine holding only the review machine's AwaitReview state, started for `transfer_id` with
+    the input the saga gives it (the saga's state under `saga`)."""
     definition = {
         "StartAt": "AwaitReview",
         "States": {
@@ -224,7 +225,7 @@ def start_review_execution(
                     "Payload": _contract_await_review_payload(),
                 },
                 "TimeoutSeconds": timeout_s,
-                "ResultPath": "$.review",
+                "ResultPath": "$.saga.review",
                 "End": True,
             }
         },
@@ -236,9 +237,9 @@ def start_review_execution(
     )["stateMachineArn"]
     state = {**saga_state(transfer_id), "fraud": fraud, "destination_account_id": destination_account_id}
     return str(
-        cloud["sfn"].start_execution(stateMachineArn=machine, name=transfer_id, input=json.dumps(state))[
-            "executionArn"
-        ]
+        cloud["sfn"].start_execution(
+            stateMachineArn=machine, name=transfer_id, input=json.dumps({"saga": state})
+        )["executionArn"]
     )
 
 
@@ -346,7 +347,7 @@ def test_an_admin_decision_resumes_the_waiting_execution_and_answers_the_transfe
         lambda: (d := cloud["sfn"].describe_execution(executionArn=execution))["status"] != "RUNNING" and d
     )
     assert done["status"] == "SUCCEEDED", done
-    assert json.loads(done["output"])["review"] == {
+    assert json.loads(done["output"])["saga"]["review"] == {
         "decision": "APPROVE",
         "note": "called her",
         "reviewer": "usr_admin",

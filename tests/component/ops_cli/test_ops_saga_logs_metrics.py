@@ -44,6 +44,7 @@ RUPEE = 100  # paise
 # Each client speaks from its own loopback address: rate limits are per source IP.
 _addresses = (f"127.0.77.{n}" for n in itertools.count(2))
 SAGA_STATES = [
+    "Begin",
     "MarkProcessing",
     "ReserveFunds",
     "CheckFraud",

@@ -52,8 +52,9 @@ def test_the_graph_has_every_state_and_each_kind_of_transition() -> None:
     graph = asl_graph(definition)
     # Then every state is a node, the start is marked, and Next, Choice, Default and Catch are edges
     assert {n["id"] for n in graph["nodes"]} == set(definition["States"])
-    assert graph["start"] == "MarkProcessing"
+    assert graph["start"] == "Begin"
     edges = {(e["source"], e["target"], e["kind"]) for e in graph["edges"]}
+    assert ("Begin", "MarkProcessing", "default") in edges
     assert ("MarkProcessing", "ReserveFunds", "next") in edges
     assert ("Decide", "MarkApproved", "choice") in edges
     assert ("Decide", "FraudDeclined", "default") in edges
@@ -61,7 +62,7 @@ def test_the_graph_has_every_state_and_each_kind_of_transition() -> None:
     assert len({e["id"] for e in graph["edges"]}) == len(graph["edges"])
     nodes = {n["id"]: n for n in graph["nodes"]}
     assert nodes["Completed"]["end"] and nodes["Decide"]["type"] == "Choice"
-    assert nodes["AwaitReview"]["resource"] == "lambda:invoke.waitForTaskToken"
+    assert nodes["StartReview"]["resource"] == "states:startExecution"
 
 
 def test_a_task_resource_is_labelled_with_its_function_name() -> None:

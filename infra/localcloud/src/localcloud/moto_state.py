@@ -184,6 +184,8 @@ def _execution_state(execution: Any, now: datetime.datetime) -> tuple[dict[str, 
     from moto.stepfunctions.parser.api import ExecutionStatus
 
     state = {k: v for k, v in execution.__dict__.items() if k != "exec_worker"}
+    # A stored execution logs nothing more (and its session holds the logs backend, saved on its own).
+    state["_cloud_watch_logging_session"] = None
     worker = execution.exec_worker
     history: list[Any] = []
     env = getattr(worker, "env", None)
@@ -421,6 +423,9 @@ def serve(port: int, state_dir: Path | None, snapshot_interval_s: float) -> None
     )
     from werkzeug.serving import make_server
 
+    from localcloud import sfn_engine
+
+    sfn_engine.install()
     state = MotoState(state_dir) if state_dir is not None else None
     if state is not None and state.exists():
         began = time.monotonic()

@@ -439,16 +439,28 @@ class Provisioner:
         for key, value in props.get("DefinitionSubstitutions", {}).items():
             text = text.replace("${" + key + "}", str(value))
         sfn = self.clients("stepfunctions")
-        args = {
+        args: dict[str, Any] = {
             "name": quick["Name"],
             "definition": text,
             "roleArn": str(props.get("RoleArn") or f"arn:aws:iam::{ACCOUNT_ID}:role/local-states"),
             "type": props.get("StateMachineType", "STANDARD"),
         }
+        logging_configuration = _sfn_logging(props.get("LoggingConfiguration"))
+        if logging_configuration is not None:
+            args["loggingConfiguration"] = logging_configuration
         try:
             sfn.create_state_machine(**args)
         except sfn.exceptions.StateMachineAlreadyExists:
-            sfn.update_state_machine(stateMachineArn=quick["Arn"], definition=text, roleArn=args["roleArn"])
+            if sfn.describe_state_machine(stateMachineArn=quick["Arn"])["type"] != args["type"]:
+                # A type cannot change in place (CloudFormation replaces the machine): the saved executions
+                # of the old type go with it, as on AWS.
+                sfn.delete_state_machine(stateMachineArn=quick["Arn"])
+                sfn.create_state_machine(**args)
+            else:
+                update = {
+                    k: v for k, v in args.items() if k in ("definition", "roleArn", "loggingConfiguration")
+                }
+                sfn.update_state_machine(stateMachineArn=quick["Arn"], **update)
         return quick
 
     def _create_SQS_Queue(self, logical_id: str, props: dict[str, Any]) -> dict[str, Any]:
@@ -742,3 +754,19 @@ def _as_list(value: Any) -> list[str]:
     if value is None:
         return []
     return [value] if isinstance(value, str) else list(value)
+
+
+def _sfn_logging(configuration: Any) -> dict[str, Any] | None:
+    """A state machine's LoggingConfiguration (CloudFormation's casing) as the Step Functions API takes it."""
+    if not isinstance(configuration, dict):
+        return None
+    destinations = [
+        {"cloudWatchLogsLogGroup": {"logGroupArn": str(d["CloudWatchLogsLogGroup"]["LogGroupArn"])}}
+        for d in configuration.get("Destinations", [])
+        if isinstance(d, dict) and isinstance(d.get("CloudWatchLogsLogGroup"), dict)
+    ]
+    return {
+        "level": str(configuration.get("Level", "OFF")),
+        "includeExecutionData": str(configuration.get("IncludeExecutionData", False)).lower() == "true",
+        "destinations": destinations,
+    }
