@@ -400,3 +400,143 @@ def customer_view(envelope: Mapping[str, Any], recipient: str, owners: Mapping[s
     view = {key: envelope[key] for key in _ENVELOPE_KEYS if key in envelope}
     view["data"] = shown
     return view
+
+
+# ---- entities ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """A customer's endpoint. The secrets are stored encrypted (`secret_enc`, and `previous_secret_enc`
+    while a rotation's overlap lasts); `failing_since` is when the run of failed deliveries began (None
+    after a success)."""
+
+    webhook_id: str
+    user_id: str
+    url: str
+    events: tuple[str, ...]
+    description: str | None
+    status: WebhookStatus
+    secret_enc: str = field(repr=False)
+    created_at: str
+    updated_at: str
+    previous_secret_enc: str | None = field(default=None, repr=False)
+    previous_until: float | None = None
+    failing_since: float | None = None
+    disabled_at: str | None = None
+
+    def view(self) -> dict[str, Any]:
+        """The answer of GET (never a secret)."""
+        body: dict[str, Any] = {
+            "webhook_id": self.webhook_id,
+            "url": self.url,
+            "events": list(self.events),
+            "description": self.description,
+            "status": self.status.value,
+            "created_at": self.created_at,
+        }
+        if self.disabled_at is not None:
+            body["disabled_at"] = self.disabled_at
+        return body
+
+    def wants(self, event_type: str) -> bool:
+        return self.status is WebhookStatus.ENABLED and matches_any(self.events, event_type)
+
+
+DELIVERY_PREFIX = "dlv"
+_EVENT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_DELIVERY_ID = re.compile(r"dlv_[0-9a-f]{32}")
+
+
+def delivery_id_of(event_id: str) -> str:
+    """A delivery's id: one per event and webhook (the path names the webhook), so a redelivered event
+    never makes a second delivery; the event's time-ordered id keeps deliveries in event order."""
+    return f"{DELIVERY_PREFIX}_" + event_id.replace("-", "")
+
+
+def event_id_of(delivery_id: str) -> str | None:
+    """The event id inside a delivery id, or None when it is not one."""
+    if not _DELIVERY_ID.fullmatch(delivery_id):
+        return None
+    h = delivery_id[4:]
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def is_event_id(value: object) -> bool:
+    return isinstance(value, str) and _EVENT_ID.fullmatch(value) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One event for one webhook: PENDING until a 2xx (SUCCEEDED) or until its retries are spent (FAILED).
+    `body` is the customer's view of the event exactly as it is sent (and signed)."""
+
+    webhook_id: str
+    user_id: str
+    event_id: str
+    type: str
+    body: str
+    status: DeliveryStatus
+    attempts: int
+    created_at: str
+    next_attempt_at: float | None
+    first_attempt_at: float | None = None
+    last_status_code: int | None = None
+    last_error: str | None = None
+
+    @property
+    def delivery_id(self) -> str:
+        return delivery_id_of(self.event_id)
+
+    def view(self, rfc3339: Callable[[float], str]) -> dict[str, Any]:
+        return {
+            "delivery_id": self.delivery_id,
+            "event_id": self.event_id,
+            "type": self.type,
+            "status": self.status.value,
+            "attempts": self.attempts,
+            "last_status_code": self.last_status_code,
+            "last_error": self.last_error,
+            "next_attempt_at": rfc3339(self.next_attempt_at) if self.next_attempt_at is not None else None,
+            "created_at": self.created_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """What one POST to an endpoint came to: a status code (2xx: success), or an error and no code."""
+
+    status_code: int | None
+    error: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def after_attempt(
+    delivery: Delivery, result: AttemptResult, policy: RetryPolicy, *, now: float, jitter: float
+) -> Delivery:
+    """The delivery once an attempt is known: SUCCEEDED, PENDING with its next attempt, or FAILED."""
+    first = delivery.first_attempt_at if delivery.first_attempt_at is not None else now
+    attempts = delivery.attempts + 1
+    error = None if result.succeeded else (result.error or f"HTTP {result.status_code}")
+    if result.succeeded:
+        status, next_at = DeliveryStatus.SUCCEEDED, None
+    else:
+        next_at = policy.next_attempt_at(attempts=attempts, first_at=first, now=now, jitter=jitter)
+        status = DeliveryStatus.PENDING if next_at is not None else DeliveryStatus.FAILED
+    return Delivery(
+        webhook_id=delivery.webhook_id,
+        user_id=delivery.user_id,
+        event_id=delivery.event_id,
+        type=delivery.type,
+        body=delivery.body,
+        status=status,
+        attempts=attempts,
+        created_at=delivery.created_at,
+        next_attempt_at=next_at,
+        first_attempt_at=first,
+        last_status_code=result.status_code,
+        last_error=error,
+    )
