@@ -26,19 +26,25 @@ def _client(service: str) -> LazyProxy:
     return LazyProxy(lambda: aws_client(service, timeout_s=_AWS_TIMEOUT_S, max_attempts=_AWS_ATTEMPTS))
 
 
-def _parts() -> tuple[Any, Any, Any]:
+@cached
+def _cipher() -> Any:
     from vaultpay.bootstrap.settings import webhooks_settings
     from vaultpay.shared.fieldcrypt import FieldCipher, KmsKeyProvider
+
+    key = webhooks_settings().require("webhook_secret_key_id")
+    return FieldCipher(KmsKeyProvider(_client("kms"), key), key_context=WEBHOOK_SECRET_KEY_CONTEXT)
+
+
+def _parts() -> tuple[Any, Any, Any]:
+    """The store, the cipher (built at its first use: the consumer, which only records, never has its key)
+    and the stage's URL policy."""
+    from vaultpay.bootstrap.settings import webhooks_settings
     from vaultpay.webhooks.model import UrlPolicy
     from vaultpay.webhooks.store import DynamoWebhookStore
 
     settings = webhooks_settings()
     store = DynamoWebhookStore(_client("dynamodb"), settings.require("webhooks_table"))
-    cipher = FieldCipher(
-        KmsKeyProvider(_client("kms"), settings.require("webhook_secret_key_id")),
-        key_context=WEBHOOK_SECRET_KEY_CONTEXT,
-    )
-    return store, cipher, UrlPolicy(allow_http_loopback=settings.allows_loopback)
+    return store, LazyProxy(_cipher), UrlPolicy(allow_http_loopback=settings.allows_loopback)
 
 
 @cached
