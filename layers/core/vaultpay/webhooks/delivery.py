@@ -48,6 +48,8 @@ from vaultpay.webhooks.service import secret_context
 # A claimed delivery is someone else's for this long: more than one attempt's timeout and its write.
 LEASE_S = 60.0
 DUE_BATCH = 200
+# At most this many of one endpoint's due deliveries in one pass: one endpoint's backlog never fills a pass.
+PER_ENDPOINT = 20
 MAX_WORKERS = 16
 # No new attempt when less than this is left of the invocation: an attempt takes at most its 10 s timeout.
 RESERVE_MS = 15_000
@@ -140,10 +142,12 @@ class DeliveryService:
     # ---- deliveries out --------------------------------------------------------------------------------
 
     def deliver_due(self, *, remaining_ms: Callable[[], int], workers: int = MAX_WORKERS) -> DeliveryReport:
-        """Sends every due delivery (up to DUE_BATCH), one worker per endpoint, each endpoint's in order."""
+        """Sends the due deliveries (up to DUE_BATCH, PER_ENDPOINT of each endpoint), one worker per endpoint,
+        each endpoint's in order. An endpoint's worker stops at its first failed attempt: the rest would most
+        likely fail too, and a dead endpoint then costs a pass one timeout, not one per delivery."""
         report = DeliveryReport()
         now = self._clock()
-        due = self._store.due_deliveries(now, limit=DUE_BATCH)
+        due = self._store.due_deliveries(now, limit=DUE_BATCH, per_endpoint=PER_ENDPOINT)
         if not due:
             return report
         report.oldest_pending_s = int(max(0.0, now - min(kernel.epoch_seconds(d.created_at) for d in due)))
@@ -158,7 +162,7 @@ class DeliveryService:
                     break
                 outcome = self._attempt(delivery)
                 outcomes.append(outcome)
-                if outcome == "disabled":
+                if outcome in ("retry", "failed", "disabled"):
                     break
             return outcomes
 

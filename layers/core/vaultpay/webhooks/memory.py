@@ -86,15 +86,16 @@ class MemoryWebhookStore:
         page = mine[:limit]
         return Page(page, page[-1].event_id if len(mine) > limit else None)
 
-    def due_deliveries(self, now: float, *, limit: int) -> list[Delivery]:
-        due = [
-            d
-            for d in self.deliveries.values()
-            if d.status is DeliveryStatus.PENDING
-            and d.next_attempt_at is not None
-            and d.next_attempt_at <= now
-        ]
-        return sorted(due, key=lambda d: (d.next_attempt_at or 0.0, d.event_id))[:limit]
+    def due_deliveries(self, now: float, *, limit: int, per_endpoint: int) -> list[Delivery]:
+        pending = [d for d in self.deliveries.values() if d.status is DeliveryStatus.PENDING]
+        due = [d for d in pending if d.next_attempt_at is not None and d.next_attempt_at <= now]
+        taken: list[Delivery] = []
+        counts: dict[str, int] = {}
+        for delivery in sorted(due, key=lambda d: (d.next_attempt_at or 0.0, d.event_id)):
+            if counts.get(delivery.webhook_id, 0) < per_endpoint and len(taken) < limit:
+                counts[delivery.webhook_id] = counts.get(delivery.webhook_id, 0) + 1
+                taken.append(delivery)
+        return taken
 
     def claim_delivery(self, delivery: Delivery, *, now: float, lease_s: float) -> bool:
         with self._lock:

@@ -31,6 +31,7 @@ DUE_INDEX = "DueDeliveries"
 # One partition of the due index: a few hundred due deliveries a minute fit one partition's throughput with
 # room to spare; shard the key (DUE#0..n) when that stops being true.
 DUE_SHARD = "DUE"
+DUE_PAGES = 5
 
 
 def _s(item: Mapping[str, Any], name: str) -> str:
@@ -186,16 +187,27 @@ class DynamoWebhookStore:
         next_cursor = ddb.encode_position("cursor", last["sk"]["S"]) if last else None
         return Page([_delivery(item) for item in items], next_cursor)
 
-    def due_deliveries(self, now: float, *, limit: int) -> list[Delivery]:
-        items, _ = self._db.query_page(
-            {
-                "IndexName": DUE_INDEX,
-                "KeyConditionExpression": "due_shard = :shard AND due_at <= :now",
-                "ExpressionAttributeValues": {":shard": ddb.s(DUE_SHARD), ":now": ddb.n(int(now * 1000))},
-            },
-            limit=limit,
-        )
-        return [_delivery(item) for item in items]
+    def due_deliveries(self, now: float, *, limit: int, per_endpoint: int) -> list[Delivery]:
+        # Pages of the index, oldest due first, until `limit` are taken or DUE_PAGES were read: one endpoint's
+        # backlog is skipped past (at most `per_endpoint` of it), up to DUE_PAGES pages deep.
+        request = {
+            "IndexName": DUE_INDEX,
+            "KeyConditionExpression": "due_shard = :shard AND due_at <= :now",
+            "ExpressionAttributeValues": {":shard": ddb.s(DUE_SHARD), ":now": ddb.n(int(now * 1000))},
+        }
+        taken: list[Delivery] = []
+        counts: dict[str, int] = {}
+        start: dict[str, Any] | None = None
+        for _ in range(DUE_PAGES):
+            items, start = self._db.query_page(request, limit=limit, start=start)
+            for item in items:
+                webhook_id = _s(item, "webhook_id")
+                if counts.get(webhook_id, 0) < per_endpoint and len(taken) < limit:
+                    counts[webhook_id] = counts.get(webhook_id, 0) + 1
+                    taken.append(_delivery(item))
+            if start is None or len(taken) >= limit:
+                break
+        return taken
 
     def claim_delivery(self, delivery: Delivery, *, now: float, lease_s: float) -> bool:
         try:
