@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -50,6 +51,9 @@ LEASE_S = 60.0
 DUE_BATCH = 200
 # At most this many of one endpoint's due deliveries in one pass: one endpoint's backlog never fills a pass.
 PER_ENDPOINT = 20
+# An endpoint's worker starts no attempt after this long in one pass: a slow endpoint ends the pass no later
+# than this plus one attempt's timeout, so the next pass (the others' next deliveries) is not held up.
+ENDPOINT_BUDGET_S = 10.0
 MAX_WORKERS = 16
 # No new attempt when less than this is left of the invocation: an attempt takes at most its 10 s timeout.
 RESERVE_MS = 15_000
@@ -69,6 +73,18 @@ class DeliveryReport:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+_FAILED = frozenset({"retry", "failed", "disabled"})
+
+
+def _count(outcomes: list[str], report: DeliveryReport) -> None:
+    for outcome in outcomes:
+        report.attempted += outcome != "skipped"
+        report.succeeded += outcome == "succeeded"
+        report.failed_attempts += outcome in _FAILED
+        report.failed += outcome in ("failed", "disabled")
+        report.disabled += outcome == "disabled"
 
 
 class InvalidEvent(ValueError):
@@ -142,39 +158,52 @@ class DeliveryService:
     # ---- deliveries out --------------------------------------------------------------------------------
 
     def deliver_due(self, *, remaining_ms: Callable[[], int], workers: int = MAX_WORKERS) -> DeliveryReport:
-        """Sends the due deliveries (up to DUE_BATCH, PER_ENDPOINT of each endpoint), one worker per endpoint,
-        each endpoint's in order. An endpoint's worker stops at its first failed attempt: the rest would most
-        likely fail too, and a dead endpoint then costs a pass one timeout, not one per delivery."""
+        """Sends what is due until nothing is, or the invocation's end is near: one worker per endpoint at a
+        time, each endpoint's deliveries in order (PER_ENDPOINT at a go). The due index is read again whenever
+        a worker is free, so a slow endpoint holds up its own deliveries only. An endpoint rests for the rest
+        of the run after a failed attempt (the rest of its backlog would most likely fail too: a dead endpoint
+        costs a run one timeout, not one per delivery), or when all it was handed was claimed elsewhere."""
         report = DeliveryReport()
-        now = self._clock()
-        due = self._store.due_deliveries(now, limit=DUE_BATCH, per_endpoint=PER_ENDPOINT)
-        if not due:
-            return report
-        report.oldest_pending_s = int(max(0.0, now - min(kernel.epoch_seconds(d.created_at) for d in due)))
-        by_endpoint: dict[str, list[Delivery]] = {}
-        for delivery in due:
-            by_endpoint.setdefault(delivery.webhook_id, []).append(delivery)
+        busy: dict[str, Future[list[str]]] = {}
+        resting: set[str] = set()
+        first = True
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            while True:
+                for webhook_id in [w for w, future in busy.items() if future.done()]:
+                    outcomes = busy.pop(webhook_id).result()
+                    _count(outcomes, report)
+                    if not outcomes or outcomes[-1] in _FAILED or set(outcomes) == {"skipped"}:
+                        resting.add(webhook_id)
+                if remaining_ms() >= RESERVE_MS and len(busy) < workers:
+                    now = self._clock()
+                    due = self._store.due_deliveries(now, limit=DUE_BATCH, per_endpoint=PER_ENDPOINT)
+                    if first and due:
+                        oldest = min(kernel.epoch_seconds(d.created_at) for d in due)
+                        report.oldest_pending_s = int(max(0.0, now - oldest))
+                    first = False
+                    queues: dict[str, list[Delivery]] = {}
+                    for delivery in due:
+                        if delivery.webhook_id not in busy and delivery.webhook_id not in resting:
+                            queues.setdefault(delivery.webhook_id, []).append(delivery)
+                    for webhook_id, queue in list(queues.items())[: workers - len(busy)]:
+                        busy[webhook_id] = pool.submit(self._run, queue, remaining_ms)
+                if not busy:
+                    return report
+                wait(busy.values(), timeout=1.0, return_when=FIRST_COMPLETED)
 
-        def run(queue: list[Delivery]) -> list[str]:
-            outcomes = []
-            for delivery in queue:
-                if remaining_ms() < RESERVE_MS:
-                    break
-                outcome = self._attempt(delivery)
-                outcomes.append(outcome)
-                if outcome in ("retry", "failed", "disabled"):
-                    break
-            return outcomes
-
-        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(by_endpoint)))) as pool:
-            for outcomes in pool.map(run, by_endpoint.values()):
-                for outcome in outcomes:
-                    report.attempted += outcome != "skipped"
-                    report.succeeded += outcome == "succeeded"
-                    report.failed_attempts += outcome in ("retry", "failed", "disabled")
-                    report.failed += outcome in ("failed", "disabled")
-                    report.disabled += outcome == "disabled"
-        return report
+    def _run(self, queue: list[Delivery], remaining_ms: Callable[[], int]) -> list[str]:
+        """One endpoint's worker: its due deliveries in order, until one fails, time runs low, or it has
+        spent ENDPOINT_BUDGET_S (a slow endpoint yields its worker slot)."""
+        outcomes: list[str] = []
+        started = time.monotonic()
+        for delivery in queue:
+            if remaining_ms() < RESERVE_MS or time.monotonic() - started > ENDPOINT_BUDGET_S:
+                break
+            outcome = self._attempt(delivery)
+            outcomes.append(outcome)
+            if outcome in _FAILED:
+                break
+        return outcomes
 
     def _attempt(self, delivery: Delivery) -> str:
         now = self._clock()
