@@ -4,14 +4,13 @@ a failing receiver gets a retry within seconds (the local time scale), and the e
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from support.bank import deposit, idempotency_key, open_account, signed_in_customer
+from support.webhooks import Receiver
 
 from vaultpay.shared.kernel import epoch_seconds
 from vaultpay.webhooks.model import verify_signature
@@ -20,48 +19,12 @@ pytestmark = pytest.mark.e2e
 RUPEE = 100
 
 
-class Receiver:
-    """A webhook endpoint on 127.0.0.1: answers the first `fail_first` POSTs 500, then 204."""
-
-    def __init__(self, fail_first: int = 0) -> None:
-        self.fail_first = fail_first
-        self.received: list[tuple[float, dict[str, str], bytes, int]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                status = 500 if len(receiver.received) < receiver.fail_first else 204
-                receiver.received.append((time.time(), dict(self.headers.items()), body, status))
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/vaultpay"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def wait_for(self, predicate: Callable[[list[Any]], bool], timeout_s: float = 60) -> list[Any]:
-        deadline = time.monotonic() + timeout_s
-        while not predicate(self.received):
-            assert time.monotonic() < deadline, self.received
-            time.sleep(0.2)
-        return self.received
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def receivers() -> Iterator[Callable[..., Receiver]]:
     made: list[Receiver] = []
 
     def make(fail_first: int = 0) -> Receiver:
-        made.append(Receiver(fail_first))
+        made.append(Receiver(fail_first=fail_first))
         return made[-1]
 
     yield make

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
 from typing import Any
 
@@ -19,8 +17,8 @@ from support.apigw import proxy_event
 from support.handlers import load_handler
 from support.lambda_context import FakeLambdaContext
 from support.tables import create_table
+from support.webhooks import Receiver, completed_event
 
-from vaultpay.shared.kernel import new_event_id
 from vaultpay.webhooks.model import verify_signature
 
 pytestmark = pytest.mark.component
@@ -68,34 +66,6 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 def manage(aws: Any) -> ModuleType:
     module: ModuleType = load_handler("webhooks/manage")
     return module
-
-
-class Receiver:
-    """An HTTP endpoint on 127.0.0.1 answering each POST with `status`, recording what it got."""
-
-    def __init__(self, status: int = 204) -> None:
-        self.status = status
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                receiver.received.append((dict(self.headers.items()), body))
-                self.send_response(receiver.status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -201,25 +171,11 @@ def test_rotation_answers_a_new_secret_and_both_sign_a_delivery(
     assert rotated["statusCode"] == 200
     new_secret = json.loads(rotated["body"])["secret"]
     assert new_secret != created["secret"]
-    _record_and_send(_completed("usr_alice"))
-    [(headers, body)] = receiver.received
+    _record_and_send(completed_event())
+    [(_, headers, body, _)] = receiver.received
     now = int(time.time())
     assert verify_signature(headers["VaultPay-Signature"], created["secret"], body, now=now)
     assert verify_signature(headers["VaultPay-Signature"], new_secret, body, now=now)
-
-
-def _completed(user: str) -> dict[str, Any]:
-    return {
-        "specversion": "1.0",
-        "id": new_event_id(),
-        "source": "/vaultpay/transfers",
-        "type": "vaultpay.transaction.completed",
-        "time": "2026-11-28T10:15:30.123Z",
-        "subject": "tr_1",
-        "datacontenttype": "application/json",
-        "correlationid": "c-1",
-        "data": {"transfer_id": "tr_1", "user_id": user, "amount": 100, "currency": "INR"},
-    }
 
 
 def _record_and_send(event: dict[str, Any]) -> dict[str, Any]:
@@ -235,42 +191,33 @@ def test_a_delivery_is_signed_and_listed_and_a_failure_is_retried(
     manage: ModuleType, receiver: Receiver
 ) -> None:
     created = json.loads(_register(manage, receiver.url)["body"])
-    event = _completed("usr_alice")
+    event = completed_event()
     report = _record_and_send(event)
     assert report["succeeded"] == 1, report
-    [(headers, body)] = receiver.received
+    [(_, headers, body, _)] = receiver.received
     assert headers["VaultPay-Event-Id"] == event["id"] and headers["Content-Type"] == "application/json"
     assert verify_signature(headers["VaultPay-Signature"], created["secret"], body, now=int(time.time()))
     deliveries = load_handler("webhooks/deliveries")
     path = f"/v1/webhooks/{created['webhook_id']}/deliveries"
-    listed = deliveries.handler(
-        proxy_event(
+
+    def listed() -> list[dict[str, Any]]:
+        params = {"webhook_id": created["webhook_id"]}
+        event = proxy_event(
             "GET",
             path,
             user_id="usr_alice",
             resource="/v1/webhooks/{webhook_id}/deliveries",
-            path_parameters={"webhook_id": created["webhook_id"]},
-        ),
-        CONTEXT,
-    )
-    [item] = json.loads(listed["body"])["items"]
+            path_parameters=params,
+        )
+        items: list[dict[str, Any]] = json.loads(deliveries.handler(event, CONTEXT)["body"])["items"]
+        return items
+
+    [item] = listed()
     assert item["status"] == "SUCCEEDED" and item["attempts"] == 1 and item["last_status_code"] == 204
     # A failing receiver: the attempt is recorded and the delivery stays PENDING with a next attempt
     receiver.status = 500
-    _record_and_send(_completed("usr_alice"))
-    items = json.loads(
-        deliveries.handler(
-            proxy_event(
-                "GET",
-                path,
-                user_id="usr_alice",
-                resource="/v1/webhooks/{webhook_id}/deliveries",
-                path_parameters={"webhook_id": created["webhook_id"]},
-            ),
-            CONTEXT,
-        )["body"]
-    )["items"]
-    pending = [i for i in items if i["status"] == "PENDING"]
+    _record_and_send(completed_event())
+    pending = [i for i in listed() if i["status"] == "PENDING"]
     assert len(pending) == 1 and pending[0]["last_status_code"] == 500 and pending[0]["next_attempt_at"]
     # Redelivering another user's delivery is 404; the owner's is 202
     redeliver = f"{path}/{item['delivery_id']}/redeliver"
@@ -290,7 +237,7 @@ def test_a_delivery_is_signed_and_listed_and_a_failure_is_retried(
 def test_the_feed_answers_the_callers_events_oldest_first(manage: ModuleType) -> None:
     from vaultpay.bootstrap.webhooks import delivery_service
 
-    events = sorted((_completed("usr_alice") for _ in range(3)), key=lambda e: e["id"])
+    events = sorted((completed_event() for _ in range(3)), key=lambda e: e["id"])
     for event in events:
         delivery_service().record(event)
     feed = load_handler("webhooks/feed")

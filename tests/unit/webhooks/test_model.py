@@ -312,3 +312,12 @@ def test_the_customer_view_drops_every_key_its_type_does_not_list() -> None:
 
 def test_every_customer_type_is_a_real_vaultpay_type() -> None:
     assert all(kind.startswith("vaultpay.") for kind in CUSTOMER_EVENT_TYPES)
+
+
+def test_the_webhook_consumer_reads_exactly_the_types_a_customer_receives() -> None:
+    import json
+    from pathlib import Path
+
+    config = json.loads((Path(__file__).resolve().parents[3] / "infra/nats/jetstream.json").read_text())
+    [consumer] = [c for c in config["consumers"] if c["durable_name"] == "webhook-workers"]
+    assert sorted(consumer["filter_subjects"]) == sorted(CUSTOMER_EVENT_TYPES)

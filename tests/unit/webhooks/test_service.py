@@ -7,9 +7,9 @@ import json
 from typing import Any
 
 import pytest
+from support.webhooks import completed_event
 
 from vaultpay.shared.errors import ValidationFailed
-from vaultpay.shared.kernel import new_event_id
 from vaultpay.webhooks.delivery import DeliveryService, InvalidEvent
 from vaultpay.webhooks.errors import (
     DeliveryNotFound,
@@ -66,29 +66,6 @@ def world() -> dict[str, Any]:
     return {"store": store, "api": api, "delivery": delivery, "sender": sender, "clock": clock}
 
 
-def _completed(**data: Any) -> dict[str, Any]:
-    return {
-        "specversion": "1.0",
-        "id": new_event_id(),
-        "source": "/vaultpay/transfers",
-        "type": "vaultpay.transaction.completed",
-        "time": "2026-11-28T10:15:30.123Z",
-        "subject": "tr_1",
-        "datacontenttype": "application/json",
-        "correlationid": "c-1",
-        "actor": "system",
-        "data": {
-            "transfer_id": "tr_1",
-            "user_id": "usr_alice",
-            "source_account_id": "acc_alice",
-            "destination_account_id": "acc_bob",
-            "amount": 125050,
-            "currency": "INR",
-            **data,
-        },
-    }
-
-
 def _forever() -> int:
     return 10**9
 
@@ -134,7 +111,7 @@ def test_a_completed_transfer_is_delivered_signed_to_sender_and_recipient(world:
         .create("usr_bob", "https://slow.example.com/x", ["vaultpay.transaction.completed"])
         .secret
     )
-    event = _completed()
+    event = completed_event()
     assert world["delivery"].record(event) == 2
     assert world["delivery"].record(event) == 0  # a redelivered event makes no second delivery
     report = world["delivery"].deliver_due(remaining_ms=_forever)
@@ -152,7 +129,7 @@ def test_a_completed_transfer_is_delivered_signed_to_sender_and_recipient(world:
 def test_a_failing_endpoint_is_retried_with_back_off_then_failed(world: dict[str, Any]) -> None:
     webhook = world["api"].create("usr_alice", URL, ["*"]).webhook
     world["sender"].answers[URL] = AttemptResult(500)
-    world["delivery"].record(_completed())
+    world["delivery"].record(completed_event())
     world["delivery"].deliver_due(remaining_ms=_forever)
     [delivery] = world["api"].deliveries("usr_alice", webhook.webhook_id)["items"]
     assert (
@@ -172,7 +149,7 @@ def test_an_endpoint_failing_every_delivery_for_three_days_is_disabled(world: di
     webhook = world["api"].create("usr_alice", URL, ["*"]).webhook
     world["sender"].answers[URL] = AttemptResult(None, "connection refused")
     for _ in range(80):
-        world["delivery"].record(_completed())
+        world["delivery"].record(completed_event())
         world["delivery"].deliver_due(remaining_ms=_forever)
         world["clock"].now += 3600
     shown = world["api"].get("usr_alice", webhook.webhook_id)
@@ -182,7 +159,7 @@ def test_an_endpoint_failing_every_delivery_for_three_days_is_disabled(world: di
 def test_a_success_ends_the_run_of_failures(world: dict[str, Any]) -> None:
     webhook = world["api"].create("usr_alice", URL, ["*"]).webhook
     world["sender"].answers[URL] = AttemptResult(503)
-    world["delivery"].record(_completed())
+    world["delivery"].record(completed_event())
     world["delivery"].deliver_due(remaining_ms=_forever)
     assert world["store"].get_webhook("usr_alice", webhook.webhook_id).failing_since is not None
     world["sender"].answers[URL] = AttemptResult(204)
@@ -195,7 +172,7 @@ def test_after_a_rotation_both_secrets_sign_for_a_day(world: dict[str, Any]) -> 
     created = world["api"].create("usr_alice", URL, ["*"])
     rotated = world["api"].rotate_secret("usr_alice", created.webhook.webhook_id)
     assert rotated.secret != created.secret
-    world["delivery"].record(_completed())
+    world["delivery"].record(completed_event())
     world["delivery"].deliver_due(remaining_ms=_forever)
     _, body, headers = world["sender"].sent[-1]
     now = int(world["clock"].now)
@@ -203,7 +180,7 @@ def test_after_a_rotation_both_secrets_sign_for_a_day(world: dict[str, Any]) -> 
     assert verify_signature(headers["VaultPay-Signature"], created.secret, body, now=now)
     assert verify_signature(headers["VaultPay-Signature"], rotated.secret, body, now=now)
     world["clock"].now += 24 * 3600 + 1
-    world["delivery"].record(_completed())
+    world["delivery"].record(completed_event())
     world["delivery"].deliver_due(remaining_ms=_forever)
     _, body, headers = world["sender"].sent[-1]
     assert headers["VaultPay-Signature"].count("v1=") == 1
@@ -211,7 +188,7 @@ def test_after_a_rotation_both_secrets_sign_for_a_day(world: dict[str, Any]) -> 
 
 def test_a_redelivery_sends_a_delivery_again(world: dict[str, Any]) -> None:
     webhook = world["api"].create("usr_alice", URL, ["*"]).webhook
-    world["delivery"].record(_completed())
+    world["delivery"].record(completed_event())
     world["delivery"].deliver_due(remaining_ms=_forever)
     [delivery] = world["api"].deliveries("usr_alice", webhook.webhook_id)["items"]
     again = world["api"].redeliver("usr_alice", webhook.webhook_id, delivery["delivery_id"])
@@ -225,7 +202,7 @@ def test_a_redelivery_sends_a_delivery_again(world: dict[str, Any]) -> None:
 
 def test_the_feed_holds_the_callers_own_events_oldest_first(world: dict[str, Any]) -> None:
     # Event ids are time-ordered to the millisecond: the feed's order is theirs.
-    events = sorted((_completed() for _ in range(5)), key=lambda e: e["id"])
+    events = sorted((completed_event() for _ in range(5)), key=lambda e: e["id"])
     for event in events:
         world["delivery"].record(event)
     first = world["api"].feed("usr_bob", after=None, types=None, limit=3)
@@ -245,12 +222,12 @@ def test_a_message_that_is_not_a_cloudevent_is_refused(world: dict[str, Any]) ->
 
 def test_account_created_teaches_the_owner_so_later_events_reach_them(world: dict[str, Any]) -> None:
     created = {
-        **_completed(),
+        **completed_event(),
         "type": "vaultpay.account.created",
         "data": {"account_id": "acc_carol", "owner_id": "usr_carol", "type": "SAVINGS", "currency": "INR"},
     }
     world["delivery"].record(created)
-    world["delivery"].record(_completed(destination_account_id="acc_carol"))
+    world["delivery"].record(completed_event(destination_account_id="acc_carol"))
     kinds = [e["type"] for e in world["api"].feed("usr_carol", after=None, types=None)["items"]]
     # Two ids made in one millisecond are in no set order: the feed holds both, whatever theirs.
     assert sorted(kinds) == ["vaultpay.account.created", "vaultpay.transaction.completed"]
@@ -275,7 +252,7 @@ def test_a_slow_endpoint_does_not_hold_up_another(world: dict[str, Any]) -> None
     world["delivery"]._sender = SlowFirst()
     world["api"].create("usr_bob", "https://slow.example.com/x", ["*"])
     world["api"].create("usr_alice", URL, ["*"])
-    world["delivery"].record(_completed())
+    world["delivery"].record(completed_event())
     world["delivery"].deliver_due(remaining_ms=_forever)
     assert order == ["fast", "slow"]
 
@@ -286,9 +263,9 @@ def test_a_dead_endpoints_backlog_costs_one_attempt_a_pass_and_crowds_out_no_one
     dead = world["api"].create("usr_bob", "https://slow.example.com/x", ["*"]).webhook
     world["sender"].answers["https://slow.example.com/x"] = AttemptResult(None, "no answer within 10 s")
     for _ in range(300):
-        world["delivery"].record(_completed())
+        world["delivery"].record(completed_event())
     world["api"].create("usr_alice", URL, ["*"])
-    world["delivery"].record(_completed())
+    world["delivery"].record(completed_event())
     report = world["delivery"].deliver_due(remaining_ms=_forever)
     assert (report.attempted, report.succeeded, report.failed_attempts) == (2, 1, 1)
     sent_to_dead = [url for url, _, _ in world["sender"].sent if "slow" in url]

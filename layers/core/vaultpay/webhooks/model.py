@@ -8,7 +8,7 @@ import hmac
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
@@ -526,15 +526,10 @@ def after_attempt(
     else:
         next_at = policy.next_attempt_at(attempts=attempts, first_at=first, now=now, jitter=jitter)
         status = DeliveryStatus.PENDING if next_at is not None else DeliveryStatus.FAILED
-    return Delivery(
-        webhook_id=delivery.webhook_id,
-        user_id=delivery.user_id,
-        event_id=delivery.event_id,
-        type=delivery.type,
-        body=delivery.body,
+    return replace(
+        delivery,
         status=status,
         attempts=attempts,
-        created_at=delivery.created_at,
         next_attempt_at=next_at,
         first_attempt_at=first,
         last_status_code=result.status_code,
