@@ -257,3 +257,13 @@ def test_the_feed_answers_the_callers_events_oldest_first(manage: ModuleType) ->
     assert json.loads(other["body"])["items"] == []
     bad = feed.handler(proxy_event("GET", "/v1/events", user_id="usr_alice", query={"after": "x"}), CONTEXT)
     assert bad["statusCode"] == 422 and json.loads(bad["body"])["code"] == "invalid_cursor"
+
+
+def test_an_event_recorded_twice_makes_one_delivery(manage: ModuleType) -> None:
+    from vaultpay.bootstrap.webhooks import delivery_service
+
+    _register(manage, "http://127.0.0.1:9/x")
+    event = completed_event()
+    # A JetStream redelivery of the same event: the delivery exists, nothing is added
+    assert delivery_service().record(event) == 1
+    assert delivery_service().record(event) == 0

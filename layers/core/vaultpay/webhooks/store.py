@@ -153,8 +153,16 @@ class DynamoWebhookStore:
     # ---- deliveries ---------------------------------------------------------------------------------
 
     def add_delivery(self, delivery: Delivery) -> None:
-        if self._db.transact([self._db.put_new(_delivery_item(delivery))]):
-            raise AlreadyExists(delivery.delivery_id)
+        # A conditional put, not a transaction: one item, at half a transaction's write units.
+        try:
+            self._db.call(
+                "PutItem",
+                TableName=self._db.name,
+                Item=_delivery_item(delivery),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ddb.ConditionFailed:
+            raise AlreadyExists(delivery.delivery_id) from None
 
     def get_delivery(self, webhook_id: str, event_id: str) -> Delivery | None:
         item = self._db.get(_key(f"WEBHOOK#{webhook_id}", f"DELIVERY#{event_id}"))
