@@ -48,6 +48,7 @@ TAG_DESCRIPTIONS = {
     "transfers": "Money transfers, run as a saga.",
     "fraud": "Fraud alerts and manual reviews (admin).",
     "audit": "The append-only, hash-chained audit log (admin).",
+    "webhooks": "Signed webhook deliveries of the caller's own events, and the events feed.",
     "ops": "Health and this API's own documentation.",
 }
 

@@ -112,12 +112,13 @@ def test_wire_creates_the_streams_and_the_relay_publishes_with_its_own_login(
     logins = prepare.passwords(state)
     # When the streams are applied as the operator
     lines = prepare.apply_streams(url, logins)
-    # Then both streams and both durable consumers exist
+    # Then both streams and every durable consumer exist
     assert [line.split(":")[0] for line in lines] == [
         "stream VAULTPAY",
         "stream VAULTPAY_DLQ",
         "consumer VAULTPAY/audit-workers",
         "consumer VAULTPAY/fraud-workers",
+        "consumer VAULTPAY/webhook-workers",
     ]
 
     # And the relay's user may publish an event (its PubAck comes back on its own inbox) but not read one

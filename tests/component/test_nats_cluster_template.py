@@ -33,6 +33,7 @@ CREDENTIAL_PARAMETERS = {
     "relay": "NatsRelayCredentialsArn",
     "audit": "NatsAuditCredentialsArn",
     "fraud": "NatsFraudCredentialsArn",
+    "webhooks": "NatsWebhookCredentialsArn",
     "health": "NatsHealthCredentialsArn",
     "operator": "NatsOperatorCredentialsArn",
 }
@@ -66,6 +67,7 @@ EXPECTED_PERMISSIONS = {
     },
     "audit": _pull_consumer("audit", "audit-workers"),
     "fraud": _pull_consumer("fraud", "fraud-workers"),
+    "webhooks": _pull_consumer("webhooks", "webhook-workers"),
     "health": {
         "publish": {"allow": ["$JS.API.INFO", "$JS.API.STREAM.INFO.VAULTPAY"]},
         "subscribe": {"allow": _inbox("health")},

@@ -567,6 +567,7 @@ def test_the_authorizer_may_write_only_outbox_items_and_api_call_counters(cfn: d
 KEY_CONTEXTS = {
     "PiiKey": {"app": "vaultpay", "purpose": "pii"},
     "AccountNumberKey": {"app": "vaultpay", "purpose": "account_number"},
+    "WebhookSecretKey": {"app": "vaultpay", "purpose": "webhook_secret"},
 }
 
 

@@ -39,6 +39,14 @@ CUSTOMER_OR_PUBLIC_ROUTES = {
     ("POST", "/v1/transfers"),
     ("GET", "/v1/transfers"),
     ("GET", "/v1/transfers/{transfer_id}"),
+    ("POST", "/v1/webhooks"),
+    ("GET", "/v1/webhooks"),
+    ("GET", "/v1/webhooks/{webhook_id}"),
+    ("DELETE", "/v1/webhooks/{webhook_id}"),
+    ("POST", "/v1/webhooks/{webhook_id}/rotate-secret"),
+    ("GET", "/v1/webhooks/{webhook_id}/deliveries"),
+    ("POST", "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"),
+    ("GET", "/v1/events"),
 }
 # Functions that must never be reachable over HTTP: they mint admins, move money inside the saga, answer
 # other domains or run operator jobs.
@@ -58,6 +66,8 @@ NEVER_ROUTED = {
     "OutboxSweeperFunction",
     "ConsumeAuditEventsFunction",
     "FraudConsumeFunction",
+    "ConsumeWebhookEventsFunction",
+    "WebhookDeliverySweeperFunction",
 }
 
 

@@ -1,11 +1,15 @@
-"""OWASP API7:2023 Server Side Request Forgery: no code path fetches a URL a caller chose.
+"""OWASP API7:2023 Server Side Request Forgery: no code path fetches a URL a caller chose, but the webhooks'.
 
-Today the product makes no outbound call to a caller-given address: functions reach AWS only through boto3
-(whose endpoint comes from the environment, `AWS_ENDPOINT_URL`, never from a request) and NATS only at
-`NATS_URL`. This test keeps it that way by reading the code: a new HTTP client, a raw socket, an endpoint
-chosen in code, or a NATS connection opened somewhere new fails it, so that the change is reviewed for SSRF
-(URL allow-list, no redirects, no private or link-local addresses) before it lands. It reads the source,
-so it cannot see a URL that reaches an allowed client by another road; SECURITY.md says so.
+The product makes one outbound call to a caller-given address, on purpose: a webhook delivery
+(vaultpay.webhooks.adapters), whose defences are in vaultpay.webhooks.model and are tested there: https only,
+the host resolved and every address checked at every attempt (no private, loopback, link-local, multicast or
+embedded-IPv4 address), the connection made to the checked address, no redirect followed. Otherwise
+functions reach AWS only through boto3 (whose endpoint comes from the environment, `AWS_ENDPOINT_URL`, never
+from a request) and NATS only at `NATS_URL`. This test keeps it that way by reading the code: a new HTTP
+client, a raw socket, an endpoint chosen in code, or a NATS connection opened somewhere new fails it, so
+that the change is reviewed for SSRF (URL allow-list, no redirects, no private or link-local addresses)
+before it lands. It reads the source, so it cannot see a URL that reaches an allowed client by another
+road; SECURITY.md says so.
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ ENDPOINT_KEYWORDS = {"endpoint_url", "host", "url", "proxies"}
 # Where NATS connections are opened: one place, at the configured NATS_URL (vaultpay.events.jetstream reads
 # and checks it; the health check and the JetStream configuration open theirs through it).
 NATS_CONNECTORS = {"layers/core/vaultpay/events/jetstream.py"}
+# The one package reviewed for SSRF that does carry a caller's URL and reach its address: the webhooks (every
+# URL passes vaultpay.webhooks.model's checks; its sender is pinned below).
+REVIEWED_PACKAGE = "layers/core/vaultpay/webhooks/"
 
 
 def _python_files() -> Iterator[Path]:
@@ -117,6 +124,8 @@ def test_no_function_or_core_module_can_reach_an_address_a_caller_chose() -> Non
     scanned, found = 0, []
     for path in _python_files():
         relative = path.relative_to(ROOT).as_posix()
+        if relative.startswith(REVIEWED_PACKAGE):
+            continue
         found += findings(path.read_text(encoding="utf-8"), relative)
         scanned += 1
     assert scanned > 100, scanned
@@ -131,3 +140,15 @@ def test_the_aws_clients_take_their_endpoint_from_the_environment_only() -> None
     assert calls, "vaultpay.shared.aws no longer builds a client"
     for call in calls:
         assert {k.arg for k in call.keywords} <= {"config"}, ast.unparse(call)
+
+
+def test_the_webhook_sender_connects_only_to_the_address_its_caller_checked() -> None:
+    # The reviewed sender opens its sockets in one place each, to `self._address`: the address the delivery
+    # resolved and checked (vaultpay.webhooks.model.resolve_checked), never the URL's host again.
+    source = (ROOT / "layers/core/vaultpay/webhooks/adapters.py").read_text(encoding="utf-8")
+    connects = [
+        ast.unparse(node)
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Call) and _called_name(node) == "create_connection"
+    ]
+    assert connects and all("self._address" in call for call in connects), connects

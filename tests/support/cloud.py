@@ -97,6 +97,8 @@ class CloudProcess:
             "--parameter", f"ReviewTimeoutSeconds={REVIEW_TIMEOUT_S}",
             # Tests fund accounts with one admin's deposit; the four-eyes tests deposit above this.
             "--parameter", f"DepositApprovalThreshold={DEPOSIT_APPROVAL_THRESHOLD}",
+            # Webhooks may reach a test receiver on 127.0.0.1, and retry on the cloud's time scale.
+            "--parameter", "WebhookAllowLoopback=true", "--parameter", f"WebhookTimeScale={TIME_SCALE}",
             *self.args,
         ]  # fmt: skip
         self.starts += 1

@@ -32,12 +32,13 @@ def first_apply(kit: Any) -> list[str]:
     return _apply(kit)
 
 
-def test_a_first_apply_creates_both_streams_and_both_consumers(first_apply: list[str]) -> None:
+def test_a_first_apply_creates_both_streams_and_every_consumer(first_apply: list[str]) -> None:
     assert first_apply == [
         "stream VAULTPAY: created" + ONE,
         "stream VAULTPAY_DLQ: created" + ONE,
         "consumer VAULTPAY/audit-workers: created" + ONE,
         "consumer VAULTPAY/fraud-workers: created" + ONE,
+        "consumer VAULTPAY/webhook-workers: created" + ONE,
     ]
 
 
@@ -47,6 +48,7 @@ def test_applying_again_changes_nothing(kit: Any, first_apply: list[str]) -> Non
         "stream VAULTPAY_DLQ: unchanged" + ONE,
         "consumer VAULTPAY/audit-workers: unchanged" + ONE,
         "consumer VAULTPAY/fraud-workers: unchanged" + ONE,
+        "consumer VAULTPAY/webhook-workers: unchanged" + ONE,
     ]
 
 
@@ -76,7 +78,7 @@ def test_the_dead_letter_stream_captures_the_give_up_advisories_of_vaultpay_cons
     assert info.config.storage == "file"
 
 
-@pytest.mark.parametrize("name", ["audit-workers", "fraud-workers"])
+@pytest.mark.parametrize("name", ["audit-workers", "fraud-workers", "webhook-workers"])
 def test_the_durable_consumers_ack_explicitly_with_max_deliver_and_backoff(
     kit: Any, first_apply: list[str], name: str
 ) -> None:
@@ -143,6 +145,7 @@ def test_the_deploy_command_applies_the_file_and_prints_what_it_did(kit: Any, fi
         "stream VAULTPAY_DLQ: unchanged" + ONE,
         "consumer VAULTPAY/audit-workers: unchanged" + ONE,
         "consumer VAULTPAY/fraud-workers: unchanged" + ONE,
+        "consumer VAULTPAY/webhook-workers: unchanged" + ONE,
     ]
 
 

@@ -49,7 +49,11 @@ def test_the_checked_in_configuration_declares_the_streams_and_consumers_of_the_
     # A dead letter points into VAULTPAY: it is useless once the message has aged out, so it lives no longer.
     assert streams[DEAD_LETTER_STREAM]["max_age"] == streams[EVENTS_STREAM]["max_age"]
     consumers = {(c.stream, c.name): c.fields for c in spec.consumers}
-    assert set(consumers) == {(EVENTS_STREAM, "audit-workers"), (EVENTS_STREAM, "fraud-workers")}
+    assert set(consumers) == {
+        (EVENTS_STREAM, "audit-workers"),
+        (EVENTS_STREAM, "fraud-workers"),
+        (EVENTS_STREAM, "webhook-workers"),
+    }
     for fields in consumers.values():
         assert fields["ack_policy"] == "explicit"
         assert len(fields["backoff"]) < fields["max_deliver"]

@@ -47,6 +47,7 @@ PERMISSIONS: dict[str, dict[str, list[str]] | None] = {
     "relay": {"publish": ["vaultpay.>", "$JS.API.STREAM.INFO.VAULTPAY"], "subscribe": [_inbox("relay")]},
     "audit": _consumer("audit", "audit-workers"),
     "fraud": _consumer("fraud", "fraud-workers"),
+    "webhooks": _consumer("webhooks", "webhook-workers"),
     # The health check: server and stream info.
     "health": {"publish": ["$JS.API.INFO", "$JS.API.STREAM.INFO.VAULTPAY"], "subscribe": [_inbox("health")]},
     # The local cloud's own administrator (stream set-up, the ops CLI, the tests' own streams): everything.
@@ -58,6 +59,7 @@ SECRETS = {
     "relay": "NatsRelayCredentials",
     "audit": "NatsAuditConsumerCredentials",
     "fraud": "NatsFraudConsumerCredentials",
+    "webhooks": "NatsWebhookConsumerCredentials",
     "health": "NatsHealthCredentials",
     "operator": "NatsOperatorCredentials",
 }

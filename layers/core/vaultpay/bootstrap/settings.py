@@ -31,9 +31,12 @@ from vaultpay.shared.settings import (
     TokenKeys,
     TransfersTable,
     Version,
+    WebhookSecretKey,
+    WebhooksTable,
     env,
     integer,
     number,
+    one_of,
     stage_name,
     validator,
 )
@@ -171,6 +174,34 @@ class RelaySettings(NatsServer, LambdaFunctionName, OutboxTables):
     """The relay and the outbox sweeper: NATS as the publisher's user, and the tables the sweeper owns."""
 
 
+class WebhooksSettings(WebhooksTable, WebhookSecretKey, Stage):
+    """The webhook functions: the table, the key that seals the signing secrets, and what the stage lets a
+    delivery reach. The local stage alone may allow http://127.0.0.1:<port> (a test receiver) and scale the
+    retry schedule down (WebhookAllowLoopback, WebhookTimeScale in template.yaml)."""
+
+    webhook_allow_loopback: str = env(
+        "WEBHOOK_ALLOW_LOOPBACK", default="false", parse=one_of("true", "false")
+    )
+    webhook_time_scale: float = env("WEBHOOK_TIME_SCALE", default=1.0, parse=number)
+
+    @validator
+    def _local_only(self) -> None:
+        if not 1.0 <= self.webhook_time_scale <= 3600.0:
+            raise ConfigurationError("invalid settings: WEBHOOK_TIME_SCALE must be in 1..3600")
+        if self.stage != "local" and (self.allows_loopback or self.webhook_time_scale != 1.0):
+            raise ConfigurationError(
+                "invalid settings: WEBHOOK_ALLOW_LOOPBACK and WEBHOOK_TIME_SCALE are for the local stage only"
+            )
+
+    @property
+    def allows_loopback(self) -> bool:
+        return self.webhook_allow_loopback == "true"
+
+
+class WebhookConsumerSettings(WebhooksSettings, NatsServer):
+    """The webhook-workers consumer: the webhook settings and its own NATS user."""
+
+
 def _read(model: type[_S]) -> _S:
     return model.load(os.environ)
 
@@ -228,3 +259,13 @@ def consumer_settings() -> ConsumerSettings:
 @cached
 def relay_settings() -> RelaySettings:
     return _read(RelaySettings)
+
+
+@cached
+def webhooks_settings() -> WebhooksSettings:
+    return _read(WebhooksSettings)
+
+
+@cached
+def webhook_consumer_settings() -> WebhookConsumerSettings:
+    return _read(WebhookConsumerSettings)

@@ -250,6 +250,10 @@ class AuditTable(EnvSettings):
     audit_table: str | None = env("AUDIT_TABLE", default=None)
 
 
+class WebhooksTable(EnvSettings):
+    webhooks_table: str | None = env("WEBHOOKS_TABLE", default=None)
+
+
 class IdempotencyTable(EnvSettings):
     idempotency_table: str | None = env("IDEMPOTENCY_TABLE", default=None)
 
@@ -270,6 +274,10 @@ class OutboxTables(EnvSettings):
 
 class PiiKey(EnvSettings):
     pii_key_id: str | None = env("PII_KEY_ID", default=None)
+
+
+class WebhookSecretKey(EnvSettings):
+    webhook_secret_key_id: str | None = env("WEBHOOK_SECRET_KEY_ID", default=None)
 
 
 class BlindIndexSecret(EnvSettings):
