@@ -22,6 +22,12 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidatorFunctionWrapHandler, WrapValidator
 
+from vaultpay.shared.caller_checks import (
+    caller_refusal,
+    decided_for_another_request,
+    device_id_required,
+    device_mismatch,
+)
 from vaultpay.shared.errors import (
     BadRequest,
     DomainError,
@@ -112,7 +118,7 @@ class _VaultPayResolver(APIGatewayRestResolver):
     def _resolve(self) -> ResponseBuilder[Any]:
         event = self.current_event
         refusal = (
-            authorizer_refusal(event.raw_event)
+            request_refusal(self)
             or form_body(event)
             or undecodable_json_body(event)
             or ambiguous_json_body(event)
@@ -132,9 +138,7 @@ class _AdminResolver(_VaultPayResolver):
     """
 
     def _resolve(self) -> ResponseBuilder[Any]:
-        refusal = authorizer_refusal(self.current_event.raw_event) or admin_refusal(
-            self.current_event.raw_event
-        )
+        refusal = request_refusal(self) or admin_refusal(self.current_event.raw_event)
         if refusal is not None:
             return ResponseBuilder(self.refuse(refusal), serializer=self._serializer)
         return super()._resolve()
@@ -437,7 +441,9 @@ def principal(app: APIGatewayRestResolver) -> Principal:
     if not all(isinstance(value, str) and value for value in fields.values()):
         raise Unauthorized("No authenticated caller.")
     given = context.get("correlation_id")
-    correlation_id = given if isinstance(given, str) and given else current_correlation_id(app)
+    # A cached decision carries the correlation id of the request the authorizer ran for, not this one's.
+    fresh = isinstance(given, str) and given and not decided_for_another_request(app.current_event.raw_event)
+    correlation_id = str(given) if fresh else current_correlation_id(app)
     bind_log_keys(user_id=str(fields["user_id"]))
     return Principal(
         user_id=str(fields["user_id"]),
@@ -447,22 +453,26 @@ def principal(app: APIGatewayRestResolver) -> Principal:
     )
 
 
+def request_refusal(app: APIGatewayRestResolver) -> VaultPayError | None:
+    """What refuses a request before any route runs: the authorizer's soft deny (about the token), then the
+    checks a cached decision cannot make (about this request: its device, the caller's count)."""
+    event = app.current_event.raw_event
+    return authorizer_refusal(event) or caller_refusal(
+        event, _authorizer_context(event), current_correlation_id(app)
+    )
+
+
 def authorizer_refusal(event: Mapping[str, Any]) -> VaultPayError | None:
     """The error a request's authorizer soft deny stands for, or None when it has none."""
     context = _authorizer_context(event)
     auth_error = context.get("auth_error")
     if auth_error is None or auth_error == "":
         return None
+    # An authorizer of an earlier release checked the device itself (a deploy runs both for a while).
     if auth_error == "device_id_required":
-        return BadRequest(
-            "The X-Device-Id header is required (1 to 128 printable ASCII characters).",
-            code="device_id_required",
-        )
+        return device_id_required()
     if auth_error == "device_mismatch":
-        return Unauthorized(
-            "The X-Device-Id header does not match the device this token was issued to.",
-            code="device_mismatch",
-        )
+        return device_mismatch()
     if auth_error == "token_revoked":
         return Unauthorized(
             "This session has ended (signed out, or its refresh token was reused): sign in again.",
