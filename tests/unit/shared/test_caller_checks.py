@@ -229,3 +229,63 @@ def test_a_cached_decision_does_not_lend_its_correlation_id_to_later_requests(
     # The earlier request's id is not this one's: the function derives its own (API Gateway's request id)
     assert body["cid"] == THIS_REQUEST
     assert headers[CORRELATION_HEADER] == [THIS_REQUEST]
+
+
+def test_a_reads_count_runs_beside_its_route_and_a_refusal_replaces_the_answer(
+    counters: FakeCounterStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a count that takes a while and a user whose window is full
+    import threading
+
+    key, _, expires_at = window_key(API_CALLS_SCOPE, DECISION["user_id"], NOW, API_CALLS.period_s)
+    counters.counts[key], counters.expiries[key] = API_CALLS.limit, expires_at
+    counting, routed = threading.Event(), threading.Event()
+    real = counters.increment
+
+    def slow_increment(key: str, expires_at: int) -> int:
+        counting.set()
+        assert routed.wait(5), "the route did not run while the count was in flight"
+        return real(key, expires_at)
+
+    monkeypatch.setattr(counters, "increment", slow_increment)
+    app = make_resolver()
+
+    @app.get("/v1/me")
+    def me() -> dict[str, Any]:
+        routed.set()  # the route runs while the count is still in flight
+        return {"ok": True}
+
+    # When a GET is answered
+    event = request_event(
+        "GET", "/v1/me", headers={"X-Device-Id": DEVICE}, authorizer={**DECISION, "request_id": THIS_REQUEST}
+    )
+    response = app.resolve(event, None)  # type: ignore[arg-type]
+    # Then the count's refusal is the answer: the read's body never leaves
+    assert counting.is_set()
+    assert (response["statusCode"], json.loads(response["body"])["code"]) == (429, "rate_limited")
+
+
+def test_a_writes_count_is_settled_before_its_route_runs(counters: FakeCounterStore) -> None:
+    # Given a user whose window is full
+    key, _, expires_at = window_key(API_CALLS_SCOPE, DECISION["user_id"], NOW, API_CALLS.period_s)
+    counters.counts[key], counters.expiries[key] = API_CALLS.limit, expires_at
+    app = make_resolver()
+    ran: list[str] = []
+
+    @app.post("/v1/accounts")
+    def create() -> dict[str, Any]:
+        ran.append("route")
+        return {"ok": True}
+
+    # When they POST
+    event = request_event(
+        "POST",
+        "/v1/accounts",
+        headers={"X-Device-Id": DEVICE},
+        body={},
+        authorizer={**DECISION, "request_id": THIS_REQUEST},
+    )
+    response = app.resolve(event, None)  # type: ignore[arg-type]
+    # Then nothing of the route ran
+    assert response["statusCode"] == 429
+    assert ran == []

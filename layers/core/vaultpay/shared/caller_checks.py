@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from vaultpay.shared import kernel
-from vaultpay.shared.errors import BadRequest, RateLimited, Unauthorized, VaultPayError
+from vaultpay.shared.errors import BadRequest, Unauthorized, VaultPayError
 from vaultpay.shared.events import DomainEvent
 from vaultpay.shared.lazy import cached
 from vaultpay.shared.ratelimit import Window
@@ -66,32 +67,65 @@ def decided_for_another_request(event: Mapping[str, Any]) -> bool:
     return decided is not None and decided != (event.get("requestContext") or {}).get("requestId")
 
 
-def caller_refusal(
-    event: Mapping[str, Any], context: Mapping[str, Any], correlation_id: str
-) -> VaultPayError | None:
+# Reads change nothing: their count may run while the route reads, and a refusal replaces the answer. Any
+# other method changes something, so its count is settled before the route runs.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class CallerCheck:
+    """The checks of one request: `refusal` is known before any route runs (the device, or a count settled
+    up front); `settle()` gives the count's refusal once it is known (it waits for a count in flight)."""
+
+    __slots__ = ("_counting", "refusal")
+
+    def __init__(self, refusal: VaultPayError | None, counting: Future[VaultPayError | None] | None) -> None:
+        self.refusal = refusal
+        self._counting = counting
+
+    def settle(self) -> VaultPayError | None:
+        return self._counting.result() if self._counting is not None else None
+
+
+def check_caller(event: Mapping[str, Any], context: Mapping[str, Any], correlation_id: str) -> CallerCheck:
     """The device binding, then the per-user count, of a request the authorizer allowed (`context` is its
-    decision); None when the request may go on.
+    decision).
 
     The device comes first, so that someone replaying a stolen token from another device cannot use up the
-    owner's quota, and every mismatch reaches the fraud engine.
+    owner's quota, and every mismatch reaches the fraud engine. A read's count runs on a thread beside its
+    route (the 200 waits on the slower of the two, not on both); any other method's is settled first.
     """
     user_id, token_device_id = context.get("user_id"), context.get("device_id")
     if decision_request_id(event) is None or not isinstance(user_id, str) or not user_id:
-        return None
+        return CallerCheck(None, None)
     presented = single_header(event, "x-device-id")
     if presented is None or not DEVICE_ID.fullmatch(presented):
-        return device_id_required()
-    try:
-        if presented != token_device_id:
+        return CallerCheck(device_id_required(), None)
+    if presented != token_device_id:
+        try:
             report_device_mismatch(event, user_id, str(token_device_id or ""), presented, correlation_id)
-            return device_mismatch()
+        except VaultPayError as failed:
+            # The fraud engine must hear of it: refuse 503 rather than answer without the event.
+            return CallerCheck(failed, None)
+        return CallerCheck(device_mismatch(), None)
+    if str(event.get("httpMethod") or "").upper() in SAFE_METHODS:
+        return CallerCheck(None, _counter_pool().submit(count_api_call, user_id))
+    return CallerCheck(count_api_call(user_id), None)
+
+
+def count_api_call(user_id: str) -> VaultPayError | None:
+    """Counts one API call of `user_id`: RateLimited over the limit, and an error (503) when the count
+    cannot be written (fail closed: never let a request through uncounted); None when it may go on."""
+    try:
         api_call_limiter().hit(API_CALLS_SCOPE, user_id, API_CALLS, now=kernel.now())
-    except RateLimited as limited:
-        return limited
-    except VaultPayError as failed:
-        # The count or the event could not be written: refuse (503), never let the request through unchecked.
-        return failed
+    except VaultPayError as refused:
+        return refused
     return None
+
+
+@cached
+def _counter_pool() -> ThreadPoolExecutor:
+    # One request at a time per Lambda container, one count in flight per request.
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="api-call-count")
 
 
 def device_id_required() -> BadRequest:

@@ -23,7 +23,8 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidatorFunctionWrapHandler, WrapValidator
 
 from vaultpay.shared.caller_checks import (
-    caller_refusal,
+    CallerCheck,
+    check_caller,
     decided_for_another_request,
     device_id_required,
     device_mismatch,
@@ -117,15 +118,26 @@ class _VaultPayResolver(APIGatewayRestResolver):
 
     def _resolve(self) -> ResponseBuilder[Any]:
         event = self.current_event
+        check = check_request(self)
         refusal = (
-            request_refusal(self)
-            or form_body(event)
-            or undecodable_json_body(event)
-            or ambiguous_json_body(event)
+            check.refusal or form_body(event) or undecodable_json_body(event) or ambiguous_json_body(event)
         )
+        # A read's count may still be in flight: its 429 outranks a body's refusal, as a settled count's does.
         if refusal is not None:
+            refusal = check.settle() or refusal
             return ResponseBuilder(self.refuse(refusal), serializer=self._serializer)
-        return super()._resolve()
+        return self._answer(check, super()._resolve)
+
+    def _answer(self, check: CallerCheck, route: Callable[[], ResponseBuilder[Any]]) -> ResponseBuilder[Any]:
+        """The route's answer, unless the count that ran beside it refuses the request (the read's answer is
+        then dropped: it changed nothing)."""
+        try:
+            answer = route()
+        finally:
+            counted = check.settle()
+        if counted is not None:
+            return ResponseBuilder(self.refuse(counted), serializer=self._serializer)
+        return answer
 
 
 class _AdminResolver(_VaultPayResolver):
@@ -138,10 +150,12 @@ class _AdminResolver(_VaultPayResolver):
     """
 
     def _resolve(self) -> ResponseBuilder[Any]:
-        refusal = request_refusal(self) or admin_refusal(self.current_event.raw_event)
+        check = check_request(self)
+        refusal = check.refusal or admin_refusal(self.current_event.raw_event)
         if refusal is not None:
+            refusal = check.settle() or refusal
             return ResponseBuilder(self.refuse(refusal), serializer=self._serializer)
-        return super()._resolve()
+        return self._answer(check, super()._resolve)
 
 
 ADMIN_ROLE = "admin"
@@ -453,13 +467,14 @@ def principal(app: APIGatewayRestResolver) -> Principal:
     )
 
 
-def request_refusal(app: APIGatewayRestResolver) -> VaultPayError | None:
-    """What refuses a request before any route runs: the authorizer's soft deny (about the token), then the
-    checks a cached decision cannot make (about this request: its device, the caller's count)."""
+def check_request(app: APIGatewayRestResolver) -> CallerCheck:
+    """The checks that refuse a request before any route runs: the authorizer's soft deny (about the
+    token), else the checks a cached decision cannot make (about this request: its device, the count)."""
     event = app.current_event.raw_event
-    return authorizer_refusal(event) or caller_refusal(
-        event, _authorizer_context(event), current_correlation_id(app)
-    )
+    refusal = authorizer_refusal(event)
+    if refusal is not None:
+        return CallerCheck(refusal, None)
+    return check_caller(event, _authorizer_context(event), current_correlation_id(app))
 
 
 def authorizer_refusal(event: Mapping[str, Any]) -> VaultPayError | None:
