@@ -33,10 +33,10 @@ DEVICE_MISMATCH = "vaultpay.auth.device.mismatch"
 DEVICE_MISMATCH_SOURCE = "/vaultpay/auth"
 # docs/api.md: 1..128 printable ASCII.
 DEVICE_ID = re.compile(r"[\x20-\x7e]{1,128}")
-# Every protected request waits on the count: one quick retry, then fail closed (503), as the authorizer's
-# calls do.
-_AWS_TIMEOUT_S = 1.0
-_AWS_ATTEMPTS = 2
+# As the domains' and the idempotency records' clients are configured: a process builds one DynamoDB client
+# for all of them (a client costs a cold start tens of milliseconds).
+_AWS_TIMEOUT_S = 2.0
+_AWS_ATTEMPTS = 3
 
 
 def single_header(event: Mapping[str, Any], lower_name: str) -> str | None:
