@@ -545,19 +545,28 @@ def issue_figures(figures: dict[str, Any]) -> dict[str, Any]:
     """The p99s issue 17 names (`api_p99_ms` of bench/results.json): the no-authorizer baseline, the worst
     authorized GET, POST /v1/transfers; and the jwks baseline beside them."""
     routes = figures["routes"]
-    reads = {
-        name: f["p99_ms"]
-        for name, f in routes.items()
-        if name.startswith("GET ")
-        and f["kind"] in ("customer", "admin")
-        and name not in GROWING_READS
-        and f["p99_ms"] is not None
-    }
-    worst = max(reads, key=lambda name: reads[name]) if reads else None
+
+    def worst_get(kinds: tuple[str, ...]) -> tuple[float | None, str | None]:
+        reads = {
+            name: f["p99_ms"]
+            for name, f in routes.items()
+            if name.startswith("GET ")
+            and f["kind"] in kinds
+            and name not in GROWING_READS
+            and f["p99_ms"] is not None
+        }
+        worst = max(reads, key=lambda name: reads[name]) if reads else None
+        return (reads[worst] if worst else None), worst
+
+    authorized, authorized_route = worst_get(("customer", "admin"))
+    customer, customer_route = worst_get(("customer",))
     return {
         "health": routes.get("GET /v1/health", {}).get("p99_ms"),
-        "authorized_get": reads[worst] if worst else None,
-        "authorized_get_route": worst,
+        "authorized_get": authorized,
+        "authorized_get_route": authorized_route,
+        # The customers' reads apart: the admin audit pages merge every audit chain, a query each.
+        "customer_get": customer,
+        "customer_get_route": customer_route,
         "create_transfer": routes.get("POST /v1/transfers", {}).get("p99_ms"),
         "jwks": figures["baselines"][BASELINE]["p99_ms"],
     }
@@ -608,7 +617,8 @@ def report(figures: dict[str, Any], run: dict[str, Any], command: str) -> str:
         "beside the route's own reads on a GET).",
         "",
         f"Issue 17's figures (p99, ms): `GET /v1/health` {ms(p99['health'])}, the worst authorized GET "
-        f"{ms(p99['authorized_get'])} ({p99['authorized_get_route']}), `POST /v1/transfers` "
+        f"{ms(p99['authorized_get'])} ({p99['authorized_get_route']}; the worst customer GET "
+        f"{ms(p99['customer_get'])}, {p99['customer_get_route']}), `POST /v1/transfers` "
         f"{ms(p99['create_transfer'])}; `{BASELINE}` {ms(p99['jwks'])}. The authorized GETs are every "
         "customer and admin GET but `GET /v1/admin/audit/verify`, which recomputes every chain: its work "
         "grows with the run's audit records.",
