@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
-from support.apigw import request_event
+from support.apigw import CUSTOMER_DECISION, request_event
 
 from vaultpay.shared import caller_checks
 from vaultpay.shared.caller_checks import (
@@ -28,16 +28,7 @@ THIS_REQUEST = "5b3e3a0e-6f1d-4b8e-9a53-2f0f1c0d9e71"
 EARLIER_REQUEST = "0d7c1a52-2b8e-4f6e-8c1f-6a0e9b3d2c10"
 NOW = 1_764_000_000.0
 DEVICE = "device-4f1c2a"
-DECISION = {
-    "user_id": "usr_01JD3F6Q",
-    "role": "customer",
-    "device_id": "device-4f1c2a",
-    "correlation_id": "c0ffee00-0000-4000-8000-000000000002",
-    "auth_error": "",
-    "retry_after": 0,
-    "principalId": "usr_01JD3F6Q",
-    "integrationLatency": 0,
-}
+DECISION = CUSTOMER_DECISION
 
 
 @pytest.fixture
