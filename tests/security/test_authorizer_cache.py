@@ -50,7 +50,7 @@ def test_a_customer_decision_cached_on_one_route_serves_the_others_and_never_an_
     # Given a customer's decision cached by a GET /v1/me
     client = signed_in_customer(api, device_id="phone-2")
     assert client.get("/v1/me").status == 200
-    # When the same token and device call other routes within the TTL
+    # When the same token and device call other routes within the TTL (the decision is the token's)
     # Then the cached policy covers the customer's routes and denies the admin ones
     assert client.get("/v1/accounts").status == 200
     assert client.get("/v1/auth/devices").status == 200

@@ -115,7 +115,7 @@ class Decision:
 def role_policy(method_arn: str, role: str) -> list[dict[str, Any]]:
     """The statements for every route of this API stage that `role` may call, and a Deny for the rest.
 
-    API Gateway caches the policy by the identity sources (token and device) and evaluates the cached one
+    API Gateway caches the policy by its identity source (the token) and evaluates the cached one
     against every later request's method ARN: a policy naming only the first request's ARN would deny
     the caller's next route on a cache hit. So the policy never depends on the route that was asked:
     the whole stage is allowed, and each role-restricted prefix the role may not call is denied.
