@@ -26,6 +26,7 @@ import argparse
 import contextlib
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -37,6 +38,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repository is the root
 from infra.openapi.build import ROOT, import_variables, load_template, template_functions
@@ -465,6 +467,126 @@ def report(all_targets: list[Target], samples: int, before_ref: str = "") -> str
     return "\n".join(lines)
 
 
+# ---- first invocation: init and the first request, in a fresh local cloud ----------------------------------
+
+BARE = "BareGetItemFunction"  # bench/fixtures: import boto3, build a client, one GetItem
+FIRST_INVOCATION_TARGET = 1.3  # issue 17: every function's first invocation within 1.3x the bare handler's
+_REPORT = re.compile(r"REPORT RequestId: \S+\s+Duration: ([0-9.]+) ms.*?Init Duration: ([0-9.]+) ms")
+
+
+@dataclass
+class FirstInvocation:
+    """A function's first invocation in the run: its worker's init and the request that started it."""
+
+    function: str
+    init_ms: float
+    duration_ms: float
+
+    @property
+    def total_ms(self) -> float:
+        return self.init_ms + self.duration_ms
+
+
+def first_invocations(log_dir: Path) -> dict[str, FirstInvocation]:
+    """Each function's first cold REPORT line in the local cloud's Lambda logs, by logical id."""
+    found: dict[str, FirstInvocation] = {}
+    for log in sorted(log_dir.glob("*.log")):
+        match = _REPORT.search(log.read_text(encoding="utf-8", errors="replace"))
+        if match is None:
+            continue
+        logical_id = log.stem.rsplit("-", 1)[-1]
+        found[logical_id] = FirstInvocation(logical_id, float(match.group(2)), float(match.group(1)))
+    return found
+
+
+def measure_first_invocations() -> tuple[dict[str, FirstInvocation], dict[str, Any]]:
+    """A fresh local cloud: the API latency bench's cold tour calls every route once (so every function
+    behind them, the authorizer, the saga's steps and the consumers run for the first time), then the bare
+    handler is invoked once, cold, in the same cloud."""
+    import json
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from api_latency_bench import Bench
+    from localcloud_bench import start_cloud, stop_cloud
+    from saga_bench import Cloud
+
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        state_dir = Path(tmp) / "s"
+        proc, state, _startup = start_cloud(state_dir)
+        try:
+            cloud = Cloud(state, state_dir)
+            options = argparse.Namespace(
+                n=1, n_small=1, n_write=1, n_auth=1, n_transfers=1, n_reviews=1, warmup=0, customers=1
+            )
+            Bench(cloud, options).cold_tour()
+            time.sleep(5)  # the relay, consumers and audit after the tour's last request
+            answer = cloud.client("lambda").invoke(FunctionName=cloud.function_name(BARE), Payload=b"{}")
+            if answer.get("FunctionError"):
+                raise SystemExit(f"{BARE} failed: {json.loads(answer['Payload'].read())}")
+            time.sleep(1)  # the REPORT line reaches the log file after the answer
+            found = first_invocations(state_dir / "logs" / "lambda")
+        finally:
+            stop_cloud(proc)
+    return found, {"load": [load_before, os.getloadavg()[0]]}
+
+
+def first_invocation_report(found: Mapping[str, FirstInvocation], load: Sequence[float]) -> str:
+    if BARE not in found:
+        return "## First invocation\n\nThe bare handler did not run: no figure.\n"
+    bare = found[BARE].total_ms
+    rows = sorted(
+        (f for name, f in found.items() if name not in (BARE, "NoopFunction")), key=lambda f: -f.total_ms
+    )
+    over = [f.function for f in rows if f.total_ms > FIRST_INVOCATION_TARGET * bare]
+    lines = [
+        "## First invocation (init + the first request), vs a bare boto3 handler",
+        "",
+        f"One fresh local cloud: `bench/api_latency_bench.py`'s cold tour calls every route once, then "
+        f"`{BARE}` (bench/fixtures: `import boto3`, a client at import, one `GetItem`) is invoked once, "
+        f"cold. Each figure is the local Lambda runtime's REPORT line of the function's first invocation: "
+        f"`Init Duration` (worker start and the handler's import) + `Duration` (the first request: settings, "
+        f"clients, secrets, and every call it waits on, another function's cold start included). Load "
+        f"average before/after {load[0]:.2f}/{load[1]:.2f}.",
+        "",
+        f"Bare handler: {bare:.0f} ms (init {found[BARE].init_ms:.0f} + first request "
+        f"{found[BARE].duration_ms:.0f}). Target: every function ≤ {FIRST_INVOCATION_TARGET}x "
+        f"= {FIRST_INVOCATION_TARGET * bare:.0f} ms; over it: {', '.join(over) or 'none'}.",
+        "",
+        "| function | init ms | first request ms | total ms | x bare |",
+        "|---|---:|---:|---:|---:|",
+        *(
+            f"| {f.function} | {f.init_ms:.0f} | {f.duration_ms:.0f} | {f.total_ms:.0f} | "
+            f"{f.total_ms / bare:.2f} |"
+            for f in rows
+        ),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def figures(all_targets: Sequence[Target], found: Mapping[str, FirstInvocation]) -> dict[str, Any]:
+    """Issue 17's cold-start figures (bench/results.json): the median function's import, the `import boto3`
+    floor, and the worst function's first invocation against the bare GetItem handler's, same run."""
+    floor = next((t for t in all_targets if t.name == FLOOR and t.import_ms), None)
+    imports = [t.median() for t in all_targets if not t.is_baseline and t.import_ms]
+    bare = found.get(BARE)
+    ratios = {
+        name: f.total_ms / bare.total_ms
+        for name, f in found.items()
+        if bare is not None and name not in (BARE, "NoopFunction")
+    }
+    worst = max(ratios, key=lambda name: ratios[name]) if ratios else None
+    return {
+        "coldstart_median_ms": statistics.median(imports) if imports else None,
+        "coldstart_boto3_floor_ms": floor.median() if floor else None,
+        "first_invocation_ratio_max": ratios[worst] if worst else None,
+        "first_invocation_worst": worst,
+        "first_invocation_bare_ms": bare.total_ms if bare else None,
+        "first_invocation_ms": {name: f.total_ms for name, f in sorted(found.items())},
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -477,6 +599,12 @@ def main(argv: list[str] | None = None) -> int:
         help=f'the commit to compare with (default {DEFAULT_BEFORE}); "" measures the current tree only',
     )
     parser.add_argument("--out", type=Path, help="also write the markdown table to this file")
+    parser.add_argument(
+        "--first-invocation",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure each function's first invocation in a fresh local cloud (default on)",
+    )
     args = parser.parse_args(argv)
     if args.samples < 1:
         parser.error("--samples must be at least 1")
@@ -494,10 +622,18 @@ def main(argv: list[str] | None = None) -> int:
             outcome = " / ".join(t.error or f"{t.median():.0f} ms" for t in target.variants())
             print(f"[{number}/{len(all_targets)}] {target.name}: {outcome}", file=sys.stderr, flush=True)
     text = report(all_targets, args.samples, args.before)
+    found: dict[str, FirstInvocation] = {}
+    if args.first_invocation:
+        found, info = measure_first_invocations()
+        text += "\n" + first_invocation_report(found, info["load"])
     print(text)
     if args.out:
         args.out.write_text(text, encoding="utf-8")
-        print(f"wrote {args.out}", file=sys.stderr)
+        sys.path.insert(0, str(ROOT / "bench"))
+        from runinfo import write_figures
+
+        write_figures(args.out, "coldstart", figures(all_targets, found))
+        print(f"wrote {args.out} and its .json", file=sys.stderr)
     return 1 if any(v.error for t in all_targets for v in t.variants()) else 0
 
 

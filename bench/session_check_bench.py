@@ -26,7 +26,6 @@ from localcloud import services
 from vaultpay.auth.adapters import DynamoDBSessionRevocations
 from vaultpay.auth.authorizer import Authorizer, AuthorizerRequest, NoSessionRevocations, SessionRevocations
 from vaultpay.auth.tokens import SigningKeySet, generate_signing_key_document, issue_access_token
-from vaultpay.shared.ratelimit import FakeCounterStore, Window
 
 USER, DEVICE, FAMILY = "usr_" + "b" * 32, "bench-device", "fam_bench"
 TABLE = "bench-auth"
@@ -38,11 +37,6 @@ class _Keys:
 
     def public_keys_by_kid(self) -> Any:
         return self._by_kid
-
-
-class _NoOutbox:
-    def write(self, event: Any) -> None:
-        raise AssertionError("no event is expected in this bench")
 
 
 def main() -> int:
@@ -92,16 +86,7 @@ def main() -> int:
             )
 
             def authorizer(sessions: SessionRevocations) -> Authorizer:
-                # A rate limit that never binds: the per-user counter is not what is measured here
-                return Authorizer(
-                    keys=_Keys(keys),
-                    counters=FakeCounterStore(),
-                    outbox=_NoOutbox(),
-                    issuer="i",
-                    audience="a",
-                    sessions=sessions,
-                    api_calls=Window(10**9, 60),
-                )
+                return Authorizer(keys=_Keys(keys), issuer="i", audience="a", sessions=sessions)
 
             paths = {
                 "no session check (before)": authorizer(NoSessionRevocations()),

@@ -355,7 +355,7 @@ def enrich_operation(
         if any(path.startswith(prefix) for prefix, _roles in ROLE_RULES):
             add_problem(op, 403, "forbidden", "The caller's role may not use this route.")
     # The stage's throttle (template.yaml: ThrottlingRateLimit/BurstLimit, gateway response THROTTLED) answers
-    # before any route, public or not; protected routes add the authorizer's per-user limit.
+    # before any route, public or not; protected routes add the per-user API-call limit their functions count.
     add_problem(op, 429, "rate_limited", "Too many requests; retry after the Retry-After interval.")
     if "requestBody" in op:
         add_problem(op, 400, "malformed_json", "The request body is not valid JSON.")

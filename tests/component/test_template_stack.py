@@ -247,9 +247,10 @@ IDENTITY_GRANTS: dict[str, dict[str, set[str]]] = {
     "DevicesFunction": {"AuthTable": {"dynamodb:Query"}},
     "JwksFunction": {"TokenSigningKey": {"kms:GetPublicKey"}},
     "AdminUsersFunction": {"AuthTable": {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}},
+    # It decides about the token only; the count and a device mismatch's event are the functions' own
+    # (ApiCallerChecksPolicy, test_authorizer_cache_template.py).
     "AuthorizerFunction": {
-        "AuthTable": {"dynamodb:PutItem", "dynamodb:BatchGetItem"},
-        "AuthRateLimitTable": {"dynamodb:UpdateItem"},
+        "AuthTable": {"dynamodb:BatchGetItem"},
         "TokenSigningKey": {"kms:GetPublicKey"},
     },
     "CreateAdminFunction": {
@@ -541,21 +542,15 @@ def test_no_function_may_write_a_secret(cfn: dict[str, Any]) -> None:
         assert writes == set(), function
 
 
-def test_the_authorizer_may_write_only_outbox_items_and_api_call_counters(cfn: dict[str, Any]) -> None:
-    from vaultpay.auth.authorizer import RATE_LIMIT_SCOPE
-    from vaultpay.shared.ratelimit import KEY_PREFIX
-
+def test_the_authorizer_may_only_read_whether_a_session_has_ended(cfn: dict[str, Any]) -> None:
     role = _roles_by_function(cfn)["AuthorizerFunction"]
     leading_keys = {}
     for statement in _statements(role):
         if str(statement["Action"]).startswith("dynamodb:"):
             condition = statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
             leading_keys[(_resource_id(statement["Resource"]), statement["Action"])] = condition
-    assert leading_keys == {
-        ("AuthTable", "dynamodb:PutItem"): ["OUTBOX#*"],
-        ("AuthTable", "dynamodb:BatchGetItem"): ["FAMILY#*", "USER#*"],
-        ("AuthRateLimitTable", "dynamodb:UpdateItem"): [f"{KEY_PREFIX}#{RATE_LIMIT_SCOPE}#*"],
-    }
+    # No write: the per-user count and a device mismatch's event are the functions' (ApiCallerChecksPolicy)
+    assert leading_keys == {("AuthTable", "dynamodb:BatchGetItem"): ["FAMILY#*", "USER#*"]}
     # It reads whether a session has ended (a family's flag, a user's status), never a hash, a device or PII
     [read] = [s for s in _statements(role) if s["Action"] == "dynamodb:BatchGetItem"]
     attributes = read["Condition"]["ForAllValues:StringEquals"]["dynamodb:Attributes"]
@@ -603,15 +598,16 @@ def test_each_kms_key_is_usable_only_with_its_own_key_context(cfn: dict[str, Any
     assert seen == set(TOTP_PURPOSES)  # and no other function may use the totp_secret context at all
 
 
-def test_the_authorizer_is_the_apis_default_request_authorizer_without_a_cache(cfn: dict[str, Any]) -> None:
+def test_the_authorizer_is_the_apis_default_request_authorizer_cached_by_the_token(
+    cfn: dict[str, Any],
+) -> None:
     body = cfn["Resources"]["VaultPayApi"]["Properties"]["Body"]
     (name,) = body["securityDefinitions"]
     authorizer = body["securityDefinitions"][name]["x-amazon-apigateway-authorizer"]
     assert authorizer["type"] == "request"
-    # The Authorization header alone: API Gateway answers 401 itself when it is missing.
+    # The Authorization header alone: API Gateway answers 401 itself when it is missing; the function checks
+    # the device (test_authorizer_cache_template.py checks the TTL).
     assert authorizer["identitySource"] == "method.request.header.Authorization"
-    # A cached policy would skip the device check and the rate limit.
-    assert authorizer["authorizerResultTtlInSeconds"] == 0
     assert "AuthorizerFunction" in json.dumps(authorizer["authorizerUri"])
 
 
@@ -644,7 +640,6 @@ def test_identity_functions_get_the_contracts_environment(sam: dict[str, Any]) -
     authorizer = sam["Resources"]["AuthorizerFunction"]["Properties"]["Environment"]["Variables"]
     assert {
         "AUTH_TABLE",
-        "RATE_LIMIT_TABLE",
         "TOKEN_SIGNING_KEY_ID",
         "TOKEN_ISSUER",
         "TOKEN_AUDIENCE",

@@ -6,6 +6,18 @@ import json
 import uuid
 from typing import Any
 
+# requestContext.authorizer as API Gateway hands a customer's Allow to the function (with its own keys).
+CUSTOMER_DECISION: dict[str, Any] = {
+    "user_id": "usr_01JD3F6Q",
+    "role": "customer",
+    "device_id": "device-4f1c2a",
+    "correlation_id": "c0ffee00-0000-4000-8000-000000000002",
+    "auth_error": "",
+    "retry_after": 0,
+    "principalId": "usr_01JD3F6Q",
+    "integrationLatency": 0,
+}
+
 
 def request_event(
     method: str,

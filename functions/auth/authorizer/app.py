@@ -1,4 +1,4 @@
-"""REQUEST authorizer of VaultPayApi: access token, route role, device binding and per-user rate limit."""
+"""REQUEST authorizer of VaultPayApi: the access token, its session, its role's routes; cached by token."""
 
 from typing import Any
 

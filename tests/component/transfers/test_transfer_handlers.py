@@ -79,6 +79,7 @@ def cloud(dynamodb_endpoint: str, moto_endpoint: str) -> Iterator[dict[str, Any]
         ("TransfersTable", "vaultpay-test-transfers"),
         ("TransfersIdempotencyTable", "vaultpay-test-transfers-idempotency"),
         ("TransfersRateLimitTable", "vaultpay-test-transfers-limits"),
+        ("ApiCallsTable", "vaultpay-test-api-calls"),
     ):
         create_table(dynamodb, logical_id, table)
     key_id = moto("kms").create_key()["KeyMetadata"]["Arn"]
@@ -110,6 +111,7 @@ def cloud(dynamodb_endpoint: str, moto_endpoint: str) -> Iterator[dict[str, Any]
         "TRANSFERS_TABLE": "vaultpay-test-transfers",
         "IDEMPOTENCY_TABLE": "vaultpay-test-transfers-idempotency",
         "RATE_LIMIT_TABLE": "vaultpay-test-transfers-limits",
+        "API_CALLS_TABLE": "vaultpay-test-api-calls",
         "RESOLVE_PARTIES_FUNCTION": "vaultpay-test-ResolveTransferPartiesFunction",
         "TRANSFER_STATE_MACHINE_ARN": machine,
     }.items():
@@ -300,3 +302,46 @@ def test_the_status_step_records_ops_and_raises_flat_saga_errors(cloud: dict[str
         status({"op": "processing", "state": {"transfer_id": "tr_" + "0" * 32}}, LAMBDA_CONTEXT)
     with pytest.raises(InvalidStepInput):
         status({"op": "processing", "state": {}}, LAMBDA_CONTEXT)
+
+
+def test_the_synchronous_path_of_a_transfer_request_makes_only_these_aws_calls(
+    cloud: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given warm functions (the resolver's index key and clients already fetched by an earlier request)
+    assert _post(cloud["owner"], _transfer(cloud))["statusCode"] == 202
+    calls: list[str] = []
+    from botocore.client import BaseClient
+
+    real = BaseClient._make_api_call
+
+    def counting(client: Any, operation: str, params: dict[str, Any]) -> Any:
+        table = str(params.get("TableName") or "").removeprefix("vaultpay-test-")
+        calls.append(f"{client.meta.service_model.service_name}:{operation}" + (f" {table}" if table else ""))
+        return real(client, operation, params)
+
+    monkeypatch.setattr(BaseClient, "_make_api_call", counting)
+    # When the owner requests a new transfer, its decision made by the authorizer for this very request
+    key = uuid.uuid4().hex
+    event = proxy_event(
+        "POST", "/v1/transfers", user_id=cloud["owner"], body=_transfer(cloud), idempotency_key=key
+    )
+    event["requestContext"]["authorizer"]["request_id"] = event["requestContext"]["requestId"]
+    assert _function("transfers", "create").handler(event, LAMBDA_CONTEXT)["statusCode"] == 202
+    # Then before its 202 it makes exactly these calls, in three steps in turn and three in flight together:
+    # the caller's API call counted (before anything acts); the idempotency record taken; the transfer read
+    # (a repeat finds it), the user's creation window counted and accounts asked (three reads in its
+    # function), together; the transfer and its event in one transaction; the saga; the record completed
+    assert calls[:2] == ["dynamodb:UpdateItem api-calls", "dynamodb:PutItem transfers-idempotency"], calls
+    assert sorted(calls[2:-3]) == sorted(
+        [
+            "dynamodb:GetItem transfers",
+            "dynamodb:UpdateItem transfers-limits",
+            "lambda:Invoke",
+            *["dynamodb:GetItem accounts"] * 3,
+        ]
+    ), calls
+    assert calls[-3:] == [
+        "dynamodb:TransactWriteItems",
+        "stepfunctions:StartExecution",
+        "dynamodb:UpdateItem transfers-idempotency",
+    ], calls

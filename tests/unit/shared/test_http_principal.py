@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
-from support.apigw import request_event
+from support.apigw import CUSTOMER_DECISION, request_event
 
 from vaultpay.auth import authorizer as authorizer_module
 from vaultpay.shared import http
@@ -23,16 +23,7 @@ from vaultpay.shared.http import (
 pytestmark = pytest.mark.unit
 
 REQUEST_ID = "5b3e3a0e-6f1d-4b8e-9a53-2f0f1c0d9e71"
-ALLOWED = {
-    "user_id": "usr_01JD3F6Q",
-    "role": "customer",
-    "device_id": "device-4f1c2a",
-    "correlation_id": "c0ffee00-0000-4000-8000-000000000002",
-    "auth_error": "",
-    "retry_after": 0,
-    "principalId": "usr_01JD3F6Q",
-    "integrationLatency": 12,
-}
+ALLOWED = {**CUSTOMER_DECISION, "integrationLatency": 12}
 
 
 class CreateThing(RequestModel):

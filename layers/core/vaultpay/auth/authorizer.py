@@ -1,4 +1,4 @@
-"""The API's REQUEST authorizer as pure decisions: token, route role, device binding, per-user rate limit."""
+"""The API's REQUEST authorizer as pure decisions about a token: valid, session live, its role's routes."""
 
 from __future__ import annotations
 
@@ -10,36 +10,24 @@ from typing import Any, Protocol
 
 from vaultpay.auth.tokens import verify_access_token
 from vaultpay.shared import kernel
-from vaultpay.shared.errors import RateLimited, Unauthorized
-from vaultpay.shared.events import DomainEvent
+from vaultpay.shared.caller_checks import single_header
+from vaultpay.shared.errors import Unauthorized
 from vaultpay.shared.kernel import new_correlation_id
-from vaultpay.shared.ratelimit import CounterStore, RateLimiter, Window
 
 # Route prefixes that only some roles may call; every other protected route is open to every role.
 ROLE_RULES: tuple[tuple[str, frozenset[str]], ...] = (("/v1/admin", frozenset({"admin"})),)
-# identity-contract.md: API calls per user, 600 a minute.
-API_CALLS = Window(limit=600, period_s=60)
-RATE_LIMIT_SCOPE = "api"
-# The same values as vaultpay.auth.model (not imported: the authorizer's cold start would pay for the model).
-DEVICE_MISMATCH = "vaultpay.auth.device.mismatch"
-EVENT_SOURCE = "/vaultpay/auth"
 FORBIDDEN = "forbidden"
 
 _BEARER = re.compile(r"Bearer +([A-Za-z0-9_.~+/=-]+)", re.IGNORECASE)
-# docs/api.md: 1..128 printable ASCII.
-_DEVICE_ID = re.compile(r"[\x20-\x7e]{1,128}")
 # The same rule as vaultpay.shared.http (not imported: that module pulls in the whole resolver stack).
 _CORRELATION_ID = re.compile(r"[\x21-\x7e]{1,128}")
 
 
 class AuthError(StrEnum):
     """A "soft deny": the request is allowed through to the function's resolver, which answers this error
-    before any handler code runs (API Gateway gives a Deny one fixed status, the contract needs three)."""
+    before any handler code runs (API Gateway gives a Deny one fixed status; the contract needs 401 here)."""
 
     NONE = ""
-    DEVICE_ID_REQUIRED = "device_id_required"
-    DEVICE_MISMATCH = "device_mismatch"
-    RATE_LIMITED = "rate_limited"
     TOKEN_REVOKED = "token_revoked"  # noqa: S105 - an error code, not a secret
 
 
@@ -64,23 +52,16 @@ class NoSessionRevocations:
         return False
 
 
-class OutboxWriter(Protocol):
-    """Records a domain event for the relay to publish (an outbox item in the auth table in production)."""
-
-    def write(self, event: DomainEvent) -> None: ...
-
-
 @dataclass(frozen=True, slots=True)
 class AuthorizerRequest:
     """What the authorizer reads of API Gateway's REQUEST authorizer event."""
 
     method_arn: str
+    request_id: str  # API Gateway's id of the request the authorizer runs for ("" when not given)
     resource: str  # the route's resource path as API Gateway matched it, e.g. /v1/admin/audit
     http_method: str
     authorization: str | None
-    device_id: str | None  # None when the header is missing, repeated or not 1..128 printable ASCII
     correlation_id: str
-    source_ip: str | None
 
     @classmethod
     def from_event(cls, event: Mapping[str, Any]) -> AuthorizerRequest:
@@ -89,23 +70,18 @@ class AuthorizerRequest:
         # steer it with encodings or double slashes.
         resource = str(event.get("resource") or context.get("resourcePath") or "")
         request_id = context.get("requestId")
-        correlation_id = _single_header(event, "x-correlation-id")
+        correlation_id = single_header(event, "x-correlation-id")
         if correlation_id is None or not _CORRELATION_ID.fullmatch(correlation_id):
             # API Gateway's request id also names the request in its own logs.
             has_id = isinstance(request_id, str) and bool(request_id)
             correlation_id = str(request_id) if has_id else new_correlation_id()
-        device_id = _single_header(event, "x-device-id")
-        if device_id is not None and not _DEVICE_ID.fullmatch(device_id):
-            device_id = None
-        source_ip = (context.get("identity") or {}).get("sourceIp")
         return cls(
             method_arn=str(event.get("methodArn") or ""),
+            request_id=request_id if isinstance(request_id, str) else "",
             resource=resource,
             http_method=str(event.get("httpMethod") or context.get("httpMethod") or ""),
-            authorization=_single_header(event, "authorization"),
-            device_id=device_id,
+            authorization=single_header(event, "authorization"),
             correlation_id=correlation_id,
-            source_ip=source_ip if isinstance(source_ip, str) else None,
         )
 
 
@@ -114,12 +90,14 @@ ContextValue = str | int | bool
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The answer: an IAM policy for exactly this method ARN, and the context the function receives."""
+    """The answer: `allow` says whether this request's route is open to the caller's role; the policy
+    covers every route of the stage, by role, and the context is what the function receives."""
 
     allow: bool
     principal_id: str
     method_arn: str
     context: Mapping[str, ContextValue]
+    role: str
 
     @property
     def auth_error(self) -> str:
@@ -129,68 +107,87 @@ class Decision:
         """The document API Gateway expects back from a Lambda authorizer."""
         return {
             "principalId": self.principal_id,
-            "policyDocument": {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Action": "execute-api:Invoke",
-                        "Effect": "Allow" if self.allow else "Deny",
-                        # This request's ARN only: with the result cache off there is nothing to reuse, and
-                        # a wider Allow would be a wider grant for nothing.
-                        "Resource": self.method_arn,
-                    }
-                ],
-            },
+            "policyDocument": {"Version": "2012-10-17", "Statement": role_policy(self.method_arn, self.role)},
             "context": dict(self.context),
         }
 
 
+def role_policy(method_arn: str, role: str) -> list[dict[str, Any]]:
+    """The statements for every route of this API stage that `role` may call, and a Deny for the rest.
+
+    API Gateway caches the policy by its identity source (the token) and evaluates the cached one
+    against every later request's method ARN: a policy naming only the first request's ARN would deny
+    the caller's next route on a cache hit. So the policy never depends on the route that was asked:
+    the whole stage is allowed, and each role-restricted prefix the role may not call is denied.
+    """
+    # arn:aws:execute-api:<region>:<account>:<api id>/<stage>/<METHOD>/<path>
+    parts = method_arn.split("/", 2)
+    stage_arn = "/".join(parts[:2]) if len(parts) == 3 else method_arn
+    statements: list[dict[str, Any]] = [
+        {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": f"{stage_arn}/*"}
+    ]
+    denied = [
+        resource
+        for prefix, roles in ROLE_RULES
+        if role not in roles
+        for resource in (f"{stage_arn}/*{prefix}", f"{stage_arn}/*{prefix}/*")
+    ]
+    if denied:
+        statements.append({"Action": "execute-api:Invoke", "Effect": "Deny", "Resource": denied})
+    return statements
+
+
 class Authorizer:
-    """Decides one request. Raises `Unauthorized` when the caller is not authenticated (API Gateway: 401);
-    returns a Deny for a role the route does not allow (403) and an Allow otherwise, with `auth_error` set
-    for the soft denies that the function's resolver turns into 400, 401 or 429."""
+    """Decides one token. Raises `Unauthorized` when the caller is not authenticated (API Gateway: 401);
+    returns a Deny for a role the route does not allow (403), and an Allow otherwise, with `auth_error` set
+    to `token_revoked` when the token's session has ended (the function's resolver answers 401).
+
+    API Gateway caches the decision by the token alone, so it holds nothing about the request it was made
+    for but ids: the device header and the per-user count are each request's, and the function behind the
+    authorizer checks them (vaultpay.shared.caller_checks), against the token's device named here.
+    """
 
     def __init__(
         self,
         *,
         keys: VerificationKeys,
-        counters: CounterStore,
-        outbox: OutboxWriter,
         issuer: str,
         audience: str,
         sessions: SessionRevocations | None = None,
         clock: Callable[[], float] = kernel.now,
-        api_calls: Window = API_CALLS,
     ) -> None:
         self._keys = keys
         self._sessions = sessions or NoSessionRevocations()
-        self._limiter = RateLimiter(counters)
-        self._outbox = outbox
         self._issuer = issuer
         self._audience = audience
         self._clock = clock
-        self._api_calls = api_calls
 
     def decide(self, request: AuthorizerRequest) -> Decision:
-        now = self._clock()
         token = _bearer_token(request.authorization)
         claims = verify_access_token(
             token,
             public_keys_by_kid=self._keys.public_keys_by_kid(),
             issuer=self._issuer,
             audience=self._audience,
-            now=now,
+            now=self._clock(),
         )
         base: dict[str, ContextValue] = {
             "user_id": claims.user_id,
             "role": claims.role,
+            # The token's device: the function compares each request's X-Device-Id with it.
             "device_id": claims.device_id,
             "correlation_id": request.correlation_id,
+            # API Gateway hands a cached decision to later requests: this tells the function which request
+            # the decision was made for (vaultpay.shared.caller_checks).
+            "request_id": request.request_id,
+            # What API Gateway's ACCESS_DENIED answers should the role policy deny a request, this one or,
+            # from the cache, a later one (an admin route for a customer).
+            "code": FORBIDDEN,
         }
 
-        def allow(auth_error: AuthError = AuthError.NONE, retry_after: int = 0) -> Decision:
-            context = {**base, "auth_error": auth_error.value, "retry_after": retry_after}
-            return Decision(True, claims.user_id, request.method_arn, context)
+        def allow(auth_error: AuthError = AuthError.NONE) -> Decision:
+            context = {**base, "auth_error": auth_error.value, "retry_after": 0}
+            return Decision(True, claims.user_id, request.method_arn, context, claims.role)
 
         # A token of an ended session is refused before anything else it could be told (401 token_revoked).
         if self._sessions.revoked(
@@ -198,18 +195,7 @@ class Authorizer:
         ):
             return allow(AuthError.TOKEN_REVOKED)
         if not role_may_call(claims.role, request.resource):
-            return Decision(False, claims.user_id, request.method_arn, {**base, "code": FORBIDDEN})
-        if request.device_id is None:
-            return allow(AuthError.DEVICE_ID_REQUIRED)
-        # Checked before the rate limit, so that someone replaying a stolen token from another device
-        # cannot use up the owner's quota, and every mismatch reaches the fraud engine.
-        if request.device_id != claims.device_id:
-            self._outbox.write(_device_mismatch(request, claims.user_id, claims.device_id))
-            return allow(AuthError.DEVICE_MISMATCH)
-        try:
-            self._limiter.hit(RATE_LIMIT_SCOPE, claims.user_id, self._api_calls, now=now)
-        except RateLimited as exc:
-            return allow(AuthError.RATE_LIMITED, exc.retry_after)
+            return Decision(False, claims.user_id, request.method_arn, base, claims.role)
         return allow()
 
 
@@ -226,34 +212,3 @@ def _bearer_token(authorization: str | None) -> str:
     if match is None:
         raise Unauthorized("the Authorization header is missing or not a Bearer token", code="invalid_token")
     return match.group(1)
-
-
-def _single_header(event: Mapping[str, Any], lower_name: str) -> str | None:
-    """One header's value, case-insensitively; None when missing or sent more than once (ambiguous)."""
-    multi = event.get("multiValueHeaders") or {}
-    values = [v for k, vs in multi.items() if k.lower() == lower_name for v in (vs or [])]
-    if len(values) > 1:
-        return None
-    for key, value in (event.get("headers") or {}).items():
-        if key.lower() == lower_name and isinstance(value, str):
-            return value.strip()
-    return values[0].strip() if values and isinstance(values[0], str) else None
-
-
-def _device_mismatch(request: AuthorizerRequest, user_id: str, token_device_id: str) -> DomainEvent:
-    return DomainEvent(
-        type=DEVICE_MISMATCH,
-        source=EVENT_SOURCE,
-        subject=user_id,
-        # Whoever holds the token is not known to be its user: that is the point of the event.
-        actor=None,
-        correlation_id=request.correlation_id,
-        data={
-            "user_id": user_id,
-            "token_device_id": token_device_id,
-            "presented_device_id": request.device_id,
-            "method": request.http_method,
-            "resource": request.resource,
-            "source_ip": request.source_ip,
-        },
-    )

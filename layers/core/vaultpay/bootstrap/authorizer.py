@@ -1,4 +1,4 @@
-"""The authorizer's composition, built once per warm Lambda: KMS public keys, DynamoDB counters, outbox."""
+"""The authorizer's composition, built once per warm Lambda: KMS public keys and the session store."""
 
 from __future__ import annotations
 
@@ -18,21 +18,19 @@ _AWS_ATTEMPTS = 2
 @cached
 def authorizer() -> Authorizer:
     """The process's authorizer, built on first use and reused by a warm Lambda."""
-    from vaultpay.auth.adapters import DynamoDBOutboxWriter, DynamoDBSessionRevocations, KmsPublicKeys
+    from vaultpay.auth.adapters import DynamoDBSessionRevocations, KmsPublicKeys
     from vaultpay.bootstrap.settings import authorizer_settings
     from vaultpay.shared.aws import aws_client
-    from vaultpay.shared.ratelimit_store import DynamoDBCounterStore
 
     settings = authorizer_settings()
-    auth_table = settings.require("auth_table")
     dynamodb = aws_client("dynamodb", timeout_s=_AWS_TIMEOUT_S, max_attempts=_AWS_ATTEMPTS)
     kms = aws_client("kms", timeout_s=_AWS_TIMEOUT_S, max_attempts=_AWS_ATTEMPTS)
     return Authorizer(
         # Public keys only (kms:GetPublicKey, once per container): this function can verify, never sign.
         keys=KmsPublicKeys(kms, (settings.require("token_signing_key_id"), *settings.verify_key_ids)),
-        counters=DynamoDBCounterStore(dynamodb, settings.require("rate_limit_table")),
-        outbox=DynamoDBOutboxWriter(dynamodb, auth_table),
-        sessions=DynamoDBSessionRevocations(dynamodb, auth_table, ttl_s=settings.session_check_ttl_s),
+        sessions=DynamoDBSessionRevocations(
+            dynamodb, settings.require("auth_table"), ttl_s=settings.session_check_ttl_s
+        ),
         issuer=settings.require("token_issuer"),
         audience=settings.require("token_audience"),
     )

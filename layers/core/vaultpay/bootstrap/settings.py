@@ -93,7 +93,7 @@ class AuthSettings(AuthTable, RateLimitTable, PiiKey, BlindIndexSecret, TokenKey
     """The identity functions (docs/identity-contract.md); the JWKS function has only the token keys."""
 
 
-class AuthorizerSettings(AuthTable, RateLimitTable, TokenKeys, TokenClaims):
+class AuthorizerSettings(AuthTable, TokenKeys, TokenClaims):
     """The authorizer: every protected request waits for it, so everything it needs is checked at once."""
 
     # How long a "this session is still live" answer is reused (identity contract: a logout within 60 s).
@@ -101,7 +101,7 @@ class AuthorizerSettings(AuthTable, RateLimitTable, TokenKeys, TokenClaims):
 
     @validator
     def _complete(self) -> None:
-        names = ("auth_table", "rate_limit_table", "token_signing_key_id", "token_issuer", "token_audience")
+        names = ("auth_table", "token_signing_key_id", "token_issuer", "token_audience")
         missing = [self.variable(name) for name in names if getattr(self, name) is None]
         if missing:
             raise ConfigurationError("invalid settings: " + "; ".join(f"{m} is not set" for m in missing))

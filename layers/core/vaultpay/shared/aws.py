@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from vaultpay.shared.lazy import cached
@@ -17,7 +18,6 @@ def aws_client(
     on AWS and pointing at the local cloud or LocalStack elsewhere. boto3 is imported on first use because
     it is the largest import a function makes.
     """
-    import boto3
     from botocore.config import Config
 
     config = Config(
@@ -26,7 +26,19 @@ def aws_client(
         retries={"mode": "standard", "max_attempts": max_attempts},
         max_pool_connections=max_pool_connections,  # botocore's default is 10
     )
-    # A session of its own: boto3's default session is not thread-safe, while the client it returns is.
-    # Typed as Any: the stubs' overloads want a literal service name, and callers pass one anyway.
-    session: Any = boto3.session.Session()
-    return session.client(service, config=config)
+    # One session per process: each session loads botocore's endpoint rules and each service's model anew,
+    # tens of milliseconds of a cold start per client. A session is not thread-safe, the clients it makes
+    # are: clients are made under a lock (rarely: this function is cached).
+    with _SESSION_LOCK:
+        return _session().client(service, config=config)
+
+
+_SESSION_LOCK = threading.Lock()
+
+
+@cached
+def _session() -> Any:
+    """The process's boto3 session. Typed as Any: the stubs' overloads want a literal service name."""
+    import boto3
+
+    return boto3.session.Session()

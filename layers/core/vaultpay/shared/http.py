@@ -22,6 +22,13 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidatorFunctionWrapHandler, WrapValidator
 
+from vaultpay.shared.caller_checks import (
+    CallerCheck,
+    check_caller,
+    decided_for_another_request,
+    device_id_required,
+    device_mismatch,
+)
 from vaultpay.shared.errors import (
     BadRequest,
     DomainError,
@@ -111,15 +118,26 @@ class _VaultPayResolver(APIGatewayRestResolver):
 
     def _resolve(self) -> ResponseBuilder[Any]:
         event = self.current_event
+        check = check_request(self)
         refusal = (
-            authorizer_refusal(event.raw_event)
-            or form_body(event)
-            or undecodable_json_body(event)
-            or ambiguous_json_body(event)
+            check.refusal or form_body(event) or undecodable_json_body(event) or ambiguous_json_body(event)
         )
+        # A read's count may still be in flight: its 429 outranks a body's refusal, as a settled count's does.
         if refusal is not None:
+            refusal = check.settle() or refusal
             return ResponseBuilder(self.refuse(refusal), serializer=self._serializer)
-        return super()._resolve()
+        return self._answer(check, super()._resolve)
+
+    def _answer(self, check: CallerCheck, route: Callable[[], ResponseBuilder[Any]]) -> ResponseBuilder[Any]:
+        """The route's answer, unless the count that ran beside it refuses the request (the read's answer is
+        then dropped: it changed nothing)."""
+        try:
+            answer = route()
+        finally:
+            counted = check.settle()
+        if counted is not None:
+            return ResponseBuilder(self.refuse(counted), serializer=self._serializer)
+        return answer
 
 
 class _AdminResolver(_VaultPayResolver):
@@ -132,12 +150,12 @@ class _AdminResolver(_VaultPayResolver):
     """
 
     def _resolve(self) -> ResponseBuilder[Any]:
-        refusal = authorizer_refusal(self.current_event.raw_event) or admin_refusal(
-            self.current_event.raw_event
-        )
+        check = check_request(self)
+        refusal = check.refusal or admin_refusal(self.current_event.raw_event)
         if refusal is not None:
+            refusal = check.settle() or refusal
             return ResponseBuilder(self.refuse(refusal), serializer=self._serializer)
-        return super()._resolve()
+        return self._answer(check, super()._resolve)
 
 
 ADMIN_ROLE = "admin"
@@ -437,7 +455,9 @@ def principal(app: APIGatewayRestResolver) -> Principal:
     if not all(isinstance(value, str) and value for value in fields.values()):
         raise Unauthorized("No authenticated caller.")
     given = context.get("correlation_id")
-    correlation_id = given if isinstance(given, str) and given else current_correlation_id(app)
+    # A cached decision carries the correlation id of the request the authorizer ran for, not this one's.
+    fresh = isinstance(given, str) and given and not decided_for_another_request(app.current_event.raw_event)
+    correlation_id = str(given) if fresh else current_correlation_id(app)
     bind_log_keys(user_id=str(fields["user_id"]))
     return Principal(
         user_id=str(fields["user_id"]),
@@ -447,22 +467,27 @@ def principal(app: APIGatewayRestResolver) -> Principal:
     )
 
 
+def check_request(app: APIGatewayRestResolver) -> CallerCheck:
+    """The checks that refuse a request before any route runs: the authorizer's soft deny (about the
+    token), else the checks a cached decision cannot make (about this request: its device, the count)."""
+    event = app.current_event.raw_event
+    refusal = authorizer_refusal(event)
+    if refusal is not None:
+        return CallerCheck(refusal, None)
+    return check_caller(event, _authorizer_context(event), current_correlation_id(app))
+
+
 def authorizer_refusal(event: Mapping[str, Any]) -> VaultPayError | None:
     """The error a request's authorizer soft deny stands for, or None when it has none."""
     context = _authorizer_context(event)
     auth_error = context.get("auth_error")
     if auth_error is None or auth_error == "":
         return None
+    # An authorizer of an earlier release checked the device itself (a deploy runs both for a while).
     if auth_error == "device_id_required":
-        return BadRequest(
-            "The X-Device-Id header is required (1 to 128 printable ASCII characters).",
-            code="device_id_required",
-        )
+        return device_id_required()
     if auth_error == "device_mismatch":
-        return Unauthorized(
-            "The X-Device-Id header does not match the device this token was issued to.",
-            code="device_mismatch",
-        )
+        return device_mismatch()
     if auth_error == "token_revoked":
         return Unauthorized(
             "This session has ended (signed out, or its refresh token was reused): sign in again.",

@@ -258,6 +258,11 @@ class IdempotencyTable(EnvSettings):
     idempotency_table: str | None = env("IDEMPOTENCY_TABLE", default=None)
 
 
+class ApiCallsTable(EnvSettings):
+    # The per-user API-call counters of the functions behind the authorizer (vaultpay.shared.caller_checks).
+    api_calls_table: str | None = env("API_CALLS_TABLE", default=None)
+
+
 class OutboxTables(EnvSettings):
     # The domain tables (comma-separated) whose outbox items the sweeper owns; none: nothing to sweep.
     outbox_tables: str = env("OUTBOX_TABLES", default="")

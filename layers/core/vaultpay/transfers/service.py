@@ -10,10 +10,12 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from functools import cache
 from typing import Any
 
 from vaultpay.shared import kernel
-from vaultpay.shared.errors import ConcurrentModification, FieldError, ValidationFailed
+from vaultpay.shared.errors import ConcurrentModification, FieldError, RateLimited, ValidationFailed
 
 # The amount limits are re-exported: the create route's body model states them.
 from vaultpay.shared.kernel import MAX_AMOUNT, MIN_AMOUNT, is_amount, rfc3339
@@ -22,6 +24,7 @@ from vaultpay.shared.ratelimit import RateLimiter, Window
 from vaultpay.transfers.errors import AccountNotFound, TransferNotFound
 from vaultpay.transfers.model import (
     Op,
+    Parties,
     Transfer,
     TransferPage,
     Unchanged,
@@ -92,16 +95,15 @@ class TransfersService:
             transfer_id=transfer_id,
             account_id=source_account_id if is_account_id(source_account_id) else None,
         )
-        existing = self._store.get(transfer_id)
+        existing, settle = self._read_count_and_resolve(
+            transfer_id,
+            user_id=user_id,
+            source_account_id=source_account_id,
+            destination_account_number=destination_account_number,
+            currency=currency,
+        )
         if existing is None:
-            if self._limiter is not None:
-                self._limiter.hit(RATE_LIMIT_SCOPE, user_id, CREATE_WINDOW, now=self._clock())
-            parties = self._parties.resolve(
-                owner_id=user_id,
-                source_account_id=source_account_id,
-                destination_account_number=destination_account_number,
-                currency=currency,
-            )
+            parties = settle()
             transfer, event = new_transfer(
                 transfer_id=transfer_id,
                 user_id=user_id,
@@ -130,6 +132,52 @@ class TransfersService:
         started = self._saga.start(transfer_id, existing.saga_input(device_id=device_id))
         get_logger().info("transfer saga started" if started else "transfer saga already running")
         return existing.view()
+
+    def _read_count_and_resolve(
+        self,
+        transfer_id: str,
+        *,
+        user_id: str,
+        source_account_id: str,
+        destination_account_number: str,
+        currency: str,
+    ) -> tuple[Transfer | None, Callable[[], Parties]]:
+        """The stored transfer (None for a new request), and what a new request needs settled: the caller's
+        count in the creation window, then the parties from accounts. The three are in flight together, so
+        the 202 waits on the accounts invoke alone, not on the read and the count before it.
+
+        A repeat that got past the idempotency record is counted too, but never refused, and the parties'
+        answer is dropped: its transfer stands, and the answer is that transfer. What a new request is refused
+        for comes in the order it always did: the window (429), then the parties' errors. The price: a
+        request over the window still costs one accounts invoke (reads only), which the per-user API-call
+        limit bounds.
+        """
+        now, calls = self._clock(), _side_calls()
+        limiter = self._limiter
+        counting = (
+            calls.submit(limiter.hit, RATE_LIMIT_SCOPE, user_id, CREATE_WINDOW, now=now) if limiter else None
+        )
+        resolving = calls.submit(
+            self._parties.resolve,
+            owner_id=user_id,
+            source_account_id=source_account_id,
+            destination_account_number=destination_account_number,
+            currency=currency,
+        )
+        try:
+            existing = self._store.get(transfer_id)
+        finally:
+            in_flight: list[Future[Any]] = [resolving] if counting is None else [counting, resolving]
+            wait(in_flight)
+        if counting is not None and not isinstance(counting.exception(), RateLimited | None):
+            counting.result()  # the count could not be written: fail closed, a repeat too
+
+        def settle() -> Parties:
+            if counting is not None:
+                counting.result()  # RateLimited
+            return resolving.result()
+
+        return existing, settle
 
     def _validate(self, amount: int, currency: str, description: str | None) -> None:
         problems: list[FieldError] = []
@@ -249,3 +297,9 @@ class TransfersService:
             )
             return decision.after.view(internal=True)
         raise ConcurrentModification("the transfer kept changing under this op; retry")
+
+
+@cache
+def _side_calls() -> ThreadPoolExecutor:
+    """The threads a request's calls run on beside its own (one request at a time per container)."""
+    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="transfers-create")
