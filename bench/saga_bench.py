@@ -6,8 +6,9 @@ In one run against a fresh local cloud (the project template plus bench/fixtures
 1. Engine ceiling: SixTaskMachine (six no-op Lambda tasks, as many as the saga's happy path has), run to
    completion with the same concurrency as the transfers.
 2. Transfers: signed-in customers (MFA), funded by admin deposits, send small transfers (the APPROVE path)
-   with `POST /v1/transfers` and poll `GET /v1/transfers/{id}` until COMPLETED; the run ends when every
-   `vaultpay.transaction.completed` event is in JetStream (stream VAULTPAY, per-subject count).
+   with `POST /v1/transfers`; a transfer is done when its `vaultpay.transaction.completed` event reaches
+   JetStream (an ordered consumer of stream VAULTPAY, started before the run): no GET polls the API, whose
+   requests and authorizer calls would compete with the saga for the same cores.
 3. Per transfer: state transitions and Lambda invocations from GetExecutionHistory, the synchronous and
    asynchronous invocations around it from the local cloud's status, durations from the REPORT lines, and
    DynamoDB write units by AWS's rules from the Streams records of one transfer run alone.
@@ -238,8 +239,72 @@ def customers(
         return list(pool.map(make, range(n)))
 
 
-def send(sender: Customer, payee: Customer, amount: int, poll_s: float, timeout_s: float) -> Outcome:
-    """POST one transfer with an Idempotency-Key, then GET it until it leaves PENDING/PROCESSING."""
+class CompletionWatcher:
+    """`vaultpay.transaction.completed` events as they reach JetStream: when each transfer's arrived.
+
+    An ordered push consumer of stream VAULTPAY (the operator's NATS login, TLS), from the moment it starts,
+    on a thread of its own; `wait(transfer_id)` blocks until that transfer's event is in, or times out."""
+
+    def __init__(self, endpoints: dict[str, Any]) -> None:
+        self._endpoints = endpoints
+        self._arrived: dict[str, float] = {}
+        self._changed = threading.Condition()
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._consume()), daemon=True)
+
+    def __enter__(self) -> CompletionWatcher:
+        self._thread.start()
+        if not self._ready.wait(30):
+            raise SystemExit("could not subscribe to JetStream for the completed events")
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    async def _consume(self) -> None:
+        import nats
+        from nats.js.api import DeliverPolicy
+
+        from localcloud.nats_security import operator_options
+        from vaultpay.events.jetstream import server_list
+
+        nc = await nats.connect(
+            server_list(self._endpoints["nats"]), connect_timeout=5, **operator_options(self._endpoints)
+        )
+
+        async def arrived(message: Any) -> None:
+            at = time.perf_counter()
+            event = json.loads(message.data)
+            transfer_id = str(event.get("subject") or (event.get("data") or {}).get("transfer_id"))
+            with self._changed:
+                self._arrived.setdefault(transfer_id, at)
+                self._changed.notify_all()
+
+        subscription = await nc.jetstream().subscribe(
+            COMPLETED_SUBJECT,
+            stream=STREAM,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.NEW,
+            cb=arrived,
+        )
+        self._ready.set()
+        await asyncio.to_thread(self._stop.wait)
+        await subscription.unsubscribe()
+        await nc.close()
+
+    def wait(self, transfer_id: str, timeout_s: float) -> float | None:
+        """When (time.perf_counter) the transfer's completed event arrived; None after `timeout_s`."""
+        with self._changed:
+            self._changed.wait_for(lambda: transfer_id in self._arrived, timeout_s)
+            return self._arrived.get(transfer_id)
+
+
+def send(
+    sender: Customer, payee: Customer, amount: int, watcher: CompletionWatcher, timeout_s: float
+) -> Outcome:
+    """POST one transfer with an Idempotency-Key, then wait for its completed event on JetStream."""
     body = {
         "source_account_id": sender.account_id,
         "destination_account_number": payee.account_number,
@@ -254,17 +319,13 @@ def send(sender: Customer, payee: Customer, amount: int, poll_s: float, timeout_
     if reply.status != 202:
         return Outcome("-", f"HTTP {reply.status}: {reply.body}", 0.0, 0)
     transfer_id = str(reply.body["transfer_id"])
-    gets = 0
-    deadline = began + timeout_s
-    while True:
-        time.sleep(poll_s)
-        got = sender.client.get(f"/v1/transfers/{transfer_id}")
-        gets += 1
-        status = str(got.body.get("status")) if got.status == 200 else f"HTTP {got.status}"
-        if status in TERMINAL:
-            return Outcome(transfer_id, status, time.perf_counter() - began, gets, dict(got.body))
-        if time.perf_counter() > deadline:
-            return Outcome(transfer_id, f"still {status} after {timeout_s:.0f} s", 0.0, gets)
+    arrived = watcher.wait(transfer_id, timeout_s)
+    if arrived is not None:
+        return Outcome(transfer_id, "COMPLETED", arrived - began, 0)
+    # Not completed in time: one GET says where it is (DECLINED, FAILED, still PROCESSING...)
+    got = sender.client.get(f"/v1/transfers/{transfer_id}")
+    status = str(got.body.get("status")) if got.status == 200 else f"HTTP {got.status}"
+    return Outcome(transfer_id, f"{status}, no completed event in {timeout_s:.0f} s", 0.0, 1, dict(got.body))
 
 
 def plan(senders: list[Customer], payees: list[Customer], transfers: int) -> list[tuple[Customer, Customer]]:
@@ -273,15 +334,16 @@ def plan(senders: list[Customer], payees: list[Customer], transfers: int) -> lis
 
 
 def run_transfers(
-    cloud: Cloud, pairs: list[tuple[Customer, Customer]], amount: int, threads: int, poll_s: float
+    cloud: Cloud, pairs: list[tuple[Customer, Customer]], amount: int, threads: int
 ) -> dict[str, Any]:
     endpoints = cloud.state["endpoints"]
     events_before = completed_events(endpoints)
     invocations_before = cloud.invocations()
     window_start = time.time()
-    began = time.perf_counter()
-    with ThreadPoolExecutor(threads) as pool:
-        outcomes = list(pool.map(lambda pair: send(pair[0], pair[1], amount, poll_s, 180.0), pairs))
+    with CompletionWatcher(endpoints) as watcher:
+        began = time.perf_counter()
+        with ThreadPoolExecutor(threads) as pool:
+            outcomes = list(pool.map(lambda pair: send(pair[0], pair[1], amount, watcher, 180.0), pairs))
     all_completed = time.perf_counter() - began
     done = [o for o in outcomes if o.status == "COMPLETED"]
     events = completed_events(endpoints) - events_before
@@ -741,8 +803,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--per-user", type=int, default=4, help="transfers per sender in the whole run (≤ 5)")
     parser.add_argument("--amount", type=int, default=10 * RUPEE, help="paise, the same for every transfer")
-    parser.add_argument("--poll", type=float, default=0.25, help="seconds between GETs of a transfer")
     parser.add_argument("--sample", type=int, default=20, help="executions whose history is read")
+    parser.add_argument("--single", type=int, default=10, help="transfers sent one at a time, for the p50")
     parser.add_argument(
         "--review-share",
         type=float,
@@ -776,15 +838,14 @@ def main() -> None:
             lone_sender, lone_payee = people[-2], people[-1]
             payees = senders[1:] + senders[:1] if len(senders) > 1 else [lone_payee]
             # Warm every saga function to the run's concurrency (cold starts stay out of the figures).
-            run_transfers(
-                cloud, list(zip(warm, warm[1:] + warm[:1], strict=True)), args.amount, args.threads, args.poll
-            )
+            run_transfers(cloud, list(zip(warm, warm[1:] + warm[:1], strict=True)), args.amount, args.threads)
             ceiling = engine_ceiling(cloud, args.transfers, args.threads)
             same = engine_ceiling(cloud, args.transfers, args.threads, "SameDefinitionNoopMachine")
-            run = run_transfers(
-                cloud, plan(senders, payees, args.transfers), args.amount, args.threads, args.poll
-            )
-            failed = [o for o in run["outcomes"] if o.status != "COMPLETED"]
+            run = run_transfers(cloud, plan(senders, payees, args.transfers), args.amount, args.threads)
+            # One transfer in flight at a time: the saga's own latency, without queueing behind others
+            lone_pairs = list(zip(warm, warm[1:] + warm[:1], strict=True))[: args.single]
+            single = run_transfers(cloud, lone_pairs, args.amount, 1)
+            failed = [o for o in run["outcomes"] + single["outcomes"] if o.status != "COMPLETED"]
             if failed or run["events"] < args.transfers:
                 for outcome in failed[:10]:
                     print(
@@ -827,6 +888,7 @@ def report(
     ceiling: dict[str, Any],
     same: dict[str, Any],
     run: dict[str, Any],
+    single: dict[str, Any],
     executions: dict[str, Any],
     lone: dict[str, Any],
     reports: dict[str, dict[str, float]],
@@ -956,7 +1018,7 @@ def report(
         "",
         "Command: `.venv/bin/python bench/saga_bench.py "
         f"--transfers {args.transfers} --threads {args.threads} "
-        f"--per-user {args.per_user} --amount {args.amount} --poll {args.poll} --sample {args.sample} "
+        f"--per-user {args.per_user} --amount {args.amount} --sample {args.sample} --single {args.single} "
         f"--review-share {args.review_share}`",
         "",
         f"One fresh local cloud (project template + bench/fixtures/template.yaml, ready in {startup:.1f} s); "
@@ -986,15 +1048,17 @@ def report(
         f"{run['per_second'] / ceiling['per_second']:.2f}x the six-task ceiling |",
         f"| Same, to the last COMPLETED seen over HTTP | {run['per_second_completed']:.2f} transfers/s "
         f"({run['seconds_completed']:.1f} s) | {run['per_second_completed'] / ceiling['per_second']:.2f}x |",
-        f"| Time from POST to COMPLETED (GET every {args.poll} s) | p50 {run['p50']:.2f} s, p99 "
+        f"| Time from POST to the completed event in JetStream | p50 {run['p50']:.2f} s, p99 "
         f"{run['p99']:.2f} s | ceiling execution p50 {ceiling['p50']:.2f} s, p99 {ceiling['p99']:.2f} s |",
+        f"| The same with one transfer in flight ({single['completed']} in turn) | "
+        f"**p50 {single['p50']:.2f} s**, p99 {single['p99']:.2f} s | same definition, no-op tasks: p50 "
+        f"{same['p50']:.2f} s |",
         "",
         f"Events out: JetStream's per-subject count of stream {STREAM} (`stream_info(subjects_filter="
         f"'{COMPLETED_SUBJECT}')` with nats-py) before the run and until it had grown by the number of "
         "completed transfers: one cheap call, no consumer, exact (the stream de-duplicates by event id).",
-        f"The polling cost {polled} GETs ({polled / max(1, len(run['outcomes'])):.1f} per transfer), each "
-        "with its authorizer invocation, on the same 2 cores as the saga; they are not counted in the cost "
-        "below (a client would be notified instead).",
+        "Each transfer's end: its completed event's arrival at an ordered JetStream consumer started before "
+        f"the run (no API polling; {polled} GETs in all, one per transfer that had no event in time).",
         "",
         "## Per transfer",
         "",
@@ -1007,7 +1071,7 @@ def report(
         "Lambda invocations per transfer. Counts: the local cloud's per-function invocation counters "
         "(`/_localcloud/status`) over the measured run ÷ completed transfers, except the saga tasks "
         "(history) and the authorizer (1 per POST: its other "
-        f"{authorizer_extra} invocations in the run were the polling GETs). Durations: mean of the "
+        f"{authorizer_extra} invocations in the run were other requests). Durations: mean of the "
         "functions' REPORT lines in the run's window (local, warm workers, 2 shared cores: an AWS figure "
         "will differ); billed ms includes the init of cold starts, as AWS bills it since 2025-08.",
         "",
@@ -1031,7 +1095,7 @@ def report(
         "",
         "Rules applied (AWS): a write's size is the larger of the old and new image; 2 WRU per started KB "
         "for an item written in a TransactWriteItems (every domain write: the stores write only in "
-        "transactions), 1 WRU per started KB for a plain UpdateItem (the relay's mark-published, counters, "
+        "transactions), 1 WRU per started KB for a plain UpdateItem (counters, "
         "Powertools idempotency Put + Update); each GSI row written costs 1 WRU per started KB of its "
         "projection (all indexes project ALL; a new or changed item in a sparse index writes a row, one "
         "leaving it deletes one; transactions do not double index writes). Not visible here and not "
@@ -1068,15 +1132,14 @@ def report(
         "latency, Lambda durations) are this emulator's on this machine, not AWS's: the engine ceilings "
         "are moto's (docs/emulators.md; the local cloud keeps one parsed program per definition and one "
         "boto3 client per service), and the ratios say how much of it the real steps (Lambda work, "
-        "DynamoDB Local, the API emulator, the polling) use.",
+        "DynamoDB Local, the API emulator, the relay) use.",
         "- Lambda GB-s come from durations measured here at the run's concurrency; on AWS each function has "
         "its own CPU share (512 MB ≈ 0.29 vCPU), so durations and that line will differ.",
         "- The relay's count is amortised over the run and includes its invocations for the API functions' "
-        "log subscriptions (request logs), which the polling GETs inflate; under load it batches more "
+        "log subscriptions (request logs); under load it batches more "
         "records per invocation than for one transfer alone.",
         "- Write units come from one transfer alone; they include the fraud consumer's profile update and "
-        "the relay's mark-published (asynchronous, caused by the transfer). The polling GETs are excluded "
-        "everywhere (each would add an API request, two Lambda invocations and a rate-limit write).",
+        "the relay's work (asynchronous, caused by the transfer).",
         "",
     ]
     figures = {
@@ -1087,6 +1150,11 @@ def report(
         "seconds_to_last_event": run["seconds_events"],
         "post_to_completed_p50_s": run["p50"],
         "post_to_completed_p99_s": run["p99"],
+        "single_in_flight": {
+            "transfers": single["completed"],
+            "p50_s": single["p50"],
+            "p99_s": single["p99"],
+        },
         "ceiling": {
             "machine": "SixTaskMachine (6 no-op Lambda tasks)",
             "executions": ceiling["executions"],
