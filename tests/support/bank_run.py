@@ -86,7 +86,9 @@ SHORT = Scale(
     node_down_s=12,
     settle_timeout_s=240,
     drain_timeout_s=60,
-    settle_failure_ratio=0.08,
+    # High enough that some of the ~30 settlements fail for good in every short run (0.8^30: one run in 800
+    # would see none), so the compensation path is always part of it.
+    settle_failure_ratio=0.2,
 )
 SOAK = Scale(
     customers=24,
