@@ -131,11 +131,12 @@ demo: install ## The guided tour against a running make run (DEMO_ARGS passes op
 
 # Long measurements stay out of `make test`; each writes its figures to a file under bench/.
 # The bank test at scale (tests/support/bank_run.py): hundreds of concurrent transfers under faults.
-soak: install ## The bank test at scale; figures in bench/bank-results.md
+soak: install ## The bank test at scale; figures in bench/bank-results.md and .json
 	VAULTPAY_BANK_SCALE=soak VAULTPAY_BANK_REPORT=bench/bank-results.md \
 		$(BIN)/pytest -q -s --timeout=3600 tests/e2e/test_bank.py
 
-# bench/results.py ends the run: it gathers the figures into bench/RESULTS.md and fails if a results file it
+# bench/results.py ends the run: it gathers the figures into bench/RESULTS.md (and the headline ones, with the
+# last soak's, into bench/results.json) and fails if a results file it
 # needs was not written by this run (BENCH_STARTED: when make read this file, i.e. when `make bench` began).
 bench: BENCH_STARTED := $(shell date +%s)
 bench: install ## Every benchmark (about 21 min on 2 cores); figures gathered in bench/RESULTS.md

@@ -1,6 +1,8 @@
 """Gathers the figures of one `make bench` run into bench/RESULTS.md (issue 7 "Benchmarks").
 
-The last step of `make bench`. It reads the results files the benches of the same run wrote: the JSON
+The last step of `make bench`. It also writes bench/results.json, the headline figures a machine can read
+(issue 17), and shows each beside its same-run baseline and the previous run's value. It reads the results
+files the benches of the same run wrote: the JSON
 figures of api_latency_bench, saga_bench and relay_bench (bench/<name>-results.json, see runinfo.py), the
 tables of bench/coldstart-results.md, bench/schemathesis-results.md when it exists, and lists the other
 results files. Each file is checked against the run: written after `--since` (the time `make bench`
@@ -384,6 +386,103 @@ def freshness_table(rows: list[tuple[str, Source]]) -> list[str]:
     return lines
 
 
+def _figure(source: Source, *path: str) -> Any:
+    """`source`'s JSON figure at `path` (under its "figures"); None when the file or the figure is missing."""
+    value: Any = source.data.get("figures", source.data)
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+def machine_figures(
+    sources: dict[str, Source], soak: dict[str, Any] | None, run: dict[str, Any]
+) -> dict[str, Any]:
+    """bench/results.json: issue 17's figures from this run's results files (None: its bench did not run)."""
+    saga, api, relay, coldstart = sources["saga"], sources["api"], sources["relay"], sources["coldstart"]
+    per_transfer = _figure(saga, "per_transfer") or {}
+    transitions = per_transfer.get("standard_transitions", per_transfer.get("state_transitions"))
+    return {
+        "commit": run["commit"],
+        "date": run["date"],
+        "cost_per_million_usd": _figure(saga, "cost_per_million_usd", "total"),
+        "transitions_per_transfer": transitions,
+        "lambda_invocations_per_transfer": per_transfer.get("lambda_invocations"),
+        "wru_per_transfer": per_transfer.get("dynamodb_wru"),
+        "relay_events_per_s": _figure(relay, "events_per_s_median", "relay_handler"),
+        "raw_publish_events_per_s": _figure(relay, "events_per_s_median", "raw_publish_async_per_batch"),
+        "api_p99_ms": _figure(api, "api_p99_ms"),
+        "saga_transfers_per_s": _figure(saga, "transfers_per_s"),
+        "saga_same_definition_noop_per_s": _figure(saga, "same_definition_noop", "per_s"),
+        "saga_noop_ceiling_per_s": _figure(saga, "ceiling", "per_s"),
+        "transfer_p50_s_single": _figure(saga, "single_in_flight", "p50_s"),
+        "coldstart_median_ms": _figure(coldstart, "coldstart_median_ms"),
+        "coldstart_boto3_floor_ms": _figure(coldstart, "coldstart_boto3_floor_ms"),
+        "first_invocation_ratio_max": _figure(coldstart, "first_invocation_ratio_max"),
+        "soak": soak,
+    }
+
+
+# The headline figures with the baseline each is judged against (the same run's) and issue 17's target.
+HEADLINES: list[tuple[str, str, str | None, str]] = [
+    ("Cost per million transfers, USD", "cost_per_million_usd", None, "≤ 100"),
+    ("Standard transitions per transfer", "transitions_per_transfer", None, ""),
+    ("Lambda invocations per transfer", "lambda_invocations_per_transfer", None, ""),
+    ("DynamoDB WRU per transfer", "wru_per_transfer", None, "≤ 50"),
+    ("Relay events/s", "relay_events_per_s", "raw_publish_events_per_s", "≥ 0.5x raw publish_async"),
+    (
+        "Saga transfers/s",
+        "saga_transfers_per_s",
+        "saga_same_definition_noop_per_s",
+        "≥ 0.8x same definition, no-op",
+    ),
+    ("POST → COMPLETED p50, one in flight, s", "transfer_p50_s_single", None, "≤ 1"),
+    ("Cold import, median function, ms", "coldstart_median_ms", "coldstart_boto3_floor_ms", "< import boto3"),
+    ("First invocation, worst function ÷ bare GetItem", "first_invocation_ratio_max", None, "≤ 1.3"),
+]
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    return str(value)
+
+
+def headline_section(figures: dict[str, Any], previous: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Headline figures (bench/results.json)",
+        "",
+        f"Previous run: {previous.get('date', '—')}, commit {previous.get('commit', '—')}.",
+        "",
+        "| Figure | This run | Baseline (same run) | Ratio | Previous run | Target |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, key, baseline_key, target in HEADLINES:
+        value, baseline = figures.get(key), figures.get(baseline_key) if baseline_key else None
+        ratio = f"{value / baseline:.2f}x" if isinstance(value, float | int) and baseline else ""
+        before = _shown(previous.get(key))
+        lines.append(f"| {label} | {_shown(value)} | {_shown(baseline)} | {ratio} | {before} | {target} |")
+    p99 = figures.get("api_p99_ms") or {}
+    p99_before = previous.get("api_p99_ms") or {}
+    for name, target in (("health", ""), ("authorized_get", "≤ 50"), ("create_transfer", "≤ 100")):
+        lines.append(
+            f"| API p99 {name}, ms | {_shown(p99.get(name))} | health {_shown(p99.get('health'))} | | "
+            f"{_shown(p99_before.get(name))} | {target} |"
+        )
+    soak, soak_before = figures.get("soak") or {}, previous.get("soak") or {}
+    if soak:
+        lines.append(
+            f"| Soak ({soak.get('scale')}, {soak.get('date')}): transfers / completed / declined / failed / "
+            f"violations | {soak.get('transfers')} / {soak.get('completed')} / {soak.get('declined')} / "
+            f"{soak.get('failed')} / {soak.get('violations')} | | | {soak_before.get('transfers', '—')} "
+            f"transfers, {soak_before.get('violations', '—')} violations | ≥ 1,000, failed > 0, none |"
+        )
+    return [*lines, ""]
+
+
 def render(directory: Path, since: float | None) -> tuple[str, list[Source]]:
     run = run_info()
     head = run["commit"]
@@ -409,6 +508,15 @@ def render(directory: Path, since: float | None) -> tuple[str, list[Source]]:
     )
     stale = [s for _, s in required if not s.fresh]
     throughput, per_transfer = saga_sections(saga)
+    coldstart_json = load(directory / "coldstart-results.json", head, since)
+    soak_path = directory / "bank-results.json"
+    soak = json.loads(soak_path.read_text()) if soak_path.exists() else None
+    results_path = directory / "results.json"
+    previous = json.loads(results_path.read_text()) if results_path.exists() else {}
+    figures = machine_figures(
+        {"saga": saga, "api": api, "relay": relay, "coldstart": coldstart_json}, soak, run
+    )
+    results_path.write_text(json.dumps(figures, indent=2, default=str) + "\n")
     lines = [
         "# VaultPay benchmark results",
         "",
@@ -430,6 +538,7 @@ def render(directory: Path, since: float | None) -> tuple[str, list[Source]]:
     lines += [
         *freshness_table(required + ([("Schemathesis", schemathesis)] if schemathesis else [])),
         "",
+        *headline_section(figures, previous),
         *coldstart_section(coldstart),
         *api_section(api),
         *throughput,

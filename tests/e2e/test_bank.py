@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support.bank_run import SHORT, SOAK, BankRun, report
+from support.bank_run import SHORT, SOAK, BankRun, figures_json, report
 
 pytestmark = pytest.mark.e2e
 
@@ -28,6 +29,8 @@ def test_the_books_balance_after_concurrent_transfers_under_faults(
     out = os.environ.get("VAULTPAY_BANK_REPORT")
     if out:
         Path(out).write_text(text)
+        # bench/bank-results.json beside the report: `soak` in bench/results.json
+        Path(out).with_suffix(".json").write_text(json.dumps(figures_json(outcome, name), indent=2) + "\n")
     # Faults really happened: otherwise this would be a test of the happy path only
     injected = outcome.figures["faults injected"]
     for fault in ("lambda_errors", "lambda_crashes", "stream_duplicates", "nats_stops", "nats_node_kills"):

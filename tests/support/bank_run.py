@@ -491,6 +491,25 @@ def _percentile(values: list[float], pct: float) -> float:
     return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
 
 
+def figures_json(outcome: Outcome, scale_name: str) -> dict[str, Any]:
+    """The run's headline for bench/results.json's `soak` (bench/bank-results.json): what ended how, and the
+    invariant violations (the problems)."""
+    statuses = outcome.figures.get("statuses", {})
+    return {
+        "scale": scale_name,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+        ).stdout.strip(),
+        "transfers": sum(statuses.values()),
+        "completed": statuses.get("COMPLETED", 0),
+        "declined": statuses.get("DECLINED", 0),
+        "failed": statuses.get("FAILED", 0),
+        "reviewed": outcome.figures.get("reviewed", 0),
+        "violations": len(outcome.problems),
+    }
+
+
 def report(outcome: Outcome, scale_name: str) -> str:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False

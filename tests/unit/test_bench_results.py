@@ -133,3 +133,88 @@ def test_relay_figures_per_nats_topology_get_a_column_each_and_their_ratios(
     assert "Relay handler / raw publish_async per batch, single: **5%**." in text
     assert "Relay handler / raw publish_async per batch, cluster: **15%**." in text
     assert "Cluster / single: relay handler **60%**, raw publish_async per batch **20%**." in text
+
+
+def test_results_json_carries_issue_17s_figures_and_results_md_shows_them_beside_the_previous_run(
+    results: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given this run's results files and a previous run's results.json
+    monkeypatch.setattr(
+        results,
+        "run_info",
+        lambda: {
+            "commit": "abc1234",
+            "dirty": False,
+            "date": "2026-12-08 04:00:00 UTC",
+            "epoch": time.time(),
+            "load_1min": 0.5,
+            "python": "3.11",
+            "machine": {"cpu": "x", "cores": 2, "memory_gib": 8, "os": "Debian", "kernel": "6"},
+        },
+    )
+    now = time.time()
+    # The committed saga figures (every field the saga sections read), with this run's headline values
+    saga = json.loads((BENCH / "saga-results.json").read_text())["figures"]
+    saga |= {
+        "transfers_per_s": 4.0,
+        "ceiling": {**saga["ceiling"], "per_s": 10.0},
+        "same_definition_noop": {"per_s": 5.0},
+        "single_in_flight": {"p50_s": 0.8},
+        "per_transfer": {
+            **saga["per_transfer"],
+            "standard_transitions": 0.05,
+            "lambda_invocations": 9.0,
+            "dynamodb_wru": 48.0,
+        },
+        "cost_per_million_usd": {**saga["cost_per_million_usd"], "total": 62.5},
+    }
+    figures_file(tmp_path / "saga-results.json", "abc1234", saga, now)
+    relay = json.loads((BENCH / "relay-results.json").read_text())["figures"]
+    relay["events_per_s_median"] = {"relay_handler": 6000.0, "raw_publish_async_per_batch": 10000.0}
+    figures_file(tmp_path / "relay-results.json", "abc1234", relay, now)
+    api = json.loads((BENCH / "api-latency-results.json").read_text())["figures"]
+    api["api_p99_ms"] = {
+        "health": 40.0,
+        "authorized_get": 45.0,
+        "authorized_get_route": "GET /v1/me",
+        "create_transfer": 90.0,
+    }
+    figures_file(tmp_path / "api-latency-results.json", "abc1234", api, now)
+    cold = {
+        "coldstart_median_ms": 120.0,
+        "coldstart_boto3_floor_ms": 160.0,
+        "first_invocation_ratio_max": 1.2,
+    }
+    figures_file(tmp_path / "coldstart-results.json", "abc1234", cold, now)
+    soak = {
+        "scale": "soak",
+        "transfers": 1000,
+        "completed": 900,
+        "declined": 60,
+        "failed": 40,
+        "violations": 0,
+    }
+    (tmp_path / "bank-results.json").write_text(json.dumps(soak))
+    (tmp_path / "results.json").write_text(json.dumps({"commit": "0ld0ld0", "cost_per_million_usd": 273.7}))
+
+    # When RESULTS.md is rendered
+    text, _ = results.render(tmp_path, None)
+
+    # Then results.json has every figure a machine reads, from this run's files
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert written["commit"] == "abc1234" and written["date"]
+    assert written["cost_per_million_usd"] == 62.5
+    assert written["transitions_per_transfer"] == 0.05
+    assert (written["relay_events_per_s"], written["raw_publish_events_per_s"]) == (6000.0, 10000.0)
+    assert written["api_p99_ms"]["create_transfer"] == 90.0
+    assert (written["saga_transfers_per_s"], written["saga_same_definition_noop_per_s"]) == (4.0, 5.0)
+    assert (written["saga_noop_ceiling_per_s"], written["transfer_p50_s_single"]) == (10.0, 0.8)
+    assert written["first_invocation_ratio_max"] == 1.2 and written["soak"]["failed"] == 40
+    # And RESULTS.md shows each beside its baseline and the previous run's value
+    headline = text.split("## Headline figures", 1)[1].split("\n## ", 1)[0].splitlines()
+    [cost] = [line for line in headline if line.startswith("| Cost per million")]
+    assert "62.50" in cost and "273.70" in cost
+    [relay_line] = [line for line in headline if line.startswith("| Relay events/s")]
+    assert "0.60x" in relay_line
+    [saga_line] = [line for line in headline if line.startswith("| Saga transfers/s")]
+    assert "0.80x" in saga_line
