@@ -385,9 +385,11 @@ class LocalCloud:
         )
         return result
 
-    def _wake_pollers(self) -> None:
+    def _wake_pollers(self, tables: frozenset[str] | None = None) -> None:
+        """After a write: the pollers of the tables it wrote (every poller when that is not known)."""
         for poller in self._pollers:
-            poller.wake()
+            if tables is None or poller.mapping.table_name in tables:
+                poller.wake()
 
     async def _serve(self, app: web.Application, port: int) -> web.AppRunner:
         runner = web.AppRunner(app, access_log=None, handle_signals=False)

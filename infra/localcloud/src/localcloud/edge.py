@@ -10,6 +10,29 @@ from typing import Any
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 
 DYNAMODB_TARGETS = ("DynamoDB_20120810.", "DynamoDBStreams_20120810.")
+
+
+def written_tables(body: bytes) -> frozenset[str] | None:
+    """The tables a DynamoDB write request names (a table's ARN as its name); None when the request names
+    none that can be read (PartiQL, a body that is not JSON)."""
+    try:
+        request = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(request, dict):
+        return None
+    names: list[Any] = []
+    if "TableName" in request:
+        names.append(request["TableName"])
+    if isinstance(request.get("RequestItems"), dict):
+        names.extend(request["RequestItems"])
+    for item in request.get("TransactItems") or []:
+        if isinstance(item, dict):
+            names.extend(op.get("TableName") for op in item.values() if isinstance(op, dict))
+    tables = frozenset(str(name).rsplit(":table/", 1)[-1].split("/", 1)[0] for name in names if name)
+    return tables or None
+
+
 DYNAMODB_WRITES = frozenset(
     f"DynamoDB_20120810.{op}"
     for op in (
@@ -59,11 +82,12 @@ class Edge:
         dynamodb_url: str,
         moto_url: str,
         status: StatusProvider,
-        on_dynamodb_write: Callable[[], None] | None = None,
+        on_dynamodb_write: Callable[[frozenset[str] | None], None] | None = None,
     ) -> None:
         self.backends = {"dynamodb": dynamodb_url.rstrip("/"), "moto": moto_url.rstrip("/")}
         self.status = status
-        # Every write passes through here, so stream pollers can sleep while idle and still deliver at once.
+        # Every write passes through here, so stream pollers can sleep while idle and still deliver at once;
+        # it names the tables written (None: not known), so only their pollers wake.
         self.on_dynamodb_write = on_dynamodb_write
         self.calls: dict[str, int] = {"dynamodb": 0, "moto": 0, "lambda": 0}
         self.custom_resource_responses: dict[str, bytes] = {}
@@ -112,7 +136,7 @@ class Edge:
                     self.on_dynamodb_write is not None
                     and request.headers.get("X-Amz-Target") in DYNAMODB_WRITES
                 ):
-                    self.on_dynamodb_write()
+                    self.on_dynamodb_write(written_tables(body))
                 out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
                 return web.Response(status=upstream.status, headers=out_headers, body=payload)
         except OSError as exc:
