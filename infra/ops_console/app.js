@@ -243,7 +243,8 @@ async function loadWebhooks() {
   }
   document.getElementById("webhook-attempts-failed").textContent = body.attempts_failed;
   document.getElementById("webhook-endpoints").replaceChildren(...Object.entries(body.endpoints).map(
-    ([status, n]) => el("span", { class: `chip status-${status}`, "data-status": status }, `${status} ${n}`)));
+    ([status, n]) => el("span", { class: `chip ${n ? `status-${status}` : ""}`, "data-status": status },
+      `${status} ${n}`)));
   const oldest = body.oldest_pending_s;
   const age = document.getElementById("webhook-oldest");
   age.textContent = oldest == null ? "none pending" : `${oldest} s`;
