@@ -4,9 +4,9 @@ VaultPay's plugin (vaultpay_cli.localcloud_plugin) mounts it on the edge through
 (localcloud.plugins); the page's files stay in infra/ops_console.
 
 Every endpoint reads through the AWS APIs the edge serves (Step Functions, CloudWatch Logs, SQS, DynamoDB)
-with the project's own readers (vaultpay.fraud.store, vaultpay.audit.service, vaultpay_cli.ops_history), or
-from the local cloud's in-process state (the Lambda runtime's counters, the stream pollers'). Nothing is
-cached but the metrics samples: a reload shows what the services hold now.
+with the project's own readers (vaultpay.fraud.store, vaultpay.webhooks.store, vaultpay.audit.service,
+vaultpay_cli.ops_history), or from the local cloud's in-process state (the Lambda runtime's counters, the
+stream pollers'). Nothing is cached but the metrics samples: a reload shows what the services hold now.
 
 Metrics over time: the functions' EMF lines never become CloudWatch metrics locally, so the console charts
 what the local cloud really has: Lambda invocations, errors, throttles and cold starts, and stream records
