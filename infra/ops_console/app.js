@@ -234,6 +234,24 @@ async function loadHealth() {
     (bad ? ` · first bad: seq ${bad.seq} (${bad.reason}: ${bad.detail})` : "");
 }
 
+// ---- webhooks -----------------------------------------------------------------------------------------------
+async function loadWebhooks() {
+  const body = await getJSON("webhooks");
+  for (const [status, n] of Object.entries(body.deliveries)) {
+    const cell = document.querySelector(`#webhook-deliveries td[data-status="${status}"]`);
+    if (cell) cell.textContent = `${n}${body.more ? "+" : ""}`;
+  }
+  document.getElementById("webhook-attempts-failed").textContent = body.attempts_failed;
+  document.getElementById("webhook-endpoints").replaceChildren(...Object.entries(body.endpoints).map(
+    ([status, n]) => el("span", { class: `chip ${n ? `status-${status}` : ""}`, "data-status": status },
+      `${status} ${n}`)));
+  const oldest = body.oldest_pending_s;
+  const age = document.getElementById("webhook-oldest");
+  age.textContent = oldest == null ? "none pending" : `${oldest} s`;
+  // Red past WebhookDeliveriesBehindAlarm's threshold (template.yaml: 900 s).
+  age.className = `mono ${oldest != null && oldest > 900 ? "error-text" : ""}`;
+}
+
 // ---- metrics ------------------------------------------------------------------------------------------------
 const COLORS = ["#2b6cb0", "#c53030", "#dd6b20", "#2f855a", "#6b46c1", "#718096"];
 const STATUS_COLORS = { SUCCEEDED: "#2f855a", FAILED: "#c53030", RUNNING: "#2b6cb0", TIMED_OUT: "#dd6b20", ABORTED: "#718096" };
@@ -288,6 +306,7 @@ async function refresh() {
     panel("logs", async () => { await loadFunctions(); await loadLogs(); }),
     panel("fraud", loadFraud),
     panel("health", loadHealth),
+    panel("webhooks", loadWebhooks),
     panel("metrics", loadMetrics),
   ]);
   document.getElementById("updated").textContent = `updated ${new Date().toISOString().slice(11, 19)} UTC`;

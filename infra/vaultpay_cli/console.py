@@ -4,9 +4,9 @@ VaultPay's plugin (vaultpay_cli.localcloud_plugin) mounts it on the edge through
 (localcloud.plugins); the page's files stay in infra/ops_console.
 
 Every endpoint reads through the AWS APIs the edge serves (Step Functions, CloudWatch Logs, SQS, DynamoDB)
-with the project's own readers (vaultpay.fraud.store, vaultpay.audit.service, vaultpay_cli.ops_history), or
-from the local cloud's in-process state (the Lambda runtime's counters, the stream pollers'). Nothing is
-cached but the metrics samples: a reload shows what the services hold now.
+with the project's own readers (vaultpay.fraud.store, vaultpay.webhooks.store, vaultpay.audit.service,
+vaultpay_cli.ops_history), or from the local cloud's in-process state (the Lambda runtime's counters, the
+stream pollers'). Nothing is cached but the metrics samples: a reload shows what the services hold now.
 
 Metrics over time: the functions' EMF lines never become CloudWatch metrics locally, so the console charts
 what the local cloud really has: Lambda invocations, errors, throttles and cold starts, and stream records
@@ -27,16 +27,19 @@ import json
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from aiohttp import web
 
 from localcloud.spec import REGION, FunctionSpec
+
+if TYPE_CHECKING:
+    from vaultpay.webhooks.model import Delivery, Webhook
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +56,14 @@ TRANSFER_STATE_MACHINE_SUFFIX = "-transfer"
 TRANSFERS_TABLE_SUFFIX = "-TransfersTable"
 FRAUD_TABLE_SUFFIX = "-FraudTable"
 AUDIT_TABLE_SUFFIX = "-AuditTable"
+WEBHOOKS_TABLE_SUFFIX = "-WebhooksTable"
 MAX_TRANSFERS = 200
 MAX_SCANNED_PAGES = 20  # a local table; the console shows the newest, it does not page through millions
 MAX_EXECUTIONS = 2_000
 MAX_LOG_LINES = 1_000
 MAX_LOG_WINDOW_S = 7 * 86_400
 MAX_ALERTS = 100
+DELIVERIES_PAGE = 100
 SAMPLES_KEPT = 720  # an hour at the default interval
 
 _T = TypeVar("_T")
@@ -257,6 +262,39 @@ def dead_letter_queues(queues: Mapping[str, Mapping[str, str]]) -> list[str]:
         if attributes.get("QueueArn") in targets or "deadletter" in name or "dlq" in name:
             found.append(url)
     return sorted(found)
+
+
+def webhook_summary(
+    webhooks: Sequence[Webhook], deliveries: Sequence[Delivery], now: float
+) -> dict[str, Any]:
+    """Deliveries per status, attempts that failed, endpoints per status and the age in whole seconds of
+    the oldest PENDING delivery (None when none is pending), as the table holds them now.
+
+    A delivery's attempts all failed but a SUCCEEDED one's last; a redelivered SUCCEEDED delivery's earlier
+    success is counted among the failures, as its item keeps one attempt counter. The sweeper's metrics
+    (WebhookAttemptsFailed, WebhookOldestPendingSeconds) count per sending pass; this is the stored state.
+    """
+    from vaultpay.shared.kernel import epoch_seconds
+    from vaultpay.webhooks.model import DeliveryStatus, WebhookStatus
+
+    by_status = dict.fromkeys((status.value for status in DeliveryStatus), 0)
+    endpoints = dict.fromkeys((status.value for status in WebhookStatus), 0)
+    attempts_failed = 0
+    oldest: int | None = None
+    for delivery in deliveries:
+        by_status[delivery.status.value] += 1
+        attempts_failed += delivery.attempts - (1 if delivery.status is DeliveryStatus.SUCCEEDED else 0)
+        if delivery.status is DeliveryStatus.PENDING:
+            created = epoch_seconds(delivery.created_at)
+            oldest = created if oldest is None else min(oldest, created)
+    for webhook in webhooks:
+        endpoints[webhook.status.value] += 1
+    return {
+        "deliveries": by_status,
+        "attempts_failed": attempts_failed,
+        "endpoints": endpoints,
+        "oldest_pending_s": None if oldest is None else int(max(0.0, now - oldest)),
+    }
 
 
 # ---- the console ------------------------------------------------------------------------------------------
@@ -484,6 +522,38 @@ class OpsConsole:
         queue = [a for a in alerts if (a.get("review") or {}).get("status") == "WAITING"]
         return {"alerts": alerts, "review_queue": queue, "more": page.next_cursor is not None}
 
+    def webhooks(self) -> dict[str, Any]:
+        """The webhooks table summed up (webhook_summary): each user's webhooks and each webhook's deliveries
+        through the store's own queries. The store has no query across users, so the users are found by a
+        scan that keeps only the webhook items' keys."""
+        from vaultpay.webhooks.store import DynamoWebhookStore
+
+        table = self.table(WEBHOOKS_TABLE_SUFFIX)
+        store = DynamoWebhookStore(self.client("dynamodb"), table)
+        request: dict[str, Any] = {
+            "TableName": table,
+            "FilterExpression": "begins_with(pk, :user) AND begins_with(sk, :webhook)",
+            "ProjectionExpression": "pk",
+            "ExpressionAttributeValues": {":user": {"S": "USER#"}, ":webhook": {"S": "WEBHOOK#"}},
+        }
+        users: set[str] = set()
+        pages = self.client("dynamodb").get_paginator("scan").paginate(**request)
+        for page, _ in zip(pages, range(MAX_SCANNED_PAGES), strict=False):
+            users.update(item["pk"]["S"].removeprefix("USER#") for item in page.get("Items", []))
+        webhooks = [webhook for user in sorted(users) for webhook in store.list_webhooks(user)]
+        deliveries: list[Delivery] = []
+        more = False
+        for webhook in webhooks:
+            cursor: str | None = None
+            for _ in range(MAX_SCANNED_PAGES):
+                found = store.list_deliveries(webhook.webhook_id, limit=DELIVERIES_PAGE, cursor=cursor)
+                deliveries.extend(found.items)
+                cursor = found.next_cursor
+                if cursor is None:
+                    break
+            more = more or cursor is not None
+        return {"table": table, "more": more, **webhook_summary(webhooks, deliveries, time.time())}
+
     def dead_letters(self) -> dict[str, Any]:
         sqs = self.client("sqs")
         urls: list[str] = []
@@ -576,6 +646,7 @@ def add_ops_routes(app: web.Application, console: OpsConsole) -> None:
     app.router.add_get(PREFIX + "/api/logs/{function}", _logs)
     app.router.add_get(PREFIX + "/api/fraud", _fraud)
     app.router.add_get(PREFIX + "/api/dead-letters", _dead_letters)
+    app.router.add_get(PREFIX + "/api/webhooks", _webhooks)
     app.router.add_get(PREFIX + "/api/audit", _audit)
     app.router.add_get(PREFIX + "/api/metrics", _metrics)
 
@@ -676,6 +747,10 @@ async def _fraud(request: web.Request) -> web.Response:
 
 async def _dead_letters(request: web.Request) -> web.Response:
     return await _answer(request.app[CONSOLE_KEY].dead_letters)
+
+
+async def _webhooks(request: web.Request) -> web.Response:
+    return await _answer(request.app[CONSOLE_KEY].webhooks)
 
 
 async def _audit(request: web.Request) -> web.Response:

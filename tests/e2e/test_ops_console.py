@@ -1,9 +1,10 @@
 """The ops console (/_ops/ on the edge) in headless Chromium: every panel shows the local cloud's real data.
 
 Transfers are made over HTTP first (a completed one whose settlement is retried after an injected
-TransientError, one declined for insufficient funds, one the fraud rules decline, one waiting for review),
-then Debian's chromium, driven by playwright, opens the console. A full-page screenshot is saved to
-test-artifacts/ops-console.png (VAULTPAY_OPS_SCREENSHOT overrides the path), also when an assertion fails.
+TransientError, one declined for insufficient funds, one the fraud rules decline, one waiting for review;
+the completed one's sender has a webhook at a receiver on 127.0.0.1 that gets it), then Debian's chromium,
+driven by playwright, opens the console. A full-page screenshot is saved to test-artifacts/ops-console.png
+(VAULTPAY_OPS_SCREENSHOT overrides the path), also when an assertion fails.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 from support.bank import deposit, idempotency_key, open_account, signed_in_customer
+from support.webhooks import Receiver
 
 pytestmark = pytest.mark.e2e
 
@@ -66,11 +68,33 @@ def _funded(api: Callable[..., Any], admin: Any, amount: int) -> tuple[Any, dict
 
 
 @pytest.fixture
-def console_data(local_cloud: Any, api: Callable[..., Any], admin: Any) -> dict[str, str]:
-    """Four transfers through the saga; the review one is still WAITING when this returns."""
+def receiver() -> Iterator[Receiver]:
+    made = Receiver()
+    yield made
+    made.close()
+
+
+def _delivered(customer: Any, webhook_id: str, receiver: Receiver, timeout_s: float = 30) -> None:
+    """Once the receiver has the completed event and the store says so (it settles after the answer)."""
+    receiver.wait_for(bool, timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        items = customer.get(f"/v1/webhooks/{webhook_id}/deliveries").body["items"]
+        if any(item["status"] == "SUCCEEDED" for item in items):
+            return
+        assert time.monotonic() < deadline, items
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def console_data(local_cloud: Any, api: Callable[..., Any], admin: Any, receiver: Receiver) -> dict[str, str]:
+    """Four transfers through the saga; the review one is still WAITING when this returns, the completed
+    one's webhook delivery has SUCCEEDED."""
     from localcloud.faults import FaultClient
 
     happy, happy_account = _funded(api, admin, 1_000 * RUPEE)
+    hook = happy.post("/v1/webhooks", {"url": receiver.url, "events": ["vaultpay.transaction.completed"]})
+    assert hook.status == 201, hook.body
     rich, rich_account = _funded(api, admin, DECLINE_AMOUNT)
     # The happy customer's second account holds too little: its transfer fails at ReserveFunds, before fraud
     poor_account = open_account(happy)
@@ -89,6 +113,7 @@ def console_data(local_cloud: Any, api: Callable[..., Any], admin: Any) -> dict[
         assert _wait_for(rich, fraud_declined, TERMINAL)["status"] == "DECLINED"
     finally:
         faults.clear()
+    _delivered(happy, hook.body["webhook_id"], receiver)
     # And a transfer waits for a human review (the test cloud declines it by itself after 15 s)
     reviewed, reviewed_account = _funded(api, admin, REVIEW_AMOUNT)
     review = _send(reviewed, reviewed_account, happy_account, REVIEW_AMOUNT)
@@ -176,7 +201,7 @@ def test_the_ops_console_renders_every_panel_with_the_local_clouds_data(
     page.goto(local_cloud.edge + "/_ops/", wait_until="load")
     assert any(url.endswith("/_ops/vendor/cytoscape-dagre.js") for url in requested), requested
     assert all(url.startswith(local_cloud.edge) for url in requested), requested
-    for section in ("transfers", "execution", "logs", "fraud", "health", "metrics"):
+    for section in ("transfers", "execution", "logs", "fraud", "health", "webhooks", "metrics"):
         _ready(page, section)
     assert page.errors == [], page.errors
 
@@ -274,6 +299,16 @@ def test_the_ops_console_renders_every_panel_with_the_local_clouds_data(
     assert len(dlq) == 3 and dlq[1].isdigit(), dlq
     assert page.inner_text("#audit-status") == "verified"
     assert "records of" in page.inner_text("#audit-detail")
+
+    # And the webhooks panel counts the completed transfer's delivery and its endpoint (at least: the
+    # session's other tests share the local cloud)
+    deliveries = page.locator("#webhook-deliveries td[data-status]").all_inner_texts()
+    assert len(deliveries) == 3 and all(n.rstrip("+").isdigit() for n in deliveries), deliveries
+    assert int(page.inner_text("#webhook-deliveries td[data-status='SUCCEEDED']").rstrip("+")) >= 1
+    assert page.inner_text("#webhook-attempts-failed").isdigit()
+    enabled = page.inner_text("#webhook-endpoints [data-status='ENABLED']")
+    assert enabled.startswith("ENABLED ") and int(enabled.split()[1]) >= 1, enabled
+    assert page.inner_text("#webhook-oldest"), page.inner_text("#webhooks")
 
     # And the charts drew the runtime's invocations and the executions per minute
     charts = page.evaluate(

@@ -13,6 +13,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from localcloud.spec import FunctionSpec
+from vaultpay.shared.kernel import epoch_seconds
+from vaultpay.webhooks.model import Delivery, DeliveryStatus, Webhook, WebhookStatus
 from vaultpay_cli.console import (
     OpsConsole,
     Sample,
@@ -23,6 +25,7 @@ from vaultpay_cli.console import (
     executions_per_minute,
     lambda_totals,
     sample_rates,
+    webhook_summary,
 )
 
 pytestmark = pytest.mark.unit
@@ -174,6 +177,47 @@ def test_executions_are_counted_per_minute_and_status() -> None:
     assert counted["series"] == {"FAILED": [1, 0], "SUCCEEDED": [1, 1]}
 
 
+def _webhook(webhook_id: str, status: WebhookStatus) -> Webhook:
+    return Webhook(
+        webhook_id=webhook_id, user_id="usr_1", url="https://example.com/hooks", events=("vaultpay.*",),
+        description=None, status=status, secret_enc="enc", created_at="2026-01-31T09:00:00.000Z",
+        updated_at="2026-01-31T09:00:00.000Z",
+    )  # fmt: skip
+
+
+def _delivery(event_id: str, status: DeliveryStatus, attempts: int, created_at: str) -> Delivery:
+    return Delivery(
+        webhook_id="wh_1", user_id="usr_1", event_id=event_id, type="vaultpay.transaction.completed",
+        body="{}", status=status, attempts=attempts, created_at=created_at, next_attempt_at=None,
+    )  # fmt: skip
+
+
+def test_the_webhooks_summary_counts_deliveries_failed_attempts_endpoints_and_the_oldest_pending() -> None:
+    webhooks = [_webhook("wh_1", WebhookStatus.ENABLED), _webhook("wh_2", WebhookStatus.ENABLED),
+                _webhook("wh_3", WebhookStatus.DISABLED)]  # fmt: skip
+    deliveries = [
+        _delivery("e1", DeliveryStatus.SUCCEEDED, 1, "2026-01-31T09:30:00.000Z"),
+        _delivery("e2", DeliveryStatus.SUCCEEDED, 3, "2026-01-31T09:30:10.000Z"),  # two failed, then a 2xx
+        _delivery("e3", DeliveryStatus.PENDING, 2, "2026-01-31T09:29:00.000Z"),
+        _delivery("e4", DeliveryStatus.PENDING, 0, "2026-01-31T09:31:00.000Z"),
+        _delivery("e5", DeliveryStatus.FAILED, 12, "2026-01-30T09:30:00.000Z"),
+    ]
+    now = epoch_seconds("2026-01-31T09:32:00.000Z") + 0.5
+    assert webhook_summary(webhooks, deliveries, now) == {
+        "deliveries": {"PENDING": 2, "SUCCEEDED": 2, "FAILED": 1},
+        "attempts_failed": 2 + 2 + 12,
+        "endpoints": {"ENABLED": 2, "DISABLED": 1},
+        "oldest_pending_s": 180,  # e3, not the older e5: that one is FAILED
+    }
+    # Nothing pending has no age; no webhook at all is every count at 0
+    assert webhook_summary([], [], now) == {
+        "deliveries": {"PENDING": 0, "SUCCEEDED": 0, "FAILED": 0},
+        "attempts_failed": 0,
+        "endpoints": {"ENABLED": 0, "DISABLED": 0},
+        "oldest_pending_s": None,
+    }
+
+
 # ---- HTTP -------------------------------------------------------------------------------------------------
 
 
@@ -237,5 +281,6 @@ async def test_functions_come_from_the_runtime_and_bad_parameters_are_refused(tm
         assert unknown.status == 404 and "nope" in (await unknown.json())["error"]
         assert (await client.get("/_ops/api/logs/stack-TickFunction?limit=0")).status == 400
         assert (await client.get("/_ops/api/transfers")).status == 404  # no transfers table deployed
+        assert (await client.get("/_ops/api/webhooks")).status == 404  # nor a webhooks table
     finally:
         await client.close()
