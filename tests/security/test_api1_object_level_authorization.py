@@ -63,9 +63,30 @@ def test_another_customers_ids_answer_exactly_like_ids_that_do_not_exist_on_ever
 ) -> None:
     world = victim_and_intruder
     intruder = world["intruder"]
-    theirs = {"account_id": world["source"]["account_id"], "transfer_id": world["transfer_id"]}
-    missing = {"account_id": "acc_" + uuid.uuid4().hex, "transfer_id": "tr_" + uuid.uuid4().hex}
-    codes = {"account_id": "account_not_found", "transfer_id": "transfer_not_found"}
+    # The victim's webhook too (its deliveries and redeliveries are the victim's objects)
+    hook = world["victim"].post(
+        "/v1/webhooks", {"url": "http://127.0.0.1:9/hook", "events": ["vaultpay.account.deposited"]}
+    )
+    assert hook.status == 201, hook.body
+    theirs = {
+        "account_id": world["source"]["account_id"],
+        "transfer_id": world["transfer_id"],
+        "webhook_id": hook.body["webhook_id"],
+        "delivery_id": "dlv_" + uuid.uuid4().hex,
+    }
+    missing = {
+        "account_id": "acc_" + uuid.uuid4().hex,
+        "transfer_id": "tr_" + uuid.uuid4().hex,
+        "webhook_id": "wh_" + uuid.uuid4().hex,
+        "delivery_id": "dlv_" + uuid.uuid4().hex,
+    }
+    # A delivery is looked up under its webhook: another customer's webhook is not found first.
+    codes = {
+        "account_id": "account_not_found",
+        "transfer_id": "transfer_not_found",
+        "webhook_id": "webhook_not_found",
+        "delivery_id": "webhook_not_found",
+    }
     # Every customer route that takes an object id in its path, as the template wires them: a new one is
     # attacked here as soon as it exists (or fails below until this test knows how to fill its id). The
     # intruder is even the payee of the victim's transfer, and still may not read it.
@@ -82,6 +103,7 @@ def test_another_customers_ids_answer_exactly_like_ids_that_do_not_exist_on_ever
         attacked.append((route.method, route.path))
     assert ("GET", "/v1/accounts/{account_id}") in attacked
     assert ("GET", "/v1/transfers/{transfer_id}") in attacked
+    assert ("DELETE", "/v1/webhooks/{webhook_id}") in attacked
 
     # The ids that travel in a query or a body: listing the victim's transfers, spending from their account.
     listed = intruder.get(f"/v1/transfers?account_id={theirs['account_id']}")

@@ -36,13 +36,19 @@ def _list_operations() -> dict[str, list[str]]:
 def test_no_list_gives_more_than_a_hundred_items_a_page(api: Callable[..., Any], admin: Any) -> None:
     customer = signed_in_customer(api, device_id="greedy-client")
     account_id = open_account(customer)["account_id"]
+    # A webhook of the customer's own, for its deliveries list (never delivered to: no deposit follows)
+    hook = customer.post(
+        "/v1/webhooks", {"url": "http://127.0.0.1:9/hook", "events": ["vaultpay.account.deposited"]}
+    )
+    assert hook.status == 201, hook.body
+    webhook_id = hook.body["webhook_id"]
     operations = _list_operations()
     assert {"/v1/accounts", "/v1/transfers", "/v1/admin/audit"} <= set(operations), operations
     # What a list's required query parameters are given (a new one fails here until it is added)
     values = {"account_id": account_id, "status": "PENDING_APPROVAL"}
     for path, required in sorted(operations.items()):
         caller = admin if path.startswith("/v1/admin") else customer
-        url = path.replace("{account_id}", account_id) + "?"
+        url = path.replace("{account_id}", account_id).replace("{webhook_id}", webhook_id) + "?"
         url += "".join(f"{name}={values[name]}&" for name in required)
         # The control: the largest page is served
         assert caller.get(f"{url}limit={MAX_PAGE}").status == 200, path
