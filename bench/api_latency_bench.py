@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' HTTP helpers
 from localcloud_bench import ROOT, percentile, start_cloud, stop_cloud
 from runinfo import command_line, run_info, write_figures
-from saga_bench import Cloud, Customer, customers, send
+from saga_bench import Cloud, CompletionWatcher, Customer, customers, send
 from support.apigw import proxy_event
 from support.bank import PASSWORD, create_admin, open_account, signed_in_admin, signed_in_customer
 from support.http import ApiClient, Reply
@@ -446,10 +446,10 @@ class Bench:
         admin = self.admins[0]
         self.pool = customers(self.cloud, self.api, admin, self.args.customers, 10_000 * RUPEE)
         payees = self.pool[1:] + self.pool[:1]
-        with ThreadPoolExecutor(4) as pool:
+        with CompletionWatcher(self.cloud.state["endpoints"]) as watcher, ThreadPoolExecutor(4) as pool:
             outcomes = list(
                 pool.map(
-                    lambda pair: send(pair[0], pair[1], RUPEE, 0.25, 90.0),
+                    lambda pair: send(pair[0], pair[1], RUPEE, watcher, 90.0),
                     zip(self.pool, payees, strict=True),
                 )
             )

@@ -870,6 +870,7 @@ def main() -> None:
         ceiling,
         same,
         run,
+        single,
         executions,
         lone,
         reports,
