@@ -19,7 +19,7 @@ import typer
 
 from vaultpay_cli.context import StateDir, aws_errors, fail, stderr_console
 from vaultpay_cli.ops_history import HistoryRow, describe_error, format_time, history_rows
-from vaultpay_cli.saga_history import Execution, SagaHistory, merged_events
+from vaultpay_cli.saga_history import Execution, SagaHistory, execution_arn, merged_events
 from vaultpay_cli.target import EndpointUrl, Profile, Region, Stack, resolve_target
 
 ops_saga_app = typer.Typer(help="The transfer saga: its executions and their histories.")
@@ -247,7 +247,7 @@ def _verdict(execution: Execution, rows: list[HistoryRow]) -> str:
 
 def _review(sfn: Any, machine: str, transfer_id: str) -> dict[str, Any] | None:
     """The transfer's review execution (STANDARD, named after it), when there is one."""
-    arn = review_machine_arn(machine).replace(":stateMachine:", ":execution:", 1) + ":" + transfer_id
+    arn = execution_arn(review_machine_arn(machine), transfer_id)
     try:
         described = sfn.describe_execution(executionArn=arn)
     except (sfn.exceptions.ExecutionDoesNotExist, sfn.exceptions.InvalidArn):

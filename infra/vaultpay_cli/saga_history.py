@@ -41,6 +41,11 @@ class Execution:
     events: list[dict[str, Any]] = field(default_factory=list)
 
 
+def execution_arn(machine_arn: str, name: str) -> str:
+    """A STANDARD execution's ARN, which follows from its machine's and its name."""
+    return machine_arn.replace(":stateMachine:", ":execution:", 1) + ":" + name
+
+
 def execution_name(arn: str) -> str:
     """The name in an execution ARN: `...:execution:<machine>:<name>`, `...:express:<machine>:<name>:<id>`."""
     parts = arn.split(":")
@@ -144,7 +149,7 @@ class SagaHistory:
         return [e for e in executions_from_log(messages) if belongs_to(e.name, transfer_id)]
 
     def _of_transfer_from_api(self, transfer_id: str) -> list[Execution]:
-        arn = self.machine_arn.replace(":stateMachine:", ":execution:", 1) + ":" + transfer_id
+        arn = execution_arn(self.machine_arn, transfer_id)
         try:
             described = self.sfn.describe_execution(executionArn=arn)
         except (self.sfn.exceptions.ExecutionDoesNotExist, self.sfn.exceptions.InvalidArn):
